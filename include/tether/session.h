@@ -1,0 +1,125 @@
+/* Tether: sessions with express-session's semantics and wire format.
+ *
+ * Typical request:
+ *   tether_session *s;
+ *   if (tether_session_load(sessions, cookie_header, &s) < 0) -> answer 503 (store down)
+ *   json_t *data = tether_session_data(s);  // read and modify the application's fields
+ *   char *set_cookie = NULL;
+ *   if (tether_session_commit(s, &set_cookie) < 0) -> answer 503
+ *   if (set_cookie) -> add "Set-Cookie: <set_cookie>" to the response, then free(set_cookie)
+ *   tether_session_free(s);
+ * The save, touch and Set-Cookie rules are express-session's (docs/sessions.md). */
+#ifndef TETHER_SESSION_H
+#define TETHER_SESSION_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TETHER_SID_BYTES 24    /* 192 bits from the OS CSPRNG */
+#define TETHER_SID_LEN 32      /* base64url of 24 bytes, no padding */
+#define TETHER_SIG_LEN 43      /* base64 of HMAC-SHA256, '=' stripped */
+#define TETHER_MAX_SECRETS 16
+
+typedef enum tether_same_site {
+  TETHER_SAME_SITE_UNSET = 0, /* no SameSite attribute */
+  TETHER_SAME_SITE_STRICT,
+  TETHER_SAME_SITE_LAX,
+  TETHER_SAME_SITE_NONE
+} tether_same_site;
+
+/* express-session's cookie options. */
+typedef struct tether_cookie_options {
+  int64_t max_age_ms;    /* < 0: no maxAge, a browser-session cookie (express: maxAge null) */
+  int64_t expires_ms;    /* absolute expiry used when max_age_ms < 0; 0: none */
+  int http_only;         /* default 1 */
+  int secure;            /* default 0 */
+  tether_same_site same_site;
+  const char *domain;    /* NULL: none */
+  const char *path;      /* default "/" */
+} tether_cookie_options;
+
+typedef struct tether_session_options {
+  const char *secret[TETHER_MAX_SECRETS]; /* sign with secret[0], accept any (rotation) */
+  size_t secret_count;
+  const char *name;       /* cookie name, default "connect.sid" */
+  int resave;             /* save even when unmodified (default 0, as the seed configures it) */
+  int save_uninitialized; /* save new sessions that were not modified (default 0) */
+  int rolling;            /* send Set-Cookie on every response (default 0) */
+  tether_cookie_options cookie;
+  tether_store *store;    /* borrowed; must outlive the tether_sessions */
+} tether_session_options;
+
+typedef struct tether_sessions tether_sessions; /* a configured session manager (thread-safe) */
+typedef struct tether_session tether_session;   /* one request's session (one thread at a time) */
+
+/* Fills defaults: name connect.sid, no secret, resave/save_uninitialized/rolling off, path "/",
+ * http_only on, max_age none. */
+TETHER_EXTERN void tether_session_options_init(tether_session_options *opts);
+
+/* Copies the options (strings included). TETHER_EINVAL when no secret is given or a value is bad. */
+TETHER_EXTERN int tether_sessions_new(const tether_session_options *opts, tether_sessions **out);
+TETHER_EXTERN void tether_sessions_free(tether_sessions *sessions);
+TETHER_EXTERN tether_store *tether_sessions_store(const tether_sessions *sessions);
+
+/* Loads the session named by the request's Cookie header (may be NULL). A missing, unsigned, badly
+ * signed or malformed cookie, or a session the store does not have, gives a new session; 0 then.
+ * A store failure returns its error code with *out = NULL. */
+TETHER_EXTERN int tether_session_load(tether_sessions *sessions, const char *cookie_header,
+                                      tether_session **out);
+
+TETHER_EXTERN const char *tether_session_id(const tether_session *s);
+TETHER_EXTERN int tether_session_is_new(const tether_session *s); /* no valid session came in */
+
+/* The application's data: a JSON object without the "cookie" member; modify it in place. */
+TETHER_EXTERN json_t *tether_session_data(tether_session *s);
+
+/* Sets this session's cookie lifetime (express: req.session.cookie.maxAge = ms); < 0 for none. */
+TETHER_EXTERN void tether_session_set_max_age(tether_session *s, int64_t max_age_ms);
+/* The session's expiry (epoch ms) or 0 for a browser-session cookie. */
+TETHER_EXTERN int64_t tether_session_expires(const tether_session *s);
+
+/* Destroys the stored session and starts a new one with a new id and empty data (login). */
+TETHER_EXTERN int tether_session_regenerate(tether_session *s);
+/* Destroys the stored session; commit then saves nothing and sends no cookie (logout). */
+TETHER_EXTERN int tether_session_destroy(tether_session *s);
+/* Saves now, whatever the rules say. */
+TETHER_EXTERN int tether_session_save(tether_session *s);
+
+/* Ends the request: saves, touches or does nothing by express-session's rules, and gives the
+ * Set-Cookie header value to send (malloc'd) or NULL in *set_cookie. */
+TETHER_EXTERN int tether_session_commit(tether_session *s, char **set_cookie);
+TETHER_EXTERN void tether_session_free(tether_session *s);
+
+/* The JSON express-session stores: {"cookie":{...},<data members>} (malloc'd). */
+TETHER_EXTERN char *tether_session_serialize(const tether_session *s);
+
+/* ---- cookie primitives (cookie-signature and jshttp/cookie compatible) ---- */
+
+/* Finds the first cookie called name in a Cookie header and writes its decoded value (percent-decoded as
+ * decodeURIComponent does; raw when that fails) into out. Returns the value length, TETHER_ENOTFOUND, or
+ * TETHER_E2BIG when it does not fit in cap (with the NUL). */
+TETHER_EXTERN int tether_cookie_get(const char *header, const char *name, char *out, size_t cap);
+
+/* value + "." + base64(HMAC-SHA256(secret, value)) without '=', into out. Returns length or E2BIG. */
+TETHER_EXTERN int tether_cookie_sign(const char *value, const char *secret, char *out, size_t cap);
+
+/* Verifies "value.sig" against each secret in constant time; on success writes value into out and
+ * returns its length; TETHER_EINVAL when no secret verifies it. */
+TETHER_EXTERN int tether_cookie_unsign(const char *signed_value, const char *const *secrets, size_t n,
+                                       char *out, size_t cap);
+
+/* Writes a fresh session id: 24 bytes from the OS CSPRNG as 32 base64url characters + NUL. */
+TETHER_EXTERN int tether_session_id_generate(char out[TETHER_SID_LEN + 1]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,67 @@
+/* Tether: session stores. One interface, one implementation per file, chosen by URL:
+ *   memory:                         in-process hash table with TTL and LRU bound
+ *   sqlite:PATH                     the embedded default (WAL, several processes may share the file)
+ *   redis://[user:pass@]host:port[/db]
+ *   redis-sentinel://host:port[,host:port]/mastername[/db]
+ *   memcached://h1:p1,h2:p2,h3:p3?replicas=N
+ *   postgres://... (or postgresql://...)
+ *   dual:LOCAL+SHARED               migration: write both, read LOCAL then SHARED
+ *   jwt:                            client-side: the session travels in a signed cookie, no store
+ * Query parameters common to every URL: timeout_ms (each command), connect_timeout_ms, prefix (key prefix,
+ * default "sess:"), pool (connections), and store-specific ones documented in docs/sessions.md.
+ * Every call is thread-safe. */
+#ifndef TETHER_STORE_H
+#define TETHER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "metrics.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tether_store tether_store;
+
+/* Opens a store. On failure returns TETHER_EINVAL with a message naming what is wrong in the URL, or
+ * the error of the first connection attempt. Stores that reach a server connect lazily where they can:
+ * an unreachable server at open time is not fatal (the first operation reports it). */
+TETHER_EXTERN int tether_store_open(const char *url, tether_store **out);
+
+TETHER_EXTERN void tether_store_close(tether_store *store);
+
+/* Reads the JSON of session sid into *json (malloc'd, NUL-terminated; free() it) and its length.
+ * TETHER_ENOTFOUND when the store has no such (unexpired) session. */
+TETHER_EXTERN int tether_store_get(tether_store *store, const char *sid, char **json, size_t *len);
+
+/* Writes a session. expires_ms is the absolute expiry (epoch ms) or 0 for none, in which case the store
+ * keeps it for a day (connect-redis's rule). An expiry in the past deletes the session. */
+TETHER_EXTERN int tether_store_set(tether_store *store, const char *sid, const char *json, size_t len,
+                                   int64_t expires_ms);
+
+/* Refreshes a session's expiry without rewriting its data where the store can (Redis EXPIRE). json is
+ * the session's current value, for stores that must rewrite it. */
+TETHER_EXTERN int tether_store_touch(tether_store *store, const char *sid, const char *json, size_t len,
+                                     int64_t expires_ms);
+
+TETHER_EXTERN int tether_store_destroy(tether_store *store, const char *sid);
+
+/* Deletes expired sessions now (stores that expire by themselves return 0). Returns the count. */
+TETHER_EXTERN int tether_store_purge(tether_store *store);
+
+/* Checks that the store works (a round trip). 0 or an error with tether_last_error() set. */
+TETHER_EXTERN int tether_store_ping(tether_store *store);
+
+/* The store's kind ("redis", "sqlite", ...) and its URL without any password. */
+TETHER_EXTERN const char *tether_store_kind(const tether_store *store);
+TETHER_EXTERN const char *tether_store_url(const tether_store *store);
+
+/* True for stores that keep the session in the cookie itself (jwt:). */
+TETHER_EXTERN int tether_store_client_side(const tether_store *store);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,468 @@
+/* libtether: sessions with express-session's rules (load, generate, regenerate, destroy, save, touch,
+ * Set-Cookie) over any store. The rules are quoted in docs/sessions.md. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "store/store_impl.h"
+#include "tether/session.h"
+#include "util.h"
+
+#define SID_CAP 129
+
+struct tether_sessions {
+  char *secret[TETHER_MAX_SECRETS];
+  size_t nsecret;
+  char *name;
+  int resave, save_uninitialized, rolling;
+  tether_cookie_options cookie; /* domain and path owned */
+  tether_store *store;          /* borrowed */
+};
+
+typedef struct cookie_state {
+  int64_t original_max_age; /* ms, < 0: null */
+  int64_t expires_ms;       /* 0: none (browser-session cookie) */
+  int http_only, secure;
+  tether_same_site same_site;
+  char *domain; /* owned, or NULL */
+  char *path;   /* owned */
+} cookie_state;
+
+struct tether_session {
+  tether_sessions *mgr;
+  char id[SID_CAP];          /* req.sessionID */
+  char cookie_id[SID_CAP];   /* the id the request's cookie carried ("" when none): cookieId */
+  char original_id[SID_CAP]; /* originalId */
+  char *original_hash;       /* data as loaded or generated: originalHash */
+  char *saved_hash;          /* data as last saved or loaded (NULL: unknown): savedHash */
+  json_t *data;              /* application fields, without "cookie" */
+  cookie_state cookie;
+  int destroyed;
+  int is_new;
+};
+
+void tether_session_options_init(tether_session_options *o) {
+  memset(o, 0, sizeof(*o));
+  o->name = "connect.sid";
+  o->cookie.max_age_ms = -1;
+  o->cookie.http_only = 1;
+  o->cookie.path = "/";
+}
+
+static int token_char_ok(const char *s) {
+  /* RFC 6265 cookie-name is an RFC 7230 token */
+  if (*s == '\0') return 0;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?={}", c)) return 0;
+  }
+  return 1;
+}
+
+static int attr_ok(const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 32 || c == 127 || c == ';') return 0;
+  }
+  return 1;
+}
+
+int tether_sessions_new(const tether_session_options *o, tether_sessions **out) {
+  *out = NULL;
+  if (o->secret_count == 0 || o->secret_count > TETHER_MAX_SECRETS)
+    return tether__fail(TETHER_EINVAL, "sessions: a secret is required (1 to %d secrets)", TETHER_MAX_SECRETS);
+  for (size_t i = 0; i < o->secret_count; i++)
+    if (o->secret[i] == NULL || o->secret[i][0] == '\0')
+      return tether__fail(TETHER_EINVAL, "sessions: secret %zu is empty", i + 1);
+  const char *name = o->name ? o->name : "connect.sid";
+  if (!token_char_ok(name)) return tether__fail(TETHER_EINVAL, "sessions: cookie name '%s' is not a token", name);
+  const char *path = o->cookie.path ? o->cookie.path : "/";
+  if (!attr_ok(path) || (o->cookie.domain && !attr_ok(o->cookie.domain)))
+    return tether__fail(TETHER_EINVAL, "sessions: cookie path or domain contains a control character or ';'");
+  if (o->store == NULL) return tether__fail(TETHER_EINVAL, "sessions: no store");
+  tether_sessions *m = tether__calloc(1, sizeof(*m));
+  for (size_t i = 0; i < o->secret_count; i++) m->secret[i] = tether__strdup(o->secret[i]);
+  m->nsecret = o->secret_count;
+  m->name = tether__strdup(name);
+  m->resave = o->resave;
+  m->save_uninitialized = o->save_uninitialized;
+  m->rolling = o->rolling;
+  m->cookie = o->cookie;
+  m->cookie.path = tether__strdup(path);
+  m->cookie.domain = o->cookie.domain ? tether__strdup(o->cookie.domain) : NULL;
+  m->store = o->store;
+  *out = m;
+  return 0;
+}
+
+void tether_sessions_free(tether_sessions *m) {
+  if (m == NULL) return;
+  for (size_t i = 0; i < m->nsecret; i++) free(m->secret[i]);
+  free(m->name);
+  free((char *)m->cookie.path);
+  free((char *)m->cookie.domain);
+  free(m);
+}
+
+tether_store *tether_sessions_store(const tether_sessions *m) { return m->store; }
+
+static char *hash_data(const json_t *data) {
+  return json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+}
+
+static int same(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+
+static void cookie_reset(tether_session *s) {
+  const tether_cookie_options *c = &s->mgr->cookie;
+  free(s->cookie.domain);
+  free(s->cookie.path);
+  s->cookie.http_only = c->http_only;
+  s->cookie.secure = c->secure;
+  s->cookie.same_site = c->same_site;
+  s->cookie.domain = c->domain ? tether__strdup(c->domain) : NULL;
+  s->cookie.path = tether__strdup(c->path);
+  int64_t now = tether_now_ms();
+  if (c->max_age_ms >= 0) {
+    s->cookie.original_max_age = c->max_age_ms;
+    s->cookie.expires_ms = now + c->max_age_ms;
+  } else if (c->expires_ms > 0) {
+    s->cookie.original_max_age = c->expires_ms - now;
+    s->cookie.expires_ms = c->expires_ms;
+  } else {
+    s->cookie.original_max_age = -1;
+    s->cookie.expires_ms = 0;
+  }
+}
+
+/* store.generate: a new id, empty data, the configured cookie. */
+static void generate(tether_session *s) {
+  tether_session_id_generate(s->id);
+  json_decref(s->data);
+  s->data = json_object();
+  cookie_reset(s);
+  s->is_new = 1;
+  tether__count(s->mgr->store, TETHER__C_CREATED);
+}
+
+/* Parses express-session's stored JSON into s (data + cookie). TETHER_ECORRUPT on anything else. */
+static int inflate(tether_session *s, const char *json, size_t len) {
+  json_error_t jerr;
+  json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+  if (root == NULL || !json_is_object(root)) {
+    json_decref(root);
+    return tether__fail(TETHER_ECORRUPT, "stored session is not a JSON object (%s)", root ? "" : jerr.text);
+  }
+  json_t *c = json_object_get(root, "cookie");
+  if (!json_is_object(c)) {
+    json_decref(root);
+    return tether__fail(TETHER_ECORRUPT, "stored session has no cookie object");
+  }
+  cookie_state cs = {.original_max_age = -1, .http_only = 1};
+  json_t *v = json_object_get(c, "originalMaxAge");
+  if (json_is_number(v)) cs.original_max_age = (int64_t)json_number_value(v);
+  else if (v && !json_is_null(v)) goto corrupt;
+  v = json_object_get(c, "expires");
+  if (json_is_string(v)) {
+    if (tether__parse_iso8601(json_string_value(v), &cs.expires_ms) < 0) goto corrupt;
+  } else if (v && !json_is_null(v)) {
+    goto corrupt;
+  }
+  v = json_object_get(c, "httpOnly");
+  if (v) cs.http_only = json_is_true(v);
+  v = json_object_get(c, "secure");
+  if (v) cs.secure = json_is_true(v);
+  v = json_object_get(c, "sameSite");
+  if (json_is_true(v)) cs.same_site = TETHER_SAME_SITE_STRICT;
+  else if (json_is_string(v)) {
+    const char *ss = json_string_value(v);
+    cs.same_site = !strcasecmp(ss, "strict") ? TETHER_SAME_SITE_STRICT
+                   : !strcasecmp(ss, "lax")  ? TETHER_SAME_SITE_LAX
+                   : !strcasecmp(ss, "none") ? TETHER_SAME_SITE_NONE
+                                             : TETHER_SAME_SITE_UNSET;
+  }
+  v = json_object_get(c, "domain");
+  if (json_is_string(v) && attr_ok(json_string_value(v))) cs.domain = tether__strdup(json_string_value(v));
+  v = json_object_get(c, "path");
+  cs.path = tether__strdup(json_is_string(v) && attr_ok(json_string_value(v)) ? json_string_value(v) : "/");
+  if (cs.expires_ms != 0 && cs.expires_ms <= tether_now_ms()) {
+    free(cs.domain);
+    free(cs.path);
+    json_decref(root);
+    return TETHER_ENOTFOUND; /* expired: not lost, just over */
+  }
+  json_object_del(root, "cookie");
+  free(s->cookie.domain);
+  free(s->cookie.path);
+  s->cookie = cs;
+  json_decref(s->data);
+  s->data = root;
+  return 0;
+corrupt:
+  json_decref(root);
+  return tether__fail(TETHER_ECORRUPT, "stored session has a malformed cookie object");
+}
+
+/* The id a signed session cookie carries, or "" when there is none that verifies. For client-side
+ * stores the cookie is the token itself and is decoded into s. */
+static int read_cookie(tether_session *s, const char *header, char **client_json) {
+  tether_sessions *m = s->mgr;
+  s->cookie_id[0] = '\0';
+  if (header == NULL) return 0;
+  size_t cap = strlen(header) + 1;
+  char *raw = tether__malloc(cap);
+  int n = tether_cookie_get(header, m->name, raw, cap);
+  if (n <= 0) goto done;
+  if (tether_store_client_side(m->store)) {
+    char *sid = NULL;
+    if (tether__jwt_cookie_decode(raw, (const char *const *)m->secret, m->nsecret, &sid, client_json) == 0) {
+      if (tether__sid_valid(sid)) snprintf(s->cookie_id, SID_CAP, "%s", sid);
+      else {
+        free(*client_json);
+        *client_json = NULL;
+      }
+    } else {
+      tether__log(TETHER_LOG_DEBUG, "session cookie token rejected: %s", tether_last_error());
+    }
+    free(sid);
+    goto done;
+  }
+  if (strncmp(raw, "s:", 2) != 0) goto done; /* unsigned cookie: ignored */
+  char *val = tether__malloc(cap);
+  int vl = tether_cookie_unsign(raw + 2, (const char *const *)m->secret, m->nsecret, val, cap);
+  if (vl > 0 && vl < SID_CAP && tether__sid_valid(val)) memcpy(s->cookie_id, val, (size_t)vl + 1);
+  free(val);
+done:
+  free(raw);
+  return 0;
+}
+
+int tether_session_load(tether_sessions *m, const char *header, tether_session **out) {
+  *out = NULL;
+  tether_session *s = tether__calloc(1, sizeof(*s));
+  s->mgr = m;
+  char *json = NULL;
+  size_t len = 0;
+  int rc = 0;
+  read_cookie(s, header, &json);
+  if (s->cookie_id[0] != '\0') {
+    if (!tether_store_client_side(m->store)) {
+      rc = tether_store_get(m->store, s->cookie_id, &json, &len);
+      if (rc < 0 && rc != TETHER_ENOTFOUND) goto fail;
+    } else {
+      len = json ? strlen(json) : 0;
+      rc = json ? 0 : TETHER_ENOTFOUND;
+    }
+    if (rc == 0) {
+      rc = inflate(s, json, len);
+      if (rc == TETHER_ECORRUPT) {
+        tether__log(TETHER_LOG_WARN, "session %.6s...: %s; starting a new session", s->cookie_id,
+                    tether_last_error());
+        tether__count(m->store, TETHER__C_MISSING);
+        tether__count(m->store, TETHER__C_ERRORS);
+      }
+    } else {
+      tether__count(m->store, TETHER__C_MISSING);
+    }
+    if (rc == 0) {
+      memcpy(s->id, s->cookie_id, SID_CAP);
+      tether__count(m->store, TETHER__C_LOADED);
+    }
+  }
+  free(json);
+  if (s->data == NULL) generate(s);
+  memcpy(s->original_id, s->id, SID_CAP);
+  s->original_hash = hash_data(s->data);
+  if (!s->is_new && !m->resave) s->saved_hash = tether__strdup(s->original_hash);
+  *out = s;
+  return 0;
+fail:
+  free(json);
+  tether_session_free(s);
+  return rc;
+}
+
+const char *tether_session_id(const tether_session *s) { return s->id; }
+int tether_session_is_new(const tether_session *s) { return s->is_new; }
+json_t *tether_session_data(tether_session *s) { return s->data; }
+int64_t tether_session_expires(const tether_session *s) { return s->cookie.expires_ms; }
+
+void tether_session_set_max_age(tether_session *s, int64_t ms) {
+  s->cookie.original_max_age = ms < 0 ? -1 : ms;
+  s->cookie.expires_ms = ms < 0 ? 0 : tether_now_ms() + ms;
+}
+
+static void touch_cookie(tether_session *s) {
+  if (s->cookie.original_max_age >= 0) s->cookie.expires_ms = tether_now_ms() + s->cookie.original_max_age;
+}
+
+char *tether_session_serialize(const tether_session *s) {
+  json_t *c = json_object();
+  json_object_set_new(c, "originalMaxAge",
+                      s->cookie.original_max_age >= 0 ? json_integer(s->cookie.original_max_age) : json_null());
+  if (s->cookie.expires_ms) {
+    char iso[32];
+    tether__iso8601(s->cookie.expires_ms, iso);
+    json_object_set_new(c, "expires", json_string(iso));
+  }
+  json_object_set_new(c, "secure", json_boolean(s->cookie.secure));
+  json_object_set_new(c, "httpOnly", json_boolean(s->cookie.http_only));
+  if (s->cookie.domain) json_object_set_new(c, "domain", json_string(s->cookie.domain));
+  json_object_set_new(c, "path", json_string(s->cookie.path));
+  static const char *ss[] = {NULL, "strict", "lax", "none"};
+  if (s->cookie.same_site) json_object_set_new(c, "sameSite", json_string(ss[s->cookie.same_site]));
+  json_t *root = json_object();
+  json_object_set_new(root, "cookie", c);
+  const char *k;
+  json_t *v;
+  json_object_foreach(s->data, k, v) {
+    if (strcmp(k, "cookie") != 0) json_object_set(root, k, v);
+  }
+  char *out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(root);
+  return out;
+}
+
+static int store_save(tether_session *s) {
+  tether_store *st = s->mgr->store;
+  if (tether_store_client_side(st)) {
+    tether__count(st, TETHER__C_SAVED); /* the Set-Cookie carries it */
+    return 0;
+  }
+  char *json = tether_session_serialize(s);
+  int rc = tether_store_set(st, s->id, json, strlen(json), s->cookie.expires_ms);
+  free(json);
+  return rc;
+}
+
+int tether_session_save(tether_session *s) {
+  if (s->destroyed) return tether__fail(TETHER_EINVAL, "session was destroyed");
+  int rc = store_save(s);
+  if (rc == 0) {
+    free(s->saved_hash);
+    s->saved_hash = hash_data(s->data);
+  }
+  return rc;
+}
+
+int tether_session_regenerate(tether_session *s) {
+  tether_store *st = s->mgr->store;
+  int rc = 0;
+  if (!s->is_new && !tether_store_client_side(st)) rc = tether_store_destroy(st, s->id);
+  if (rc < 0) return rc;
+  generate(s);
+  s->destroyed = 0;
+  return 0;
+}
+
+int tether_session_destroy(tether_session *s) {
+  tether_store *st = s->mgr->store;
+  int rc = 0;
+  if (!tether_store_client_side(st)) rc = tether_store_destroy(st, s->id);
+  else tether__count(st, TETHER__C_DESTROYED);
+  if (rc == 0) s->destroyed = 1;
+  return rc;
+}
+
+static int is_modified(const tether_session *s, const char *hash) {
+  return strcmp(s->original_id, s->id) != 0 || !same(s->original_hash, hash);
+}
+
+static int is_saved(const tether_session *s, const char *hash) {
+  return strcmp(s->original_id, s->id) == 0 && same(s->saved_hash, hash);
+}
+
+static int should_save(const tether_session *s, const char *hash) {
+  const tether_sessions *m = s->mgr;
+  if (!m->save_uninitialized && s->saved_hash == NULL && strcmp(s->cookie_id, s->id) != 0)
+    return is_modified(s, hash);
+  return !is_saved(s, hash);
+}
+
+static int should_set_cookie(const tether_session *s, const char *hash) {
+  const tether_sessions *m = s->mgr;
+  if (strcmp(s->cookie_id, s->id) != 0) return m->save_uninitialized || is_modified(s, hash);
+  return m->rolling || (s->cookie.expires_ms != 0 && is_modified(s, hash));
+}
+
+static char *set_cookie_value(tether_session *s, int *err) {
+  tether_sessions *m = s->mgr;
+  tether__buf b = {0};
+  tether__buf_appendf(&b, "%s=", m->name);
+  if (tether_store_client_side(m->store)) {
+    char *json = tether_session_serialize(s);
+    char *tok = tether__jwt_cookie_encode(s->id, json, s->cookie.expires_ms, m->secret[0], err);
+    free(json);
+    if (tok == NULL) {
+      tether__buf_free(&b);
+      return NULL;
+    }
+    tether__buf_append(&b, tok, strlen(tok));
+    free(tok);
+  } else {
+    char signed_val[SID_CAP + TETHER_SIG_LEN + 4];
+    tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
+    tether__buf_appendf(&b, "s%%3A");
+    for (const char *p = signed_val; *p; p++) {
+      if (*p == '+') tether__buf_appendf(&b, "%%2B");
+      else if (*p == '/') tether__buf_appendf(&b, "%%2F");
+      else if (*p == '=') tether__buf_appendf(&b, "%%3D");
+      else tether__buf_append(&b, p, 1);
+    }
+  }
+  if (s->cookie.domain) tether__buf_appendf(&b, "; Domain=%s", s->cookie.domain);
+  tether__buf_appendf(&b, "; Path=%s", s->cookie.path);
+  if (s->cookie.expires_ms) {
+    char date[40];
+    tether__http_date(s->cookie.expires_ms, date);
+    tether__buf_appendf(&b, "; Expires=%s", date);
+  }
+  if (s->cookie.http_only) tether__buf_appendf(&b, "; HttpOnly");
+  if (s->cookie.secure) tether__buf_appendf(&b, "; Secure");
+  static const char *ss[] = {NULL, "Strict", "Lax", "None"};
+  if (s->cookie.same_site) tether__buf_appendf(&b, "; SameSite=%s", ss[s->cookie.same_site]);
+  return b.data;
+}
+
+int tether_session_commit(tether_session *s, char **set_cookie) {
+  *set_cookie = NULL;
+  if (s->destroyed) return 0;
+  tether_store *st = s->mgr->store;
+  char *hash = hash_data(s->data);
+  int rc = 0;
+  int send_cookie = should_set_cookie(s, hash);
+  touch_cookie(s);
+  if (should_save(s, hash)) {
+    rc = tether_session_save(s);
+    if (tether_store_client_side(st)) send_cookie = 1;
+  } else if (strcmp(s->cookie_id, s->id) == 0) {
+    if (tether_store_client_side(st)) {
+      /* the token carries the expiry: refreshing it means sending a new one */
+      if (s->cookie.expires_ms != 0) {
+        send_cookie = 1;
+        tether__count(st, TETHER__C_TOUCHED);
+      }
+    } else {
+      char *json = tether_session_serialize(s);
+      rc = tether_store_touch(st, s->id, json, strlen(json), s->cookie.expires_ms);
+      free(json);
+    }
+  }
+  free(hash);
+  if (rc < 0) return rc;
+  if (send_cookie) {
+    int err = 0;
+    *set_cookie = set_cookie_value(s, &err);
+    if (*set_cookie == NULL) return err;
+  }
+  return 0;
+}
+
+void tether_session_free(tether_session *s) {
+  if (s == NULL) return;
+  json_decref(s->data);
+  free(s->original_hash);
+  free(s->saved_hash);
+  free(s->cookie.domain);
+  free(s->cookie.path);
+  free(s);
+}

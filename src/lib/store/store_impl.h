@@ -1,0 +1,115 @@
+/* libtether internals: the interface every store implements, URL parsing, and shared helpers. */
+#ifndef TETHER_STORE_IMPL_H
+#define TETHER_STORE_IMPL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tether/metrics.h"
+#include "tether/store.h"
+
+/* Counters kept per store; session.c and store.c increment them. */
+typedef enum tether__counter {
+  TETHER__C_CREATED = 0,
+  TETHER__C_LOADED,
+  TETHER__C_MISSING,
+  TETHER__C_SAVED,
+  TETHER__C_TOUCHED,
+  TETHER__C_DESTROYED,
+  TETHER__C_ERRORS,
+  TETHER__C_READS_LOCAL,
+  TETHER__C_READS_SHARED,
+  TETHER__C_COUNT
+} tether__counter;
+
+typedef struct tether__store_ops {
+  const char *kind; /* "redis", "sqlite", ... as tether_store_kind() returns */
+  /* Parses url (the whole URL as given) and sets st->impl; fails with TETHER_EINVAL and a message
+   * naming the bad part. */
+  int (*open)(tether_store *st, const char *url);
+  void (*close)(tether_store *st);
+  int (*get)(tether_store *st, const char *sid, char **json, size_t *len);
+  int (*set)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms);
+  int (*touch)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms);
+  int (*destroy)(tether_store *st, const char *sid);
+  int (*purge)(tether_store *st); /* NULL: the store expires entries by itself */
+  int (*ping)(tether_store *st);
+  int client_side;                /* jwt: sessions live in the cookie */
+} tether__store_ops;
+
+struct tether_store {
+  const tether__store_ops *ops;
+  void *impl;        /* the implementation's state */
+  char *url;         /* as given, with any password replaced by "***" */
+  _Atomic uint64_t counters[TETHER__C_COUNT];
+  _Atomic uint64_t lat_buckets[TETHER_OP_COUNT][TETHER_LATENCY_BUCKETS + 1];
+  _Atomic uint64_t lat_count[TETHER_OP_COUNT];
+  _Atomic uint64_t lat_sum_us[TETHER_OP_COUNT];
+};
+
+extern const tether__store_ops tether__store_memory;
+extern const tether__store_ops tether__store_sqlite;
+extern const tether__store_ops tether__store_redis;
+extern const tether__store_ops tether__store_redis_sentinel;
+extern const tether__store_ops tether__store_memcached;
+extern const tether__store_ops tether__store_postgres;
+extern const tether__store_ops tether__store_dual;
+extern const tether__store_ops tether__store_jwt;
+
+static inline void tether__count(tether_store *st, tether__counter c) {
+  atomic_fetch_add_explicit(&st->counters[c], 1, memory_order_relaxed);
+}
+
+/* connect-redis's TTL rule: seconds until expires_ms rounded up, or 86400 when there is no expiry.
+ * A result <= 0 means the session has expired and must be deleted, not written. */
+int64_t tether__ttl_seconds(int64_t expires_ms, int64_t now_ms);
+
+/* ---- URLs ---- */
+
+#define TETHER__URL_MAX_HOSTS 16
+#define TETHER__URL_MAX_PARAMS 16
+
+typedef struct tether__url_host {
+  char *host; /* without brackets for IPv6 literals */
+  int port;   /* 0 when absent */
+} tether__url_host;
+
+typedef struct tether__url {
+  char *scheme;   /* lower-case, without ':' */
+  char *user;     /* percent-decoded, or NULL */
+  char *password; /* percent-decoded, or NULL */
+  tether__url_host hosts[TETHER__URL_MAX_HOSTS];
+  size_t nhosts;
+  char *path;     /* after the authority, without the leading '/', percent-decoded ("" when none);
+                   * for URLs without "//" (sqlite:PATH) everything before '?' */
+  struct {
+    char *key;
+    char *value;
+  } params[TETHER__URL_MAX_PARAMS];
+  size_t nparams;
+} tether__url;
+
+/* Parses scheme://[user[:password]@]host[:port][,host[:port]...][/path][?k=v&...] and
+ * scheme:opaque[?k=v&...]. Messages name the URL part at fault. */
+int tether__url_parse(const char *text, tether__url *url);
+void tether__url_free(tether__url *url);
+/* Fails with a message for any parameter not in allowed (NULL-terminated). */
+int tether__url_check_params(const tether__url *url, const char *const *allowed);
+const char *tether__url_param(const tether__url *url, const char *key);
+/* An integer parameter within [min, max], or def when absent. */
+int tether__url_param_int(const tether__url *url, const char *key, long def, long min, long max, long *out);
+/* A copy of text with the password replaced by "***". */
+char *tether__url_redact(const char *text);
+
+/* ---- pieces of the client-side store used by session.c ---- */
+
+/* Encodes a session (its JSON) as the cookie value: a compact HS256 JWT signed with secret. Returns a
+ * malloc'd token, or NULL with TETHER_E2BIG set in *err when it would exceed 4096 bytes. */
+char *tether__jwt_cookie_encode(const char *sid, const char *json, int64_t expires_ms, const char *secret,
+                                int *err);
+/* Verifies a token with any of the secrets and checks its expiry; gives the sid and the JSON. */
+int tether__jwt_cookie_decode(const char *token, const char *const *secrets, size_t n, char **sid,
+                              char **json);
+
+#endif
