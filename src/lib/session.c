@@ -261,6 +261,8 @@ int tether_session_load(tether_sessions *m, const char *header, tether_session *
         tether__count(m->store, TETHER__C_ERRORS);
       }
     } else {
+      tether__log(TETHER_LOG_INFO, "session %.6s...: signed cookie but no such session in the %s store (lost)",
+                  s->cookie_id, tether_store_kind(m->store));
       tether__count(m->store, TETHER__C_MISSING);
     }
     if (rc == 0) {
@@ -423,10 +425,24 @@ static char *set_cookie_value(tether_session *s, int *err) {
   return b.data;
 }
 
+/* Logout with a client-side store: the token is the session, so the browser must drop it. */
+static char *clear_cookie_value(tether_session *s) {
+  tether__buf b = {0};
+  tether__buf_appendf(&b, "%s=", s->mgr->name);
+  if (s->cookie.domain) tether__buf_appendf(&b, "; Domain=%s", s->cookie.domain);
+  tether__buf_appendf(&b, "; Path=%s; Expires=Thu, 01 Jan 1970 00:00:00 GMT", s->cookie.path);
+  if (s->cookie.http_only) tether__buf_appendf(&b, "; HttpOnly");
+  if (s->cookie.secure) tether__buf_appendf(&b, "; Secure");
+  return b.data;
+}
+
 int tether_session_commit(tether_session *s, char **set_cookie) {
   *set_cookie = NULL;
-  if (s->destroyed) return 0;
   tether_store *st = s->mgr->store;
+  if (s->destroyed) {
+    if (tether_store_client_side(st) && s->cookie_id[0] != '\0') *set_cookie = clear_cookie_value(s);
+    return 0;
+  }
   char *hash = hash_data(s->data);
   int rc = 0;
   int send_cookie = should_set_cookie(s, hash);

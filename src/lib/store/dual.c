@@ -97,10 +97,13 @@ static int dual_set(tether_store *st, const char *sid, const char *json, size_t 
   return rs;
 }
 
+/* A touch writes the whole session to SHARED (not just its expiry): a session that lived only in LOCAL
+ * before dual-write began reaches SHARED on its next request, so switching to SHARED only loses no
+ * active session. */
 static int dual_touch(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
   dual *d = st->impl;
   tether_store_touch(d->local, sid, json, len, expires_ms);
-  return tether_store_touch(d->shared, sid, json, len, expires_ms);
+  return tether_store_set(d->shared, sid, json, len, expires_ms);
 }
 
 static int dual_destroy(tether_store *st, const char *sid) {
