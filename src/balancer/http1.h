@@ -1,0 +1,96 @@
+/* The balancer's HTTP/1.1 parser: strict, incremental, in place. A head is parsed once it is complete
+ * (the caller keeps appending bytes and asks again); names and values are slices into the caller's
+ * buffer, nothing is copied. Bodies are framed by tether__h1_body_* (Content-Length, chunked with
+ * trailers, or until close), validating chunked framing byte by byte so it can be forwarded as is.
+ * Everything that request smuggling and header abuse are made of is refused with a status. */
+#ifndef TETHER_BALANCER_HTTP1_H
+#define TETHER_BALANCER_HTTP1_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tether__slice {
+  const char *p;
+  size_t n;
+} tether__slice;
+
+#define TETHER__H1_MAX_HEADERS 100
+
+typedef struct tether__h1_header {
+  tether__slice name;
+  tether__slice value; /* leading and trailing whitespace removed */
+} tether__h1_header;
+
+typedef struct tether__h1_limits {
+  size_t max_head;    /* request line + headers (431 past it; 400 for a response's 502) */
+  size_t max_uri;     /* request target (414 past it) */
+  size_t max_headers; /* header count, at most TETHER__H1_MAX_HEADERS */
+} tether__h1_limits;
+
+#define TETHER__H1_DEFAULT_LIMITS {.max_head = 16384, .max_uri = 8192, .max_headers = 100}
+
+/* How the body that follows the head is framed. */
+typedef enum tether__h1_framing {
+  TETHER__H1_NO_BODY = 0,   /* nothing follows (GET without length, HEAD responses, 1xx/204/304) */
+  TETHER__H1_LENGTH,        /* exactly content_length bytes */
+  TETHER__H1_CHUNKED,       /* chunked, ended by a zero chunk and trailers */
+  TETHER__H1_UNTIL_CLOSE    /* responses only: until the server closes */
+} tether__h1_framing;
+
+typedef struct tether__h1_msg {
+  /* request line or status line */
+  tether__slice method;   /* requests */
+  tether__slice target;   /* requests */
+  int status;             /* responses */
+  tether__slice reason;   /* responses */
+  int version_minor;      /* HTTP/1.x: 0 or 1 */
+  tether__h1_header headers[TETHER__H1_MAX_HEADERS];
+  size_t nheaders;
+  size_t head_len;        /* bytes of the head, CRLF CRLF included */
+  /* what the headers mean */
+  tether__h1_framing framing;
+  uint64_t content_length;
+  int keep_alive;         /* the connection may carry another message after this one */
+  int expect_continue;    /* Expect: 100-continue */
+  int upgrade;            /* Connection: upgrade with an Upgrade header */
+  tether__slice host;     /* Host header (requests) */
+  int is_head;            /* method HEAD */
+} tether__h1_msg;
+
+/* Parses a request head from buf[0..len). Returns head_len (> 0) when complete, 0 when more bytes are
+ * needed, or the negated HTTP status to answer before closing: -400 malformed or smuggling-shaped,
+ * -414 target too long, -431 head too large or too many headers, -501 an unknown transfer coding. */
+int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limits *lim, tether__h1_msg *m);
+
+/* Parses a response head. req_is_head: the request was HEAD (no body follows whatever the headers say).
+ * Returns head_len, 0 for more, or -502 when the response is malformed or too large. 1xx responses
+ * (other than 101) are heads without a body; the caller forwards them and parses again. */
+int tether__h1_parse_response(const char *buf, size_t len, const tether__h1_limits *lim, int req_is_head,
+                              tether__h1_msg *m);
+
+/* The value of the first header called name (case-insensitive), or a slice with p == NULL. */
+tether__slice tether__h1_header_get(const tether__h1_msg *m, const char *name);
+
+/* ---- bodies ---- */
+
+typedef struct tether__h1_body {
+  tether__h1_framing framing;
+  uint64_t remaining; /* LENGTH: bytes left; CHUNKED: bytes left in the current chunk's data */
+  int state;          /* CHUNKED: where in the framing we are */
+  uint64_t chunk_size;/* CHUNKED: size being parsed */
+  size_t line_len;    /* CHUNKED: length of the size line or trailer line so far (bounded) */
+  uint64_t total;     /* body bytes seen (data only for chunked) */
+  int done;           /* the body is complete */
+} tether__h1_body;
+
+void tether__h1_body_init(tether__h1_body *b, const tether__h1_msg *m);
+
+/* Consumes up to len bytes of body (framing included for chunked: they are forwarded verbatim).
+ * Returns the number of bytes that belong to this body (< len when it ended inside buf; the rest is the
+ * next message), or -400 for bad chunked framing. Sets b->done at the end. UNTIL_CLOSE never ends
+ * here: the caller ends it at EOF. */
+int64_t tether__h1_body_feed(tether__h1_body *b, const char *buf, size_t len);
+
+int tether__h1_token_eq(tether__slice s, const char *lit); /* case-insensitive equality */
+
+#endif
