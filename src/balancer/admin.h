@@ -1,0 +1,30 @@
+/* The balancer's control plane, on the main thread's loop: the admin listener (metrics, status, server
+ * state changes) and active health checks. */
+#ifndef TETHER_BALANCER_ADMIN_H
+#define TETHER_BALANCER_ADMIN_H
+
+#include <uv.h>
+
+#include "worker.h"
+
+typedef struct tether__control {
+  uv_loop_t *loop;
+  tether__worker *workers;
+  int nworkers;
+  tether__runtime *rt; /* current (a reference held) */
+  uv_tcp_t admin;
+  int admin_open;
+  void *checks;        /* health checkers of rt */
+  int nchecks;
+} tether__control;
+
+int tether__admin_start(tether__control *ctl);
+void tether__admin_stop(tether__control *ctl);
+/* Prometheus text and JSON status (malloc'd). */
+char *tether__metrics_text(tether__control *ctl);
+char *tether__status_json(tether__control *ctl);
+
+void tether__health_start(tether__control *ctl);
+void tether__health_stop(tether__control *ctl);
+
+#endif

@@ -1,0 +1,119 @@
+/* The balancer's configuration: nginx's syntax (directives, blocks, '#' comments, quoted strings, sizes
+ * like 16k and times like 10s), read into one immutable struct that workers share read-only and that a
+ * reload replaces whole. Every error names file:line and a reason. */
+#ifndef TETHER_BALANCER_CONFIG_H
+#define TETHER_BALANCER_CONFIG_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define TETHER__CF_MAX_SERVERS 64
+#define TETHER__CF_MAX_UPSTREAMS 32
+#define TETHER__CF_MAX_LOCATIONS 64
+#define TETHER__CF_MAX_REALIP 32
+
+typedef struct tether__addr {
+  struct sockaddr_storage sa;
+  socklen_t len;
+  char text[64]; /* as written: "127.0.0.1:9001" */
+} tether__addr;
+
+typedef enum tether__balance_kind {
+  TETHER__BALANCE_ROUND_ROBIN = 0, /* smooth weighted round robin, nginx's default */
+  TETHER__BALANCE_LEAST_CONN,
+  TETHER__BALANCE_RANDOM_TWO       /* power of two choices */
+} tether__balance_kind;
+
+typedef struct tether__cf_server {
+  tether__addr addr;
+  char name[64];          /* the address as written: the name nginx's consistent hash uses */
+  int weight;             /* default 1 */
+  int max_fails;          /* default 1; 0 disables passive health accounting */
+  int64_t fail_timeout_ms;/* default 10 s */
+  int backup;
+  int down;
+  int64_t slow_start_ms;  /* ramp-up after recovery, 0: none */
+} tether__cf_server;
+
+typedef struct tether__cf_health {
+  int enabled;
+  char uri[256];
+  int64_t interval_ms;
+  int fails;              /* consecutive failures to mark down */
+  int passes;             /* consecutive successes to mark up */
+  int status_min, status_max; /* accepted statuses, default 200-399 */
+  int64_t timeout_ms;
+} tether__cf_health;
+
+typedef struct tether__cf_upstream {
+  char name[64];
+  tether__cf_server servers[TETHER__CF_MAX_SERVERS];
+  size_t nservers;
+  tether__balance_kind balance;
+  int keepalive;          /* idle connections kept per worker, 0: none */
+  tether__cf_health health;
+  int line;
+} tether__cf_upstream;
+
+typedef struct tether__cf_location {
+  char prefix[256];
+  int exact;              /* "location = /x" */
+  int upstream;           /* index into upstreams, or -1 with a return */
+  int return_status;      /* "return 200 text;" for simple answers, 0: proxy */
+  char return_body[256];
+} tether__cf_location;
+
+typedef struct tether__cidr {
+  struct sockaddr_storage net;
+  int bits;
+} tether__cidr;
+
+typedef struct tether__config {
+  char file[512];
+  int workers;            /* worker_processes: threads */
+  tether__addr listen[8];
+  size_t nlisten;
+  tether__addr admin;     /* admin_listen; admin.len == 0 when absent */
+  tether__cf_upstream upstreams[TETHER__CF_MAX_UPSTREAMS];
+  size_t nupstreams;
+  tether__cf_location locations[TETHER__CF_MAX_LOCATIONS];
+  size_t nlocations;
+  /* limits and timeouts */
+  size_t client_header_buffer;      /* 431 past it */
+  size_t large_uri;                 /* 414 past it */
+  uint64_t client_max_body_size;    /* 413 past it, 0: unlimited */
+  int64_t client_header_timeout_ms; /* 408 */
+  int64_t client_body_timeout_ms;
+  int64_t keepalive_timeout_ms;     /* idle client connections */
+  int64_t proxy_connect_timeout_ms;
+  int64_t proxy_read_timeout_ms;
+  int64_t proxy_send_timeout_ms;
+  int proxy_next_upstream_tries;    /* 0: as many as servers */
+  int64_t shutdown_grace_ms;        /* SIGTERM: in-flight requests get this long */
+  int add_forwarded;                /* also add RFC 7239 Forwarded */
+  tether__cidr real_ip_from[TETHER__CF_MAX_REALIP];
+  size_t nreal_ip_from;
+  int real_ip_proxy_protocol;       /* real_ip_header proxy_protocol */
+  char access_log[512];             /* "" off */
+  int access_log_json;
+  char error_log[512];              /* "" stderr */
+} tether__config;
+
+/* Reads and checks a configuration. On failure returns -1 and writes "file:line: reason" lines (one per
+ * error found) into err. */
+int tether__config_load(const char *path, tether__config *cf, char *err, size_t errlen);
+int tether__config_parse(const char *path, const char *text, size_t len, tether__config *cf, char *err,
+                         size_t errlen);
+
+/* Parses "host:port", "*:port", "port", "[v6]:port". */
+int tether__addr_parse(const char *text, tether__addr *a);
+/* "16k" -> 16384; "1m"; plain bytes. -1 on error. */
+int64_t tether__parse_size(const char *s);
+/* "10s" -> 10000; "500ms", "1m", "1h", "1d"; plain = seconds. -1 on error. */
+int64_t tether__parse_time_ms(const char *s);
+int tether__cidr_parse(const char *s, tether__cidr *c);
+int tether__cidr_match(const tether__cidr *c, const struct sockaddr *sa);
+
+#endif

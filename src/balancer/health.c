@@ -1,0 +1,167 @@
+/* Active health checks (health_check in an upstream): every interval, per server, connect, send
+ * GET uri, read the status line; `fails` failures in a row mark the server down, `passes` successes
+ * mark it up again (slow start then ramps its weight). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/util.h"
+#include "admin.h"
+
+typedef struct checker {
+  tether__control *ctl;
+  const tether__cf_upstream *cu;
+  const tether__cf_server *cs;
+  tether__server_state *srv;
+  uv_timer_t interval;
+  uv_timer_t timeout;
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  uv_write_t write_req;
+  char req[512];
+  char buf[512];
+  size_t len;
+  int busy;       /* a check is in flight (tcp open) */
+  int stopping;
+  int handles;    /* open handles, for freeing */
+} checker;
+
+static void handle_closed(uv_handle_t *h) {
+  checker *k = h->data;
+  if (--k->handles == 0 && k->stopping) free(k);
+}
+
+static void result(checker *k, int ok, const char *why) {
+  tether__server_state *s = k->srv;
+  int up = atomic_load(&s->health_up);
+  if (ok == up) {
+    atomic_store(&s->health_streak, 0);
+  } else {
+    int streak = atomic_fetch_add(&s->health_streak, 1) + 1;
+    if (streak >= (ok ? k->cu->health.passes : k->cu->health.fails)) {
+      atomic_store(&s->health_up, ok);
+      atomic_store(&s->health_streak, 0);
+      if (ok) atomic_store(&s->up_since_ms, tether_now_ms());
+      tether__log(ok ? TETHER_LOG_INFO : TETHER_LOG_WARN, "upstream %s: server %s is %s (health check: %s)",
+                  s->upstream, s->name, ok ? "up" : "down", why);
+    }
+  }
+}
+
+static void end_check(checker *k, int ok, const char *why) {
+  if (!k->busy) return;
+  k->busy = 0;
+  uv_timer_stop(&k->timeout);
+  if (!uv_is_closing((uv_handle_t *)&k->tcp)) uv_close((uv_handle_t *)&k->tcp, handle_closed);
+  if (!k->stopping) result(k, ok, why);
+}
+
+static void on_timeout(uv_timer_t *t) { end_check(t->data, 0, "timeout"); }
+
+static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *buf) {
+  (void)s;
+  checker *k = h->data;
+  *buf = uv_buf_init(k->buf + k->len, (unsigned)(sizeof(k->buf) - 1 - k->len));
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  (void)buf;
+  checker *k = st->data;
+  if (n < 0) {
+    end_check(k, 0, "connection closed before a status line");
+    return;
+  }
+  k->len += (size_t)n;
+  k->buf[k->len] = '\0';
+  if (strchr(k->buf, '\n') == NULL && k->len < sizeof(k->buf) - 1) return;
+  int status = 0;
+  if (sscanf(k->buf, "HTTP/1.%*1[01] %3d", &status) != 1) {
+    end_check(k, 0, "not an HTTP response");
+    return;
+  }
+  char why[64];
+  snprintf(why, sizeof(why), "status %d", status);
+  end_check(k, status >= k->cu->health.status_min && status <= k->cu->health.status_max, why);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  checker *k = req->data;
+  if (status < 0) end_check(k, 0, uv_strerror(status));
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  checker *k = req->data;
+  if (!k->busy) return;
+  if (status < 0) {
+    end_check(k, 0, uv_strerror(status));
+    return;
+  }
+  uv_buf_t b = uv_buf_init(k->req, (unsigned)strlen(k->req));
+  k->write_req.data = k;
+  uv_write(&k->write_req, (uv_stream_t *)&k->tcp, &b, 1, on_write);
+  uv_read_start((uv_stream_t *)&k->tcp, alloc_cb, on_read);
+}
+
+static void tick(uv_timer_t *t) {
+  checker *k = t->data;
+  if (k->busy || k->stopping) return;
+  k->busy = 1;
+  k->len = 0;
+  uv_tcp_init(k->ctl->loop, &k->tcp);
+  k->tcp.data = k;
+  k->handles++;
+  k->connect_req.data = k;
+  if (uv_tcp_connect(&k->connect_req, &k->tcp, (const struct sockaddr *)&k->cs->addr.sa, on_connect) < 0) {
+    end_check(k, 0, "connect failed");
+    return;
+  }
+  uv_timer_start(&k->timeout, on_timeout, (uint64_t)k->cu->health.timeout_ms, 0);
+}
+
+void tether__health_start(tether__control *ctl) {
+  tether__runtime *rt = ctl->rt;
+  int n = 0;
+  for (size_t u = 0; u < rt->cf->nupstreams; u++)
+    if (rt->cf->upstreams[u].health.enabled) n += (int)rt->cf->upstreams[u].nservers;
+  checker **list = tether__calloc((size_t)n + 1, sizeof(*list));
+  int i = 0;
+  for (size_t u = 0; u < rt->cf->nupstreams; u++) {
+    const tether__cf_upstream *cu = &rt->cf->upstreams[u];
+    if (!cu->health.enabled) continue;
+    for (size_t s = 0; s < cu->nservers; s++) {
+      checker *k = tether__calloc(1, sizeof(*k));
+      k->ctl = ctl;
+      k->cu = cu;
+      k->cs = &cu->servers[s];
+      k->srv = rt->ups[u].servers[s];
+      snprintf(k->req, sizeof(k->req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tether-health\r\nConnection: close\r\n\r\n",
+               cu->health.uri, k->cs->name);
+      uv_timer_init(ctl->loop, &k->interval);
+      uv_timer_init(ctl->loop, &k->timeout);
+      k->interval.data = k->timeout.data = k;
+      k->handles = 2;
+      /* the first check at once, so a dead server is known before traffic needs it */
+      uv_timer_start(&k->interval, tick, 0, (uint64_t)cu->health.interval_ms);
+      list[i++] = k;
+    }
+  }
+  ctl->checks = list;
+  ctl->nchecks = n;
+}
+
+void tether__health_stop(tether__control *ctl) {
+  checker **list = ctl->checks;
+  for (int i = 0; i < ctl->nchecks; i++) {
+    checker *k = list[i];
+    k->stopping = 1;
+    if (k->busy) {
+      k->busy = 0;
+      if (!uv_is_closing((uv_handle_t *)&k->tcp)) uv_close((uv_handle_t *)&k->tcp, handle_closed);
+    }
+    uv_close((uv_handle_t *)&k->interval, handle_closed);
+    uv_close((uv_handle_t *)&k->timeout, handle_closed);
+  }
+  free(list);
+  ctl->checks = NULL;
+  ctl->nchecks = 0;
+}

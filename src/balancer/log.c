@@ -1,0 +1,53 @@
+/* The balancer's access log: each worker buffers lines and writes them in batches (every second, or when
+ * 64 KiB are waiting) under one lock, so logging costs no system call per request. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/util.h"
+#include "worker.h"
+
+static FILE *log_file;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int tether__access_log_open(const char *path) {
+  pthread_mutex_lock(&log_lock);
+  FILE *f = NULL;
+  if (path && *path) {
+    f = strcmp(path, "/dev/stdout") == 0 ? stdout : strcmp(path, "/dev/stderr") == 0 ? stderr : fopen(path, "a");
+    if (f == NULL) {
+      pthread_mutex_unlock(&log_lock);
+      return -1;
+    }
+  }
+  if (log_file && log_file != stdout && log_file != stderr) fclose(log_file);
+  log_file = f;
+  pthread_mutex_unlock(&log_lock);
+  return 0;
+}
+
+void tether__access_log_close(void) { tether__access_log_open(NULL); }
+
+void tether__access_log_flush(tether__worker *w) {
+  if (w->log_len == 0) return;
+  pthread_mutex_lock(&log_lock);
+  if (log_file) {
+    fwrite(w->log_buf, 1, w->log_len, log_file);
+    fflush(log_file);
+  }
+  pthread_mutex_unlock(&log_lock);
+  w->log_len = 0;
+}
+
+void tether__access_log_line(tether__worker *w, const char *line, size_t n) {
+  if (w->log_len + n > w->log_cap) {
+    size_t cap = w->log_cap ? w->log_cap : 65536;
+    while (cap < w->log_len + n) cap *= 2;
+    w->log_buf = tether__realloc(w->log_buf, cap);
+    w->log_cap = cap;
+  }
+  memcpy(w->log_buf + w->log_len, line, n);
+  w->log_len += n;
+  if (w->log_len >= 65536) tether__access_log_flush(w);
+}

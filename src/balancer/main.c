@@ -1,0 +1,176 @@
+/* tether: the balancer. `tether -c FILE` runs in the foreground; `tether -t -c FILE` checks a
+ * configuration. SIGHUP reloads without dropping a connection; SIGTERM/SIGINT stop gracefully. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/util.h"
+#include "admin.h"
+#include "worker.h"
+
+#define TETHER_VERSION "0.1.0"
+
+static tether__control ctl;
+static tether__worker *workers;
+static char config_path[512];
+static uv_signal_t sig_hup, sig_term, sig_int;
+static FILE *error_log;
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: tether -c FILE [-t]\n"
+          "  -c, --config FILE   configuration file (nginx syntax; see docs/configuration.md)\n"
+          "  -t, --test          check the configuration, print \"configuration OK\" or the errors, and exit\n"
+          "  -h, --help          this text\n"
+          "  -v, --version       the version\n"
+          "Signals: HUP reloads the configuration, TERM or INT stop gracefully (in-flight requests finish).\n");
+}
+
+static void log_to_file(tether_log_level level, const char *msg, void *arg) {
+  static const char *names[] = {"error", "warn", "info", "debug"};
+  FILE *f = arg ? arg : stderr;
+  char date[40];
+  tether__http_date(tether_now_ms(), date);
+  fprintf(f, "%s tether[%d] %s: %s\n", date, (int)getpid(), names[level], msg);
+  fflush(f);
+}
+
+static tether__config *load(const char *path) {
+  tether__config *cf = tether__malloc(sizeof(*cf));
+  char err[8192];
+  if (tether__config_load(path, cf, err, sizeof(err)) < 0) {
+    fputs(err, stderr);
+    if (error_log && error_log != stderr) fputs(err, error_log);
+    free(cf);
+    return NULL;
+  }
+  return cf;
+}
+
+static int same_listeners(const tether__config *a, const tether__config *b) {
+  if (a->nlisten != b->nlisten || a->workers != b->workers) return 0;
+  for (size_t i = 0; i < a->nlisten; i++)
+    if (strcmp(a->listen[i].text, b->listen[i].text) != 0) return 0;
+  return 1;
+}
+
+static void reload(void) {
+  tether__log(TETHER_LOG_INFO, "reloading %s", config_path);
+  tether__config *cf = load(config_path);
+  if (cf == NULL) {
+    tether__log(TETHER_LOG_ERROR, "reload refused: the configuration has errors; the running one stays");
+    return;
+  }
+  if (!same_listeners(ctl.rt->cf, cf))
+    tether__log(TETHER_LOG_WARN, "reload: listen addresses and worker_processes change only on restart");
+  if (tether__access_log_open(cf->access_log) < 0)
+    tether__log(TETHER_LOG_ERROR, "access_log %s: cannot open", cf->access_log);
+  tether__runtime *rt = tether__runtime_new(cf);
+  tether__health_stop(&ctl);
+  int admin_moved = strcmp(ctl.rt->cf->admin.text, cf->admin.text) != 0;
+  tether__runtime *old = ctl.rt;
+  ctl.rt = rt;
+  tether__workers_reload(workers, ctl.nworkers, rt);
+  tether__health_start(&ctl);
+  if (admin_moved) {
+    tether__admin_stop(&ctl);
+    tether__admin_start(&ctl);
+  }
+  tether__runtime_unref(old);
+  tether__log(TETHER_LOG_INFO, "configuration generation %llu in service", (unsigned long long)rt->generation);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  (void)h;
+  if (signum == SIGHUP) {
+    reload();
+    return;
+  }
+  tether__log(TETHER_LOG_INFO, "stopping (signal %d): finishing in-flight requests", signum);
+  tether__health_stop(&ctl);
+  tether__admin_stop(&ctl);
+  uv_close((uv_handle_t *)&sig_hup, NULL);
+  uv_close((uv_handle_t *)&sig_term, NULL);
+  uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
+                                       {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'v'},
+                                       {NULL, 0, NULL, 0}};
+  int test = 0, ch;
+  while ((ch = getopt_long(argc, argv, "c:thv", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'c': snprintf(config_path, sizeof(config_path), "%s", optarg); break;
+    case 't': test = 1; break;
+    case 'h': usage(stdout); return 0;
+    case 'v': printf("tether %s\n", TETHER_VERSION); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (config_path[0] == '\0' || optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  tether__config *cf = load(config_path);
+  if (cf == NULL) return 1;
+  if (test) {
+    printf("configuration OK\n");
+    free(cf);
+    return 0;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  if (cf->error_log[0] && strcmp(cf->error_log, "stderr") != 0) {
+    error_log = fopen(cf->error_log, "a");
+    if (error_log == NULL) {
+      fprintf(stderr, "error_log %s: cannot open\n", cf->error_log);
+      return 1;
+    }
+  }
+  tether_log_set(log_to_file, error_log);
+  if (getenv("TETHER_LOG_LEVEL") == NULL) tether_log_set_level(TETHER_LOG_INFO);
+  if (tether__access_log_open(cf->access_log) < 0) {
+    fprintf(stderr, "access_log %s: cannot open\n", cf->access_log);
+    return 1;
+  }
+  ctl.loop = uv_default_loop();
+  ctl.nworkers = cf->workers > TETHER__MAX_WORKERS ? TETHER__MAX_WORKERS : cf->workers;
+  workers = tether__calloc((size_t)ctl.nworkers, sizeof(*workers));
+  for (int i = 0; i < ctl.nworkers; i++) {
+    for (size_t k = 0; k < cf->nlisten; k++) {
+      int fd = tether__listen_socket(&cf->listen[k], 4096);
+      if (fd < 0) {
+        fprintf(stderr, "listen %s: %s\n", cf->listen[k].text, strerror(-fd));
+        return 1;
+      }
+      workers[i].listen_fds[workers[i].nlisteners++] = fd;
+    }
+  }
+  ctl.rt = tether__runtime_new(cf);
+  ctl.workers = workers;
+  if (tether__admin_start(&ctl) < 0) return 1;
+  if (tether__workers_start(workers, ctl.nworkers, ctl.rt) < 0) return 1;
+  tether__health_start(&ctl);
+  uv_signal_init(ctl.loop, &sig_hup);
+  uv_signal_init(ctl.loop, &sig_term);
+  uv_signal_init(ctl.loop, &sig_int);
+  uv_signal_start(&sig_hup, on_signal, SIGHUP);
+  uv_signal_start(&sig_term, on_signal, SIGTERM);
+  uv_signal_start(&sig_int, on_signal, SIGINT);
+  tether__log(TETHER_LOG_INFO, "tether %s: %d worker(s), listening on %s", TETHER_VERSION, ctl.nworkers,
+              cf->listen[0].text);
+  uv_run(ctl.loop, UV_RUN_DEFAULT);
+  tether__workers_stop(workers, ctl.nworkers);
+  uv_run(ctl.loop, UV_RUN_DEFAULT);
+  uv_loop_close(ctl.loop);
+  tether__runtime_unref(ctl.rt);
+  tether__runtime_shutdown();
+  tether__access_log_close();
+  free(workers);
+  tether__log(TETHER_LOG_INFO, "stopped");
+  if (error_log) fclose(error_log);
+  return 0;
+}

@@ -1,0 +1,1148 @@
+/* The balancer's connections: a client connection reads requests, a request is routed to an upstream
+ * server (a pooled keep-alive connection or a new one), its bytes are streamed both ways with
+ * backpressure, and the connection goes back to the pool. One close path per connection. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/util.h"
+#include "worker.h"
+
+#define READ_CHUNK 16384
+#define MAX_PENDING (256 * 1024) /* queued bytes on one side before the other side stops reading */
+#define REPLAY_MAX (64 * 1024)   /* request bytes kept for a retry on another server */
+
+enum { CS_HEAD = 0, CS_BODY, CS_WAIT, CS_TUNNEL };
+enum { US_CONNECTING = 0, US_SENDING, US_IDLE, US_TUNNEL };
+
+struct tether__client {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  tether__worker *w;
+  tether__client *prev, *next; /* in the worker's list */
+  int state;
+  char *in;                    /* bytes read and not yet consumed */
+  size_t in_len, in_cap;
+  /* the request in progress */
+  tether__runtime *rt;         /* referenced while a request is in progress */
+  int active;                  /* a request is in progress */
+  int ups, srv;                /* upstream and server indexes in rt */
+  uint8_t tried[TETHER__CF_MAX_SERVERS];
+  int tries;
+  tether__upconn *up;
+  tether__h1_body reqbody;
+  int req_done;                /* the whole request was read */
+  int keep_alive;              /* the client connection may carry another request */
+  int version_minor, is_head, idempotent, upgrade;
+  tether__buf replay;          /* bytes sent upstream, while they fit REPLAY_MAX */
+  int replay_ok;
+  int resp_started;            /* bytes of a response went to the client */
+  int resp_done;
+  int status;
+  uint64_t bytes_sent;
+  uint64_t start_us;
+  char method[16];
+  char target[200];
+  char peer[64];               /* the client's address (or the trusted X-Forwarded-For one) */
+  size_t pending;              /* bytes queued to the client socket */
+  int paused;                  /* reading stopped for backpressure */
+  int closing;
+};
+
+struct tether__upconn {
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  uv_timer_t timer;
+  tether__worker *w;
+  tether__server_state *srv;
+  tether__pool *pool;              /* set while idle in a pool */
+  tether__upconn *pool_next, *pool_prev;
+  tether__client *c;               /* attached client, NULL when idle */
+  int state;
+  int head_done;                   /* the response head was forwarded */
+  char *in;
+  size_t in_len, in_cap;
+  tether__h1_body body;            /* response body framing */
+  int resp_keep_alive;
+  int reused;
+  int got_bytes;
+  size_t pending;
+  int paused;
+  int closing;
+};
+
+typedef struct wreq {
+  uv_write_t req;
+  void *owner;     /* tether__client or tether__upconn */
+  int to_client;
+  size_t len;
+  char data[];
+} wreq;
+
+static tether__h1_msg scratch_msg[TETHER__MAX_WORKERS]; /* one parse at a time per worker */
+
+static void client_close(tether__client *c);
+static void up_close(tether__upconn *u, int failed);
+static void client_next(tether__client *c);
+static void dispatch(tether__client *c);
+static void up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void forward_request_body(tether__client *c);
+static void finish_request(tether__client *c);
+
+/* ---- buffers and writes ---- */
+
+static void grow(char **buf, size_t *cap, size_t need) {
+  if (*cap >= need) return;
+  size_t n = *cap ? *cap : 4096;
+  while (n < need) n *= 2;
+  *buf = tether__realloc(*buf, n);
+  *cap = n;
+}
+
+static void consume(char *buf, size_t *len, size_t n) {
+  if (n >= *len) {
+    *len = 0;
+    return;
+  }
+  memmove(buf, buf + n, *len - n);
+  *len -= n;
+}
+
+static void on_written(uv_write_t *req, int status);
+
+/* Writes len bytes: directly when nothing is queued (uv_try_write), the rest copied into a request. */
+static int send_bytes(uv_stream_t *s, void *owner, int to_client, size_t *pending, const char *data, size_t len) {
+  if (len == 0) return 0;
+  if (*pending == 0) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write(s, &b, 1);
+    if (n > 0) {
+      data += n;
+      len -= (size_t)n;
+    } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+      return n;
+    }
+    if (len == 0) return 0;
+  }
+  wreq *w = tether__malloc(sizeof(*w) + len);
+  w->owner = owner;
+  w->to_client = to_client;
+  w->len = len;
+  memcpy(w->data, data, len);
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+  int rc = uv_write(&w->req, s, &b, 1, on_written);
+  if (rc < 0) {
+    free(w);
+    return rc;
+  }
+  *pending += len;
+  return 0;
+}
+
+static void client_resume(tether__client *c);
+static void up_resume(tether__upconn *u);
+
+static void on_written(uv_write_t *req, int status) {
+  wreq *w = (wreq *)req;
+  if (w->to_client) {
+    tether__client *c = w->owner;
+    c->pending -= w->len;
+    if (status < 0) {
+      free(w);
+      if (!c->closing) client_close(c);
+      return;
+    }
+    free(w);
+    if (c->closing) return;
+    if (c->up && c->up->paused && c->pending < MAX_PENDING / 2) up_resume(c->up);
+    if (c->pending == 0 && c->resp_done && !c->keep_alive) client_close(c);
+  } else {
+    tether__upconn *u = w->owner;
+    u->pending -= w->len;
+    free(w);
+    if (u->closing) return;
+    if (status < 0) {
+      up_close(u, 1);
+      return;
+    }
+    if (u->c && u->c->paused && u->pending < MAX_PENDING / 2) client_resume(u->c);
+  }
+}
+
+static int to_client(tether__client *c, const char *data, size_t len) {
+  c->bytes_sent += len;
+  return send_bytes((uv_stream_t *)&c->tcp, c, 1, &c->pending, data, len);
+}
+
+static int to_upstream(tether__upconn *u, const char *data, size_t len) {
+  return send_bytes((uv_stream_t *)&u->tcp, u, 0, &u->pending, data, len);
+}
+
+static void alloc_client(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  tether__client *c = h->data;
+  grow(&c->in, &c->in_cap, c->in_len + READ_CHUNK);
+  *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void alloc_up(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  tether__upconn *u = h->data;
+  grow(&u->in, &u->in_cap, u->in_len + READ_CHUNK);
+  *buf = uv_buf_init(u->in + u->in_len, (unsigned)(u->in_cap - u->in_len));
+}
+
+static void client_pause(tether__client *c) {
+  if (!c->paused && !c->closing) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->paused = 1;
+  }
+}
+
+static void client_resume(tether__client *c) {
+  if (c->paused && !c->closing) {
+    c->paused = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_client, client_on_read);
+  }
+}
+
+static void up_pause(tether__upconn *u) {
+  if (!u->paused && !u->closing) {
+    uv_read_stop((uv_stream_t *)&u->tcp);
+    u->paused = 1;
+  }
+}
+
+static void up_resume(tether__upconn *u) {
+  if (u->paused && !u->closing) {
+    u->paused = 0;
+    uv_read_start((uv_stream_t *)&u->tcp, alloc_up, up_on_read);
+  }
+}
+
+/* ---- answers of our own ---- */
+
+static const char *reason(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 400: return "Bad Request";
+  case 404: return "Not Found";
+  case 408: return "Request Timeout";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 431: return "Request Header Fields Too Large";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  default: return "Error";
+  }
+}
+
+static void count_status(tether__worker *w, int status) {
+  int k = status == 400 ? 0 : status == 408 ? 1 : status == 413 ? 2 : status == 414 ? 3 : status == 431 ? 4 : 5;
+  atomic_fetch_add_explicit(&w->errors_by_status[k], 1, memory_order_relaxed);
+}
+
+/* Answers with a short text and, for errors, closes the connection once it is written. */
+static void respond(tether__client *c, int status, const char *body, int keep) {
+  char head[512];
+  if (body == NULL) body = reason(status);
+  size_t blen = strlen(body);
+  c->keep_alive = keep && c->keep_alive;
+  int n = snprintf(head, sizeof(head),
+                   "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
+                   status, reason(status), blen + 1, c->keep_alive ? "" : "Connection: close\r\n");
+  c->status = status;
+  c->resp_started = 1;
+  if (status >= 400) count_status(c->w, status);
+  if (to_client(c, head, (size_t)n) < 0 || (!c->is_head && (to_client(c, body, blen) < 0 || to_client(c, "\n", 1) < 0))) {
+    client_close(c);
+    return;
+  }
+  c->resp_done = 1;
+  finish_request(c);
+}
+
+/* ---- timers ---- */
+
+static void client_timeout(uv_timer_t *t) {
+  tether__client *c = t->data;
+  if (c->state == CS_HEAD && c->in_len == 0 && !c->active) { /* idle keep-alive connection */
+    client_close(c);
+    return;
+  }
+  if (!c->resp_started) {
+    c->keep_alive = 0;
+    if (c->up) up_close(c->up, 0);
+    respond(c, c->state == CS_HEAD || c->state == CS_BODY ? 408 : 504, NULL, 0);
+  } else {
+    client_close(c);
+  }
+}
+
+static void arm_client(tether__client *c, int64_t ms) {
+  if (!c->closing) uv_timer_start(&c->timer, client_timeout, (uint64_t)(ms > 0 ? ms : 1), 0);
+}
+
+/* ---- client connections ---- */
+
+static void client_free(uv_handle_t *h) {
+  tether__client *c = h->data;
+  if (uv_is_closing((uv_handle_t *)&c->timer) && c->timer.data == NULL) {
+    free(c->in);
+    tether__buf_free(&c->replay);
+    free(c);
+  } else {
+    c->tcp.data = NULL; /* the timer's callback frees */
+  }
+}
+
+static void client_timer_closed(uv_handle_t *h) {
+  tether__client *c = h->data;
+  c->timer.data = NULL;
+  if (c->tcp.data == NULL) {
+    free(c->in);
+    tether__buf_free(&c->replay);
+    free(c);
+  }
+}
+
+static void client_close(tether__client *c) {
+  if (c->closing) return;
+  c->closing = 1;
+  tether__worker *w = c->w;
+  if (c->up) {
+    tether__upconn *u = c->up;
+    c->up = NULL;
+    u->c = NULL;
+    up_close(u, 0);
+  }
+  if (c->active) finish_request(c);
+  if (c->prev) c->prev->next = c->next;
+  else w->clients = c->next;
+  if (c->next) c->next->prev = c->prev;
+  atomic_fetch_sub_explicit(&w->active_connections, 1, memory_order_relaxed);
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, client_timer_closed);
+  uv_close((uv_handle_t *)&c->tcp, client_free);
+}
+
+static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (ss->ss_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
+  else if (ss->ss_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
+  snprintf(out, cap, "%s", ip);
+}
+
+void tether__client_accept(tether__worker *w, uv_stream_t *listener) {
+  tether__client *c = tether__calloc(1, sizeof(*c));
+  c->w = w;
+  uv_tcp_init(&w->loop, &c->tcp);
+  uv_timer_init(&w->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->next = w->clients;
+  if (w->clients) w->clients->prev = c;
+  w->clients = c;
+  c->keep_alive = 1;
+  c->srv = -1;
+  atomic_fetch_add_explicit(&w->active_connections, 1, memory_order_relaxed);
+  if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+    client_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) peer_text(&ss, c->peer, sizeof(c->peer));
+  atomic_fetch_add_explicit(&w->accepted, 1, memory_order_relaxed);
+  arm_client(c, w->rt->cf->client_header_timeout_ms);
+  uv_read_start((uv_stream_t *)&c->tcp, alloc_client, client_on_read);
+}
+
+/* ---- the request head ---- */
+
+static int is_hop_by_hop(tether__slice n) {
+  return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive") ||
+         tether__h1_token_eq(n, "proxy-connection") || tether__h1_token_eq(n, "te") ||
+         tether__h1_token_eq(n, "upgrade") || tether__h1_token_eq(n, "proxy-authorization") ||
+         tether__h1_token_eq(n, "x-forwarded-proto") || tether__h1_token_eq(n, "x-forwarded-host") ||
+         tether__h1_token_eq(n, "forwarded");
+}
+
+static int trusted_peer(const tether__config *cf, const struct sockaddr_storage *ss) {
+  for (size_t i = 0; i < cf->nreal_ip_from; i++)
+    if (tether__cidr_match(&cf->real_ip_from[i], (const struct sockaddr *)ss)) return 1;
+  return 0;
+}
+
+/* The client address a trusted proxy reports: the rightmost X-Forwarded-For entry not itself trusted. */
+static void real_ip(tether__client *c, const tether__h1_msg *m) {
+  const tether__config *cf = c->rt->cf;
+  if (cf->nreal_ip_from == 0 || cf->real_ip_proxy_protocol) return;
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 || !trusted_peer(cf, &ss)) return;
+  tether__slice xff = tether__h1_header_get(m, "x-forwarded-for");
+  if (xff.p == NULL) return;
+  size_t end = xff.n;
+  while (end > 0) {
+    size_t start = end;
+    while (start > 0 && xff.p[start - 1] != ',') start--;
+    size_t a = start, b = end;
+    while (a < b && (xff.p[a] == ' ' || xff.p[a] == '\t')) a++;
+    while (b > a && (xff.p[b - 1] == ' ' || xff.p[b - 1] == '\t')) b--;
+    char ip[64];
+    if (b - a == 0 || b - a >= sizeof(ip)) return;
+    memcpy(ip, xff.p + a, b - a);
+    ip[b - a] = '\0';
+    tether__cidr probe;
+    if (tether__cidr_parse(ip, &probe) < 0) return;
+    snprintf(c->peer, sizeof(c->peer), "%s", ip);
+    if (!trusted_peer(cf, &probe.net)) return;
+    end = start > 0 ? start - 1 : 0;
+  }
+}
+
+/* Rewrites the request head for the server into c->replay. */
+static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf_upstream *u) {
+  tether__buf *b = &c->replay;
+  b->len = 0;
+  tether__buf_appendf(b, "%.*s %.*s HTTP/1.%d\r\n", (int)m->method.n, m->method.p, (int)m->target.n, m->target.p,
+                      m->version_minor);
+  tether__slice xff = {0};
+  for (size_t i = 0; i < m->nheaders; i++) {
+    const tether__h1_header *h = &m->headers[i];
+    if (is_hop_by_hop(h->name)) continue;
+    if (tether__h1_token_eq(h->name, "x-forwarded-for")) {
+      xff = h->value;
+      continue;
+    }
+    tether__buf_appendf(b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
+  }
+  char ip[64];
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  snprintf(ip, sizeof(ip), "?");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) peer_text(&ss, ip, sizeof(ip));
+  if (xff.p) tether__buf_appendf(b, "X-Forwarded-For: %.*s, %s\r\n", (int)xff.n, xff.p, ip);
+  else tether__buf_appendf(b, "X-Forwarded-For: %s\r\n", ip);
+  tether__buf_appendf(b, "X-Forwarded-Proto: http\r\n");
+  if (m->host.p) tether__buf_appendf(b, "X-Forwarded-Host: %.*s\r\n", (int)m->host.n, m->host.p);
+  if (c->rt->cf->add_forwarded) {
+    int v6 = strchr(c->peer, ':') != NULL;
+    tether__buf_appendf(b, "Forwarded: for=%s%s%s;proto=http", v6 ? "\"[" : "", c->peer, v6 ? "]\"" : "");
+    if (m->host.p) tether__buf_appendf(b, ";host=\"%.*s\"", (int)m->host.n, m->host.p);
+    tether__buf_appendf(b, "\r\n");
+  }
+  if (m->upgrade) {
+    tether__slice up = tether__h1_header_get(m, "upgrade");
+    tether__buf_appendf(b, "Connection: upgrade\r\nUpgrade: %.*s\r\n", (int)up.n, up.p);
+  } else if (u->keepalive > 0 && m->version_minor == 1) {
+    /* HTTP/1.1 keep-alive is the default: nothing to add */
+  } else {
+    tether__buf_appendf(b, "Connection: close\r\n");
+  }
+  tether__buf_appendf(b, "\r\n");
+}
+
+static const tether__cf_location *route(const tether__config *cf, tether__slice target) {
+  const char *path = target.p;
+  size_t n = target.n;
+  if (n > 7 && (memcmp(path, "http://", 7) == 0 || memcmp(path, "https://", 8) == 0)) {
+    const char *slash = memchr(path + 8, '/', n - 8);
+    if (slash == NULL) {
+      path = "/";
+      n = 1;
+    } else {
+      n -= (size_t)(slash - path);
+      path = slash;
+    }
+  }
+  size_t q = 0;
+  while (q < n && path[q] != '?') q++;
+  const tether__cf_location *best = NULL;
+  size_t best_len = 0;
+  for (size_t i = 0; i < cf->nlocations; i++) {
+    const tether__cf_location *l = &cf->locations[i];
+    size_t pl = strlen(l->prefix);
+    if (l->exact) {
+      if (pl == q && memcmp(path, l->prefix, pl) == 0) return l;
+    } else if (pl <= q && memcmp(path, l->prefix, pl) == 0 && (best == NULL || pl > best_len)) {
+      best = l;
+      best_len = pl;
+    }
+  }
+  return best;
+}
+
+static int method_idempotent(tether__slice m) {
+  return tether__h1_token_eq(m, "GET") || tether__h1_token_eq(m, "HEAD") || tether__h1_token_eq(m, "OPTIONS") ||
+         tether__h1_token_eq(m, "PUT") || tether__h1_token_eq(m, "DELETE") || tether__h1_token_eq(m, "TRACE");
+}
+
+/* A complete head is in c->in: check it, route it, and start the request. */
+static void start_request(tether__client *c) {
+  tether__worker *w = c->w;
+  tether__h1_msg *m = &scratch_msg[w->id];
+  tether__config *cf = w->rt->cf;
+  tether__h1_limits lim = {.max_head = cf->client_header_buffer, .max_uri = cf->large_uri, .max_headers = 100};
+  int n = tether__h1_parse_request(c->in, c->in_len, &lim, m);
+  if (n == 0) return;
+  c->active = 1;
+  c->rt = w->rt;
+  tether__runtime_ref(c->rt);
+  c->start_us = tether__mono_us();
+  c->resp_started = c->resp_done = 0;
+  c->req_done = 0;
+  c->status = 0;
+  c->bytes_sent = 0;
+  c->tries = 0;
+  c->srv = -1;
+  memset(c->tried, 0, sizeof(c->tried));
+  c->method[0] = c->target[0] = '\0';
+  atomic_fetch_add_explicit(&w->requests, 1, memory_order_relaxed);
+  if (n < 0) {
+    c->keep_alive = 0;
+    c->in_len = 0;
+    snprintf(c->method, sizeof(c->method), "-");
+    respond(c, -n, NULL, 0);
+    return;
+  }
+  snprintf(c->method, sizeof(c->method), "%.*s", (int)(m->method.n < 15 ? m->method.n : 15), m->method.p);
+  snprintf(c->target, sizeof(c->target), "%.*s", (int)(m->target.n < 199 ? m->target.n : 199), m->target.p);
+  c->version_minor = m->version_minor;
+  c->keep_alive = m->keep_alive && !w->stopping;
+  c->is_head = m->is_head;
+  c->idempotent = method_idempotent(m->method);
+  c->upgrade = m->upgrade;
+  real_ip(c, m);
+  if (cf->client_max_body_size && m->framing == TETHER__H1_LENGTH && m->content_length > cf->client_max_body_size) {
+    c->in_len = 0;
+    respond(c, 413, NULL, 0);
+    return;
+  }
+  const tether__cf_location *loc = route(cf, m->target);
+  if (loc == NULL || loc->upstream < 0) {
+    int status = loc ? loc->return_status : 404;
+    tether__h1_body_init(&c->reqbody, m);
+    consume(c->in, &c->in_len, (size_t)n);
+    /* a body we do not proxy is read and dropped before answering, so the connection stays in sync */
+    int64_t k = tether__h1_body_feed(&c->reqbody, c->in, c->in_len);
+    if (k < 0 || !c->reqbody.done) {
+      c->keep_alive = 0;
+      c->in_len = 0;
+    } else {
+      consume(c->in, &c->in_len, (size_t)k);
+    }
+    c->req_done = 1;
+    respond(c, status, loc && loc->return_body[0] ? loc->return_body : NULL, 1);
+    return;
+  }
+  c->ups = loc->upstream;
+  tether__cf_upstream *u = &cf->upstreams[c->ups];
+  build_request(c, m, u);
+  c->replay_ok = 1;
+  tether__h1_body_init(&c->reqbody, m);
+  consume(c->in, &c->in_len, (size_t)n);
+  c->state = CS_BODY;
+  c->req_done = c->reqbody.done;
+  uv_timer_stop(&c->timer);
+  dispatch(c);
+}
+
+/* ---- upstream connections ---- */
+
+static tether__pool *pool_for(tether__worker *w, tether__server_state *srv, int create) {
+  for (int i = 0; i < w->npools; i++)
+    if (w->pools[i].srv == srv) return &w->pools[i];
+  if (!create) return NULL;
+  if (w->npools == w->cap_pools) {
+    w->cap_pools = w->cap_pools ? w->cap_pools * 2 : 8;
+    w->pools = tether__realloc(w->pools, (size_t)w->cap_pools * sizeof(*w->pools));
+    /* idle connections point at their pool: fix them after the move */
+    for (int i = 0; i < w->npools; i++)
+      for (tether__upconn *u = w->pools[i].head; u; u = u->pool_next) u->pool = &w->pools[i];
+  }
+  tether__pool *p = &w->pools[w->npools++];
+  memset(p, 0, sizeof(*p));
+  p->srv = srv;
+  return p;
+}
+
+static void pool_remove(tether__upconn *u) {
+  tether__pool *p = u->pool;
+  if (p == NULL) return;
+  if (u->pool_prev) u->pool_prev->pool_next = u->pool_next;
+  else p->head = u->pool_next;
+  if (u->pool_next) u->pool_next->pool_prev = u->pool_prev;
+  u->pool_next = u->pool_prev = NULL;
+  u->pool = NULL;
+  p->count--;
+}
+
+static void up_free(uv_handle_t *h) {
+  tether__upconn *u = h->data;
+  if (u->timer.data == NULL) {
+    free(u->in);
+    free(u);
+  } else {
+    u->tcp.data = NULL;
+  }
+}
+
+static void up_timer_closed(uv_handle_t *h) {
+  tether__upconn *u = h->data;
+  u->timer.data = NULL;
+  if (u->tcp.data == NULL) {
+    free(u->in);
+    free(u);
+  }
+}
+
+static void up_close(tether__upconn *u, int failed) {
+  if (u->closing) return;
+  u->closing = 1;
+  pool_remove(u);
+  (void)failed;
+  if (u->c) {
+    u->c->up = NULL;
+    u->c = NULL;
+  }
+  uv_timer_stop(&u->timer);
+  uv_close((uv_handle_t *)&u->timer, up_timer_closed);
+  uv_close((uv_handle_t *)&u->tcp, up_free);
+}
+
+static void up_idle_timeout(uv_timer_t *t) { up_close(t->data, 0); }
+
+/* Gives a connection whose response ended cleanly back to its server's pool. */
+static void up_release(tether__upconn *u, const tether__cf_upstream *cu) {
+  tether__worker *w = u->w;
+  if (u->c) {
+    u->c->up = NULL;
+    u->c = NULL;
+  }
+  tether__pool *p = pool_for(w, u->srv, 1);
+  if (cu->keepalive <= 0 || p->count >= cu->keepalive || u->in_len > 0 || w->stopping || u->pending > 0) {
+    up_close(u, 0);
+    return;
+  }
+  u->state = US_IDLE;
+  u->pool = p;
+  u->pool_prev = NULL;
+  u->pool_next = p->head;
+  if (p->head) p->head->pool_prev = u;
+  p->head = u;
+  p->count++;
+  up_resume(u); /* an idle connection keeps reading to notice the server closing it */
+  uv_timer_start(&u->timer, up_idle_timeout, 60000, 0);
+}
+
+static void retry_or_fail(tether__client *c, int status, int count_failure);
+
+static void up_connect_timeout(uv_timer_t *t) {
+  tether__upconn *u = t->data;
+  tether__client *c = u->c;
+  if (c == NULL) {
+    up_close(u, 1);
+    return;
+  }
+  if (u->state == US_CONNECTING) {
+    retry_or_fail(c, 504, 1);
+  } else if (!c->resp_started) { /* read timeout before the response head */
+    c->keep_alive = 0;
+    tether__server_failed(u->srv, &c->rt->cf->upstreams[c->ups].servers[c->srv], tether_now_ms());
+    up_close(u, 1);
+    respond(c, 504, NULL, 0);
+  } else {
+    up_close(u, 1);
+    client_close(c);
+  }
+}
+
+static void arm_up(tether__upconn *u, int64_t ms) { uv_timer_start(&u->timer, up_connect_timeout, (uint64_t)(ms > 0 ? ms : 1), 0); }
+
+static void up_on_connect(uv_connect_t *req, int status);
+
+/* Sends what the request has so far (the replay buffer holds every byte sent) and then streams the rest. */
+static void up_send_request(tether__upconn *u) {
+  tether__client *c = u->c;
+  u->state = US_SENDING;
+  arm_up(u, c->rt->cf->proxy_read_timeout_ms);
+  if (to_upstream(u, c->replay.data, c->replay.len) < 0) {
+    retry_or_fail(c, 502, 1);
+    return;
+  }
+  uv_read_start((uv_stream_t *)&u->tcp, alloc_up, up_on_read);
+  forward_request_body(c);
+}
+
+static void dispatch(tether__client *c) {
+  tether__worker *w = c->w;
+  tether__upstream_rt *ur = &c->rt->ups[c->ups];
+  int64_t now = tether_now_ms();
+  int tries_max = c->rt->cf->proxy_next_upstream_tries;
+  if (tries_max == 0) tries_max = (int)ur->cf->nservers;
+  int idx = c->tries < tries_max ? tether__balance_pick(ur, &w->bs[c->ups], c->tried, now) : -1;
+  if (idx < 0) {
+    c->keep_alive = 0;
+    respond(c, c->tries ? 502 : 503, c->tries ? NULL : "no server is available", 0);
+    return;
+  }
+  c->srv = idx;
+  c->tried[idx] = 1;
+  c->tries++;
+  tether__server_state *srv = ur->servers[idx];
+  atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
+  tether__pool *p = pool_for(w, srv, 0);
+  if (p && p->head) {
+    tether__upconn *u = p->head;
+    pool_remove(u);
+    uv_timer_stop(&u->timer);
+    u->c = c;
+    c->up = u;
+    u->reused = 1;
+    u->got_bytes = 0;
+    u->head_done = 0;
+    up_send_request(u);
+    return;
+  }
+  tether__upconn *u = tether__calloc(1, sizeof(*u));
+  u->w = w;
+  u->srv = srv;
+  u->c = c;
+  c->up = u;
+  uv_tcp_init(&w->loop, &u->tcp);
+  uv_timer_init(&w->loop, &u->timer);
+  u->tcp.data = u;
+  u->timer.data = u;
+  u->connect_req.data = u;
+  u->state = US_CONNECTING;
+  const tether__cf_server *cs = &ur->cf->servers[idx];
+  int rc = uv_tcp_connect(&u->connect_req, &u->tcp, (const struct sockaddr *)&cs->addr.sa, up_on_connect);
+  if (rc < 0) {
+    retry_or_fail(c, 502, 1);
+    return;
+  }
+  arm_up(u, c->rt->cf->proxy_connect_timeout_ms);
+}
+
+static void up_on_connect(uv_connect_t *req, int status) {
+  tether__upconn *u = req->data;
+  if (u->closing) return;
+  tether__client *c = u->c;
+  if (c == NULL) {
+    up_close(u, 0);
+    return;
+  }
+  if (status < 0) {
+    retry_or_fail(c, status == UV_ETIMEDOUT ? 504 : 502, 1);
+    return;
+  }
+  uv_tcp_nodelay(&u->tcp, 1);
+  up_send_request(u);
+}
+
+/* The server could not take or answer the request: another server if the request can be replayed. */
+static void retry_or_fail(tether__client *c, int status, int count_failure) {
+  tether__upconn *u = c->up;
+  tether__upstream_rt *ur = &c->rt->ups[c->ups];
+  tether__server_state *srv = ur->servers[c->srv];
+  atomic_fetch_sub_explicit(&srv->active, 1, memory_order_relaxed);
+  const tether__cf_server *cs = &ur->cf->servers[c->srv];
+  c->srv = -1;
+  tether__wcounters *wc = &srv->per_worker[c->w->id];
+  if (count_failure) {
+    tether__server_failed(srv, cs, tether_now_ms());
+    atomic_fetch_add_explicit(&wc->connect_errors, 1, memory_order_relaxed);
+  }
+  int was_connecting = u && u->state == US_CONNECTING;
+  int got = u && u->got_bytes;
+  if (u) up_close(u, count_failure);
+  int replayable = c->replay_ok && !c->resp_started && !got && (was_connecting || c->idempotent);
+  if (replayable && !c->w->stopping) {
+    atomic_fetch_add_explicit(&wc->retries, 1, memory_order_relaxed);
+    dispatch(c);
+    return;
+  }
+  atomic_fetch_add_explicit(&wc->requests[TETHER__CLASS_ERR], 1, memory_order_relaxed);
+  if (c->resp_started) {
+    client_close(c);
+    return;
+  }
+  c->keep_alive = 0;
+  respond(c, status, NULL, 0);
+}
+
+/* Moves request body bytes from the client buffer to the server. */
+static void forward_request_body(tether__client *c) {
+  tether__upconn *u = c->up;
+  if (u == NULL || u->state == US_CONNECTING || c->req_done) {
+    if (c->req_done && c->state == CS_BODY) c->state = CS_WAIT;
+    return;
+  }
+  if (c->in_len == 0) return;
+  int64_t k = tether__h1_body_feed(&c->reqbody, c->in, c->in_len);
+  if (k < 0) {
+    c->keep_alive = 0;
+    up_close(u, 0);
+    if (!c->resp_started) respond(c, 400, NULL, 0);
+    else client_close(c);
+    return;
+  }
+  uint64_t limit = c->rt->cf->client_max_body_size;
+  if (limit && c->reqbody.total > limit) {
+    c->keep_alive = 0;
+    up_close(u, 0);
+    if (!c->resp_started) respond(c, 413, NULL, 0);
+    else client_close(c);
+    return;
+  }
+  if (k > 0) {
+    if (c->replay_ok) {
+      if (c->replay.len + (size_t)k <= REPLAY_MAX) tether__buf_append(&c->replay, c->in, (size_t)k);
+      else c->replay_ok = 0;
+    }
+    if (to_upstream(u, c->in, (size_t)k) < 0) {
+      retry_or_fail(c, 502, 1);
+      return;
+    }
+    consume(c->in, &c->in_len, (size_t)k);
+  }
+  if (c->reqbody.done) {
+    c->req_done = 1;
+    c->state = CS_WAIT;
+  } else if (u->pending > MAX_PENDING) {
+    client_pause(c);
+  }
+}
+
+/* ---- the response ---- */
+
+static int class_of(int status) {
+  return status < 200 ? TETHER__CLASS_1XX : status < 300 ? TETHER__CLASS_2XX : status < 400 ? TETHER__CLASS_3XX
+         : status < 500 ? TETHER__CLASS_4XX : TETHER__CLASS_5XX;
+}
+
+/* Rewrites and forwards the response head; returns bytes of head consumed or -1. */
+static int forward_head(tether__upconn *u, tether__client *c, tether__h1_msg *m) {
+  tether__buf b = {0};
+  tether__buf_appendf(&b, "HTTP/1.1 %d %.*s\r\n", m->status, (int)m->reason.n, m->reason.p);
+  for (size_t i = 0; i < m->nheaders; i++) {
+    const tether__h1_header *h = &m->headers[i];
+    if (tether__h1_token_eq(h->name, "connection") || tether__h1_token_eq(h->name, "keep-alive") ||
+        tether__h1_token_eq(h->name, "proxy-connection"))
+      continue;
+    if (m->status != 101 && tether__h1_token_eq(h->name, "upgrade")) continue;
+    tether__buf_appendf(&b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
+  }
+  if (m->status == 101) {
+    tether__buf_appendf(&b, "Connection: upgrade\r\n");
+  } else if (m->status >= 200) {
+    if (m->framing == TETHER__H1_UNTIL_CLOSE) c->keep_alive = 0;
+    if (!c->keep_alive) tether__buf_appendf(&b, "Connection: close\r\n");
+    else if (c->version_minor == 0) tether__buf_appendf(&b, "Connection: keep-alive\r\n");
+  }
+  tether__buf_appendf(&b, "\r\n");
+  c->resp_started = 1;
+  int rc = to_client(c, b.data, b.len);
+  tether__buf_free(&b);
+  (void)u;
+  return rc;
+}
+
+static void start_tunnel(tether__client *c, tether__upconn *u) {
+  c->state = CS_TUNNEL;
+  u->state = US_TUNNEL;
+  uv_timer_stop(&u->timer);
+  uv_timer_stop(&c->timer);
+  /* bytes that came after the heads belong to the other side */
+  if (u->in_len) {
+    to_client(c, u->in, u->in_len);
+    u->in_len = 0;
+  }
+  if (c->in_len) {
+    to_upstream(u, c->in, c->in_len);
+    c->in_len = 0;
+  }
+  c->paused = 0;
+  uv_read_start((uv_stream_t *)&c->tcp, alloc_client, client_on_read);
+}
+
+static void response_done(tether__client *c, tether__upconn *u) {
+  tether__upstream_rt *ur = &c->rt->ups[c->ups];
+  tether__server_state *srv = ur->servers[c->srv];
+  atomic_fetch_sub_explicit(&srv->active, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&srv->per_worker[c->w->id].requests[class_of(c->status)], 1, memory_order_relaxed);
+  tether__server_succeeded(srv);
+  c->srv = -1;
+  c->resp_done = 1;
+  if (u->resp_keep_alive && c->req_done && u->pending == 0) up_release(u, ur->cf);
+  else {
+    if (!c->req_done) c->keep_alive = 0; /* the rest of the body cannot be skipped safely */
+    up_close(u, 0);
+  }
+  finish_request(c);
+}
+
+/* Parses and forwards what the server sent. */
+static void up_process(tether__upconn *u) {
+  tether__client *c = u->c;
+  while (!u->closing && c && !c->closing) {
+    if (!u->head_done) {
+      tether__h1_msg *m = &scratch_msg[u->w->id];
+      tether__config *cf = c->rt->cf;
+      tether__h1_limits lim = {.max_head = cf->client_header_buffer * 2, .max_uri = 1 << 20, .max_headers = 100};
+      int n = tether__h1_parse_response(u->in, u->in_len, &lim, c->is_head, m);
+      if (n == 0) return;
+      if (n < 0) {
+        tether__log(TETHER_LOG_WARN, "upstream %s: invalid response head from %s", u->srv->upstream, u->srv->name);
+        c->keep_alive = 0;
+        tether__server_state *srv = u->srv;
+        atomic_fetch_sub_explicit(&srv->active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&srv->per_worker[c->w->id].requests[TETHER__CLASS_ERR], 1, memory_order_relaxed);
+        c->srv = -1;
+        up_close(u, 1);
+        if (c->resp_started) client_close(c);
+        else respond(c, 502, NULL, 0);
+        return;
+      }
+      if (m->status < 200 && m->status != 101) { /* 100 Continue and friends: forward, then the real one */
+        if (forward_head(u, c, m) < 0) return client_close(c);
+        consume(u->in, &u->in_len, (size_t)n);
+        continue;
+      }
+      c->status = m->status;
+      if (m->status == 101 && !c->upgrade) {
+        c->keep_alive = 0;
+        up_close(u, 1);
+        respond(c, 502, NULL, 0);
+        return;
+      }
+      u->resp_keep_alive = m->keep_alive;
+      tether__h1_body_init(&u->body, m);
+      if (forward_head(u, c, m) < 0) return client_close(c);
+      consume(u->in, &u->in_len, (size_t)n);
+      u->head_done = 1;
+      if (m->status == 101) {
+        start_tunnel(c, u);
+        return;
+      }
+    }
+    if (u->body.done) {
+      response_done(c, u);
+      return;
+    }
+    if (u->in_len == 0) return;
+    int64_t k = tether__h1_body_feed(&u->body, u->in, u->in_len);
+    if (k < 0) {
+      c->keep_alive = 0;
+      up_close(u, 1);
+      client_close(c);
+      return;
+    }
+    if (k > 0 && to_client(c, u->in, (size_t)k) < 0) {
+      client_close(c);
+      return;
+    }
+    consume(u->in, &u->in_len, (size_t)k);
+    if (u->body.done) {
+      response_done(c, u);
+      return;
+    }
+    if (c->pending > MAX_PENDING) up_pause(u);
+    return;
+  }
+}
+
+static void up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  tether__upconn *u = s->data;
+  if (u->closing) return;
+  tether__client *c = u->c;
+  if (nread == 0) return;
+  if (u->state == US_IDLE) { /* an idle connection: the server closed it, or sent junk */
+    up_close(u, 0);
+    return;
+  }
+  if (nread < 0) {
+    if (c == NULL) {
+      up_close(u, 0);
+      return;
+    }
+    if (u->state == US_TUNNEL) {
+      up_close(u, 0);
+      c->keep_alive = 0;
+      c->resp_done = 1;
+      if (c->pending == 0) client_close(c);
+      return;
+    }
+    if (u->head_done && u->body.framing == TETHER__H1_UNTIL_CLOSE && nread == UV_EOF) {
+      u->body.done = 1;
+      u->resp_keep_alive = 0;
+      c->keep_alive = 0;
+      response_done(c, u);
+      return;
+    }
+    if (!u->got_bytes) {
+      /* a pooled connection the server had already closed, or a reset before any answer */
+      retry_or_fail(c, 502, !u->reused);
+      return;
+    }
+    tether__log(TETHER_LOG_INFO, "upstream %s: %s closed mid-response: %s", u->srv->upstream, u->srv->name,
+                uv_strerror((int)nread));
+    tether__server_state *srv = u->srv;
+    atomic_fetch_sub_explicit(&srv->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->per_worker[c->w->id].requests[TETHER__CLASS_ERR], 1, memory_order_relaxed);
+    c->srv = -1;
+    up_close(u, 1);
+    if (c->resp_started) client_close(c);
+    else respond(c, 502, NULL, 0);
+    return;
+  }
+  u->got_bytes = 1;
+  if (u->state == US_TUNNEL) {
+    if (c && to_client(c, u->in, (size_t)nread) < 0) client_close(c);
+    else if (c && c->pending > MAX_PENDING) up_pause(u);
+    return;
+  }
+  u->in_len += (size_t)nread;
+  if (c == NULL) {
+    up_close(u, 0);
+    return;
+  }
+  arm_up(u, c->rt->cf->proxy_read_timeout_ms);
+  up_process(u);
+}
+
+/* ---- the client side ---- */
+
+static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  tether__client *c = s->data;
+  if (c->closing) return;
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (nread == UV_EOF && c->active && c->req_done && c->state != CS_TUNNEL) {
+      /* a half-close after a complete request: answer it, then close */
+      c->keep_alive = 0;
+      client_pause(c);
+      return;
+    }
+    if (c->state == CS_TUNNEL && c->up) up_close(c->up, 0);
+    client_close(c);
+    return;
+  }
+  if (c->state == CS_TUNNEL) {
+    if (c->up && to_upstream(c->up, c->in + c->in_len, (size_t)nread) < 0) client_close(c);
+    else if (c->up && c->up->pending > MAX_PENDING) client_pause(c);
+    return;
+  }
+  c->in_len += (size_t)nread;
+  if (c->state == CS_HEAD) {
+    if (!c->active && c->in_len == (size_t)nread) arm_client(c, c->w->rt->cf->client_header_timeout_ms);
+    start_request(c);
+    return;
+  }
+  if (c->state == CS_BODY) {
+    arm_client(c, c->rt->cf->client_body_timeout_ms);
+    forward_request_body(c);
+    if (c->state == CS_WAIT) uv_timer_stop(&c->timer);
+    return;
+  }
+  /* CS_WAIT: a pipelined request; keep it buffered, bounded */
+  if (c->in_len > c->rt->cf->client_header_buffer) client_pause(c);
+}
+
+static void log_request(tether__client *c) {
+  tether__config *cf = c->rt->cf;
+  if (cf->access_log[0] == '\0') return;
+  char line[768];
+  uint64_t us = tether__mono_us() - c->start_us;
+  char date[40];
+  tether__http_date(tether_now_ms(), date);
+  const char *server = "-";
+  int n;
+  if (cf->access_log_json)
+    n = snprintf(line, sizeof(line),
+                 "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%s\",\"uri\":\"%s\",\"status\":%d,\"bytes\":%llu,"
+                 "\"duration_ms\":%.3f,\"server\":\"%s\"}\n",
+                 date, c->peer, c->method, c->target, c->status, (unsigned long long)c->bytes_sent, us / 1000.0, server);
+  else
+    n = snprintf(line, sizeof(line), "%s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"-\" \"-\" %.3f\n", c->peer, date,
+                 c->method, c->target, c->version_minor, c->status, (unsigned long long)c->bytes_sent, us / 1e6);
+  if (n > 0) tether__access_log_line(c->w, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* The request is over (answered, or the connection is going away). */
+static void finish_request(tether__client *c) {
+  if (!c->active) return;
+  tether__worker *w = c->w;
+  c->active = 0;
+  if (c->srv >= 0 && c->rt) { /* ended without the server's answer (the client went away) */
+    tether__server_state *srv = c->rt->ups[c->ups].servers[c->srv];
+    atomic_fetch_sub_explicit(&srv->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->per_worker[w->id].requests[TETHER__CLASS_ERR], 1, memory_order_relaxed);
+    c->srv = -1;
+  }
+  uint64_t us = tether__mono_us() - c->start_us;
+  double s = us / 1e6;
+  int b = 0;
+  while (b < TETHER__LATENCY_NB && s > tether__latency_bounds_s[b]) b++;
+  atomic_fetch_add_explicit(&w->latency_buckets[b], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&w->latency_sum_us, us, memory_order_relaxed);
+  log_request(c);
+  tether__runtime_unref(c->rt);
+  c->rt = NULL;
+  c->replay.len = 0;
+  if (c->closing) return;
+  c->state = CS_HEAD;
+  if (!c->keep_alive || w->stopping) {
+    c->keep_alive = 0;
+    c->in_len = 0;
+    if (c->pending == 0) client_close(c);
+    return; /* closed once the answer is written */
+  }
+  client_next(c);
+}
+
+/* Keep-alive: serve a pipelined request already buffered, or wait for the next one. */
+static void client_next(tether__client *c) {
+  client_resume(c);
+  if (c->in_len > 0) {
+    arm_client(c, c->w->rt->cf->client_header_timeout_ms);
+    start_request(c);
+    return;
+  }
+  if (c->in_cap > 65536) { /* do not keep a large buffer on an idle connection */
+    free(c->in);
+    c->in = NULL;
+    c->in_cap = 0;
+  }
+  arm_client(c, c->w->rt->cf->keepalive_timeout_ms);
+}
+
+void tether__worker_close_idle(tether__worker *w) {
+  tether__client *c = w->clients;
+  while (c) {
+    tether__client *next = c->next;
+    if (!c->active && c->pending == 0) client_close(c);
+    else c->keep_alive = 0;
+    c = next;
+  }
+  tether__worker_drop_pools(w);
+}
+
+void tether__worker_close_all(tether__worker *w) {
+  while (w->clients) client_close(w->clients);
+  tether__worker_drop_pools(w);
+}
+
+void tether__worker_drop_pools(tether__worker *w) {
+  for (int i = 0; i < w->npools; i++)
+    while (w->pools[i].head) up_close(w->pools[i].head, 0);
+}

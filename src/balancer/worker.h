@@ -1,0 +1,79 @@
+/* The balancer's workers: one thread and one libuv loop each, with its own SO_REUSEPORT listeners, its own
+ * pools of idle upstream connections and its own counters. Connections never move between workers. */
+#ifndef TETHER_BALANCER_WORKER_H
+#define TETHER_BALANCER_WORKER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "http1.h"
+#include "runtime.h"
+
+#define TETHER__LATENCY_NB 14
+extern const double tether__latency_bounds_s[TETHER__LATENCY_NB];
+
+typedef struct tether__worker tether__worker;
+typedef struct tether__client tether__client;
+typedef struct tether__upconn tether__upconn;
+
+/* Idle keep-alive connections to one server, per worker. */
+typedef struct tether__pool {
+  tether__server_state *srv;
+  tether__upconn *head; /* most recently used first */
+  int count;
+} tether__pool;
+
+struct tether__worker {
+  int id;
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t wakeup;                 /* reload or stop requested */
+  uv_tcp_t listeners[8];
+  int nlisteners;
+  int listen_fds[8];                 /* opened by the main thread (SO_REUSEPORT), adopted here */
+  tether__runtime *rt;               /* current configuration (a reference held) */
+  _Atomic(tether__runtime *) next_rt;/* set by the main thread on reload */
+  _Atomic int stop;                  /* 1: graceful stop requested */
+  int stopping;                      /* this loop has started stopping */
+  uv_timer_t stop_timer;             /* grace period */
+  uv_timer_t flush_timer;            /* access log */
+  tether__balance_state *bs;         /* per upstream of rt */
+  tether__pool *pools;
+  int npools, cap_pools;
+  tether__client *clients;           /* every open client connection */
+  /* counters read by the admin thread */
+  _Atomic int64_t active_connections;
+  _Atomic uint64_t accepted;
+  _Atomic uint64_t requests;
+  _Atomic uint64_t errors_by_status[6]; /* 400,408,413,414,431,other 4xx/5xx answered by us */
+  _Atomic uint64_t latency_buckets[TETHER__LATENCY_NB + 1];
+  _Atomic uint64_t latency_sum_us;
+  char *log_buf;                     /* access log lines not yet written */
+  size_t log_len, log_cap;
+};
+
+/* Starts n workers on the listening sockets (already bound, SO_REUSEPORT, one set per worker). */
+int tether__workers_start(tether__worker *ws, int n, tether__runtime *rt);
+/* Hands a new runtime to every worker (each takes its own reference). */
+void tether__workers_reload(tether__worker *ws, int n, tether__runtime *rt);
+/* Graceful stop: listeners close, idle connections close, in-flight requests get grace_ms. Joins. */
+void tether__workers_stop(tether__worker *ws, int n);
+
+/* proxy.c */
+void tether__client_accept(tether__worker *w, uv_stream_t *listener);
+void tether__worker_close_idle(tether__worker *w);  /* stopping: close what carries no request */
+void tether__worker_close_all(tether__worker *w);   /* grace period over */
+void tether__worker_drop_pools(tether__worker *w);
+
+/* log.c */
+int tether__access_log_open(const char *path);
+void tether__access_log_close(void);
+void tether__access_log_flush(tether__worker *w);
+void tether__access_log_line(tether__worker *w, const char *line, size_t n);
+
+/* Opens a listening socket with SO_REUSEPORT (libuv 1.44 has no flag for it). Returns fd or -errno. */
+int tether__listen_socket(const tether__addr *a, int backlog);
+
+#endif
