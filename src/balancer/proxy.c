@@ -45,6 +45,8 @@ struct tether__client {
   char method[16];
   char target[200];
   char peer[64];               /* the client's address (or the trusted X-Forwarded-For one) */
+  char ip[64];                 /* the socket's peer address */
+  struct sockaddr_storage addr;
   size_t pending;              /* bytes queued to the client socket */
   int paused;                  /* reading stopped for backpressure */
   int closing;
@@ -355,9 +357,9 @@ void tether__client_accept(tether__worker *w, uv_stream_t *listener) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) peer_text(&ss, c->peer, sizeof(c->peer));
+  int len = sizeof(c->addr);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->addr, &len) == 0) peer_text(&c->addr, c->ip, sizeof(c->ip));
+  memcpy(c->peer, c->ip, sizeof(c->peer));
   atomic_fetch_add_explicit(&w->accepted, 1, memory_order_relaxed);
   arm_client(c, w->rt->cf->client_header_timeout_ms);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_client, client_on_read);
@@ -383,9 +385,7 @@ static int trusted_peer(const tether__config *cf, const struct sockaddr_storage 
 static void real_ip(tether__client *c, const tether__h1_msg *m) {
   const tether__config *cf = c->rt->cf;
   if (cf->nreal_ip_from == 0 || cf->real_ip_proxy_protocol) return;
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0 || !trusted_peer(cf, &ss)) return;
+  if (!trusted_peer(cf, &c->addr)) return;
   tether__slice xff = tether__h1_header_get(m, "x-forwarded-for");
   if (xff.p == NULL) return;
   size_t end = xff.n;
@@ -423,13 +423,8 @@ static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf
     }
     tether__buf_appendf(b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
   }
-  char ip[64];
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  snprintf(ip, sizeof(ip), "?");
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) peer_text(&ss, ip, sizeof(ip));
-  if (xff.p) tether__buf_appendf(b, "X-Forwarded-For: %.*s, %s\r\n", (int)xff.n, xff.p, ip);
-  else tether__buf_appendf(b, "X-Forwarded-For: %s\r\n", ip);
+  if (xff.p) tether__buf_appendf(b, "X-Forwarded-For: %.*s, %s\r\n", (int)xff.n, xff.p, c->ip);
+  else tether__buf_appendf(b, "X-Forwarded-For: %s\r\n", c->ip);
   tether__buf_appendf(b, "X-Forwarded-Proto: http\r\n");
   if (m->host.p) tether__buf_appendf(b, "X-Forwarded-Host: %.*s\r\n", (int)m->host.n, m->host.p);
   if (c->rt->cf->add_forwarded) {
@@ -519,6 +514,7 @@ static void start_request(tether__client *c) {
   c->is_head = m->is_head;
   c->idempotent = method_idempotent(m->method);
   c->upgrade = m->upgrade;
+  memcpy(c->peer, c->ip, sizeof(c->peer));
   real_ip(c, m);
   if (cf->client_max_body_size && m->framing == TETHER__H1_LENGTH && m->content_length > cf->client_max_body_size) {
     c->in_len = 0;
@@ -828,30 +824,33 @@ static int class_of(int status) {
          : status < 500 ? TETHER__CLASS_4XX : TETHER__CLASS_5XX;
 }
 
-/* Rewrites and forwards the response head; returns bytes of head consumed or -1. */
-static int forward_head(tether__upconn *u, tether__client *c, tether__h1_msg *m) {
-  tether__buf b = {0};
-  tether__buf_appendf(&b, "HTTP/1.1 %d %.*s\r\n", m->status, (int)m->reason.n, m->reason.p);
+/* Rewrites the response head into b (the caller sends it, with the first body bytes when it can). */
+static void build_head(tether__client *c, tether__h1_msg *m, tether__buf *b) {
+  tether__buf_appendf(b, "HTTP/1.1 %d %.*s\r\n", m->status, (int)m->reason.n, m->reason.p);
   for (size_t i = 0; i < m->nheaders; i++) {
     const tether__h1_header *h = &m->headers[i];
     if (tether__h1_token_eq(h->name, "connection") || tether__h1_token_eq(h->name, "keep-alive") ||
         tether__h1_token_eq(h->name, "proxy-connection"))
       continue;
     if (m->status != 101 && tether__h1_token_eq(h->name, "upgrade")) continue;
-    tether__buf_appendf(&b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
+    tether__buf_appendf(b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
   }
   if (m->status == 101) {
-    tether__buf_appendf(&b, "Connection: upgrade\r\n");
+    tether__buf_appendf(b, "Connection: upgrade\r\n");
   } else if (m->status >= 200) {
     if (m->framing == TETHER__H1_UNTIL_CLOSE) c->keep_alive = 0;
-    if (!c->keep_alive) tether__buf_appendf(&b, "Connection: close\r\n");
-    else if (c->version_minor == 0) tether__buf_appendf(&b, "Connection: keep-alive\r\n");
+    if (!c->keep_alive) tether__buf_appendf(b, "Connection: close\r\n");
+    else if (c->version_minor == 0) tether__buf_appendf(b, "Connection: keep-alive\r\n");
   }
-  tether__buf_appendf(&b, "\r\n");
+  tether__buf_appendf(b, "\r\n");
   c->resp_started = 1;
+}
+
+static int forward_head(tether__client *c, tether__h1_msg *m) {
+  tether__buf b = {0};
+  build_head(c, m, &b);
   int rc = to_client(c, b.data, b.len);
   tether__buf_free(&b);
-  (void)u;
   return rc;
 }
 
@@ -912,7 +911,7 @@ static void up_process(tether__upconn *u) {
         return;
       }
       if (m->status < 200 && m->status != 101) { /* 100 Continue and friends: forward, then the real one */
-        if (forward_head(u, c, m) < 0) return client_close(c);
+        if (forward_head(c, m) < 0) return client_close(c);
         consume(u->in, &u->in_len, (size_t)n);
         continue;
       }
@@ -925,13 +924,32 @@ static void up_process(tether__upconn *u) {
       }
       u->resp_keep_alive = m->keep_alive;
       tether__h1_body_init(&u->body, m);
-      if (forward_head(u, c, m) < 0) return client_close(c);
-      consume(u->in, &u->in_len, (size_t)n);
       u->head_done = 1;
       if (m->status == 101) {
+        if (forward_head(c, m) < 0) return client_close(c);
+        consume(u->in, &u->in_len, (size_t)n);
         start_tunnel(c, u);
         return;
       }
+      /* the head and the body bytes that came with it leave in one write */
+      tether__buf *hb = &c->w->scratch_out;
+      hb->len = 0;
+      build_head(c, m, hb);
+      int64_t k = tether__h1_body_feed(&u->body, u->in + n, u->in_len - (size_t)n);
+      if (k < 0) {
+        c->keep_alive = 0;
+        up_close(u, 1);
+        respond(c, 502, NULL, 0);
+        return;
+      }
+      tether__buf_append(hb, u->in + n, (size_t)k);
+      if (to_client(c, hb->data, hb->len) < 0) return client_close(c);
+      consume(u->in, &u->in_len, (size_t)n + (size_t)k);
+      if (u->body.done) {
+        response_done(c, u);
+        return;
+      }
+      continue;
     }
     if (u->body.done) {
       response_done(c, u);

@@ -147,6 +147,7 @@ void tether__workers_stop(tether__worker *ws, int n) {
     }
     free(w->pools);
     free(w->log_buf);
+    tether__buf_free(&w->scratch_out);
     tether__runtime_unref(w->rt);
     uv_loop_close(&w->loop);
   }

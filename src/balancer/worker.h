@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "../lib/util.h"
 #include "config.h"
 #include "http1.h"
 #include "runtime.h"
@@ -50,6 +51,7 @@ struct tether__worker {
   _Atomic uint64_t errors_by_status[6]; /* 400,408,413,414,431,other 4xx/5xx answered by us */
   _Atomic uint64_t latency_buckets[TETHER__LATENCY_NB + 1];
   _Atomic uint64_t latency_sum_us;
+  tether__buf scratch_out;           /* response heads are assembled here */
   char *log_buf;                     /* access log lines not yet written */
   size_t log_len, log_cap;
 };
