@@ -491,6 +491,12 @@ static void location_body(parser *ps, directive *d, tether__cf_location *loc, ch
 static void location_block(parser *ps, directive *d) {
   tether__config *cf = ps->cf;
   int exact = d->nargs == 3 && strcmp(d->args[1], "=") == 0;
+  if (d->nargs == 3 && !exact && d->block) {
+    error(ps, d->line, "location \"%s %s\": regex locations are not supported (use a prefix or \"= /path\")",
+          d->args[1], d->args[2]);
+    skip_block(ps);
+    return;
+  }
   if (!d->block || !(d->nargs == 2 || exact)) {
     error(ps, d->line, "\"location\" takes a prefix (or \"= /path\") and a block");
     if (d->block) skip_block(ps);
@@ -640,7 +646,16 @@ static void block_body(parser *ps, int depth, const char *ctx) {
   directive d;
   int rc;
   while ((rc = read_directive(ps, &d)) == 1) {
-    common_directive(ps, &d, depth, ctx);
+    static const char *const blocks[] = {"upstream", "location", "http", "server", "events"};
+    int takes_block = 0;
+    for (size_t i = 0; i < TETHER__ARRAY_SIZE(blocks); i++) takes_block |= strcmp(d.args[0], blocks[i]) == 0;
+    if (d.block && !takes_block) {
+      error(ps, d.line, "\"%s\" takes no block: a \";\" is missing before \"%s\"?", d.args[0],
+            d.nargs > 1 ? d.args[d.nargs - 1] : "{");
+      skip_block(ps);
+    } else {
+      common_directive(ps, &d, depth, ctx);
+    }
     free_directive(&d);
   }
   if (rc == -1 && depth == 0) error(ps, ps->line, "unexpected \"}\"");

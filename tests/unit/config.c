@@ -1,0 +1,155 @@
+/* The balancer's configuration reader: both shapes load, every mistake is an error with file:line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../src/balancer/config.c"
+
+static tether__config cf;
+static char err[4096];
+
+static int parse(const char *text) { return tether__config_parse("t.conf", text, strlen(text), &cf, err, sizeof(err)); }
+
+static void test_issue_example(void **state) {
+  (void)state;
+  const char *text = "worker_processes 1;\n"
+                     "listen 127.0.0.1:8080;\n"
+                     "admin_listen 127.0.0.1:8081;\n"
+                     "upstream backend {\n"
+                     "    server 127.0.0.1:9001 weight=2 max_fails=3 fail_timeout=10s;\n"
+                     "    server 127.0.0.1:9002;\n"
+                     "    server 127.0.0.1:9003 backup;\n"
+                     "    least_conn;\n"
+                     "    health_check uri=/health interval=1s fails=2 passes=2;\n"
+                     "    keepalive 64;\n"
+                     "}\n"
+                     "location / { proxy_pass http://backend; }\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.workers, 1);
+  assert_int_equal(cf.nupstreams, 1);
+  tether__cf_upstream *u = &cf.upstreams[0];
+  assert_int_equal(u->nservers, 3);
+  assert_int_equal(u->servers[0].weight, 2);
+  assert_int_equal(u->servers[0].max_fails, 3);
+  assert_int_equal(u->servers[0].fail_timeout_ms, 10000);
+  assert_true(u->servers[2].backup);
+  assert_int_equal(u->balance, TETHER__BALANCE_LEAST_CONN);
+  assert_true(u->health.enabled);
+  assert_string_equal(u->health.uri, "/health");
+  assert_int_equal(u->health.interval_ms, 1000);
+  assert_int_equal(u->health.fails, 2);
+  assert_int_equal(u->keepalive, 64);
+  assert_int_equal(cf.nlocations, 1);
+  assert_int_equal(cf.locations[0].upstream, 0);
+  assert_string_equal(cf.admin.text, "127.0.0.1:8081");
+}
+
+static void test_nginx_shape(void **state) {
+  (void)state;
+  const char *text = "# the seed's block, pasted\n"
+                     "events { worker_connections 1024; }\n"
+                     "http {\n"
+                     "  upstream backend {\n    ip_hash_is_not_here_yet_so_no_directive_here;\n  }\n"
+                     "}\n";
+  assert_int_equal(parse(text), -1);
+  assert_non_null(strstr(err, "t.conf:5: unknown directive \"ip_hash_is_not_here_yet_so_no_directive_here\""));
+  text = "http {\n"
+         "  upstream backend { server 127.0.0.1:9001; server 127.0.0.1:9002; }\n"
+         "  server {\n"
+         "    listen 8080;\n"
+         "    server_name example.com;\n"
+         "    location / { proxy_pass http://backend; proxy_set_header Host $host; }\n"
+         "    location = /ping { return 200 \"pong\"; }\n"
+         "  }\n"
+         "}\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.nlocations, 2);
+  assert_true(cf.locations[1].exact);
+  assert_int_equal(cf.locations[1].return_status, 200);
+  assert_string_equal(cf.locations[1].return_body, "pong");
+}
+
+static void test_errors_name_the_line(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    const char *want;
+  } cases[] = {
+      {"listen 8080;\nfoo bar;\n", "t.conf:2: unknown directive \"foo\""},
+      {"listen 8080;\nupstream b {\n server 127.0.0.1:1 weight=0;\n}\nlocation / { proxy_pass http://b; }\n",
+       "t.conf:3: \"server\": weight must be an integer from 1 to 1000"},
+      {"listen 8080;\nupstream b {\n server nowhere.example:80;\n}\n", "t.conf:3: invalid server address"},
+      {"listen 8080;\nupstream b { server 127.0.0.1:1 fail_timeout=ten; }\n", "t.conf:2: \"server\": invalid time \"ten\""},
+      {"listen 8080;\nlocation / { proxy_pass http://missing; }\n", "t.conf:2: proxy_pass: no upstream named \"missing\""},
+      {"listen 99999;\n", "t.conf:1: invalid address \"99999\""},
+      {"listen 8080\nupstream b { server 127.0.0.1:1; }\n", "t.conf:1: \"listen\" takes no block: a \";\" is missing"},
+      {"listen 8080;\nupstream b {\n server 127.0.0.1:1;\n", "t.conf:2: upstream \"b\": missing \"}\""},
+      {"listen 8080;\nclient_max_body_size 1q;\n", "t.conf:2: \"client_max_body_size\": invalid size \"1q\""},
+      {"listen 8080;\nupstream b { server 127.0.0.1:1 backup; }\nlocation / { proxy_pass http://b; }\n",
+       "has only backup servers"},
+      {"listen 8080;\nupstream b { }\n", "upstream \"b\" has no server"},
+      {"upstream b { server 127.0.0.1:1; }\n", "no \"listen\" address"},
+      {"listen 8080;\nworker_processes 1 2;\n", "t.conf:2: \"worker_processes\" takes 1 argument"},
+      {"listen 8080;\nupstream b { server 127.0.0.1:1; health_check uri=nope; }\n", "uri must start with '/'"},
+      {"listen 8080;\nset_real_ip_from 10.0.0.0/33;\n", "t.conf:2: invalid address or CIDR"},
+      {"listen 8080;\nreal_ip_header proxy_protocol;\n", "not supported yet"},
+      {"listen 8080;\nlocation ~ \\.php$ { return 404; }\n", "regex locations are not supported"},
+      {"listen 8080;\nx \"unterminated;\n", "t.conf:2: unterminated quoted string"},
+      {"listen 8080;\n}\n", "t.conf:2: unexpected \"}\""},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    if (parse(cases[i].text) != -1) fail_msg("case %zu accepted: %s", i, cases[i].text);
+    if (strstr(err, cases[i].want) == NULL) fail_msg("case %zu: wanted \"%s\" in:\n%s", i, cases[i].want, err);
+  }
+}
+
+static void test_several_errors_reported(void **state) {
+  (void)state;
+  assert_int_equal(parse("listen 8080;\nfoo;\nbar;\nupstream b { server 127.0.0.1:1 frob; }\n"), -1);
+  assert_non_null(strstr(err, "t.conf:2:"));
+  assert_non_null(strstr(err, "t.conf:3:"));
+  assert_non_null(strstr(err, "t.conf:4: unknown server parameter \"frob\""));
+}
+
+static void test_values(void **state) {
+  (void)state;
+  assert_int_equal(tether__parse_size("16k"), 16384);
+  assert_int_equal(tether__parse_size("1m"), 1048576);
+  assert_int_equal(tether__parse_size("512"), 512);
+  assert_int_equal(tether__parse_size("-1"), -1);
+  assert_int_equal(tether__parse_size("1kb"), -1);
+  assert_int_equal(tether__parse_time_ms("10s"), 10000);
+  assert_int_equal(tether__parse_time_ms("500ms"), 500);
+  assert_int_equal(tether__parse_time_ms("2m"), 120000);
+  assert_int_equal(tether__parse_time_ms("1h"), 3600000);
+  assert_int_equal(tether__parse_time_ms("3"), 3000);
+  assert_int_equal(tether__parse_time_ms("3x"), -1);
+  tether__addr a;
+  assert_int_equal(tether__addr_parse("127.0.0.1:80", &a), 0);
+  assert_int_equal(tether__addr_parse("[::1]:80", &a), 0);
+  assert_int_equal(tether__addr_parse("8080", &a), 0);
+  assert_int_equal(tether__addr_parse("host:80", &a), -1);
+  assert_int_equal(tether__addr_parse("127.0.0.1:0", &a), -1);
+  tether__cidr c, probe;
+  assert_int_equal(tether__cidr_parse("127.0.0.0/8", &c), 0);
+  assert_int_equal(tether__cidr_parse("127.5.6.7", &probe), 0);
+  assert_true(tether__cidr_match(&c, (struct sockaddr *)&probe.net));
+  assert_int_equal(tether__cidr_parse("10.1.2.3", &probe), 0);
+  assert_false(tether__cidr_match(&c, (struct sockaddr *)&probe.net));
+  assert_int_equal(tether__cidr_parse("::1/128", &c), 0);
+  assert_false(tether__cidr_match(&c, (struct sockaddr *)&probe.net));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_issue_example), cmocka_unit_test(test_nginx_shape),
+      cmocka_unit_test(test_errors_name_the_line), cmocka_unit_test(test_several_errors_reported),
+      cmocka_unit_test(test_values),
+  };
+  return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
