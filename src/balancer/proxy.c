@@ -182,18 +182,18 @@ static int to_upstream(tether__upconn *u, const char *data, size_t len) {
   return send_bytes((uv_stream_t *)&u->tcp, u, 0, &u->pending, data, len);
 }
 
+/* Clients read into the worker's one read buffer; bytes are then kept per connection only while they
+ * wait to be used, so an idle keep-alive connection holds no buffer at all. */
 static void alloc_client(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   tether__client *c = h->data;
-  grow(&c->in, &c->in_cap, c->in_len + READ_CHUNK);
-  *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+  *buf = uv_buf_init(c->w->rbuf, sizeof(c->w->rbuf));
 }
 
 static void alloc_up(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   tether__upconn *u = h->data;
-  grow(&u->in, &u->in_cap, u->in_len + READ_CHUNK);
-  *buf = uv_buf_init(u->in + u->in_len, (unsigned)(u->in_cap - u->in_len));
+  *buf = uv_buf_init(u->w->rbuf, sizeof(u->w->rbuf));
 }
 
 static void client_pause(tether__client *c) {
@@ -628,6 +628,9 @@ static void up_release(tether__upconn *u, const tether__cf_upstream *cu) {
     return;
   }
   u->state = US_IDLE;
+  free(u->in); /* an idle connection keeps no buffer */
+  u->in = NULL;
+  u->in_cap = 0;
   u->pool = p;
   u->pool_prev = NULL;
   u->pool_next = p->head;
@@ -978,7 +981,6 @@ static void up_process(tether__upconn *u) {
 }
 
 static void up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
   tether__upconn *u = s->data;
   if (u->closing) return;
   tether__client *c = u->c;
@@ -1024,10 +1026,12 @@ static void up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   u->got_bytes = 1;
   if (u->state == US_TUNNEL) {
-    if (c && to_client(c, u->in, (size_t)nread) < 0) client_close(c);
+    if (c && to_client(c, buf->base, (size_t)nread) < 0) client_close(c);
     else if (c && c->pending > MAX_PENDING) up_pause(u);
     return;
   }
+  grow(&u->in, &u->in_cap, u->in_len + (size_t)nread);
+  memcpy(u->in + u->in_len, buf->base, (size_t)nread);
   u->in_len += (size_t)nread;
   if (c == NULL) {
     up_close(u, 0);
@@ -1040,7 +1044,6 @@ static void up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 /* ---- the client side ---- */
 
 static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  (void)buf;
   tether__client *c = s->data;
   if (c->closing) return;
   if (nread == 0) return;
@@ -1056,10 +1059,12 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->state == CS_TUNNEL) {
-    if (c->up && to_upstream(c->up, c->in + c->in_len, (size_t)nread) < 0) client_close(c);
+    if (c->up && to_upstream(c->up, buf->base, (size_t)nread) < 0) client_close(c);
     else if (c->up && c->up->pending > MAX_PENDING) client_pause(c);
     return;
   }
+  grow(&c->in, &c->in_cap, c->in_len + (size_t)nread);
+  memcpy(c->in + c->in_len, buf->base, (size_t)nread);
   c->in_len += (size_t)nread;
   if (c->state == CS_HEAD) {
     if (!c->active && c->in_len == (size_t)nread) arm_client(c, c->w->rt->cf->client_header_timeout_ms);
@@ -1136,11 +1141,10 @@ static void client_next(tether__client *c) {
     start_request(c);
     return;
   }
-  if (c->in_cap > 65536) { /* do not keep a large buffer on an idle connection */
-    free(c->in);
-    c->in = NULL;
-    c->in_cap = 0;
-  }
+  free(c->in); /* an idle connection keeps no buffer */
+  c->in = NULL;
+  c->in_cap = 0;
+  tether__buf_free(&c->replay);
   arm_client(c, c->w->rt->cf->keepalive_timeout_ms);
 }
 

@@ -52,6 +52,7 @@ struct tether__worker {
   _Atomic uint64_t latency_buckets[TETHER__LATENCY_NB + 1];
   _Atomic uint64_t latency_sum_us;
   tether__buf scratch_out;           /* response heads are assembled here */
+  char rbuf[65536];                  /* every client read lands here first */
   char *log_buf;                     /* access log lines not yet written */
   size_t log_len, log_cap;
 };
