@@ -614,8 +614,7 @@ static void common_directive(parser *ps, directive *d, int depth, const char *ct
     }
   } else if (strcmp(n, "real_ip_header") == 0) {
     if (want_args(ps, d, 1, 1) == 0) {
-      if (strcmp(d->args[1], "proxy_protocol") == 0)
-        error(ps, d->line, "\"real_ip_header proxy_protocol\" is not supported yet (X-Forwarded-For is)");
+      if (strcmp(d->args[1], "proxy_protocol") == 0) cf->real_ip_proxy_protocol = 1;
       else if (strcasecmp(d->args[1], "X-Forwarded-For") == 0) cf->real_ip_proxy_protocol = 0;
       else error(ps, d->line, "\"real_ip_header\" takes X-Forwarded-For or proxy_protocol");
     }

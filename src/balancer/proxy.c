@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../lib/util.h"
+#include "proxyproto.h"
 #include "worker.h"
 
 #define READ_CHUNK 16384
@@ -50,6 +51,7 @@ struct tether__client {
   size_t pending;              /* bytes queued to the client socket */
   int paused;                  /* reading stopped for backpressure */
   int closing;
+  int served;                  /* requests started on this connection */
 };
 
 struct tether__upconn {
@@ -276,6 +278,13 @@ static void client_timeout(uv_timer_t *t) {
     client_close(c);
     return;
   }
+  if (c->state == CS_HEAD && !c->active) { /* a head not complete in time (slowloris): 408, then close */
+    c->keep_alive = 0;
+    c->is_head = 0; /* of the previous request */
+    respond(c, 408, NULL, 0); /* no request is in progress: finish_request will not close it */
+    if (!c->closing && c->pending == 0) client_close(c);
+    return;
+  }
   if (!c->resp_started) {
     c->keep_alive = 0;
     if (c->up) up_close(c->up, 0);
@@ -484,9 +493,36 @@ static void start_request(tether__client *c) {
   tether__worker *w = c->w;
   tether__h1_msg *m = &scratch_msg[w->id];
   tether__config *cf = w->rt->cf;
+  if (c->served == 0 && cf->real_ip_proxy_protocol && trusted_peer(cf, &c->addr)) {
+    /* a PROXY protocol header from a trusted proxy: the client is the address it names */
+    struct sockaddr_storage src;
+    int pp = tether__proxyproto_parse(c->in, c->in_len, &src);
+    if (pp == 0) return;
+    if (pp == -1) {
+      c->served = 1;
+      c->in_len = 0;
+      c->keep_alive = 0;
+      c->active = 1;
+      c->rt = w->rt;
+      tether__runtime_ref(c->rt);
+      c->start_us = tether__mono_us();
+      c->srv = -1;
+      snprintf(c->method, sizeof(c->method), "-");
+      c->target[0] = '\0';
+      respond(c, 400, "invalid PROXY protocol header", 0);
+      return;
+    }
+    if (pp > 0) {
+      if (src.ss_family != AF_UNSPEC) peer_text(&src, c->ip, sizeof(c->ip));
+      consume(c->in, &c->in_len, (size_t)pp);
+    }
+    c->served = 1;
+    if (c->in_len == 0) return;
+  }
   tether__h1_limits lim = {.max_head = cf->client_header_buffer, .max_uri = cf->large_uri, .max_headers = 100};
   int n = tether__h1_parse_request(c->in, c->in_len, &lim, m);
   if (n == 0) return;
+  c->served++;
   c->active = 1;
   c->rt = w->rt;
   tether__runtime_ref(c->rt);

@@ -97,7 +97,6 @@ static void test_errors_name_the_line(void **state) {
       {"listen 8080;\nworker_processes 1 2;\n", "t.conf:2: \"worker_processes\" takes 1 argument"},
       {"listen 8080;\nupstream b { server 127.0.0.1:1; health_check uri=nope; }\n", "uri must start with '/'"},
       {"listen 8080;\nset_real_ip_from 10.0.0.0/33;\n", "t.conf:2: invalid address or CIDR"},
-      {"listen 8080;\nreal_ip_header proxy_protocol;\n", "not supported yet"},
       {"listen 8080;\nlocation ~ \\.php$ { return 404; }\n", "regex locations are not supported"},
       {"listen 8080;\nx \"unterminated;\n", "t.conf:2: unterminated quoted string"},
       {"listen 8080;\n}\n", "t.conf:2: unexpected \"}\""},
