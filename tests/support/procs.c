@@ -84,6 +84,8 @@ pid_t tt_spawn(char *const argv[], const char *logfile, const char *user) {
     int nul = open("/dev/null", O_RDONLY);
     if (nul >= 0) dup2(nul, 0);
     if (pw && (setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)) _exit(126);
+    if (pw) prctl(PR_SET_PDEATHSIG, SIGKILL); /* changing credentials cleared it */
+    if (getppid() != parent) _exit(127);
     execvp(argv[0], argv);
     fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -236,7 +238,17 @@ int tt_postgres_start(tt_server *s, int port) {
     if (fchown(fd, pw->pw_uid, pw->pw_gid) < 0) perror("fchown");
     close(fd);
   }
-  return start(s, "postgres", argv, "postgres", 30000);
+  if (start(s, "postgres", argv, "postgres", 30000) != 0) return -1;
+  /* The port opens before the server accepts sessions ("the database system is starting up"). */
+  for (int waited = 0; waited < 30000; waited += 50) {
+    if (tt_system("%s/pg_isready -q -h 127.0.0.1 -p %d -t 2", bin, s->port) == 0) return 0;
+    tt_sleep_ms(50);
+  }
+  fprintf(stderr, "postgres on port %d is not ready after 30 s\n", s->port);
+  show_log(s->dir);
+  tt_kill(s->pid, SIGKILL);
+  s->pid = 0;
+  return -1;
 }
 
 void tt_server_stop(tt_server *s, int sig) {

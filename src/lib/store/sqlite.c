@@ -1,12 +1,550 @@
-/* libtether: the sqlite store (not built yet). */
+/* libtether: the SQLite store, the embedded default.
+ *   sqlite:PATH[?table=sessions&timeout_ms=5000&purge_s=60&pool=8]
+ * PATH is absolute (sqlite:/var/lib/app/sessions.db) or relative to the working directory at open time
+ * (sqlite:./sessions.db); the file and its table are created when missing.
+ *
+ * Several processes on one machine may share the file: WAL mode lets readers run beside the one writer,
+ * writers queue on SQLite's lock (busy_timeout), and a bounded retry covers the few cases where SQLite
+ * reports SQLITE_BUSY without waiting (WAL recovery by another process, a lock held across a checkpoint).
+ * A handle is a small pool of connections, one per concurrent caller up to `pool`, each with its prepared
+ * statements. Expired rows are ignored by reads and deleted every purge_s seconds by a writer (0: only by
+ * tether_store_purge). Not for network filesystems: WAL needs shared memory between the processes. */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "../util.h"
 #include "store_impl.h"
 
-static int stub_open(tether_store *st, const char *url) {
-  TETHER__UNUSED(st), TETHER__UNUSED(url);
-  return tether__fail(TETHER_ENOTSUP, "sqlite store: not built yet");
+enum { Q_GET, Q_SET, Q_TOUCH, Q_DEL, Q_PURGE, Q_PING, Q_COUNT };
+
+#define SQ_TABLE_MAX 48    /* identifier length we accept (the index name adds a few characters) */
+#define SQ_DAY_MS 86400000 /* a session without expiry is kept for a day (connect-redis's rule) */
+
+typedef struct sqconn {
+  sqlite3 *db;
+  sqlite3_stmt *stmt[Q_COUNT]; /* prepared on first use, kept for the connection's life */
+  struct sqconn *next;         /* idle list */
+} sqconn;
+
+typedef struct sqstore {
+  pthread_mutex_t lock;          /* guards idle, nconns, pid */
+  pthread_cond_t freed;          /* a connection went back to the idle list (or was closed) */
+  sqconn *idle;                  /* connections ready for a caller */
+  int nconns;                    /* open connections, idle or in use */
+  int max;                       /* bound on nconns */
+  pid_t pid;                     /* the process that opened the connections */
+  char *path;                    /* absolute */
+  char *table;                   /* validated identifier */
+  char *sql[Q_COUNT];            /* the statements, with the table name in place */
+  int timeout_ms;                /* busy timeout, and the bound on one operation's retries */
+  int64_t purge_every_ms;        /* 0: purge only on demand */
+  _Atomic int64_t next_purge_ms; /* wall clock of the next opportunistic purge */
+} sqstore;
+
+static int64_t mono_ms(void) { return (int64_t)(tether__mono_us() / 1000); }
+
+/* ---- errors ---- */
+
+/* Maps a SQLite result code to a tether error with a message naming the file (and the OS's reason when
+ * opening or I/O failed). */
+static int sq_fail(const sqstore *s, sqlite3 *db, int r, const char *what) {
+  const char *msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(r);
+  int os = db ? sqlite3_system_errno(db) : 0;
+  const char *sep = "", *why = "";
+  if (os != 0 && ((r & 0xff) == SQLITE_CANTOPEN || (r & 0xff) == SQLITE_IOERR)) {
+    sep = ": ";
+    why = strerror(os);
+  }
+  switch (r & 0xff) {
+  case SQLITE_BUSY:
+  case SQLITE_LOCKED:
+    return tether__fail(TETHER_ETIMEDOUT, "sqlite store '%s': %s: %s (still locked after %d ms)", s->path, what, msg,
+                        s->timeout_ms);
+  case SQLITE_TOOBIG:
+    return tether__fail(TETHER_E2BIG, "sqlite store '%s': %s: %s", s->path, what, msg);
+  case SQLITE_NOTADB:
+    return tether__fail(TETHER_ESTORE, "sqlite store: '%s' is not an SQLite database (%s)", s->path, msg);
+  case SQLITE_CANTOPEN:
+    return tether__fail(TETHER_EINVAL, "sqlite store: cannot open '%s': %s%s%s", s->path, msg, sep, why);
+  default:
+    return tether__fail(TETHER_ESTORE, "sqlite store '%s': %s: %s%s%s", s->path, what, msg, sep, why);
+  }
 }
 
-static void stub_close(tether_store *st) { TETHER__UNUSED(st); }
+static int is_busy(int r) { return (r & 0xff) == SQLITE_BUSY || (r & 0xff) == SQLITE_LOCKED; }
 
-const tether__store_ops tether__store_sqlite = {.kind = "sqlite", .open = stub_open, .close = stub_close};
+/* Sleeps a little before retrying a busy database: 1, 2, 4 ... 16 ms, never past the deadline. */
+static void busy_pause(int attempt, int64_t deadline) {
+  int64_t ms = (int64_t)1 << (attempt < 4 ? attempt : 4);
+  int64_t left = deadline - mono_ms();
+  if (ms > left) ms = left;
+  if (ms <= 0) return;
+  struct timespec ts = {0, (long)ms * 1000000L};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+}
+
+/* Steps q to its first row or its end, retrying while the database is busy until the deadline. Returns
+ * SQLITE_ROW, SQLITE_DONE or a tether error (q is reset then). */
+static int step(const sqstore *s, sqlite3 *db, sqlite3_stmt *q, int64_t deadline, const char *what) {
+  for (int attempt = 0;; attempt++) {
+    int r = sqlite3_step(q);
+    if (r == SQLITE_ROW || r == SQLITE_DONE) return r;
+    if (is_busy(r) && mono_ms() < deadline) {
+      sqlite3_reset(q);
+      busy_pause(attempt, deadline);
+      continue;
+    }
+    int rc = sq_fail(s, db, r, what);
+    sqlite3_reset(q);
+    return rc;
+  }
+}
+
+/* Runs one statement that needs no parameters (pragmas, DDL); copies the first column of the first row
+ * into out (cap bytes) when out is not NULL. */
+static int exec_simple(const sqstore *s, sqlite3 *db, const char *sql, int64_t deadline, char *out, size_t cap) {
+  sqlite3_stmt *q = NULL;
+  int r;
+  for (int attempt = 0;; attempt++) {
+    r = sqlite3_prepare_v2(db, sql, -1, &q, NULL);
+    if (r == SQLITE_OK || !is_busy(r) || mono_ms() >= deadline) break;
+    busy_pause(attempt, deadline);
+  }
+  if (r != SQLITE_OK) return sq_fail(s, db, r, sql);
+  int rc = step(s, db, q, deadline, sql);
+  if (out && cap) {
+    const unsigned char *t = rc == SQLITE_ROW ? sqlite3_column_text(q, 0) : NULL;
+    snprintf(out, cap, "%s", t ? (const char *)t : "");
+  }
+  sqlite3_finalize(q);
+  return rc < 0 ? rc : 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_close(sqconn *c) {
+  for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(c->stmt[i]);
+  sqlite3_close_v2(c->db);
+  free(c);
+}
+
+/* Opens a connection set up for sharing the file: busy timeout, WAL, synchronous=NORMAL; with create,
+ * also the table and its index. Errors name the file. */
+static int conn_open(const sqstore *s, int create, sqconn **out) {
+  int64_t deadline = mono_ms() + s->timeout_ms;
+  sqconn *c = tether__calloc(1, sizeof(*c));
+  int r = sqlite3_open_v2(s->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  int rc = 0;
+  if (r != SQLITE_OK) {
+    rc = sq_fail(s, c->db, r, "open");
+    goto fail;
+  }
+  sqlite3_extended_result_codes(c->db, 1);
+  sqlite3_busy_timeout(c->db, s->timeout_ms);
+  char mode[16];
+  rc = exec_simple(s, c->db, "PRAGMA journal_mode=WAL", deadline, mode, sizeof(mode));
+  if (rc < 0) goto fail;
+  if (strcmp(mode, "wal") != 0)
+    tether__log(TETHER_LOG_WARN, "sqlite store '%s': journal mode is '%s', not 'wal' (processes will block readers)",
+                s->path, mode);
+  rc = exec_simple(s, c->db, "PRAGMA synchronous=NORMAL", deadline, NULL, 0);
+  if (rc == 0 && create) {
+    char *ddl = tether__asprintf("CREATE TABLE IF NOT EXISTS \"%s\" (sid TEXT PRIMARY KEY, sess TEXT NOT NULL, "
+                                 "expire INTEGER NOT NULL)",
+                                 s->table);
+    rc = exec_simple(s, c->db, ddl, deadline, NULL, 0);
+    free(ddl);
+    if (rc == 0) {
+      ddl = tether__asprintf("CREATE INDEX IF NOT EXISTS \"%s_expire_idx\" ON \"%s\" (expire)", s->table, s->table);
+      rc = exec_simple(s, c->db, ddl, deadline, NULL, 0);
+      free(ddl);
+    }
+  }
+  if (rc < 0) goto fail;
+  *out = c;
+  return 0;
+fail:
+  conn_close(c);
+  return rc;
+}
+
+/* After fork() the child must not touch the parent's connections (SQLite's locks are per process, and
+ * closing them could release the parent's locks or remove its WAL): leave them be and start afresh. */
+static void forget_inherited(sqstore *s) {
+  s->idle = NULL; /* leaked on purpose, see above */
+  s->nconns = 0;
+  s->pid = getpid();
+}
+
+static void deadline_timespec(int64_t deadline_ms, struct timespec *ts) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  int64_t left = deadline_ms - mono_ms();
+  if (left < 0) left = 0;
+  ts->tv_sec += (time_t)(left / 1000);
+  ts->tv_nsec += (long)(left % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Takes an idle connection, opens one while under the bound, or waits for one until the deadline. */
+static int acquire(sqstore *s, int64_t deadline, sqconn **out) {
+  pthread_mutex_lock(&s->lock);
+  if (s->pid != getpid()) forget_inherited(s);
+  for (;;) {
+    if (s->idle) {
+      *out = s->idle;
+      s->idle = s->idle->next;
+      pthread_mutex_unlock(&s->lock);
+      return 0;
+    }
+    if (s->nconns < s->max) {
+      s->nconns++;
+      pthread_mutex_unlock(&s->lock);
+      int rc = conn_open(s, 0, out);
+      if (rc < 0) {
+        pthread_mutex_lock(&s->lock);
+        s->nconns--;
+        pthread_cond_signal(&s->freed);
+        pthread_mutex_unlock(&s->lock);
+      }
+      return rc;
+    }
+    struct timespec ts;
+    deadline_timespec(deadline, &ts);
+    if (pthread_cond_timedwait(&s->freed, &s->lock, &ts) == ETIMEDOUT && s->idle == NULL && s->nconns >= s->max) {
+      pthread_mutex_unlock(&s->lock);
+      return tether__fail(TETHER_ETIMEDOUT, "sqlite store '%s': all %d connections busy for %d ms", s->path, s->max,
+                          s->timeout_ms);
+    }
+  }
+}
+
+/* Gives a connection back. One that failed for another reason than a busy database or a too-big value
+ * is closed (the file may have been replaced or damaged); the next caller opens a fresh one. */
+static void release(sqstore *s, sqconn *c, int rc) {
+  int keep = rc >= 0 || rc == TETHER_ENOTFOUND || rc == TETHER_ETIMEDOUT || rc == TETHER_E2BIG;
+  pthread_mutex_lock(&s->lock);
+  if (s->pid != getpid()) {
+    pthread_mutex_unlock(&s->lock); /* forked while we held it: the child's pool no longer counts it */
+    return;
+  }
+  if (keep) {
+    c->next = s->idle;
+    s->idle = c;
+  } else {
+    s->nconns--;
+  }
+  pthread_cond_signal(&s->freed);
+  pthread_mutex_unlock(&s->lock);
+  if (!keep) conn_close(c);
+}
+
+/* The cached statement i of connection c, prepared on first use. */
+static int prepare(const sqstore *s, sqconn *c, int i, int64_t deadline, sqlite3_stmt **out) {
+  for (int attempt = 0; c->stmt[i] == NULL; attempt++) {
+    int r = sqlite3_prepare_v3(c->db, s->sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[i], NULL);
+    if (r == SQLITE_OK) break;
+    if (!is_busy(r) || mono_ms() >= deadline) return sq_fail(s, c->db, r, "prepare");
+    busy_pause(attempt, deadline);
+  }
+  *out = c->stmt[i];
+  return 0;
+}
+
+/* Resets a cached statement so that it holds no lock and no pointer into the caller's buffers. */
+static void finish(sqlite3_stmt *q) {
+  sqlite3_reset(q);
+  sqlite3_clear_bindings(q);
+}
+
+/* ---- operations ---- */
+
+/* Deletes expired rows on c; the count or an error. */
+static int purge_on(sqstore *s, sqconn *c, int64_t deadline) {
+  sqlite3_stmt *q;
+  int rc = prepare(s, c, Q_PURGE, deadline, &q);
+  if (rc < 0) return rc;
+  sqlite3_bind_int64(q, 1, tether_now_ms());
+  rc = step(s, c->db, q, deadline, "purge");
+  if (rc == SQLITE_DONE) {
+    int64_t n = sqlite3_changes64(c->db);
+    rc = n > INT_MAX ? INT_MAX : (int)n;
+  }
+  finish(q);
+  return rc;
+}
+
+/* Purges now and then, by whichever writer first sees that it is time. */
+static void maybe_purge(sqstore *s, sqconn *c, int64_t deadline) {
+  if (s->purge_every_ms == 0) return;
+  int64_t now = tether_now_ms();
+  int64_t due = atomic_load_explicit(&s->next_purge_ms, memory_order_relaxed);
+  if (now < due || !atomic_compare_exchange_strong(&s->next_purge_ms, &due, now + s->purge_every_ms)) return;
+  int n = purge_on(s, c, deadline);
+  if (n > 0) tether__log(TETHER_LOG_DEBUG, "sqlite store '%s': purged %d expired sessions", s->path, n);
+  if (n < 0) tether__log(TETHER_LOG_INFO, "sqlite store: purge skipped: %s", tether_last_error());
+}
+
+/* The parameters of a statement, bound in this order where the statement has them. */
+typedef struct sq_args {
+  const char *sid;
+  const char *json;
+  size_t len;
+  int64_t a, b; /* expiry / now, by statement */
+} sq_args;
+
+/* Runs statement i on a pooled connection. With a row, copies column 0 into *json. Returns 1 for a row,
+ * 0 for none, or an error. */
+static int run(sqstore *s, int i, const sq_args *args, char **json, size_t *len) {
+  int64_t deadline = mono_ms() + s->timeout_ms;
+  sqconn *c;
+  sqlite3_stmt *q;
+  int rc = acquire(s, deadline, &c);
+  if (rc < 0) return rc;
+  rc = prepare(s, c, i, deadline, &q);
+  if (rc < 0) goto done;
+  int p = 1;
+  if (args->sid) sqlite3_bind_text(q, p++, args->sid, -1, SQLITE_STATIC);
+  if (args->json) {
+    if (args->len > INT_MAX) {
+      rc = tether__fail(TETHER_E2BIG, "sqlite store: session of %zu bytes is too large", args->len);
+      goto done;
+    }
+    sqlite3_bind_text(q, p++, args->json, (int)args->len, SQLITE_STATIC);
+  }
+  if (i == Q_GET || i == Q_SET || i == Q_TOUCH) sqlite3_bind_int64(q, p++, args->a);
+  if (i == Q_TOUCH) sqlite3_bind_int64(q, p++, args->b);
+  rc = step(s, c->db, q, deadline, i == Q_GET ? "get" : i == Q_SET ? "set" : i == Q_TOUCH ? "touch" : "delete");
+  if (rc == SQLITE_ROW && json) {
+    const unsigned char *t = sqlite3_column_text(q, 0);
+    size_t n = (size_t)sqlite3_column_bytes(q, 0);
+    *json = tether__strndup(t ? (const char *)t : "", t ? n : 0);
+    *len = t ? n : 0;
+  }
+  if (rc >= 0) rc = rc == SQLITE_ROW;
+  finish(q);
+  if (rc >= 0 && (i == Q_SET || i == Q_TOUCH)) maybe_purge(s, c, deadline);
+done:
+  release(s, c, rc);
+  return rc;
+}
+
+static int sq_get(tether_store *st, const char *sid, char **json, size_t *len) {
+  sq_args a = {.sid = sid, .a = tether_now_ms()};
+  int rc = run(st->impl, Q_GET, &a, json, len);
+  if (rc < 0) return rc;
+  return rc == 1 ? 0 : TETHER_ENOTFOUND;
+}
+
+static int sq_destroy(tether_store *st, const char *sid) {
+  sq_args a = {.sid = sid};
+  int rc = run(st->impl, Q_DEL, &a, NULL, NULL);
+  return rc < 0 ? rc : 0;
+}
+
+static int sq_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+  int64_t now = tether_now_ms();
+  if (tether__ttl_seconds(expires_ms, now) <= 0) return sq_destroy(st, sid);
+  sq_args a = {
+      .sid = sid, .json = json ? json : "", .len = json ? len : 0, .a = expires_ms ? expires_ms : now + SQ_DAY_MS};
+  int rc = run(st->impl, Q_SET, &a, NULL, NULL);
+  return rc < 0 ? rc : 0;
+}
+
+static int sq_touch(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+  TETHER__UNUSED(json);
+  TETHER__UNUSED(len);
+  int64_t now = tether_now_ms();
+  if (tether__ttl_seconds(expires_ms, now) <= 0) return sq_destroy(st, sid);
+  sq_args a = {.sid = sid, .a = expires_ms ? expires_ms : now + SQ_DAY_MS, .b = now};
+  int rc = run(st->impl, Q_TOUCH, &a, NULL, NULL);
+  return rc < 0 ? rc : 0; /* a missing session is not an error (express-session's MemoryStore) */
+}
+
+static int sq_purge(tether_store *st) {
+  sqstore *s = st->impl;
+  int64_t deadline = mono_ms() + s->timeout_ms;
+  sqconn *c;
+  int rc = acquire(s, deadline, &c);
+  if (rc < 0) return rc;
+  rc = purge_on(s, c, deadline);
+  release(s, c, rc);
+  return rc;
+}
+
+static int sq_ping(tether_store *st) {
+  sq_args a = {0};
+  int rc = run(st->impl, Q_PING, &a, NULL, NULL);
+  return rc < 0 ? rc : 0;
+}
+
+/* ---- open / close ---- */
+
+static int valid_table(const char *t) {
+  size_t n = strlen(t);
+  if (n == 0 || n > SQ_TABLE_MAX || !(t[0] == '_' || (t[0] >= 'A' && t[0] <= 'Z') || (t[0] >= 'a' && t[0] <= 'z')))
+    return 0;
+  for (size_t i = 1; i < n; i++) {
+    char ch = t[i];
+    if (!(ch == '_' || (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z'))) return 0;
+  }
+  return 1;
+}
+
+/* Makes path absolute (so that later connections find the same file after a chdir) and checks what can
+ * be checked before SQLite tries: the directory exists, the path is not a directory. */
+static int resolve_path(const char *path, char **out) {
+  char *abs;
+  if (path[0] == '/') {
+    abs = tether__strdup(path);
+  } else {
+    char cwd[PATH_MAX];
+    if (getcwd(cwd, sizeof(cwd)) == NULL)
+      return tether__fail(TETHER_EINVAL, "sqlite store: cannot resolve relative path '%s': %s", path, strerror(errno));
+    const char *rel = strncmp(path, "./", 2) == 0 ? path + 2 : path;
+    abs = tether__asprintf("%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", rel);
+  }
+  struct stat sb;
+  if (stat(abs, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+    int rc = tether__fail(TETHER_EINVAL, "sqlite store: '%s' is %s", abs,
+                          S_ISDIR(sb.st_mode) ? "a directory, not a database file" : "not a regular file");
+    free(abs);
+    return rc;
+  }
+  char *slash = strrchr(abs, '/');
+  if (slash[1] == '\0') {
+    int rc = tether__fail(TETHER_EINVAL, "sqlite store: '%s' names no file", abs);
+    free(abs);
+    return rc;
+  }
+  char *dir = tether__strndup(abs, slash == abs ? 1 : (size_t)(slash - abs));
+  int rc = 0;
+  if (stat(dir, &sb) != 0)
+    rc = tether__fail(TETHER_EINVAL, "sqlite store: cannot use '%s': directory '%s': %s", abs, dir, strerror(errno));
+  else if (!S_ISDIR(sb.st_mode))
+    rc = tether__fail(TETHER_EINVAL, "sqlite store: cannot use '%s': '%s' is not a directory", abs, dir);
+  free(dir);
+  if (rc < 0) {
+    free(abs);
+    return rc;
+  }
+  *out = abs;
+  return 0;
+}
+
+static void build_sql(sqstore *s) {
+  const char *t = s->table;
+  s->sql[Q_GET] = tether__asprintf("SELECT sess FROM \"%s\" WHERE sid = ?1 AND expire > ?2", t);
+  s->sql[Q_SET] = tether__asprintf("INSERT INTO \"%s\" (sid, sess, expire) VALUES (?1, ?2, ?3) "
+                                   "ON CONFLICT(sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire",
+                                   t);
+  s->sql[Q_TOUCH] = tether__asprintf("UPDATE \"%s\" SET expire = ?2 WHERE sid = ?1 AND expire > ?3", t);
+  s->sql[Q_DEL] = tether__asprintf("DELETE FROM \"%s\" WHERE sid = ?1", t);
+  s->sql[Q_PURGE] = tether__asprintf("DELETE FROM \"%s\" WHERE expire <= ?1", t);
+  s->sql[Q_PING] = tether__asprintf("SELECT 1 FROM \"%s\" LIMIT 1", t);
+}
+
+static void store_free(sqstore *s) {
+  while (s->idle) {
+    sqconn *c = s->idle;
+    s->idle = c->next;
+    conn_close(c);
+  }
+  for (int i = 0; i < Q_COUNT; i++) free(s->sql[i]);
+  free(s->path);
+  free(s->table);
+  pthread_cond_destroy(&s->freed);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+static int parse(const char *text, char **path, char **table, long *timeout_ms, long *purge_s, long *pool) {
+  static const char *const allowed[] = {"table", "timeout_ms", "purge_s", "pool", NULL};
+  const char *rest = text + strlen("sqlite:");
+  if (strncmp(rest, "//", 2) == 0)
+    return tether__fail(TETHER_EINVAL, "sqlite store: expected sqlite:/absolute/path or sqlite:relative/path, got '%s'",
+                        text);
+  tether__url url;
+  int rc = tether__url_parse(text, &url);
+  if (rc < 0) return rc;
+  if (*url.path == '\0')
+    rc = tether__fail(TETHER_EINVAL, "sqlite store: no path in '%s' (expected sqlite:PATH)", text);
+  else if (strcmp(url.path, ":memory:") == 0 || strncmp(url.path, "file:", 5) == 0)
+    rc = tether__fail(TETHER_EINVAL, "sqlite store: '%s' is not a file path (use memory: for an in-process store)",
+                      url.path);
+  if (rc == 0) rc = tether__url_check_params(&url, allowed);
+  if (rc == 0) rc = tether__url_param_int(&url, "timeout_ms", 5000, 1, 600000, timeout_ms);
+  if (rc == 0) rc = tether__url_param_int(&url, "purge_s", 60, 0, 86400 * 365, purge_s);
+  if (rc == 0) rc = tether__url_param_int(&url, "pool", 8, 1, 256, pool);
+  const char *t = tether__url_param(&url, "table");
+  if (rc == 0 && t && !valid_table(t))
+    rc = tether__fail(TETHER_EINVAL,
+                      "sqlite store: table '%s' is not a plain identifier (letters, digits, '_', at most %d)", t,
+                      SQ_TABLE_MAX);
+  if (rc == 0) rc = resolve_path(url.path, path);
+  if (rc == 0) *table = tether__strdup(t ? t : "sessions");
+  tether__url_free(&url);
+  return rc;
+}
+
+static int sq_open(tether_store *st, const char *text) {
+  char *path = NULL, *table = NULL;
+  long timeout_ms, purge_s, pool;
+  int rc = parse(text, &path, &table, &timeout_ms, &purge_s, &pool);
+  if (rc < 0) return rc;
+  sqstore *s = tether__calloc(1, sizeof(*s));
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->freed, &ca);
+  pthread_condattr_destroy(&ca);
+  s->path = path;
+  s->table = table;
+  s->timeout_ms = (int)timeout_ms;
+  s->purge_every_ms = purge_s * 1000;
+  s->max = (int)pool;
+  s->pid = getpid();
+  atomic_init(&s->next_purge_ms, 0);
+  build_sql(s);
+  /* The first connection, opened now: it creates the file and the table, and a bad path fails here. */
+  sqconn *c;
+  rc = conn_open(s, 1, &c);
+  if (rc < 0) {
+    store_free(s);
+    return rc;
+  }
+  s->idle = c;
+  s->nconns = 1;
+  st->impl = s;
+  return 0;
+}
+
+static void sq_close(tether_store *st) {
+  sqstore *s = st->impl;
+  if (s->pid != getpid()) forget_inherited(s);
+  store_free(s);
+}
+
+const tether__store_ops tether__store_sqlite = {
+    .kind = "sqlite",
+    .open = sq_open,
+    .close = sq_close,
+    .get = sq_get,
+    .set = sq_set,
+    .touch = sq_touch,
+    .destroy = sq_destroy,
+    .purge = sq_purge,
+    .ping = sq_ping,
+};
