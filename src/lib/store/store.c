@@ -70,6 +70,9 @@ static void observe(tether_store *st, tether_store_op op, uint64_t start_us, int
   atomic_fetch_add_explicit(&st->lat_sum_us[op], us, memory_order_relaxed);
   if (rc < 0 && rc != TETHER_ENOTFOUND) {
     tether__count(st, TETHER__C_ERRORS);
+    /* an outage fails every call: warn at most once a second per store, the counter has the rest */
+    int64_t now = tether_now_ms(), last = atomic_load_explicit(&st->last_warn_ms, memory_order_relaxed);
+    if (now - last < 1000 || !atomic_compare_exchange_strong(&st->last_warn_ms, &last, now)) return;
     tether__log(TETHER_LOG_WARN, "store %s: %s failed: %s", st->ops->kind,
                 op == TETHER_OP_GET ? "get" : op == TETHER_OP_SET ? "set" : op == TETHER_OP_TOUCH ? "touch" : "destroy",
                 tether_last_error());

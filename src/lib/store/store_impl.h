@@ -46,6 +46,7 @@ struct tether_store {
   _Atomic uint64_t lat_buckets[TETHER_OP_COUNT][TETHER_LATENCY_BUCKETS + 1];
   _Atomic uint64_t lat_count[TETHER_OP_COUNT];
   _Atomic uint64_t lat_sum_us[TETHER_OP_COUNT];
+  _Atomic int64_t last_warn_ms; /* failures are logged at most once a second */
 };
 
 extern const tether__store_ops tether__store_memory;
