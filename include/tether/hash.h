@@ -34,6 +34,25 @@ TETHER_EXTERN size_t tether_ketama_walk(const tether_ketama *ring, const void *k
 
 TETHER_EXTERN size_t tether_ketama_points(const tether_ketama *ring);
 
+/* Maglev (Eisenbud et al., NSDI 2016): a lookup table of `size` slots (a prime, 65537 by default) filled
+ * by each server's permutation in turns proportional to its weight. Even spread, O(1) lookup, and about
+ * 1/N of keys move when one of N servers goes. */
+typedef struct tether_maglev tether_maglev;
+
+#define TETHER_MAGLEV_SIZE 65537
+
+TETHER_EXTERN int tether_maglev_new(const char *const *names, const uint32_t *weights, size_t n, size_t size,
+                                    tether_maglev **out);
+TETHER_EXTERN void tether_maglev_free(tether_maglev *m);
+TETHER_EXTERN size_t tether_maglev_server(const tether_maglev *m, const void *key, size_t len);
+/* Servers in table order from key's slot, each once, the owner first (fallbacks when it is down). */
+TETHER_EXTERN size_t tether_maglev_walk(const tether_maglev *m, const void *key, size_t len, size_t *out, size_t max);
+
+/* Consistent hashing with bounded loads (Mirrokni et al.; HAProxy's hash-balance-factor): the most
+ * in-flight requests one of n servers may hold when total are in flight (counting the new one), with
+ * factor in percent of the mean (>= 100). */
+TETHER_EXTERN uint64_t tether_bounded_cap(uint64_t total, size_t n, unsigned factor);
+
 #ifdef __cplusplus
 }
 #endif

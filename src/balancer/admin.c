@@ -9,6 +9,7 @@
 
 #include "../lib/util.h"
 #include "http1.h"
+#include "persist/persist.h"
 
 typedef struct admin_conn {
   uv_tcp_t tcp;
@@ -53,6 +54,18 @@ char *tether__metrics_text(tether__control *ctl) {
         tether__buf_appendf(&b, "tether_requests_total{upstream=\"%s\",server=\"%s\",code_class=\"%s\"} %llu\n",
                             s->upstream, s->name, class_names[cls], (unsigned long long)sum_class(s, cls, ctl->nworkers));
     }
+  tether__buf_appendf(&b, "# HELP tether_persistence_total Requests by persistence outcome: hit, new, or break "
+                          "with a reason (down, drain, unknown, overload).\n# TYPE tether_persistence_total counter\n");
+  for (size_t k = 0; k < rt->cf->nupstreams; k++) {
+    if (rt->cf->upstreams[k].persist.kind == TETHER__PERSIST_NONE) continue;
+    tether__upstream_state *us = rt->ups[k].state;
+    for (int o = 0; o < TETHER__OUT_COUNT; o++) {
+      uint64_t n = 0;
+      for (int i = 0; i < ctl->nworkers; i++) n += atomic_load_explicit(&us->outcomes[i][o], memory_order_relaxed);
+      tether__buf_appendf(&b, "tether_persistence_total{upstream=\"%s\",outcome=\"%s\",reason=\"%s\"} %llu\n",
+                          us->name, tether__outcome_names[o][0], tether__outcome_names[o][1], (unsigned long long)n);
+    }
+  }
   tether__buf_appendf(&b, "# HELP tether_server_up Whether a server is up (configured in, passing health checks).\n"
                           "# TYPE tether_server_up gauge\n");
   for (size_t k = 0; k < rt->cf->nupstreams; k++)

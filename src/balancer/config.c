@@ -374,6 +374,15 @@ static void server_line(parser *ps, directive *d, tether__cf_upstream *u) {
     else if (strncmp(a, "slow_start=", 11) == 0) get_time(ps, d, a + 11, &s->slow_start_ms);
     else if (strcmp(a, "backup") == 0) s->backup = 1;
     else if (strcmp(a, "down") == 0) s->down = 1;
+    else if (strcmp(a, "drain") == 0) s->drain = 1;
+    else if (strncmp(a, "cookie=", 7) == 0 || strncmp(a, "route=", 6) == 0) {
+      const char *v = strchr(a, '=') + 1;
+      size_t n = strlen(v);
+      int ok = n > 0 && n < sizeof(s->cookie_id);
+      for (size_t k = 0; ok && k < n; k++) ok = isalnum((unsigned char)v[k]) || strchr("-_.", v[k]) != NULL;
+      if (!ok) error(ps, d->line, "server %s: cookie id must be 1-63 letters, digits, '-', '_' or '.'", d->args[1]);
+      else snprintf(s->cookie_id, sizeof(s->cookie_id), "%s", v);
+    }
     else error(ps, d->line, "unknown server parameter \"%s\"", a);
   }
   for (size_t k = 0; k < u->nservers; k++)
@@ -405,6 +414,172 @@ static void health_line(parser *ps, directive *d, tether__cf_upstream *u) {
         error(ps, d->line, "health_check: status must be CODE or LOW-HIGH, got \"%s\"", a + 7);
       }
     } else error(ps, d->line, "unknown health_check parameter \"%s\"", a);
+  }
+}
+
+static int parse_key(parser *ps, directive *d, const char *text, tether__cf_persist *p) {
+  static const struct {
+    const char *prefix;
+    int type;
+    int has_name;
+  } vars[] = {{"$remote_addr", TETHER__KEY_REMOTE_ADDR, 0}, {"$binary_remote_addr", TETHER__KEY_REMOTE_ADDR, 0},
+              {"$request_uri", TETHER__KEY_REQUEST_URI, 0},  {"$http_", TETHER__KEY_HTTP, 1},
+              {"$cookie_", TETHER__KEY_COOKIE, 1},            {"$arg_", TETHER__KEY_ARG, 1}};
+  const char *p0 = text;
+  p->nkey = 0;
+  while (*p0) {
+    if (p->nkey == TETHER__KEY_MAX_PARTS) {
+      error(ps, d->line, "hash key \"%s\" has too many parts", text);
+      return -1;
+    }
+    tether__key_part *kp = &p->key[p->nkey];
+    memset(kp, 0, sizeof(*kp));
+    if (*p0 != '$') {
+      const char *e = strchr(p0, '$');
+      size_t n = e ? (size_t)(e - p0) : strlen(p0);
+      if (n >= sizeof(kp->text)) n = sizeof(kp->text) - 1;
+      kp->type = TETHER__KEY_TEXT;
+      memcpy(kp->text, p0, n);
+      p0 += e ? (size_t)(e - p0) : strlen(p0);
+      p->nkey++;
+      continue;
+    }
+    const char *brace_end = NULL;
+    const char *v = p0;
+    char tmp[96];
+    if (p0[1] == '{') { /* ${name} */
+      brace_end = strchr(p0, '}');
+      if (brace_end == NULL || (size_t)(brace_end - p0) >= sizeof(tmp)) {
+        error(ps, d->line, "hash key \"%s\": unclosed ${", text);
+        return -1;
+      }
+      snprintf(tmp, sizeof(tmp), "$%.*s", (int)(brace_end - p0 - 2), p0 + 2);
+      v = tmp;
+    }
+    int found = 0;
+    for (size_t i = 0; i < TETHER__ARRAY_SIZE(vars) && !found; i++) {
+      size_t pl = strlen(vars[i].prefix);
+      if (strncmp(v, vars[i].prefix, pl) != 0) continue;
+      size_t nl = 0;
+      if (vars[i].has_name) {
+        while (isalnum((unsigned char)v[pl + nl]) || v[pl + nl] == '_' || v[pl + nl] == '-') nl++;
+        if (nl == 0 || nl >= sizeof(kp->text)) continue;
+        memcpy(kp->text, v + pl, nl);
+        if (vars[i].type == TETHER__KEY_HTTP)
+          for (size_t k = 0; k < nl; k++) kp->text[k] = kp->text[k] == '_' ? '-' : kp->text[k];
+      } else if (isalnum((unsigned char)v[pl]) || v[pl] == '_') {
+        continue; /* $remote_address is not $remote_addr */
+      }
+      kp->type = vars[i].type;
+      found = 1;
+      p0 = brace_end ? brace_end + 1 : p0 + pl + nl;
+    }
+    if (!found) {
+      error(ps, d->line, "hash key \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME "
+                         "or $request_uri)", text);
+      return -1;
+    }
+    p->nkey++;
+  }
+  if (p->nkey == 0) {
+    error(ps, d->line, "hash key is empty");
+    return -1;
+  }
+  return 0;
+}
+
+static void sticky_cookie(parser *ps, directive *d, tether__cf_persist *p) {
+  p->kind = TETHER__PERSIST_COOKIE;
+  p->expires_s = -1;
+  snprintf(p->path, sizeof(p->path), "/");
+  p->httponly = 1; /* a routing cookie is none of a script's business */
+  if (d->nargs < 3) {
+    error(ps, d->line, "\"sticky cookie\" needs a cookie name");
+    return;
+  }
+  snprintf(p->cookie, sizeof(p->cookie), "%s", d->args[2]);
+  for (const char *q = d->args[2]; *q; q++)
+    if ((unsigned char)*q <= ' ' || strchr("()<>@,;:\\\"/[]?={}", *q) || (unsigned char)*q >= 127) {
+      error(ps, d->line, "sticky cookie name \"%s\" is not a token", d->args[2]);
+      return;
+    }
+  for (int i = 3; i < d->nargs; i++) {
+    const char *a = d->args[i];
+    int64_t t;
+    if (strncmp(a, "expires=", 8) == 0) {
+      if (strcmp(a + 8, "max") == 0) p->expires_s = 315360000; /* ten years */
+      else if (get_time(ps, d, a + 8, &t) == 0) p->expires_s = t / 1000;
+    } else if (strncmp(a, "domain=", 7) == 0) {
+      if (strpbrk(a + 7, ";, \t") || strlen(a + 7) >= sizeof(p->domain)) error(ps, d->line, "bad cookie domain");
+      else snprintf(p->domain, sizeof(p->domain), "%s", a + 7);
+    } else if (strncmp(a, "path=", 5) == 0) {
+      if (a[5] != '/' || strpbrk(a + 5, ";, \t") || strlen(a + 5) >= sizeof(p->path)) error(ps, d->line, "bad cookie path");
+      else snprintf(p->path, sizeof(p->path), "%s", a + 5);
+    } else if (strcmp(a, "httponly") == 0) {
+      p->httponly = 1;
+    } else if (strcmp(a, "nohttponly") == 0) {
+      p->httponly = 0;
+    } else if (strcmp(a, "secure") == 0) {
+      p->secure = 1;
+    } else if (strncmp(a, "samesite=", 9) == 0) {
+      if (strcasecmp(a + 9, "strict") == 0) p->samesite = 1;
+      else if (strcasecmp(a + 9, "lax") == 0) p->samesite = 2;
+      else if (strcasecmp(a + 9, "none") == 0) p->samesite = 3;
+      else error(ps, d->line, "samesite must be strict, lax or none");
+    } else if (strcmp(a, "insert") == 0) {
+      /* the default */
+    } else if (strcmp(a, "indirect") == 0) {
+      p->indirect = 1;
+    } else if (strcmp(a, "nocache") == 0) {
+      p->nocache = 1;
+    } else if (strcmp(a, "preserve") == 0) {
+      p->preserve = 1;
+    } else if (strcmp(a, "strict") == 0) {
+      p->strict = 1;
+    } else if (strncmp(a, "maxidle=", 8) == 0) {
+      if (get_time(ps, d, a + 8, &t) == 0) p->maxidle_s = t / 1000;
+    } else if (strncmp(a, "maxlife=", 8) == 0) {
+      if (get_time(ps, d, a + 8, &t) == 0) p->maxlife_s = t / 1000;
+    } else {
+      error(ps, d->line, "unknown sticky cookie parameter \"%s\"", a);
+    }
+  }
+  if (p->samesite == 3 && !p->secure) error(ps, d->line, "samesite=none needs secure (browsers drop it otherwise)");
+}
+
+static void persist_line(parser *ps, directive *d, tether__cf_upstream *u) {
+  tether__cf_persist *p = &u->persist;
+  p->line = d->line;
+  const char *n = d->args[0];
+  if (strcmp(n, "ip_hash") == 0) {
+    if (want_args(ps, d, 0, 0) == 0) p->kind = TETHER__PERSIST_IP_HASH;
+  } else if (strcmp(n, "hash") == 0) {
+    if (d->nargs < 2 || d->nargs > 3) {
+      error(ps, d->line, "\"hash\" takes a key and optionally \"consistent\" or \"maglev\"");
+      return;
+    }
+    p->method = TETHER__HASH_MODULO;
+    if (d->nargs == 3) {
+      if (strcmp(d->args[2], "consistent") == 0) p->method = TETHER__HASH_KETAMA;
+      else if (strcmp(d->args[2], "maglev") == 0) p->method = TETHER__HASH_MAGLEV;
+      else {
+        error(ps, d->line, "\"hash\": unknown method \"%s\" (consistent or maglev)", d->args[2]);
+        return;
+      }
+    }
+    if (parse_key(ps, d, d->args[1], p) == 0) p->kind = TETHER__PERSIST_HASH;
+  } else if (d->nargs >= 2 && strcmp(d->args[1], "cookie") == 0) {
+    sticky_cookie(ps, d, p);
+  } else if (d->nargs >= 2 && strcmp(d->args[1], "app_cookie") == 0) {
+    if (d->nargs != 3) {
+      error(ps, d->line, "\"sticky app_cookie\" takes the application's cookie name");
+      return;
+    }
+    p->kind = TETHER__PERSIST_APP_COOKIE;
+    snprintf(p->cookie, sizeof(p->cookie), "%s", d->args[2]);
+    p->method = TETHER__HASH_KETAMA;
+  } else {
+    error(ps, d->line, "\"sticky\" takes \"cookie NAME ...\" or \"app_cookie NAME\"");
   }
 }
 
@@ -442,6 +617,24 @@ static void upstream_block(parser *ps, directive *d) {
       }
     } else if (strcmp(n, "keepalive") == 0) {
       if (want_args(ps, &c, 1, 1) == 0) get_int(ps, &c, "keepalive", c.args[1], 0, 10000, &u->keepalive);
+    } else if (strcmp(n, "sticky") == 0 || strcmp(n, "ip_hash") == 0 || strcmp(n, "hash") == 0) {
+      if (u->persist.kind != TETHER__PERSIST_NONE)
+        error(ps, c.line, "\"%s\": upstream \"%s\" already has a persistence policy (line %d)", n, u->name,
+              u->persist.line);
+      else if (c.block)
+        error(ps, c.line, "\"%s\" takes no block", n);
+      else
+        persist_line(ps, &c, u);
+    } else if (strcmp(n, "hash_balance_factor") == 0) {
+      if (want_args(ps, &c, 1, 1) == 0) get_int(ps, &c, "factor", c.args[1], 100, 10000, &u->balance_factor);
+    } else if (strcmp(n, "drain_timeout") == 0) {
+      if (want_args(ps, &c, 1, 1) == 0) get_time(ps, &c, c.args[1], &u->drain_timeout_ms);
+    } else if (strcmp(n, "sticky_secret") == 0) {
+      if (want_args(ps, &c, 1, 1) == 0) {
+        if (strlen(c.args[1]) < 16 || strlen(c.args[1]) >= sizeof(u->sticky_secret))
+          error(ps, c.line, "\"sticky_secret\" must be 16 to 127 characters");
+        else snprintf(u->sticky_secret, sizeof(u->sticky_secret), "%s", c.args[1]);
+      }
     } else if (strcmp(n, "health_check") == 0) {
       if (c.block) error(ps, c.line, "\"health_check\" takes no block");
       else health_line(ps, &c, u);
@@ -453,6 +646,16 @@ static void upstream_block(parser *ps, directive *d) {
   }
   if (rc == 0) error(ps, d->line, "upstream \"%s\": missing \"}\"", u->name);
   if (u->nservers == 0) error(ps, d->line, "upstream \"%s\" has no server", u->name);
+  for (size_t i = 0; i < u->nservers; i++)
+    for (size_t k = i + 1; k < u->nservers; k++)
+      if (u->servers[i].cookie_id[0] && strcmp(u->servers[i].cookie_id, u->servers[k].cookie_id) == 0)
+        error(ps, d->line, "upstream \"%s\": servers %s and %s have the same cookie id", u->name,
+              u->servers[i].name, u->servers[k].name);
+  if (u->balance_factor && u->persist.kind != TETHER__PERSIST_HASH && u->persist.kind != TETHER__PERSIST_APP_COOKIE)
+    error(ps, d->line, "upstream \"%s\": hash_balance_factor needs \"hash ... consistent|maglev\" or "
+                       "\"sticky app_cookie\"", u->name);
+  if (u->balance_factor && u->persist.kind == TETHER__PERSIST_HASH && u->persist.method == TETHER__HASH_MODULO)
+    error(ps, d->line, "upstream \"%s\": hash_balance_factor needs a consistent or maglev hash", u->name);
   cf->nupstreams++;
 }
 

@@ -35,7 +35,51 @@ typedef struct tether__cf_server {
   int backup;
   int down;
   int64_t slow_start_ms;  /* ramp-up after recovery, 0: none */
+  int drain;              /* starts draining: bound clients only */
+  char cookie_id[64];     /* HAProxy's `cookie web1`: the sticky cookie value for this server */
 } tether__cf_server;
+
+typedef enum tether__persist_kind {
+  TETHER__PERSIST_NONE = 0,
+  TETHER__PERSIST_COOKIE,     /* sticky cookie NAME ... (NGINX Plus / HAProxy insert) */
+  TETHER__PERSIST_APP_COOKIE, /* sticky app_cookie NAME: consistent hash of the app's own cookie */
+  TETHER__PERSIST_IP_HASH,    /* ip_hash (nginx) */
+  TETHER__PERSIST_HASH        /* hash KEY [consistent|maglev] */
+} tether__persist_kind;
+
+typedef enum tether__hash_method {
+  TETHER__HASH_MODULO = 0, /* nginx's `hash KEY` */
+  TETHER__HASH_KETAMA,     /* `hash KEY consistent` */
+  TETHER__HASH_MAGLEV      /* `hash KEY maglev` */
+} tether__hash_method;
+
+#define TETHER__KEY_MAX_PARTS 8
+
+/* A hash key: literal text and variables ($remote_addr, $http_NAME, $cookie_NAME, $arg_NAME,
+ * $request_uri), concatenated. */
+typedef struct tether__key_part {
+  enum { TETHER__KEY_TEXT, TETHER__KEY_REMOTE_ADDR, TETHER__KEY_HTTP, TETHER__KEY_COOKIE, TETHER__KEY_ARG,
+         TETHER__KEY_REQUEST_URI } type;
+  char text[64]; /* literal text, or the header/cookie/argument name */
+} tether__key_part;
+
+typedef struct tether__cf_persist {
+  tether__persist_kind kind;
+  /* sticky cookie */
+  char cookie[64];        /* cookie name (srv_id); app cookie name for app_cookie */
+  int64_t expires_s;      /* -1: a browser-session cookie */
+  char domain[128];
+  char path[128];         /* default "/" */
+  int httponly, secure;
+  int samesite;           /* 0 unset, 1 strict, 2 lax, 3 none */
+  int indirect, nocache, preserve, strict;
+  int64_t maxidle_s, maxlife_s; /* 0: off */
+  /* hash policies */
+  tether__hash_method method;
+  tether__key_part key[TETHER__KEY_MAX_PARTS];
+  int nkey;
+  int line;
+} tether__cf_persist;
 
 typedef struct tether__cf_health {
   int enabled;
@@ -54,6 +98,10 @@ typedef struct tether__cf_upstream {
   tether__balance_kind balance;
   int keepalive;          /* idle connections kept per worker, 0: none */
   tether__cf_health health;
+  tether__cf_persist persist;
+  int balance_factor;       /* hash_balance_factor: cap at N% of the mean load, 0: off */
+  int64_t drain_timeout_ms; /* after this, a draining server's bound clients move too; 0: never */
+  char sticky_secret[128];  /* keys the sticky cookie values; default derived from the configuration */
   int line;
 } tether__cf_upstream;
 

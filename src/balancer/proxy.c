@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../lib/util.h"
+#include "persist/persist.h"
 #include "proxyproto.h"
 #include "worker.h"
 
@@ -46,8 +47,10 @@ struct tether__client {
   char method[16];
   char target[200];
   char peer[64];               /* the client's address (or the trusted X-Forwarded-For one) */
-  char ip[64];                 /* the socket's peer address */
-  struct sockaddr_storage addr;
+  char ip[64];                 /* the client's address as text (the PROXY header's when trusted) */
+  struct sockaddr_storage addr;/* the socket's peer */
+  struct sockaddr_storage real;/* the client: addr, or what a trusted proxy said */
+  tether__persist_req pr;      /* what persistence found in the request */
   size_t pending;              /* bytes queued to the client socket */
   int paused;                  /* reading stopped for backpressure */
   int closing;
@@ -368,6 +371,7 @@ void tether__client_accept(tether__worker *w, uv_stream_t *listener) {
   uv_tcp_nodelay(&c->tcp, 1);
   int len = sizeof(c->addr);
   if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->addr, &len) == 0) peer_text(&c->addr, c->ip, sizeof(c->ip));
+  c->real = c->addr;
   memcpy(c->peer, c->ip, sizeof(c->peer));
   atomic_fetch_add_explicit(&w->accepted, 1, memory_order_relaxed);
   arm_client(c, w->rt->cf->client_header_timeout_ms);
@@ -411,14 +415,17 @@ static void real_ip(tether__client *c, const tether__h1_msg *m) {
     tether__cidr probe;
     if (tether__cidr_parse(ip, &probe) < 0) return;
     snprintf(c->peer, sizeof(c->peer), "%s", ip);
+    c->real = probe.net;
     if (!trusted_peer(cf, &probe.net)) return;
     end = start > 0 ? start - 1 : 0;
   }
 }
 
 /* Rewrites the request head for the server into c->replay. */
-static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf_upstream *u) {
+static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf_upstream *u,
+                          const tether__upstream_rt *ur) {
   tether__buf *b = &c->replay;
+  int strip = u->persist.kind == TETHER__PERSIST_COOKIE && u->persist.indirect;
   b->len = 0;
   tether__buf_appendf(b, "%.*s %.*s HTTP/1.%d\r\n", (int)m->method.n, m->method.p, (int)m->target.n, m->target.p,
                       m->version_minor);
@@ -428,6 +435,12 @@ static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf
     if (is_hop_by_hop(h->name)) continue;
     if (tether__h1_token_eq(h->name, "x-forwarded-for")) {
       xff = h->value;
+      continue;
+    }
+    if (strip && tether__h1_token_eq(h->name, "cookie")) { /* indirect: the server never sees our cookie */
+      char out[8192];
+      size_t n = tether__persist_strip_cookie(ur, h->value, out, sizeof(out));
+      if (n) tether__buf_appendf(b, "Cookie: %.*s\r\n", (int)n, out);
       continue;
     }
     tether__buf_appendf(b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
@@ -513,7 +526,10 @@ static void start_request(tether__client *c) {
       return;
     }
     if (pp > 0) {
-      if (src.ss_family != AF_UNSPEC) peer_text(&src, c->ip, sizeof(c->ip));
+      if (src.ss_family != AF_UNSPEC) {
+        peer_text(&src, c->ip, sizeof(c->ip));
+        c->real = src;
+      }
       consume(c->in, &c->in_len, (size_t)pp);
     }
     c->served = 1;
@@ -551,6 +567,8 @@ static void start_request(tether__client *c) {
   c->idempotent = method_idempotent(m->method);
   c->upgrade = m->upgrade;
   memcpy(c->peer, c->ip, sizeof(c->peer));
+  /* a PROXY header's address holds for the connection; X-Forwarded-For is read per request */
+  if (!c->rt->cf->real_ip_proxy_protocol) c->real = c->addr;
   real_ip(c, m);
   if (cf->client_max_body_size && m->framing == TETHER__H1_LENGTH && m->content_length > cf->client_max_body_size) {
     c->in_len = 0;
@@ -576,7 +594,8 @@ static void start_request(tether__client *c) {
   }
   c->ups = loc->upstream;
   tether__cf_upstream *u = &cf->upstreams[c->ups];
-  build_request(c, m, u);
+  tether__persist_request(&c->rt->ups[c->ups], m, (const struct sockaddr *)&c->real, &c->pr);
+  build_request(c, m, u, &c->rt->ups[c->ups]);
   c->replay_ok = 1;
   tether__h1_body_init(&c->reqbody, m);
   consume(c->in, &c->in_len, (size_t)n);
@@ -722,7 +741,19 @@ static void dispatch(tether__client *c) {
   int64_t now = tether_now_ms();
   int tries_max = c->rt->cf->proxy_next_upstream_tries;
   if (tries_max == 0) tries_max = (int)ur->cf->nservers;
-  int idx = c->tries < tries_max ? tether__balance_pick(ur, &w->bs[c->ups], c->tried, now) : -1;
+  int idx;
+  if (c->tries == 0) {
+    idx = tether__persist_pick(ur, &c->pr, &w->bs[c->ups], w->id, now);
+    if (idx == -2) { /* sticky cookie ... strict: the bound server is gone and the client must not move */
+      c->keep_alive = 0;
+      respond(c, 503, "the server this session is bound to is unavailable", 0);
+      return;
+    }
+  } else {
+    idx = c->tries < tries_max ? tether__balance_pick(ur, &w->bs[c->ups], c->tried, now) : -1;
+    c->pr.set_cookie = 1; /* the binding moves with the retry */
+    c->pr.first_seen = 0;
+  }
   if (idx < 0) {
     c->keep_alive = 0;
     respond(c, c->tries ? 502 : 503, c->tries ? NULL : "no server is available", 0);
@@ -866,13 +897,36 @@ static int class_of(int status) {
 /* Rewrites the response head into b (the caller sends it, with the first body bytes when it can). */
 static void build_head(tether__client *c, tether__h1_msg *m, tether__buf *b) {
   tether__buf_appendf(b, "HTTP/1.1 %d %.*s\r\n", m->status, (int)m->reason.n, m->reason.p);
+  char *sticky = NULL;
+  const tether__upstream_rt *ur = c->rt ? &c->rt->ups[c->ups] : NULL;
+  if (ur && m->status >= 200 && c->srv >= 0) {
+    const tether__cf_persist *cp = &ur->cf->persist;
+    sticky = tether__persist_set_cookie(ur, &c->pr, c->srv, tether_now_ms());
+    if (sticky && cp->preserve) { /* the server set the cookie itself: leave it alone */
+      size_t nl = strlen(cp->cookie);
+      for (size_t i = 0; i < m->nheaders && sticky; i++)
+        if (tether__h1_token_eq(m->headers[i].name, "set-cookie") && m->headers[i].value.n > nl &&
+            memcmp(m->headers[i].value.p, cp->cookie, nl) == 0 && m->headers[i].value.p[nl] == '=') {
+          free(sticky);
+          sticky = NULL;
+        }
+    }
+  }
+  int nocache = sticky && ur->cf->persist.nocache;
   for (size_t i = 0; i < m->nheaders; i++) {
     const tether__h1_header *h = &m->headers[i];
+    if (nocache && tether__h1_token_eq(h->name, "cache-control")) continue;
     if (tether__h1_token_eq(h->name, "connection") || tether__h1_token_eq(h->name, "keep-alive") ||
         tether__h1_token_eq(h->name, "proxy-connection"))
       continue;
     if (m->status != 101 && tether__h1_token_eq(h->name, "upgrade")) continue;
     tether__buf_appendf(b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
+  }
+  if (sticky) {
+    tether__buf_appendf(b, "Set-Cookie: %s\r\n", sticky);
+    /* a shared cache must not hand one client's binding to everyone */
+    if (nocache) tether__buf_appendf(b, "Cache-Control: private\r\n");
+    free(sticky);
   }
   if (m->status == 101) {
     tether__buf_appendf(b, "Connection: upgrade\r\n");

@@ -41,13 +41,24 @@ typedef struct tether__server_state {
   _Atomic int weight;        /* runtime weight (admin API), from the configuration at first */
   _Atomic int active;        /* requests in flight, all workers */
   _Atomic int64_t drain_since_ms;
+  int cfg_drain;             /* draining because the configuration says `drain` */
   tether__wcounters per_worker[TETHER__MAX_WORKERS];
 } tether__server_state;
+
+/* Per upstream, kept across reloads by name: persistence outcomes per worker. */
+typedef struct tether__upstream_state {
+  char name[64];
+  _Atomic uint64_t outcomes[TETHER__MAX_WORKERS][8]; /* tether__outcome */
+} tether__upstream_state;
+
+struct tether__persist_rt;
 
 typedef struct tether__upstream_rt {
   const tether__cf_upstream *cf;
   tether__server_state **servers; /* cf->nservers, in configuration order */
   int index;                       /* in the configuration */
+  tether__upstream_state *state;
+  struct tether__persist_rt *persist; /* the policy's precomputed tables (persist/persist.h) */
 } tether__upstream_rt;
 
 typedef struct tether__runtime {
@@ -66,6 +77,7 @@ void tether__runtime_unref(tether__runtime *rt);
 void tether__runtime_shutdown(void);
 /* Looks up a server state by upstream and server name (admin API); NULL when unknown. */
 tether__server_state *tether__server_find(const char *upstream, const char *server);
+tether__upstream_state *tether__upstream_find(const char *name);
 /* Every server state in registration order (for metrics); returns the count. */
 size_t tether__server_all(tether__server_state ***out);
 

@@ -1,0 +1,77 @@
+/* Persistence: a layer over balancing (as in HAProxy). A policy may name a server for a request; if it
+ * names none, or that server is down, disabled or (for new sessions) draining, the balance algorithm picks
+ * and the policy records the new binding. tether__persist_pick is the one place that decides and counts
+ * each request's outcome: hit, new, or break with a reason. One file per policy in this folder. */
+#ifndef TETHER_BALANCER_PERSIST_H
+#define TETHER_BALANCER_PERSIST_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "../http1.h"
+#include "../runtime.h"
+#include "tether/hash.h"
+
+typedef enum tether__outcome {
+  TETHER__OUT_HIT = 0,      /* went where persistence said */
+  TETHER__OUT_NEW,          /* no binding yet */
+  TETHER__OUT_BREAK_DOWN,   /* the bound server is down or disabled */
+  TETHER__OUT_BREAK_DRAIN,  /* the bound server drains and its drain_timeout has passed */
+  TETHER__OUT_BREAK_UNKNOWN,/* a binding that names no server (forged, stale, expired) */
+  TETHER__OUT_BREAK_OVERLOAD,/* bounded load: the bound server is above its cap */
+  TETHER__OUT_COUNT
+} tether__outcome;
+
+extern const char *const tether__outcome_names[TETHER__OUT_COUNT][2]; /* {outcome, reason} */
+
+/* Per upstream, per configuration generation: what the policy precomputes. */
+typedef struct tether__persist_rt {
+  tether_ketama *ring;      /* hash ... consistent, sticky app_cookie */
+  tether_maglev *maglev;    /* hash ... maglev */
+  char (*values)[64];       /* sticky cookie: each server's opaque value */
+  int total_weight;         /* primaries, for ip_hash and hash */
+} tether__persist_rt;
+
+/* What the request brought, computed once from its head. */
+typedef struct tether__persist_req {
+  int bound;          /* the server the policy names (-1: none) */
+  int unknown;        /* a binding was presented but names no usable server identity */
+  int have_key;       /* hash policies: a key was computed */
+  uint32_t key_hash;  /* CRC32 of the key (ketama, maglev) */
+  uint8_t key[256];   /* the key itself, for nginx's hash rounds (truncated) */
+  size_t key_len;
+  uint8_t ip[16];     /* ip_hash: the address bytes nginx hashes */
+  int ip_len;
+  int64_t first_seen; /* sticky cookie with maxlife: when the binding began (s) */
+  int64_t last_seen;  /* with maxidle: when it was last refreshed (s) */
+  int set_cookie;     /* the response must carry a sticky cookie for the chosen server */
+} tether__persist_req;
+
+int tether__persist_build(tether__upstream_rt *u);
+void tether__persist_free(tether__upstream_rt *u);
+
+/* Reads the request's binding (cookie, key, address). */
+void tether__persist_request(const tether__upstream_rt *u, const tether__h1_msg *m, const struct sockaddr *client,
+                             tether__persist_req *pr);
+
+/* Picks the server for a request's first try and counts the outcome. Returns the index, -1 when no
+ * server is usable, -2 when `strict` refuses to move a bound client. */
+int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, tether__balance_state *bs,
+                         int worker, int64_t now_ms);
+
+/* Sticky cookie: the Set-Cookie value for server idx (NULL when the policy sets no cookie or it is not
+ * needed), and whether a Cookie header must lose the sticky cookie before it reaches the server. */
+char *tether__persist_set_cookie(const tether__upstream_rt *u, const tether__persist_req *pr, int idx, int64_t now_ms);
+/* Rewrites a Cookie header value without the sticky cookie into out; returns its length (0: drop it). */
+size_t tether__persist_strip_cookie(const tether__upstream_rt *u, tether__slice value, char *out, size_t cap);
+
+/* policies, one file each */
+void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *m, tether__persist_req *pr, int64_t now_s);
+int tether__cookie_values(tether__upstream_rt *u);
+void tether__iphash_request(const struct sockaddr *client, tether__persist_req *pr);
+int tether__iphash_walk(const tether__upstream_rt *u, const tether__persist_req *pr, int *order, int max);
+void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m, const struct sockaddr *client,
+                           tether__persist_req *pr);
+int tether__chash_walk(const tether__upstream_rt *u, const tether__persist_req *pr, int *order, int max);
+
+#endif
