@@ -1,7 +1,7 @@
 # Tether: the top-level commands. CMake and ctest do the work underneath.
 #   make            build (build/bin, build/lib)
 #   make test       install what is missing, build, run every suite, then again under ASan+UBSan
-#   make run        the demo system (not yet: see docs/)
+#   make run        the demo system: balancer + three tether-app on the embedded store (STRATEGY=redis too)
 #   make bench      side-by-side benchmarks (bench/)
 #   make lab        the failover lab (not yet)
 BUILD      ?= build
@@ -45,7 +45,7 @@ fuzz:
 	@scripts/run-fuzz $(FUZZ_BUILD)/bin $(FUZZ_SECONDS)
 
 run: deps build
-	@echo "make run: the demo system (balancer + three tether-app) arrives with tether-app; see README.md."
+	@scripts/demo
 
 bench: deps build
 	@scripts/bench

@@ -1,0 +1,535 @@
+/* tether-app: the reference stateless application server. Every bit of user state lives in the session
+ * store (libtether), so any instance can serve any request and a dead instance loses nothing. It is what
+ * the demo, the tests and the lab run behind the balancer. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <sys/stat.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tether/session.h"
+#include "tether/store.h"
+
+#define MAX_BODY 65536
+
+typedef struct app {
+  const char *name;
+  tether_store *store;
+  tether_sessions *sessions;
+  _Atomic uint64_t requests[8][6]; /* route x status class */
+} app;
+
+enum { R_INDEX = 0, R_WHOAMI, R_LOGIN, R_LOGOUT, R_CART, R_HEALTH, R_METRICS, R_OTHER };
+static const char *route_names[] = {"/", "/whoami", "/login", "/logout", "/cart", "/health", "/metrics", "other"};
+
+typedef struct request {
+  char *body;
+  size_t len;
+  int too_large;
+} request;
+
+static app the_app;
+static volatile sig_atomic_t stop_signal;
+static _Atomic int in_flight; /* requests between their head and their completion */
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: tether-app [options]\n"
+          "  --listen ADDR:PORT   where to listen (default 127.0.0.1:9001)\n"
+          "  --name NAME          this instance's name, shown in every answer (default app)\n"
+          "  --sessions URL       session store (default sqlite:./var/sessions.db); any libtether store URL:\n"
+          "                       memory:, sqlite:PATH, redis://, redis-sentinel://, memcached://, postgres://,\n"
+          "                       dual:LOCAL+SHARED, jwt:\n"
+          "  --secret S           cookie signing secret (repeatable: the first signs, all verify; env:NAME reads\n"
+          "                       the environment); default: $TETHER_SECRET\n"
+          "  --jwt-secret S       secret for API tokens (or env JWT_SECRET)\n"
+          "  --cookie-secure      mark the session cookie Secure\n"
+          "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
+          "  --threads N          worker threads (default 4)\n"
+          "  --help\n");
+}
+
+static int class_of(int status) { return status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4; }
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, int route, int status, const char *type,
+                                 const char *body, const char *set_cookie, const char *location) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+  MHD_add_response_header(r, "Content-Type", type);
+  MHD_add_response_header(r, "X-Served-By", the_app.name);
+  MHD_add_response_header(r, "Cache-Control", "no-store");
+  if (set_cookie) MHD_add_response_header(r, "Set-Cookie", set_cookie);
+  if (location) MHD_add_response_header(r, "Location", location);
+  if (stop_signal) MHD_add_response_header(r, "Connection", "close"); /* stopping: no keep-alive */
+  enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, r);
+  MHD_destroy_response(r);
+  atomic_fetch_add_explicit(&the_app.requests[route][class_of(status)], 1, memory_order_relaxed);
+  return rc;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, int route, int status, json_t *j, const char *set_cookie) {
+  char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(j);
+  size_t n = strlen(text);
+  text = realloc(text, n + 2);
+  text[n] = '\n';
+  text[n + 1] = '\0';
+  enum MHD_Result rc = send_text(conn, route, status, "application/json", text, set_cookie, NULL);
+  free(text);
+  return rc;
+}
+
+static enum MHD_Result store_error(struct MHD_Connection *conn, int route, int code) {
+  json_t *j = json_pack("{s:s,s:s,s:s}", "error", "session store unavailable", "code", tether_strerror(code),
+                        "detail", tether_last_error());
+  return send_json(conn, route, 503, j, NULL);
+}
+
+static json_int_t visits_inc(json_t *data) {
+  json_int_t v = json_integer_value(json_object_get(data, "visits")) + 1;
+  json_object_set_new(data, "visits", json_integer(v));
+  return v;
+}
+
+static json_t *cart_of(json_t *data) {
+  json_t *cart = json_object_get(data, "cart");
+  if (!json_is_array(cart)) {
+    cart = json_array();
+    json_object_set_new(data, "cart", cart);
+  }
+  return cart;
+}
+
+static json_t *whoami(tether_session *s) {
+  json_t *data = tether_session_data(s);
+  json_t *user = json_object_get(data, "user");
+  json_t *cart = json_object_get(data, "cart");
+  return json_pack("{s:s,s:s,s:I,s:O,s:O}", "server", the_app.name, "session_id", tether_session_id(s), "visits",
+                   json_integer_value(json_object_get(data, "visits")), "user", user ? user : json_null(), "cart",
+                   json_is_array(cart) ? cart : json_array());
+}
+
+static void html_escape(FILE *f, const char *s) {
+  for (; *s; s++) {
+    switch (*s) {
+    case '<': fputs("&lt;", f); break;
+    case '>': fputs("&gt;", f); break;
+    case '&': fputs("&amp;", f); break;
+    case '"': fputs("&quot;", f); break;
+    case '\'': fputs("&#39;", f); break;
+    default: fputc(*s, f);
+    }
+  }
+}
+
+static char *index_page(tether_session *s) {
+  json_t *data = tether_session_data(s);
+  char *out = NULL;
+  size_t n = 0;
+  FILE *f = open_memstream(&out, &n);
+  json_t *user = json_object_get(data, "user");
+  fprintf(f, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Tether demo: ");
+  html_escape(f, the_app.name);
+  fprintf(f, "</title>\n<style>body{font-family:sans-serif;max-width:40em;margin:2em auto}"
+             "#server{font-size:2em;font-weight:bold}code{background:#eee;padding:0 .3em}</style></head>\n<body>\n");
+  fprintf(f, "<p>Answered by <span id=\"server\">");
+  html_escape(f, the_app.name);
+  fprintf(f, "</span></p>\n<p>Visits in this session: <span id=\"visits\">%lld</span></p>\n",
+          (long long)json_integer_value(json_object_get(data, "visits")));
+  if (json_is_string(user)) {
+    fprintf(f, "<p>Logged in as <span id=\"user\">");
+    html_escape(f, json_string_value(user));
+    fprintf(f, "</span></p>\n<form method=\"post\" action=\"/logout\"><button id=\"logout\">Log out</button></form>\n");
+  } else {
+    fprintf(f, "<form method=\"post\" action=\"/login\"><label>Name <input id=\"name\" name=\"user\" "
+               "value=\"alice\"></label> <button id=\"login\">Log in</button></form>\n");
+  }
+  fprintf(f, "<p>Cart: <span id=\"cart\">");
+  json_t *cart = json_object_get(data, "cart");
+  size_t i;
+  json_t *item;
+  if (json_is_array(cart) && json_array_size(cart)) {
+    json_array_foreach(cart, i, item) {
+      if (i) fputs(", ", f);
+      if (json_is_string(item)) html_escape(f, json_string_value(item));
+    }
+  } else {
+    fputs("empty", f);
+  }
+  fprintf(f, "</span></p>\n<form method=\"post\" action=\"/cart\"><input name=\"item\" value=\"book\"> "
+             "<button id=\"add\">Add to cart</button></form>\n"
+             "<p>Session id: <code id=\"sid\">%.8s&hellip;</code> in the <code>%s</code> store. Stop this app and "
+             "reload: another one answers, with the same visits and cart.</p>\n</body></html>\n",
+          tether_session_id(s), tether_store_kind(the_app.store));
+  fclose(f);
+  return out;
+}
+
+/* "application/x-www-form-urlencoded" value of key, decoded; or a JSON body's string member. */
+static char *body_field(const request *rq, const char *ctype, const char *key) {
+  if (rq->body == NULL) return NULL;
+  if (ctype && strncmp(ctype, "application/json", 16) == 0) {
+    json_error_t e;
+    json_t *j = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &e);
+    json_t *v = json_object_get(j, key);
+    char *out = NULL;
+    if (json_is_string(v)) out = strdup(json_string_value(v));
+    else if (json_is_number(v)) {
+      char num[64];
+      snprintf(num, sizeof(num), "%g", json_number_value(v));
+      out = strdup(num);
+    }
+    json_decref(j);
+    return out;
+  }
+  size_t kl = strlen(key);
+  const char *p = rq->body, *end = rq->body + rq->len;
+  while (p < end) {
+    const char *amp = memchr(p, '&', (size_t)(end - p));
+    const char *e = amp ? amp : end;
+    if ((size_t)(e - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == '=') {
+      const char *v = p + kl + 1;
+      char *out = malloc((size_t)(e - v) + 1);
+      size_t o = 0;
+      for (const char *q = v; q < e; q++) {
+        if (*q == '+') out[o++] = ' ';
+        else if (*q == '%' && q + 2 < e && isxdigit((unsigned char)q[1]) && isxdigit((unsigned char)q[2])) {
+          char hex[3] = {q[1], q[2], 0};
+          out[o++] = (char)strtol(hex, NULL, 16);
+          q += 2;
+        } else out[o++] = *q;
+      }
+      out[o] = '\0';
+      return out;
+    }
+    p = e + 1;
+  }
+  return NULL;
+}
+
+static int valid_text(const char *s, size_t max) {
+  size_t n = strlen(s);
+  if (n == 0 || n > max) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20) return 0;
+  return 1;
+}
+
+static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, const char *method, request *rq) {
+  int route = R_OTHER;
+  if (strcmp(url, "/") == 0) route = R_INDEX;
+  else if (strcmp(url, "/whoami") == 0) route = R_WHOAMI;
+  else if (strcmp(url, "/login") == 0) route = R_LOGIN;
+  else if (strcmp(url, "/logout") == 0) route = R_LOGOUT;
+  else if (strcmp(url, "/cart") == 0) route = R_CART;
+  else if (strcmp(url, "/health") == 0) route = R_HEALTH;
+  else if (strcmp(url, "/metrics") == 0) route = R_METRICS;
+  int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0, is_post = strcmp(method, "POST") == 0;
+
+  if (route == R_HEALTH) {
+    int rc = tether_store_ping(the_app.store);
+    if (rc < 0)
+      return send_json(conn, route, 503,
+                       json_pack("{s:s,s:s,s:s}", "status", "unavailable", "server", the_app.name, "reason", tether_last_error()),
+                       NULL);
+    return send_json(conn, route, 200, json_pack("{s:s,s:s,s:s}", "status", "ok", "server", the_app.name, "store",
+                                                 tether_store_kind(the_app.store)), NULL);
+  }
+  if (route == R_METRICS) {
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    fprintf(f, "# HELP tether_app_requests_total Requests answered, by route and status class.\n"
+               "# TYPE tether_app_requests_total counter\n");
+    static const char *classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int r = 0; r < 8; r++)
+      for (int k = 0; k < 5; k++)
+        fprintf(f, "tether_app_requests_total{app=\"%s\",route=\"%s\",code_class=\"%s\"} %llu\n", the_app.name,
+                route_names[r], classes[k], (unsigned long long)atomic_load(&the_app.requests[r][k]));
+    int need = tether_metrics_prometheus(the_app.store, NULL, 0);
+    char *m = malloc((size_t)need + 1);
+    tether_metrics_prometheus(the_app.store, m, (size_t)need + 1);
+    fputs(m, f);
+    free(m);
+    fclose(f);
+    enum MHD_Result rc = send_text(conn, route, 200, "text/plain; version=0.0.4", out, NULL, NULL);
+    free(out);
+    return rc;
+  }
+  if (route == R_OTHER) return send_json(conn, route, 404, json_pack("{s:s}", "error", "not found"), NULL);
+  if ((route == R_INDEX || route == R_WHOAMI) && !is_get)
+    return send_json(conn, route, 405, json_pack("{s:s}", "error", "use GET"), NULL);
+  if ((route == R_LOGIN || route == R_LOGOUT || route == R_CART) && !is_post)
+    return send_json(conn, route, 405, json_pack("{s:s}", "error", "use POST"), NULL);
+  if (rq->too_large) return send_json(conn, route, 413, json_pack("{s:s}", "error", "body too large"), NULL);
+
+  const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
+  const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+  int form = ctype == NULL || strncmp(ctype, "application/json", 16) != 0;
+  tether_session *s = NULL;
+  int rc = tether_session_load(the_app.sessions, cookie, &s);
+  if (rc < 0) return store_error(conn, route, rc);
+  json_t *data = tether_session_data(s);
+  int status = 200;
+  json_t *answer = NULL;
+  char *html = NULL;
+  const char *location = NULL;
+  switch (route) {
+  case R_INDEX:
+    visits_inc(data);
+    html = index_page(s);
+    break;
+  case R_WHOAMI:
+    visits_inc(data);
+    answer = whoami(s);
+    break;
+  case R_LOGIN: {
+    char *user = body_field(rq, ctype, "user");
+    if (user == NULL || !valid_text(user, 64)) {
+      status = 400;
+      answer = json_pack("{s:s}", "error", "a user name (1-64 characters) is required");
+      free(user);
+      break;
+    }
+    /* a new id at login (session fixation), keeping the visits and the cart */
+    json_t *keep = json_deep_copy(data);
+    rc = tether_session_regenerate(s);
+    if (rc < 0) {
+      json_decref(keep);
+      free(user);
+      break;
+    }
+    data = tether_session_data(s);
+    json_object_update(data, keep);
+    json_decref(keep);
+    json_object_set_new(data, "user", json_string(user));
+    free(user);
+    if (form) {
+      status = 303;
+      location = "/";
+      html = strdup("logged in\n");
+    } else {
+      answer = whoami(s);
+    }
+    break;
+  }
+  case R_LOGOUT:
+    rc = tether_session_destroy(s);
+    if (rc == 0) {
+      if (form) {
+        status = 303;
+        location = "/";
+        html = strdup("logged out\n");
+      } else {
+        answer = json_pack("{s:b,s:s}", "ok", 1, "server", the_app.name);
+      }
+    }
+    break;
+  case R_CART: {
+    char *item = body_field(rq, ctype, "item");
+    if (item == NULL || !valid_text(item, 100)) {
+      status = 400;
+      answer = json_pack("{s:s}", "error", "an item (1-100 characters) is required");
+      free(item);
+      break;
+    }
+    json_t *cart = cart_of(data);
+    if (json_array_size(cart) >= 100) {
+      status = 400;
+      answer = json_pack("{s:s}", "error", "the cart is full (100 items)");
+      free(item);
+      break;
+    }
+    json_array_append_new(cart, json_string(item));
+    free(item);
+    if (form) {
+      status = 303;
+      location = "/";
+      html = strdup("added\n");
+    } else {
+      answer = whoami(s);
+    }
+    break;
+  }
+  }
+  char *set_cookie = NULL;
+  if (rc == 0) rc = tether_session_commit(s, &set_cookie);
+  tether_session_free(s);
+  if (rc < 0) {
+    json_decref(answer);
+    free(html);
+    free(set_cookie);
+    return store_error(conn, route, rc);
+  }
+  enum MHD_Result res;
+  if (html) res = send_text(conn, route, status, "text/html; charset=utf-8", html, set_cookie, location);
+  else res = send_json(conn, route, status, answer, set_cookie);
+  free(html);
+  free(set_cookie);
+  return res;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+  (void)cls;
+  (void)version;
+  request *rq = *con_cls;
+  if (rq == NULL) {
+    rq = calloc(1, sizeof(*rq));
+    *con_cls = rq;
+    atomic_fetch_add(&in_flight, 1);
+    return MHD_YES;
+  }
+  if (*upload_size) {
+    if (rq->len + *upload_size > MAX_BODY) {
+      rq->too_large = 1;
+    } else {
+      rq->body = realloc(rq->body, rq->len + *upload_size + 1);
+      memcpy(rq->body + rq->len, upload, *upload_size);
+      rq->len += *upload_size;
+      rq->body[rq->len] = '\0';
+    }
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  return handle(conn, url, method, rq);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode t) {
+  (void)cls;
+  (void)conn;
+  (void)t;
+  request *rq = *con_cls;
+  if (rq) {
+    free(rq->body);
+    free(rq);
+    atomic_fetch_sub(&in_flight, 1);
+  }
+  *con_cls = NULL;
+}
+
+static const char *resolve_secret(const char *arg) {
+  if (strncmp(arg, "env:", 4) == 0) {
+    const char *v = getenv(arg + 4);
+    if (v == NULL || *v == '\0') {
+      fprintf(stderr, "tether-app: environment variable %s is not set\n", arg + 4);
+      exit(2);
+    }
+    return v;
+  }
+  return arg;
+}
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+int main(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"listen", required_argument, NULL, 'l'},    {"name", required_argument, NULL, 'n'},
+      {"sessions", required_argument, NULL, 's'},  {"secret", required_argument, NULL, 'k'},
+      {"jwt-secret", required_argument, NULL, 'j'}, {"cookie-secure", no_argument, NULL, 'S'},
+      {"max-age", required_argument, NULL, 'm'},   {"threads", required_argument, NULL, 't'},
+      {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+  const char *listen_at = "127.0.0.1:9001", *url = "sqlite:./var/sessions.db";
+  tether_session_options so;
+  tether_session_options_init(&so);
+  so.cookie.max_age_ms = 3600 * 1000;
+  int threads = 4, ch;
+  the_app.name = "app";
+  while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (ch) {
+    case 'l': listen_at = optarg; break;
+    case 'n': the_app.name = optarg; break;
+    case 's': url = optarg; break;
+    case 'k':
+      if (so.secret_count == TETHER_MAX_SECRETS) {
+        fprintf(stderr, "tether-app: at most %d secrets\n", TETHER_MAX_SECRETS);
+        return 2;
+      }
+      so.secret[so.secret_count++] = resolve_secret(optarg);
+      break;
+    case 'j': setenv("JWT_SECRET", resolve_secret(optarg), 1); break;
+    case 'S': so.cookie.secure = 1; break;
+    case 'm': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (*end || v < 0 || v > 400L * 86400) {
+        fprintf(stderr, "tether-app: --max-age takes seconds (0 to 400 days)\n");
+        return 2;
+      }
+      so.cookie.max_age_ms = v ? v * 1000 : -1;
+      break;
+    }
+    case 't': threads = atoi(optarg); break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (so.secret_count == 0 && getenv("TETHER_SECRET")) so.secret[so.secret_count++] = getenv("TETHER_SECRET");
+  if (so.secret_count == 0) {
+    fprintf(stderr, "tether-app: a cookie secret is required: --secret S (or env:NAME, or $TETHER_SECRET)\n");
+    return 2;
+  }
+  if (threads < 1 || threads > 256) threads = 4;
+  char host[64];
+  const char *colon = strrchr(listen_at, ':');
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  if (colon == NULL || (size_t)(colon - listen_at) >= sizeof(host)) {
+    fprintf(stderr, "tether-app: --listen takes IP:PORT\n");
+    return 2;
+  }
+  memcpy(host, listen_at, (size_t)(colon - listen_at));
+  host[colon - listen_at] = '\0';
+  int port = atoi(colon + 1);
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1 || port < 1 || port > 65535) {
+    fprintf(stderr, "tether-app: --listen takes IP:PORT, got %s\n", listen_at);
+    return 2;
+  }
+  sa.sin_port = htons((uint16_t)port);
+  if (strncmp(url, "sqlite:./var/", 13) == 0) mkdir("var", 0755);
+  int rc = tether_store_open(url, &the_app.store);
+  if (rc < 0) {
+    fprintf(stderr, "tether-app: --sessions %s: %s\n", url, tether_last_error());
+    return 2;
+  }
+  so.store = the_app.store;
+  if (tether_sessions_new(&so, &the_app.sessions) < 0) {
+    fprintf(stderr, "tether-app: %s\n", tether_last_error());
+    return 2;
+  }
+  struct MHD_Daemon *d = MHD_start_daemon(
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, NULL,
+      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)75,
+      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+  if (d == NULL) {
+    fprintf(stderr, "tether-app: cannot listen on %s: %s\n", listen_at, strerror(errno));
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction act = {.sa_handler = on_signal};
+  sigaction(SIGTERM, &act, NULL);
+  sigaction(SIGINT, &act, NULL);
+  fprintf(stderr, "tether-app %s: listening on %s, sessions in %s\n", the_app.name, listen_at,
+          tether_store_url(the_app.store));
+  while (!stop_signal) pause();
+  /* stop accepting, let in-flight requests finish (up to 10 s), then close the idle keep-alive
+   * connections with the daemon */
+  MHD_quiesce_daemon(d);
+  for (int i = 0; i < 1000 && atomic_load(&in_flight) > 0; i++) {
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  MHD_stop_daemon(d);
+  tether_sessions_free(the_app.sessions);
+  tether_store_close(the_app.store);
+  fprintf(stderr, "tether-app %s: stopped\n", the_app.name);
+  return 0;
+}
