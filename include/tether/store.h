@@ -7,9 +7,8 @@
  *   postgres://... (or postgresql://...)
  *   dual:LOCAL+SHARED               migration: write both, read LOCAL then SHARED
  *   jwt:                            client-side: the session travels in a signed cookie, no store
- * Query parameters common to every URL: timeout_ms (each command), connect_timeout_ms, prefix (key prefix,
- * default "sess:"), pool (connections), and store-specific ones documented in docs/sessions.md.
- * Every call is thread-safe. */
+ * Each store takes its own query parameters (timeouts, pool size, key prefix...), listed in
+ * docs/sessions.md; an unknown parameter is an error. Every call is thread-safe. */
 #ifndef TETHER_STORE_H
 #define TETHER_STORE_H
 
