@@ -97,8 +97,8 @@ int tether_cookie_get(const char *header, const char *name, char *out, size_t ca
       size_t vs = eq_idx + 1, ve = end_idx;
       while (vs < ve && is_ws(header[vs])) vs++;
       while (ve > vs && is_ws(header[ve - 1])) ve--;
-      if (ve > vs && header[vs] == '"') {
-        /* jshttp/cookie drops the first and last characters of a quoted value */
+      if (ve > vs && header[vs] == '"' && header[ve - 1] == '"') {
+        /* jshttp/cookie 0.7 unquotes a value only when it starts and ends with '"' ('"' alone: "") */
         vs++;
         if (ve > vs) ve--;
       }

@@ -9,6 +9,7 @@
 #include "util.h"
 
 #define SID_CAP 129
+#define MAX_AGE_LIMIT 8640000000000000LL /* JavaScript's Date range: larger lifetimes would overflow */
 
 struct tether_sessions {
   char *secret[TETHER_MAX_SECRETS];
@@ -112,6 +113,8 @@ static char *hash_data(const json_t *data) {
 
 static int same(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
 
+static int64_t clamp_age(int64_t ms) { return ms > MAX_AGE_LIMIT ? MAX_AGE_LIMIT : ms; }
+
 static void cookie_reset(tether_session *s) {
   const tether_cookie_options *c = &s->mgr->cookie;
   free(s->cookie.domain);
@@ -123,10 +126,10 @@ static void cookie_reset(tether_session *s) {
   s->cookie.path = tether__strdup(c->path);
   int64_t now = tether_now_ms();
   if (c->max_age_ms >= 0) {
-    s->cookie.original_max_age = c->max_age_ms;
-    s->cookie.expires_ms = now + c->max_age_ms;
+    s->cookie.original_max_age = clamp_age(c->max_age_ms);
+    s->cookie.expires_ms = now + s->cookie.original_max_age;
   } else if (c->expires_ms > 0) {
-    s->cookie.original_max_age = c->expires_ms - now;
+    s->cookie.original_max_age = clamp_age(c->expires_ms - now);
     s->cookie.expires_ms = c->expires_ms;
   } else {
     s->cookie.original_max_age = -1;
@@ -159,7 +162,9 @@ static int inflate(tether_session *s, const char *json, size_t len) {
   }
   cookie_state cs = {.original_max_age = -1, .http_only = 1};
   json_t *v = json_object_get(c, "originalMaxAge");
-  if (json_is_number(v)) cs.original_max_age = (int64_t)json_number_value(v);
+  if (json_is_number(v) && json_number_value(v) >= (double)-MAX_AGE_LIMIT &&
+      json_number_value(v) <= (double)MAX_AGE_LIMIT)
+    cs.original_max_age = (int64_t)json_number_value(v);
   else if (v && !json_is_null(v)) goto corrupt;
   v = json_object_get(c, "expires");
   if (json_is_string(v)) {
@@ -247,7 +252,8 @@ int tether_session_load(tether_sessions *m, const char *header, tether_session *
   if (s->cookie_id[0] != '\0') {
     if (!tether_store_client_side(m->store)) {
       rc = tether_store_get(m->store, s->cookie_id, &json, &len);
-      if (rc < 0 && rc != TETHER_ENOTFOUND) goto fail;
+      /* data that is not a session (ECORRUPT) is a lost session, as inflate() decides below */
+      if (rc < 0 && rc != TETHER_ENOTFOUND && rc != TETHER_ECORRUPT) goto fail;
     } else {
       len = json ? strlen(json) : 0;
       rc = json ? 0 : TETHER_ENOTFOUND;
@@ -289,8 +295,8 @@ json_t *tether_session_data(tether_session *s) { return s->data; }
 int64_t tether_session_expires(const tether_session *s) { return s->cookie.expires_ms; }
 
 void tether_session_set_max_age(tether_session *s, int64_t ms) {
-  s->cookie.original_max_age = ms < 0 ? -1 : ms;
-  s->cookie.expires_ms = ms < 0 ? 0 : tether_now_ms() + ms;
+  s->cookie.original_max_age = ms < 0 ? -1 : clamp_age(ms);
+  s->cookie.expires_ms = ms < 0 ? 0 : tether_now_ms() + s->cookie.original_max_age;
 }
 
 static void touch_cookie(tether_session *s) {

@@ -58,11 +58,15 @@ static int parse_host(const char *s, size_t n, tether__url_host *h, const char *
   if (s[0] == '[') {
     const char *end = memchr(s, ']', n);
     if (end == NULL) return tether__fail(TETHER_EINVAL, "store URL '%s': unclosed '[' in host", text);
-    h->host = tether__strndup(s + 1, (size_t)(end - s - 1));
+    size_t hl = (size_t)(end - s - 1);
+    if (hl == 0) return tether__fail(TETHER_EINVAL, "store URL '%s': empty host '[]'", text);
+    if (strspn(s + 1, "0123456789abcdefABCDEF:.") < hl || memchr(s + 1, ':', hl) == NULL)
+      return tether__fail(TETHER_EINVAL, "store URL '%s': bad IPv6 literal '%.*s'", text, (int)(hl + 2), s);
     size_t rest = n - (size_t)(end - s + 1);
-    if (rest == 0) return 0;
-    if (end[1] != ':') return tether__fail(TETHER_EINVAL, "store URL '%s': junk after ']'", text);
-    return parse_port(end + 2, rest - 1, &h->port, text);
+    if (rest > 0 && end[1] != ':') return tether__fail(TETHER_EINVAL, "store URL '%s': junk after ']'", text);
+    if (rest > 0 && parse_port(end + 2, rest - 1, &h->port, text) < 0) return TETHER_EINVAL;
+    h->host = tether__strndup(s + 1, hl);
+    return 0;
   }
   colon = memchr(s, ':', n);
   size_t hl = colon ? (size_t)(colon - s) : n;
@@ -72,8 +76,8 @@ static int parse_host(const char *s, size_t n, tether__url_host *h, const char *
     if (!(isalnum(c) || c == '.' || c == '-' || c == '_'))
       return tether__fail(TETHER_EINVAL, "store URL '%s': bad character '%c' in host", text, c);
   }
-  h->host = tether__strndup(s, hl);
-  if (colon) return parse_port(colon + 1, n - hl - 1, &h->port, text);
+  if (colon && parse_port(colon + 1, n - hl - 1, &h->port, text) < 0) return TETHER_EINVAL;
+  h->host = tether__strndup(s, hl); /* only once nothing can fail: a failed host is not freed */
   return 0;
 }
 
@@ -113,11 +117,21 @@ static int parse_userinfo(const char *s, size_t n, tether__url *url, const char 
   return 0;
 }
 
+static int url_parse(const char *text, tether__url *url, const char *shown);
+
 int tether__url_parse(const char *text, tether__url *url) {
+  /* messages quote the URL without its password: they end up in logs */
+  char *shown = tether__url_redact(text);
+  int rc = url_parse(text, url, shown);
+  free(shown);
+  return rc;
+}
+
+static int url_parse(const char *text, tether__url *url, const char *shown) {
   int rc;
   memset(url, 0, sizeof(*url));
   const char *colon = strchr(text, ':');
-  if (colon == NULL || colon == text) return tether__fail(TETHER_EINVAL, "store URL '%s': no scheme", text);
+  if (colon == NULL || colon == text) return tether__fail(TETHER_EINVAL, "store URL '%s': no scheme", shown);
   url->scheme = tether__strndup(text, (size_t)(colon - text));
   for (char *p = url->scheme; *p; p++) *p = (char)tolower((unsigned char)*p);
   const char *rest = colon + 1;
@@ -126,7 +140,7 @@ int tether__url_parse(const char *text, tether__url *url) {
   if (strncmp(rest, "//", 2) != 0) {
     url->path = pct_decode(rest, main_len);
     if (url->path == NULL) {
-      rc = tether__fail(TETHER_EINVAL, "store URL '%s': bad %%-escape in path", text);
+      rc = tether__fail(TETHER_EINVAL, "store URL '%s': bad %%-escape in path", shown);
       goto fail;
     }
   } else {
@@ -139,7 +153,7 @@ int tether__url_parse(const char *text, tether__url *url) {
     for (const char *p = auth; p < auth_end; p++)
       if (*p == '@') at = p;
     if (at) {
-      rc = parse_userinfo(auth, (size_t)(at - auth), url, text);
+      rc = parse_userinfo(auth, (size_t)(at - auth), url, shown);
       if (rc < 0) goto fail;
       auth = at + 1;
     }
@@ -147,26 +161,26 @@ int tether__url_parse(const char *text, tether__url *url) {
       const char *comma = memchr(auth, ',', (size_t)(auth_end - auth));
       const char *hend = comma ? comma : auth_end;
       if (url->nhosts == TETHER__URL_MAX_HOSTS) {
-        rc = tether__fail(TETHER_EINVAL, "store URL '%s': more than %d hosts", text, TETHER__URL_MAX_HOSTS);
+        rc = tether__fail(TETHER_EINVAL, "store URL '%s': more than %d hosts", shown, TETHER__URL_MAX_HOSTS);
         goto fail;
       }
-      rc = parse_host(auth, (size_t)(hend - auth), &url->hosts[url->nhosts], text);
+      rc = parse_host(auth, (size_t)(hend - auth), &url->hosts[url->nhosts], shown);
       if (rc < 0) goto fail;
       url->nhosts++;
       auth = comma ? comma + 1 : auth_end;
       if (comma && auth == auth_end) {
-        rc = tether__fail(TETHER_EINVAL, "store URL '%s': empty host after ','", text);
+        rc = tether__fail(TETHER_EINVAL, "store URL '%s': empty host after ','", shown);
         goto fail;
       }
     }
     url->path = slash ? pct_decode(slash + 1, (size_t)(end - slash - 1)) : tether__strdup("");
     if (url->path == NULL) {
-      rc = tether__fail(TETHER_EINVAL, "store URL '%s': bad %%-escape in path", text);
+      rc = tether__fail(TETHER_EINVAL, "store URL '%s': bad %%-escape in path", shown);
       goto fail;
     }
   }
   if (qmark) {
-    rc = parse_query(qmark + 1, url, text);
+    rc = parse_query(qmark + 1, url, shown);
     if (rc < 0) goto fail;
   }
   return 0;
@@ -227,15 +241,25 @@ int tether__url_param_int(const tether__url *url, const char *key, long def, lon
 }
 
 char *tether__url_redact(const char *text) {
-  const char *ss = strstr(text, "://");
-  if (ss == NULL) return tether__strdup(text);
-  const char *auth = ss + 3;
-  size_t alen = strcspn(auth, "/?");
-  const char *at = NULL;
-  for (const char *p = auth; p < auth + alen; p++)
-    if (*p == '@') at = p;
-  if (at == NULL) return tether__strdup(text);
-  const char *colon = memchr(auth, ':', (size_t)(at - auth));
-  if (colon == NULL) return tether__strdup(text);
-  return tether__asprintf("%.*s:***%s", (int)(colon - text), text, at);
+  /* every "scheme://" authority, since dual:A+B carries two URLs */
+  tether__buf b = {0};
+  const char *p = text, *ss;
+  while ((ss = strstr(p, "://")) != NULL) {
+    const char *auth = ss + 3;
+    size_t alen = strcspn(auth, "/?");
+    const char *at = NULL;
+    for (const char *q = auth; q < auth + alen; q++)
+      if (*q == '@') at = q;
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon == NULL) {
+      tether__buf_append(&b, p, (size_t)(auth - p));
+      p = auth;
+      continue;
+    }
+    tether__buf_append(&b, p, (size_t)(colon + 1 - p));
+    tether__buf_append(&b, "***", 3);
+    p = at;
+  }
+  tether__buf_append(&b, p, strlen(p));
+  return b.data ? b.data : tether__strdup("");
 }
