@@ -60,10 +60,11 @@ static int token_char_ok(const char *s) {
   return 1;
 }
 
+/* Cookie attribute values: no control characters, no ';', ASCII only (jshttp/cookie refuses the rest). */
 static int attr_ok(const char *s) {
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c < 32 || c == 127 || c == ';') return 0;
+    if (c < 32 || c >= 127 || c == ';') return 0;
   }
   return 1;
 }
@@ -303,53 +304,96 @@ static void touch_cookie(tether_session *s) {
   if (s->cookie.original_max_age >= 0) s->cookie.expires_ms = tether_now_ms() + s->cookie.original_max_age;
 }
 
-char *tether_session_serialize(const tether_session *s) {
-  json_t *c = json_object();
-  json_object_set_new(c, "originalMaxAge",
-                      s->cookie.original_max_age >= 0 ? json_integer(s->cookie.original_max_age) : json_null());
+#define APPEND_LIT(b, lit) tether__buf_append((b), (lit), sizeof(lit) - 1)
+
+static void json_str(tether__buf *b, const char *v) {
+  /* attribute values are printable ASCII (attr_ok): only '"' and '\\' need escaping, as jansson does */
+  tether__buf_append(b, "\"", 1);
+  for (; *v; v++) {
+    if (*v == '"' || *v == '\\') tether__buf_append(b, "\\", 1);
+    tether__buf_append(b, v, 1);
+  }
+  tether__buf_append(b, "\"", 1);
+}
+
+/* express-session's stored JSON, {"cookie":{...},<data>}, assembled from the compact dump of the data
+ * (the modification hash the caller already has): one serialisation per request instead of several. */
+static char *serialize_with(const tether_session *s, const char *hash) {
+  tether__buf b = {0};
+  APPEND_LIT(&b, "{\"cookie\":{\"originalMaxAge\":");
+  if (s->cookie.original_max_age >= 0) tether__buf_appendf(&b, "%lld", (long long)s->cookie.original_max_age);
+  else tether__buf_append(&b, "null", 4);
   if (s->cookie.expires_ms) {
     char iso[32];
     tether__iso8601(s->cookie.expires_ms, iso);
-    json_object_set_new(c, "expires", json_string(iso));
+    tether__buf_appendf(&b, ",\"expires\":\"%s\"", iso);
   }
-  json_object_set_new(c, "secure", json_boolean(s->cookie.secure));
-  json_object_set_new(c, "httpOnly", json_boolean(s->cookie.http_only));
-  if (s->cookie.domain) json_object_set_new(c, "domain", json_string(s->cookie.domain));
-  json_object_set_new(c, "path", json_string(s->cookie.path));
+  tether__buf_appendf(&b, ",\"secure\":%s,\"httpOnly\":%s", s->cookie.secure ? "true" : "false",
+                      s->cookie.http_only ? "true" : "false");
+  if (s->cookie.domain) {
+    APPEND_LIT(&b, ",\"domain\":");
+    json_str(&b, s->cookie.domain);
+  }
+  APPEND_LIT(&b, ",\"path\":");
+  json_str(&b, s->cookie.path);
   static const char *ss[] = {NULL, "strict", "lax", "none"};
-  if (s->cookie.same_site) json_object_set_new(c, "sameSite", json_string(ss[s->cookie.same_site]));
-  json_t *root = json_object();
-  json_object_set_new(root, "cookie", c);
-  const char *k;
-  json_t *v;
-  json_object_foreach(s->data, k, v) {
-    if (strcmp(k, "cookie") != 0) json_object_set(root, k, v);
+  if (s->cookie.same_site) tether__buf_appendf(&b, ",\"sameSite\":\"%s\"", ss[s->cookie.same_site]);
+  tether__buf_append(&b, "}", 1);
+  size_t hl = strlen(hash);
+  if (hl > 2 && json_object_get(s->data, "cookie") == NULL) {
+    tether__buf_append(&b, ",", 1);
+    tether__buf_append(&b, hash + 1, hl - 1); /* the data's members and its closing brace */
+  } else if (hl > 2) {
+    /* the application put its own "cookie" member in the data: the session's cookie wins */
+    const char *k;
+    json_t *v;
+    json_object_foreach(s->data, k, v) {
+      if (strcmp(k, "cookie") == 0) continue;
+      char *val = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+      json_t *key = json_string(k);
+      char *kj = json_dumps(key, JSON_ENCODE_ANY);
+      tether__buf_appendf(&b, ",%s:%s", kj, val);
+      free(kj);
+      free(val);
+      json_decref(key);
+    }
+    tether__buf_append(&b, "}", 1);
+  } else {
+    tether__buf_append(&b, "}", 1);
   }
-  char *out = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(root);
+  return b.data;
+}
+
+char *tether_session_serialize(const tether_session *s) {
+  char *hash = hash_data(s->data);
+  char *out = serialize_with(s, hash);
+  free(hash);
   return out;
 }
 
-static int store_save(tether_session *s) {
+/* Saves with the data's compact dump already made (hash, owned by the callee: it becomes saved_hash). */
+static int save_with(tether_session *s, char *hash) {
   tether_store *st = s->mgr->store;
+  int rc = 0;
   if (tether_store_client_side(st)) {
     tether__count(st, TETHER__C_SAVED); /* the Set-Cookie carries it */
-    return 0;
+  } else {
+    char *json = serialize_with(s, hash);
+    rc = tether_store_set(st, s->id, json, strlen(json), s->cookie.expires_ms);
+    free(json);
   }
-  char *json = tether_session_serialize(s);
-  int rc = tether_store_set(st, s->id, json, strlen(json), s->cookie.expires_ms);
-  free(json);
+  if (rc == 0) {
+    free(s->saved_hash);
+    s->saved_hash = hash;
+  } else {
+    free(hash);
+  }
   return rc;
 }
 
 int tether_session_save(tether_session *s) {
   if (s->destroyed) return tether__fail(TETHER_EINVAL, "session was destroyed");
-  int rc = store_save(s);
-  if (rc == 0) {
-    free(s->saved_hash);
-    s->saved_hash = hash_data(s->data);
-  }
-  return rc;
+  return save_with(s, hash_data(s->data));
 }
 
 int tether_session_regenerate(tether_session *s) {
@@ -454,7 +498,8 @@ int tether_session_commit(tether_session *s, char **set_cookie) {
   int send_cookie = should_set_cookie(s, hash);
   touch_cookie(s);
   if (should_save(s, hash)) {
-    rc = tether_session_save(s);
+    rc = save_with(s, hash);
+    hash = NULL; /* saved_hash now, or freed */
     if (tether_store_client_side(st)) send_cookie = 1;
   } else if (strcmp(s->cookie_id, s->id) == 0) {
     if (tether_store_client_side(st)) {
@@ -464,7 +509,7 @@ int tether_session_commit(tether_session *s, char **set_cookie) {
         tether__count(st, TETHER__C_TOUCHED);
       }
     } else {
-      char *json = tether_session_serialize(s);
+      char *json = serialize_with(s, hash);
       rc = tether_store_touch(st, s->id, json, strlen(json), s->cookie.expires_ms);
       free(json);
     }
