@@ -1,0 +1,130 @@
+/* Helpers for the balancer's integration tests: scripted backends (tether-test-backend), a tether process
+ * started on a configuration written into a temporary directory, libcurl requests, raw-socket requests and
+ * responses read with the balancer's own parser, and the admin API's metrics. */
+#ifndef TETHER_TEST_BALANCER_H
+#define TETHER_TEST_BALANCER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "http1.h"
+#include "procs.h"
+
+typedef struct tb_backend {
+  pid_t pid;
+  int port;
+  char name[32];
+  char addr[32]; /* "127.0.0.1:PORT", as tether's configuration names it */
+  char log[512];
+  char dir[256]; /* its temporary directory (the log), kept across restarts */
+} tb_backend;
+
+/* Starts a backend called name on port (0: a free one). 0 or -1. */
+int tb_backend_start(tb_backend *b, const char *name, int port);
+/* SIGKILL or SIGTERM, reaped. */
+void tb_backend_stop(tb_backend *b, int sig);
+/* Stops it and removes its directory. */
+void tb_backend_cleanup(tb_backend *b);
+
+typedef struct tb_tether {
+  pid_t pid;
+  int port;
+  int admin;
+  char *dir;
+  char conf[512];
+  char log[512];
+  int workers;
+} tb_tether;
+
+/* Picks ports and a directory. */
+void tb_tether_init(tb_tether *t, int workers);
+/* Writes the configuration: "worker_processes W; listen ...; admin_listen ...;" (lines 1-3) and then
+ * the formatted rest. */
+void tb_tether_write_conf(tb_tether *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Starts tether on the written configuration and waits for both ports. 0 or -1. */
+int tb_tether_run(tb_tether *t);
+/* init + write_conf + run. */
+int tb_tether_start(tb_tether *t, int workers, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* SIGTERM, waits up to timeout_ms; returns the exit status (128+signal when killed, -1 on timeout, then
+ * SIGKILL). Prints the log's tail when the exit is not 0 or a sanitizer report is in it. */
+int tb_tether_stop(tb_tether *t, int timeout_ms);
+/* Waits for tether to exit by itself (after a signal sent by the test); the exit status as above. */
+int tb_tether_wait(tb_tether *t, int timeout_ms);
+/* Runs TETHER_BIN with args (NULL-terminated) to completion, stdout and stderr into out_file; the exit
+ * status, -1 when it did not end within 10 s. */
+int tb_tether_cmd(const char *out_file, const char *const *args);
+/* Whether the log holds a sanitizer report (AddressSanitizer, LeakSanitizer, UBSan "runtime error"). */
+int tb_log_has_sanitizer_report(const char *log);
+void tb_tether_cleanup(tb_tether *t);
+/* Whether the file contains s. */
+int tb_file_contains(const char *path, const char *s);
+
+/* ---- libcurl ---- */
+typedef struct tb_resp {
+  long status; /* 0: no response (transport error) */
+  char *body;  /* NUL-terminated */
+  size_t len;
+  char *head; /* the response head(s) as received */
+} tb_resp;
+
+void tb_curl_init(void);
+/* A request on an optional reused easy handle (NULL: a fresh one); body may be NULL. extra_headers:
+ * NULL-terminated list or NULL. Returns r->status. */
+long tb_request(void *curl, const char *method, int port, const char *path, const char *body, size_t blen,
+                const char *const *extra_headers, tb_resp *r);
+long tb_get(void *curl, int port, const char *path, tb_resp *r);
+void tb_resp_free(tb_resp *r);
+void *tb_curl_new(void);
+void tb_curl_free(void *curl);
+/* GET on the admin port, body returned (malloc'd) or NULL. */
+char *tb_admin_get(tb_tether *t, const char *path);
+/* POST/PUT on the admin port; returns the status, body into *out when not NULL. */
+long tb_admin_send(tb_tether *t, const char *method, const char *path, const char *body, char **out);
+/* The value of a metric line starting with name_labels (exact, followed by a space), or -1. */
+double tb_metric(const char *metrics, const char *name_labels);
+double tb_server_up(tb_tether *t, const char *upstream, const tb_backend *b);
+
+/* ---- raw sockets ---- */
+/* Connects to 127.0.0.1:port with receive and send timeouts of timeout_ms. -1 on failure. */
+int tb_connect(int port, int timeout_ms);
+/* The same from a given local address (every 127.x.y.z is local), e.g. "127.0.0.3". */
+int tb_connect_from(const char *src, int port, int timeout_ms);
+int tb_send(int fd, const char *data, size_t n);
+int tb_send_str(int fd, const char *s);
+
+typedef struct tb_raw {
+  int status;
+  char *head; /* the head as received (NUL-terminated) */
+  char *body; /* the body bytes as received (chunked framing included) */
+  size_t body_len;
+  int framing;
+} tb_raw;
+
+/* A raw connection with a buffer, for reading responses one after another. */
+typedef struct tb_conn {
+  int fd;
+  char *buf;
+  size_t len, cap;
+  int eof;
+} tb_conn;
+
+int tb_conn_open(tb_conn *c, int port, int timeout_ms);
+int tb_conn_open_from(tb_conn *c, const char *src, int port, int timeout_ms);
+void tb_conn_close(tb_conn *c);
+/* Reads one response (req_is_head: no body follows); 1xx heads are returned as responses too.
+ * 0, or -1 on timeout, EOF before a full response, or a malformed one. */
+int tb_conn_read_response(tb_conn *c, int req_is_head, tb_raw *r);
+/* Whether the server closes the connection within timeout_ms (reading and dropping anything else). */
+int tb_conn_closed_within(tb_conn *c, int timeout_ms);
+void tb_raw_free(tb_raw *r);
+/* One request on a fresh connection: its response, and whether the connection was then closed within
+ * 2 s. Returns 0 or -1. */
+int tb_raw_exchange(int port, const char *request, size_t n, tb_raw *r, int *closed);
+
+/* Decodes a chunked body (as tb_raw holds it) into out (malloc'd); trailers into *trailers when not NULL. */
+size_t tb_dechunk(const char *p, size_t n, char **out, char **trailers);
+
+/* Milliseconds on a monotonic clock. */
+long long tb_now_ms(void);
+
+#endif
