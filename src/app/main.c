@@ -3,6 +3,7 @@
  * the demo, the tests and the lab run behind the balancer. */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <errno.h>
 #include <getopt.h>
@@ -54,7 +55,7 @@ static void usage(FILE *out) {
           "  --jwt-secret S       secret for API tokens (or env JWT_SECRET)\n"
           "  --cookie-secure      mark the session cookie Secure\n"
           "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
-          "  --threads N          worker threads (default 4)\n"
+          "  --threads N          worker threads (default 16)\n"
           "  --help\n");
 }
 
@@ -112,9 +113,9 @@ static json_t *whoami(tether_session *s) {
   json_t *data = tether_session_data(s);
   json_t *user = json_object_get(data, "user");
   json_t *cart = json_object_get(data, "cart");
-  return json_pack("{s:s,s:s,s:I,s:O,s:O}", "server", the_app.name, "session_id", tether_session_id(s), "visits",
+  return json_pack("{s:s,s:s,s:I,s:O,s:o}", "server", the_app.name, "session_id", tether_session_id(s), "visits",
                    json_integer_value(json_object_get(data, "visits")), "user", user ? user : json_null(), "cart",
-                   json_is_array(cart) ? cart : json_array());
+                   json_is_array(cart) ? json_incref(cart) : json_array());
 }
 
 static void html_escape(FILE *f, const char *s) {
@@ -441,7 +442,7 @@ int main(int argc, char **argv) {
   tether_session_options so;
   tether_session_options_init(&so);
   so.cookie.max_age_ms = 3600 * 1000;
-  int threads = 4, ch;
+  int threads = 16, ch; /* blocking store calls: enough threads keep the store's pipeline full */
   the_app.name = "app";
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (ch) {
@@ -467,17 +468,29 @@ int main(int argc, char **argv) {
       so.cookie.max_age_ms = v ? v * 1000 : -1;
       break;
     }
-    case 't': threads = atoi(optarg); break;
+    case 't': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (end == optarg || *end || v < 1 || v > 256) {
+        fprintf(stderr, "tether-app: --threads takes 1 to 256, got %s\n", optarg);
+        return 2;
+      }
+      threads = (int)v;
+      break;
+    }
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "tether-app: unexpected argument %s (see --help)\n", argv[optind]);
+    return 2;
   }
   if (so.secret_count == 0 && getenv("TETHER_SECRET")) so.secret[so.secret_count++] = getenv("TETHER_SECRET");
   if (so.secret_count == 0) {
     fprintf(stderr, "tether-app: a cookie secret is required: --secret S (or env:NAME, or $TETHER_SECRET)\n");
     return 2;
   }
-  if (threads < 1 || threads > 256) threads = 4;
   char host[64];
   const char *colon = strrchr(listen_at, ':');
   struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -505,10 +518,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, NULL,
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, NULL,
       MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)75,
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
   if (d == NULL) {
     fprintf(stderr, "tether-app: cannot listen on %s: %s\n", listen_at, strerror(errno));
     return 1;
@@ -522,12 +535,17 @@ int main(int argc, char **argv) {
   while (!stop_signal) pause();
   /* stop accepting, let in-flight requests finish (up to 10 s), then close the idle keep-alive
    * connections with the daemon */
-  MHD_quiesce_daemon(d);
+  MHD_socket listener = MHD_quiesce_daemon(d); /* needs MHD_USE_ITC with a thread pool */
+  /* and refuse new connections at once (Linux: a listening socket shut down stops listening), so that a
+   * balancer retries them elsewhere instead of waiting in a backlog nobody accepts from; the fd itself
+   * may only be closed after MHD_stop_daemon */
+  if (listener != MHD_INVALID_SOCKET) shutdown(listener, SHUT_RDWR);
   for (int i = 0; i < 1000 && atomic_load(&in_flight) > 0; i++) {
     struct timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, NULL);
   }
   MHD_stop_daemon(d);
+  if (listener != MHD_INVALID_SOCKET) close(listener); /* quiesced: ours to close, after the stop */
   tether_sessions_free(the_app.sessions);
   tether_store_close(the_app.store);
   fprintf(stderr, "tether-app %s: stopped\n", the_app.name);

@@ -134,6 +134,16 @@ char *tether__metrics_text(tether__control *ctl) {
   tether__buf_appendf(&b, "tether_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
   tether__buf_appendf(&b, "tether_request_duration_seconds_sum %.6f\ntether_request_duration_seconds_count %llu\n",
                       sum_us / 1e6, (unsigned long long)cum);
+  tether__buf_appendf(&b, "# HELP tether_jwt_total Edge authentication results (auth_jwt): ok or the reason a "
+                          "request was refused.\n# TYPE tether_jwt_total counter\n");
+  for (int r = 0; r < TETHER__JWT_RESULTS; r++) {
+    uint64_t n = 0;
+    for (int i = 0; i < ctl->nworkers; i++) n += atomic_load(&ctl->workers[i].jwt_results[r]);
+    const char *label = r == 0 ? "ok" : r == TETHER__JWT_MISSING ? "missing" : r == TETHER__JWT_OTHER ? "error"
+                                                                            : tether_jwt_reason(-(r + 1000));
+    if (n || r == 0 || r == TETHER__JWT_MISSING)
+      tether__buf_appendf(&b, "tether_jwt_total{result=\"%s\"} %llu\n", label, (unsigned long long)n);
+  }
   tether__buf_appendf(&b, "# HELP tether_config_generation Configuration loads so far (reloads + 1).\n"
                           "# TYPE tether_config_generation gauge\ntether_config_generation %llu\n",
                       (unsigned long long)rt->generation);

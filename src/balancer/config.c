@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../lib/util.h"
+#include "tether/jwt.h"
 
 #define MAX_ARGS 16
 #define MAX_DEPTH 4
@@ -109,6 +110,13 @@ static void free_directive(directive *d) {
   d->nargs = 0;
 }
 
+/* A directive cut short by a syntax error: its words are freed here, since callers only free the
+ * directives they get whole. */
+static int syntax_error(directive *d) {
+  free_directive(d);
+  return -2;
+}
+
 /* Reads the next directive: words up to ';' or '{'. 0 at the end of input, -1 at a '}' (end of block),
  * 1 with a directive, -2 on a syntax error. */
 static int read_directive(parser *ps, directive *d) {
@@ -123,29 +131,29 @@ static int read_directive(parser *ps, directive *d) {
       if (d->nargs == MAX_ARGS) {
         error(ps, line, "too many arguments for \"%s\"", d->args[0]);
         free(w);
-        return -2;
+        return syntax_error(d);
       }
       d->args[d->nargs++] = w;
       continue;
     }
-    if (t == T_ERROR) return -2;
+    if (t == T_ERROR) return syntax_error(d);
     if (t == T_EOF) {
       if (d->nargs) {
         error(ps, d->line, "unexpected end of file, expecting \";\" or \"{\" after \"%s\"", d->args[0]);
-        return -2;
+        return syntax_error(d);
       }
       return 0;
     }
     if (t == T_CLOSE) {
       if (d->nargs) {
         error(ps, line, "unexpected \"}\" after \"%s\" (missing \";\")", d->args[0]);
-        return -2;
+        return syntax_error(d);
       }
       return -1;
     }
     if (d->nargs == 0) {
       error(ps, line, "unexpected \"%s\"", t == T_SEMI ? ";" : "{");
-      return -2;
+      return syntax_error(d);
     }
     d->block = t == T_OPEN;
     return 1;
@@ -424,7 +432,8 @@ static int parse_key(parser *ps, directive *d, const char *text, tether__cf_pers
     int has_name;
   } vars[] = {{"$remote_addr", TETHER__KEY_REMOTE_ADDR, 0}, {"$binary_remote_addr", TETHER__KEY_REMOTE_ADDR, 0},
               {"$request_uri", TETHER__KEY_REQUEST_URI, 0},  {"$http_", TETHER__KEY_HTTP, 1},
-              {"$cookie_", TETHER__KEY_COOKIE, 1},            {"$arg_", TETHER__KEY_ARG, 1}};
+              {"$cookie_", TETHER__KEY_COOKIE, 1},            {"$arg_", TETHER__KEY_ARG, 1},
+              {"$jwt_claim_", TETHER__KEY_JWT_CLAIM, 1}};
   const char *p0 = text;
   p->nkey = 0;
   while (*p0) {
@@ -475,8 +484,8 @@ static int parse_key(parser *ps, directive *d, const char *text, tether__cf_pers
       p0 = brace_end ? brace_end + 1 : p0 + pl + nl;
     }
     if (!found) {
-      error(ps, d->line, "hash key \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME "
-                         "or $request_uri)", text);
+      error(ps, d->line, "hash key \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
+                         "$jwt_claim_NAME or $request_uri)", text);
       return -1;
     }
     p->nkey++;
@@ -659,6 +668,87 @@ static void upstream_block(parser *ps, directive *d) {
   cf->nupstreams++;
 }
 
+static int token_ok(const char *s) {
+  if (*s == '\0') return 0;
+  for (; *s; s++)
+    if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 127 || strchr("()<>@,;:\\\"/[]?={}", *s)) return 0;
+  return 1;
+}
+
+/* auth_jwt, auth_jwt_key, ... into j. Returns 1 when d was one of them. */
+static int jwt_directive(parser *ps, directive *d, tether__cf_jwt *j) {
+  const char *n = d->args[0];
+  if (strncmp(n, "auth_jwt", 8) != 0) return 0;
+  if (d->block) {
+    error(ps, d->line, "\"%s\" takes no block", n);
+    skip_block(ps);
+    return 1;
+  }
+  if (!j->set) j->leeway_ms = -1;
+  j->set = 1;
+  if (j->line == 0) j->line = d->line;
+  if (strcmp(n, "auth_jwt") == 0) {
+    if (want_args(ps, d, 1, 1) < 0) return 1;
+    if (strcmp(d->args[1], "off") == 0) {
+      j->enabled = 0;
+    } else if (strpbrk(d->args[1], "\"\\\r\n") || strlen(d->args[1]) >= sizeof(j->realm)) {
+      error(ps, d->line, "auth_jwt: the realm must be under 64 characters, without quotes or backslashes");
+    } else {
+      j->enabled = 1;
+      snprintf(j->realm, sizeof(j->realm), "%s", d->args[1]);
+    }
+  } else if (strcmp(n, "auth_jwt_key") == 0) {
+    if (want_args(ps, d, 1, 2) < 0) return 1;
+    if (j->nkeys == TETHER__JWT_MAX_KEYS) {
+      error(ps, d->line, "auth_jwt_key: at most %d keys", TETHER__JWT_MAX_KEYS);
+    } else if (strlen(d->args[1]) >= sizeof(j->keys[0].spec)) {
+      error(ps, d->line, "auth_jwt_key: the key specification is too long");
+    } else {
+      snprintf(j->keys[j->nkeys].spec, sizeof(j->keys[0].spec), "%s", d->args[1]);
+      j->keys[j->nkeys].alg[0] = '\0';
+      if (d->nargs == 3) {
+        if (tether_jwt_alg_from_name(d->args[2]) == TETHER_JWT_ALG_UNKNOWN)
+          error(ps, d->line, "auth_jwt_key: unknown algorithm \"%s\" (HS256, RS256, PS256, ES256, EdDSA, ...)", d->args[2]);
+        else snprintf(j->keys[j->nkeys].alg, sizeof(j->keys[0].alg), "%s", d->args[2]);
+      }
+      j->nkeys++;
+    }
+  } else if (strcmp(n, "auth_jwt_issuer") == 0) {
+    if (want_args(ps, d, 1, 1) == 0) snprintf(j->issuer, sizeof(j->issuer), "%s", d->args[1]);
+  } else if (strcmp(n, "auth_jwt_audience") == 0) {
+    if (want_args(ps, d, 1, 1) < 0) return 1;
+    if (j->naudience == 4) error(ps, d->line, "auth_jwt_audience: at most 4");
+    else snprintf(j->audience[j->naudience++], sizeof(j->audience[0]), "%s", d->args[1]);
+  } else if (strcmp(n, "auth_jwt_leeway") == 0) {
+    int64_t t;
+    if (want_args(ps, d, 1, 1) == 0 && get_time(ps, d, d->args[1], &t) == 0) {
+      if (t > 300000) error(ps, d->line, "auth_jwt_leeway: at most 5m");
+      else j->leeway_ms = t;
+    }
+  } else if (strcmp(n, "auth_jwt_require_exp") == 0) {
+    if (want_args(ps, d, 1, 1) == 0) j->require_exp = strcmp(d->args[1], "on") == 0;
+  } else if (strcmp(n, "auth_jwt_cookie") == 0) {
+    if (want_args(ps, d, 1, 1) == 0) {
+      if (!token_ok(d->args[1]) || strlen(d->args[1]) >= sizeof(j->cookie)) error(ps, d->line, "auth_jwt_cookie: bad cookie name");
+      else snprintf(j->cookie, sizeof(j->cookie), "%s", d->args[1]);
+    }
+  } else if (strcmp(n, "auth_jwt_claim_header") == 0) {
+    if (want_args(ps, d, 2, 2) < 0) return 1;
+    if (j->nclaim_headers == TETHER__JWT_MAX_CLAIM_HEADERS) {
+      error(ps, d->line, "auth_jwt_claim_header: at most %d", TETHER__JWT_MAX_CLAIM_HEADERS);
+    } else if (strlen(d->args[1]) >= 64 || !token_ok(d->args[2]) || strlen(d->args[2]) >= 64) {
+      error(ps, d->line, "auth_jwt_claim_header: CLAIM HEADER-NAME (a header name is a token)");
+    } else {
+      snprintf(j->claim_headers[j->nclaim_headers].claim, 64, "%s", d->args[1]);
+      snprintf(j->claim_headers[j->nclaim_headers].header, 64, "%s", d->args[2]);
+      j->nclaim_headers++;
+    }
+  } else {
+    error(ps, d->line, "unknown directive \"%s\"", n);
+  }
+  return 1;
+}
+
 static void location_body(parser *ps, directive *d, tether__cf_location *loc, char proxy[128], int *proxy_line) {
   directive c;
   int rc;
@@ -679,6 +769,8 @@ static void location_body(parser *ps, directive *d, tether__cf_location *loc, ch
       if (want_args(ps, &c, 1, 2) == 0 && get_int(ps, &c, "status", c.args[1], 200, 599, &loc->return_status) == 0 &&
           c.nargs == 3)
         snprintf(loc->return_body, sizeof(loc->return_body), "%s", c.args[2]);
+    } else if (jwt_directive(ps, &c, &loc->jwt)) {
+      /* handled */
     } else if (strcmp(n, "proxy_set_header") == 0 || strcmp(n, "proxy_http_version") == 0) {
       /* accepted for nginx users pasting blocks: Tether always speaks HTTP/1.1 with keep-alive upstream
        * and sets X-Forwarded-* itself */
@@ -762,6 +854,7 @@ static void common_directive(parser *ps, directive *d, int depth, const char *ct
   uint64_t sz;
   if (strcmp(n, "upstream") == 0) upstream_block(ps, d);
   else if (strcmp(n, "location") == 0) location_block(ps, d);
+  else if (jwt_directive(ps, d, &cf->jwt)) { /* a default for every location */ }
   else if (strcmp(n, "listen") == 0) listen_line(ps, d, 0);
   else if (strcmp(n, "admin_listen") == 0) listen_line(ps, d, 1);
   else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0) {
@@ -868,6 +961,49 @@ static void block_body(parser *ps, int depth, const char *ctx) {
   }
 }
 
+/* Locations inherit the outer auth_jwt settings unless they have their own; every enabled one gets its
+ * verifier now, so a key that cannot be read fails the load (and a reload keeps the running one). */
+static void build_jwt(parser *ps, tether__config *cf) {
+  cf->jwt.verifier = NULL;
+  for (size_t i = 0; i < cf->nlocations; i++) {
+    tether__cf_jwt *j = &cf->locations[i].jwt;
+    if (!j->set && cf->jwt.set) *j = cf->jwt;
+    j->verifier = NULL;
+    if (!j->enabled) continue;
+    if (j->nkeys == 0) {
+      error(ps, j->line, "auth_jwt \"%s\" has no auth_jwt_key", j->realm);
+      continue;
+    }
+    tether_jwt_verify_options o;
+    tether_jwt_verify_options_init(&o);
+    if (j->leeway_ms >= 0) o.leeway_s = j->leeway_ms / 1000;
+    o.require_exp = j->require_exp;
+    if (j->issuer[0]) o.issuer = j->issuer;
+    for (int a = 0; a < j->naudience; a++) o.audience[a] = j->audience[a];
+    o.audience_count = (size_t)j->naudience;
+    if (tether_jwt_verifier_new(&o, &j->verifier) < 0) {
+      error(ps, j->line, "auth_jwt: %s", tether_last_error());
+      continue;
+    }
+    for (int k = 0; k < j->nkeys; k++)
+      if (tether_jwt_verifier_add_key(j->verifier, j->keys[k].spec, j->keys[k].alg[0] ? j->keys[k].alg : NULL, NULL) < 0)
+        error(ps, j->line, "auth_jwt_key %s: %s", j->keys[k].spec, tether_last_error());
+  }
+}
+
+void tether__config_release(tether__config *cf) {
+  for (size_t i = 0; i < cf->nlocations; i++) {
+    tether_jwt_verifier_free(cf->locations[i].jwt.verifier);
+    cf->locations[i].jwt.verifier = NULL;
+  }
+}
+
+void tether__config_free(tether__config *cf) {
+  if (cf == NULL) return;
+  tether__config_release(cf);
+  free(cf);
+}
+
 static void defaults(tether__config *cf) {
   cf->workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (cf->workers < 1) cf->workers = 1;
@@ -899,6 +1035,9 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
     if (cf->locations[i].upstream < 0)
       error(psp, psp->pendings[i].line, "proxy_pass: no upstream named \"%s\"", psp->pendings[i].name);
   }
+  build_jwt(psp, cf);
+  /* as in nginx, a request line that cannot fit the header buffer is a 414, not a 431 */
+  if (cf->large_uri + 1024 > cf->client_header_buffer) cf->large_uri = cf->client_header_buffer > 1536 ? cf->client_header_buffer - 1024 : 512;
   if (cf->nlisten == 0 && psp->nerrors == 0) error(psp, psp->line, "no \"listen\" address");
   if (cf->nlocations == 0 && cf->nupstreams == 1 && psp->nerrors == 0) {
     /* a single upstream and no location: proxy everything to it */
@@ -914,6 +1053,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
   }
   int nerrors = psp->nerrors;
   free(psp);
+  if (nerrors) tether__config_release(cf); /* a refused configuration owns nothing */
   return nerrors ? -1 : 0;
 }
 

@@ -59,7 +59,7 @@ typedef enum tether__hash_method {
  * $request_uri), concatenated. */
 typedef struct tether__key_part {
   enum { TETHER__KEY_TEXT, TETHER__KEY_REMOTE_ADDR, TETHER__KEY_HTTP, TETHER__KEY_COOKIE, TETHER__KEY_ARG,
-         TETHER__KEY_REQUEST_URI } type;
+         TETHER__KEY_REQUEST_URI, TETHER__KEY_JWT_CLAIM } type;
   char text[64]; /* literal text, or the header/cookie/argument name */
 } tether__key_part;
 
@@ -105,12 +105,43 @@ typedef struct tether__cf_upstream {
   int line;
 } tether__cf_upstream;
 
+#define TETHER__JWT_MAX_KEYS 8
+#define TETHER__JWT_MAX_CLAIM_HEADERS 8
+
+struct tether_jwt_verifier;
+
+/* Edge authentication (auth_jwt): the seed's authenticate() middleware at the balancer. */
+typedef struct tether__cf_jwt {
+  int set;                /* some auth_jwt directive appeared at this level */
+  int enabled;            /* auth_jwt REALM (1) or auth_jwt off (0) */
+  char realm[64];
+  struct {
+    char spec[256];       /* env:NAME, a file, or a secret */
+    char alg[16];         /* "" : from the key */
+  } keys[TETHER__JWT_MAX_KEYS];
+  int nkeys;
+  char issuer[256];
+  char audience[4][128];
+  int naudience;
+  int64_t leeway_ms;      /* -1: the library's default (30 s) */
+  int require_exp;
+  char cookie[64];        /* auth_jwt_cookie: also take the token from this cookie */
+  struct {
+    char claim[64];
+    char header[64];
+  } claim_headers[TETHER__JWT_MAX_CLAIM_HEADERS];
+  int nclaim_headers;
+  int line;
+  struct tether_jwt_verifier *verifier; /* built when the configuration is loaded */
+} tether__cf_jwt;
+
 typedef struct tether__cf_location {
   char prefix[256];
   int exact;              /* "location = /x" */
   int upstream;           /* index into upstreams, or -1 with a return */
   int return_status;      /* "return 200 text;" for simple answers, 0: proxy */
   char return_body[256];
+  tether__cf_jwt jwt;     /* enabled: requests must carry a valid token */
 } tether__cf_location;
 
 typedef struct tether__cidr {
@@ -147,6 +178,7 @@ typedef struct tether__config {
   char access_log[512];             /* "" off */
   int access_log_json;
   char error_log[512];              /* "" stderr */
+  tether__cf_jwt jwt;               /* auth_jwt at the top, http or server level: every location's default */
 } tether__config;
 
 /* Reads and checks a configuration. On failure returns -1 and writes "file:line: reason" lines (one per
@@ -154,6 +186,9 @@ typedef struct tether__config {
 int tether__config_load(const char *path, tether__config *cf, char *err, size_t errlen);
 int tether__config_parse(const char *path, const char *text, size_t len, tether__config *cf, char *err,
                          size_t errlen);
+/* Frees what a loaded configuration owns (JWT verifiers), and with _free the configuration itself. */
+void tether__config_release(tether__config *cf);
+void tether__config_free(tether__config *cf);
 
 /* Parses "host:port", "*:port", "port", "[v6]:port". */
 int tether__addr_parse(const char *text, tether__addr *a);

@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
   if (cf == NULL) return 1;
   if (test) {
     printf("configuration OK\n");
-    free(cf);
+    tether__config_free(cf);
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -137,6 +137,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   ctl.loop = uv_default_loop();
+  /* caught before any port opens: a HUP or TERM sent as soon as tether answers must not kill it (the
+   * callbacks only run once the loop does, after everything below is set up) */
+  uv_signal_init(ctl.loop, &sig_hup);
+  uv_signal_init(ctl.loop, &sig_term);
+  uv_signal_init(ctl.loop, &sig_int);
+  uv_signal_start(&sig_hup, on_signal, SIGHUP);
+  uv_signal_start(&sig_term, on_signal, SIGTERM);
+  uv_signal_start(&sig_int, on_signal, SIGINT);
   ctl.nworkers = cf->workers > TETHER__MAX_WORKERS ? TETHER__MAX_WORKERS : cf->workers;
   workers = tether__calloc((size_t)ctl.nworkers, sizeof(*workers));
   for (int i = 0; i < ctl.nworkers; i++) {
@@ -154,12 +162,6 @@ int main(int argc, char **argv) {
   if (tether__admin_start(&ctl) < 0) return 1;
   if (tether__workers_start(workers, ctl.nworkers, ctl.rt) < 0) return 1;
   tether__health_start(&ctl);
-  uv_signal_init(ctl.loop, &sig_hup);
-  uv_signal_init(ctl.loop, &sig_term);
-  uv_signal_init(ctl.loop, &sig_int);
-  uv_signal_start(&sig_hup, on_signal, SIGHUP);
-  uv_signal_start(&sig_term, on_signal, SIGTERM);
-  uv_signal_start(&sig_int, on_signal, SIGINT);
   tether__log(TETHER_LOG_INFO, "tether %s: %d worker(s), listening on %s", TETHER_VERSION, ctl.nworkers,
               cf->listen[0].text);
   uv_run(ctl.loop, UV_RUN_DEFAULT);

@@ -8,6 +8,8 @@
 
 #include "../lib/util.h"
 #include "persist/persist.h"
+#include "tether/jwt.h"
+#include "tether/session.h"
 #include "proxyproto.h"
 #include "worker.h"
 
@@ -55,6 +57,7 @@ struct tether__client {
   int paused;                  /* reading stopped for backpressure */
   int closing;
   int served;                  /* requests started on this connection */
+  int starting, restart;       /* in start_request; a pipelined request is next (see start_request) */
 };
 
 struct tether__upconn {
@@ -273,6 +276,94 @@ static void respond(tether__client *c, int status, const char *body, int keep) {
   finish_request(c);
 }
 
+/* Answers with a body and extra header lines of our own (edge authentication). */
+static void respond_with(tether__client *c, int status, const char *type, const char *extra, const char *body) {
+  tether__buf b = {0};
+  size_t blen = strlen(body);
+  tether__buf_appendf(&b, "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+                      status, status == 401 ? "Unauthorized" : status == 403 ? "Forbidden" : reason(status), type, blen,
+                      extra, c->keep_alive ? "" : "Connection: close\r\n");
+  if (!c->is_head) tether__buf_append(&b, body, blen);
+  c->status = status;
+  c->resp_started = 1;
+  count_status(c->w, status);
+  int rc = to_client(c, b.data, b.len);
+  tether__buf_free(&b);
+  if (rc < 0) {
+    client_close(c);
+    return;
+  }
+  c->resp_done = 1;
+  finish_request(c);
+}
+
+/* Reads and drops a body we answer without proxying, so the connection stays in sync (or closes). */
+static void skip_body(tether__client *c, const tether__h1_msg *m, int n) {
+  tether__h1_body_init(&c->reqbody, m);
+  consume(c->in, &c->in_len, (size_t)n);
+  int64_t k = tether__h1_body_feed(&c->reqbody, c->in, c->in_len);
+  if (k < 0 || !c->reqbody.done) {
+    c->keep_alive = 0;
+    c->in_len = 0;
+  } else {
+    consume(c->in, &c->in_len, (size_t)k);
+  }
+  c->req_done = 1;
+}
+
+/* The token of a request: "Authorization: Bearer ..." or, with auth_jwt_cookie, that cookie. */
+static int bearer_token(const tether__h1_msg *m, const tether__cf_jwt *j, char *out, size_t cap) {
+  tether__slice a = tether__h1_header_get(m, "authorization");
+  if (a.p && a.n > 7 && strncasecmp(a.p, "Bearer ", 7) == 0) {
+    size_t i = 7;
+    while (i < a.n && a.p[i] == ' ') i++;
+    if (a.n - i == 0 || a.n - i >= cap) return a.n - i >= cap ? -2 : -1;
+    memcpy(out, a.p + i, a.n - i);
+    out[a.n - i] = '\0';
+    return (int)(a.n - i);
+  }
+  if (j->cookie[0]) {
+    for (size_t h = 0; h < m->nheaders; h++) {
+      if (!tether__h1_token_eq(m->headers[h].name, "cookie")) continue;
+      char hdr[8192];
+      size_t hl = m->headers[h].value.n < sizeof(hdr) - 1 ? m->headers[h].value.n : sizeof(hdr) - 1;
+      memcpy(hdr, m->headers[h].value.p, hl);
+      hdr[hl] = '\0';
+      int n = tether_cookie_get(hdr, j->cookie, out, cap);
+      if (n > 0) return n;
+      if (n == TETHER_E2BIG) return -2;
+    }
+  }
+  return -1;
+}
+
+/* Edge authentication: 0 when the request may go on (claims verified into the worker's scratch), or the
+ * request has been answered (401/403). */
+static int authenticate(tether__client *c, const tether__h1_msg *m, const tether__cf_jwt *j, int n) {
+  tether__worker *w = c->w;
+  char *token = w->jwt_token;
+  int tl = bearer_token(m, j, token, sizeof(w->jwt_token));
+  int rc = tl == -1 ? 1 : tl == -2 ? TETHER_JWT_ETOOLARGE : tether_jwt_verify(j->verifier, token, (size_t)tl, &w->claims);
+  int slot = rc == 0 ? 0 : rc == 1 ? TETHER__JWT_MISSING : (rc <= -1001 && rc >= -1017) ? -rc - 1000 : TETHER__JWT_OTHER;
+  atomic_fetch_add_explicit(&w->jwt_results[slot], 1, memory_order_relaxed);
+  if (rc == 0) return 0;
+  skip_body(c, m, n);
+  char extra[512];
+  if (rc == 1) { /* RFC 6750: no error code when the request carried no token */
+    snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer realm=\"%s\"\r\n", j->realm);
+    respond_with(c, 401, "application/json", extra, "{\"error\":\"Invalid token\"}");
+  } else if (rc == TETHER_JWT_EAUDIENCE) {
+    snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer realm=\"%s\", error=\"insufficient_scope\", "
+             "error_description=\"%s\"\r\n", j->realm, tether_jwt_message(rc));
+    respond_with(c, 403, "application/json", extra, "{\"error\":\"Forbidden\"}");
+  } else {
+    snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer realm=\"%s\", error=\"invalid_token\", "
+             "error_description=\"%s\"\r\n", j->realm, tether_jwt_message(rc));
+    respond_with(c, 401, "application/json", extra, "{\"error\":\"Invalid token\"}");
+  }
+  return -1;
+}
+
 /* ---- timers ---- */
 
 static void client_timeout(uv_timer_t *t) {
@@ -422,8 +513,27 @@ static void real_ip(tether__client *c, const tether__h1_msg *m) {
 }
 
 /* Rewrites the request head for the server into c->replay. */
+static int claim_header_name(const tether__cf_jwt *j, tether__slice name) {
+  for (int i = 0; i < j->nclaim_headers; i++)
+    if (tether__h1_token_eq(name, j->claim_headers[i].header)) return 1;
+  return 0;
+}
+
+/* Verified claims as headers; characters a header cannot hold are dropped. */
+static void add_claim_headers(tether__buf *b, const tether__cf_jwt *j, const tether_jwt_claims *claims) {
+  for (int i = 0; i < j->nclaim_headers; i++) {
+    char v[512];
+    int n = tether_jwt_claim_text(claims, j->claim_headers[i].claim, v, sizeof(v));
+    if (n < 0) continue;
+    size_t o = 0;
+    for (int k = 0; k < n; k++)
+      if ((unsigned char)v[k] >= 0x20 && v[k] != 0x7f) v[o++] = v[k];
+    tether__buf_appendf(b, "%s: %.*s\r\n", j->claim_headers[i].header, (int)o, v);
+  }
+}
+
 static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf_upstream *u,
-                          const tether__upstream_rt *ur) {
+                          const tether__upstream_rt *ur, const tether__cf_jwt *jwt, const tether_jwt_claims *claims) {
   tether__buf *b = &c->replay;
   int strip = u->persist.kind == TETHER__PERSIST_COOKIE && u->persist.indirect;
   b->len = 0;
@@ -437,6 +547,7 @@ static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf
       xff = h->value;
       continue;
     }
+    if (claim_header_name(jwt, h->name)) continue; /* only the balancer speaks for the token, always */
     if (strip && tether__h1_token_eq(h->name, "cookie")) { /* indirect: the server never sees our cookie */
       char out[8192];
       size_t n = tether__persist_strip_cookie(ur, h->value, out, sizeof(out));
@@ -447,6 +558,7 @@ static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf
   }
   if (xff.p) tether__buf_appendf(b, "X-Forwarded-For: %.*s, %s\r\n", (int)xff.n, xff.p, c->ip);
   else tether__buf_appendf(b, "X-Forwarded-For: %s\r\n", c->ip);
+  if (claims) add_claim_headers(b, jwt, claims);
   tether__buf_appendf(b, "X-Forwarded-Proto: http\r\n");
   if (m->host.p) tether__buf_appendf(b, "X-Forwarded-Host: %.*s\r\n", (int)m->host.n, m->host.p);
   if (c->rt->cf->add_forwarded) {
@@ -501,8 +613,26 @@ static int method_idempotent(tether__slice m) {
          tether__h1_token_eq(m, "PUT") || tether__h1_token_eq(m, "DELETE") || tether__h1_token_eq(m, "TRACE");
 }
 
-/* A complete head is in c->in: check it, route it, and start the request. */
+static void start_request_once(tether__client *c);
+
+/* Requests answered at once (a return location, a 404, an error) would recurse through finish_request
+ * and client_next for each pipelined request after them, and overflow the stack: nested calls only ask
+ * the outer one to go on. */
 static void start_request(tether__client *c) {
+  if (c->starting) {
+    c->restart = 1;
+    return;
+  }
+  c->starting = 1;
+  do {
+    c->restart = 0;
+    start_request_once(c);
+  } while (c->restart && !c->closing);
+  c->starting = 0;
+}
+
+/* A complete head is in c->in: check it, route it, and start the request. */
+static void start_request_once(tether__client *c) {
   tether__worker *w = c->w;
   tether__h1_msg *m = &scratch_msg[w->id];
   tether__config *cf = w->rt->cf;
@@ -576,26 +706,21 @@ static void start_request(tether__client *c) {
     return;
   }
   const tether__cf_location *loc = route(cf, m->target);
+  const tether_jwt_claims *claims = NULL;
+  if (loc && loc->jwt.enabled) {
+    if (authenticate(c, m, &loc->jwt, n) < 0) return;
+    claims = &w->claims;
+  }
   if (loc == NULL || loc->upstream < 0) {
     int status = loc ? loc->return_status : 404;
-    tether__h1_body_init(&c->reqbody, m);
-    consume(c->in, &c->in_len, (size_t)n);
-    /* a body we do not proxy is read and dropped before answering, so the connection stays in sync */
-    int64_t k = tether__h1_body_feed(&c->reqbody, c->in, c->in_len);
-    if (k < 0 || !c->reqbody.done) {
-      c->keep_alive = 0;
-      c->in_len = 0;
-    } else {
-      consume(c->in, &c->in_len, (size_t)k);
-    }
-    c->req_done = 1;
+    skip_body(c, m, n);
     respond(c, status, loc && loc->return_body[0] ? loc->return_body : NULL, 1);
     return;
   }
   c->ups = loc->upstream;
   tether__cf_upstream *u = &cf->upstreams[c->ups];
-  tether__persist_request(&c->rt->ups[c->ups], m, (const struct sockaddr *)&c->real, &c->pr);
-  build_request(c, m, u, &c->rt->ups[c->ups]);
+  tether__persist_request(&c->rt->ups[c->ups], m, (const struct sockaddr *)&c->real, claims, &c->pr);
+  build_request(c, m, u, &c->rt->ups[c->ups], &loc->jwt, claims);
   c->replay_ok = 1;
   tether__h1_body_init(&c->reqbody, m);
   consume(c->in, &c->in_len, (size_t)n);
@@ -750,7 +875,12 @@ static void dispatch(tether__client *c) {
       return;
     }
   } else {
-    idx = c->tries < tries_max ? tether__balance_pick(ur, &w->bs[c->ups], c->tried, now) : -1;
+    /* a retry of a request begun before a reload: w->bs is sized for the new configuration's upstreams
+     * and servers, so balance this one pick on a scratch state of the request's own configuration */
+    int scratch[TETHER__CF_MAX_SERVERS + 1] = {0};
+    tether__balance_state own = {.current = scratch, .rng = (uint64_t)now * 0x9e3779b97f4a7c15ull | 1};
+    tether__balance_state *bs = c->rt == w->rt ? &w->bs[c->ups] : &own;
+    idx = c->tries < tries_max ? tether__balance_pick(ur, bs, c->tried, now) : -1;
     c->pr.set_cookie = 1; /* the binding moves with the retry */
     c->pr.first_seen = 0;
   }
@@ -1196,10 +1326,11 @@ static void finish_request(tether__client *c) {
   if (!c->active) return;
   tether__worker *w = c->w;
   c->active = 0;
-  if (c->srv >= 0 && c->rt) { /* ended without the server's answer (the client went away) */
+  if (c->srv >= 0 && c->rt) { /* ended without the server's answer (the client went away), or a tunnel */
     tether__server_state *srv = c->rt->ups[c->ups].servers[c->srv];
+    int cls = c->state == CS_TUNNEL ? TETHER__CLASS_1XX : TETHER__CLASS_ERR; /* a tunnel's answer was its 101 */
     atomic_fetch_sub_explicit(&srv->active, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&srv->per_worker[w->id].requests[TETHER__CLASS_ERR], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&srv->per_worker[w->id].requests[cls], 1, memory_order_relaxed);
     c->srv = -1;
   }
   uint64_t us = tether__mono_us() - c->start_us;

@@ -109,7 +109,7 @@ void tether__runtime_unref(tether__runtime *rt) {
     free(rt->ups[k].servers);
   }
   free(rt->ups);
-  free(rt->cf);
+  tether__config_free(rt->cf);
   free(rt);
 }
 

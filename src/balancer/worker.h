@@ -11,8 +11,12 @@
 #include "config.h"
 #include "http1.h"
 #include "runtime.h"
+#include "tether/jwt.h"
 
 #define TETHER__LATENCY_NB 14
+#define TETHER__JWT_MISSING 18 /* jwt_results slots: 0 ok, 1..17 -tether_jwt_error - 1000, then these */
+#define TETHER__JWT_OTHER 19
+#define TETHER__JWT_RESULTS 20
 extern const double tether__latency_bounds_s[TETHER__LATENCY_NB];
 
 typedef struct tether__worker tether__worker;
@@ -53,6 +57,9 @@ struct tether__worker {
   _Atomic uint64_t latency_sum_us;
   tether__buf scratch_out;           /* response heads are assembled here */
   char rbuf[65536];                  /* every client read lands here first */
+  tether_jwt_claims claims;          /* the claims of the token verified last (edge authentication) */
+  char jwt_token[16384];             /* the token being verified */
+  _Atomic uint64_t jwt_results[TETHER__JWT_RESULTS]; /* ok, each tether_jwt_error, missing, other */
   char *log_buf;                     /* access log lines not yet written */
   size_t log_len, log_cap;
 };

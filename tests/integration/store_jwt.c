@@ -86,6 +86,7 @@ static void test_size_bound(void **state) {
   assert_non_null(strstr(tether_last_error(), "4096"));
   tether_session_free(s);
   tether_sessions_free(m);
+  tether_store_close(st);
   assert_int_equal(tether_store_open("jwt:x", &st), TETHER_EINVAL);
   tether_store_close(st);
 }

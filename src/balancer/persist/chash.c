@@ -59,7 +59,7 @@ static int query_arg(tether__slice target, const char *name, tether__slice *out)
 }
 
 void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m, const struct sockaddr *client,
-                           tether__persist_req *pr) {
+                           const tether_jwt_claims *claims, tether__persist_req *pr) {
   const tether__cf_persist *cp = &u->cf->persist;
   tether__slice v;
   if (cp->kind == TETHER__PERSIST_APP_COOKIE) {
@@ -89,6 +89,12 @@ void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m
         if (query_arg(m->target, k->text, &v)) append(pr, v.p, v.n);
         break;
       case TETHER__KEY_REQUEST_URI: append(pr, m->target.p, m->target.n); break;
+      case TETHER__KEY_JWT_CLAIM: { /* a verified claim (auth_jwt on the location); nothing otherwise */
+        char claim[256];
+        int n = claims ? tether_jwt_claim_text(claims, k->text, claim, sizeof(claim)) : -1;
+        if (n > 0) append(pr, claim, (size_t)n);
+        break;
+      }
       }
     }
   }

@@ -52,14 +52,14 @@ void tether__persist_free(tether__upstream_rt *u) {
 }
 
 void tether__persist_request(const tether__upstream_rt *u, const tether__h1_msg *m, const struct sockaddr *client,
-                             tether__persist_req *pr) {
+                             const tether_jwt_claims *claims, tether__persist_req *pr) {
   memset(pr, 0, sizeof(*pr));
   pr->bound = -1;
   switch (u->cf->persist.kind) {
   case TETHER__PERSIST_COOKIE: tether__cookie_request(u, m, pr, tether_now_ms() / 1000); break;
   case TETHER__PERSIST_IP_HASH: tether__iphash_request(client, pr); break;
   case TETHER__PERSIST_HASH:
-  case TETHER__PERSIST_APP_COOKIE: tether__chash_request(u, m, client, pr); break;
+  case TETHER__PERSIST_APP_COOKIE: tether__chash_request(u, m, client, claims, pr); break;
   default: break;
   }
 }

@@ -11,6 +11,7 @@
 #include "../http1.h"
 #include "../runtime.h"
 #include "tether/hash.h"
+#include "tether/jwt.h"
 
 typedef enum tether__outcome {
   TETHER__OUT_HIT = 0,      /* went where persistence said */
@@ -52,7 +53,7 @@ void tether__persist_free(tether__upstream_rt *u);
 
 /* Reads the request's binding (cookie, key, address). */
 void tether__persist_request(const tether__upstream_rt *u, const tether__h1_msg *m, const struct sockaddr *client,
-                             tether__persist_req *pr);
+                             const tether_jwt_claims *claims, tether__persist_req *pr);
 
 /* Picks the server for a request's first try and counts the outcome. Returns the index, -1 when no
  * server is usable, -2 when `strict` refuses to move a bound client. */
@@ -71,7 +72,7 @@ int tether__cookie_values(tether__upstream_rt *u);
 void tether__iphash_request(const struct sockaddr *client, tether__persist_req *pr);
 int tether__iphash_walk(const tether__upstream_rt *u, const tether__persist_req *pr, int *order, int max);
 void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m, const struct sockaddr *client,
-                           tether__persist_req *pr);
+                           const tether_jwt_claims *claims, tether__persist_req *pr);
 int tether__chash_walk(const tether__upstream_rt *u, const tether__persist_req *pr, int *order, int max);
 
 #endif
