@@ -3,7 +3,7 @@
 #   make test       install what is missing, build, run every suite, then again under ASan+UBSan
 #   make run        the demo system: balancer + three tether-app on the embedded store (STRATEGY=redis too)
 #   make bench      side-by-side benchmarks (bench/)
-#   make lab        the failover lab (not yet)
+#   make lab        the failover lab: every strategy, one app killed mid-run (lab-results/)
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
@@ -50,8 +50,8 @@ run: deps build
 bench: deps build
 	@scripts/bench
 
-lab:
-	@echo "make lab: tether-lab is not built yet; see README.md."
+lab: deps build
+	@$(BUILD)/bin/tether-lab compare --kill app2@4s --kill-store memcached1@7s $(LAB_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -880,7 +880,12 @@ static void dispatch(tether__client *c) {
     int scratch[TETHER__CF_MAX_SERVERS + 1] = {0};
     tether__balance_state own = {.current = scratch, .rng = (uint64_t)now * 0x9e3779b97f4a7c15ull | 1};
     tether__balance_state *bs = c->rt == w->rt ? &w->bs[c->ups] : &own;
-    idx = c->tries < tries_max ? tether__balance_pick(ur, bs, c->tried, now) : -1;
+    idx = -1;
+    if (c->tries < tries_max) {
+      /* a request began before a reload keeps to its own configuration's servers */
+      if (c->rt == w->rt) idx = tether__persist_retry(ur, &c->pr, c->tried, w->id, c->tries == 1, now);
+      if (idx < 0) idx = tether__balance_pick(ur, bs, c->tried, now);
+    }
     c->pr.set_cookie = 1; /* the binding moves with the retry */
     c->pr.first_seen = 0;
   }

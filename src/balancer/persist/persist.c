@@ -141,3 +141,21 @@ int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, 
   atomic_fetch_add_explicit(&u->state->outcomes[worker][outcome], 1, memory_order_relaxed);
   return idx;
 }
+
+int tether__persist_retry(const tether__upstream_rt *u, tether__persist_req *pr, const uint8_t *tried, int worker,
+                          int first_retry, int64_t now) {
+  const tether__cf_persist *cp = &u->cf->persist;
+  if (cp->kind == TETHER__PERSIST_NONE) return -1;
+  /* the server persistence chose failed: the request moves, and that is a break */
+  if (first_retry) atomic_fetch_add_explicit(&u->state->outcomes[worker][TETHER__OUT_BREAK_DOWN], 1, memory_order_relaxed);
+  if (cp->kind == TETHER__PERSIST_COOKIE || !pr->have_key) return -1;
+  /* hash policies retry along their own order, as nginx does, so the next request goes where this one did */
+  int order[64];
+  int n = cp->kind == TETHER__PERSIST_IP_HASH ? tether__iphash_walk(u, pr, order, 64) : tether__chash_walk(u, pr, order, 64);
+  for (int k = 0; k < n; k++) {
+    int i = order[k];
+    if (i < 0 || tried[i]) continue;
+    if (tether__server_usable_bound(u->servers[i], &u->cf->servers[i], now)) return i;
+  }
+  return -1;
+}

@@ -60,6 +60,11 @@ void tether__persist_request(const tether__upstream_rt *u, const tether__h1_msg 
 int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, tether__balance_state *bs,
                          int worker, int64_t now_ms);
 
+/* A retry after the chosen server failed: counts the move as a break (once per request) and, for hash
+ * policies, picks the next server in the policy's own order (-1: let the balance algorithm pick). */
+int tether__persist_retry(const tether__upstream_rt *u, tether__persist_req *pr, const uint8_t *tried, int worker,
+                          int first_retry, int64_t now_ms);
+
 /* Sticky cookie: the Set-Cookie value for server idx (NULL when the policy sets no cookie or it is not
  * needed), and whether a Cookie header must lose the sticky cookie before it reaches the server. */
 char *tether__persist_set_cookie(const tether__upstream_rt *u, const tether__persist_req *pr, int idx, int64_t now_ms);

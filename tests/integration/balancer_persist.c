@@ -1,0 +1,403 @@
+/* Persistence in the balancer against real backends: sticky cookies through libcurl's cookie engine
+ * (stickiness, attributes, indirect, nocache, forged values, a killed backend, drain), ip_hash and
+ * `hash ... consistent` compared with a real nginx on the same servers, and edge JWT authentication. */
+#include <curl/curl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "balancer.h"
+#include "tether/jwt.h"
+
+static tb_backend be[3];
+
+static int setup(void **state) {
+  (void)state;
+  const char *names[] = {"b0", "b1", "b2"};
+  for (int i = 0; i < 3; i++)
+    if (tb_backend_start(&be[i], names[i], 0) < 0) return -1;
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  for (int i = 0; i < 3; i++) tb_backend_cleanup(&be[i]);
+  return 0;
+}
+
+/* Which backend answered: its body starts with its name. */
+static int who(const tb_resp *r) {
+  for (int i = 0; i < 3; i++)
+    if (r->body && strncmp(r->body, be[i].name, 2) == 0) return i;
+  return -1;
+}
+
+static const char *header_of(const tb_resp *r, const char *name, char *out, size_t cap) {
+  out[0] = '\0';
+  if (r->head == NULL) return NULL;
+  const char *p = r->head;
+  size_t nl = strlen(name);
+  while ((p = strchr(p, '\n')) != NULL) {
+    p++;
+    if (strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+      const char *v = p + nl + 1;
+      while (*v == ' ') v++;
+      size_t n = strcspn(v, "\r\n");
+      snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), v);
+      return out;
+    }
+  }
+  return NULL;
+}
+
+/* A GET through libcurl's cookie engine: the handle keeps its cookies across calls (tb_request resets it). */
+static size_t sink_cb(char *p, size_t sz, size_t n, void *arg) {
+  tb_resp *r = arg;
+  size_t add = sz * n;
+  r->body = realloc(r->body, r->len + add + 1);
+  memcpy(r->body + r->len, p, add);
+  r->len += add;
+  r->body[r->len] = '\0';
+  return add;
+}
+
+static size_t head_cb(char *p, size_t sz, size_t n, void *arg) {
+  tb_resp *r = arg;
+  size_t add = sz * n, have = r->head ? strlen(r->head) : 0;
+  r->head = realloc(r->head, have + add + 1);
+  memcpy(r->head + have, p, add);
+  r->head[have + add] = '\0';
+  return add;
+}
+
+static long jar_get(void *curl, int port, const char *path, tb_resp *r) {
+  memset(r, 0, sizeof(*r));
+  char url[512];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+  curl_easy_setopt(curl, CURLOPT_URL, url);
+  curl_easy_setopt(curl, CURLOPT_COOKIEFILE, "");
+  curl_easy_setopt(curl, CURLOPT_PROXY, "");
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, sink_cb);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, head_cb);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, r);
+  if (curl_easy_perform(curl) == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
+  if (r->body == NULL) r->body = calloc(1, 1);
+  if (r->head == NULL) r->head = calloc(1, 1);
+  return r->status;
+}
+
+static double persist_count(tb_tether *t, const char *outcome, const char *reason) {
+  char *m = tb_admin_get(t, "/metrics");
+  char key[256];
+  snprintf(key, sizeof(key), "tether_persistence_total{upstream=\"app\",outcome=\"%s\",reason=\"%s\"}", outcome, reason);
+  double v = tb_metric(m, key);
+  free(m);
+  return v;
+}
+
+static void start_sticky(tb_tether *t, const char *params) {
+  assert_int_equal(tb_tether_start(t, 2,
+                                   "upstream app {\n  sticky cookie srv_id %s;\n  server %s;\n  server %s;\n  server %s;\n"
+                                   "  keepalive 8;\n}\nlocation / { proxy_pass http://app; }\n",
+                                   params, be[0].addr, be[1].addr, be[2].addr),
+                   0);
+}
+
+static void test_sticky_cookie(void **state) {
+  (void)state;
+  tb_tether t;
+  start_sticky(&t, "expires=1h path=/ samesite=lax indirect nocache");
+  void *curl = tb_curl_new();
+  tb_resp r;
+  jar_get(curl, t.port, "/", &r);
+  assert_int_equal(r.status, 200);
+  int first = who(&r);
+  char sc[512], cc[128];
+  assert_non_null(header_of(&r, "Set-Cookie", sc, sizeof(sc)));
+  assert_non_null(strstr(sc, "srv_id="));
+  assert_non_null(strstr(sc, "; Max-Age=3600"));
+  assert_non_null(strstr(sc, "; Path=/"));
+  assert_non_null(strstr(sc, "; HttpOnly"));
+  assert_non_null(strstr(sc, "; SameSite=Lax"));
+  assert_non_null(header_of(&r, "Cache-Control", cc, sizeof(cc)));
+  assert_string_equal(cc, "private"); /* nocache where the cookie was set */
+  tb_resp_free(&r);
+  for (int i = 0; i < 100; i++) {
+    jar_get(curl, t.port, "/", &r);
+    assert_int_equal(who(&r), first);
+    assert_null(header_of(&r, "Set-Cookie", sc, sizeof(sc))); /* a valid cookie is not re-sent */
+    tb_resp_free(&r);
+  }
+  /* indirect: the server never sees the sticky cookie, other cookies pass */
+  curl_easy_setopt(curl, CURLOPT_COOKIE, "other=x");
+  jar_get(curl, t.port, "/headers", &r);
+  assert_null(strstr(r.body, "srv_id"));
+  assert_non_null(strstr(r.body, "other=x"));
+  tb_resp_free(&r);
+  assert_true(persist_count(&t, "hit", "") >= 100);
+  assert_true(persist_count(&t, "new", "") >= 1);
+  tb_curl_free(curl);
+
+  /* a forged value is ignored: balanced anew with a fresh cookie, counted break/unknown */
+  const char *forged[] = {"Cookie: srv_id=127.0.0.1:1", NULL};
+  tb_request(NULL, "GET", t.port, "/", NULL, 0, forged, &r);
+  assert_int_equal(r.status, 200);
+  assert_non_null(header_of(&r, "Set-Cookie", sc, sizeof(sc)));
+  assert_null(strstr(sc, "127.0.0.1"));
+  tb_resp_free(&r);
+  assert_true(persist_count(&t, "break", "unknown") >= 1);
+  assert_int_equal(tb_tether_stop(&t, 10000), 0);
+  tb_tether_cleanup(&t);
+}
+
+static void test_bound_server_killed_and_drain(void **state) {
+  (void)state;
+  tb_tether t;
+  start_sticky(&t, "");
+  void *curl = tb_curl_new();
+  tb_resp r;
+  jar_get(curl, t.port, "/", &r);
+  int bound = who(&r);
+  assert_true(bound >= 0);
+  tb_resp_free(&r);
+  /* the bound backend dies: the next request is served elsewhere, with a rewritten cookie */
+  int port = be[bound].port;
+  tb_backend_stop(&be[bound], SIGKILL);
+  jar_get(curl, t.port, "/", &r);
+  assert_int_equal(r.status, 200);
+  int moved = who(&r);
+  assert_true(moved >= 0 && moved != bound);
+  char sc[512];
+  assert_non_null(header_of(&r, "Set-Cookie", sc, sizeof(sc)));
+  tb_resp_free(&r);
+  for (int i = 0; i < 10; i++) {
+    jar_get(curl, t.port, "/", &r);
+    assert_int_equal(who(&r), moved); /* and stays there */
+    tb_resp_free(&r);
+  }
+  assert_true(persist_count(&t, "break", "down") >= 1);
+  assert_int_equal(tb_backend_start(&be[bound], be[bound].name, port), 0);
+
+  /* drain the server this client is bound to: it keeps coming; new clients go elsewhere */
+  char path[256];
+  snprintf(path, sizeof(path), "/upstreams/app/servers/%s/drain", be[moved].addr);
+  assert_int_equal(tb_admin_send(&t, "POST", path, NULL, NULL), 200);
+  for (int i = 0; i < 10; i++) {
+    jar_get(curl, t.port, "/", &r);
+    assert_int_equal(who(&r), moved);
+    tb_resp_free(&r);
+  }
+  for (int i = 0; i < 20; i++) {
+    tb_get(NULL, t.port, "/", &r); /* no cookie: a new client */
+    assert_true(who(&r) != moved);
+    tb_resp_free(&r);
+  }
+  tb_curl_free(curl);
+  assert_int_equal(tb_tether_stop(&t, 10000), 0);
+  tb_tether_cleanup(&t);
+}
+
+/* nginx 1.22 on the same servers, to compare mappings. */
+typedef struct nginx_proc {
+  pid_t pid;
+  int port;
+  char *dir;
+} nginx_proc;
+
+static int nginx_start(nginx_proc *n, const char *upstream_body) {
+  n->dir = tt_tmpdir("nginx");
+  n->port = tt_free_port();
+  char conf[600];
+  snprintf(conf, sizeof(conf), "%s/nginx.conf", n->dir);
+  FILE *f = fopen(conf, "w");
+  if (f == NULL) return -1;
+  fprintf(f,
+          "daemon off; master_process off; worker_processes 1; error_log %s/error.log; pid %s/nginx.pid;\n"
+          "events { worker_connections 256; }\n"
+          "http { access_log off; client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;\n"
+          "  uwsgi_temp_path %s; scgi_temp_path %s;\n"
+          "  upstream app { %s server %s; server %s; server %s; }\n"
+          "  server { listen 127.0.0.1:%d; location / { proxy_pass http://app; } } }\n",
+          n->dir, n->dir, n->dir, n->dir, n->dir, n->dir, n->dir, upstream_body, be[0].addr, be[1].addr, be[2].addr,
+          n->port);
+  fclose(f);
+  char log[600];
+  snprintf(log, sizeof(log), "%s/out.log", n->dir);
+  char *argv[] = {"nginx", "-p", n->dir, "-c", conf, NULL};
+  n->pid = tt_spawn(argv, log, NULL);
+  return n->pid > 0 && tt_wait_port(n->port, 10000) ? 0 : -1;
+}
+
+static void nginx_stop(nginx_proc *n) {
+  tt_kill(n->pid, SIGTERM);
+  tt_rmrf(n->dir);
+  free(n->dir);
+}
+
+/* The backend that answers a GET from source address src (or with ?k=key). */
+static int answer_from(int port, const char *src, const char *path) {
+  void *curl = tb_curl_new();
+  if (src) curl_easy_setopt(curl, CURLOPT_INTERFACE, src);
+  tb_resp r;
+  tb_get(curl, port, path, &r);
+  int w = who(&r);
+  tb_resp_free(&r);
+  tb_curl_free(curl);
+  return w;
+}
+
+static void test_ip_hash_and_consistent_hash_match_nginx(void **state) {
+  (void)state;
+  nginx_proc ngx;
+  if (nginx_start(&ngx, "ip_hash;") < 0) fail_msg("nginx did not start");
+  tb_tether t;
+  assert_int_equal(tb_tether_start(&t, 1, "upstream app { ip_hash; server %s; server %s; server %s; }\n"
+                                          "location / { proxy_pass http://app; }\n",
+                                   be[0].addr, be[1].addr, be[2].addr),
+                   0);
+  int agree = 0, counts[3] = {0};
+  for (int i = 0; i < 24; i++) {
+    char src[32];
+    snprintf(src, sizeof(src), "127.%d.%d.9", i % 5, i * 7 % 250);
+    int a = answer_from(t.port, src, "/"), b = answer_from(ngx.port, src, "/");
+    assert_true(a >= 0);
+    agree += a == b;
+    counts[a]++;
+    assert_int_equal(answer_from(t.port, src, "/"), a); /* sticky */
+  }
+  assert_int_equal(agree, 24);
+  assert_true(persist_count(&t, "hit", "") >= 48);
+  assert_int_equal(tb_tether_stop(&t, 10000), 0);
+  tb_tether_cleanup(&t);
+  nginx_stop(&ngx);
+
+  if (nginx_start(&ngx, "hash $arg_k consistent;") < 0) fail_msg("nginx did not start");
+  assert_int_equal(tb_tether_start(&t, 1, "upstream app { hash $arg_k consistent; server %s; server %s; server %s; }\n"
+                                          "location / { proxy_pass http://app; }\n",
+                                   be[0].addr, be[1].addr, be[2].addr),
+                   0);
+  agree = 0;
+  for (int i = 0; i < 60; i++) {
+    char path[64];
+    snprintf(path, sizeof(path), "/?k=user%d", i);
+    agree += answer_from(t.port, NULL, path) == answer_from(ngx.port, NULL, path);
+  }
+  assert_int_equal(agree, 60);
+  assert_int_equal(tb_tether_stop(&t, 10000), 0);
+  tb_tether_cleanup(&t);
+  nginx_stop(&ngx);
+}
+
+/* Two balancer instances with one configuration route every client identically (no shared state). */
+static void test_two_instances_agree(void **state) {
+  (void)state;
+  tb_tether a, b;
+  const char *conf = "upstream app { sticky cookie srv_id; server %s; server %s; server %s; }\n"
+                     "location / { proxy_pass http://app; }\n";
+  assert_int_equal(tb_tether_start(&a, 1, conf, be[0].addr, be[1].addr, be[2].addr), 0);
+  assert_int_equal(tb_tether_start(&b, 1, conf, be[0].addr, be[1].addr, be[2].addr), 0);
+  for (int i = 0; i < 6; i++) {
+    tb_resp r;
+    tb_get(NULL, a.port, "/", &r);
+    char sc[512], hdr[600];
+    header_of(&r, "Set-Cookie", sc, sizeof(sc));
+    int w = who(&r);
+    tb_resp_free(&r);
+    sc[strcspn(sc, ";")] = '\0';
+    snprintf(hdr, sizeof(hdr), "Cookie: %s", sc);
+    const char *hdrs[] = {hdr, NULL};
+    tb_request(NULL, "GET", b.port, "/", NULL, 0, hdrs, &r);
+    assert_int_equal(who(&r), w);
+    tb_resp_free(&r);
+  }
+  assert_int_equal(tb_tether_stop(&a, 10000), 0);
+  assert_int_equal(tb_tether_stop(&b, 10000), 0);
+  tb_tether_cleanup(&a);
+  tb_tether_cleanup(&b);
+}
+
+static void test_edge_jwt(void **state) {
+  (void)state;
+  setenv("TETHER_TEST_JWT_SECRET", "edge-secret-for-tests", 1);
+  tb_tether t;
+  assert_int_equal(tb_tether_start(&t, 1,
+                                   "upstream app { server %s; }\n"
+                                   "location /headers {\n  auth_jwt \"api\";\n  auth_jwt_key env:TETHER_TEST_JWT_SECRET HS256;\n"
+                                   "  auth_jwt_audience api;\n  auth_jwt_claim_header userId X-User-Id;\n"
+                                   "  proxy_pass http://app;\n}\nlocation / { proxy_pass http://app; }\n",
+                                   be[0].addr),
+                   0);
+  tether_jwt_signer *sg;
+  assert_int_equal(tether_jwt_signer_new("env:TETHER_TEST_JWT_SECRET", "HS256", NULL, &sg), 0);
+  char *good, *wrong_aud;
+  json_t *p = json_pack("{s:i,s:s,s:s}", "userId", 42, "role", "admin", "aud", "api");
+  assert_int_equal(tether_jwt_sign(sg, p, 3600, &good), 0);
+  json_decref(p);
+  p = json_pack("{s:i,s:s}", "userId", 42, "aud", "other");
+  assert_int_equal(tether_jwt_sign(sg, p, 3600, &wrong_aud), 0);
+  json_decref(p);
+  tb_resp r;
+  char www[512];
+  /* no token */
+  assert_int_equal(tb_get(NULL, t.port, "/headers", &r), 401);
+  assert_non_null(header_of(&r, "WWW-Authenticate", www, sizeof(www)));
+  assert_string_equal(www, "Bearer realm=\"api\"");
+  assert_string_equal(r.body, "{\"error\":\"Invalid token\"}");
+  tb_resp_free(&r);
+  /* a valid token: claims forwarded, the client's own claim header dropped */
+  char auth[2048];
+  snprintf(auth, sizeof(auth), "Authorization: Bearer %s", good);
+  const char *ok_hdrs[] = {auth, "X-User-Id: 1", NULL};
+  assert_int_equal(tb_request(NULL, "GET", t.port, "/headers", NULL, 0, ok_hdrs, &r), 200);
+  assert_non_null(strstr(r.body, "X-User-Id: 42"));
+  assert_null(strstr(r.body, "X-User-Id: 1\r"));
+  assert_null(strstr(r.body, "X-User-Id: 1\n"));
+  tb_resp_free(&r);
+  /* tampered: one character of the signature changed */
+  size_t n = strlen(auth);
+  auth[n - 2] = auth[n - 2] == 'A' ? 'B' : 'A';
+  const char *bad_hdrs[] = {auth, NULL};
+  assert_int_equal(tb_request(NULL, "GET", t.port, "/headers", NULL, 0, bad_hdrs, &r), 401);
+  header_of(&r, "WWW-Authenticate", www, sizeof(www));
+  assert_non_null(strstr(www, "error=\"invalid_token\""));
+  tb_resp_free(&r);
+  /* the wrong audience: 403 */
+  snprintf(auth, sizeof(auth), "Authorization: Bearer %s", wrong_aud);
+  assert_int_equal(tb_request(NULL, "GET", t.port, "/headers", NULL, 0, bad_hdrs, &r), 403);
+  tb_resp_free(&r);
+  /* outside the location: no authentication, and a client's X-User-Id is left alone there */
+  assert_int_equal(tb_get(NULL, t.port, "/", &r), 200);
+  tb_resp_free(&r);
+  char *m = tb_admin_get(&t, "/metrics");
+  assert_true(tb_metric(m, "tether_jwt_total{result=\"ok\"}") >= 1);
+  assert_true(tb_metric(m, "tether_jwt_total{result=\"missing\"}") >= 1);
+  assert_true(tb_metric(m, "tether_jwt_total{result=\"bad_signature\"}") >= 1);
+  assert_true(tb_metric(m, "tether_jwt_total{result=\"bad_audience\"}") >= 1);
+  free(m);
+  free(good);
+  free(wrong_aud);
+  tether_jwt_signer_free(sg);
+  assert_int_equal(tb_tether_stop(&t, 10000), 0);
+  tb_tether_cleanup(&t);
+}
+
+int main(void) {
+  tb_curl_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sticky_cookie),
+      cmocka_unit_test(test_bound_server_killed_and_drain),
+      cmocka_unit_test(test_ip_hash_and_consistent_hash_match_nginx),
+      cmocka_unit_test(test_two_instances_agree),
+      cmocka_unit_test(test_edge_jwt),
+  };
+  return cmocka_run_group_tests_name("balancer persistence", tests, setup, teardown);
+}

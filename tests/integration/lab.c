@@ -1,0 +1,175 @@
+/* The lab's expected outcomes, from its own JSON (short runs): the shared and replicated strategies and
+ * jwt lose no session when an app is killed (replicated-memcached and sticky-replicated also lose a
+ * memcached node), and the apps' tether_sessions_missing_total agrees; sticky-local loses about the
+ * killed app's share of the users, and both sides count the same losses; ip_hash behind a 2-address NAT is
+ * visibly uneven; consistent hashing with bounded load keeps max/mean under its factor; the migration from
+ * sticky + local sessions to a shared store loses nothing, step by step. */
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "procs.h"
+
+#ifndef LAB_BIN
+#error "LAB_BIN must name the tether-lab binary"
+#endif
+
+static char *dir;
+
+/* Runs tether-lab with args and returns its JSON document. */
+static json_t *run_lab(const char *name, const char *args) {
+  char json[600], log[600];
+  snprintf(json, sizeof(json), "%s/%s.json", dir, name);
+  snprintf(log, sizeof(log), "%s/%s.log", dir, name);
+  const char *bin = getenv("TETHER_LAB") ? getenv("TETHER_LAB") : LAB_BIN; /* another build's lab */
+  int rc =
+      tt_system("'%s' %s --no-progress --json '%s' --html '%s/%s.html' > '%s' 2>&1", bin, args, json, dir, name, log);
+  tt_system("cat '%s'", log); /* the table, for whoever reads the test's output */
+  if (rc != 0) fail_msg("tether-lab %s exited with %d", args, rc);
+  json_error_t e;
+  json_t *doc = json_load_file(json, 0, &e);
+  if (doc == NULL) fail_msg("%s: %s", json, e.text);
+  return doc;
+}
+
+static json_t *result_of(json_t *doc, const char *strategy) {
+  size_t i;
+  json_t *r;
+  json_array_foreach(json_object_get(doc, "results"), i, r) {
+    if (strcmp(json_string_value(json_object_get(r, "strategy")), strategy) == 0) return r;
+  }
+  fail_msg("no result for %s", strategy);
+  return NULL;
+}
+
+static json_int_t int_at(json_t *r, const char *a, const char *b) {
+  json_t *v = json_object_get(r, a);
+  if (b) v = json_object_get(v, b);
+  return json_integer_value(v);
+}
+
+static double real_at(json_t *r, const char *a, const char *b) {
+  json_t *v = json_object_get(r, a);
+  if (b) v = json_object_get(v, b);
+  return json_number_value(v);
+}
+
+static void check_working(json_t *r, const char *name) {
+  json_int_t req = int_at(r, "requests", NULL), err = int_at(r, "errors", NULL);
+  print_message("%s: %lld requests, %lld errors\n", name, (long long)req, (long long)err);
+  assert_int_equal(int_at(r, "sanitizer_reports", NULL), 0); /* in the balancer or the apps, under load */
+  assert_true(req > 500);
+  assert_true(err * 50 <= req); /* at most 2%: the requests in flight on the killed app */
+}
+
+static void kill_an_app(void **state) {
+  (void)state;
+  static const char *const keep[] = {"shared-sqlite",        "shared-redis", "shared-postgres",
+                                     "replicated-memcached", "jwt",          "sticky-replicated"};
+  json_t *doc = run_lab("kill", "compare --strategies shared-sqlite,shared-redis,shared-postgres,replicated-memcached,"
+                                "jwt,sticky-replicated,sticky-local --apps 3 --users 60 --think 100 --duration 5s "
+                                "--kill app2@2s --kill-store memcached1@3s");
+  for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+    json_t *r = result_of(doc, keep[i]);
+    check_working(r, keep[i]);
+    print_message("%s: lost %lld users, %lld events, apps' metric %lld\n", keep[i],
+                  (long long)int_at(r, "sessions_lost", "users"), (long long)int_at(r, "sessions_lost", "events"),
+                  (long long)int_at(r, "sessions_lost", "app_missing"));
+    assert_int_equal(int_at(r, "sessions_lost", "users"), 0);
+    assert_int_equal(int_at(r, "sessions_lost", "events"), 0);
+    assert_int_equal(int_at(r, "sessions_lost", "app_missing"), 0);
+    assert_true(strstr(json_string_value(json_object_get(r, "faults")), "kill app2") != NULL);
+  }
+  /* the memcached node was killed where there is one */
+  assert_non_null(
+      strstr(json_string_value(json_object_get(result_of(doc, "replicated-memcached"), "faults")), "memcached1"));
+  assert_non_null(
+      strstr(json_string_value(json_object_get(result_of(doc, "sticky-replicated"), "faults")), "memcached1"));
+  /* the sticky strategy with replication did move app2's users, and read their sessions from memcached */
+  json_t *sr = result_of(doc, "sticky-replicated");
+  assert_true(int_at(sr, "affinity", "break_down") > 0);
+  assert_true(int_at(sr, "dual_shared_reads", NULL) > 0);
+
+  /* sticky-local: the users whose session was on app2 when it died lose it, the others keep theirs */
+  json_t *r = result_of(doc, "sticky-local");
+  check_working(r, "sticky-local");
+  json_int_t users = int_at(r, "sessions_lost", "users"), at_risk = int_at(r, "sessions_lost", "on_killed_apps");
+  json_int_t events = int_at(r, "sessions_lost", "events"), missing = int_at(r, "sessions_lost", "app_missing");
+  print_message("sticky-local: %lld users lost their session, %lld were on app2 when it died (of 60); %lld losses "
+                "seen by users, %lld by apps\n",
+                (long long)users, (long long)at_risk, (long long)events, (long long)missing);
+  assert_true(at_risk >= 10 && at_risk <= 30); /* about a third of the users */
+  assert_true(users * 10 >= at_risk * 8 && users <= at_risk + 3);
+  assert_true(int_at(r, "affinity", "break_down") > 0);
+  json_int_t diff = events > missing ? events - missing : missing - events;
+  assert_true(diff <= 2 + events / 20);
+  json_decref(doc);
+}
+
+static void spread(void **state) {
+  (void)state;
+  json_t *doc = run_lab("nat", "run --strategy iphash-local --apps 3 --users 60 --think 100 --duration 3s --nat 2");
+  json_t *r = result_of(doc, "iphash-local");
+  check_working(r, "iphash-local");
+  double mm = real_at(r, "share", "max_over_mean");
+  print_message("iphash-local behind a 2-address NAT: max/mean %.2f\n", mm);
+  assert_true(mm >= 1.4); /* two addresses over three apps: one app idles at best */
+  json_decref(doc);
+
+  doc = run_lab("bounded", "run --strategy chash-bounded-local --apps 3 --users 200 --think 300 --duration 3s "
+                           "--balance-factor 125");
+  r = result_of(doc, "chash-bounded-local");
+  check_working(r, "chash-bounded-local");
+  mm = real_at(r, "share", "max_over_mean");
+  print_message("chash-bounded-local: max/mean %.2f (factor 1.25), %lld passed over (overload)\n", mm,
+                (long long)int_at(r, "affinity", "break_overload"));
+  assert_true(mm <= 1.25);
+  json_decref(doc);
+}
+
+/* The seed's migration, live: sticky + local sessions to a shared store without stickiness. */
+static void migrate(void **state) {
+  (void)state;
+  json_t *doc = run_lab("migrate", "migrate --apps 3 --users 60 --think 100 --session-requests 10 --duration 2s");
+  json_t *steps = json_object_get(doc, "results");
+  assert_int_equal(json_array_size(steps), 7);
+  size_t i;
+  json_t *r;
+  json_int_t requests = 0, errors = 0;
+  json_array_foreach(steps, i, r) {
+    const char *label = json_string_value(json_object_get(r, "label"));
+    print_message("%s: %lld requests, %lld errors, lost %lld/%lld\n", label, (long long)int_at(r, "requests", NULL),
+                  (long long)int_at(r, "errors", NULL), (long long)int_at(r, "sessions_lost", "events"),
+                  (long long)int_at(r, "sessions_lost", "app_missing"));
+    assert_int_equal(int_at(r, "sessions_lost", "users"), 0);
+    assert_int_equal(int_at(r, "sessions_lost", "events"), 0);
+    assert_int_equal(int_at(r, "sessions_lost", "app_missing"), 0);
+    assert_int_equal(int_at(r, "sanitizer_reports", NULL), 0);
+    requests += int_at(r, "requests", NULL);
+    errors += int_at(r, "errors", NULL);
+  }
+  /* the last step runs without stickiness, and nobody stayed bound */
+  assert_int_equal(int_at(json_array_get(steps, 6), "affinity", "hit"), 0);
+  assert_true(requests > 3000);
+  assert_true(errors * 100 <= requests); /* the killed app's requests in flight, no more */
+  json_decref(doc);
+}
+
+/* argv[1], when given, runs only the tests whose name matches it (kill, spread, migrate): ctest runs them
+ * side by side. */
+int main(int argc, char **argv) {
+  if (argc > 1) cmocka_set_test_filter(argv[1]);
+  dir = tt_tmpdir("lab");
+  const struct CMUnitTest tests[] = {cmocka_unit_test(kill_an_app), cmocka_unit_test(spread),
+                                     cmocka_unit_test(migrate)};
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  tt_rmrf(dir);
+  free(dir);
+  return rc;
+}
