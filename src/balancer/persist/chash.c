@@ -111,15 +111,6 @@ static int primary(const tether__cf_upstream *cu, size_t ring_index) {
   return -1;
 }
 
-static int by_weight(const tether__cf_upstream *cu, unsigned w) {
-  for (size_t i = 0; i < cu->nservers; i++) {
-    if (cu->servers[i].backup) continue;
-    if (w < (unsigned)cu->servers[i].weight) return (int)i;
-    w -= (unsigned)cu->servers[i].weight;
-  }
-  return -1;
-}
-
 /* nginx's `hash KEY`: round r adds (CRC32(r as decimal, when r > 0, then the key) >> 16) & 0x7fff to a
  * running total; the total modulo the weights picks. */
 static int modulo_walk(const tether__upstream_rt *u, const tether__persist_req *pr, int *order, int max) {
@@ -135,7 +126,7 @@ static int modulo_walk(const tether__upstream_rt *u, const tether__persist_req *
     }
     crc = crc32(crc, pr->key, (uInt)pr->key_len);
     total += ((unsigned)crc >> 16) & 0x7fff;
-    int s = by_weight(u->cf, total % total_weight);
+    int s = tether__persist_by_weight(u->cf, total % total_weight);
     int seen = 0;
     for (int k = 0; k < n && !seen; k++) seen = order[k] == s;
     if (s >= 0 && !seen) order[n++] = s;

@@ -21,16 +21,6 @@ void tether__iphash_request(const struct sockaddr *client, tether__persist_req *
   pr->have_key = 1;
 }
 
-/* The server at weight position w among the primaries, as nginx walks its peer list. */
-static int by_weight(const tether__cf_upstream *cu, unsigned w) {
-  for (size_t i = 0; i < cu->nservers; i++) {
-    if (cu->servers[i].backup) continue;
-    if (w < (unsigned)cu->servers[i].weight) return (int)i;
-    w -= (unsigned)cu->servers[i].weight;
-  }
-  return -1;
-}
-
 int tether__iphash_walk(const tether__upstream_rt *u, const tether__persist_req *pr, int *order, int max) {
   const tether__cf_upstream *cu = u->cf;
   unsigned total = (unsigned)u->persist->total_weight;
@@ -39,7 +29,7 @@ int tether__iphash_walk(const tether__upstream_rt *u, const tether__persist_req 
   int n = 0;
   for (int round = 0; round < 20 && n < max; round++) {
     for (int i = 0; i < pr->ip_len; i++) hash = (hash * 113 + pr->ip[i]) % 6271;
-    int s = by_weight(cu, hash % total);
+    int s = tether__persist_by_weight(cu, hash % total);
     int seen = 0;
     for (int k = 0; k < n && !seen; k++) seen = order[k] == s;
     if (s >= 0 && !seen) order[n++] = s;

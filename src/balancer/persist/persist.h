@@ -71,6 +71,9 @@ char *tether__persist_set_cookie(const tether__upstream_rt *u, const tether__per
 /* Rewrites a Cookie header value without the sticky cookie into out; returns its length (0: drop it). */
 size_t tether__persist_strip_cookie(const tether__upstream_rt *u, tether__slice value, char *out, size_t cap);
 
+/* The primary server at weight position w, walking the servers in configuration order as nginx does. */
+int tether__persist_by_weight(const tether__cf_upstream *cu, unsigned w);
+
 /* policies, one file each */
 void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *m, tether__persist_req *pr, int64_t now_s);
 int tether__cookie_values(tether__upstream_rt *u);
