@@ -163,26 +163,83 @@ static int b64url_value(char c) {
   return -1;
 }
 
-int tether__base64url_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
-  if (n % 4 == 1) return tether__fail(TETHER_EINVAL, "base64url: impossible length %zu", n);
+/* Table-driven, four characters at a time: it runs three times per JWT verification. */
+static const int8_t b64url_tab[256] = {-1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, -1,
+                                       62, -1, -1,
+                                       52, 53, 54,
+                                       55, 56, 57,
+                                       58, 59, 60,
+                                       61, -1, -1,
+                                       -1, -1, -1,
+                                       -1, -1, 0,
+                                       1,  2,  3,
+                                       4,  5,  6,
+                                       7,  8,  9,
+                                       10, 11, 12,
+                                       13, 14, 15,
+                                       16, 17, 18,
+                                       19, 20, 21,
+                                       22, 23, 24,
+                                       25, -1, -1,
+                                       -1, -1, 63,
+                                       -1, 26, 27,
+                                       28, 29, 30,
+                                       31, 32, 33,
+                                       34, 35, 36,
+                                       37, 38, 39,
+                                       40, 41, 42,
+                                       43, 44, 45,
+                                       46, 47, 48,
+                                       49, 50, 51,
+                                       -1, -1, -1,
+                                       -1, -1, [128 ... 255] = -1};
+
+int tether__base64url_decode_quiet(const char *in, size_t n, uint8_t *out, size_t cap) {
+  if (n % 4 == 1) return TETHER_EINVAL;
   size_t need = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
-  if (need > cap) return tether__fail(TETHER_E2BIG, "base64url: %zu bytes do not fit", need);
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    int v = b64url_value(in[i]);
-    if (v < 0) return tether__fail(TETHER_EINVAL, "base64url: invalid character at %zu", i);
-    acc = acc << 6 | (uint32_t)v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (uint8_t)(acc >> bits);
-      acc &= (1u << bits) - 1;
-    }
+  if (need > cap) return TETHER_E2BIG;
+  const uint8_t *p = (const uint8_t *)in;
+  size_t i = 0, o = 0;
+  for (; i + 4 <= n; i += 4) {
+    int a = b64url_tab[p[i]], b = b64url_tab[p[i + 1]], c = b64url_tab[p[i + 2]], d = b64url_tab[p[i + 3]];
+    if ((a | b | c | d) < 0) return TETHER_EINVAL;
+    uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+    out[o] = (uint8_t)(v >> 16);
+    out[o + 1] = (uint8_t)(v >> 8);
+    out[o + 2] = (uint8_t)v;
+    o += 3;
   }
-  if (acc != 0) return tether__fail(TETHER_EINVAL, "base64url: non-canonical trailing bits");
+  if (n - i >= 2) {
+    int a = b64url_tab[p[i]], b = b64url_tab[p[i + 1]], c = n - i == 3 ? b64url_tab[p[i + 2]] : 0;
+    if ((a | b | c) < 0) return TETHER_EINVAL;
+    if (n - i == 2 && (b & 0x0f) != 0) return TETHER_EINVAL;
+    if (n - i == 3 && (c & 0x03) != 0) return TETHER_EINVAL;
+    out[o++] = (uint8_t)(a << 2 | b >> 4);
+    if (n - i == 3) out[o++] = (uint8_t)((b & 0x0f) << 4 | c >> 2);
+  }
   return (int)o;
+}
+
+
+int tether__base64url_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
+  int rc = tether__base64url_decode_quiet(in, n, out, cap);
+  if (rc == TETHER_E2BIG) return tether__fail(rc, "base64url: %zu characters do not fit in %zu bytes", n, cap);
+  if (rc < 0) return tether__fail(rc, "base64url: not strict (length, character, padding or trailing bits)");
+  return rc;
 }
 
 void tether__random(void *buf, size_t n) {

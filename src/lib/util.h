@@ -32,6 +32,8 @@ size_t tether__base64_encode(const uint8_t *in, size_t n, char *out);
 size_t tether__base64url_encode(const uint8_t *in, size_t n, char *out);
 /* Strict base64url decoding: no padding, canonical trailing bits. Returns length or TETHER_EINVAL. */
 int tether__base64url_decode(const char *in, size_t n, uint8_t *out, size_t cap);
+/* The same without a message (hot paths that report their own). */
+int tether__base64url_decode_quiet(const char *in, size_t n, uint8_t *out, size_t cap);
 
 /* Fills buf from the OS CSPRNG (getrandom), aborting if the kernel cannot give randomness. */
 void tether__random(void *buf, size_t n);
