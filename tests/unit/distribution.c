@@ -12,15 +12,15 @@
 
 #include <cmocka.h>
 
-#include "../../src/balancer/runtime.h"
 #include "../../src/balancer/persist/persist.h"
+#include "../../src/balancer/runtime.h"
 
 enum { NKEYS = 100000 };
 
 static tether__runtime *load(const char *method, size_t nservers, size_t skip, int factor) {
   char text[4096];
-  int n = snprintf(text, sizeof(text), "worker_processes 1;\nlisten 127.0.0.1:8080;\nupstream u {\n    hash $arg_u %s;\n",
-                   method);
+  int n = snprintf(text, sizeof(text),
+                   "worker_processes 1;\nlisten 127.0.0.1:8080;\nupstream u {\n    hash $arg_u %s;\n", method);
   if (factor) n += snprintf(text + n, sizeof(text) - (size_t)n, "    hash_balance_factor %d;\n", factor);
   for (size_t i = 0; i < nservers; i++)
     if (i != skip) n += snprintf(text + n, sizeof(text) - (size_t)n, "    server 10.0.0.%zu:8080;\n", i + 1);
@@ -81,8 +81,10 @@ static void spread_and_removal(const char *method, double max_over_mean) {
     assert_true(max / mean <= max_over_mean);
     /* about 1/N moves: the removed server's share, and for ketama nothing else */
     assert_true(frac >= 0.5 / (double)n && frac <= 1.5 / (double)n);
-    if (strcmp(method, "consistent") == 0) assert_int_equal(moved_others, 0);
-    else assert_true((double)moved_others <= 0.05 * NKEYS);
+    if (strcmp(method, "consistent") == 0)
+      assert_int_equal(moved_others, 0);
+    else
+      assert_true((double)moved_others <= 0.05 * NKEYS);
     tether__runtime_unref(full);
     tether__runtime_unref(less);
   }
@@ -120,8 +122,10 @@ static double skewed_load(const char *method, size_t n, int factor, unsigned *br
     unsigned lo = 0, hi = USERS - 1;
     while (lo < hi) {
       unsigned mid = (lo + hi) / 2;
-      if (cdf[mid] < r) lo = mid + 1;
-      else hi = mid;
+      if (cdf[mid] < r)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     int i = pick(rt, lo);
     atomic_fetch_add(&u->servers[i]->active, 1);
