@@ -1,6 +1,8 @@
 /* tether-app: the reference stateless application server. Every bit of user state lives in the session
  * store (libtether), so any instance can serve any request and a dead instance loses nothing. It is what
- * the demo, the tests and the lab run behind the balancer. */
+ * the demo, the tests and the lab run behind the balancer. With a JWT secret it also answers the seed's
+ * token flow (login() and authenticate): POST /login in token mode signs an HS256 token, GET /api/me
+ * verifies a bearer token; neither touches the session store. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <sys/socket.h>
@@ -14,23 +16,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "tether/jwt.h"
 #include "tether/session.h"
 #include "tether/store.h"
 
 #define MAX_BODY 65536
+#define TOKEN_TTL_S 3600 /* the seed's expiresIn: '1h' */
+#define BEARER_REALM "Bearer realm=\"tether-app\""
+
+enum { R_INDEX = 0, R_WHOAMI, R_LOGIN, R_LOGOUT, R_CART, R_HEALTH, R_METRICS, R_API_ME, R_OTHER, R_COUNT };
+static const char *route_names[R_COUNT] = {"/",       "/whoami",  "/login",  "/logout", "/cart",
+                                           "/health", "/metrics", "/api/me", "other"};
 
 typedef struct app {
   const char *name;
   tether_store *store;
   tether_sessions *sessions;
-  _Atomic uint64_t requests[8][6]; /* route x status class */
+  tether_jwt_signer *signer;             /* NULL: no JWT secret, token mode answers 501 */
+  tether_jwt_verifier *verifier;         /* HS256 with the same secret, built once; NULL with signer */
+  _Atomic uint64_t requests[R_COUNT][6]; /* route x status class */
 } app;
-
-enum { R_INDEX = 0, R_WHOAMI, R_LOGIN, R_LOGOUT, R_CART, R_HEALTH, R_METRICS, R_OTHER };
-static const char *route_names[] = {"/", "/whoami", "/login", "/logout", "/cart", "/health", "/metrics", "other"};
 
 typedef struct request {
   char *body;
@@ -52,7 +61,10 @@ static void usage(FILE *out) {
           "                       dual:LOCAL+SHARED, jwt:\n"
           "  --secret S           cookie signing secret (repeatable: the first signs, all verify; env:NAME reads\n"
           "                       the environment); default: $TETHER_SECRET\n"
-          "  --jwt-secret S       secret for API tokens (or env JWT_SECRET)\n"
+          "  --jwt-secret S       HS256 secret for API tokens (env:NAME reads the environment); default:\n"
+          "                       $JWT_SECRET. POST /login?token=1 (or \"token\":true, token=1 in the body)\n"
+          "                       answers {\"token\":JWT} valid 1 h, with no session; GET /api/me verifies\n"
+          "                       Authorization: Bearer JWT. Without it both answer 501\n"
           "  --cookie-secure      mark the session cookie Secure\n"
           "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
           "  --threads N          worker threads (default 16)\n"
@@ -61,14 +73,20 @@ static void usage(FILE *out) {
 
 static int class_of(int status) { return status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4; }
 
-static enum MHD_Result send_text(struct MHD_Connection *conn, int route, int status, const char *type,
-                                 const char *body, const char *set_cookie, const char *location) {
+/* One extra response header (name, value), or none. */
+typedef struct header {
+  const char *name, *value;
+} header;
+
+static enum MHD_Result send_text_h(struct MHD_Connection *conn, int route, int status, const char *type,
+                                   const char *body, const char *set_cookie, const char *location, header extra) {
   struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
   MHD_add_response_header(r, "Content-Type", type);
   MHD_add_response_header(r, "X-Served-By", the_app.name);
   MHD_add_response_header(r, "Cache-Control", "no-store");
   if (set_cookie) MHD_add_response_header(r, "Set-Cookie", set_cookie);
   if (location) MHD_add_response_header(r, "Location", location);
+  if (extra.name) MHD_add_response_header(r, extra.name, extra.value);
   if (stop_signal) MHD_add_response_header(r, "Connection", "close"); /* stopping: no keep-alive */
   enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, r);
   MHD_destroy_response(r);
@@ -76,16 +94,26 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, int route, int sta
   return rc;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *conn, int route, int status, json_t *j, const char *set_cookie) {
+static enum MHD_Result send_text(struct MHD_Connection *conn, int route, int status, const char *type, const char *body,
+                                 const char *set_cookie, const char *location) {
+  return send_text_h(conn, route, status, type, body, set_cookie, location, (header){NULL, NULL});
+}
+
+static enum MHD_Result send_json_h(struct MHD_Connection *conn, int route, int status, json_t *j,
+                                   const char *set_cookie, header extra) {
   char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(j);
   size_t n = strlen(text);
   text = realloc(text, n + 2);
   text[n] = '\n';
   text[n + 1] = '\0';
-  enum MHD_Result rc = send_text(conn, route, status, "application/json", text, set_cookie, NULL);
+  enum MHD_Result rc = send_text_h(conn, route, status, "application/json", text, set_cookie, NULL, extra);
   free(text);
   return rc;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, int route, int status, json_t *j, const char *set_cookie) {
+  return send_json_h(conn, route, status, j, set_cookie, (header){NULL, NULL});
 }
 
 static enum MHD_Result store_error(struct MHD_Connection *conn, int route, int code) {
@@ -224,6 +252,100 @@ static int valid_text(const char *s, size_t max) {
   return 1;
 }
 
+/* ---- tokens: the seed's login() and authenticate, without the session store ---- */
+
+static int is_yes(const char *v) { return strcmp(v, "1") == 0 || strcmp(v, "true") == 0; }
+
+/* Token mode for POST /login: ?token=1, a JSON body's "token": true, or a form field token=1. */
+static int wants_token(struct MHD_Connection *conn, const request *rq, const char *ctype) {
+  const char *q = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "token");
+  if (q && is_yes(q)) return 1;
+  if (rq->body == NULL) return 0;
+  if (ctype && strncmp(ctype, "application/json", 16) == 0) {
+    json_t *j = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, NULL);
+    int yes = json_is_true(json_object_get(j, "token"));
+    json_decref(j);
+    return yes;
+  }
+  char *v = body_field(rq, ctype, "token");
+  int yes = v && is_yes(v);
+  free(v);
+  return yes;
+}
+
+static enum MHD_Result tokens_not_configured(struct MHD_Connection *conn, int route) {
+  return send_json(conn, route, 501,
+                   json_pack("{s:s}", "error", "token login is not configured (--jwt-secret or JWT_SECRET)"), NULL);
+}
+
+/* login(): {"token": jwt.sign({ userId, role }, JWT_SECRET, { expiresIn: '1h' })}. No session, no cookie. */
+static enum MHD_Result token_login(struct MHD_Connection *conn, const request *rq, const char *ctype) {
+  if (the_app.signer == NULL) return tokens_not_configured(conn, R_LOGIN);
+  char *user = body_field(rq, ctype, "user"), *role = body_field(rq, ctype, "role");
+  int status = 400;
+  json_t *answer = NULL;
+  if (user == NULL || !valid_text(user, 64)) {
+    answer = json_pack("{s:s}", "error", "a user name (1-64 characters) is required");
+  } else if (role != NULL && !valid_text(role, 64)) {
+    answer = json_pack("{s:s}", "error", "a role is 1-64 characters");
+  } else {
+    json_t *payload = json_pack("{s:s,s:s}", "userId", user, "role", role ? role : "user");
+    char *token = NULL;
+    if (payload == NULL) { /* jansson refuses text that is not UTF-8 */
+      answer = json_pack("{s:s}", "error", "the user name and role must be UTF-8");
+    } else if (tether_jwt_sign(the_app.signer, payload, TOKEN_TTL_S, &token) < 0) {
+      status = 500;
+      answer = json_pack("{s:s,s:s}", "error", "cannot sign the token", "detail", tether_last_error());
+    } else {
+      status = 200;
+      answer = json_pack("{s:s}", "token", token);
+    }
+    json_decref(payload);
+    free(token);
+  }
+  free(user);
+  free(role);
+  return send_json(conn, R_LOGIN, status, answer, NULL);
+}
+
+/* 401 with RFC 6750's challenge: the error only when a token was presented (rc < 0), and the seed's body. */
+static enum MHD_Result unauthorized(struct MHD_Connection *conn, int rc) {
+  char challenge[256];
+  if (rc < 0)
+    snprintf(challenge, sizeof(challenge), "%s, error=\"invalid_token\", error_description=\"%s\"", BEARER_REALM,
+             tether_jwt_message(rc)); /* fixed messages, without quotes or backslashes */
+  else
+    snprintf(challenge, sizeof(challenge), "%s", BEARER_REALM);
+  return send_json_h(conn, R_API_ME, 401, json_pack("{s:s}", "error", "Invalid token"), NULL,
+                     (header){"WWW-Authenticate", challenge});
+}
+
+/* authenticate + the claims: GET /api/me with Authorization: Bearer TOKEN. */
+static enum MHD_Result api_me(struct MHD_Connection *conn) {
+  if (the_app.verifier == NULL) return tokens_not_configured(conn, R_API_ME);
+  const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+  if (auth == NULL || strncasecmp(auth, "Bearer", 6) != 0 || (auth[6] != ' ' && auth[6] != '\t' && auth[6] != '\0'))
+    return unauthorized(conn, 0); /* no bearer credentials at all */
+  const char *token = auth + 6;
+  while (*token == ' ' || *token == '\t') token++;
+  size_t len = strlen(token);
+  while (len > 0 && (token[len - 1] == ' ' || token[len - 1] == '\t')) len--;
+  if (len == 0) return unauthorized(conn, 0);
+  tether_jwt_claims c;
+  tether_jwt_claims_init(&c);
+  int rc = tether_jwt_verify(the_app.verifier, token, len, &c);
+  if (rc < 0) {
+    tether_jwt_claims_free(&c);
+    return unauthorized(conn, rc);
+  }
+  json_t *claims = tether_jwt_claims_json(&c);
+  json_t *answer = claims ? json_pack("{s:s,s:O}", "server", the_app.name, "user", claims) : NULL;
+  tether_jwt_claims_free(&c);
+  if (answer == NULL)
+    return send_json(conn, R_API_ME, 500, json_pack("{s:s}", "error", "cannot read the token's claims"), NULL);
+  return send_json(conn, R_API_ME, 200, answer, NULL);
+}
+
 static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, const char *method, request *rq) {
   int route = R_OTHER;
   if (strcmp(url, "/") == 0) route = R_INDEX;
@@ -233,6 +355,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
   else if (strcmp(url, "/cart") == 0) route = R_CART;
   else if (strcmp(url, "/health") == 0) route = R_HEALTH;
   else if (strcmp(url, "/metrics") == 0) route = R_METRICS;
+  else if (strcmp(url, "/api/me") == 0) route = R_API_ME;
   int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0, is_post = strcmp(method, "POST") == 0;
 
   if (route == R_HEALTH) {
@@ -251,7 +374,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
     fprintf(f, "# HELP tether_app_requests_total Requests answered, by route and status class.\n"
                "# TYPE tether_app_requests_total counter\n");
     static const char *classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
-    for (int r = 0; r < 8; r++)
+    for (int r = 0; r < R_COUNT; r++)
       for (int k = 0; k < 5; k++)
         fprintf(f, "tether_app_requests_total{app=\"%s\",route=\"%s\",code_class=\"%s\"} %llu\n", the_app.name,
                 route_names[r], classes[k], (unsigned long long)atomic_load(&the_app.requests[r][k]));
@@ -266,14 +389,16 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
     return rc;
   }
   if (route == R_OTHER) return send_json(conn, route, 404, json_pack("{s:s}", "error", "not found"), NULL);
-  if ((route == R_INDEX || route == R_WHOAMI) && !is_get)
+  if ((route == R_INDEX || route == R_WHOAMI || route == R_API_ME) && !is_get)
     return send_json(conn, route, 405, json_pack("{s:s}", "error", "use GET"), NULL);
   if ((route == R_LOGIN || route == R_LOGOUT || route == R_CART) && !is_post)
     return send_json(conn, route, 405, json_pack("{s:s}", "error", "use POST"), NULL);
   if (rq->too_large) return send_json(conn, route, 413, json_pack("{s:s}", "error", "body too large"), NULL);
+  if (route == R_API_ME) return api_me(conn);
 
   const char *cookie = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Cookie");
   const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+  if (route == R_LOGIN && wants_token(conn, rq, ctype)) return token_login(conn, rq, ctype);
   int form = ctype == NULL || strncmp(ctype, "application/json", 16) != 0;
   tether_session *s = NULL;
   int rc = tether_session_load(the_app.sessions, cookie, &s);
@@ -431,6 +556,17 @@ static const char *resolve_secret(const char *arg) {
 
 static void on_signal(int sig) { stop_signal = sig; }
 
+/* The signer and the verifier for API tokens: HS256 pinned, the secret's bytes as given (as jsonwebtoken
+ * takes process.env.JWT_SECRET), the default leeway. */
+static int tokens_setup(const char *secret) {
+  tether_jwt_verify_options o;
+  tether_jwt_verify_options_init(&o);
+  int rc = tether_jwt_signer_new_secret(secret, strlen(secret), TETHER_JWT_HS256, NULL, &the_app.signer);
+  if (rc == 0) rc = tether_jwt_verifier_new(&o, &the_app.verifier);
+  if (rc == 0) rc = tether_jwt_verifier_add_secret(the_app.verifier, secret, strlen(secret), TETHER_JWT_HS256, NULL);
+  return rc < 0 ? rc : 0;
+}
+
 int main(int argc, char **argv) {
   static const struct option opts[] = {
       {"listen", required_argument, NULL, 'l'},    {"name", required_argument, NULL, 'n'},
@@ -491,6 +627,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-app: a cookie secret is required: --secret S (or env:NAME, or $TETHER_SECRET)\n");
     return 2;
   }
+  const char *jwt_secret = getenv("JWT_SECRET"); /* --jwt-secret has set it */
+  if (jwt_secret && *jwt_secret && tokens_setup(jwt_secret) < 0) {
+    fprintf(stderr, "tether-app: --jwt-secret: %s\n", tether_last_error());
+    return 2;
+  }
   char host[64];
   const char *colon = strrchr(listen_at, ':');
   struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -530,8 +671,8 @@ int main(int argc, char **argv) {
   struct sigaction act = {.sa_handler = on_signal};
   sigaction(SIGTERM, &act, NULL);
   sigaction(SIGINT, &act, NULL);
-  fprintf(stderr, "tether-app %s: listening on %s, sessions in %s\n", the_app.name, listen_at,
-          tether_store_url(the_app.store));
+  fprintf(stderr, "tether-app %s: listening on %s, sessions in %s, API tokens %s\n", the_app.name, listen_at,
+          tether_store_url(the_app.store), the_app.signer ? "on (HS256)" : "off (no JWT secret)");
   while (!stop_signal) pause();
   /* stop accepting, let in-flight requests finish (up to 10 s), then close the idle keep-alive
    * connections with the daemon */
@@ -548,6 +689,8 @@ int main(int argc, char **argv) {
   if (listener != MHD_INVALID_SOCKET) close(listener); /* quiesced: ours to close, after the stop */
   tether_sessions_free(the_app.sessions);
   tether_store_close(the_app.store);
+  tether_jwt_verifier_free(the_app.verifier);
+  tether_jwt_signer_free(the_app.signer);
   fprintf(stderr, "tether-app %s: stopped\n", the_app.name);
   return 0;
 }

@@ -6,7 +6,12 @@
  *   - the store goes away (redis-server SIGKILLed): /health and /whoami answer 503 with a reason in JSON;
  *     when redis-server returns on the same port the app recovers by itself;
  *   - SIGTERM while a request is in flight: it is finished, then the app exits 0;
- *   - bad options: a clear message and exit status 2. */
+ *   - bad options: a clear message and exit status 2;
+ *   - API tokens (a second app with --jwt-secret): POST /login in token mode (?token=1, "token": true, form
+ *     token=1) answers {"token"} signed HS256 with the seed's claims and exp - iat = 3600, without touching
+ *     the session store or setting a cookie; GET /api/me answers the verified claims, and 401 with RFC
+ *     6750's WWW-Authenticate and the seed's body for missing, tampered, foreign, expired, unsigned or
+ *     malformed tokens; without a JWT secret both answer 501. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,12 +27,16 @@
 #include <jansson.h>
 
 #include "balancer.h"
+#include "tether/jwt.h"
+#include "util.h"
 
 #ifndef TETHER_APP_BIN
 #error "TETHER_APP_BIN must name the tether-app binary"
 #endif
 
 #define SECRET "app-test-secret"
+#define JWT_SECRET "app-test-jwt-secret-0123456789"
+#define REALM "Bearer realm=\"tether-app\""
 
 typedef struct app_proc {
   pid_t pid;
@@ -39,20 +48,23 @@ typedef struct app_proc {
 static struct {
   char *dir;
   tt_server redis;
-  app_proc app;
+  app_proc app;  /* no JWT secret */
+  app_proc tapp; /* --jwt-secret JWT_SECRET, same store */
 } W;
 
 /* ---- processes ---- */
 
-static int app_start(app_proc *a, const char *name, const char *sessions) {
+/* Starts tether-app with these options and up to 4 extra arguments (NULL-terminated, may be NULL). */
+static int app_start_with(app_proc *a, const char *name, const char *sessions, const char *const *extra) {
   memset(a, 0, sizeof(*a));
   snprintf(a->name, sizeof(a->name), "%s", name);
   snprintf(a->log, sizeof(a->log), "%s/%s.log", W.dir, name);
   a->port = tt_free_port();
   char listen_at[32];
   snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", a->port);
-  char *argv[] = {TETHER_APP_BIN, "--listen",       listen_at,  "--name", a->name,
-                  "--sessions",   (char *)sessions, "--secret", SECRET,   NULL};
+  char *argv[16] = {TETHER_APP_BIN, "--listen",       listen_at,  "--name", a->name,
+                    "--sessions",   (char *)sessions, "--secret", SECRET,   NULL};
+  for (int i = 0, n = 9; extra && extra[i] && i < 4; i++) argv[n++] = (char *)extra[i];
   a->pid = tt_spawn(argv, a->log, NULL);
   if (a->pid < 0 || !tt_wait_port(a->port, 10000)) {
     fprintf(stderr, "tether-app %s did not start on %d; its log:\n", name, a->port);
@@ -62,6 +74,10 @@ static int app_start(app_proc *a, const char *name, const char *sessions) {
     return -1;
   }
   return 0;
+}
+
+static int app_start(app_proc *a, const char *name, const char *sessions) {
+  return app_start_with(a, name, sessions, NULL);
 }
 
 /* Waits up to timeout_ms for the process to exit; its exit status (128+signal when killed), or -1 after a
@@ -583,6 +599,10 @@ static void test_bad_options(void **state) {
       {{"--bogus", NULL}, 2, "usage: tether-app"},
       {{"--secret", "s", "stray", NULL}, 2, "stray"},
       {{"--help", NULL}, 0, "usage: tether-app [options]"},
+      {{"--help", NULL}, 0, "GET /api/me"},
+      {{"--secret", "s", "--jwt-secret", "env:TETHER_APP_TEST_NO_SUCH_VAR", NULL},
+       2,
+       "environment variable TETHER_APP_TEST_NO_SUCH_VAR is not set"},
   };
   /* every case listens on a free port with a memory store, should it start by mistake (its own options win) */
   char listen_at[32];
@@ -603,15 +623,365 @@ static void test_bad_options(void **state) {
   }
 }
 
+/* ---- API tokens ---- */
+
+/* A response header's value (the first one named name), into out; 0 or -1 when absent. */
+static int head_value(const char *head, const char *name, char *out, size_t cap) {
+  size_t nl = strlen(name);
+  for (const char *p = head; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+    if (strncasecmp(p, name, nl) != 0 || p[nl] != ':') continue;
+    p += nl + 1;
+    while (*p == ' ') p++;
+    size_t n = strcspn(p, "\r\n");
+    if (n >= cap) n = cap - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return 0;
+  }
+  return -1;
+}
+
+/* GET (or another method) with an optional Authorization header value. */
+static long call_auth(int port, const char *method, const char *path, const char *auth, tb_resp *r) {
+  char auth_h[9000];
+  const char *hdrs[2] = {NULL, NULL};
+  if (auth) {
+    snprintf(auth_h, sizeof(auth_h), "Authorization: %s", auth);
+    hdrs[0] = auth_h;
+  }
+  return tb_request(NULL, method, port, path, NULL, 0, hdrs, r);
+}
+
+/* A token-mode login (ctype "json" or "form") expected to answer 200 with exactly {"token": ...} and no
+ * cookie; the token (malloc'd). */
+static char *token_login(int port, const char *path, const char *ctype, const char *body) {
+  tb_resp r;
+  long st = call(port, "POST", path, NULL, ctype, body, &r);
+  if (st != 200) fprintf(stderr, "POST %s %s: status %ld; body: %s\n", path, body, st, r.body);
+  assert_int_equal(st, 200);
+  assert_non_null(strstr(r.head, "application/json"));
+  char sc[512];
+  assert_int_equal(head_value(r.head, "Set-Cookie", sc, sizeof(sc)), -1);
+  json_t *v = parse_json(&r);
+  assert_int_equal(json_object_size(v), 1);
+  char *tok = strdup(jstr(v, "token"));
+  json_decref(v);
+  char want[1024];
+  snprintf(want, sizeof(want), "{\"token\":\"%s\"}\n", tok);
+  assert_string_equal(r.body, want); /* the seed's shape, byte for byte */
+  tb_resp_free(&r);
+  return tok;
+}
+
+static tether_jwt_verifier *verifier_of(const char *secret) {
+  tether_jwt_verify_options o;
+  tether_jwt_verify_options_init(&o);
+  o.leeway_s = 0;
+  tether_jwt_verifier *v;
+  assert_int_equal(tether_jwt_verifier_new(&o, &v), 0);
+  assert_int_equal(tether_jwt_verifier_add_secret(v, secret, strlen(secret), TETHER_JWT_HS256, NULL), 1);
+  return v;
+}
+
+/* The token is HS256 with JWT_SECRET, header {"alg":"HS256","typ":"JWT"}, claims exactly
+ * {"userId":user,"role":role,"iat":I,"exp":I+3600} with I within [t0, now]; returns I. */
+static long long check_token(const char *tok, const char *user, const char *role, long long t0) {
+  const char *hdr = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* {"alg":"HS256","typ":"JWT"} */
+  assert_int_equal(strncmp(tok, hdr, strlen(hdr)), 0);
+  assert_int_equal(tok[strlen(hdr)], '.');
+  tether_jwt_verifier *v = verifier_of(JWT_SECRET);
+  tether_jwt_claims c;
+  tether_jwt_claims_init(&c);
+  int rc = tether_jwt_verify(v, tok, strlen(tok), &c);
+  if (rc != 0) fail_msg("the app's token does not verify: %s", tether_last_error());
+  json_t *j = tether_jwt_claims_json(&c);
+  long long iat = json_integer_value(json_object_get(j, "iat"));
+  assert_true(iat >= t0 && iat <= tether_now_ms() / 1000);
+  json_t *user_j = json_string(user);
+  char *user_text = json_dumps(user_j, JSON_ENCODE_ANY | JSON_COMPACT);
+  json_decref(user_j);
+  char want[512];
+  snprintf(want, sizeof(want), "{\"userId\":%s,\"role\":\"%s\",\"iat\":%lld,\"exp\":%lld}", user_text, role, iat,
+           iat + 3600);
+  free(user_text);
+  size_t len;
+  const char *payload = tether_jwt_claims_payload(&c, &len);
+  assert_int_equal(len, strlen(want));
+  assert_memory_equal(payload, want, len);
+  tether_jwt_claims_free(&c);
+  tether_jwt_verifier_free(v);
+  return iat;
+}
+
+static void test_token_login_modes(void **state) {
+  (void)state;
+  int port = W.tapp.port;
+  const char *created = "tether_sessions_created_total{store=\"redis\"}";
+  double created0 = metric_of(port, created);
+  long long t0 = tether_now_ms() / 1000;
+  struct timeval tv = {3, 0};
+  redisContext *rc = redisConnectWithTimeout("127.0.0.1", W.redis.port, tv);
+  assert_true(rc && !rc->err);
+  redisReply *rr = redisCommand(rc, "DBSIZE");
+  long long keys0 = rr->integer;
+  freeReplyObject(rr);
+
+  char *tok = token_login(port, "/login", "json", "{\"user\":\"alice\",\"token\":true}");
+  check_token(tok, "alice", "user", t0);
+  free(tok);
+  tok = token_login(port, "/login?token=1", "json", "{\"user\":\"bob\",\"role\":\"admin\"}");
+  check_token(tok, "bob", "admin", t0);
+  free(tok);
+  tok = token_login(port, "/login", "form", "user=carol&token=1&role=ops");
+  check_token(tok, "carol", "ops", t0);
+  free(tok);
+  tok = token_login(port, "/login?token=1", "form", "user=Zo%C3%AB+%3Cb%3E");
+  check_token(tok, "Zo\xc3\xab <b>", "user", t0);
+  free(tok);
+
+  /* no session was created, loaded or stored */
+  rr = redisCommand(rc, "DBSIZE");
+  assert_int_equal(rr->integer, keys0);
+  freeReplyObject(rr);
+  assert_true(metric_of(port, created) == created0);
+
+  /* a token login with a session cookie leaves that session as it was (no new id, no user, no cookie) */
+  jar j = {{0}};
+  json_t *w = call_json(port, "GET", "/whoami", &j, NULL, 200);
+  char id[64];
+  snprintf(id, sizeof(id), "%s", jstr(w, "session_id"));
+  json_decref(w);
+  jar before = j;
+  tb_resp r;
+  assert_int_equal(call(port, "POST", "/login?token=1", &j, "json", "{\"user\":\"dave\"}", &r), 200);
+  tb_resp_free(&r);
+  assert_string_equal(j.cookie, before.cookie);
+  w = call_json(port, "GET", "/whoami", &j, NULL, 200);
+  check_whoami(w, "t1", 2, NULL, "");
+  assert_string_equal(jstr(w, "session_id"), id);
+  json_decref(w);
+
+  /* the same validation as a session login, and nothing signed */
+  static const struct {
+    const char *path, *ctype, *body, *error;
+  } bad[] = {
+      {"/login", "json", "{\"token\":true}", "user name"},
+      {"/login", "json", "{\"token\":true,\"user\":\"\"}", "user name"},
+      {"/login?token=1", "json", "{\"user\":\"a\\u0001b\"}", "user name"},
+      {"/login?token=1", "form", "user=", "user name"},
+      {"/login?token=1", "json", "{\"user\":\"eve\",\"role\":\"\"}", "role"},
+      {"/login?token=1", "json",
+       "{\"user\":\"eve\",\"role\":\"rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr\"}", "role"},
+      {"/login", "form", "user=%FF&token=1", "UTF-8"},
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    assert_int_equal(call(port, "POST", bad[i].path, NULL, bad[i].ctype, bad[i].body, &r), 400);
+    char sc[512];
+    assert_int_equal(head_value(r.head, "Set-Cookie", sc, sizeof(sc)), -1);
+    json_t *e = parse_json(&r);
+    if (strstr(jstr(e, "error"), bad[i].error) == NULL) fail_msg("case %zu: %s", i, r.body);
+    assert_null(json_object_get(e, "token"));
+    json_decref(e);
+    tb_resp_free(&r);
+  }
+
+  /* session mode is unchanged when token mode is not asked for, on this app too */
+  jar s = {{0}};
+  w = call_json(port, "POST", "/login", &s, "{\"user\":\"frank\",\"token\":false}", 200);
+  check_whoami(w, "t1", 0, "frank", "");
+  json_decref(w);
+  assert_int_equal(strncmp(s.cookie, "connect.sid=s%3A", 16), 0);
+  w = call_json(port, "POST", "/login?token=0", &s, "{\"user\":\"grace\"}", 200);
+  check_whoami(w, "t1", 0, "grace", "");
+  json_decref(w);
+  assert_int_equal(call(port, "POST", "/login", &s, "form", "user=heidi&token=0", &r), 303);
+  tb_resp_free(&r);
+  redisFree(rc);
+}
+
+/* Checks a 401 from /api/me: the seed's body and exactly this challenge. */
+static void check_401(const char *what, const char *auth, const char *challenge) {
+  tb_resp r;
+  long st = call_auth(W.tapp.port, "GET", "/api/me", auth, &r);
+  char got[512] = "";
+  head_value(r.head, "WWW-Authenticate", got, sizeof(got));
+  fprintf(stderr, "  %-16s %ld  WWW-Authenticate: %s\n", what, st, got);
+  if (st != 401 || strcmp(got, challenge) != 0)
+    fail_msg("%s: status %ld, WWW-Authenticate '%s', want 401 and '%s'", what, st, got, challenge);
+  assert_string_equal(r.body, "{\"error\":\"Invalid token\"}\n");
+  assert_non_null(strstr(r.head, "application/json"));
+  char sc[512];
+  assert_int_equal(head_value(r.head, "Set-Cookie", sc, sizeof(sc)), -1);
+  tb_resp_free(&r);
+}
+
+static void check_401_token(const char *what, const char *tok, const char *description) {
+  char auth[4096], challenge[512];
+  snprintf(auth, sizeof(auth), "Bearer %s", tok);
+  snprintf(challenge, sizeof(challenge), "%s, error=\"invalid_token\", error_description=\"%s\"", REALM, description);
+  check_401(what, auth, challenge);
+}
+
+static int64_t fixed_clock(void *arg) { return *(int64_t *)arg; }
+
+static void test_api_me(void **state) {
+  (void)state;
+  int port = W.tapp.port;
+  const char *me_2xx = "tether_app_requests_total{app=\"t1\",route=\"/api/me\",code_class=\"2xx\"}";
+  const char *me_4xx = "tether_app_requests_total{app=\"t1\",route=\"/api/me\",code_class=\"4xx\"}";
+  const char *other_4xx = "tether_app_requests_total{app=\"t1\",route=\"other\",code_class=\"4xx\"}";
+  const char *created = "tether_sessions_created_total{store=\"redis\"}";
+  double ok0 = metric_of(port, me_2xx), bad0 = metric_of(port, me_4xx), other0 = metric_of(port, other_4xx),
+         created0 = metric_of(port, created);
+  long long t0 = tether_now_ms() / 1000;
+  char *tok = token_login(port, "/login?token=1", "json", "{\"user\":\"alice\",\"role\":\"admin\"}");
+  long long iat = check_token(tok, "alice", "admin", t0);
+  char auth[1024], want[512];
+  snprintf(auth, sizeof(auth), "Bearer %s", tok);
+  snprintf(want, sizeof(want),
+           "{\"server\":\"t1\",\"user\":{\"userId\":\"alice\",\"role\":\"admin\",\"iat\":%lld,\"exp\":%lld}}\n", iat,
+           iat + 3600);
+  tb_resp r;
+  assert_int_equal(call_auth(port, "GET", "/api/me", auth, &r), 200);
+  assert_string_equal(r.body, want);
+  assert_non_null(strstr(r.head, "X-Served-By: t1"));
+  char sc[512];
+  assert_int_equal(head_value(r.head, "Set-Cookie", sc, sizeof(sc)), -1);
+  tb_resp_free(&r);
+  snprintf(auth, sizeof(auth), "bearer   %s", tok); /* the scheme is case-insensitive (RFC 7235) */
+  assert_int_equal(call_auth(port, "GET", "/api/me", auth, &r), 200);
+  assert_string_equal(r.body, want);
+  tb_resp_free(&r);
+
+  /* a token the seed's login() would make (a numeric userId), signed with libtether */
+  tether_jwt_signer *s;
+  assert_int_equal(tether_jwt_signer_new_secret(JWT_SECRET, strlen(JWT_SECRET), TETHER_JWT_HS256, NULL, &s), 0);
+  json_t *payload = json_pack("{s:i,s:s}", "userId", 42, "role", "user");
+  char *seed_tok;
+  assert_int_equal(tether_jwt_sign(s, payload, 3600, &seed_tok), 0);
+  snprintf(auth, sizeof(auth), "Bearer %s", seed_tok);
+  assert_int_equal(call_auth(port, "GET", "/api/me", auth, &r), 200);
+  json_t *v = parse_json(&r);
+  json_t *user = json_object_get(v, "user");
+  assert_int_equal(json_integer_value(json_object_get(user, "userId")), 42);
+  assert_string_equal(json_string_value(json_object_get(user, "role")), "user");
+  json_decref(v);
+  tb_resp_free(&r);
+  free(seed_tok);
+  tether_jwt_signer_free(s);
+
+  /* refusals */
+  check_401("no header", NULL, REALM);
+  check_401("Bearer, empty", "Bearer", REALM);
+  check_401("Bearer, blanks", "Bearer    ", REALM);
+  check_401("Basic", "Basic YWxpY2U6cHc=", REALM);
+  char *bad = strdup(tok);
+  char *sig = strrchr(bad, '.') + 1;
+  sig[0] = sig[0] == 'A' ? 'B' : 'A';
+  check_401_token("tampered sig", bad, "invalid signature");
+  free(bad);
+  assert_int_equal(tether_jwt_signer_new_secret("another-secret", 14, TETHER_JWT_HS256, NULL, &s), 0);
+  char *foreign;
+  assert_int_equal(tether_jwt_sign(s, payload, 3600, &foreign), 0);
+  check_401_token("wrong secret", foreign, "invalid signature");
+  free(foreign);
+  tether_jwt_signer_free(s);
+  assert_int_equal(tether_jwt_signer_new_secret(JWT_SECRET, strlen(JWT_SECRET), TETHER_JWT_HS256, NULL, &s), 0);
+  int64_t two_hours_ago = tether_now_ms() - 7200 * 1000LL;
+  tether_jwt_signer_set_clock(s, fixed_clock, &two_hours_ago);
+  char *expired;
+  assert_int_equal(tether_jwt_sign(s, payload, 3600, &expired), 0); /* exp an hour ago: beyond the leeway */
+  check_401_token("expired", expired, "jwt expired");
+  free(expired);
+  tether_jwt_signer_free(s);
+  assert_int_equal(tether_jwt_signer_new_secret(JWT_SECRET, strlen(JWT_SECRET), TETHER_JWT_HS512, NULL, &s), 0);
+  char *hs512;
+  assert_int_equal(tether_jwt_sign(s, payload, 3600, &hs512), 0); /* the right secret, but HS256 is pinned */
+  check_401_token("HS512", hs512, "invalid algorithm");
+  free(hs512);
+  tether_jwt_signer_free(s);
+  char h[64], p[128];
+  const char *none_h = "{\"alg\":\"none\",\"typ\":\"JWT\"}", *none_p = "{\"userId\":\"alice\",\"role\":\"admin\"}";
+  tether__base64url_encode((const uint8_t *)none_h, strlen(none_h), h);
+  tether__base64url_encode((const uint8_t *)none_p, strlen(none_p), p);
+  char none[256];
+  snprintf(none, sizeof(none), "%s.%s.", h, p);
+  check_401_token("alg none", none, "jwt signature is required");
+  check_401_token("malformed", "abc", "jwt malformed");
+  json_decref(payload);
+
+  /* only GET (and HEAD) */
+  snprintf(auth, sizeof(auth), "Bearer %s", tok);
+  assert_int_equal(call_auth(port, "POST", "/api/me", auth, &r), 405);
+  tb_resp_free(&r);
+  free(tok);
+
+  /* counted under its own route, and no session was made */
+  assert_true(metric_of(port, me_2xx) == ok0 + 3);
+  assert_true(metric_of(port, me_4xx) == bad0 + 11);
+  assert_true(metric_of(port, other_4xx) == other0);
+  assert_true(metric_of(port, created) == created0);
+}
+
+static void test_tokens_not_configured(void **state) {
+  (void)state;
+  int port = W.app.port; /* started without a JWT secret */
+  const char *want = "{\"error\":\"token login is not configured (--jwt-secret or JWT_SECRET)\"}\n";
+  static const struct {
+    const char *path, *ctype, *body;
+  } modes[] = {
+      {"/login?token=1", "json", "{\"user\":\"alice\"}"},
+      {"/login", "json", "{\"user\":\"alice\",\"token\":true}"},
+      {"/login", "form", "user=alice&token=1"},
+  };
+  tb_resp r;
+  char sc[512];
+  for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+    assert_int_equal(call(port, "POST", modes[i].path, NULL, modes[i].ctype, modes[i].body, &r), 501);
+    assert_string_equal(r.body, want);
+    assert_int_equal(head_value(r.head, "Set-Cookie", sc, sizeof(sc)), -1);
+    tb_resp_free(&r);
+  }
+  assert_int_equal(call_auth(port, "GET", "/api/me", "Bearer abc.def.ghi", &r), 501);
+  assert_string_equal(r.body, want);
+  tb_resp_free(&r);
+  json_decref(call_json(port, "POST", "/api/me", NULL, "{}", 405));
+  /* session login still works there */
+  jar j = {{0}};
+  json_t *w = call_json(port, "POST", "/login", &j, "{\"user\":\"ivan\"}", 200);
+  check_whoami(w, "a1", 0, "ivan", "");
+  json_decref(w);
+
+  /* JWT_SECRET in the environment configures it as --jwt-secret does */
+  app_proc e;
+  setenv("JWT_SECRET", JWT_SECRET, 1);
+  int rc = app_start(&e, "e1", "memory:");
+  unsetenv("JWT_SECRET");
+  assert_int_equal(rc, 0);
+  char *tok = token_login(e.port, "/login?token=1", "json", "{\"user\":\"judy\"}");
+  check_token(tok, "judy", "user", tether_now_ms() / 1000 - 5);
+  free(tok);
+  assert_true(tb_file_contains(e.log, "API tokens on (HS256)"));
+  assert_int_equal(app_stop(&e), 0);
+  assert_false(tb_log_has_sanitizer_report(e.log));
+}
+
 /* ---- setup ---- */
 
 static int setup(void **state) {
   (void)state;
   unsetenv("TETHER_SECRET");
+  unsetenv("JWT_SECRET");
   tb_curl_init();
   W.dir = tt_tmpdir("app");
   if (tt_redis_start(&W.redis, 0) < 0) return -1;
   if (app_start(&W.app, "a1", W.redis.url) < 0) {
+    tt_server_cleanup(&W.redis);
+    return -1;
+  }
+  const char *jwt[] = {"--jwt-secret", JWT_SECRET, NULL};
+  if (app_start_with(&W.tapp, "t1", W.redis.url, jwt) < 0) {
+    app_stop(&W.app);
     tt_server_cleanup(&W.redis);
     return -1;
   }
@@ -620,12 +990,13 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  int st = app_stop(&W.app);
+  int st = app_stop(&W.app), st2 = app_stop(&W.tapp);
   tt_server_cleanup(&W.redis);
   if (W.dir && getenv("TB_KEEP") == NULL) tt_rmrf(W.dir);
   free(W.dir);
   W.dir = NULL;
-  return st == 0 ? 0 : -1; /* the app must stop cleanly (and, under ASan, without leaks) */
+  tether_jwt_thread_cleanup();
+  return st == 0 && st2 == 0 ? 0 : -1; /* the apps must stop cleanly (and, under ASan, without leaks) */
 }
 
 int main(void) {
@@ -636,6 +1007,9 @@ int main(void) {
       cmocka_unit_test(test_index_and_form_login),
       cmocka_unit_test(test_methods_and_errors),
       cmocka_unit_test(test_metrics),
+      cmocka_unit_test(test_token_login_modes),
+      cmocka_unit_test(test_api_me),
+      cmocka_unit_test(test_tokens_not_configured),
       cmocka_unit_test(test_store_outage_and_recovery),
       cmocka_unit_test(test_sigterm_finishes_in_flight),
       cmocka_unit_test(test_bad_options),

@@ -7,7 +7,10 @@
  *   c) tokens jsonwebtoken refuses (expired, not yet valid, wrong secret, tampered, audience, issuer,
  *      subject, malformed, unsigned, algorithm confusion) libtether refuses with the matching reason;
  *   d) RS256, PS256, ES256 and ES384 with PEM keys made in the test (Node's crypto for RSA, in SPKI/PKCS#8
- *      and PKCS#1 forms; the openssl CLI for EC), signed on either side and verified on the other. */
+ *      and PKCS#1 forms; the openssl CLI for EC), signed on either side and verified on the other;
+ *   e) tether-app (src/app/main.c) with --jwt-secret: the token of its POST /login?token=1 passes the
+ *      seed's jwt.verify(token, secret) with the same claims (and is jwt.sign's token byte for byte), and a
+ *      token from the seed's login() is accepted by its GET /api/me. */
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
@@ -23,6 +26,9 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#ifdef TETHER_APP_BIN
+#include <curl/curl.h>
+#endif
 
 #include "procs.h"
 #include "tether/jwt.h"
@@ -445,12 +451,155 @@ static void test_pem_keys_ec(void **state) {
   }
 }
 
+/* ---- e) ---- */
+
+#ifdef TETHER_APP_BIN
+static size_t collect(char *p, size_t size, size_t n, void *arg) {
+  tether__buf_append(arg, p, size * n);
+  return size * n;
+}
+
+/* One request to 127.0.0.1:port; the status, and the body (malloc'd, NUL-terminated) in *body. */
+static long app_http(int port, const char *method, const char *path, const char *json_body, const char *bearer,
+                     char **body) {
+  CURL *c = curl_easy_init();
+  assert_non_null(c);
+  char url[256], auth[4096];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+  struct curl_slist *h = NULL;
+  if (json_body) h = curl_slist_append(h, "Content-Type: application/json");
+  if (bearer) {
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", bearer);
+    h = curl_slist_append(h, auth);
+  }
+  tether__buf out = {0};
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  if (json_body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, json_body);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  long status = 0;
+  CURLcode rc = curl_easy_perform(c);
+  if (rc == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  else
+    fprintf(stderr, "%s %s: %s\n", method, url, curl_easy_strerror(rc));
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  tether__buf_append(&out, "", 1);
+  *body = out.data;
+  return status;
+}
+
+/* SIGTERM, then its exit status within 15 s (-1 after a SIGKILL). */
+static int app_stop(pid_t pid) {
+  kill(pid, SIGTERM);
+  int st;
+  for (int waited = 0; waited < 15000; waited += 10) {
+    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    tt_sleep_ms(10);
+  }
+  tt_kill(pid, SIGKILL);
+  return -1;
+}
+
+static void test_tether_app_tokens(void **state) {
+  (void)state;
+  NEED_NODE();
+  int port = tt_free_port();
+  char listen_at[32], *log = tether__asprintf("%s/tether-app.log", P.dir);
+  snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", port);
+  char *argv[] = {TETHER_APP_BIN, "--listen", listen_at,       "--name",       "jwt-app",  "--sessions",
+                  "memory:",      "--secret", "cookie-secret", "--jwt-secret", JWT_SECRET, NULL};
+  pid_t pid = tt_spawn(argv, log, NULL);
+  if (pid < 0 || !tt_wait_port(port, 10000)) {
+    tt_system("tail -n 20 '%s' >&2", log);
+    if (pid > 0) tt_kill(pid, SIGKILL);
+    fail_msg("tether-app did not start on %d", port);
+  }
+
+  /* tether-app's login() -> the seed's jwt.verify(token, process.env.JWT_SECRET) */
+  int64_t before = tether_now_ms() / 1000;
+  char *body;
+  long st = app_http(port, "POST", "/login?token=1", "{\"user\":\"alice\",\"role\":\"admin\"}", NULL, &body);
+  if (st != 200) fail_msg("POST /login?token=1: %ld %s", st, body);
+  json_t *ans = json_loads(body, 0, NULL);
+  free(body);
+  assert_non_null(ans);
+  assert_int_equal(json_object_size(ans), 1);
+  char *tok = tether__strdup(json_string_value(json_object_get(ans, "token")));
+  json_decref(ans);
+  ans = node_verify(tok, JWT_SECRET, NULL);
+  if (!json_is_true(json_object_get(ans, "ok")))
+    fail_msg("jwt.verify refused tether-app's token: %s", json_string_value(json_object_get(ans, "message")));
+  json_t *p = json_object_get(ans, "payload");
+  assert_int_equal(json_object_size(p), 4);
+  assert_string_equal(json_string_value(json_object_get(p, "userId")), "alice");
+  assert_string_equal(json_string_value(json_object_get(p, "role")), "admin");
+  json_int_t iat = json_integer_value(json_object_get(p, "iat"));
+  assert_int_equal(json_integer_value(json_object_get(p, "exp")) - iat, 3600);
+  assert_true(iat >= before && iat <= tether_now_ms() / 1000);
+  char payload[128];
+  snprintf(payload, sizeof(payload), "{\"userId\":\"alice\",\"role\":\"admin\",\"iat\":%lld}", (long long)iat);
+  char *node_tok = node_sign(payload, JWT_SECRET, "{\"expiresIn\":\"1h\"}");
+  assert_string_equal(tok, node_tok); /* jwt.sign's bytes for the same claims and second */
+  free(node_tok);
+  json_decref(ans);
+
+  /* the seed's login() -> tether-app's authenticate (GET /api/me) */
+  node_tok = node_sign("{\"userId\":42,\"role\":\"user\"}", JWT_SECRET, "{\"expiresIn\":\"1h\"}");
+  st = app_http(port, "GET", "/api/me", NULL, node_tok, &body);
+  if (st != 200) fail_msg("GET /api/me with jsonwebtoken's token: %ld %s", st, body);
+  ans = json_loads(body, 0, NULL);
+  free(body);
+  assert_non_null(ans);
+  assert_string_equal(json_string_value(json_object_get(ans, "server")), "jwt-app");
+  json_t *u = json_object_get(ans, "user");
+  assert_int_equal(json_object_size(u), 4);
+  assert_int_equal(json_integer_value(json_object_get(u, "userId")), 42);
+  assert_string_equal(json_string_value(json_object_get(u, "role")), "user");
+  assert_int_equal(json_integer_value(json_object_get(u, "exp")) - json_integer_value(json_object_get(u, "iat")), 3600);
+  json_decref(ans);
+  free(node_tok);
+  /* and its own token round-trips there too; jsonwebtoken's token under another secret does not */
+  st = app_http(port, "GET", "/api/me", NULL, tok, &body);
+  assert_int_equal(st, 200);
+  free(body);
+  node_tok = node_sign("{\"userId\":42,\"role\":\"user\"}", "not-the-secret-0123456789", "{\"expiresIn\":\"1h\"}");
+  st = app_http(port, "GET", "/api/me", NULL, node_tok, &body);
+  assert_int_equal(st, 401);
+  assert_string_equal(body, "{\"error\":\"Invalid token\"}\n");
+  free(body);
+  free(node_tok);
+  free(tok);
+
+  int exit_status = app_stop(pid);
+  int sanitizer = tt_system("grep -q -E 'ERROR: (Address|Leak)Sanitizer|runtime error' '%s'", log) == 0;
+  if (exit_status != 0 || sanitizer) tt_system("tail -n 40 '%s' >&2", log);
+  assert_int_equal(exit_status, 0);
+  assert_false(sanitizer);
+  free(log);
+}
+#else
+static void test_tether_app_tokens(void **state) {
+  (void)state;
+  skip(); /* built without tether-app */
+}
+#endif
+
 /* ---- setup ---- */
 
 static int group_setup(void **state) {
   (void)state;
   signal(SIGPIPE, SIG_IGN);
   setenv("JWT_SECRET", JWT_SECRET, 1);
+#ifdef TETHER_APP_BIN
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+#endif
   P.dir = tt_tmpdir("jwt-interop");
   P.have_node = tt_system("command -v node >/dev/null 2>&1") == 0 &&
                 tt_system("[ -d '%s/node_modules/jsonwebtoken' ]", TETHER_INTEROP_JWT_DIR) == 0;
@@ -471,6 +620,9 @@ static int group_teardown(void **state) {
   if (P.dir) tt_rmrf(P.dir);
   free(P.dir);
   tether_jwt_thread_cleanup();
+#ifdef TETHER_APP_BIN
+  curl_global_cleanup();
+#endif
   return 0;
 }
 
@@ -478,7 +630,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_login_token_from_node), cmocka_unit_test(test_token_from_libtether),
       cmocka_unit_test(test_rejections_match),      cmocka_unit_test(test_pem_keys_rsa),
-      cmocka_unit_test(test_pem_keys_ec),
+      cmocka_unit_test(test_pem_keys_ec),           cmocka_unit_test(test_tether_app_tokens),
   };
   return cmocka_run_group_tests_name("interop jwt (jsonwebtoken 9)", tests, group_setup, group_teardown);
 }
