@@ -512,6 +512,38 @@ static void real_ip(tether__client *c, const tether__h1_msg *m) {
   }
 }
 
+/* Heads are assembled with plain copies: no format parsing on the hot path. */
+static void put(tether__buf *b, const void *p, size_t n) { tether__buf_append(b, p, n); }
+static void put_s(tether__buf *b, const char *s) { tether__buf_append(b, s, strlen(s)); }
+static void put_header(tether__buf *b, tether__slice name, const char *value, size_t vn) {
+  tether__buf_reserve(b, name.n + vn + 4);
+  memcpy(b->data + b->len, name.p, name.n);
+  b->len += name.n;
+  b->data[b->len++] = ':';
+  b->data[b->len++] = ' ';
+  memcpy(b->data + b->len, value, vn);
+  b->len += vn;
+  b->data[b->len++] = '\r';
+  b->data[b->len++] = '\n';
+  b->data[b->len] = '\0';
+}
+static void put_lit_header(tether__buf *b, const char *name, const char *value, size_t vn) {
+  put_header(b, (tether__slice){name, strlen(name)}, value, vn);
+}
+static void put_uint(tether__buf *b, unsigned v) {
+  char d[16];
+  size_t i = sizeof(d);
+  do d[--i] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  put(b, d + i, sizeof(d) - i);
+}
+/* A bounded, NUL-terminated copy of a slice (the access log's method and target). */
+static void copy_text(char *out, size_t cap, tether__slice s) {
+  size_t n = s.n < cap - 1 ? s.n : cap - 1;
+  memcpy(out, s.p, n);
+  out[n] = '\0';
+}
+
 /* Rewrites the request head for the server into c->replay. */
 static int claim_header_name(const tether__cf_jwt *j, tether__slice name) {
   for (int i = 0; i < j->nclaim_headers; i++)
@@ -528,7 +560,7 @@ static void add_claim_headers(tether__buf *b, const tether__cf_jwt *j, const tet
     size_t o = 0;
     for (int k = 0; k < n; k++)
       if ((unsigned char)v[k] >= 0x20 && v[k] != 0x7f) v[o++] = v[k];
-    tether__buf_appendf(b, "%s: %.*s\r\n", j->claim_headers[i].header, (int)o, v);
+    put_lit_header(b, j->claim_headers[i].header, v, o);
   }
 }
 
@@ -537,8 +569,10 @@ static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf
   tether__buf *b = &c->replay;
   int strip = u->persist.kind == TETHER__PERSIST_COOKIE && u->persist.indirect;
   b->len = 0;
-  tether__buf_appendf(b, "%.*s %.*s HTTP/1.%d\r\n", (int)m->method.n, m->method.p, (int)m->target.n, m->target.p,
-                      m->version_minor);
+  put(b, m->method.p, m->method.n);
+  put(b, " ", 1);
+  put(b, m->target.p, m->target.n);
+  put_s(b, m->version_minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
   tether__slice xff = {0};
   for (size_t i = 0; i < m->nheaders; i++) {
     const tether__h1_header *h = &m->headers[i];
@@ -551,31 +585,37 @@ static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf
     if (strip && tether__h1_token_eq(h->name, "cookie")) { /* indirect: the server never sees our cookie */
       char out[8192];
       size_t n = tether__persist_strip_cookie(ur, h->value, out, sizeof(out));
-      if (n) tether__buf_appendf(b, "Cookie: %.*s\r\n", (int)n, out);
+      if (n) put_lit_header(b, "Cookie", out, n);
       continue;
     }
-    tether__buf_appendf(b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
+    put_header(b, h->name, h->value.p, h->value.n);
   }
-  if (xff.p) tether__buf_appendf(b, "X-Forwarded-For: %.*s, %s\r\n", (int)xff.n, xff.p, c->ip);
-  else tether__buf_appendf(b, "X-Forwarded-For: %s\r\n", c->ip);
+  put_s(b, "X-Forwarded-For: ");
+  if (xff.p) {
+    put(b, xff.p, xff.n);
+    put(b, ", ", 2);
+  }
+  put_s(b, c->ip);
+  put(b, "\r\n", 2);
   if (claims) add_claim_headers(b, jwt, claims);
-  tether__buf_appendf(b, "X-Forwarded-Proto: http\r\n");
-  if (m->host.p) tether__buf_appendf(b, "X-Forwarded-Host: %.*s\r\n", (int)m->host.n, m->host.p);
+  put_s(b, "X-Forwarded-Proto: http\r\n");
+  if (m->host.p) put_lit_header(b, "X-Forwarded-Host", m->host.p, m->host.n);
   if (c->rt->cf->add_forwarded) {
     int v6 = strchr(c->peer, ':') != NULL;
     tether__buf_appendf(b, "Forwarded: for=%s%s%s;proto=http", v6 ? "\"[" : "", c->peer, v6 ? "]\"" : "");
     if (m->host.p) tether__buf_appendf(b, ";host=\"%.*s\"", (int)m->host.n, m->host.p);
-    tether__buf_appendf(b, "\r\n");
+    put(b, "\r\n", 2);
   }
   if (m->upgrade) {
     tether__slice up = tether__h1_header_get(m, "upgrade");
-    tether__buf_appendf(b, "Connection: upgrade\r\nUpgrade: %.*s\r\n", (int)up.n, up.p);
+    put_s(b, "Connection: upgrade\r\n");
+    put_lit_header(b, "Upgrade", up.p, up.n);
   } else if (u->keepalive > 0 && m->version_minor == 1) {
     /* HTTP/1.1 keep-alive is the default: nothing to add */
   } else {
-    tether__buf_appendf(b, "Connection: close\r\n");
+    put_s(b, "Connection: close\r\n");
   }
-  tether__buf_appendf(b, "\r\n");
+  put(b, "\r\n", 2);
 }
 
 static const tether__cf_location *route(const tether__config *cf, tether__slice target) {
@@ -689,8 +729,8 @@ static void start_request_once(tether__client *c) {
     respond(c, -n, NULL, 0);
     return;
   }
-  snprintf(c->method, sizeof(c->method), "%.*s", (int)(m->method.n < 15 ? m->method.n : 15), m->method.p);
-  snprintf(c->target, sizeof(c->target), "%.*s", (int)(m->target.n < 199 ? m->target.n : 199), m->target.p);
+  copy_text(c->method, sizeof(c->method), m->method);
+  copy_text(c->target, sizeof(c->target), m->target);
   c->version_minor = m->version_minor;
   c->keep_alive = m->keep_alive && !w->stopping;
   c->is_head = m->is_head;
@@ -1031,7 +1071,11 @@ static int class_of(int status) {
 
 /* Rewrites the response head into b (the caller sends it, with the first body bytes when it can). */
 static void build_head(tether__client *c, tether__h1_msg *m, tether__buf *b) {
-  tether__buf_appendf(b, "HTTP/1.1 %d %.*s\r\n", m->status, (int)m->reason.n, m->reason.p);
+  put_s(b, "HTTP/1.1 ");
+  put_uint(b, (unsigned)m->status);
+  put(b, " ", 1);
+  put(b, m->reason.p, m->reason.n);
+  put(b, "\r\n", 2);
   char *sticky = NULL;
   const tether__upstream_rt *ur = c->rt ? &c->rt->ups[c->ups] : NULL;
   if (ur && m->status >= 200 && c->srv >= 0) {
@@ -1055,31 +1099,30 @@ static void build_head(tether__client *c, tether__h1_msg *m, tether__buf *b) {
         tether__h1_token_eq(h->name, "proxy-connection"))
       continue;
     if (m->status != 101 && tether__h1_token_eq(h->name, "upgrade")) continue;
-    tether__buf_appendf(b, "%.*s: %.*s\r\n", (int)h->name.n, h->name.p, (int)h->value.n, h->value.p);
+    put_header(b, h->name, h->value.p, h->value.n);
   }
   if (sticky) {
-    tether__buf_appendf(b, "Set-Cookie: %s\r\n", sticky);
+    put_lit_header(b, "Set-Cookie", sticky, strlen(sticky));
     /* a shared cache must not hand one client's binding to everyone */
-    if (nocache) tether__buf_appendf(b, "Cache-Control: private\r\n");
+    if (nocache) put_s(b, "Cache-Control: private\r\n");
     free(sticky);
   }
   if (m->status == 101) {
-    tether__buf_appendf(b, "Connection: upgrade\r\n");
+    put_s(b, "Connection: upgrade\r\n");
   } else if (m->status >= 200) {
     if (m->framing == TETHER__H1_UNTIL_CLOSE) c->keep_alive = 0;
-    if (!c->keep_alive) tether__buf_appendf(b, "Connection: close\r\n");
-    else if (c->version_minor == 0) tether__buf_appendf(b, "Connection: keep-alive\r\n");
+    if (!c->keep_alive) put_s(b, "Connection: close\r\n");
+    else if (c->version_minor == 0) put_s(b, "Connection: keep-alive\r\n");
   }
-  tether__buf_appendf(b, "\r\n");
+  put(b, "\r\n", 2);
   c->resp_started = 1;
 }
 
 static int forward_head(tether__client *c, tether__h1_msg *m) {
-  tether__buf b = {0};
-  build_head(c, m, &b);
-  int rc = to_client(c, b.data, b.len);
-  tether__buf_free(&b);
-  return rc;
+  tether__buf *b = &c->w->scratch_out;
+  b->len = 0;
+  build_head(c, m, b);
+  return to_client(c, b->data, b->len);
 }
 
 static void start_tunnel(tether__client *c, tether__upconn *u) {

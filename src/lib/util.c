@@ -355,13 +355,17 @@ int tether__parse_iso8601(const char *s, int64_t *ms) {
   return 0;
 }
 
-void tether__buf_append(tether__buf *b, const void *p, size_t n) {
+void tether__buf_reserve(tether__buf *b, size_t n) {
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + n + 1) cap *= 2;
     b->data = tether__realloc(b->data, cap);
     b->cap = cap;
   }
+}
+
+void tether__buf_append(tether__buf *b, const void *p, size_t n) {
+  tether__buf_reserve(b, n);
   memcpy(b->data + b->len, p, n);
   b->len += n;
   b->data[b->len] = '\0';

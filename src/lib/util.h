@@ -57,6 +57,8 @@ typedef struct tether__buf {
   size_t len; /* bytes used */
   size_t cap; /* bytes allocated */
 } tether__buf;
+/* Room for n more bytes and the terminating NUL. */
+void tether__buf_reserve(tether__buf *b, size_t n);
 void tether__buf_append(tether__buf *b, const void *p, size_t n);
 void tether__buf_appendf(tether__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tether__buf_free(tether__buf *b);
