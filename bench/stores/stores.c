@@ -13,7 +13,7 @@
  *
  * Usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R]
  *                     [--in-flight 1,8]
- *                     [--api store|session|both] [--node-script PATH | --no-node]
+ *                     [--api store|session|async|both|all] [--node-script PATH | --no-node]
  * Stores: memory, sqlite, redis, memcached, postgres. Progress goes to stderr, the table to stdout. */
 #include <errno.h>
 #include <inttypes.h>
@@ -28,10 +28,12 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "procs.h"
 #include "tether/session.h"
 #include "tether/store.h"
+#include "tether/store_async.h"
 #include "util.h" /* tether__iso8601, as session.c writes cookie.expires */
 
 #define MAX_THREADS 64
@@ -42,6 +44,7 @@
 #define MAX_AGE_MS 3600000
 #define MODE_STORE 1   /* tether_store_get + JSON parse/change/serialize + tether_store_set */
 #define MODE_SESSION 2 /* tether_session_load + change + tether_session_commit */
+#define MODE_ASYNC 4   /* MODE_STORE's work through tether_astore_*: every session in flight in one thread */
 
 typedef struct config {
   double seconds;     /* per cell */
@@ -306,6 +309,139 @@ static void run_cell(const config *cfg, tether_store *st, const pid_t *srv, int 
   tether_sessions_free(sh.mgr);
 }
 
+/* ---- the asynchronous API: conc sessions in flight on one loop in this thread, as Node runs them ---- */
+
+typedef struct aclient {
+  struct acell *ac;
+  worker *w;
+  uint64_t t0;
+} aclient;
+
+typedef struct acell {
+  shared *sh;
+  tether_astore *a;
+  uv_loop_t *loop;
+  int measuring, running;
+  uint64_t start_us, end_us; /* the measured window */
+  uint64_t per_client_max;
+} acell;
+
+static void a_next(aclient *cl);
+
+static void a_saved(void *arg, int rc) {
+  aclient *cl = arg;
+  acell *ac = cl->ac;
+  uint64_t t1 = now_us();
+  if (ac->measuring) {
+    if (rc < 0) cl->w->errors++;
+    cl->w->lat[cl->w->nlat++] = (uint32_t)(t1 - cl->t0 > UINT32_MAX ? UINT32_MAX : t1 - cl->t0);
+    cl->w->ops++;
+    if (t1 > ac->end_us) ac->end_us = t1;
+  } else if (t1 >= ac->sh->deadline_us) { /* the warm-up is over: every client measures from here */
+    ac->measuring = 1;
+    ac->sh->cpu0_us = self_cpu_us();
+    ac->sh->srv0_us = procs_cpu_us(ac->sh->srv, ac->sh->nsrv);
+    ac->sh->deadline_us = t1 + (uint64_t)(ac->sh->cfg->seconds * 1e6);
+    ac->start_us = ac->end_us = t1;
+  }
+  a_next(cl);
+}
+
+static void a_got(void *arg, int rc, char *json, size_t len) {
+  aclient *cl = arg;
+  json_t *v = rc == 0 ? json_loadb(json, len, 0, NULL) : NULL;
+  free(json);
+  if (!json_is_object(v)) {
+    json_decref(v);
+    a_saved(cl, rc < 0 ? rc : TETHER_ECORRUPT);
+    return;
+  }
+  int64_t expires = tether_now_ms() + MAX_AGE_MS;
+  json_object_set_new(v, "visits", json_integer(json_integer_value(json_object_get(v, "visits")) + 1));
+  char iso[32];
+  tether__iso8601(expires, iso);
+  json_object_set_new(json_object_get(v, "cookie"), "expires", json_string(iso));
+  char *out = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(v);
+  if (tether_astore_set(cl->ac->a, cl->w->sid, out, strlen(out), expires, a_saved, cl) < 0) {
+    free(out);
+    a_saved(cl, -1);
+    return;
+  }
+  free(out);
+}
+
+static void a_next(aclient *cl) {
+  acell *ac = cl->ac;
+  uint64_t t = now_us();
+  if (ac->measuring && (t >= ac->sh->deadline_us || cl->w->ops >= ac->per_client_max)) {
+    if (--ac->running == 0) uv_stop(ac->loop);
+    return;
+  }
+  cl->t0 = t;
+  if (tether_astore_get(ac->a, cl->w->sid, a_got, cl) < 0) {
+    cl->w->errors++;
+    if (--ac->running == 0) uv_stop(ac->loop);
+  }
+}
+
+static void run_async_cell(const config *cfg, const char *url, tether_store *st, const pid_t *srv, int nsrv, int conc,
+                           cell *c) {
+  shared sh = {.cfg = cfg, .mode = MODE_STORE, .store = st, .srv = srv, .nsrv = nsrv};
+  sh.mgr = manager(st);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  acell ac = {.sh = &sh, .loop = &loop, .per_client_max = cfg->max_ops / (uint64_t)conc};
+  if (sh.mgr == NULL || tether_astore_open(&loop, url, &ac.a) < 0) {
+    snprintf(c->na, sizeof(c->na), "%s", tether_last_error());
+    tether_sessions_free(sh.mgr);
+    uv_loop_close(&loop);
+    return;
+  }
+  worker w[MAX_THREADS] = {0};
+  aclient cl[MAX_THREADS];
+  for (int i = 0; i < conc; i++) {
+    w[i].sh = &sh;
+    w[i].idx = i;
+    if (create_session(&w[i]) < 0) snprintf(c->na, sizeof(c->na), "creating a session: %s", tether_last_error());
+    w[i].lat = malloc(sizeof(uint32_t) * (ac.per_client_max + 1));
+    cl[i] = (aclient){.ac = &ac, .w = &w[i]};
+  }
+  if (!c->na[0]) {
+    sh.deadline_us = now_us() + (uint64_t)(WARMUP_S * 1e6);
+    ac.running = conc;
+    for (int i = 0; i < conc; i++) a_next(&cl[i]);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  c->cpu_us = self_cpu_us() - sh.cpu0_us;
+  double srv1 = procs_cpu_us(srv, nsrv);
+  c->srv_us = sh.srv0_us >= 0 && srv1 >= 0 ? srv1 - sh.srv0_us : -1;
+  uint64_t total = 0;
+  for (int i = 0; i < conc; i++) {
+    total += w[i].nlat;
+    c->ops += w[i].ops;
+    c->errors += w[i].errors;
+    c->value_bytes = w[i].value_bytes;
+  }
+  c->secs = (double)(ac.end_us - ac.start_us) / 1e6;
+  uint32_t *all = malloc(sizeof(uint32_t) * (total ? total : 1));
+  uint64_t k = 0;
+  for (int i = 0; i < conc; i++) {
+    memcpy(all + k, w[i].lat, sizeof(uint32_t) * w[i].nlat);
+    k += w[i].nlat;
+    free(w[i].lat);
+    free(w[i].cookie);
+  }
+  qsort(all, total, sizeof(uint32_t), cmp_u32);
+  c->p50_us = percentile(all, total, 0.50);
+  c->p99_us = percentile(all, total, 0.99);
+  free(all);
+  tether_astore_close(ac.a);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  tether_sessions_free(sh.mgr);
+}
+
 /* ---- the Node peer ---- */
 
 /* Runs connect_redis.js at conc sessions in flight and reads its one-line JSON result. */
@@ -516,7 +652,7 @@ static void print_table(const config *cfg, cell *cells, int n) {
 
 static void usage(void) {
   fprintf(stderr, "usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R] "
-                  "[--in-flight N,M] [--api store|session|both] [--node-script PATH | --no-node]\n");
+                  "[--in-flight N,M] [--api store|session|async|both|all] [--node-script PATH | --no-node]\n");
   exit(2);
 }
 
@@ -525,7 +661,7 @@ int main(int argc, char **argv) {
                 .max_ops = 2000000,
                 .value_size = 512,
                 .stores = "memory,sqlite,redis,memcached,postgres",
-                .modes = MODE_STORE | MODE_SESSION,
+                .modes = MODE_STORE | MODE_SESSION | MODE_ASYNC,
                 .levels = {1, 8},
                 .rounds = 3,
                 .nlevels = 2};
@@ -558,7 +694,9 @@ int main(int argc, char **argv) {
       const char *m = argv[++i];
       cfg.modes = !strcmp(m, "store")     ? MODE_STORE
                   : !strcmp(m, "session") ? MODE_SESSION
+                  : !strcmp(m, "async")   ? MODE_ASYNC
                   : !strcmp(m, "both")    ? MODE_STORE | MODE_SESSION
+                  : !strcmp(m, "all")     ? MODE_STORE | MODE_SESSION | MODE_ASYNC
                                           : 0;
       if (cfg.modes == 0) usage();
     } else
@@ -589,23 +727,29 @@ int main(int argc, char **argv) {
     pid_t srv[3];
     int nsrv = server_pids(names[s], &sv, srv);
     for (int l = 0; l < cfg.nlevels; l++) {
-      cell sides[3][MAX_ROUNDS];
+      cell sides[4][MAX_ROUNDS];
       memset(sides, 0, sizeof(sides));
       int nsides = 0;
       for (int r = 0; r < rounds; r++) {
         nsides = 0;
-        for (int mode = MODE_STORE; mode <= MODE_SESSION; mode <<= 1) {
+        for (int mode = MODE_STORE; mode <= MODE_ASYNC; mode <<= 1) {
           if (!(cfg.modes & mode)) continue;
+          if (mode == MODE_ASYNC && strcmp(names[s], "redis") != 0) continue; /* the others use threads anyway */
           cell *c = &sides[nsides++][r];
           snprintf(c->store, sizeof(c->store), "%s", names[s]);
-          c->api = mode == MODE_STORE ? "store get+set" : "session load+commit";
+          c->api = mode == MODE_STORE     ? "store get+set"
+                   : mode == MODE_SESSION ? "session load+commit"
+                                          : "async store get+set";
           c->conc = cfg.levels[l];
           if (st == NULL) {
             snprintf(c->na, sizeof(c->na), "%s", na);
             continue;
           }
           fprintf(stderr, "bench: %s, %s, %d in flight (round %d/%d)...\n", names[s], c->api, c->conc, r + 1, rounds);
-          run_cell(&cfg, st, srv, nsrv, mode, c->conc, c);
+          if (mode == MODE_ASYNC)
+            run_async_cell(&cfg, url, st, srv, nsrv, c->conc, c);
+          else
+            run_cell(&cfg, st, srv, nsrv, mode, c->conc, c);
         }
         if (peer) {
           cell *p = &sides[nsides++][r];

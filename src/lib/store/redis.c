@@ -690,6 +690,15 @@ static int open_common(tether_store *st, const char *text, int sentinel) {
   return 0;
 }
 
+int tether__redis_conf_get(const tether_store *st, tether__redis_conf *out) {
+  if (st->ops != &tether__store_redis) return -1;
+  const rstore *r = st->impl;
+  *out = (tether__redis_conf){.host = r->host, .port = r->port, .user = r->user, .password = r->password,
+                              .db = r->db, .prefix = r->prefix, .timeout_ms = r->timeout_ms,
+                              .connect_timeout_ms = r->connect_timeout_ms};
+  return 0;
+}
+
 static int redis_open(tether_store *st, const char *url) { return open_common(st, url, 0); }
 static int sentinel_open(tether_store *st, const char *url) { return open_common(st, url, 1); }
 

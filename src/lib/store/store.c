@@ -61,7 +61,7 @@ void tether_store_close(tether_store *st) {
   free(st);
 }
 
-static void observe(tether_store *st, tether_store_op op, uint64_t start_us, int rc) {
+void tether__store_observe(tether_store *st, tether_store_op op, uint64_t start_us, int rc) {
   uint64_t us = tether__mono_us() - start_us;
   size_t b = 0;
   while (b < TETHER_LATENCY_BUCKETS && us > tether_latency_bounds_us[b]) b++;
@@ -79,7 +79,7 @@ static void observe(tether_store *st, tether_store_op op, uint64_t start_us, int
   }
 }
 
-static int check_sid(const char *sid) {
+int tether__store_check_sid(const char *sid) {
   if (sid == NULL || !tether__sid_valid(sid))
     return tether__fail(TETHER_EINVAL, "invalid session id (1-128 base64url characters expected)");
   return 0;
@@ -88,43 +88,43 @@ static int check_sid(const char *sid) {
 int tether_store_get(tether_store *st, const char *sid, char **json, size_t *len) {
   *json = NULL;
   if (len) *len = 0;
-  int rc = check_sid(sid);
+  int rc = tether__store_check_sid(sid);
   if (rc < 0) return rc;
   size_t n = 0;
   uint64_t t0 = tether__mono_us();
   rc = st->ops->get(st, sid, json, &n);
-  observe(st, TETHER_OP_GET, t0, rc);
+  tether__store_observe(st, TETHER_OP_GET, t0, rc);
   if (len) *len = n;
   return rc;
 }
 
 int tether_store_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
-  int rc = check_sid(sid);
+  int rc = tether__store_check_sid(sid);
   if (rc < 0) return rc;
   uint64_t t0 = tether__mono_us();
   rc = st->ops->set(st, sid, json, len, expires_ms);
-  observe(st, TETHER_OP_SET, t0, rc);
+  tether__store_observe(st, TETHER_OP_SET, t0, rc);
   if (rc == 0) tether__count(st, TETHER__C_SAVED);
   return rc;
 }
 
 int tether_store_touch(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
-  int rc = check_sid(sid);
+  int rc = tether__store_check_sid(sid);
   if (rc < 0) return rc;
   uint64_t t0 = tether__mono_us();
   rc = st->ops->touch ? st->ops->touch(st, sid, json, len, expires_ms)
                       : st->ops->set(st, sid, json, len, expires_ms);
-  observe(st, TETHER_OP_TOUCH, t0, rc);
+  tether__store_observe(st, TETHER_OP_TOUCH, t0, rc);
   if (rc == 0) tether__count(st, TETHER__C_TOUCHED);
   return rc;
 }
 
 int tether_store_destroy(tether_store *st, const char *sid) {
-  int rc = check_sid(sid);
+  int rc = tether__store_check_sid(sid);
   if (rc < 0) return rc;
   uint64_t t0 = tether__mono_us();
   rc = st->ops->destroy(st, sid);
-  observe(st, TETHER_OP_DESTROY, t0, rc);
+  tether__store_observe(st, TETHER_OP_DESTROY, t0, rc);
   if (rc == 0) tether__count(st, TETHER__C_DESTROYED);
   return rc;
 }

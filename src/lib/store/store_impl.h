@@ -62,6 +62,24 @@ static inline void tether__count(tether_store *st, tether__counter c) {
   atomic_fetch_add_explicit(&st->counters[c], 1, memory_order_relaxed);
 }
 
+/* store.c: what every call records (latency, errors with a rate-limited warning) and the id check. */
+void tether__store_observe(tether_store *st, tether_store_op op, uint64_t start_us, int rc);
+int tether__store_check_sid(const char *sid);
+
+/* redis:// (not sentinel): where and how the store connects, for the asynchronous client (async.c).
+ * Returns -1 for any other store. The strings belong to the store. */
+typedef struct tether__redis_conf {
+  const char *host;
+  int port;
+  const char *user;     /* NULL: AUTH with the password alone */
+  const char *password; /* NULL: no AUTH */
+  int db;
+  const char *prefix;
+  int timeout_ms;
+  int connect_timeout_ms;
+} tether__redis_conf;
+int tether__redis_conf_get(const tether_store *st, tether__redis_conf *out);
+
 /* connect-redis's TTL rule: seconds until expires_ms rounded up, or 86400 when there is no expiry.
  * A result <= 0 means the session has expired and must be deleted, not written. */
 int64_t tether__ttl_seconds(int64_t expires_ms, int64_t now_ms);
