@@ -23,9 +23,9 @@
 extern "C" {
 #endif
 
-#define TETHER_SID_BYTES 24    /* 192 bits from the OS CSPRNG */
-#define TETHER_SID_LEN 32      /* base64url of 24 bytes, no padding */
-#define TETHER_SIG_LEN 43      /* base64 of HMAC-SHA256, '=' stripped */
+#define TETHER_SID_BYTES 24 /* 192 bits from the OS CSPRNG */
+#define TETHER_SID_LEN 32   /* base64url of 24 bytes, no padding */
+#define TETHER_SIG_LEN 43   /* base64 of HMAC-SHA256, '=' stripped */
 #define TETHER_MAX_SECRETS 16
 
 typedef enum tether_same_site {
@@ -37,13 +37,13 @@ typedef enum tether_same_site {
 
 /* express-session's cookie options. */
 typedef struct tether_cookie_options {
-  int64_t max_age_ms;    /* < 0: no maxAge, a browser-session cookie (express: maxAge null) */
-  int64_t expires_ms;    /* absolute expiry used when max_age_ms < 0; 0: none */
-  int http_only;         /* default 1 */
-  int secure;            /* default 0 */
+  int64_t max_age_ms; /* < 0: no maxAge, a browser-session cookie (express: maxAge null) */
+  int64_t expires_ms; /* absolute expiry used when max_age_ms < 0; 0: none */
+  int http_only;      /* default 1 */
+  int secure;         /* default 0 */
   tether_same_site same_site;
-  const char *domain;    /* NULL: none */
-  const char *path;      /* default "/" */
+  const char *domain; /* NULL: none */
+  const char *path;   /* default "/" */
 } tether_cookie_options;
 
 typedef struct tether_session_options {
@@ -54,7 +54,7 @@ typedef struct tether_session_options {
   int save_uninitialized; /* save new sessions that were not modified (default 0) */
   int rolling;            /* send Set-Cookie on every response (default 0) */
   tether_cookie_options cookie;
-  tether_store *store;    /* borrowed; must outlive the tether_sessions */
+  tether_store *store; /* borrowed; must outlive the tether_sessions */
 } tether_session_options;
 
 typedef struct tether_sessions tether_sessions; /* a configured session manager (thread-safe) */
@@ -72,8 +72,7 @@ TETHER_EXTERN tether_store *tether_sessions_store(const tether_sessions *session
 /* Loads the session named by the request's Cookie header (may be NULL). A missing, unsigned, badly
  * signed or malformed cookie, or a session the store does not have, gives a new session; 0 then.
  * A store failure returns its error code with *out = NULL. */
-TETHER_EXTERN int tether_session_load(tether_sessions *sessions, const char *cookie_header,
-                                      tether_session **out);
+TETHER_EXTERN int tether_session_load(tether_sessions *sessions, const char *cookie_header, tether_session **out);
 
 TETHER_EXTERN const char *tether_session_id(const tether_session *s);
 TETHER_EXTERN int tether_session_is_new(const tether_session *s); /* no valid session came in */
@@ -98,6 +97,24 @@ TETHER_EXTERN int tether_session_save(tether_session *s);
 TETHER_EXTERN int tether_session_commit(tether_session *s, char **set_cookie);
 TETHER_EXTERN void tether_session_free(tether_session *s);
 
+/* ---- the same on an event loop (tether/store_async.h), for servers that never block ----
+ * a must be a handle over the sessions' store (tether_astore_wrap(loop, tether_sessions_store(m), &a)).
+ * Each call returns 0 and calls back exactly once on the loop's thread (possibly before it returns, when
+ * the store has nothing to do), or returns a negative code and never calls back. The session stays
+ * owned by the caller; do not free it while a call on it is pending. */
+struct tether_astore;
+typedef void (*tether_session_cb)(void *arg, int rc, tether_session *s);
+typedef void (*tether_session_commit_cb)(void *arg, int rc, char *set_cookie); /* free(set_cookie) */
+typedef void (*tether_session_done_cb)(void *arg, int rc);
+TETHER_EXTERN int tether_session_load_async(tether_sessions *sessions, struct tether_astore *a,
+                                            const char *cookie_header, tether_session_cb cb, void *arg);
+TETHER_EXTERN int tether_session_commit_async(tether_session *s, struct tether_astore *a, tether_session_commit_cb cb,
+                                              void *arg);
+TETHER_EXTERN int tether_session_regenerate_async(tether_session *s, struct tether_astore *a, tether_session_done_cb cb,
+                                                  void *arg);
+TETHER_EXTERN int tether_session_destroy_async(tether_session *s, struct tether_astore *a, tether_session_done_cb cb,
+                                               void *arg);
+
 /* The JSON express-session stores: {"cookie":{...},<data members>} (malloc'd). */
 TETHER_EXTERN char *tether_session_serialize(const tether_session *s);
 
@@ -113,8 +130,8 @@ TETHER_EXTERN int tether_cookie_sign(const char *value, const char *secret, char
 
 /* Verifies "value.sig" against each secret in constant time; on success writes value into out and
  * returns its length; TETHER_EINVAL when no secret verifies it. */
-TETHER_EXTERN int tether_cookie_unsign(const char *signed_value, const char *const *secrets, size_t n,
-                                       char *out, size_t cap);
+TETHER_EXTERN int tether_cookie_unsign(const char *signed_value, const char *const *secrets, size_t n, char *out,
+                                       size_t cap);
 
 /* Writes a fresh session id: 24 bytes from the OS CSPRNG as 32 base64url characters + NUL. */
 TETHER_EXTERN int tether_session_id_generate(char out[TETHER_SID_LEN + 1]);

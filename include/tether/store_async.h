@@ -39,6 +39,9 @@ typedef void (*tether_astore_get_cb)(void *arg, int rc, char *json, size_t len);
 typedef void (*tether_astore_cb)(void *arg, int rc);
 
 TETHER_EXTERN int tether_astore_open(struct uv_loop_s *loop, const char *url, tether_astore **out);
+/* A handle over a store opened with tether_store_open (not closed with the handle): several loops (one per
+ * thread) can each have their own handle, and connection, over one store and its metrics. */
+TETHER_EXTERN int tether_astore_wrap(struct uv_loop_s *loop, tether_store *store, tether_astore **out);
 /* redis://: fails what is still pending, before it returns; other stores: calls already on the thread
  * pool finish and call back. The handle is released once the loop has closed its handles and those calls
  * are done: keep running the loop. */
@@ -50,6 +53,8 @@ TETHER_EXTERN int tether_astore_set(tether_astore *a, const char *sid, const cha
 TETHER_EXTERN int tether_astore_touch(tether_astore *a, const char *sid, const char *json, size_t len,
                                       int64_t expires_ms, tether_astore_cb cb, void *arg);
 TETHER_EXTERN int tether_astore_destroy(tether_astore *a, const char *sid, tether_astore_cb cb, void *arg);
+/* A round trip to the store (health checks). */
+TETHER_EXTERN int tether_astore_ping(tether_astore *a, tether_astore_cb cb, void *arg);
 
 /* The store behind the handle: its kind, URL and metrics (tether_store_metrics). */
 TETHER_EXTERN tether_store *tether_astore_store(tether_astore *a);

@@ -6,6 +6,7 @@
 
 #include "store/store_impl.h"
 #include "tether/session.h"
+#include "tether/store_async.h"
 #include "util.h"
 
 #define SID_CAP 129
@@ -166,7 +167,8 @@ static int inflate(tether_session *s, const char *json, size_t len) {
   if (json_is_number(v) && json_number_value(v) >= (double)-MAX_AGE_LIMIT &&
       json_number_value(v) <= (double)MAX_AGE_LIMIT)
     cs.original_max_age = (int64_t)json_number_value(v);
-  else if (v && !json_is_null(v)) goto corrupt;
+  else if (v && !json_is_null(v))
+    goto corrupt;
   v = json_object_get(c, "expires");
   if (json_is_string(v)) {
     if (tether__parse_iso8601(json_string_value(v), &cs.expires_ms) < 0) goto corrupt;
@@ -178,7 +180,8 @@ static int inflate(tether_session *s, const char *json, size_t len) {
   v = json_object_get(c, "secure");
   if (v) cs.secure = json_is_true(v);
   v = json_object_get(c, "sameSite");
-  if (json_is_true(v)) cs.same_site = TETHER_SAME_SITE_STRICT;
+  if (json_is_true(v))
+    cs.same_site = TETHER_SAME_SITE_STRICT;
   else if (json_is_string(v)) {
     const char *ss = json_string_value(v);
     cs.same_site = !strcasecmp(ss, "strict") ? TETHER_SAME_SITE_STRICT
@@ -221,7 +224,8 @@ static int read_cookie(tether_session *s, const char *header, char **client_json
   if (tether_store_client_side(m->store)) {
     char *sid = NULL;
     if (tether__jwt_cookie_decode(raw, (const char *const *)m->secret, m->nsecret, &sid, client_json) == 0) {
-      if (tether__sid_valid(sid)) snprintf(s->cookie_id, SID_CAP, "%s", sid);
+      if (tether__sid_valid(sid))
+        snprintf(s->cookie_id, SID_CAP, "%s", sid);
       else {
         free(*client_json);
         *client_json = NULL;
@@ -242,28 +246,37 @@ done:
   return 0;
 }
 
-int tether_session_load(tether_sessions *m, const char *header, tether_session **out) {
-  *out = NULL;
+/* Loading in two halves around the store's get, shared by the blocking and the asynchronous calls.
+ * load_begin reads the cookie; *fetch says the store must be asked for s->cookie_id. */
+static tether_session *load_begin(tether_sessions *m, const char *header, char **json, size_t *len, int *fetch) {
   tether_session *s = tether__calloc(1, sizeof(*s));
   s->mgr = m;
-  char *json = NULL;
-  size_t len = 0;
-  int rc = 0;
-  read_cookie(s, header, &json);
+  *json = NULL;
+  *len = 0;
+  *fetch = 0;
+  read_cookie(s, header, json);
+  if (s->cookie_id[0] != '\0' && !tether_store_client_side(m->store)) *fetch = 1;
+  return s;
+}
+
+/* rc and json are the store's answer (or the client-side token's content). Returns 0 with the session
+ * ready, or a store error (s freed). Takes json. */
+static int load_finish(tether_session *s, int rc, char *json, size_t len) {
+  tether_sessions *m = s->mgr;
   if (s->cookie_id[0] != '\0') {
-    if (!tether_store_client_side(m->store)) {
-      rc = tether_store_get(m->store, s->cookie_id, &json, &len);
-      /* data that is not a session (ECORRUPT) is a lost session, as inflate() decides below */
-      if (rc < 0 && rc != TETHER_ENOTFOUND && rc != TETHER_ECORRUPT) goto fail;
-    } else {
+    if (tether_store_client_side(m->store)) {
       len = json ? strlen(json) : 0;
       rc = json ? 0 : TETHER_ENOTFOUND;
+    } else if (rc < 0 && rc != TETHER_ENOTFOUND && rc != TETHER_ECORRUPT) {
+      /* data that is not a session (ECORRUPT) is a lost session, as inflate() decides below */
+      free(json);
+      tether_session_free(s);
+      return rc;
     }
     if (rc == 0) {
       rc = inflate(s, json, len);
       if (rc == TETHER_ECORRUPT) {
-        tether__log(TETHER_LOG_WARN, "session %.6s...: %s; starting a new session", s->cookie_id,
-                    tether_last_error());
+        tether__log(TETHER_LOG_WARN, "session %.6s...: %s; starting a new session", s->cookie_id, tether_last_error());
         tether__count(m->store, TETHER__C_MISSING);
         tether__count(m->store, TETHER__C_ERRORS);
       }
@@ -282,11 +295,18 @@ int tether_session_load(tether_sessions *m, const char *header, tether_session *
   memcpy(s->original_id, s->id, SID_CAP);
   s->original_hash = hash_data(s->data);
   if (!s->is_new && !m->resave) s->saved_hash = tether__strdup(s->original_hash);
-  *out = s;
   return 0;
-fail:
-  free(json);
-  tether_session_free(s);
+}
+
+int tether_session_load(tether_sessions *m, const char *header, tether_session **out) {
+  *out = NULL;
+  char *json;
+  size_t len;
+  int fetch, rc = 0;
+  tether_session *s = load_begin(m, header, &json, &len, &fetch);
+  if (fetch) rc = tether_store_get(m->store, s->cookie_id, &json, &len);
+  rc = load_finish(s, rc, json, len);
+  if (rc == 0) *out = s;
   return rc;
 }
 
@@ -321,8 +341,10 @@ static void json_str(tether__buf *b, const char *v) {
 static char *serialize_with(const tether_session *s, const char *hash) {
   tether__buf b = {0};
   APPEND_LIT(&b, "{\"cookie\":{\"originalMaxAge\":");
-  if (s->cookie.original_max_age >= 0) tether__buf_appendf(&b, "%lld", (long long)s->cookie.original_max_age);
-  else tether__buf_append(&b, "null", 4);
+  if (s->cookie.original_max_age >= 0)
+    tether__buf_appendf(&b, "%lld", (long long)s->cookie.original_max_age);
+  else
+    tether__buf_append(&b, "null", 4);
   if (s->cookie.expires_ms) {
     char iso[32];
     tether__iso8601(s->cookie.expires_ms, iso);
@@ -409,8 +431,10 @@ int tether_session_regenerate(tether_session *s) {
 int tether_session_destroy(tether_session *s) {
   tether_store *st = s->mgr->store;
   int rc = 0;
-  if (!tether_store_client_side(st)) rc = tether_store_destroy(st, s->id);
-  else tether__count(st, TETHER__C_DESTROYED);
+  if (!tether_store_client_side(st))
+    rc = tether_store_destroy(st, s->id);
+  else
+    tether__count(st, TETHER__C_DESTROYED);
   if (rc == 0) s->destroyed = 1;
   return rc;
 }
@@ -425,8 +449,7 @@ static int is_saved(const tether_session *s, const char *hash) {
 
 static int should_save(const tether_session *s, const char *hash) {
   const tether_sessions *m = s->mgr;
-  if (!m->save_uninitialized && s->saved_hash == NULL && strcmp(s->cookie_id, s->id) != 0)
-    return is_modified(s, hash);
+  if (!m->save_uninitialized && s->saved_hash == NULL && strcmp(s->cookie_id, s->id) != 0) return is_modified(s, hash);
   return !is_saved(s, hash);
 }
 
@@ -455,10 +478,14 @@ static char *set_cookie_value(tether_session *s, int *err) {
     tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
     tether__buf_appendf(&b, "s%%3A");
     for (const char *p = signed_val; *p; p++) {
-      if (*p == '+') tether__buf_appendf(&b, "%%2B");
-      else if (*p == '/') tether__buf_appendf(&b, "%%2F");
-      else if (*p == '=') tether__buf_appendf(&b, "%%3D");
-      else tether__buf_append(&b, p, 1);
+      if (*p == '+')
+        tether__buf_appendf(&b, "%%2B");
+      else if (*p == '/')
+        tether__buf_appendf(&b, "%%2F");
+      else if (*p == '=')
+        tether__buf_appendf(&b, "%%3D");
+      else
+        tether__buf_append(&b, p, 1);
     }
   }
   if (s->cookie.domain) tether__buf_appendf(&b, "; Domain=%s", s->cookie.domain);
@@ -486,42 +513,201 @@ static char *clear_cookie_value(tether_session *s) {
   return b.data;
 }
 
-int tether_session_commit(tether_session *s, char **set_cookie) {
-  *set_cookie = NULL;
+/* Committing in two halves around the store's write, shared by the blocking and the asynchronous calls.
+ * commit_begin applies express-session's rules and says what to write: COMMIT_NONE, COMMIT_SET or
+ * COMMIT_TOUCH with the JSON in *json (malloc'd). */
+enum { COMMIT_NONE, COMMIT_SET, COMMIT_TOUCH, COMMIT_DONE };
+
+typedef struct commit_plan {
+  int op;
+  char *json, *hash; /* the value to write; the data's dump (saved_hash after a successful save) */
+  int send_cookie;
+} commit_plan;
+
+static void commit_begin(tether_session *s, commit_plan *p) {
   tether_store *st = s->mgr->store;
+  memset(p, 0, sizeof(*p));
   if (s->destroyed) {
-    if (tether_store_client_side(st) && s->cookie_id[0] != '\0') *set_cookie = clear_cookie_value(s);
-    return 0;
+    p->op = COMMIT_DONE;
+    return;
   }
-  char *hash = hash_data(s->data);
-  int rc = 0;
-  int send_cookie = should_set_cookie(s, hash);
+  p->hash = hash_data(s->data);
+  p->send_cookie = should_set_cookie(s, p->hash);
   touch_cookie(s);
-  if (should_save(s, hash)) {
-    rc = save_with(s, hash);
-    hash = NULL; /* saved_hash now, or freed */
-    if (tether_store_client_side(st)) send_cookie = 1;
+  if (should_save(s, p->hash)) {
+    if (tether_store_client_side(st)) {
+      tether__count(st, TETHER__C_SAVED); /* the Set-Cookie carries it */
+      free(s->saved_hash);
+      s->saved_hash = p->hash;
+      p->hash = NULL;
+      p->send_cookie = 1;
+    } else {
+      p->op = COMMIT_SET;
+      p->json = serialize_with(s, p->hash);
+    }
   } else if (strcmp(s->cookie_id, s->id) == 0) {
     if (tether_store_client_side(st)) {
       /* the token carries the expiry: refreshing it means sending a new one */
       if (s->cookie.expires_ms != 0) {
-        send_cookie = 1;
+        p->send_cookie = 1;
         tether__count(st, TETHER__C_TOUCHED);
       }
     } else {
-      char *json = serialize_with(s, hash);
-      rc = tether_store_touch(st, s->id, json, strlen(json), s->cookie.expires_ms);
-      free(json);
+      p->op = COMMIT_TOUCH;
+      p->json = serialize_with(s, p->hash);
     }
   }
-  free(hash);
+}
+
+/* rc is the store write's result. Returns 0 with *set_cookie (or NULL), or the error. */
+static int commit_finish(tether_session *s, commit_plan *p, int rc, char **set_cookie) {
+  *set_cookie = NULL;
+  free(p->json);
+  p->json = NULL;
+  if (p->op == COMMIT_DONE) {
+    if (tether_store_client_side(s->mgr->store) && s->cookie_id[0] != '\0') *set_cookie = clear_cookie_value(s);
+    return 0;
+  }
+  if (p->op == COMMIT_SET && rc == 0) {
+    free(s->saved_hash);
+    s->saved_hash = p->hash;
+    p->hash = NULL;
+  }
+  free(p->hash);
+  p->hash = NULL;
   if (rc < 0) return rc;
-  if (send_cookie) {
+  if (p->send_cookie) {
     int err = 0;
     *set_cookie = set_cookie_value(s, &err);
     if (*set_cookie == NULL) return err;
   }
   return 0;
+}
+
+int tether_session_commit(tether_session *s, char **set_cookie) {
+  commit_plan p;
+  commit_begin(s, &p);
+  tether_store *st = s->mgr->store;
+  int rc = 0;
+  if (p.op == COMMIT_SET)
+    rc = tether_store_set(st, s->id, p.json, strlen(p.json), s->cookie.expires_ms);
+  else if (p.op == COMMIT_TOUCH)
+    rc = tether_store_touch(st, s->id, p.json, strlen(p.json), s->cookie.expires_ms);
+  return commit_finish(s, &p, rc, set_cookie);
+}
+
+/* ---- on an event loop (tether/store_async.h) ---- */
+
+typedef struct async_op {
+  tether_session *s;
+  tether_sessions *m;
+  tether_session_cb load_cb;
+  tether_session_commit_cb commit_cb;
+  tether_session_done_cb done_cb;
+  void *arg;
+  commit_plan plan;
+  int kind; /* 0 regenerate, 1 destroy */
+} async_op;
+
+static void load_got(void *arg, int rc, char *json, size_t len) {
+  async_op *op = arg;
+  tether_session *s = op->s;
+  rc = load_finish(s, rc, json, len);
+  op->load_cb(op->arg, rc, rc == 0 ? s : NULL);
+  free(op);
+}
+
+int tether_session_load_async(tether_sessions *m, tether_astore *a, const char *header, tether_session_cb cb,
+                              void *arg) {
+  char *json;
+  size_t len;
+  int fetch;
+  tether_session *s = load_begin(m, header, &json, &len, &fetch);
+  async_op *op = tether__calloc(1, sizeof(*op));
+  op->s = s;
+  op->load_cb = cb;
+  op->arg = arg;
+  if (!fetch) { /* nothing to ask the store: answer now, still through the callback */
+    load_got(op, 0, json, len);
+    return 0;
+  }
+  int rc = tether_astore_get(a, s->cookie_id, load_got, op);
+  if (rc < 0) {
+    free(op);
+    tether_session_free(s);
+  }
+  return rc;
+}
+
+static void commit_wrote(void *arg, int rc) {
+  async_op *op = arg;
+  char *set_cookie = NULL;
+  rc = commit_finish(op->s, &op->plan, rc, &set_cookie);
+  op->commit_cb(op->arg, rc, set_cookie);
+  free(op);
+}
+
+int tether_session_commit_async(tether_session *s, tether_astore *a, tether_session_commit_cb cb, void *arg) {
+  async_op *op = tether__calloc(1, sizeof(*op));
+  op->s = s;
+  op->commit_cb = cb;
+  op->arg = arg;
+  commit_begin(s, &op->plan);
+  int rc = 0;
+  if (op->plan.op == COMMIT_SET)
+    rc = tether_astore_set(a, s->id, op->plan.json, strlen(op->plan.json), s->cookie.expires_ms, commit_wrote, op);
+  else if (op->plan.op == COMMIT_TOUCH)
+    rc = tether_astore_touch(a, s->id, op->plan.json, strlen(op->plan.json), s->cookie.expires_ms, commit_wrote, op);
+  else
+    commit_wrote(op, 0);
+  if (rc < 0) {
+    char *ignored = NULL;
+    commit_finish(s, &op->plan, rc, &ignored);
+    free(ignored);
+    free(op);
+  }
+  return rc;
+}
+
+static void destroyed(void *arg, int rc) {
+  async_op *op = arg;
+  tether_session *s = op->s;
+  if (rc == 0) {
+    if (op->kind == 0) {
+      generate(s);
+      s->destroyed = 0;
+    } else {
+      s->destroyed = 1;
+    }
+  }
+  op->done_cb(op->arg, rc);
+  free(op);
+}
+
+static int destroy_async(tether_session *s, tether_astore *a, int kind, tether_session_done_cb cb, void *arg) {
+  tether_store *st = s->mgr->store;
+  async_op *op = tether__calloc(1, sizeof(*op));
+  op->s = s;
+  op->done_cb = cb;
+  op->arg = arg;
+  op->kind = kind;
+  int skip = tether_store_client_side(st) || (kind == 0 && s->is_new);
+  if (skip) {
+    if (kind == 1 && tether_store_client_side(st)) tether__count(st, TETHER__C_DESTROYED);
+    destroyed(op, 0);
+    return 0;
+  }
+  int rc = tether_astore_destroy(a, s->id, destroyed, op);
+  if (rc < 0) free(op);
+  return rc;
+}
+
+int tether_session_regenerate_async(tether_session *s, tether_astore *a, tether_session_done_cb cb, void *arg) {
+  return destroy_async(s, a, 0, cb, arg);
+}
+
+int tether_session_destroy_async(tether_session *s, tether_astore *a, tether_session_done_cb cb, void *arg) {
+  return destroy_async(s, a, 1, cb, arg);
 }
 
 void tether_session_free(tether_session *s) {

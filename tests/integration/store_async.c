@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <uv.h>
 
 #include "procs.h"
@@ -371,6 +372,140 @@ static void test_thread_pool_store(void **state) {
   free(dir);
 }
 
+/* The session API on the loop: what the blocking calls do, with the same rules and the same wire data. */
+typedef struct sres {
+  int done, rc;
+  tether_session *s;
+  char *set_cookie;
+} sres;
+
+static void s_loaded(void *arg, int rc, tether_session *s) {
+  sres *r = arg;
+  r->done = 1;
+  r->rc = rc;
+  r->s = s;
+}
+
+static void s_committed(void *arg, int rc, char *set_cookie) {
+  sres *r = arg;
+  r->done = 1;
+  r->rc = rc;
+  r->set_cookie = set_cookie;
+}
+
+static void s_done(void *arg, int rc) {
+  sres *r = arg;
+  r->done = 1;
+  r->rc = rc;
+}
+
+static void wait_s(sres *r) {
+  uint64_t end = uv_hrtime() + 5000000000ull;
+  while (!r->done && uv_hrtime() < end) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    tt_sleep_ms(1);
+  }
+  assert_true(r->done);
+}
+
+static void test_sessions_on_the_loop(void **state) {
+  (void)state;
+  tether_store *st = NULL;
+  assert_int_equal(tether_store_open(srv.url, &st), 0);
+  tether_session_options o;
+  tether_session_options_init(&o);
+  o.secret[0] = "loop-secret";
+  o.secret_count = 1;
+  o.cookie.max_age_ms = 60000;
+  o.store = st;
+  tether_sessions *m = NULL;
+  assert_int_equal(tether_sessions_new(&o, &m), 0);
+  tether_astore *a = NULL;
+  assert_int_equal(tether_astore_wrap(&loop, st, &a), 0);
+  assert_true(tether_astore_native(a));
+
+  /* a new session: nothing to fetch, modified, saved, a cookie */
+  sres r = {0};
+  assert_int_equal(tether_session_load_async(m, a, NULL, s_loaded, &r), 0);
+  wait_s(&r);
+  assert_int_equal(r.rc, 0);
+  tether_session *s = r.s;
+  assert_true(tether_session_is_new(s));
+  json_object_set_new(tether_session_data(s), "visits", json_integer(1));
+  sres c = {0};
+  assert_int_equal(tether_session_commit_async(s, a, s_committed, &c), 0);
+  wait_s(&c);
+  assert_int_equal(c.rc, 0);
+  assert_non_null(c.set_cookie);
+  char cookie[512];
+  snprintf(cookie, sizeof(cookie), "%.*s", (int)strcspn(c.set_cookie, ";"), c.set_cookie);
+  free(c.set_cookie);
+  char sid[TETHER_SID_LEN + 1];
+  snprintf(sid, sizeof(sid), "%s", tether_session_id(s));
+  tether_session_free(s);
+
+  /* read back by the blocking API; then loaded on the loop, unmodified: touched (EXPIRE), no cookie */
+  tether_session *b = NULL;
+  assert_int_equal(tether_session_load(m, cookie, &b), 0);
+  assert_false(tether_session_is_new(b));
+  assert_int_equal(json_integer_value(json_object_get(tether_session_data(b), "visits")), 1);
+  tether_session_free(b);
+  memset(&r, 0, sizeof(r));
+  assert_int_equal(tether_session_load_async(m, a, cookie, s_loaded, &r), 0);
+  wait_s(&r);
+  assert_int_equal(r.rc, 0);
+  assert_false(tether_session_is_new(r.s));
+  memset(&c, 0, sizeof(c));
+  assert_int_equal(tether_session_commit_async(r.s, a, s_committed, &c), 0);
+  wait_s(&c);
+  assert_int_equal(c.rc, 0);
+  assert_null(c.set_cookie);
+  tether_metrics mt;
+  tether_store_metrics(st, &mt);
+  assert_int_equal(mt.touched, 1);
+
+  /* regenerate: the old id is gone from the store, a new one is saved with a new cookie */
+  sres g = {0};
+  assert_int_equal(tether_session_regenerate_async(r.s, a, s_done, &g), 0);
+  wait_s(&g);
+  assert_int_equal(g.rc, 0);
+  assert_string_not_equal(tether_session_id(r.s), sid);
+  json_object_set_new(tether_session_data(r.s), "user", json_string("alice"));
+  memset(&c, 0, sizeof(c));
+  assert_int_equal(tether_session_commit_async(r.s, a, s_committed, &c), 0);
+  wait_s(&c);
+  assert_non_null(c.set_cookie);
+  free(c.set_cookie);
+  char *json = NULL;
+  size_t len = 0;
+  assert_int_equal(tether_store_get(st, sid, &json, &len), TETHER_ENOTFOUND);
+  snprintf(sid, sizeof(sid), "%s", tether_session_id(r.s));
+  assert_int_equal(tether_store_get(st, sid, &json, &len), 0);
+  assert_non_null(strstr(json, "\"user\":\"alice\""));
+  free(json);
+  /* destroy: gone, and commit writes nothing */
+  memset(&g, 0, sizeof(g));
+  assert_int_equal(tether_session_destroy_async(r.s, a, s_done, &g), 0);
+  wait_s(&g);
+  assert_int_equal(g.rc, 0);
+  memset(&c, 0, sizeof(c));
+  assert_int_equal(tether_session_commit_async(r.s, a, s_committed, &c), 0);
+  wait_s(&c);
+  assert_null(c.set_cookie);
+  assert_int_equal(tether_store_get(st, sid, &json, &len), TETHER_ENOTFOUND);
+  tether_session_free(r.s);
+
+  /* a round trip for health checks */
+  sres p = {0};
+  assert_int_equal(tether_astore_ping(a, s_done, &p), 0);
+  wait_s(&p);
+  assert_int_equal(p.rc, 0);
+  tether_astore_close(a);
+  drain_loop();
+  tether_sessions_free(m);
+  tether_store_close(st);
+}
+
 static int setup(void **state) {
   (void)state;
   signal(SIGPIPE, SIG_IGN);
@@ -395,6 +530,7 @@ int main(void) {
       cmocka_unit_test(test_hung_server_times_out),
       cmocka_unit_test(test_close_with_pending),
       cmocka_unit_test(test_thread_pool_store),
+      cmocka_unit_test(test_sessions_on_the_loop),
   };
   return cmocka_run_group_tests_name("store_async", tests, setup, teardown);
 }

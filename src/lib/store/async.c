@@ -26,7 +26,7 @@
 #define BACKOFF_MAX_MS 2000
 #define READ_BUF 65536
 
-enum { CMD_GET, CMD_SET, CMD_TOUCH, CMD_DESTROY, CMD_SETUP };
+enum { CMD_GET, CMD_SET, CMD_TOUCH, CMD_DESTROY, CMD_PING, CMD_SETUP };
 enum { C_IDLE, C_RESOLVING, C_CONNECTING, C_READY, C_CLOSING };
 
 typedef struct acmd {
@@ -57,10 +57,10 @@ typedef struct awork { /* thread-pool call */
 struct tether_astore {
   uv_loop_t *loop;
   tether_store *st;
-  int native, closing;
-  int open_handles; /* native: handles not yet closed */
-  int works;        /* thread-pool calls not yet completed */
-  int gai_pending;  /* a name resolution whose callback has not run */
+  int native, closing, owned; /* owned: opened from a URL, closed with the handle */
+  int open_handles;           /* native: handles not yet closed */
+  int works;                  /* thread-pool calls not yet completed */
+  int gai_pending;            /* a name resolution whose callback has not run */
   tether__redis_conf rc;
   /* the connection */
   int state;
@@ -105,12 +105,12 @@ static void complete(tether_astore *a, acmd *c, int rc, const redisReply *rep) {
                           c->sid, rep->type);
       }
     } else if (rep->type == REDIS_REPLY_ERROR) {
-      static const char *const names[] = {"GET", "SET", "EXPIRE", "DEL"};
+      static const char *const names[] = {"GET", "SET", "EXPIRE", "DEL", "PING"};
       rc = tether__fail(TETHER_ESTORE, "redis: %s %s%s...: %.*s", names[c->kind], a->rc.prefix, c->sid, (int)rep->len,
                         rep->str);
     }
   }
-  tether__store_observe(a->st, c->op, c->start_us, rc);
+  if (c->kind != CMD_PING) tether__store_observe(a->st, c->op, c->start_us, rc);
   if (rc == 0) {
     if (c->kind == CMD_SET)
       tether__count(a->st, TETHER__C_SAVED);
@@ -132,7 +132,7 @@ static void maybe_free(tether_astore *a) {
   if (a->reader) redisReaderFree(a->reader);
   tether__buf_free(&a->out);
   free(a->rbuf);
-  tether_store_close(a->st);
+  if (a->owned) tether_store_close(a->st);
   free(a);
 }
 
@@ -462,6 +462,9 @@ static void work_run(uv_work_t *req) {
   case CMD_TOUCH:
     w->rc = tether_store_touch(w->a->st, w->sid, w->json, w->len, w->expires_ms);
     break;
+  case CMD_PING:
+    w->rc = tether_store_ping(w->a->st);
+    break;
   default:
     w->rc = tether_store_destroy(w->a->st, w->sid);
     break;
@@ -525,6 +528,17 @@ int tether_astore_open(uv_loop_t *loop, const char *url, tether_astore **out) {
   tether_store *st;
   int rc = tether_store_open(url, &st);
   if (rc < 0) return rc;
+  rc = tether_astore_wrap(loop, st, out);
+  if (rc == 0)
+    (*out)->owned = 1;
+  else
+    tether_store_close(st);
+  return rc;
+}
+
+int tether_astore_wrap(uv_loop_t *loop, tether_store *st, tether_astore **out) {
+  *out = NULL;
+  if (loop == NULL || st == NULL) return tether__fail(TETHER_EINVAL, "no loop or no store");
   tether_astore *a = tether__calloc(1, sizeof(*a));
   a->loop = loop;
   a->st = st;
@@ -620,6 +634,13 @@ int tether_astore_destroy(tether_astore *a, const char *sid, tether_astore_cb cb
   if (rc < 0) return rc;
   if (!a->native) return work_queue(a, CMD_DESTROY, sid, NULL, 0, 0, NULL, cb, arg);
   return del(a, CMD_DESTROY, TETHER_OP_DESTROY, sid, cb, arg);
+}
+
+int tether_astore_ping(tether_astore *a, tether_astore_cb cb, void *arg) {
+  if (a == NULL || a->closing) return tether__fail(TETHER_EINVAL, "store closed");
+  if (!a->native) return work_queue(a, CMD_PING, "ping", NULL, 0, 0, NULL, cb, arg);
+  const char *argv[] = {"PING"};
+  return issue(a, CMD_PING, TETHER_OP_GET, "ping", 1, argv, NULL, NULL, cb, arg);
 }
 
 tether_store *tether_astore_store(tether_astore *a) { return a->st; }
