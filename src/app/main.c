@@ -2,27 +2,36 @@
  * store (libtether), so any instance can serve any request and a dead instance loses nothing. It is what
  * the demo, the tests and the lab run behind the balancer. With a JWT secret it also answers the seed's
  * token flow (login() and authenticate): POST /login in token mode signs an HS256 token, GET /api/me
- * verifies a bearer token; neither touches the session store. */
+ * verifies a bearer token; neither touches the session store.
+ *
+ * Threads: --threads workers (default: one per core), each a libuv loop running a libmicrohttpd daemon on
+ * its epoll set (all accepting from one listening socket) and its own asynchronous handle on the session
+ * store (tether/store_async.h). A request that needs the store is suspended while its session is loaded
+ * and committed, and the loop serves the other connections meanwhile; with Redis, the commands of every
+ * request in flight on a thread leave in one write per loop turn. */
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "tether/jwt.h"
 #include "tether/session.h"
 #include "tether/store.h"
+#include "tether/store_async.h"
 
 #define MAX_BODY 65536
 #define TOKEN_TTL_S 3600 /* the seed's expiresIn: '1h' */
@@ -41,37 +50,64 @@ typedef struct app {
   _Atomic uint64_t requests[R_COUNT][6]; /* route x status class */
 } app;
 
+/* One worker thread: its loop, its daemon on the shared listening socket, its store handle. */
+typedef struct worker {
+  pthread_t thread;
+  uv_loop_t loop;
+  uv_poll_t poll;   /* the daemon's epoll set */
+  uv_timer_t timer; /* the daemon's next timeout */
+  uv_async_t stop;  /* the main thread asks it to finish */
+  uv_timer_t drain; /* while stopping: waits for the requests in flight */
+  uv_idle_t kick;   /* a resumed connection: run the daemon before the loop sleeps again */
+  int64_t drain_until_ms;
+  struct MHD_Daemon *d;
+  tether_astore *astore;
+  int in_flight; /* this worker's requests between their head and their completion */
+} worker;
+
 typedef struct request {
   char *body;
   size_t len;
   int too_large;
+  /* a request waiting for the store: what it will answer */
+  worker *w;
+  struct MHD_Connection *conn;
+  const char *ctype;
+  int route, form, started, ready, suspended, in_handler;
+  tether_session *s;
+  int status, err;
+  json_t *answer;
+  char *html, *set_cookie;
+  const char *location;
+  char detail[512]; /* the store's message when err < 0 */
 } request;
 
 static app the_app;
 static volatile sig_atomic_t stop_signal;
-static _Atomic int in_flight; /* requests between their head and their completion */
+static _Atomic int stopping; /* answers say Connection: close */
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: tether-app [options]\n"
-          "  --listen ADDR:PORT   where to listen (default 127.0.0.1:9001)\n"
-          "  --name NAME          this instance's name, shown in every answer (default app)\n"
-          "  --sessions URL       session store (default sqlite:./var/sessions.db); any libtether store URL:\n"
-          "                       memory:, sqlite:PATH, redis://, redis-sentinel://, memcached://, postgres://,\n"
-          "                       dual:LOCAL+SHARED, jwt:\n"
-          "  --secret S           cookie signing secret (repeatable: the first signs, all verify; env:NAME reads\n"
-          "                       the environment); default: $TETHER_SECRET\n"
-          "  --jwt-secret S       HS256 secret for API tokens (env:NAME reads the environment); default:\n"
-          "                       $JWT_SECRET. POST /login?token=1 (or \"token\":true, token=1 in the body)\n"
-          "                       answers {\"token\":JWT} valid 1 h, with no session; GET /api/me verifies\n"
-          "                       Authorization: Bearer JWT. Without it both answer 501\n"
-          "  --cookie-secure      mark the session cookie Secure\n"
-          "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
-          "  --threads N          worker threads (default 16)\n"
-          "  --help\n");
+  fprintf(out, "usage: tether-app [options]\n"
+               "  --listen ADDR:PORT   where to listen (default 127.0.0.1:9001)\n"
+               "  --name NAME          this instance's name, shown in every answer (default app)\n"
+               "  --sessions URL       session store (default sqlite:./var/sessions.db); any libtether store URL:\n"
+               "                       memory:, sqlite:PATH, redis://, redis-sentinel://, memcached://, postgres://,\n"
+               "                       dual:LOCAL+SHARED, jwt:\n"
+               "  --secret S           cookie signing secret (repeatable: the first signs, all verify; env:NAME reads\n"
+               "                       the environment); default: $TETHER_SECRET\n"
+               "  --jwt-secret S       HS256 secret for API tokens (env:NAME reads the environment); default:\n"
+               "                       $JWT_SECRET. POST /login?token=1 (or \"token\":true, token=1 in the body)\n"
+               "                       answers {\"token\":JWT} valid 1 h, with no session; GET /api/me verifies\n"
+               "                       Authorization: Bearer JWT. Without it both answer 501\n"
+               "  --cookie-secure      mark the session cookie Secure\n"
+               "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
+               "  --threads N          worker threads, each an event loop (default: one per core)\n"
+               "  --help\n");
 }
 
-static int class_of(int status) { return status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4; }
+static int class_of(int status) {
+  return status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4;
+}
 
 /* One extra response header (name, value), or none. */
 typedef struct header {
@@ -87,7 +123,7 @@ static enum MHD_Result send_text_h(struct MHD_Connection *conn, int route, int s
   if (set_cookie) MHD_add_response_header(r, "Set-Cookie", set_cookie);
   if (location) MHD_add_response_header(r, "Location", location);
   if (extra.name) MHD_add_response_header(r, extra.name, extra.value);
-  if (stop_signal) MHD_add_response_header(r, "Connection", "close"); /* stopping: no keep-alive */
+  if (atomic_load_explicit(&stopping, memory_order_relaxed)) MHD_add_response_header(r, "Connection", "close");
   enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, r);
   MHD_destroy_response(r);
   atomic_fetch_add_explicit(&the_app.requests[route][class_of(status)], 1, memory_order_relaxed);
@@ -112,13 +148,14 @@ static enum MHD_Result send_json_h(struct MHD_Connection *conn, int route, int s
   return rc;
 }
 
-static enum MHD_Result send_json(struct MHD_Connection *conn, int route, int status, json_t *j, const char *set_cookie) {
+static enum MHD_Result send_json(struct MHD_Connection *conn, int route, int status, json_t *j,
+                                 const char *set_cookie) {
   return send_json_h(conn, route, status, j, set_cookie, (header){NULL, NULL});
 }
 
-static enum MHD_Result store_error(struct MHD_Connection *conn, int route, int code) {
-  json_t *j = json_pack("{s:s,s:s,s:s}", "error", "session store unavailable", "code", tether_strerror(code),
-                        "detail", tether_last_error());
+static enum MHD_Result store_error(struct MHD_Connection *conn, int route, int code, const char *detail) {
+  json_t *j =
+      json_pack("{s:s,s:s,s:s}", "error", "session store unavailable", "code", tether_strerror(code), "detail", detail);
   return send_json(conn, route, 503, j, NULL);
 }
 
@@ -149,12 +186,23 @@ static json_t *whoami(tether_session *s) {
 static void html_escape(FILE *f, const char *s) {
   for (; *s; s++) {
     switch (*s) {
-    case '<': fputs("&lt;", f); break;
-    case '>': fputs("&gt;", f); break;
-    case '&': fputs("&amp;", f); break;
-    case '"': fputs("&quot;", f); break;
-    case '\'': fputs("&#39;", f); break;
-    default: fputc(*s, f);
+    case '<':
+      fputs("&lt;", f);
+      break;
+    case '>':
+      fputs("&gt;", f);
+      break;
+    case '&':
+      fputs("&amp;", f);
+      break;
+    case '"':
+      fputs("&quot;", f);
+      break;
+    case '\'':
+      fputs("&#39;", f);
+      break;
+    default:
+      fputc(*s, f);
     }
   }
 }
@@ -193,10 +241,11 @@ static char *index_page(tether_session *s) {
   } else {
     fputs("empty", f);
   }
-  fprintf(f, "</span></p>\n<form method=\"post\" action=\"/cart\"><input name=\"item\" value=\"book\"> "
-             "<button id=\"add\">Add to cart</button></form>\n"
-             "<p>Session id: <code id=\"sid\">%.8s&hellip;</code> in the <code>%s</code> store. Stop this app and "
-             "reload: another one answers, with the same visits and cart.</p>\n</body></html>\n",
+  fprintf(f,
+          "</span></p>\n<form method=\"post\" action=\"/cart\"><input name=\"item\" value=\"book\"> "
+          "<button id=\"add\">Add to cart</button></form>\n"
+          "<p>Session id: <code id=\"sid\">%.8s&hellip;</code> in the <code>%s</code> store. Stop this app and "
+          "reload: another one answers, with the same visits and cart.</p>\n</body></html>\n",
           tether_session_id(s), tether_store_kind(the_app.store));
   fclose(f);
   return out;
@@ -210,10 +259,15 @@ static char *body_field(const request *rq, const char *ctype, const char *key) {
     json_t *j = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &e);
     json_t *v = json_object_get(j, key);
     char *out = NULL;
-    if (json_is_string(v)) out = strdup(json_string_value(v));
-    else if (json_is_number(v)) {
+    if (json_is_string(v))
+      out = strdup(json_string_value(v));
+    else if (json_is_integer(v)) {
       char num[64];
-      snprintf(num, sizeof(num), "%g", json_number_value(v));
+      snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+      out = strdup(num);
+    } else if (json_is_real(v)) {
+      char num[64];
+      snprintf(num, sizeof(num), "%.17g", json_real_value(v));
       out = strdup(num);
     }
     json_decref(j);
@@ -229,12 +283,14 @@ static char *body_field(const request *rq, const char *ctype, const char *key) {
       char *out = malloc((size_t)(e - v) + 1);
       size_t o = 0;
       for (const char *q = v; q < e; q++) {
-        if (*q == '+') out[o++] = ' ';
+        if (*q == '+')
+          out[o++] = ' ';
         else if (*q == '%' && q + 2 < e && isxdigit((unsigned char)q[1]) && isxdigit((unsigned char)q[2])) {
           char hex[3] = {q[1], q[2], 0};
           out[o++] = (char)strtol(hex, NULL, 16);
           q += 2;
-        } else out[o++] = *q;
+        } else
+          out[o++] = *q;
       }
       out[o] = '\0';
       return out;
@@ -346,27 +402,236 @@ static enum MHD_Result api_me(struct MHD_Connection *conn) {
   return send_json(conn, R_API_ME, 200, answer, NULL);
 }
 
+/* ---- requests that wait for the store: load, apply the route, commit; then the answer ---- */
+
+static void run_daemon(worker *w);
+
+static void on_kick(uv_idle_t *h) {
+  uv_idle_stop(h);
+  run_daemon(h->data);
+}
+
+static void job_fail(request *rq, int rc) {
+  rq->err = rc;
+  snprintf(rq->detail, sizeof(rq->detail), "%s", tether_last_error());
+}
+
+/* The answer is ready: hand the connection back to the daemon (or answer at once, still in the handler). */
+static void job_done(request *rq) {
+  if (rq->s) {
+    tether_session_free(rq->s);
+    rq->s = NULL;
+  }
+  rq->ready = 1;
+  if (rq->suspended && !rq->in_handler) {
+    rq->suspended = 0;
+    MHD_resume_connection(rq->conn);
+    if (!uv_is_active((uv_handle_t *)&rq->w->kick)) uv_idle_start(&rq->w->kick, on_kick);
+  }
+}
+
+static enum MHD_Result job_answer(request *rq) {
+  struct MHD_Connection *conn = rq->conn;
+  enum MHD_Result res;
+  if (rq->err < 0) {
+    json_decref(rq->answer);
+    res = store_error(conn, rq->route, rq->err, rq->detail);
+  } else if (rq->html) {
+    res = send_text(conn, rq->route, rq->status, "text/html; charset=utf-8", rq->html, rq->set_cookie, rq->location);
+  } else {
+    res = send_json(conn, rq->route, rq->status, rq->answer, rq->set_cookie);
+  }
+  rq->answer = NULL;
+  free(rq->html);
+  free(rq->set_cookie);
+  rq->html = rq->set_cookie = NULL;
+  return res;
+}
+
+static void on_committed(void *arg, int rc, char *set_cookie) {
+  request *rq = arg;
+  rq->set_cookie = set_cookie;
+  if (rc < 0) job_fail(rq, rc);
+  job_done(rq);
+}
+
+static void commit(request *rq) {
+  int rc = tether_session_commit_async(rq->s, rq->w->astore, on_committed, rq);
+  if (rc < 0) {
+    job_fail(rq, rc);
+    job_done(rq);
+  }
+}
+
+static void after_login(void *arg, int rc) {
+  request *rq = arg;
+  if (rc < 0) {
+    json_decref(rq->answer); /* the data kept across the new id */
+    rq->answer = NULL;
+    job_fail(rq, rc);
+    job_done(rq);
+    return;
+  }
+  json_t *data = tether_session_data(rq->s);
+  json_object_update(data, rq->answer); /* the visits and the cart, with the user */
+  json_decref(rq->answer);
+  rq->answer = NULL;
+  if (rq->form) {
+    rq->status = 303;
+    rq->location = "/";
+    rq->html = strdup("logged in\n");
+  } else {
+    rq->answer = whoami(rq->s);
+  }
+  commit(rq);
+}
+
+static void after_logout(void *arg, int rc) {
+  request *rq = arg;
+  if (rc < 0) {
+    job_fail(rq, rc);
+    job_done(rq);
+    return;
+  }
+  if (rq->form) {
+    rq->status = 303;
+    rq->location = "/";
+    rq->html = strdup("logged out\n");
+  } else {
+    rq->answer = json_pack("{s:b,s:s}", "ok", 1, "server", the_app.name);
+  }
+  commit(rq);
+}
+
+static void on_loaded(void *arg, int rc, tether_session *s) {
+  request *rq = arg;
+  if (rc < 0) {
+    job_fail(rq, rc);
+    job_done(rq);
+    return;
+  }
+  rq->s = s;
+  json_t *data = tether_session_data(s);
+  rq->status = 200;
+  switch (rq->route) {
+  case R_INDEX:
+    visits_inc(data);
+    rq->html = index_page(s);
+    break;
+  case R_WHOAMI:
+    visits_inc(data);
+    rq->answer = whoami(s);
+    break;
+  case R_LOGIN: {
+    char *user = body_field(rq, rq->ctype, "user");
+    json_t *name = user && valid_text(user, 64) ? json_string(user) : NULL; /* NULL: not UTF-8 either */
+    free(user);
+    if (name == NULL) {
+      rq->status = 400;
+      rq->answer = json_pack("{s:s}", "error", "a user name (1-64 characters of UTF-8) is required");
+      break;
+    }
+    /* a new id at login (session fixation), keeping the visits and the cart */
+    rq->answer = json_deep_copy(data);
+    json_object_set_new(rq->answer, "user", name);
+    rc = tether_session_regenerate_async(s, rq->w->astore, after_login, rq);
+    if (rc < 0) after_login(rq, rc);
+    return;
+  }
+  case R_LOGOUT:
+    rc = tether_session_destroy_async(s, rq->w->astore, after_logout, rq);
+    if (rc < 0) after_logout(rq, rc);
+    return;
+  case R_CART: {
+    char *item = body_field(rq, rq->ctype, "item");
+    json_t *it = item && valid_text(item, 100) ? json_string(item) : NULL;
+    free(item);
+    if (it == NULL) {
+      rq->status = 400;
+      rq->answer = json_pack("{s:s}", "error", "an item (1-100 characters of UTF-8) is required");
+      break;
+    }
+    json_t *cart = cart_of(data);
+    if (json_array_size(cart) >= 100) {
+      json_decref(it);
+      rq->status = 400;
+      rq->answer = json_pack("{s:s}", "error", "the cart is full (100 items)");
+      break;
+    }
+    json_array_append_new(cart, it);
+    if (rq->form) {
+      rq->status = 303;
+      rq->location = "/";
+      rq->html = strdup("added\n");
+    } else {
+      rq->answer = whoami(s);
+    }
+    break;
+  }
+  }
+  commit(rq);
+}
+
+static void on_pinged(void *arg, int rc) {
+  request *rq = arg;
+  if (rc < 0) {
+    rq->status = 503;
+    rq->answer =
+        json_pack("{s:s,s:s,s:s}", "status", "unavailable", "server", the_app.name, "reason", tether_last_error());
+  } else {
+    rq->status = 200;
+    rq->answer =
+        json_pack("{s:s,s:s,s:s}", "status", "ok", "server", the_app.name, "store", tether_store_kind(the_app.store));
+  }
+  job_done(rq);
+}
+
+/* Starts the store work of a request; answers at once when it completed without waiting, else suspends
+ * the connection until job_done resumes it. */
+static enum MHD_Result start_job(request *rq, struct MHD_Connection *conn, int route, int form, const char *cookie) {
+  rq->conn = conn;
+  rq->route = route;
+  rq->form = form;
+  rq->started = 1;
+  rq->in_handler = 1;
+  int rc = route == R_HEALTH ? tether_astore_ping(rq->w->astore, on_pinged, rq)
+                             : tether_session_load_async(the_app.sessions, rq->w->astore, cookie, on_loaded, rq);
+  rq->in_handler = 0;
+  if (rc < 0) {
+    if (route == R_HEALTH)
+      on_pinged(rq, rc);
+    else {
+      job_fail(rq, rc);
+      job_done(rq);
+    }
+  }
+  if (rq->ready) return job_answer(rq);
+  rq->suspended = 1;
+  MHD_suspend_connection(conn);
+  return MHD_YES;
+}
+
 static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, const char *method, request *rq) {
   int route = R_OTHER;
-  if (strcmp(url, "/") == 0) route = R_INDEX;
-  else if (strcmp(url, "/whoami") == 0) route = R_WHOAMI;
-  else if (strcmp(url, "/login") == 0) route = R_LOGIN;
-  else if (strcmp(url, "/logout") == 0) route = R_LOGOUT;
-  else if (strcmp(url, "/cart") == 0) route = R_CART;
-  else if (strcmp(url, "/health") == 0) route = R_HEALTH;
-  else if (strcmp(url, "/metrics") == 0) route = R_METRICS;
-  else if (strcmp(url, "/api/me") == 0) route = R_API_ME;
+  if (strcmp(url, "/") == 0)
+    route = R_INDEX;
+  else if (strcmp(url, "/whoami") == 0)
+    route = R_WHOAMI;
+  else if (strcmp(url, "/login") == 0)
+    route = R_LOGIN;
+  else if (strcmp(url, "/logout") == 0)
+    route = R_LOGOUT;
+  else if (strcmp(url, "/cart") == 0)
+    route = R_CART;
+  else if (strcmp(url, "/health") == 0)
+    route = R_HEALTH;
+  else if (strcmp(url, "/metrics") == 0)
+    route = R_METRICS;
+  else if (strcmp(url, "/api/me") == 0)
+    route = R_API_ME;
   int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0, is_post = strcmp(method, "POST") == 0;
 
-  if (route == R_HEALTH) {
-    int rc = tether_store_ping(the_app.store);
-    if (rc < 0)
-      return send_json(conn, route, 503,
-                       json_pack("{s:s,s:s,s:s}", "status", "unavailable", "server", the_app.name, "reason", tether_last_error()),
-                       NULL);
-    return send_json(conn, route, 200, json_pack("{s:s,s:s,s:s}", "status", "ok", "server", the_app.name, "store",
-                                                 tether_store_kind(the_app.store)), NULL);
-  }
+  if (route == R_HEALTH) return start_job(rq, conn, route, 0, NULL);
   if (route == R_METRICS) {
     char *out = NULL;
     size_t n = 0;
@@ -400,120 +665,24 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
   const char *ctype = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
   if (route == R_LOGIN && wants_token(conn, rq, ctype)) return token_login(conn, rq, ctype);
   int form = ctype == NULL || strncmp(ctype, "application/json", 16) != 0;
-  tether_session *s = NULL;
-  int rc = tether_session_load(the_app.sessions, cookie, &s);
-  if (rc < 0) return store_error(conn, route, rc);
-  json_t *data = tether_session_data(s);
-  int status = 200;
-  json_t *answer = NULL;
-  char *html = NULL;
-  const char *location = NULL;
-  switch (route) {
-  case R_INDEX:
-    visits_inc(data);
-    html = index_page(s);
-    break;
-  case R_WHOAMI:
-    visits_inc(data);
-    answer = whoami(s);
-    break;
-  case R_LOGIN: {
-    char *user = body_field(rq, ctype, "user");
-    if (user == NULL || !valid_text(user, 64)) {
-      status = 400;
-      answer = json_pack("{s:s}", "error", "a user name (1-64 characters) is required");
-      free(user);
-      break;
-    }
-    /* a new id at login (session fixation), keeping the visits and the cart */
-    json_t *keep = json_deep_copy(data);
-    rc = tether_session_regenerate(s);
-    if (rc < 0) {
-      json_decref(keep);
-      free(user);
-      break;
-    }
-    data = tether_session_data(s);
-    json_object_update(data, keep);
-    json_decref(keep);
-    json_object_set_new(data, "user", json_string(user));
-    free(user);
-    if (form) {
-      status = 303;
-      location = "/";
-      html = strdup("logged in\n");
-    } else {
-      answer = whoami(s);
-    }
-    break;
-  }
-  case R_LOGOUT:
-    rc = tether_session_destroy(s);
-    if (rc == 0) {
-      if (form) {
-        status = 303;
-        location = "/";
-        html = strdup("logged out\n");
-      } else {
-        answer = json_pack("{s:b,s:s}", "ok", 1, "server", the_app.name);
-      }
-    }
-    break;
-  case R_CART: {
-    char *item = body_field(rq, ctype, "item");
-    if (item == NULL || !valid_text(item, 100)) {
-      status = 400;
-      answer = json_pack("{s:s}", "error", "an item (1-100 characters) is required");
-      free(item);
-      break;
-    }
-    json_t *cart = cart_of(data);
-    if (json_array_size(cart) >= 100) {
-      status = 400;
-      answer = json_pack("{s:s}", "error", "the cart is full (100 items)");
-      free(item);
-      break;
-    }
-    json_array_append_new(cart, json_string(item));
-    free(item);
-    if (form) {
-      status = 303;
-      location = "/";
-      html = strdup("added\n");
-    } else {
-      answer = whoami(s);
-    }
-    break;
-  }
-  }
-  char *set_cookie = NULL;
-  if (rc == 0) rc = tether_session_commit(s, &set_cookie);
-  tether_session_free(s);
-  if (rc < 0) {
-    json_decref(answer);
-    free(html);
-    free(set_cookie);
-    return store_error(conn, route, rc);
-  }
-  enum MHD_Result res;
-  if (html) res = send_text(conn, route, status, "text/html; charset=utf-8", html, set_cookie, location);
-  else res = send_json(conn, route, status, answer, set_cookie);
-  free(html);
-  free(set_cookie);
-  return res;
+  rq->ctype = ctype;
+  return start_job(rq, conn, route, form, cookie);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
-  (void)cls;
   (void)version;
+  worker *w = cls;
   request *rq = *con_cls;
   if (rq == NULL) {
     rq = calloc(1, sizeof(*rq));
+    rq->w = w;
     *con_cls = rq;
-    atomic_fetch_add(&in_flight, 1);
+    w->in_flight++;
     return MHD_YES;
   }
+  if (rq->ready) return job_answer(rq); /* resumed: the store work is done */
+  if (rq->started) return MHD_YES;      /* still waiting (a spurious call) */
   if (*upload_size) {
     if (rq->len + *upload_size > MAX_BODY) {
       rq->too_large = 1;
@@ -530,16 +699,103 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode t) {
-  (void)cls;
   (void)conn;
   (void)t;
+  worker *w = cls;
   request *rq = *con_cls;
   if (rq) {
+    tether_session_free(rq->s);
+    json_decref(rq->answer);
+    free(rq->html);
+    free(rq->set_cookie);
     free(rq->body);
     free(rq);
-    atomic_fetch_sub(&in_flight, 1);
+    w->in_flight--;
   }
   *con_cls = NULL;
+}
+
+/* ---- the worker threads ---- */
+
+static MHD_socket listener = MHD_INVALID_SOCKET;
+
+static void arm_daemon_timer(worker *w);
+
+static void run_daemon(worker *w) {
+  MHD_run(w->d);
+  arm_daemon_timer(w);
+}
+
+static void on_daemon_timer(uv_timer_t *t) { run_daemon(t->data); }
+
+static void arm_daemon_timer(worker *w) {
+  MHD_UNSIGNED_LONG_LONG ms;
+  if (MHD_get_timeout(w->d, &ms) == MHD_YES)
+    uv_timer_start(&w->timer, on_daemon_timer, ms, 0);
+  else
+    uv_timer_stop(&w->timer);
+}
+
+static void on_daemon_events(uv_poll_t *p, int status, int events) {
+  (void)status;
+  (void)events;
+  run_daemon(p->data);
+}
+
+static void worker_close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Stopping: no new connections (quiesced daemon, listening socket shut down), requests in flight finish
+ * (up to 10 s), then the daemon stops and the loop ends. */
+static void on_drain(uv_timer_t *t) {
+  worker *w = t->data;
+  run_daemon(w);
+  if (w->in_flight > 0 && tether_now_ms() < w->drain_until_ms) return;
+  uv_timer_stop(t);
+  MHD_stop_daemon(w->d);
+  w->d = NULL;
+  tether_astore_close(w->astore);
+  uv_walk(&w->loop, worker_close_walk, NULL);
+}
+
+static void on_stop(uv_async_t *a) {
+  worker *w = a->data;
+  MHD_socket l = MHD_quiesce_daemon(w->d);
+  /* refuse new connections at once (Linux: a listening socket shut down stops listening), so that a
+   * balancer retries them elsewhere; the socket is closed after every daemon has stopped */
+  if (l != MHD_INVALID_SOCKET) shutdown(l, SHUT_RDWR);
+  w->drain_until_ms = tether_now_ms() + 10000;
+  uv_timer_start(&w->drain, on_drain, 0, 10);
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&w->loop);
+  return NULL;
+}
+
+static int worker_start(worker *w) {
+  uv_loop_init(&w->loop);
+  if (tether_astore_wrap(&w->loop, the_app.store, &w->astore) < 0) return -1;
+  w->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
+                          MHD_OPTION_LISTEN_SOCKET, listener, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)75, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                          (size_t)16384, MHD_OPTION_END);
+  if (w->d == NULL) return -1;
+  const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
+  if (info == NULL) return -1;
+  uv_poll_init(&w->loop, &w->poll, info->epoll_fd);
+  uv_timer_init(&w->loop, &w->timer);
+  uv_timer_init(&w->loop, &w->drain);
+  uv_async_init(&w->loop, &w->stop, on_stop);
+  uv_idle_init(&w->loop, &w->kick);
+  w->poll.data = w->timer.data = w->drain.data = w->stop.data = w->kick.data = w;
+  uv_poll_start(&w->poll, UV_READABLE, on_daemon_events);
+  arm_daemon_timer(w);
+  return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
 }
 
 static const char *resolve_secret(const char *arg) {
@@ -568,23 +824,34 @@ static int tokens_setup(const char *secret) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"listen", required_argument, NULL, 'l'},    {"name", required_argument, NULL, 'n'},
-      {"sessions", required_argument, NULL, 's'},  {"secret", required_argument, NULL, 'k'},
-      {"jwt-secret", required_argument, NULL, 'j'}, {"cookie-secure", no_argument, NULL, 'S'},
-      {"max-age", required_argument, NULL, 'm'},   {"threads", required_argument, NULL, 't'},
-      {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0}};
+  static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
+                                       {"name", required_argument, NULL, 'n'},
+                                       {"sessions", required_argument, NULL, 's'},
+                                       {"secret", required_argument, NULL, 'k'},
+                                       {"jwt-secret", required_argument, NULL, 'j'},
+                                       {"cookie-secure", no_argument, NULL, 'S'},
+                                       {"max-age", required_argument, NULL, 'm'},
+                                       {"threads", required_argument, NULL, 't'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
   const char *listen_at = "127.0.0.1:9001", *url = "sqlite:./var/sessions.db";
   tether_session_options so;
   tether_session_options_init(&so);
   so.cookie.max_age_ms = 3600 * 1000;
-  int threads = 16, ch; /* blocking store calls: enough threads keep the store's pipeline full */
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int threads = ncpu > 0 && ncpu < 64 ? (int)ncpu : 2, ch;
   the_app.name = "app";
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (ch) {
-    case 'l': listen_at = optarg; break;
-    case 'n': the_app.name = optarg; break;
-    case 's': url = optarg; break;
+    case 'l':
+      listen_at = optarg;
+      break;
+    case 'n':
+      the_app.name = optarg;
+      break;
+    case 's':
+      url = optarg;
+      break;
     case 'k':
       if (so.secret_count == TETHER_MAX_SECRETS) {
         fprintf(stderr, "tether-app: at most %d secrets\n", TETHER_MAX_SECRETS);
@@ -592,8 +859,12 @@ int main(int argc, char **argv) {
       }
       so.secret[so.secret_count++] = resolve_secret(optarg);
       break;
-    case 'j': setenv("JWT_SECRET", resolve_secret(optarg), 1); break;
-    case 'S': so.cookie.secure = 1; break;
+    case 'j':
+      setenv("JWT_SECRET", resolve_secret(optarg), 1);
+      break;
+    case 'S':
+      so.cookie.secure = 1;
+      break;
     case 'm': {
       char *end;
       long v = strtol(optarg, &end, 10);
@@ -614,8 +885,12 @@ int main(int argc, char **argv) {
       threads = (int)v;
       break;
     }
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
     }
   }
   if (optind < argc) {
@@ -658,35 +933,32 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-app: %s\n", tether_last_error());
     return 2;
   }
-  struct MHD_Daemon *d = MHD_start_daemon(
-      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, (uint16_t)port, NULL, NULL, on_request, NULL,
-      MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)threads,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)75,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
-  if (d == NULL) {
+  signal(SIGPIPE, SIG_IGN);
+  listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (listener < 0 || bind(listener, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(listener, 1024) < 0) {
     fprintf(stderr, "tether-app: cannot listen on %s: %s\n", listen_at, strerror(errno));
     return 1;
   }
-  signal(SIGPIPE, SIG_IGN);
+  worker *workers = calloc((size_t)threads, sizeof(*workers));
+  for (int i = 0; i < threads; i++) {
+    if (worker_start(&workers[i]) < 0) {
+      fprintf(stderr, "tether-app: cannot start worker %d: %s\n", i, errno ? strerror(errno) : tether_last_error());
+      return 1;
+    }
+  }
   struct sigaction act = {.sa_handler = on_signal};
   sigaction(SIGTERM, &act, NULL);
   sigaction(SIGINT, &act, NULL);
-  fprintf(stderr, "tether-app %s: listening on %s, sessions in %s, API tokens %s\n", the_app.name, listen_at,
-          tether_store_url(the_app.store), the_app.signer ? "on (HS256)" : "off (no JWT secret)");
+  fprintf(stderr, "tether-app %s: listening on %s, %d threads, sessions in %s, API tokens %s\n", the_app.name,
+          listen_at, threads, tether_store_url(the_app.store), the_app.signer ? "on (HS256)" : "off (no JWT secret)");
   while (!stop_signal) pause();
-  /* stop accepting, let in-flight requests finish (up to 10 s), then close the idle keep-alive
-   * connections with the daemon */
-  MHD_socket listener = MHD_quiesce_daemon(d); /* needs MHD_USE_ITC with a thread pool */
-  /* and refuse new connections at once (Linux: a listening socket shut down stops listening), so that a
-   * balancer retries them elsewhere instead of waiting in a backlog nobody accepts from; the fd itself
-   * may only be closed after MHD_stop_daemon */
-  if (listener != MHD_INVALID_SOCKET) shutdown(listener, SHUT_RDWR);
-  for (int i = 0; i < 1000 && atomic_load(&in_flight) > 0; i++) {
-    struct timespec ts = {0, 10 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  MHD_stop_daemon(d);
-  if (listener != MHD_INVALID_SOCKET) close(listener); /* quiesced: ours to close, after the stop */
+  atomic_store(&stopping, 1);
+  for (int i = 0; i < threads; i++) uv_async_send(&workers[i].stop);
+  for (int i = 0; i < threads; i++) pthread_join(workers[i].thread, NULL);
+  close(listener); /* quiesced: ours to close, after every daemon stopped */
+  free(workers);
   tether_sessions_free(the_app.sessions);
   tether_store_close(the_app.store);
   tether_jwt_verifier_free(the_app.verifier);

@@ -419,11 +419,18 @@ static int conn_start(tether_astore *a) {
 static int issue(tether_astore *a, int kind, tether_store_op op, const char *sid, int argc, const char **argv,
                  const size_t *lens, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
   if (a->state == C_IDLE) {
-    if (a->gai_pending) return tether__fail(TETHER_EUNAVAIL, "%s", a->down_msg);
-    if (a->backoff_ms && tether__mono_us() < a->retry_at_us)
-      return tether__fail(TETHER_EUNAVAIL, "%s (retrying in %d ms)", a->down_msg, a->backoff_ms);
-    int rc = conn_start(a);
-    if (rc < 0) return rc;
+    int rc = 0;
+    if (a->gai_pending)
+      rc = tether__fail(TETHER_EUNAVAIL, "%s", a->down_msg);
+    else if (a->backoff_ms && tether__mono_us() < a->retry_at_us)
+      rc = tether__fail(TETHER_EUNAVAIL, "%s (retrying in %d ms)", a->down_msg, a->backoff_ms);
+    else
+      rc = conn_start(a);
+    if (rc < 0) {
+      if (kind != CMD_PING)
+        tether__store_observe(a->st, op, tether__mono_us(), rc); /* counted as the blocking store does */
+      return rc;
+    }
   }
   acmd *c = tether__malloc(sizeof(*c));
   c->kind = kind;
