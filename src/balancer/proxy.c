@@ -8,9 +8,9 @@
 
 #include "../lib/util.h"
 #include "persist/persist.h"
+#include "proxyproto.h"
 #include "tether/jwt.h"
 #include "tether/session.h"
-#include "proxyproto.h"
 #include "worker.h"
 
 #define READ_CHUNK 16384
@@ -26,38 +26,39 @@ struct tether__client {
   tether__worker *w;
   tether__client *prev, *next; /* in the worker's list */
   int state;
-  char *in;                    /* bytes read and not yet consumed */
+  char *in; /* bytes read and not yet consumed */
   size_t in_len, in_cap;
   /* the request in progress */
-  tether__runtime *rt;         /* referenced while a request is in progress */
-  int active;                  /* a request is in progress */
-  int ups, srv;                /* upstream and server indexes in rt */
+  tether__runtime *rt; /* referenced while a request is in progress */
+  int active;          /* a request is in progress */
+  int ups, srv;        /* upstream and server indexes in rt */
   uint8_t tried[TETHER__CF_MAX_SERVERS];
   int tries;
   tether__upconn *up;
   tether__h1_body reqbody;
-  int req_done;                /* the whole request was read */
-  int keep_alive;              /* the client connection may carry another request */
+  int req_done;   /* the whole request was read */
+  int keep_alive; /* the client connection may carry another request */
   int version_minor, is_head, idempotent, upgrade;
-  tether__buf replay;          /* bytes sent upstream, while they fit REPLAY_MAX */
+  tether__buf replay; /* bytes sent upstream, while they fit REPLAY_MAX */
   int replay_ok;
-  int resp_started;            /* bytes of a response went to the client */
+  int resp_started; /* bytes of a final (or 101) response went to the client */
+  int sent_interim; /* a 1xx went to the client: the request is bound to this server */
   int resp_done;
   int status;
   uint64_t bytes_sent;
   uint64_t start_us;
   char method[16];
   char target[200];
-  char peer[64];               /* the client's address (or the trusted X-Forwarded-For one) */
-  char ip[64];                 /* the client's address as text (the PROXY header's when trusted) */
-  struct sockaddr_storage addr;/* the socket's peer */
-  struct sockaddr_storage real;/* the client: addr, or what a trusted proxy said */
-  tether__persist_req pr;      /* what persistence found in the request */
-  size_t pending;              /* bytes queued to the client socket */
-  int paused;                  /* reading stopped for backpressure */
+  char peer[64];                /* the client's address (or the trusted X-Forwarded-For one) */
+  char ip[64];                  /* the client's address as text (the PROXY header's when trusted) */
+  struct sockaddr_storage addr; /* the socket's peer */
+  struct sockaddr_storage real; /* the client: addr, or what a trusted proxy said */
+  tether__persist_req pr;       /* what persistence found in the request */
+  size_t pending;               /* bytes queued to the client socket */
+  int paused;                   /* reading stopped for backpressure */
   int closing;
-  int served;                  /* requests started on this connection */
-  int starting, restart;       /* in start_request; a pipelined request is next (see start_request) */
+  int served;            /* requests started on this connection */
+  int starting, restart; /* in start_request; a pipelined request is next (see start_request) */
 };
 
 struct tether__upconn {
@@ -66,14 +67,14 @@ struct tether__upconn {
   uv_timer_t timer;
   tether__worker *w;
   tether__server_state *srv;
-  tether__pool *pool;              /* set while idle in a pool */
+  tether__pool *pool; /* set while idle in a pool */
   tether__upconn *pool_next, *pool_prev;
-  tether__client *c;               /* attached client, NULL when idle */
+  tether__client *c; /* attached client, NULL when idle */
   int state;
-  int head_done;                   /* the response head was forwarded */
+  int head_done; /* the response head was forwarded */
   char *in;
   size_t in_len, in_cap;
-  tether__h1_body body;            /* response body framing */
+  tether__h1_body body; /* response body framing */
   int resp_keep_alive;
   int reused;
   int got_bytes;
@@ -84,7 +85,7 @@ struct tether__upconn {
 
 typedef struct wreq {
   uv_write_t req;
-  void *owner;     /* tether__client or tether__upconn */
+  void *owner; /* tether__client or tether__upconn */
   int to_client;
   size_t len;
   char data[];
@@ -236,18 +237,30 @@ static void up_resume(tether__upconn *u) {
 
 static const char *reason(int status) {
   switch (status) {
-  case 200: return "OK";
-  case 400: return "Bad Request";
-  case 404: return "Not Found";
-  case 408: return "Request Timeout";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 431: return "Request Header Fields Too Large";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return "Error";
+  case 200:
+    return "OK";
+  case 400:
+    return "Bad Request";
+  case 404:
+    return "Not Found";
+  case 408:
+    return "Request Timeout";
+  case 413:
+    return "Content Too Large";
+  case 414:
+    return "URI Too Long";
+  case 431:
+    return "Request Header Fields Too Large";
+  case 501:
+    return "Not Implemented";
+  case 502:
+    return "Bad Gateway";
+  case 503:
+    return "Service Unavailable";
+  case 504:
+    return "Gateway Timeout";
+  default:
+    return "Error";
   }
 }
 
@@ -268,7 +281,8 @@ static void respond(tether__client *c, int status, const char *body, int keep) {
   c->status = status;
   c->resp_started = 1;
   if (status >= 400) count_status(c->w, status);
-  if (to_client(c, head, (size_t)n) < 0 || (!c->is_head && (to_client(c, body, blen) < 0 || to_client(c, "\n", 1) < 0))) {
+  if (to_client(c, head, (size_t)n) < 0 ||
+      (!c->is_head && (to_client(c, body, blen) < 0 || to_client(c, "\n", 1) < 0))) {
     client_close(c);
     return;
   }
@@ -281,8 +295,11 @@ static void respond_with(tether__client *c, int status, const char *type, const 
   tether__buf b = {0};
   size_t blen = strlen(body);
   tether__buf_appendf(&b, "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                      status, status == 401 ? "Unauthorized" : status == 403 ? "Forbidden" : reason(status), type, blen,
-                      extra, c->keep_alive ? "" : "Connection: close\r\n");
+                      status,
+                      status == 401   ? "Unauthorized"
+                      : status == 403 ? "Forbidden"
+                                      : reason(status),
+                      type, blen, extra, c->keep_alive ? "" : "Connection: close\r\n");
   if (!c->is_head) tether__buf_append(&b, body, blen);
   c->status = status;
   c->resp_started = 1;
@@ -343,8 +360,13 @@ static int authenticate(tether__client *c, const tether__h1_msg *m, const tether
   tether__worker *w = c->w;
   char *token = w->jwt_token;
   int tl = bearer_token(m, j, token, sizeof(w->jwt_token));
-  int rc = tl == -1 ? 1 : tl == -2 ? TETHER_JWT_ETOOLARGE : tether_jwt_verify(j->verifier, token, (size_t)tl, &w->claims);
-  int slot = rc == 0 ? 0 : rc == 1 ? TETHER__JWT_MISSING : (rc <= -1001 && rc >= -1017) ? -rc - 1000 : TETHER__JWT_OTHER;
+  int rc = tl == -1   ? 1
+           : tl == -2 ? TETHER_JWT_ETOOLARGE
+                      : tether_jwt_verify(j->verifier, token, (size_t)tl, &w->claims);
+  int slot = rc == 0                        ? 0
+             : rc == 1                      ? TETHER__JWT_MISSING
+             : (rc <= -1001 && rc >= -1017) ? -rc - 1000
+                                            : TETHER__JWT_OTHER;
   atomic_fetch_add_explicit(&w->jwt_results[slot], 1, memory_order_relaxed);
   if (rc == 0) return 0;
   skip_body(c, m, n);
@@ -353,12 +375,16 @@ static int authenticate(tether__client *c, const tether__h1_msg *m, const tether
     snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer realm=\"%s\"\r\n", j->realm);
     respond_with(c, 401, "application/json", extra, "{\"error\":\"Invalid token\"}");
   } else if (rc == TETHER_JWT_EAUDIENCE) {
-    snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer realm=\"%s\", error=\"insufficient_scope\", "
-             "error_description=\"%s\"\r\n", j->realm, tether_jwt_message(rc));
+    snprintf(extra, sizeof(extra),
+             "WWW-Authenticate: Bearer realm=\"%s\", error=\"insufficient_scope\", "
+             "error_description=\"%s\"\r\n",
+             j->realm, tether_jwt_message(rc));
     respond_with(c, 403, "application/json", extra, "{\"error\":\"Forbidden\"}");
   } else {
-    snprintf(extra, sizeof(extra), "WWW-Authenticate: Bearer realm=\"%s\", error=\"invalid_token\", "
-             "error_description=\"%s\"\r\n", j->realm, tether_jwt_message(rc));
+    snprintf(extra, sizeof(extra),
+             "WWW-Authenticate: Bearer realm=\"%s\", error=\"invalid_token\", "
+             "error_description=\"%s\"\r\n",
+             j->realm, tether_jwt_message(rc));
     respond_with(c, 401, "application/json", extra, "{\"error\":\"Invalid token\"}");
   }
   return -1;
@@ -374,7 +400,7 @@ static void client_timeout(uv_timer_t *t) {
   }
   if (c->state == CS_HEAD && !c->active) { /* a head not complete in time (slowloris): 408, then close */
     c->keep_alive = 0;
-    c->is_head = 0; /* of the previous request */
+    c->is_head = 0;           /* of the previous request */
     respond(c, 408, NULL, 0); /* no request is in progress: finish_request will not close it */
     if (!c->closing && c->pending == 0) client_close(c);
     return;
@@ -426,8 +452,10 @@ static void client_close(tether__client *c) {
     up_close(u, 0);
   }
   if (c->active) finish_request(c);
-  if (c->prev) c->prev->next = c->next;
-  else w->clients = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    w->clients = c->next;
   if (c->next) c->next->prev = c->prev;
   atomic_fetch_sub_explicit(&w->active_connections, 1, memory_order_relaxed);
   uv_timer_stop(&c->timer);
@@ -437,8 +465,10 @@ static void client_close(tether__client *c) {
 
 static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap) {
   char ip[INET6_ADDRSTRLEN] = "?";
-  if (ss->ss_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
-  else if (ss->ss_family == AF_INET6) inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
+  if (ss->ss_family == AF_INET)
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
+  else if (ss->ss_family == AF_INET6)
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
   snprintf(out, cap, "%s", ip);
 }
 
@@ -581,7 +611,7 @@ static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf
       xff = h->value;
       continue;
     }
-    if (claim_header_name(jwt, h->name)) continue; /* only the balancer speaks for the token, always */
+    if (claim_header_name(jwt, h->name)) continue;         /* only the balancer speaks for the token, always */
     if (strip && tether__h1_token_eq(h->name, "cookie")) { /* indirect: the server never sees our cookie */
       char out[8192];
       size_t n = tether__persist_strip_cookie(ur, h->value, out, sizeof(out));
@@ -713,7 +743,7 @@ static void start_request_once(tether__client *c) {
   c->rt = w->rt;
   tether__runtime_ref(c->rt);
   c->start_us = tether__mono_us();
-  c->resp_started = c->resp_done = 0;
+  c->resp_started = c->resp_done = c->sent_interim = 0;
   c->req_done = 0;
   c->status = 0;
   c->bytes_sent = 0;
@@ -792,8 +822,10 @@ static tether__pool *pool_for(tether__worker *w, tether__server_state *srv, int 
 static void pool_remove(tether__upconn *u) {
   tether__pool *p = u->pool;
   if (p == NULL) return;
-  if (u->pool_prev) u->pool_prev->pool_next = u->pool_next;
-  else p->head = u->pool_next;
+  if (u->pool_prev)
+    u->pool_prev->pool_next = u->pool_next;
+  else
+    p->head = u->pool_next;
   if (u->pool_next) u->pool_next->pool_prev = u->pool_prev;
   u->pool_next = u->pool_prev = NULL;
   u->pool = NULL;
@@ -883,7 +915,9 @@ static void up_connect_timeout(uv_timer_t *t) {
   }
 }
 
-static void arm_up(tether__upconn *u, int64_t ms) { uv_timer_start(&u->timer, up_connect_timeout, (uint64_t)(ms > 0 ? ms : 1), 0); }
+static void arm_up(tether__upconn *u, int64_t ms) {
+  uv_timer_start(&u->timer, up_connect_timeout, (uint64_t)(ms > 0 ? ms : 1), 0);
+}
 
 static void up_on_connect(uv_connect_t *req, int status);
 
@@ -1004,7 +1038,7 @@ static void retry_or_fail(tether__client *c, int status, int count_failure) {
   int was_connecting = u && u->state == US_CONNECTING;
   int got = u && u->got_bytes;
   if (u) up_close(u, count_failure);
-  int replayable = c->replay_ok && !c->resp_started && !got && (was_connecting || c->idempotent);
+  int replayable = c->replay_ok && !c->resp_started && !c->sent_interim && !got && (was_connecting || c->idempotent);
   if (replayable && !c->w->stopping) {
     atomic_fetch_add_explicit(&wc->retries, 1, memory_order_relaxed);
     dispatch(c);
@@ -1031,22 +1065,28 @@ static void forward_request_body(tether__client *c) {
   if (k < 0) {
     c->keep_alive = 0;
     up_close(u, 0);
-    if (!c->resp_started) respond(c, 400, NULL, 0);
-    else client_close(c);
+    if (!c->resp_started)
+      respond(c, 400, NULL, 0);
+    else
+      client_close(c);
     return;
   }
   uint64_t limit = c->rt->cf->client_max_body_size;
   if (limit && c->reqbody.total > limit) {
     c->keep_alive = 0;
     up_close(u, 0);
-    if (!c->resp_started) respond(c, 413, NULL, 0);
-    else client_close(c);
+    if (!c->resp_started)
+      respond(c, 413, NULL, 0);
+    else
+      client_close(c);
     return;
   }
   if (k > 0) {
     if (c->replay_ok) {
-      if (c->replay.len + (size_t)k <= REPLAY_MAX) tether__buf_append(&c->replay, c->in, (size_t)k);
-      else c->replay_ok = 0;
+      if (c->replay.len + (size_t)k <= REPLAY_MAX)
+        tether__buf_append(&c->replay, c->in, (size_t)k);
+      else
+        c->replay_ok = 0;
     }
     if (to_upstream(u, c->in, (size_t)k) < 0) {
       retry_or_fail(c, 502, 1);
@@ -1065,8 +1105,11 @@ static void forward_request_body(tether__client *c) {
 /* ---- the response ---- */
 
 static int class_of(int status) {
-  return status < 200 ? TETHER__CLASS_1XX : status < 300 ? TETHER__CLASS_2XX : status < 400 ? TETHER__CLASS_3XX
-         : status < 500 ? TETHER__CLASS_4XX : TETHER__CLASS_5XX;
+  return status < 200   ? TETHER__CLASS_1XX
+         : status < 300 ? TETHER__CLASS_2XX
+         : status < 400 ? TETHER__CLASS_3XX
+         : status < 500 ? TETHER__CLASS_4XX
+                        : TETHER__CLASS_5XX;
 }
 
 /* Rewrites the response head into b (the caller sends it, with the first body bytes when it can). */
@@ -1111,11 +1154,16 @@ static void build_head(tether__client *c, tether__h1_msg *m, tether__buf *b) {
     put_s(b, "Connection: upgrade\r\n");
   } else if (m->status >= 200) {
     if (m->framing == TETHER__H1_UNTIL_CLOSE) c->keep_alive = 0;
-    if (!c->keep_alive) put_s(b, "Connection: close\r\n");
-    else if (c->version_minor == 0) put_s(b, "Connection: keep-alive\r\n");
+    if (!c->keep_alive)
+      put_s(b, "Connection: close\r\n");
+    else if (c->version_minor == 0)
+      put_s(b, "Connection: keep-alive\r\n");
   }
   put(b, "\r\n", 2);
-  c->resp_started = 1;
+  if (m->status >= 200 || m->status == 101)
+    c->resp_started = 1; /* after a 1xx a failure still gets its 502 */
+  else
+    c->sent_interim = 1;
 }
 
 static int forward_head(tether__client *c, tether__h1_msg *m) {
@@ -1151,7 +1199,8 @@ static void response_done(tether__client *c, tether__upconn *u) {
   tether__server_succeeded(srv);
   c->srv = -1;
   c->resp_done = 1;
-  if (u->resp_keep_alive && c->req_done && u->pending == 0) up_release(u, ur->cf);
+  if (u->resp_keep_alive && c->req_done && u->pending == 0)
+    up_release(u, ur->cf);
   else {
     if (!c->req_done) c->keep_alive = 0; /* the rest of the body cannot be skipped safely */
     up_close(u, 0);
@@ -1177,12 +1226,15 @@ static void up_process(tether__upconn *u) {
         atomic_fetch_add_explicit(&srv->per_worker[c->w->id].requests[TETHER__CLASS_ERR], 1, memory_order_relaxed);
         c->srv = -1;
         up_close(u, 1);
-        if (c->resp_started) client_close(c);
-        else respond(c, 502, NULL, 0);
+        if (c->resp_started)
+          client_close(c);
+        else
+          respond(c, 502, NULL, 0);
         return;
       }
       if (m->status < 200 && m->status != 101) { /* 100 Continue and friends: forward, then the real one */
-        if (forward_head(c, m) < 0) return client_close(c);
+        /* never to an HTTP/1.0 client, which does not know them (RFC 9110, 15.2) */
+        if (c->version_minor > 0 && forward_head(c, m) < 0) return client_close(c);
         consume(u->in, &u->in_len, (size_t)n);
         continue;
       }
@@ -1288,14 +1340,18 @@ static void up_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     atomic_fetch_add_explicit(&srv->per_worker[c->w->id].requests[TETHER__CLASS_ERR], 1, memory_order_relaxed);
     c->srv = -1;
     up_close(u, 1);
-    if (c->resp_started) client_close(c);
-    else respond(c, 502, NULL, 0);
+    if (c->resp_started)
+      client_close(c);
+    else
+      respond(c, 502, NULL, 0);
     return;
   }
   u->got_bytes = 1;
   if (u->state == US_TUNNEL) {
-    if (c && to_client(c, buf->base, (size_t)nread) < 0) client_close(c);
-    else if (c && c->pending > MAX_PENDING) up_pause(u);
+    if (c && to_client(c, buf->base, (size_t)nread) < 0)
+      client_close(c);
+    else if (c && c->pending > MAX_PENDING)
+      up_pause(u);
     return;
   }
   grow(&u->in, &u->in_cap, u->in_len + (size_t)nread);
@@ -1327,8 +1383,10 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->state == CS_TUNNEL) {
-    if (c->up && to_upstream(c->up, buf->base, (size_t)nread) < 0) client_close(c);
-    else if (c->up && c->up->pending > MAX_PENDING) client_pause(c);
+    if (c->up && to_upstream(c->up, buf->base, (size_t)nread) < 0)
+      client_close(c);
+    else if (c->up && c->up->pending > MAX_PENDING)
+      client_pause(c);
     return;
   }
   grow(&c->in, &c->in_cap, c->in_len + (size_t)nread);
@@ -1362,7 +1420,8 @@ static void log_request(tether__client *c) {
     n = snprintf(line, sizeof(line),
                  "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%s\",\"uri\":\"%s\",\"status\":%d,\"bytes\":%llu,"
                  "\"duration_ms\":%.3f,\"server\":\"%s\"}\n",
-                 date, c->peer, c->method, c->target, c->status, (unsigned long long)c->bytes_sent, us / 1000.0, server);
+                 date, c->peer, c->method, c->target, c->status, (unsigned long long)c->bytes_sent, us / 1000.0,
+                 server);
   else
     n = snprintf(line, sizeof(line), "%s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"-\" \"-\" %.3f\n", c->peer, date,
                  c->method, c->target, c->version_minor, c->status, (unsigned long long)c->bytes_sent, us / 1e6);
@@ -1421,8 +1480,10 @@ void tether__worker_close_idle(tether__worker *w) {
   tether__client *c = w->clients;
   while (c) {
     tether__client *next = c->next;
-    if (!c->active && c->pending == 0) client_close(c);
-    else c->keep_alive = 0;
+    if (!c->active && c->pending == 0)
+      client_close(c);
+    else
+      c->keep_alive = 0;
     c = next;
   }
   tether__worker_drop_pools(w);

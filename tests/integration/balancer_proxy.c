@@ -405,6 +405,29 @@ static void test_expect_continue(void **state) {
   assert_string_equal(r.body, "hello there");
   tb_raw_free(&r);
   tb_conn_close(&c);
+  /* an HTTP/1.0 client never sees a 1xx (RFC 9110, 15.2), even when the server sends one */
+  assert_int_equal(tb_conn_open(&c, T.port, 5000), 0);
+  assert_int_equal(tb_send_str(c.fd, "POST /echo HTTP/1.0\r\nHost: x\r\nContent-Length: 11\r\n"
+                                     "Expect: 100-continue\r\n\r\nhello there"),
+                   0);
+  assert_int_equal(tb_conn_read_response(&c, 0, &r), 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "hello there");
+  tb_raw_free(&r);
+  tb_conn_close(&c);
+  /* the server invites the body with a 100, then dies: the client still gets a final answer, a 502 */
+  assert_int_equal(tb_conn_open(&c, T.port, 5000), 0);
+  assert_int_equal(tb_send_str(c.fd, "POST /continue-drop HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                     "Expect: 100-continue\r\n\r\n"),
+                   0);
+  assert_int_equal(tb_conn_read_response(&c, 0, &r), 0);
+  assert_int_equal(r.status, 100);
+  tb_raw_free(&r);
+  assert_int_equal(tb_send_str(c.fd, "hello"), 0);
+  assert_int_equal(tb_conn_read_response(&c, 0, &r), 0);
+  assert_int_equal(r.status, 502);
+  tb_raw_free(&r);
+  tb_conn_close(&c);
   /* libcurl's own 100-continue handshake */
   size_t n = 2 * 1024 * 100;
   char *big = malloc(n);

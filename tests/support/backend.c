@@ -270,6 +270,12 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
     }
     return -1;
   }
+  if (strcmp(path, "/continue-drop") == 0) { /* invites the body, then dies */
+    write_str(c->fd, "HTTP/1.1 100 Continue\r\n\r\n");
+    sleep_ms(100);
+    reset_close(c);
+    return -1;
+  }
   if (m->expect_continue && m->framing != TETHER__H1_NO_BODY && c->len == 0 &&
       write_str(c->fd, "HTTP/1.1 100 Continue\r\n\r\n") < 0)
     return -1;
