@@ -17,12 +17,17 @@
 #define MAX_PENDING (256 * 1024) /* queued bytes on one side before the other side stops reading */
 #define REPLAY_MAX (64 * 1024)   /* request bytes kept for a retry on another server */
 
-enum { CS_HEAD = 0, CS_BODY, CS_WAIT, CS_TUNNEL };
+enum { CS_HEAD = 0, CS_BODY, CS_WAIT, CS_TUNNEL, CS_LINGER };
+
+#define LINGER_TIMEOUT_MS 5000 /* nginx's lingering_timeout: silence that ends a lingering close */
+#define LINGER_TIME_MS 30000   /* nginx's lingering_time: the longest one */
 enum { US_CONNECTING = 0, US_SENDING, US_IDLE, US_TUNNEL };
 
 struct tether__client {
   uv_tcp_t tcp;
   uv_timer_t timer;
+  uv_shutdown_t shut; /* a lingering close */
+  int64_t linger_until_ms;
   tether__worker *w;
   tether__client *prev, *next; /* in the worker's list */
   int state;
@@ -94,6 +99,7 @@ typedef struct wreq {
 static tether__h1_msg scratch_msg[TETHER__MAX_WORKERS]; /* one parse at a time per worker */
 
 static void client_close(tether__client *c);
+static void client_end(tether__client *c);
 static void up_close(tether__upconn *u, int failed);
 static void client_next(tether__client *c);
 static void dispatch(tether__client *c);
@@ -168,7 +174,7 @@ static void on_written(uv_write_t *req, int status) {
     free(w);
     if (c->closing) return;
     if (c->up && c->up->paused && c->pending < MAX_PENDING / 2) up_resume(c->up);
-    if (c->pending == 0 && c->resp_done && !c->keep_alive) client_close(c);
+    if (c->pending == 0 && c->resp_done && !c->keep_alive) client_end(c);
   } else {
     tether__upconn *u = w->owner;
     u->pending -= w->len;
@@ -203,6 +209,37 @@ static void alloc_up(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   tether__upconn *u = h->data;
   *buf = uv_buf_init(u->w->rbuf, sizeof(u->w->rbuf));
+}
+
+static void on_client_shutdown(uv_shutdown_t *req, int status) {
+  (void)req;
+  (void)status; /* the lingering reads decide when to close */
+}
+
+static void client_timeout(uv_timer_t *t);
+
+/* Closing after an answer while the client may still be sending (a body we did not read, a refused
+ * request): as nginx's lingering close, our side is shut down once the answer is written, and what the
+ * client still sends is read and dropped until it closes, stays silent LINGER_TIMEOUT_MS, or
+ * LINGER_TIME_MS pass, so that unread bytes do not turn the close into a reset that destroys the answer. */
+static void client_end(tether__client *c) {
+  if (c->closing || c->state == CS_LINGER) return;
+  if (c->req_done || c->state == CS_TUNNEL) {
+    client_close(c);
+    return;
+  }
+  c->state = CS_LINGER;
+  c->in_len = 0;
+  if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_client_shutdown) < 0) {
+    client_close(c);
+    return;
+  }
+  c->linger_until_ms = tether_now_ms() + LINGER_TIME_MS;
+  if (c->paused) {
+    c->paused = 0;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_client, client_on_read);
+  }
+  uv_timer_start(&c->timer, client_timeout, LINGER_TIMEOUT_MS, 0);
 }
 
 static void client_pause(tether__client *c) {
@@ -394,6 +431,10 @@ static int authenticate(tether__client *c, const tether__h1_msg *m, const tether
 
 static void client_timeout(uv_timer_t *t) {
   tether__client *c = t->data;
+  if (c->state == CS_LINGER) {
+    client_close(c);
+    return;
+  }
   if (c->state == CS_HEAD && c->in_len == 0 && !c->active) { /* idle keep-alive connection */
     client_close(c);
     return;
@@ -1371,6 +1412,13 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   tether__client *c = s->data;
   if (c->closing) return;
   if (nread == 0) return;
+  if (c->state == CS_LINGER) { /* dropped; the end of it closes */
+    if (nread < 0 || tether_now_ms() >= c->linger_until_ms)
+      client_close(c);
+    else
+      uv_timer_start(&c->timer, client_timeout, LINGER_TIMEOUT_MS, 0);
+    return;
+  }
   if (nread < 0) {
     if (nread == UV_EOF && c->active && c->req_done && c->state != CS_TUNNEL) {
       /* a half-close after a complete request: answer it, then close */
@@ -1455,8 +1503,8 @@ static void finish_request(tether__client *c) {
   if (!c->keep_alive || w->stopping) {
     c->keep_alive = 0;
     c->in_len = 0;
-    if (c->pending == 0) client_close(c);
-    return; /* closed once the answer is written */
+    if (c->pending == 0) client_end(c);
+    return; /* else on_written ends it once the answer is written */
   }
   client_next(c);
 }

@@ -656,6 +656,34 @@ static void test_limits(void **state) {
   assert_alive();
 }
 
+/* A refused request whose body keeps coming: the client sends all of it, then reads its 413. Closing at once
+ * would reset the connection under the client (its sends fail, the answer is lost); tether shuts its side
+ * and drops what comes (a lingering close), then closes when the client does. */
+static void test_lingering_close(void **state) {
+  (void)state;
+  enum { BODY = 8 * 1024 * 1024 };
+  tb_conn c;
+  assert_int_equal(tb_conn_open(&c, T.port, 10000), 0);
+  char head[128];
+  snprintf(head, sizeof(head), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n", BODY);
+  assert_int_equal(tb_send_str(c.fd, head), 0);
+  tt_sleep_ms(200); /* the 413 is written and tether would close here */
+  char *chunk = malloc(65536);
+  memset(chunk, 'b', 65536);
+  size_t sent = 0;
+  while (sent < BODY && tb_send(c.fd, chunk, 65536) == 0) sent += 65536;
+  free(chunk);
+  print_message("sent %zu of %d body bytes after the answer\n", sent, BODY);
+  assert_int_equal(sent, BODY);
+  tb_raw r;
+  assert_int_equal(tb_conn_read_response(&c, 0, &r), 0);
+  assert_int_equal(r.status, 413);
+  tb_raw_free(&r);
+  assert_true(tb_conn_closed_within(&c, 2000)); /* our FIN came after the answer */
+  tb_conn_close(&c);
+  assert_alive();
+}
+
 static void test_slowloris_408(void **state) {
   (void)state;
   tb_conn c;
@@ -1128,6 +1156,7 @@ int main(void) {
       cmocka_unit_test(test_smuggling_400),
       cmocka_unit_test(test_smuggled_request_not_forwarded),
       cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_lingering_close),
       cmocka_unit_test(test_slowloris_408),
       cmocka_unit_test(test_bad_responses_502),
       cmocka_unit_test(test_retry_on_reset),
