@@ -73,6 +73,8 @@ void tb_curl_init(void);
 long tb_request(void *curl, const char *method, int port, const char *path, const char *body, size_t blen,
                 const char *const *extra_headers, tb_resp *r);
 long tb_get(void *curl, int port, const char *path, tb_resp *r);
+/* A GET from a given local source address (127.x.y.z), on a fresh handle. */
+long tb_get_from(const char *src, int port, const char *path, const char *const *extra_headers, tb_resp *r);
 void tb_resp_free(tb_resp *r);
 void *tb_curl_new(void);
 void tb_curl_free(void *curl);

@@ -98,18 +98,20 @@ static long jar_get(void *curl, int port, const char *path, tb_resp *r) {
 static double persist_count(tb_tether *t, const char *outcome, const char *reason) {
   char *m = tb_admin_get(t, "/metrics");
   char key[256];
-  snprintf(key, sizeof(key), "tether_persistence_total{upstream=\"app\",outcome=\"%s\",reason=\"%s\"}", outcome, reason);
+  snprintf(key, sizeof(key), "tether_persistence_total{upstream=\"app\",outcome=\"%s\",reason=\"%s\"}", outcome,
+           reason);
   double v = tb_metric(m, key);
   free(m);
   return v;
 }
 
 static void start_sticky(tb_tether *t, const char *params) {
-  assert_int_equal(tb_tether_start(t, 2,
-                                   "upstream app {\n  sticky cookie srv_id %s;\n  server %s;\n  server %s;\n  server %s;\n"
-                                   "  keepalive 8;\n}\nlocation / { proxy_pass http://app; }\n",
-                                   params, be[0].addr, be[1].addr, be[2].addr),
-                   0);
+  assert_int_equal(
+      tb_tether_start(t, 2,
+                      "upstream app {\n  sticky cookie srv_id %s;\n  server %s;\n  server %s;\n  server %s;\n"
+                      "  keepalive 8;\n}\nlocation / { proxy_pass http://app; }\n",
+                      params, be[0].addr, be[1].addr, be[2].addr),
+      0);
 }
 
 static void test_sticky_cookie(void **state) {
@@ -245,13 +247,10 @@ static void nginx_stop(nginx_proc *n) {
 
 /* The backend that answers a GET from source address src (or with ?k=key). */
 static int answer_from(int port, const char *src, const char *path) {
-  void *curl = tb_curl_new();
-  if (src) curl_easy_setopt(curl, CURLOPT_INTERFACE, src);
   tb_resp r;
-  tb_get(curl, port, path, &r);
+  tb_get_from(src, port, path, NULL, &r);
   int w = who(&r);
   tb_resp_free(&r);
-  tb_curl_free(curl);
   return w;
 }
 
@@ -260,8 +259,9 @@ static void test_ip_hash_and_consistent_hash_match_nginx(void **state) {
   nginx_proc ngx;
   if (nginx_start(&ngx, "ip_hash;") < 0) fail_msg("nginx did not start");
   tb_tether t;
-  assert_int_equal(tb_tether_start(&t, 1, "upstream app { ip_hash; server %s; server %s; server %s; }\n"
-                                          "location / { proxy_pass http://app; }\n",
+  assert_int_equal(tb_tether_start(&t, 1,
+                                   "upstream app { ip_hash; server %s; server %s; server %s; }\n"
+                                   "location / { proxy_pass http://app; }\n",
                                    be[0].addr, be[1].addr, be[2].addr),
                    0);
   int agree = 0, counts[3] = {0};
@@ -275,14 +275,18 @@ static void test_ip_hash_and_consistent_hash_match_nginx(void **state) {
     assert_int_equal(answer_from(t.port, src, "/"), a); /* sticky */
   }
   assert_int_equal(agree, 24);
+  print_message("ip_hash: 24 source addresses, %d/%d/%d per server, the same servers as nginx\n", counts[0], counts[1],
+                counts[2]);
+  assert_true((counts[0] > 0) + (counts[1] > 0) + (counts[2] > 0) >= 2); /* the addresses do spread */
   assert_true(persist_count(&t, "hit", "") >= 48);
   assert_int_equal(tb_tether_stop(&t, 10000), 0);
   tb_tether_cleanup(&t);
   nginx_stop(&ngx);
 
   if (nginx_start(&ngx, "hash $arg_k consistent;") < 0) fail_msg("nginx did not start");
-  assert_int_equal(tb_tether_start(&t, 1, "upstream app { hash $arg_k consistent; server %s; server %s; server %s; }\n"
-                                          "location / { proxy_pass http://app; }\n",
+  assert_int_equal(tb_tether_start(&t, 1,
+                                   "upstream app { hash $arg_k consistent; server %s; server %s; server %s; }\n"
+                                   "location / { proxy_pass http://app; }\n",
                                    be[0].addr, be[1].addr, be[2].addr),
                    0);
   agree = 0;
@@ -316,6 +320,7 @@ static void test_two_instances_agree(void **state) {
     snprintf(hdr, sizeof(hdr), "Cookie: %s", sc);
     const char *hdrs[] = {hdr, NULL};
     tb_request(NULL, "GET", b.port, "/", NULL, 0, hdrs, &r);
+    assert_true(w >= 0);
     assert_int_equal(who(&r), w);
     tb_resp_free(&r);
   }
@@ -325,17 +330,82 @@ static void test_two_instances_agree(void **state) {
   tb_tether_cleanup(&b);
 }
 
+/* One client's request under a policy: its source address, path and cookie; returns who answered and, for
+ * the sticky cookie, the cookie it was given (kept for the next requests). */
+static int route_client(int port, int policy, int i, char *cookie, size_t cap) {
+  char src[32], path[64], hdr[600];
+  snprintf(src, sizeof(src), "127.%d.%d.9", i % 5 + 1, i * 7 % 250);
+  snprintf(path, sizeof(path), "/?k=user-%d", i);
+  const char *hdrs[2] = {NULL, NULL};
+  if (policy == 0 && cookie[0]) snprintf(hdr, sizeof(hdr), "Cookie: %s", cookie), hdrs[0] = hdr;
+  if (policy == 1) snprintf(hdr, sizeof(hdr), "Cookie: connect.sid=s%%3Aclient-%d.sig", i), hdrs[0] = hdr;
+  tb_resp r;
+  tb_get_from(policy == 2 ? src : NULL, port, path, hdrs, &r);
+  int w = who(&r);
+  if (policy == 0 && cookie[0] == '\0') {
+    char sc[512];
+    header_of(&r, "Set-Cookie", sc, sizeof(sc));
+    snprintf(cookie, cap, "%.*s", (int)strcspn(sc, ";"), sc);
+  }
+  tb_resp_free(&r);
+  return w;
+}
+
+/* Every policy routes every client identically from two instances of one configuration, and from one
+ * instance across a reload and a restart: no state is shared or kept, the mapping is the configuration's. */
+static void test_same_routing_everywhere(void **state) {
+  (void)state;
+  static const char *const policies[] = {
+      "sticky cookie srv_id;", "sticky app_cookie connect.sid;", "ip_hash;",
+      "hash $arg_k;",          "hash $arg_k consistent;",        "hash $arg_k maglev;"};
+  enum { CLIENTS = 24 };
+  for (int p = 0; p < 6; p++) {
+    const char *fmt = "upstream app { %s server %s; server %s; server %s; }\nlocation / { proxy_pass http://app; }\n";
+    tb_tether a, b;
+    assert_int_equal(tb_tether_start(&a, 1, fmt, policies[p], be[0].addr, be[1].addr, be[2].addr), 0);
+    assert_int_equal(tb_tether_start(&b, 2, fmt, policies[p], be[0].addr, be[1].addr, be[2].addr), 0);
+    int first[CLIENTS], used[3] = {0};
+    static char cookies[CLIENTS][512];
+    memset(cookies, 0, sizeof(cookies));
+    for (int i = 0; i < CLIENTS; i++) {
+      first[i] = route_client(a.port, p, i, cookies[i], sizeof(cookies[i]));
+      if (first[i] < 0) fail_msg("policy %s, client %d: no answer from a backend", policies[p], i);
+      used[first[i]] = 1;
+      assert_int_equal(route_client(b.port, p, i, cookies[i], sizeof(cookies[i])), first[i]);
+    }
+    assert_true(used[0] + used[1] + used[2] >= 2); /* the clients do spread */
+    /* a reload of the same configuration */
+    kill(a.pid, SIGHUP);
+    tt_sleep_ms(300);
+    for (int i = 0; i < CLIENTS; i++)
+      assert_int_equal(route_client(a.port, p, i, cookies[i], sizeof(cookies[i])), first[i]);
+    /* a restart (new process, new ports) */
+    assert_int_equal(tb_tether_stop(&a, 10000), 0);
+    tb_tether_cleanup(&a);
+    assert_int_equal(tb_tether_start(&a, 1, fmt, policies[p], be[0].addr, be[1].addr, be[2].addr), 0);
+    for (int i = 0; i < CLIENTS; i++)
+      assert_int_equal(route_client(a.port, p, i, cookies[i], sizeof(cookies[i])), first[i]);
+    print_message("%-32s %d clients: same server from a second instance, after a reload and after a restart\n",
+                  policies[p], CLIENTS);
+    assert_int_equal(tb_tether_stop(&a, 10000), 0);
+    assert_int_equal(tb_tether_stop(&b, 10000), 0);
+    tb_tether_cleanup(&a);
+    tb_tether_cleanup(&b);
+  }
+}
+
 static void test_edge_jwt(void **state) {
   (void)state;
   setenv("TETHER_TEST_JWT_SECRET", "edge-secret-for-tests", 1);
   tb_tether t;
-  assert_int_equal(tb_tether_start(&t, 1,
-                                   "upstream app { server %s; }\n"
-                                   "location /headers {\n  auth_jwt \"api\";\n  auth_jwt_key env:TETHER_TEST_JWT_SECRET HS256;\n"
-                                   "  auth_jwt_audience api;\n  auth_jwt_claim_header userId X-User-Id;\n"
-                                   "  proxy_pass http://app;\n}\nlocation / { proxy_pass http://app; }\n",
-                                   be[0].addr),
-                   0);
+  assert_int_equal(
+      tb_tether_start(&t, 1,
+                      "upstream app { server %s; }\n"
+                      "location /headers {\n  auth_jwt \"api\";\n  auth_jwt_key env:TETHER_TEST_JWT_SECRET HS256;\n"
+                      "  auth_jwt_audience api;\n  auth_jwt_claim_header userId X-User-Id;\n"
+                      "  proxy_pass http://app;\n}\nlocation / { proxy_pass http://app; }\n",
+                      be[0].addr),
+      0);
   tether_jwt_signer *sg;
   assert_int_equal(tether_jwt_signer_new("env:TETHER_TEST_JWT_SECRET", "HS256", NULL, &sg), 0);
   char *good, *wrong_aud;
@@ -397,6 +467,7 @@ int main(void) {
       cmocka_unit_test(test_bound_server_killed_and_drain),
       cmocka_unit_test(test_ip_hash_and_consistent_hash_match_nginx),
       cmocka_unit_test(test_two_instances_agree),
+      cmocka_unit_test(test_same_routing_everywhere),
       cmocka_unit_test(test_edge_jwt),
   };
   return cmocka_run_group_tests_name("balancer persistence", tests, setup, teardown);

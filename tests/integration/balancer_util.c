@@ -59,7 +59,7 @@ int tb_backend_start(tb_backend *b, const char *name, int port) {
     snprintf(b->log, sizeof(b->log), "%s/%s.log", dir, name);
     free(dir);
   }
-  snprintf(b->name, sizeof(b->name), "%s", name);
+  if (name != b->name) snprintf(b->name, sizeof(b->name), "%s", name); /* a restart passes its own name */
   b->port = port ? port : tt_free_port();
   snprintf(b->addr, sizeof(b->addr), "127.0.0.1:%d", b->port);
   char *argv[] = {BACKEND_BIN, "--listen", b->addr, "--name", b->name, NULL};
@@ -236,11 +236,24 @@ void tb_curl_free(void *curl) {
   if (curl) curl_easy_cleanup(curl);
 }
 
+static long request_from(void *curl, const char *src, const char *method, int port, const char *path, const char *body,
+                         size_t blen, const char *const *extra_headers, tb_resp *r);
+
 long tb_request(void *curl, const char *method, int port, const char *path, const char *body, size_t blen,
                 const char *const *extra_headers, tb_resp *r) {
+  return request_from(curl, NULL, method, port, path, body, blen, extra_headers, r);
+}
+
+long tb_get_from(const char *src, int port, const char *path, const char *const *extra_headers, tb_resp *r) {
+  return request_from(NULL, src, "GET", port, path, NULL, 0, extra_headers, r);
+}
+
+static long request_from(void *curl, const char *src, const char *method, int port, const char *path, const char *body,
+                         size_t blen, const char *const *extra_headers, tb_resp *r) {
   memset(r, 0, sizeof(*r));
   CURL *h = curl ? curl : curl_easy_init();
   curl_easy_reset(h);
+  if (src) curl_easy_setopt(h, CURLOPT_INTERFACE, src);
   char url[2048];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
   sink b = {0}, hd = {0};
