@@ -68,6 +68,7 @@ typedef struct cell {
   double p50_us, p99_us;
   double cpu_us, srv_us; /* CPU time over the measured window: this side's process, the servers (< 0: unknown) */
   size_t value_bytes;
+  int loops; /* async: event loops (threads) */
 } cell;
 
 typedef struct shared {
@@ -309,7 +310,8 @@ static void run_cell(const config *cfg, tether_store *st, const pid_t *srv, int 
   tether_sessions_free(sh.mgr);
 }
 
-/* ---- the asynchronous API: conc sessions in flight on one loop in this thread, as Node runs them ---- */
+/* ---- the asynchronous API: conc sessions in flight over event loops (one per core at most, as tether-app
+ * runs them; one loop when the machine has one core or conc is 1), each with its own store handle ---- */
 
 typedef struct aclient {
   struct acell *ac;
@@ -320,10 +322,14 @@ typedef struct aclient {
 typedef struct acell {
   shared *sh;
   tether_astore *a;
-  uv_loop_t *loop;
-  int measuring, running;
-  uint64_t start_us, end_us; /* the measured window */
+  uv_loop_t loop;
+  pthread_t th;
+  aclient *cl; /* this loop's clients */
+  int ncl, running;
+  uint64_t warm_us, end_deadline_us; /* measured from warm_us to end_deadline_us */
+  uint64_t last_us;                  /* the last completion in the window */
   uint64_t per_client_max;
+  int failed;
 } acell;
 
 static void a_next(aclient *cl);
@@ -332,17 +338,11 @@ static void a_saved(void *arg, int rc) {
   aclient *cl = arg;
   acell *ac = cl->ac;
   uint64_t t1 = now_us();
-  if (ac->measuring) {
+  if (cl->t0 >= ac->warm_us && t1 <= ac->end_deadline_us) { /* a round trip inside the window */
     if (rc < 0) cl->w->errors++;
     cl->w->lat[cl->w->nlat++] = (uint32_t)(t1 - cl->t0 > UINT32_MAX ? UINT32_MAX : t1 - cl->t0);
     cl->w->ops++;
-    if (t1 > ac->end_us) ac->end_us = t1;
-  } else if (t1 >= ac->sh->deadline_us) { /* the warm-up is over: every client measures from here */
-    ac->measuring = 1;
-    ac->sh->cpu0_us = self_cpu_us();
-    ac->sh->srv0_us = procs_cpu_us(ac->sh->srv, ac->sh->nsrv);
-    ac->sh->deadline_us = t1 + (uint64_t)(ac->sh->cfg->seconds * 1e6);
-    ac->start_us = ac->end_us = t1;
+    if (t1 > ac->last_us) ac->last_us = t1;
   }
   a_next(cl);
 }
@@ -374,61 +374,86 @@ static void a_got(void *arg, int rc, char *json, size_t len) {
 static void a_next(aclient *cl) {
   acell *ac = cl->ac;
   uint64_t t = now_us();
-  if (ac->measuring && (t >= ac->sh->deadline_us || cl->w->ops >= ac->per_client_max)) {
-    if (--ac->running == 0) uv_stop(ac->loop);
+  if (t >= ac->end_deadline_us || cl->w->ops >= ac->per_client_max) {
+    if (--ac->running == 0) uv_stop(&ac->loop);
     return;
   }
   cl->t0 = t;
   if (tether_astore_get(ac->a, cl->w->sid, a_got, cl) < 0) {
     cl->w->errors++;
-    if (--ac->running == 0) uv_stop(ac->loop);
+    if (--ac->running == 0) uv_stop(&ac->loop);
   }
 }
 
-static void run_async_cell(const config *cfg, const char *url, tether_store *st, const pid_t *srv, int nsrv, int conc,
-                           cell *c) {
+static void *a_loop_main(void *arg) {
+  acell *ac = arg;
+  ac->running = ac->ncl;
+  for (int i = 0; i < ac->ncl; i++) a_next(&ac->cl[i]);
+  uv_run(&ac->loop, UV_RUN_DEFAULT);
+  tether_astore_close(ac->a);
+  uv_run(&ac->loop, UV_RUN_DEFAULT);
+  return NULL;
+}
+
+static void run_async_cell(const config *cfg, tether_store *st, const pid_t *srv, int nsrv, int conc, cell *c) {
   shared sh = {.cfg = cfg, .mode = MODE_STORE, .store = st, .srv = srv, .nsrv = nsrv};
   sh.mgr = manager(st);
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  acell ac = {.sh = &sh, .loop = &loop, .per_client_max = cfg->max_ops / (uint64_t)conc};
-  if (sh.mgr == NULL || tether_astore_open(&loop, url, &ac.a) < 0) {
-    snprintf(c->na, sizeof(c->na), "%s", tether_last_error());
-    tether_sessions_free(sh.mgr);
-    uv_loop_close(&loop);
-    return;
-  }
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int nloops = conc < ncpu ? conc : (int)(ncpu > 0 ? ncpu : 1);
+  acell ac[MAX_THREADS];
   worker w[MAX_THREADS] = {0};
   aclient cl[MAX_THREADS];
+  uint64_t per_client_max = cfg->max_ops / (uint64_t)conc;
   for (int i = 0; i < conc; i++) {
     w[i].sh = &sh;
     w[i].idx = i;
-    if (create_session(&w[i]) < 0) snprintf(c->na, sizeof(c->na), "creating a session: %s", tether_last_error());
-    w[i].lat = malloc(sizeof(uint32_t) * (ac.per_client_max + 1));
-    cl[i] = (aclient){.ac = &ac, .w = &w[i]};
+    if (sh.mgr == NULL || create_session(&w[i]) < 0)
+      snprintf(c->na, sizeof(c->na), "creating a session: %s", tether_last_error());
+    w[i].lat = malloc(sizeof(uint32_t) * (per_client_max + 1));
+  }
+  /* clients i, i + nloops, ... on loop i */
+  uint64_t warm = now_us() + (uint64_t)(WARMUP_S * 1e6), end = warm + (uint64_t)(cfg->seconds * 1e6);
+  int k = 0;
+  for (int l = 0; l < nloops; l++) {
+    ac[l] = (acell){.sh = &sh, .cl = cl + k, .warm_us = warm, .end_deadline_us = end, .per_client_max = per_client_max};
+    for (int i = l; i < conc; i += nloops) cl[k++] = (aclient){.ac = &ac[l], .w = &w[i]};
+    ac[l].ncl = (int)(cl + k - ac[l].cl);
+    uv_loop_init(&ac[l].loop);
+    if (tether_astore_wrap(&ac[l].loop, st, &ac[l].a) < 0) snprintf(c->na, sizeof(c->na), "%s", tether_last_error());
   }
   if (!c->na[0]) {
-    sh.deadline_us = now_us() + (uint64_t)(WARMUP_S * 1e6);
-    ac.running = conc;
-    for (int i = 0; i < conc; i++) a_next(&cl[i]);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int l = 0; l < nloops; l++) pthread_create(&ac[l].th, NULL, a_loop_main, &ac[l]);
+    uint64_t t = now_us();
+    if (t < warm) usleep((useconds_t)(warm - t));
+    sh.cpu0_us = self_cpu_us();
+    sh.srv0_us = procs_cpu_us(srv, nsrv);
+    for (int l = 0; l < nloops; l++) pthread_join(ac[l].th, NULL);
+  } else {
+    for (int l = 0; l < nloops; l++) {
+      tether_astore_close(ac[l].a);
+      uv_run(&ac[l].loop, UV_RUN_DEFAULT);
+    }
   }
   c->cpu_us = self_cpu_us() - sh.cpu0_us;
   double srv1 = procs_cpu_us(srv, nsrv);
   c->srv_us = sh.srv0_us >= 0 && srv1 >= 0 ? srv1 - sh.srv0_us : -1;
-  uint64_t total = 0;
+  uint64_t last = warm, total = 0;
+  for (int l = 0; l < nloops; l++) {
+    if (ac[l].last_us > last) last = ac[l].last_us;
+    uv_loop_close(&ac[l].loop);
+  }
   for (int i = 0; i < conc; i++) {
     total += w[i].nlat;
     c->ops += w[i].ops;
     c->errors += w[i].errors;
     c->value_bytes = w[i].value_bytes;
   }
-  c->secs = (double)(ac.end_us - ac.start_us) / 1e6;
+  c->secs = (double)(last - warm) / 1e6;
   uint32_t *all = malloc(sizeof(uint32_t) * (total ? total : 1));
-  uint64_t k = 0;
+  uint64_t n = 0;
   for (int i = 0; i < conc; i++) {
-    memcpy(all + k, w[i].lat, sizeof(uint32_t) * w[i].nlat);
-    k += w[i].nlat;
+    memcpy(all + n, w[i].lat, sizeof(uint32_t) * w[i].nlat);
+    n += w[i].nlat;
     free(w[i].lat);
     free(w[i].cookie);
   }
@@ -436,10 +461,8 @@ static void run_async_cell(const config *cfg, const char *url, tether_store *st,
   c->p50_us = percentile(all, total, 0.50);
   c->p99_us = percentile(all, total, 0.99);
   free(all);
-  tether_astore_close(ac.a);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_loop_close(&loop);
   tether_sessions_free(sh.mgr);
+  c->loops = nloops;
 }
 
 /* ---- the Node peer ---- */
@@ -632,7 +655,12 @@ static void print_table(const config *cfg, cell *cells, int n) {
           snprintf(ratio, sizeof(ratio), "**%.2fx**", rate(c) / rate(p));
       }
     }
-    printf("| %s | %s | %d | %.0f | %s | %s | %s | %s | %" PRIu64 " | %s |\n", c->store, c->api, c->conc, rate(c), p50,
+    char api[64];
+    if (c->loops)
+      snprintf(api, sizeof(api), "%s (%d loop%s)", c->api, c->loops, c->loops > 1 ? "s" : "");
+    else
+      snprintf(api, sizeof(api), "%s", c->api);
+    printf("| %s | %s | %d | %.0f | %s | %s | %s | %s | %" PRIu64 " | %s |\n", c->store, api, c->conc, rate(c), p50,
            p99, ccpu, scpu, c->errors, ratio);
   }
   printf("\nA round trip is one request's session work. store get+set: tether_store_get, JSON parse, visits += 1,\n"
@@ -747,7 +775,7 @@ int main(int argc, char **argv) {
           }
           fprintf(stderr, "bench: %s, %s, %d in flight (round %d/%d)...\n", names[s], c->api, c->conc, r + 1, rounds);
           if (mode == MODE_ASYNC)
-            run_async_cell(&cfg, url, st, srv, nsrv, c->conc, c);
+            run_async_cell(&cfg, st, srv, nsrv, c->conc, c);
           else
             run_cell(&cfg, st, srv, nsrv, mode, c->conc, c);
         }
