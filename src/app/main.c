@@ -62,7 +62,8 @@ typedef struct worker {
   int64_t drain_until_ms;
   struct MHD_Daemon *d;
   tether_astore *astore;
-  int in_flight; /* this worker's requests between their head and their completion */
+  int in_flight;             /* this worker's requests between their head and their completion */
+  struct request *suspended; /* requests waiting for the store */
 } worker;
 
 typedef struct request {
@@ -79,11 +80,14 @@ typedef struct request {
   json_t *answer;
   char *html, *set_cookie;
   const char *location;
-  char detail[512]; /* the store's message when err < 0 */
+  char detail[512];              /* the store's message when err < 0 */
+  int pending;                   /* a store call will call back with this request */
+  int orphan;                    /* its connection is gone: the pending callback frees it */
+  int abandoned;                 /* answered without the store (stopping): the pending callback drops its result */
+  struct request *sprev, *snext; /* in the worker's suspended list */
 } request;
 
 static app the_app;
-static volatile sig_atomic_t stop_signal;
 static _Atomic int stopping; /* answers say Connection: close */
 
 static void usage(FILE *out) {
@@ -137,8 +141,12 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, int route, int sta
 
 static enum MHD_Result send_json_h(struct MHD_Connection *conn, int route, int status, json_t *j,
                                    const char *set_cookie, header extra) {
-  char *text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *text = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(j);
+  if (text == NULL) { /* json_pack refused a text (not UTF-8): say so rather than crash */
+    status = 500;
+    text = strdup("{\"error\":\"the answer could not be encoded\"}");
+  }
   size_t n = strlen(text);
   text = realloc(text, n + 2);
   text[n] = '\n';
@@ -411,9 +419,54 @@ static void on_kick(uv_idle_t *h) {
   run_daemon(h->data);
 }
 
+/* Cuts s at its first byte that does not continue valid UTF-8 (a message cut mid-character, a server's
+ * bytes): JSON strings must be UTF-8. */
+static void utf8_clip(char *s) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  while (p[i]) {
+    size_t n = p[i] < 0x80 ? 1 : (p[i] & 0xe0) == 0xc0 ? 2 : (p[i] & 0xf0) == 0xe0 ? 3 : (p[i] & 0xf8) == 0xf0 ? 4 : 0;
+    for (size_t k = 1; k < n; k++)
+      if ((p[i + k] & 0xc0) != 0x80) n = 0;
+    if (n == 0 || (n == 2 && p[i] < 0xc2)) break;
+    i += n;
+  }
+  s[i] = '\0';
+}
+
 static void job_fail(request *rq, int rc) {
   rq->err = rc;
   snprintf(rq->detail, sizeof(rq->detail), "%s", tether_last_error());
+  utf8_clip(rq->detail);
+}
+
+static void request_free(request *rq) {
+  tether_session_free(rq->s);
+  json_decref(rq->answer);
+  free(rq->html);
+  free(rq->set_cookie);
+  free(rq->body);
+  free(rq);
+}
+
+static void unlink_suspended(request *rq) {
+  if (rq->sprev)
+    rq->sprev->snext = rq->snext;
+  else if (rq->w->suspended == rq)
+    rq->w->suspended = rq->snext;
+  if (rq->snext) rq->snext->sprev = rq->sprev;
+  rq->sprev = rq->snext = NULL;
+}
+
+/* First thing in every store callback: whether the request still wants the result. One whose connection
+ * is gone is freed here; one already answered (stopping) is freed with its connection. */
+static int job_enter(request *rq) {
+  rq->pending = 0;
+  if (rq->orphan) {
+    request_free(rq);
+    return 0;
+  }
+  return !rq->abandoned;
 }
 
 /* The answer is ready: hand the connection back to the daemon (or answer at once, still in the handler). */
@@ -425,6 +478,7 @@ static void job_done(request *rq) {
   rq->ready = 1;
   if (rq->suspended && !rq->in_handler) {
     rq->suspended = 0;
+    unlink_suspended(rq);
     MHD_resume_connection(rq->conn);
     if (!uv_is_active((uv_handle_t *)&rq->w->kick)) uv_idle_start(&rq->w->kick, on_kick);
   }
@@ -450,14 +504,20 @@ static enum MHD_Result job_answer(request *rq) {
 
 static void on_committed(void *arg, int rc, char *set_cookie) {
   request *rq = arg;
+  if (!job_enter(rq)) {
+    free(set_cookie);
+    return;
+  }
   rq->set_cookie = set_cookie;
   if (rc < 0) job_fail(rq, rc);
   job_done(rq);
 }
 
 static void commit(request *rq) {
+  rq->pending = 1;
   int rc = tether_session_commit_async(rq->s, rq->w->astore, on_committed, rq);
   if (rc < 0) {
+    rq->pending = 0;
     job_fail(rq, rc);
     job_done(rq);
   }
@@ -465,6 +525,7 @@ static void commit(request *rq) {
 
 static void after_login(void *arg, int rc) {
   request *rq = arg;
+  if (!job_enter(rq)) return;
   if (rc < 0) {
     json_decref(rq->answer); /* the data kept across the new id */
     rq->answer = NULL;
@@ -488,6 +549,7 @@ static void after_login(void *arg, int rc) {
 
 static void after_logout(void *arg, int rc) {
   request *rq = arg;
+  if (!job_enter(rq)) return;
   if (rc < 0) {
     job_fail(rq, rc);
     job_done(rq);
@@ -505,6 +567,10 @@ static void after_logout(void *arg, int rc) {
 
 static void on_loaded(void *arg, int rc, tether_session *s) {
   request *rq = arg;
+  if (!job_enter(rq)) {
+    tether_session_free(s);
+    return;
+  }
   if (rc < 0) {
     job_fail(rq, rc);
     job_done(rq);
@@ -534,11 +600,13 @@ static void on_loaded(void *arg, int rc, tether_session *s) {
     /* a new id at login (session fixation), keeping the visits and the cart */
     rq->answer = json_deep_copy(data);
     json_object_set_new(rq->answer, "user", name);
+    rq->pending = 1;
     rc = tether_session_regenerate_async(s, rq->w->astore, after_login, rq);
     if (rc < 0) after_login(rq, rc);
     return;
   }
   case R_LOGOUT:
+    rq->pending = 1;
     rc = tether_session_destroy_async(s, rq->w->astore, after_logout, rq);
     if (rc < 0) after_logout(rq, rc);
     return;
@@ -574,10 +642,13 @@ static void on_loaded(void *arg, int rc, tether_session *s) {
 
 static void on_pinged(void *arg, int rc) {
   request *rq = arg;
+  if (!job_enter(rq)) return;
   if (rc < 0) {
+    char reason[512];
+    snprintf(reason, sizeof(reason), "%s", tether_last_error());
+    utf8_clip(reason);
     rq->status = 503;
-    rq->answer =
-        json_pack("{s:s,s:s,s:s}", "status", "unavailable", "server", the_app.name, "reason", tether_last_error());
+    rq->answer = json_pack("{s:s,s:s,s:s}", "status", "unavailable", "server", the_app.name, "reason", reason);
   } else {
     rq->status = 200;
     rq->answer =
@@ -594,10 +665,12 @@ static enum MHD_Result start_job(request *rq, struct MHD_Connection *conn, int r
   rq->form = form;
   rq->started = 1;
   rq->in_handler = 1;
+  rq->pending = 1;
   int rc = route == R_HEALTH ? tether_astore_ping(rq->w->astore, on_pinged, rq)
                              : tether_session_load_async(the_app.sessions, rq->w->astore, cookie, on_loaded, rq);
   rq->in_handler = 0;
   if (rc < 0) {
+    rq->pending = 0;
     if (route == R_HEALTH)
       on_pinged(rq, rc);
     else {
@@ -607,6 +680,9 @@ static enum MHD_Result start_job(request *rq, struct MHD_Connection *conn, int r
   }
   if (rq->ready) return job_answer(rq);
   rq->suspended = 1;
+  rq->snext = rq->w->suspended;
+  if (rq->snext) rq->snext->sprev = rq;
+  rq->w->suspended = rq;
   MHD_suspend_connection(conn);
   return MHD_YES;
 }
@@ -704,12 +780,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   worker *w = cls;
   request *rq = *con_cls;
   if (rq) {
-    tether_session_free(rq->s);
-    json_decref(rq->answer);
-    free(rq->html);
-    free(rq->set_cookie);
-    free(rq->body);
-    free(rq);
+    if (rq->suspended) unlink_suspended(rq);
+    if (rq->pending)
+      rq->orphan = 1; /* a store call still refers to it: its callback frees it */
+    else
+      request_free(rq);
     w->in_flight--;
   }
   *con_cls = NULL;
@@ -754,6 +829,21 @@ static void on_drain(uv_timer_t *t) {
   run_daemon(w);
   if (w->in_flight > 0 && tether_now_ms() < w->drain_until_ms) return;
   uv_timer_stop(t);
+  /* past the grace period, requests still waiting for the store are answered 503 (the store's late
+   * answers are dropped), so that no connection is left suspended when the daemon stops */
+  while (w->suspended) {
+    request *rq = w->suspended;
+    unlink_suspended(rq);
+    rq->suspended = 0;
+    rq->abandoned = 1;
+    rq->ready = 1;
+    rq->err = TETHER_EUNAVAIL;
+    snprintf(rq->detail, sizeof(rq->detail), "stopping: the session store did not answer within the grace period");
+    MHD_resume_connection(rq->conn);
+  }
+  MHD_run(w->d);
+  MHD_run(w->d);
+  uv_poll_stop(&w->poll); /* the daemon closes its epoll set */
   MHD_stop_daemon(w->d);
   w->d = NULL;
   tether_astore_close(w->astore);
@@ -809,8 +899,6 @@ static const char *resolve_secret(const char *arg) {
   }
   return arg;
 }
-
-static void on_signal(int sig) { stop_signal = sig; }
 
 /* The signer and the verifier for API tokens: HS256 pinned, the secret's bytes as given (as jsonwebtoken
  * takes process.env.JWT_SECRET), the default leeway. */
@@ -941,6 +1029,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "tether-app: cannot listen on %s: %s\n", listen_at, strerror(errno));
     return 1;
   }
+  /* SIGTERM and SIGINT wait for the main thread's sigwait: blocked here, before the workers inherit it */
+  sigset_t stop_set;
+  sigemptyset(&stop_set);
+  sigaddset(&stop_set, SIGTERM);
+  sigaddset(&stop_set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
   worker *workers = calloc((size_t)threads, sizeof(*workers));
   for (int i = 0; i < threads; i++) {
     if (worker_start(&workers[i]) < 0) {
@@ -948,12 +1042,10 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  struct sigaction act = {.sa_handler = on_signal};
-  sigaction(SIGTERM, &act, NULL);
-  sigaction(SIGINT, &act, NULL);
   fprintf(stderr, "tether-app %s: listening on %s, %d threads, sessions in %s, API tokens %s\n", the_app.name,
           listen_at, threads, tether_store_url(the_app.store), the_app.signer ? "on (HS256)" : "off (no JWT secret)");
-  while (!stop_signal) pause();
+  int sig = 0;
+  sigwait(&stop_set, &sig);
   atomic_store(&stopping, 1);
   for (int i = 0; i < threads; i++) uv_async_send(&workers[i].stop);
   for (int i = 0; i < threads; i++) pthread_join(workers[i].thread, NULL);

@@ -578,6 +578,45 @@ typedef struct bad_case {
   const char *message;
 } bad_case;
 
+/* SIGTERM while a request waits on a store that does not answer (redis-server stopped, a 30 s command
+ * timeout): after the 10 s grace period the request gets a 503 and the app exits 0, nothing left hanging. */
+static void test_sigterm_with_a_hung_store(void **state) {
+  (void)state;
+  tt_server r = {0};
+  assert_int_equal(tt_redis_start(&r, 0), 0);
+  char url[600];
+  snprintf(url, sizeof(url), "%s?timeout_ms=30000", r.url);
+  app_proc a;
+  const char *one[] = {"--threads", "1", NULL};
+  assert_int_equal(app_start_with(&a, "hung", url, one), 0);
+  tb_resp ok;
+  assert_int_equal(tb_get(NULL, a.port, "/whoami", &ok), 200); /* connected */
+  tb_resp_free(&ok);
+  kill(r.pid, SIGSTOP);
+  tb_conn c;
+  assert_int_equal(tb_conn_open(&c, a.port, 20000), 0);
+  assert_int_equal(tb_send_str(c.fd, "GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+  tt_sleep_ms(300);
+  long long t0 = tb_now_ms();
+  kill(a.pid, SIGTERM);
+  tb_raw resp;
+  assert_int_equal(tb_conn_read_response(&c, 0, &resp), 0);
+  long long waited = tb_now_ms() - t0;
+  print_message("answered %d after %lld ms: %.120s\n", resp.status, waited, resp.body);
+  assert_int_equal(resp.status, 503);
+  assert_non_null(strstr(resp.body, "grace period"));
+  assert_true(waited >= 9000 && waited < 14000);
+  tb_raw_free(&resp);
+  tb_conn_close(&c);
+  int st = wait_exit(a.pid, 10000);
+  if (st != 0) tt_system("tail -n 40 '%s' >&2", a.log);
+  assert_int_equal(st, 0);
+  assert_false(tb_log_has_sanitizer_report(a.log));
+  kill(r.pid, SIGCONT);
+  tt_server_stop(&r, SIGTERM);
+  tt_server_cleanup(&r);
+}
+
 static void test_bad_options(void **state) {
   (void)state;
   char out[600];
@@ -1012,6 +1051,7 @@ int main(void) {
       cmocka_unit_test(test_tokens_not_configured),
       cmocka_unit_test(test_store_outage_and_recovery),
       cmocka_unit_test(test_sigterm_finishes_in_flight),
+      cmocka_unit_test(test_sigterm_with_a_hung_store),
       cmocka_unit_test(test_bad_options),
   };
   return cmocka_run_group_tests_name("tether-app", tests, setup, teardown);

@@ -148,6 +148,32 @@ static void test_round_trip_and_wire_format(void **state) {
   drain_loop();
 }
 
+/* The server closes an idle connection (its timeout, a proxy, CLIENT KILL): the next call reconnects at
+ * once; it is not an outage to back off from. */
+static void test_idle_close_is_not_an_outage(void **state) {
+  (void)state;
+  tether_astore *a = open_async(srv.url);
+  char sid[TETHER_SID_LEN + 1];
+  new_sid(sid);
+  result r[2] = {{0}};
+  assert_int_equal(tether_astore_get(a, sid, got, &r[0]), 0);
+  run_until(r, 1, 5000);
+  assert_int_equal(r[0].rc, TETHER_ENOTFOUND);
+  redisContext *c = raw_connect(srv.port);
+  freeReplyObject(redisCommand(c, "CLIENT KILL TYPE normal SKIPME yes"));
+  redisFree(c);
+  for (int i = 0; i < 20; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    tt_sleep_ms(1);
+  }
+  int rc = tether_astore_get(a, sid, got, &r[1]);
+  if (rc < 0) fail_msg("refused after an idle close: %s", tether_last_error());
+  run_until(r + 1, 1, 5000);
+  assert_int_equal(r[1].rc, TETHER_ENOTFOUND);
+  tether_astore_close(a);
+  drain_loop();
+}
+
 /* 2000 commands issued in one turn: one connection, all answered, in order, each with its own value. */
 static void test_pipelined_in_order(void **state) {
   (void)state;
@@ -523,13 +549,10 @@ static int teardown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_round_trip_and_wire_format),
-      cmocka_unit_test(test_pipelined_in_order),
-      cmocka_unit_test(test_auth_and_select),
-      cmocka_unit_test(test_server_killed_and_back),
-      cmocka_unit_test(test_hung_server_times_out),
-      cmocka_unit_test(test_close_with_pending),
-      cmocka_unit_test(test_thread_pool_store),
+      cmocka_unit_test(test_round_trip_and_wire_format), cmocka_unit_test(test_idle_close_is_not_an_outage),
+      cmocka_unit_test(test_pipelined_in_order),         cmocka_unit_test(test_auth_and_select),
+      cmocka_unit_test(test_server_killed_and_back),     cmocka_unit_test(test_hung_server_times_out),
+      cmocka_unit_test(test_close_with_pending),         cmocka_unit_test(test_thread_pool_store),
       cmocka_unit_test(test_sessions_on_the_loop),
   };
   return cmocka_run_group_tests_name("store_async", tests, setup, teardown);

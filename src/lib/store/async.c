@@ -104,6 +104,8 @@ static void complete(tether_astore *a, acmd *c, int rc, const redisReply *rep) {
         rc = tether__fail(TETHER_ECORRUPT, "redis: GET %s%s... gave a reply of type %d, not a string", a->rc.prefix,
                           c->sid, rep->type);
       }
+    } else if (c->kind == CMD_PING && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") != 0) {
+      rc = tether__fail(TETHER_ESTORE, "redis: PING: unexpected answer");
     } else if (rep->type == REDIS_REPLY_ERROR) {
       static const char *const names[] = {"GET", "SET", "EXPIRE", "DEL", "PING"};
       rc = tether__fail(TETHER_ESTORE, "redis: %s %s%s...: %.*s", names[c->kind], a->rc.prefix, c->sid, (int)rep->len,
@@ -265,6 +267,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   tether_astore *a = s->data;
   if (n == 0) return;
   if (n < 0) {
+    if (a->head == NULL) { /* an idle connection closed (server timeout, proxy, restart): not an outage */
+      int backoff = a->backoff_ms;
+      conn_fail(a, tether__fail(TETHER_EUNAVAIL, "redis %s:%d: idle connection closed", a->rc.host, a->rc.port));
+      a->backoff_ms = backoff;
+      a->retry_at_us = 0;
+      return;
+    }
     conn_fail(a, tether__fail(TETHER_EUNAVAIL, "redis %s:%d: %s", a->rc.host, a->rc.port,
                               n == UV_EOF ? "the server closed the connection" : uv_strerror((int)n)));
     return;
@@ -337,7 +346,7 @@ static void on_connect(uv_connect_t *req, int status) {
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   tether_astore *a = req->data;
   a->gai_pending = 0;
-  if (status == UV_ECANCELED || a->state != C_RESOLVING) {
+  if (status == UV_ECANCELED || status == UV_EAI_CANCELED || a->state != C_RESOLVING) {
     if (res) uv_freeaddrinfo(res);
     maybe_free(a);
     return;
