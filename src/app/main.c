@@ -105,7 +105,8 @@ static void usage(FILE *out) {
                "                       Authorization: Bearer JWT. Without it both answer 501\n"
                "  --cookie-secure      mark the session cookie Secure\n"
                "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
-               "  --threads N          worker threads, each an event loop (default: one per core)\n"
+               "  --threads N          worker threads, each an event loop (default: one per core); stores other than\n"
+               "                       redis:// run on libuv's thread pool (UV_THREADPOOL_SIZE, default here 16)\n"
                "  --help\n");
 }
 
@@ -1035,6 +1036,9 @@ int main(int argc, char **argv) {
   sigaddset(&stop_set, SIGTERM);
   sigaddset(&stop_set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
+  /* stores other than redis:// run their blocking calls on libuv's thread pool, shared by every loop: as
+   * many calls in flight as the 16 threads of old, unless the environment says otherwise */
+  if (getenv("UV_THREADPOOL_SIZE") == NULL) setenv("UV_THREADPOOL_SIZE", "16", 1);
   worker *workers = calloc((size_t)threads, sizeof(*workers));
   for (int i = 0; i < threads; i++) {
     if (worker_start(&workers[i]) < 0) {
