@@ -263,6 +263,29 @@ static double percentile(const uint32_t *sorted, uint64_t n, double p) {
   return sorted[i];
 }
 
+/* Sums the workers' counts into c, with the percentiles of all their latencies; frees what they hold. */
+static void collect(cell *c, worker *w, int conc) {
+  uint64_t total = 0;
+  for (int i = 0; i < conc; i++) {
+    total += w[i].nlat;
+    c->ops += w[i].ops;
+    c->errors += w[i].errors;
+    c->value_bytes = w[i].value_bytes;
+  }
+  uint32_t *all = malloc(sizeof(uint32_t) * (total ? total : 1));
+  uint64_t k = 0;
+  for (int i = 0; i < conc; i++) {
+    memcpy(all + k, w[i].lat, sizeof(uint32_t) * w[i].nlat);
+    k += w[i].nlat;
+    free(w[i].lat);
+    free(w[i].cookie);
+  }
+  qsort(all, total, sizeof(uint32_t), cmp_u32);
+  c->p50_us = percentile(all, total, 0.50);
+  c->p99_us = percentile(all, total, 0.99);
+  free(all);
+}
+
 static void run_cell(const config *cfg, tether_store *st, const pid_t *srv, int nsrv, int mode, int conc, cell *c) {
   shared sh = {
       .cfg = cfg, .mode = mode, .store = st, .per_thread_max = cfg->max_ops / (uint64_t)conc, .srv = srv, .nsrv = nsrv};
@@ -278,34 +301,17 @@ static void run_cell(const config *cfg, tether_store *st, const pid_t *srv, int 
     w[i].idx = i;
     pthread_create(&w[i].th, NULL, work, &w[i]);
   }
-  uint64_t total = 0;
-  double secs = 0;
   for (int i = 0; i < conc; i++) pthread_join(w[i].th, NULL);
   c->cpu_us = self_cpu_us() - sh.cpu0_us;
   double srv1 = procs_cpu_us(srv, nsrv);
   c->srv_us = sh.srv0_us >= 0 && srv1 >= 0 ? srv1 - sh.srv0_us : -1;
-  for (int i = 0; i < conc; i++) {
-    total += w[i].nlat;
-    c->ops += w[i].ops;
-    c->errors += w[i].errors;
+  double secs = 0;
+  for (int i = 0; i < conc; i++)
     if (w[i].secs > secs) secs = w[i].secs;
-    c->value_bytes = w[i].value_bytes;
-  }
+  c->secs = secs;
   if (atomic_load(&sh.failed_setup))
     snprintf(c->na, sizeof(c->na), "a worker could not create its session (see stderr)");
-  uint32_t *all = malloc(sizeof(uint32_t) * (total ? total : 1));
-  uint64_t k = 0;
-  for (int i = 0; i < conc; i++) {
-    memcpy(all + k, w[i].lat, sizeof(uint32_t) * w[i].nlat);
-    k += w[i].nlat;
-    free(w[i].lat);
-    free(w[i].cookie);
-  }
-  qsort(all, total, sizeof(uint32_t), cmp_u32);
-  c->secs = secs;
-  c->p50_us = percentile(all, total, 0.50);
-  c->p99_us = percentile(all, total, 0.99);
-  free(all);
+  collect(c, w, conc);
   pthread_barrier_destroy(&sh.start);
   tether_sessions_free(sh.mgr);
 }
@@ -437,30 +443,13 @@ static void run_async_cell(const config *cfg, tether_store *st, const pid_t *srv
   c->cpu_us = self_cpu_us() - sh.cpu0_us;
   double srv1 = procs_cpu_us(srv, nsrv);
   c->srv_us = sh.srv0_us >= 0 && srv1 >= 0 ? srv1 - sh.srv0_us : -1;
-  uint64_t last = warm, total = 0;
+  uint64_t last = warm;
   for (int l = 0; l < nloops; l++) {
     if (ac[l].last_us > last) last = ac[l].last_us;
     uv_loop_close(&ac[l].loop);
   }
-  for (int i = 0; i < conc; i++) {
-    total += w[i].nlat;
-    c->ops += w[i].ops;
-    c->errors += w[i].errors;
-    c->value_bytes = w[i].value_bytes;
-  }
   c->secs = (double)(last - warm) / 1e6;
-  uint32_t *all = malloc(sizeof(uint32_t) * (total ? total : 1));
-  uint64_t n = 0;
-  for (int i = 0; i < conc; i++) {
-    memcpy(all + n, w[i].lat, sizeof(uint32_t) * w[i].nlat);
-    n += w[i].nlat;
-    free(w[i].lat);
-    free(w[i].cookie);
-  }
-  qsort(all, total, sizeof(uint32_t), cmp_u32);
-  c->p50_us = percentile(all, total, 0.50);
-  c->p99_us = percentile(all, total, 0.99);
-  free(all);
+  collect(c, w, conc);
   tether_sessions_free(sh.mgr);
   c->loops = nloops;
 }

@@ -235,10 +235,7 @@ static void client_end(tether__client *c) {
     return;
   }
   c->linger_until_ms = tether_now_ms() + LINGER_TIME_MS;
-  if (c->paused) {
-    c->paused = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_client, client_on_read);
-  }
+  client_resume(c);
   uv_timer_start(&c->timer, client_timeout, LINGER_TIMEOUT_MS, 0);
 }
 

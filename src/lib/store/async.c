@@ -88,22 +88,7 @@ static void complete(tether_astore *a, acmd *c, int rc, const redisReply *rep) {
   size_t len = 0;
   if (rc == 0 && rep) {
     if (c->kind == CMD_GET) {
-      if (rep->type == REDIS_REPLY_STRING) {
-        json = tether__malloc(rep->len + 1);
-        memcpy(json, rep->str, rep->len);
-        json[rep->len] = '\0';
-        len = rep->len;
-      } else if (rep->type == REDIS_REPLY_NIL) {
-        rc = TETHER_ENOTFOUND;
-      } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "WRONGTYPE", 9) == 0) {
-        rc = tether__fail(TETHER_ECORRUPT, "redis: the value at %s%s... is not a string (%.*s)", a->rc.prefix, c->sid,
-                          (int)rep->len, rep->str);
-      } else if (rep->type == REDIS_REPLY_ERROR) {
-        rc = tether__fail(TETHER_ESTORE, "redis: GET %s%s...: %.*s", a->rc.prefix, c->sid, (int)rep->len, rep->str);
-      } else {
-        rc = tether__fail(TETHER_ECORRUPT, "redis: GET %s%s... gave a reply of type %d, not a string", a->rc.prefix,
-                          c->sid, rep->type);
-      }
+      rc = tether__redis_get_reply(rep, "redis", a->rc.prefix, c->sid, &json, &len);
     } else if (c->kind == CMD_PING && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") != 0) {
       rc = tether__fail(TETHER_ESTORE, "redis: PING: unexpected answer");
     } else if (rep->type == REDIS_REPLY_ERROR) {
@@ -612,37 +597,37 @@ static int del(tether_astore *a, int kind, tether_store_op op, const char *sid, 
   return rc;
 }
 
-int tether_astore_set(tether_astore *a, const char *sid, const char *json, size_t len, int64_t expires_ms,
-                      tether_astore_cb cb, void *arg) {
+/* SET key json EX ttl, or EXPIRE key ttl (touch); an expiry in the past deletes (connect-redis's rule). */
+static int write_ttl(tether_astore *a, int kind, tether_store_op op, const char *sid, const char *json, size_t len,
+                     int64_t expires_ms, tether_astore_cb cb, void *arg) {
   int rc = check(a, sid);
   if (rc < 0) return rc;
-  if (!a->native) return work_queue(a, CMD_SET, sid, json, len, expires_ms, NULL, cb, arg);
+  if (!a->native) return work_queue(a, kind, sid, json, len, expires_ms, NULL, cb, arg);
   int64_t ttl = tether__ttl_seconds(expires_ms, tether_now_ms());
-  if (ttl <= 0) return del(a, CMD_SET, TETHER_OP_SET, sid, cb, arg); /* connect-redis: expired is destroyed */
+  if (ttl <= 0) return del(a, kind, op, sid, cb, arg);
   char ex[24];
   snprintf(ex, sizeof(ex), "%lld", (long long)ttl);
   char *key = tether__asprintf("%s%s", a->rc.prefix, sid);
-  const char *argv[] = {"SET", key, json, "EX", ex};
-  const size_t lens[] = {3, strlen(key), len, 2, strlen(ex)};
-  rc = issue(a, CMD_SET, TETHER_OP_SET, sid, 5, argv, lens, NULL, cb, arg);
+  if (kind == CMD_SET) {
+    const char *argv[] = {"SET", key, json, "EX", ex};
+    const size_t lens[] = {3, strlen(key), len, 2, strlen(ex)};
+    rc = issue(a, kind, op, sid, 5, argv, lens, NULL, cb, arg);
+  } else {
+    const char *argv[] = {"EXPIRE", key, ex};
+    rc = issue(a, kind, op, sid, 3, argv, NULL, NULL, cb, arg);
+  }
   free(key);
   return rc;
 }
 
+int tether_astore_set(tether_astore *a, const char *sid, const char *json, size_t len, int64_t expires_ms,
+                      tether_astore_cb cb, void *arg) {
+  return write_ttl(a, CMD_SET, TETHER_OP_SET, sid, json, len, expires_ms, cb, arg);
+}
+
 int tether_astore_touch(tether_astore *a, const char *sid, const char *json, size_t len, int64_t expires_ms,
                         tether_astore_cb cb, void *arg) {
-  int rc = check(a, sid);
-  if (rc < 0) return rc;
-  if (!a->native) return work_queue(a, CMD_TOUCH, sid, json, len, expires_ms, NULL, cb, arg);
-  int64_t ttl = tether__ttl_seconds(expires_ms, tether_now_ms());
-  if (ttl <= 0) return del(a, CMD_TOUCH, TETHER_OP_TOUCH, sid, cb, arg);
-  char ex[24];
-  snprintf(ex, sizeof(ex), "%lld", (long long)ttl);
-  char *key = tether__asprintf("%s%s", a->rc.prefix, sid);
-  const char *argv[] = {"EXPIRE", key, ex};
-  rc = issue(a, CMD_TOUCH, TETHER_OP_TOUCH, sid, 3, argv, NULL, NULL, cb, arg);
-  free(key);
-  return rc;
+  return write_ttl(a, CMD_TOUCH, TETHER_OP_TOUCH, sid, json, len, expires_ms, cb, arg);
 }
 
 int tether_astore_destroy(tether_astore *a, const char *sid, tether_astore_cb cb, void *arg) {

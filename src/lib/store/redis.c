@@ -477,6 +477,25 @@ static int reply_fail(const rstore *r, const redisReply *rep, const char *what, 
   return tether__fail(TETHER_ESTORE, "%s: %s %s%.6s...: %.*s", r->name, what, r->prefix, sid, (int)rep->len, rep->str);
 }
 
+int tether__redis_get_reply(const struct redisReply *rep, const char *who, const char *prefix, const char *sid,
+                            char **json, size_t *len) {
+  if (rep->type == REDIS_REPLY_STRING) {
+    *json = tether__malloc(rep->len + 1);
+    memcpy(*json, rep->str, rep->len);
+    (*json)[rep->len] = '\0';
+    *len = rep->len;
+    return 0;
+  }
+  if (rep->type == REDIS_REPLY_NIL) return TETHER_ENOTFOUND;
+  if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "WRONGTYPE", 9) == 0)
+    return tether__fail(TETHER_ECORRUPT, "%s: the value at %s%.6s... is not a string (%.*s)", who, prefix, sid,
+                        (int)rep->len, rep->str);
+  if (rep->type == REDIS_REPLY_ERROR)
+    return tether__fail(TETHER_ESTORE, "%s: GET %s%.6s...: %.*s", who, prefix, sid, (int)rep->len, rep->str);
+  return tether__fail(TETHER_ECORRUPT, "%s: GET %s%.6s... gave a reply of type %d, not a string", who, prefix, sid,
+                      rep->type);
+}
+
 static int redis_get(tether_store *st, const char *sid, char **json, size_t *len) {
   rstore *r = st->impl;
   char *key = make_key(r, sid);
@@ -485,22 +504,7 @@ static int redis_get(tether_store *st, const char *sid, char **json, size_t *len
   int rc = run(r, 2, argv, NULL, &rep);
   free(key);
   if (rc < 0) return rc;
-  if (rep->type == REDIS_REPLY_STRING) {
-    *json = tether__malloc(rep->len + 1);
-    memcpy(*json, rep->str, rep->len);
-    (*json)[rep->len] = '\0';
-    *len = rep->len;
-  } else if (rep->type == REDIS_REPLY_NIL) {
-    rc = TETHER_ENOTFOUND;
-  } else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "WRONGTYPE", 9) == 0) {
-    rc = tether__fail(TETHER_ECORRUPT, "%s: the value at %s%.6s... is not a string (%.*s)", r->name, r->prefix, sid,
-                      (int)rep->len, rep->str);
-  } else if (rep->type == REDIS_REPLY_ERROR) {
-    rc = reply_fail(r, rep, "GET", sid);
-  } else {
-    rc = tether__fail(TETHER_ECORRUPT, "%s: GET %s%.6s... gave a reply of type %d, not a string", r->name, r->prefix,
-                      sid, rep->type);
-  }
+  rc = tether__redis_get_reply(rep, r->name, r->prefix, sid, json, len);
   freeReplyObject(rep);
   return rc;
 }
@@ -693,8 +697,13 @@ static int open_common(tether_store *st, const char *text, int sentinel) {
 int tether__redis_conf_get(const tether_store *st, tether__redis_conf *out) {
   if (st->ops != &tether__store_redis) return -1;
   const rstore *r = st->impl;
-  *out = (tether__redis_conf){.host = r->host, .port = r->port, .user = r->user, .password = r->password,
-                              .db = r->db, .prefix = r->prefix, .timeout_ms = r->timeout_ms,
+  *out = (tether__redis_conf){.host = r->host,
+                              .port = r->port,
+                              .user = r->user,
+                              .password = r->password,
+                              .db = r->db,
+                              .prefix = r->prefix,
+                              .timeout_ms = r->timeout_ms,
                               .connect_timeout_ms = r->connect_timeout_ms};
   return 0;
 }

@@ -35,13 +35,13 @@ typedef struct tether__store_ops {
   int (*destroy)(tether_store *st, const char *sid);
   int (*purge)(tether_store *st); /* NULL: the store expires entries by itself */
   int (*ping)(tether_store *st);
-  int client_side;                /* jwt: sessions live in the cookie */
+  int client_side; /* jwt: sessions live in the cookie */
 } tether__store_ops;
 
 struct tether_store {
   const tether__store_ops *ops;
-  void *impl;        /* the implementation's state */
-  char *url;         /* as given, with any password replaced by "***" */
+  void *impl; /* the implementation's state */
+  char *url;  /* as given, with any password replaced by "***" */
   _Atomic uint64_t counters[TETHER__C_COUNT];
   _Atomic uint64_t lat_buckets[TETHER_OP_COUNT][TETHER_LATENCY_BUCKETS + 1];
   _Atomic uint64_t lat_count[TETHER_OP_COUNT];
@@ -79,6 +79,11 @@ typedef struct tether__redis_conf {
   int connect_timeout_ms;
 } tether__redis_conf;
 int tether__redis_conf_get(const tether_store *st, tether__redis_conf *out);
+/* A GET's reply as a session: 0 with the value (malloc'd), TETHER_ENOTFOUND, or an error naming who
+ * ("redis"), the key and the reply; shared by the blocking store and the asynchronous client. */
+struct redisReply;
+int tether__redis_get_reply(const struct redisReply *rep, const char *who, const char *prefix, const char *sid,
+                            char **json, size_t *len);
 
 /* connect-redis's TTL rule: seconds until expires_ms rounded up, or 86400 when there is no expiry.
  * A result <= 0 means the session has expired and must be deleted, not written. */
@@ -100,8 +105,8 @@ typedef struct tether__url {
   char *password; /* percent-decoded, or NULL */
   tether__url_host hosts[TETHER__URL_MAX_HOSTS];
   size_t nhosts;
-  char *path;     /* after the authority, without the leading '/', percent-decoded ("" when none);
-                   * for URLs without "//" (sqlite:PATH) everything before '?' */
+  char *path; /* after the authority, without the leading '/', percent-decoded ("" when none);
+               * for URLs without "//" (sqlite:PATH) everything before '?' */
   struct {
     char *key;
     char *value;
@@ -125,10 +130,8 @@ char *tether__url_redact(const char *text);
 
 /* Encodes a session (its JSON) as the cookie value: a compact HS256 JWT signed with secret. Returns a
  * malloc'd token, or NULL with TETHER_E2BIG set in *err when it would exceed 4096 bytes. */
-char *tether__jwt_cookie_encode(const char *sid, const char *json, int64_t expires_ms, const char *secret,
-                                int *err);
+char *tether__jwt_cookie_encode(const char *sid, const char *json, int64_t expires_ms, const char *secret, int *err);
 /* Verifies a token with any of the secrets and checks its expiry; gives the sid and the JSON. */
-int tether__jwt_cookie_decode(const char *token, const char *const *secrets, size_t n, char **sid,
-                              char **json);
+int tether__jwt_cookie_decode(const char *token, const char *const *secrets, size_t n, char **sid, char **json);
 
 #endif
