@@ -139,8 +139,11 @@ char *tether__metrics_text(tether__control *ctl) {
   for (int r = 0; r < TETHER__JWT_RESULTS; r++) {
     uint64_t n = 0;
     for (int i = 0; i < ctl->nworkers; i++) n += atomic_load(&ctl->workers[i].jwt_results[r]);
-    const char *label = r == 0 ? "ok" : r == TETHER__JWT_MISSING ? "missing" : r == TETHER__JWT_OTHER ? "error"
-                                                                            : tether_jwt_reason(-(r + 1000));
+    const char *label = r == 0                       ? "ok"
+                        : r == TETHER__JWT_MISSING   ? "missing"
+                        : r == TETHER__JWT_OTHER     ? "error"
+                        : r == TETHER__JWT_BAD_CLAIM ? "claim_header"
+                                                     : tether_jwt_reason(-(r + 1000));
     if (n || r == 0 || r == TETHER__JWT_MISSING)
       tether__buf_appendf(&b, "tether_jwt_total{result=\"%s\"} %llu\n", label, (unsigned long long)n);
   }

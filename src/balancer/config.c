@@ -425,32 +425,44 @@ static void health_line(parser *ps, directive *d, tether__cf_upstream *u) {
   }
 }
 
-static int parse_key(parser *ps, directive *d, const char *text, tether__cf_persist *p) {
+/* Text and variables, concatenated: a hash key, or (for_header) a proxy_set_header value, which may also
+ * use $host, $scheme, $proxy_add_x_forwarded_for and $request_method. Returns the number of parts or -1
+ * after an error; literal text longer than a part is split over several. */
+static int parse_value(parser *ps, directive *d, const char *text, tether__key_part *parts, int max, int for_header) {
   static const struct {
     const char *prefix;
     int type;
     int has_name;
-  } vars[] = {{"$remote_addr", TETHER__KEY_REMOTE_ADDR, 0}, {"$binary_remote_addr", TETHER__KEY_REMOTE_ADDR, 0},
-              {"$request_uri", TETHER__KEY_REQUEST_URI, 0},  {"$http_", TETHER__KEY_HTTP, 1},
-              {"$cookie_", TETHER__KEY_COOKIE, 1},            {"$arg_", TETHER__KEY_ARG, 1},
-              {"$jwt_claim_", TETHER__KEY_JWT_CLAIM, 1}};
+    int header_only;
+  } vars[] = {{"$remote_addr", TETHER__KEY_REMOTE_ADDR, 0, 0},
+              {"$binary_remote_addr", TETHER__KEY_REMOTE_ADDR, 0, 0},
+              {"$request_uri", TETHER__KEY_REQUEST_URI, 0, 0},
+              {"$http_", TETHER__KEY_HTTP, 1, 0},
+              {"$cookie_", TETHER__KEY_COOKIE, 1, 0},
+              {"$arg_", TETHER__KEY_ARG, 1, 0},
+              {"$jwt_claim_", TETHER__KEY_JWT_CLAIM, 1, 0},
+              {"$host", TETHER__KEY_HOST, 0, 1},
+              {"$scheme", TETHER__KEY_SCHEME, 0, 1},
+              {"$proxy_add_x_forwarded_for", TETHER__KEY_PROXY_ADD_XFF, 0, 1},
+              {"$request_method", TETHER__KEY_METHOD, 0, 1}};
+  const char *what = for_header ? "proxy_set_header value" : "hash key";
   const char *p0 = text;
-  p->nkey = 0;
+  int n = 0;
   while (*p0) {
-    if (p->nkey == TETHER__KEY_MAX_PARTS) {
-      error(ps, d->line, "hash key \"%s\" has too many parts", text);
+    if (n == max) {
+      error(ps, d->line, "%s \"%s\" has too many parts", what, text);
       return -1;
     }
-    tether__key_part *kp = &p->key[p->nkey];
+    tether__key_part *kp = &parts[n];
     memset(kp, 0, sizeof(*kp));
     if (*p0 != '$') {
       const char *e = strchr(p0, '$');
-      size_t n = e ? (size_t)(e - p0) : strlen(p0);
-      if (n >= sizeof(kp->text)) n = sizeof(kp->text) - 1;
+      size_t len = e ? (size_t)(e - p0) : strlen(p0);
+      if (len >= sizeof(kp->text)) len = sizeof(kp->text) - 1; /* the rest goes in the next part */
       kp->type = TETHER__KEY_TEXT;
-      memcpy(kp->text, p0, n);
-      p0 += e ? (size_t)(e - p0) : strlen(p0);
-      p->nkey++;
+      memcpy(kp->text, p0, len);
+      p0 += len;
+      n++;
       continue;
     }
     const char *brace_end = NULL;
@@ -459,7 +471,7 @@ static int parse_key(parser *ps, directive *d, const char *text, tether__cf_pers
     if (p0[1] == '{') { /* ${name} */
       brace_end = strchr(p0, '}');
       if (brace_end == NULL || (size_t)(brace_end - p0) >= sizeof(tmp)) {
-        error(ps, d->line, "hash key \"%s\": unclosed ${", text);
+        error(ps, d->line, "%s \"%s\": unclosed ${", what, text);
         return -1;
       }
       snprintf(tmp, sizeof(tmp), "$%.*s", (int)(brace_end - p0 - 2), p0 + 2);
@@ -467,6 +479,7 @@ static int parse_key(parser *ps, directive *d, const char *text, tether__cf_pers
     }
     int found = 0;
     for (size_t i = 0; i < TETHER__ARRAY_SIZE(vars) && !found; i++) {
+      if (vars[i].header_only && !for_header) continue;
       size_t pl = strlen(vars[i].prefix);
       if (strncmp(v, vars[i].prefix, pl) != 0) continue;
       size_t nl = 0;
@@ -484,12 +497,24 @@ static int parse_key(parser *ps, directive *d, const char *text, tether__cf_pers
       p0 = brace_end ? brace_end + 1 : p0 + pl + nl;
     }
     if (!found) {
-      error(ps, d->line, "hash key \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
-                         "$jwt_claim_NAME or $request_uri)", text);
+      if (for_header)
+        error(ps, d->line, "%s \"%s\": unknown variable (use $host, $remote_addr, $scheme, "
+                           "$proxy_add_x_forwarded_for, $request_method, $request_uri, $http_NAME, $cookie_NAME, "
+                           "$arg_NAME or $jwt_claim_NAME)", what, text);
+      else
+        error(ps, d->line, "%s \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
+                           "$jwt_claim_NAME or $request_uri)", what, text);
       return -1;
     }
-    p->nkey++;
+    n++;
   }
+  return n;
+}
+
+static int parse_key(parser *ps, directive *d, const char *text, tether__cf_persist *p) {
+  int n = parse_value(ps, d, text, p->key, TETHER__KEY_MAX_PARTS, 0);
+  if (n < 0) return -1;
+  p->nkey = n;
   if (p->nkey == 0) {
     error(ps, d->line, "hash key is empty");
     return -1;
@@ -698,8 +723,14 @@ static int jwt_directive(parser *ps, directive *d, tether__cf_jwt *j) {
       snprintf(j->realm, sizeof(j->realm), "%s", d->args[1]);
     }
   } else if (strcmp(n, "auth_jwt_key") == 0) {
-    if (want_args(ps, d, 1, 2) < 0) return 1;
-    if (j->nkeys == TETHER__JWT_MAX_KEYS) {
+    if (want_args(ps, d, 1, 3) < 0) return 1;
+    if (strcmp(d->args[d->nargs - 1], "weak_secret_ok") == 0) { /* HS* secrets under 32 bytes, knowingly */
+      j->weak_secret_ok = 1;
+      d->nargs--;
+    }
+    if (d->nargs > 3) {
+      error(ps, d->line, "auth_jwt_key takes a key, optionally an algorithm, and optionally weak_secret_ok");
+    } else if (j->nkeys == TETHER__JWT_MAX_KEYS) {
       error(ps, d->line, "auth_jwt_key: at most %d keys", TETHER__JWT_MAX_KEYS);
     } else if (strlen(d->args[1]) >= sizeof(j->keys[0].spec)) {
       error(ps, d->line, "auth_jwt_key: the key specification is too long");
@@ -749,6 +780,63 @@ static int jwt_directive(parser *ps, directive *d, tether__cf_jwt *j) {
   return 1;
 }
 
+/* proxy_set_header NAME VALUE, as nginx: the value replaces what the client sent under that name, an
+ * empty value removes it. Tether frames requests and manages connections to servers itself, so the
+ * framing headers cannot be set, and Connection/Upgrade take only what the keep-alive and WebSocket
+ * recipes say (which is what Tether does anyway). */
+static void set_header_line(parser *ps, directive *d, tether__cf_headers *h) {
+  if (want_args(ps, d, 2, 2) < 0) return;
+  const char *name = d->args[1], *value = d->args[2];
+  h->defined = 1;
+  if (!token_ok(name) || strlen(name) >= sizeof(h->set[0].name)) {
+    error(ps, d->line, "proxy_set_header: \"%s\" is not a header name", name);
+    return;
+  }
+  static const char *const framing[] = {"content-length", "transfer-encoding", "te",       "keep-alive",
+                                        "proxy-connection", "http2-settings", "trailer"};
+  for (size_t i = 0; i < TETHER__ARRAY_SIZE(framing); i++)
+    if (strcasecmp(name, framing[i]) == 0) {
+      error(ps, d->line, "proxy_set_header %s: Tether frames requests to servers itself; this header cannot be set",
+            name);
+      return;
+    }
+  if (strcasecmp(name, "connection") == 0) {
+    if (value[0] != '\0' && strcasecmp(value, "upgrade") != 0 && strcmp(value, "$connection_upgrade") != 0)
+      error(ps, d->line, "proxy_set_header Connection: Tether keeps server connections alive and forwards WebSocket "
+                         "upgrades itself; only \"\", \"upgrade\" or $connection_upgrade (the keep-alive and "
+                         "WebSocket recipes) are accepted");
+    return;
+  }
+  if (strcasecmp(name, "upgrade") == 0) {
+    if (strcmp(value, "$http_upgrade") != 0)
+      error(ps, d->line, "proxy_set_header Upgrade: only $http_upgrade (the WebSocket recipe) is accepted; Tether "
+                         "forwards WebSocket upgrades itself");
+    return;
+  }
+  for (int i = 0; i < h->nset; i++)
+    if (strcasecmp(h->set[i].name, name) == 0) {
+      error(ps, d->line, "proxy_set_header %s: set twice at this level", name);
+      return;
+    }
+  if (h->nset == TETHER__CF_MAX_SET_HEADERS) {
+    error(ps, d->line, "proxy_set_header: at most %d per level", TETHER__CF_MAX_SET_HEADERS);
+    return;
+  }
+  tether__cf_set_header *sh = &h->set[h->nset];
+  memset(sh, 0, sizeof(*sh));
+  snprintf(sh->name, sizeof(sh->name), "%s", name);
+  int n = parse_value(ps, d, value, sh->value, TETHER__KEY_MAX_PARTS, 1);
+  if (n < 0) return;
+  sh->nvalue = n;
+  h->nset++;
+}
+
+/* proxy_http_version: Tether always speaks HTTP/1.1 to servers. */
+static void http_version_line(parser *ps, directive *d) {
+  if (want_args(ps, d, 1, 1) == 0 && strcmp(d->args[1], "1.1") != 0)
+    error(ps, d->line, "proxy_http_version: Tether speaks HTTP/1.1 to servers; only 1.1 is accepted");
+}
+
 static void location_body(parser *ps, directive *d, tether__cf_location *loc, char proxy[128], int *proxy_line) {
   directive c;
   int rc;
@@ -771,9 +859,10 @@ static void location_body(parser *ps, directive *d, tether__cf_location *loc, ch
         snprintf(loc->return_body, sizeof(loc->return_body), "%s", c.args[2]);
     } else if (jwt_directive(ps, &c, &loc->jwt)) {
       /* handled */
-    } else if (strcmp(n, "proxy_set_header") == 0 || strcmp(n, "proxy_http_version") == 0) {
-      /* accepted for nginx users pasting blocks: Tether always speaks HTTP/1.1 with keep-alive upstream
-       * and sets X-Forwarded-* itself */
+    } else if (strcmp(n, "proxy_set_header") == 0) {
+      set_header_line(ps, &c, &loc->headers);
+    } else if (strcmp(n, "proxy_http_version") == 0) {
+      http_version_line(ps, &c);
     } else {
       error(ps, c.line, "unknown directive \"%s\" in location", n);
       if (c.block) skip_block(ps);
@@ -926,6 +1015,12 @@ static void common_directive(parser *ps, directive *d, int depth, const char *ct
     }
   } else if (strcmp(n, "error_log") == 0) {
     if (want_args(ps, d, 1, 2) == 0) snprintf(cf->error_log, sizeof(cf->error_log), "%s", d->args[1]);
+  } else if (strcmp(n, "proxy_set_header") == 0) {
+    set_header_line(ps, d, &cf->headers);
+  } else if (strcmp(n, "proxy_http_version") == 0) {
+    http_version_line(ps, d);
+  } else if (strcmp(n, "client_body_time") == 0) {
+    if (want_args(ps, d, 1, 1) == 0) get_time(ps, d, d->args[1], &cf->client_body_time_ms);
   } else if (strcmp(n, "events") == 0 && d->block) {
     skip_block(ps); /* nginx's events { worker_connections ...; }: libuv needs none of it */
   } else if (strcmp(n, "server_name") == 0 || strcmp(n, "include") == 0) {
@@ -985,9 +1080,27 @@ static void build_jwt(parser *ps, tether__config *cf) {
       error(ps, j->line, "auth_jwt: %s", tether_last_error());
       continue;
     }
+    /* the key's specification may be a literal secret: errors name the key by its position, never its text */
     for (int k = 0; k < j->nkeys; k++)
       if (tether_jwt_verifier_add_key(j->verifier, j->keys[k].spec, j->keys[k].alg[0] ? j->keys[k].alg : NULL, NULL) < 0)
-        error(ps, j->line, "auth_jwt_key %s: %s", j->keys[k].spec, tether_last_error());
+        error(ps, j->line, "auth_jwt_key #%d of auth_jwt \"%s\": %s", k + 1, j->realm, tether_last_error());
+  }
+  /* every claim header any level names is removed from every request, authenticated or not: a client must
+   * never speak for the token where no token is checked */
+  cf->nclaim_headers = 0;
+  for (size_t i = 0; i <= cf->nlocations; i++) {
+    const tether__cf_jwt *j = i < cf->nlocations ? &cf->locations[i].jwt : &cf->jwt;
+    for (int h = 0; h < j->nclaim_headers; h++) {
+      int seen = 0;
+      for (int k = 0; k < cf->nclaim_headers && !seen; k++)
+        seen = strcasecmp(cf->claim_headers[k], j->claim_headers[h].header) == 0;
+      if (seen) continue;
+      if (cf->nclaim_headers == TETHER__CF_MAX_STRIP) {
+        error(ps, j->line, "auth_jwt_claim_header: at most %d distinct header names", TETHER__CF_MAX_STRIP);
+        return;
+      }
+      snprintf(cf->claim_headers[cf->nclaim_headers++], sizeof(cf->claim_headers[0]), "%s", j->claim_headers[h].header);
+    }
   }
 }
 
@@ -1017,6 +1130,7 @@ static void defaults(tether__config *cf) {
   cf->proxy_read_timeout_ms = 60000;
   cf->proxy_send_timeout_ms = 60000;
   cf->shutdown_grace_ms = 10000;
+  cf->client_body_time_ms = 300000;
 }
 
 int tether__config_parse(const char *path, const char *text, size_t len, tether__config *cf, char *err,

@@ -13,6 +13,7 @@
 #define TETHER__CF_MAX_UPSTREAMS 32
 #define TETHER__CF_MAX_LOCATIONS 64
 #define TETHER__CF_MAX_REALIP 32
+#define TETHER__CF_MAX_STRIP 64
 
 typedef struct tether__addr {
   struct sockaddr_storage sa;
@@ -59,9 +60,25 @@ typedef enum tether__hash_method {
  * $request_uri), concatenated. */
 typedef struct tether__key_part {
   enum { TETHER__KEY_TEXT, TETHER__KEY_REMOTE_ADDR, TETHER__KEY_HTTP, TETHER__KEY_COOKIE, TETHER__KEY_ARG,
-         TETHER__KEY_REQUEST_URI, TETHER__KEY_JWT_CLAIM } type;
+         TETHER__KEY_REQUEST_URI, TETHER__KEY_JWT_CLAIM,
+         /* header values only (proxy_set_header) */
+         TETHER__KEY_HOST, TETHER__KEY_SCHEME, TETHER__KEY_PROXY_ADD_XFF, TETHER__KEY_METHOD } type;
   char text[64]; /* literal text, or the header/cookie/argument name */
 } tether__key_part;
+
+/* proxy_set_header NAME VALUE: the value is text and variables; an empty value removes the header. */
+#define TETHER__CF_MAX_SET_HEADERS 16
+typedef struct tether__cf_set_header {
+  char name[64];
+  tether__key_part value[TETHER__KEY_MAX_PARTS];
+  int nvalue; /* 0: the header is not sent at all */
+} tether__cf_set_header;
+
+typedef struct tether__cf_headers {
+  tether__cf_set_header set[TETHER__CF_MAX_SET_HEADERS];
+  int nset;
+  int defined; /* some proxy_set_header at this level: the outer level's list is not inherited (nginx) */
+} tether__cf_headers;
 
 typedef struct tether__cf_persist {
   tether__persist_kind kind;
@@ -125,6 +142,7 @@ typedef struct tether__cf_jwt {
   int naudience;
   int64_t leeway_ms;      /* -1: the library's default (30 s) */
   int require_exp;
+  int weak_secret_ok;     /* auth_jwt_key ... weak_secret_ok: HS* secrets under 32 bytes are accepted */
   char cookie[64];        /* auth_jwt_cookie: also take the token from this cookie */
   struct {
     char claim[64];
@@ -142,6 +160,7 @@ typedef struct tether__cf_location {
   int return_status;      /* "return 200 text;" for simple answers, 0: proxy */
   char return_body[256];
   tether__cf_jwt jwt;     /* enabled: requests must carry a valid token */
+  tether__cf_headers headers; /* proxy_set_header (the outer level's when none is given here) */
 } tether__cf_location;
 
 typedef struct tether__cidr {
@@ -179,6 +198,11 @@ typedef struct tether__config {
   int access_log_json;
   char error_log[512];              /* "" stderr */
   tether__cf_jwt jwt;               /* auth_jwt at the top, http or server level: every location's default */
+  tether__cf_headers headers;       /* proxy_set_header at the top, http or server level */
+  /* every header any auth_jwt_claim_header names: removed from every request, in every location */
+  char claim_headers[TETHER__CF_MAX_STRIP][64];
+  int nclaim_headers;
+  int64_t client_body_time_ms;      /* a whole request body must arrive within this (0: no bound) */
 } tether__config;
 
 /* Reads and checks a configuration. On failure returns -1 and writes "file:line: reason" lines (one per

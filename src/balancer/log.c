@@ -29,6 +29,35 @@ int tether__access_log_open(const char *path) {
 
 void tether__access_log_close(void) { tether__access_log_open(NULL); }
 
+/* Client bytes in a log line: as nginx's escape=default (", \ and bytes outside printable ASCII as \xHH)
+ * for the combined format; for JSON, ", \ and control characters escaped and every byte above 0x7e as
+ * \u00HH, so that each line is valid JSON whatever the client sent. */
+void tether__log_escape(tether__buf *b, const char *s, int json) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (; *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    char esc[8];
+    size_t n = 0;
+    if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\') {
+      esc[n++] = (char)ch;
+    } else if (json && (ch == '"' || ch == '\\')) {
+      esc[n++] = '\\';
+      esc[n++] = (char)ch;
+    } else if (json) {
+      memcpy(esc, "\\u00", 4);
+      n = 4;
+      esc[n++] = hex[ch >> 4];
+      esc[n++] = hex[ch & 15];
+    } else {
+      esc[n++] = '\\';
+      esc[n++] = 'x';
+      esc[n++] = hex[ch >> 4];
+      esc[n++] = hex[ch & 15];
+    }
+    tether__buf_append(b, esc, n);
+  }
+}
+
 void tether__access_log_flush(tether__worker *w) {
   if (w->log_len == 0) return;
   pthread_mutex_lock(&log_lock);

@@ -2,6 +2,8 @@
  * server (a pooled keep-alive connection or a new one), its bytes are streamed both ways with
  * backpressure, and the connection goes back to the pool. One close path per connection. */
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include "../lib/util.h"
 #include "persist/persist.h"
 #include "proxyproto.h"
+#include "rewrite.h"
 #include "tether/jwt.h"
 #include "tether/session.h"
 #include "worker.h"
@@ -28,6 +31,7 @@ struct tether__client {
   uv_timer_t timer;
   uv_shutdown_t shut; /* a lingering close */
   int64_t linger_until_ms;
+  int64_t body_deadline_ms; /* client_body_time: the body must be in by then (0: no bound) */
   tether__worker *w;
   tether__client *prev, *next; /* in the worker's list */
   int state;
@@ -55,6 +59,8 @@ struct tether__client {
   char method[16];
   char target[200];
   char peer[64];                /* the client's address (or the trusted X-Forwarded-For one) */
+  const char *scheme;           /* "http", or what a trusted proxy's X-Forwarded-Proto says */
+  const char *server_name;      /* the server that last took the request (the access log's "server") */
   char ip[64];                  /* the client's address as text (the PROXY header's when trusted) */
   struct sockaddr_storage addr; /* the socket's peer */
   struct sockaddr_storage real; /* the client: addr, or what a trusted proxy said */
@@ -246,10 +252,13 @@ static void client_pause(tether__client *c) {
   }
 }
 
+static void arm_body_timer(tether__client *c);
+
 static void client_resume(tether__client *c) {
   if (c->paused && !c->closing) {
     c->paused = 0;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_client, client_on_read);
+    if (c->state == CS_BODY && c->active) arm_body_timer(c);
   }
 }
 
@@ -397,8 +406,10 @@ static int authenticate(tether__client *c, const tether__h1_msg *m, const tether
   int rc = tl == -1   ? 1
            : tl == -2 ? TETHER_JWT_ETOOLARGE
                       : tether_jwt_verify(j->verifier, token, (size_t)tl, &w->claims);
+  if (rc == 0 && !tether__claim_headers_ok(j, &w->claims)) rc = 2; /* a claim no header can carry */
   int slot = rc == 0                        ? 0
              : rc == 1                      ? TETHER__JWT_MISSING
+             : rc == 2                      ? TETHER__JWT_BAD_CLAIM
              : (rc <= -1001 && rc >= -1017) ? -rc - 1000
                                             : TETHER__JWT_OTHER;
   atomic_fetch_add_explicit(&w->jwt_results[slot], 1, memory_order_relaxed);
@@ -418,7 +429,7 @@ static int authenticate(tether__client *c, const tether__h1_msg *m, const tether
     snprintf(extra, sizeof(extra),
              "WWW-Authenticate: Bearer realm=\"%s\", error=\"invalid_token\", "
              "error_description=\"%s\"\r\n",
-             j->realm, tether_jwt_message(rc));
+             j->realm, rc == 2 ? "a claim cannot be carried in a header" : tether_jwt_message(rc));
     respond_with(c, 401, "application/json", extra, "{\"error\":\"Invalid token\"}");
   }
   return -1;
@@ -454,6 +465,17 @@ static void client_timeout(uv_timer_t *t) {
 
 static void arm_client(tether__client *c, int64_t ms) {
   if (!c->closing) uv_timer_start(&c->timer, client_timeout, (uint64_t)(ms > 0 ? ms : 1), 0);
+}
+
+/* A body must keep coming (client_body_timeout between reads, as nginx) and must arrive whole within
+ * client_body_time: trickling a byte now and then cannot hold a connection and a server forever. */
+static void arm_body_timer(tether__client *c) {
+  int64_t ms = c->rt->cf->client_body_timeout_ms;
+  if (c->body_deadline_ms) {
+    int64_t left = c->body_deadline_ms - tether_now_ms();
+    if (left < ms) ms = left;
+  }
+  arm_client(c, ms);
 }
 
 /* ---- client connections ---- */
@@ -539,14 +561,6 @@ void tether__client_accept(tether__worker *w, uv_stream_t *listener) {
 
 /* ---- the request head ---- */
 
-static int is_hop_by_hop(tether__slice n) {
-  return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive") ||
-         tether__h1_token_eq(n, "proxy-connection") || tether__h1_token_eq(n, "te") ||
-         tether__h1_token_eq(n, "upgrade") || tether__h1_token_eq(n, "proxy-authorization") ||
-         tether__h1_token_eq(n, "x-forwarded-proto") || tether__h1_token_eq(n, "x-forwarded-host") ||
-         tether__h1_token_eq(n, "forwarded");
-}
-
 static int trusted_peer(const tether__config *cf, const struct sockaddr_storage *ss) {
   for (size_t i = 0; i < cf->nreal_ip_from; i++)
     if (tether__cidr_match(&cf->real_ip_from[i], (const struct sockaddr *)ss)) return 1;
@@ -581,22 +595,12 @@ static void real_ip(tether__client *c, const tether__h1_msg *m) {
 }
 
 /* Heads are assembled with plain copies: no format parsing on the hot path. */
-static void put(tether__buf *b, const void *p, size_t n) { tether__buf_append(b, p, n); }
-static void put_s(tether__buf *b, const char *s) { tether__buf_append(b, s, strlen(s)); }
-static void put_header(tether__buf *b, tether__slice name, const char *value, size_t vn) {
-  tether__buf_reserve(b, name.n + vn + 4);
-  memcpy(b->data + b->len, name.p, name.n);
-  b->len += name.n;
-  b->data[b->len++] = ':';
-  b->data[b->len++] = ' ';
-  memcpy(b->data + b->len, value, vn);
-  b->len += vn;
-  b->data[b->len++] = '\r';
-  b->data[b->len++] = '\n';
-  b->data[b->len] = '\0';
+static void put(tether__buf *b, const void *p, size_t n) {
+  if (n) tether__buf_append(b, p, n); /* an empty reason phrase is a NULL slice */
 }
+static void put_s(tether__buf *b, const char *s) { tether__buf_append(b, s, strlen(s)); }
 static void put_lit_header(tether__buf *b, const char *name, const char *value, size_t vn) {
-  put_header(b, (tether__slice){name, strlen(name)}, value, vn);
+  tether__put_header(b, (tether__slice){name, strlen(name)}, value, vn);
 }
 static void put_uint(tether__buf *b, unsigned v) {
   char d[16];
@@ -610,80 +614,6 @@ static void copy_text(char *out, size_t cap, tether__slice s) {
   size_t n = s.n < cap - 1 ? s.n : cap - 1;
   memcpy(out, s.p, n);
   out[n] = '\0';
-}
-
-/* Rewrites the request head for the server into c->replay. */
-static int claim_header_name(const tether__cf_jwt *j, tether__slice name) {
-  for (int i = 0; i < j->nclaim_headers; i++)
-    if (tether__h1_token_eq(name, j->claim_headers[i].header)) return 1;
-  return 0;
-}
-
-/* Verified claims as headers; characters a header cannot hold are dropped. */
-static void add_claim_headers(tether__buf *b, const tether__cf_jwt *j, const tether_jwt_claims *claims) {
-  for (int i = 0; i < j->nclaim_headers; i++) {
-    char v[512];
-    int n = tether_jwt_claim_text(claims, j->claim_headers[i].claim, v, sizeof(v));
-    if (n < 0) continue;
-    size_t o = 0;
-    for (int k = 0; k < n; k++)
-      if ((unsigned char)v[k] >= 0x20 && v[k] != 0x7f) v[o++] = v[k];
-    put_lit_header(b, j->claim_headers[i].header, v, o);
-  }
-}
-
-static void build_request(tether__client *c, const tether__h1_msg *m, tether__cf_upstream *u,
-                          const tether__upstream_rt *ur, const tether__cf_jwt *jwt, const tether_jwt_claims *claims) {
-  tether__buf *b = &c->replay;
-  int strip = u->persist.kind == TETHER__PERSIST_COOKIE && u->persist.indirect;
-  b->len = 0;
-  put(b, m->method.p, m->method.n);
-  put(b, " ", 1);
-  put(b, m->target.p, m->target.n);
-  put_s(b, m->version_minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
-  tether__slice xff = {0};
-  for (size_t i = 0; i < m->nheaders; i++) {
-    const tether__h1_header *h = &m->headers[i];
-    if (is_hop_by_hop(h->name)) continue;
-    if (tether__h1_token_eq(h->name, "x-forwarded-for")) {
-      xff = h->value;
-      continue;
-    }
-    if (claim_header_name(jwt, h->name)) continue;         /* only the balancer speaks for the token, always */
-    if (strip && tether__h1_token_eq(h->name, "cookie")) { /* indirect: the server never sees our cookie */
-      char out[8192];
-      size_t n = tether__persist_strip_cookie(ur, h->value, out, sizeof(out));
-      if (n) put_lit_header(b, "Cookie", out, n);
-      continue;
-    }
-    put_header(b, h->name, h->value.p, h->value.n);
-  }
-  put_s(b, "X-Forwarded-For: ");
-  if (xff.p) {
-    put(b, xff.p, xff.n);
-    put(b, ", ", 2);
-  }
-  put_s(b, c->ip);
-  put(b, "\r\n", 2);
-  if (claims) add_claim_headers(b, jwt, claims);
-  put_s(b, "X-Forwarded-Proto: http\r\n");
-  if (m->host.p) put_lit_header(b, "X-Forwarded-Host", m->host.p, m->host.n);
-  if (c->rt->cf->add_forwarded) {
-    int v6 = strchr(c->peer, ':') != NULL;
-    tether__buf_appendf(b, "Forwarded: for=%s%s%s;proto=http", v6 ? "\"[" : "", c->peer, v6 ? "]\"" : "");
-    if (m->host.p) tether__buf_appendf(b, ";host=\"%.*s\"", (int)m->host.n, m->host.p);
-    put(b, "\r\n", 2);
-  }
-  if (m->upgrade) {
-    tether__slice up = tether__h1_header_get(m, "upgrade");
-    put_s(b, "Connection: upgrade\r\n");
-    put_lit_header(b, "Upgrade", up.p, up.n);
-  } else if (u->keepalive > 0 && m->version_minor == 1) {
-    /* HTTP/1.1 keep-alive is the default: nothing to add */
-  } else {
-    put_s(b, "Connection: close\r\n");
-  }
-  put(b, "\r\n", 2);
 }
 
 static const tether__cf_location *route(const tether__config *cf, tether__slice target) {
@@ -714,6 +644,19 @@ static const tether__cf_location *route(const tether__config *cf, tether__slice 
     }
   }
   return best;
+}
+
+/* Upgrades are forwarded for WebSocket over HTTP/1.1 only: h2c (RFC 9113 section 3.1 retires it) and
+ * other protocols would switch the server connection to something the balancer does not speak. */
+static int websocket_upgrade(const tether__h1_msg *m) {
+  if (!m->upgrade || m->version_minor != 1) return 0;
+  return tether__h1_token_eq(tether__h1_header_get(m, "upgrade"), "websocket");
+}
+
+static size_t header_count(const tether__h1_msg *m, const char *name) {
+  size_t n = 0;
+  for (size_t i = 0; i < m->nheaders; i++) n += tether__h1_token_eq(m->headers[i].name, name);
+  return n;
 }
 
 static int method_idempotent(tether__slice m) {
@@ -803,11 +746,23 @@ static void start_request_once(tether__client *c) {
   c->keep_alive = m->keep_alive && !w->stopping;
   c->is_head = m->is_head;
   c->idempotent = method_idempotent(m->method);
-  c->upgrade = m->upgrade;
+  c->upgrade = websocket_upgrade(m);
+  c->server_name = NULL;
   memcpy(c->peer, c->ip, sizeof(c->peer));
   /* a PROXY header's address holds for the connection; X-Forwarded-For is read per request */
   if (!c->rt->cf->real_ip_proxy_protocol) c->real = c->addr;
   real_ip(c, m);
+  c->scheme = "http";
+  if (trusted_peer(cf, &c->addr)) { /* a proxy we trust says how the client came (TLS ended there) */
+    const char *proto = tether__forwarded_proto(m);
+    if (proto) c->scheme = proto;
+  }
+  if (header_count(m, "authorization") > 1) { /* which one would the server believe? */
+    c->keep_alive = 0;
+    c->in_len = 0;
+    respond(c, 400, "more than one Authorization header", 0);
+    return;
+  }
   if (cf->client_max_body_size && m->framing == TETHER__H1_LENGTH && m->content_length > cf->client_max_body_size) {
     c->in_len = 0;
     respond(c, 413, NULL, 0);
@@ -828,13 +783,20 @@ static void start_request_once(tether__client *c) {
   c->ups = loc->upstream;
   tether__cf_upstream *u = &cf->upstreams[c->ups];
   tether__persist_request(&c->rt->ups[c->ups], m, (const struct sockaddr *)&c->real, claims, &c->pr);
-  build_request(c, m, u, &c->rt->ups[c->ups], &loc->jwt, claims);
+  (void)u;
+  tether__fwd x = {.cf = cf, .loc = loc, .ur = &c->rt->ups[c->ups], .claims = claims, .conn_ip = c->ip,
+                   .remote_addr = c->peer, .scheme = c->scheme, .upgrade = c->upgrade};
+  tether__rewrite_request(m, &x, &c->replay);
   c->replay_ok = 1;
   tether__h1_body_init(&c->reqbody, m);
   consume(c->in, &c->in_len, (size_t)n);
   c->state = CS_BODY;
   c->req_done = c->reqbody.done;
-  uv_timer_stop(&c->timer);
+  c->body_deadline_ms = cf->client_body_time_ms > 0 ? tether_now_ms() + cf->client_body_time_ms : 0;
+  if (c->req_done)
+    uv_timer_stop(&c->timer);
+  else
+    arm_body_timer(c); /* from the head on, not from the first body byte */
   dispatch(c);
 }
 
@@ -972,6 +934,25 @@ static void up_send_request(tether__upconn *u) {
   forward_request_body(c);
 }
 
+/* An idle pooled connection must have nothing to say: bytes waiting on it are a response nobody asked for
+ * (it would answer the next request, maybe another client's), and an end of file means the server closed
+ * it. Either way it is closed, never reused. The read callback may not have run yet in this loop turn, so
+ * the socket itself is asked. */
+static int idle_clean(tether__upconn *u) {
+  if (u->in_len > 0) return 0;
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&u->tcp, &fd) < 0) return 0;
+  char b;
+  ssize_t n;
+  do n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1;
+  if (n > 0)
+    tether__log(TETHER_LOG_WARN, "upstream %s: %s sent bytes on an idle connection; closed it", u->srv->upstream,
+                u->srv->name);
+  return 0;
+}
+
 static void dispatch(tether__client *c) {
   tether__worker *w = c->w;
   tether__upstream_rt *ur = &c->rt->ups[c->ups];
@@ -1007,14 +988,19 @@ static void dispatch(tether__client *c) {
     return;
   }
   c->srv = idx;
+  c->server_name = ur->servers[idx]->name;
   c->tried[idx] = 1;
   c->tries++;
   tether__server_state *srv = ur->servers[idx];
   atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
   tether__pool *p = pool_for(w, srv, 0);
-  if (p && p->head) {
+  while (p && p->head) {
     tether__upconn *u = p->head;
     pool_remove(u);
+    if (!idle_clean(u)) {
+      up_close(u, 0);
+      continue;
+    }
     uv_timer_stop(&u->timer);
     u->c = c;
     c->up = u;
@@ -1091,11 +1077,17 @@ static void retry_or_fail(tether__client *c, int status, int count_failure) {
   respond(c, status, NULL, 0);
 }
 
+/* The whole body is in: from now on the server's timeouts apply, not the client's. */
+static void body_received(tether__client *c) {
+  c->state = CS_WAIT;
+  uv_timer_stop(&c->timer);
+}
+
 /* Moves request body bytes from the client buffer to the server. */
 static void forward_request_body(tether__client *c) {
   tether__upconn *u = c->up;
   if (u == NULL || u->state == US_CONNECTING || c->req_done) {
-    if (c->req_done && c->state == CS_BODY) c->state = CS_WAIT;
+    if (c->req_done && c->state == CS_BODY) body_received(c);
     return;
   }
   if (c->in_len == 0) return;
@@ -1134,9 +1126,10 @@ static void forward_request_body(tether__client *c) {
   }
   if (c->reqbody.done) {
     c->req_done = 1;
-    c->state = CS_WAIT;
+    body_received(c);
   } else if (u->pending > MAX_PENDING) {
-    client_pause(c);
+    client_pause(c); /* the server is slow to take the body: not the client's time */
+    uv_timer_stop(&c->timer);
   }
 }
 
@@ -1176,11 +1169,12 @@ static void build_head(tether__client *c, tether__h1_msg *m, tether__buf *b) {
   for (size_t i = 0; i < m->nheaders; i++) {
     const tether__h1_header *h = &m->headers[i];
     if (nocache && tether__h1_token_eq(h->name, "cache-control")) continue;
-    if (tether__h1_token_eq(h->name, "connection") || tether__h1_token_eq(h->name, "keep-alive") ||
-        tether__h1_token_eq(h->name, "proxy-connection"))
+    if (m->status == 101 && tether__h1_token_eq(h->name, "upgrade")) {
+      tether__put_header(b, h->name, h->value.p, h->value.n);
       continue;
-    if (m->status != 101 && tether__h1_token_eq(h->name, "upgrade")) continue;
-    put_header(b, h->name, h->value.p, h->value.n);
+    }
+    if (tether__hop_by_hop(m, h->name)) continue;
+    tether__put_header(b, h->name, h->value.p, h->value.n);
   }
   if (sticky) {
     put_lit_header(b, "Set-Cookie", sticky, strlen(sticky));
@@ -1443,7 +1437,7 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (c->state == CS_BODY) {
-    arm_client(c, c->rt->cf->client_body_timeout_ms);
+    arm_body_timer(c);
     forward_request_body(c);
     if (c->state == CS_WAIT) uv_timer_stop(&c->timer);
     return;
@@ -1455,22 +1449,38 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 static void log_request(tether__client *c) {
   tether__config *cf = c->rt->cf;
   if (cf->access_log[0] == '\0') return;
-  char line[768];
   uint64_t us = tether__mono_us() - c->start_us;
-  char date[40];
+  char date[40], num[96];
   tether__http_date(tether_now_ms(), date);
-  const char *server = "-";
-  int n;
-  if (cf->access_log_json)
-    n = snprintf(line, sizeof(line),
-                 "{\"time\":\"%s\",\"client\":\"%s\",\"method\":\"%s\",\"uri\":\"%s\",\"status\":%d,\"bytes\":%llu,"
-                 "\"duration_ms\":%.3f,\"server\":\"%s\"}\n",
-                 date, c->peer, c->method, c->target, c->status, (unsigned long long)c->bytes_sent, us / 1000.0,
-                 server);
-  else
-    n = snprintf(line, sizeof(line), "%s - - [%s] \"%s %s HTTP/1.%d\" %d %llu \"-\" \"-\" %.3f\n", c->peer, date,
-                 c->method, c->target, c->version_minor, c->status, (unsigned long long)c->bytes_sent, us / 1e6);
-  if (n > 0) tether__access_log_line(c->w, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+  const char *server = c->server_name ? c->server_name : "-";
+  int json = cf->access_log_json;
+  tether__buf *b = &c->w->scratch_log;
+  b->len = 0;
+  if (json) {
+    tether__buf_appendf(b, "{\"time\":\"%s\",\"client\":\"", date);
+    tether__log_escape(b, c->peer, 1);
+    put_s(b, "\",\"method\":\"");
+    tether__log_escape(b, c->method, 1);
+    put_s(b, "\",\"uri\":\"");
+    tether__log_escape(b, c->target, 1);
+    snprintf(num, sizeof(num), "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,\"server\":\"", c->status,
+             (unsigned long long)c->bytes_sent, us / 1000.0);
+    put_s(b, num);
+    tether__log_escape(b, server, 1);
+    put_s(b, "\"}\n");
+  } else {
+    tether__log_escape(b, c->peer, 0);
+    tether__buf_appendf(b, " - - [%s] \"", date);
+    tether__log_escape(b, c->method, 0);
+    put(b, " ", 1);
+    tether__log_escape(b, c->target, 0);
+    snprintf(num, sizeof(num), " HTTP/1.%d\" %d %llu \"-\" \"-\" %.3f \"", c->version_minor, c->status,
+             (unsigned long long)c->bytes_sent, us / 1e6);
+    put_s(b, num);
+    tether__log_escape(b, server, 0);
+    put_s(b, "\"\n");
+  }
+  tether__access_log_line(c->w, b->data, b->len);
 }
 
 /* The request is over (answered, or the connection is going away). */

@@ -150,6 +150,7 @@ void tether__workers_stop(tether__worker *ws, int n) {
     free(w->log_buf);
     tether_jwt_claims_free(&w->claims);
     tether__buf_free(&w->scratch_out);
+    tether__buf_free(&w->scratch_log);
     tether__runtime_unref(w->rt);
     uv_loop_close(&w->loop);
   }

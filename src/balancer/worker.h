@@ -16,7 +16,8 @@
 #define TETHER__LATENCY_NB 14
 #define TETHER__JWT_MISSING 18 /* jwt_results slots: 0 ok, 1..17 -tether_jwt_error - 1000, then these */
 #define TETHER__JWT_OTHER 19
-#define TETHER__JWT_RESULTS 20
+#define TETHER__JWT_BAD_CLAIM 20 /* verified, but a claim header cannot carry a claim's value */
+#define TETHER__JWT_RESULTS 21
 extern const double tether__latency_bounds_s[TETHER__LATENCY_NB];
 
 typedef struct tether__worker tether__worker;
@@ -56,6 +57,7 @@ struct tether__worker {
   _Atomic uint64_t latency_buckets[TETHER__LATENCY_NB + 1];
   _Atomic uint64_t latency_sum_us;
   tether__buf scratch_out;           /* response heads are assembled here */
+  tether__buf scratch_log;           /* access log lines are assembled here */
   char rbuf[65536];                  /* every client read lands here first */
   tether_jwt_claims claims;          /* the claims of the token verified last (edge authentication) */
   char jwt_token[16384];             /* the token being verified */
@@ -82,6 +84,7 @@ int tether__access_log_open(const char *path);
 void tether__access_log_close(void);
 void tether__access_log_flush(tether__worker *w);
 void tether__access_log_line(tether__worker *w, const char *line, size_t n);
+void tether__log_escape(tether__buf *b, const char *s, int json); /* client bytes in a log line */
 
 /* Opens a listening socket with SO_REUSEPORT (libuv 1.44 has no flag for it). Returns fd or -errno. */
 int tether__listen_socket(const tether__addr *a, int backlog);

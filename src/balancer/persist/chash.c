@@ -17,7 +17,7 @@ static void append(tether__persist_req *pr, const char *p, size_t n) {
 }
 
 /* A cookie's raw value (as nginx's $cookie_NAME: no decoding), from every Cookie header in order. */
-static int raw_cookie(const tether__h1_msg *m, const char *name, tether__slice *out) {
+int tether__raw_cookie(const tether__h1_msg *m, const char *name, tether__slice *out) {
   size_t nl = strlen(name);
   for (size_t h = 0; h < m->nheaders; h++) {
     if (!tether__h1_token_eq(m->headers[h].name, "cookie")) continue;
@@ -40,7 +40,7 @@ static int raw_cookie(const tether__h1_msg *m, const char *name, tether__slice *
   return 0;
 }
 
-static int query_arg(tether__slice target, const char *name, tether__slice *out) {
+int tether__query_arg(tether__slice target, const char *name, tether__slice *out) {
   const char *q = memchr(target.p, '?', target.n);
   if (q == NULL) return 0;
   size_t nl = strlen(name);
@@ -63,7 +63,7 @@ void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m
   const tether__cf_persist *cp = &u->cf->persist;
   tether__slice v;
   if (cp->kind == TETHER__PERSIST_APP_COOKIE) {
-    if (!raw_cookie(m, cp->cookie, &v) || v.n == 0) return; /* the app has not set its cookie yet */
+    if (!tether__raw_cookie(m, cp->cookie, &v) || v.n == 0) return; /* the app has not set its cookie yet */
     append(pr, v.p, v.n);
   } else {
     for (int i = 0; i < cp->nkey; i++) {
@@ -83,12 +83,13 @@ void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m
         if (v.p) append(pr, v.p, v.n);
         break;
       case TETHER__KEY_COOKIE:
-        if (raw_cookie(m, k->text, &v)) append(pr, v.p, v.n);
+        if (tether__raw_cookie(m, k->text, &v)) append(pr, v.p, v.n);
         break;
       case TETHER__KEY_ARG:
-        if (query_arg(m->target, k->text, &v)) append(pr, v.p, v.n);
+        if (tether__query_arg(m->target, k->text, &v)) append(pr, v.p, v.n);
         break;
       case TETHER__KEY_REQUEST_URI: append(pr, m->target.p, m->target.n); break;
+      default: break; /* header-only variables are refused in hash keys */
       case TETHER__KEY_JWT_CLAIM: { /* a verified claim (auth_jwt on the location); nothing otherwise */
         char claim[256];
         int n = claims ? tether_jwt_claim_text(claims, k->text, claim, sizeof(claim)) : -1;

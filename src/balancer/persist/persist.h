@@ -74,6 +74,11 @@ size_t tether__persist_strip_cookie(const tether__upstream_rt *u, tether__slice 
 /* The primary server at weight position w, walking the servers in configuration order as nginx does. */
 int tether__persist_by_weight(const tether__cf_upstream *cu, unsigned w);
 
+/* The raw value of the first cookie called name (nginx's $cookie_NAME), and of a query argument
+ * ($arg_NAME). 1 when found. */
+int tether__raw_cookie(const tether__h1_msg *m, const char *name, tether__slice *out);
+int tether__query_arg(tether__slice target, const char *name, tether__slice *out);
+
 /* policies, one file each */
 void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *m, tether__persist_req *pr, int64_t now_s);
 int tether__cookie_values(tether__upstream_rt *u);

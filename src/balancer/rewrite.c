@@ -1,0 +1,270 @@
+/* The request head a server receives: rebuilt from the parsed head, with the balancer's own headers. */
+#include "rewrite.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "persist/persist.h"
+
+#define CLAIM_VALUE_MAX 512
+
+static void put(tether__buf *b, const void *p, size_t n) {
+  if (n) tether__buf_append(b, p, n);
+}
+static void put_s(tether__buf *b, const char *s) { put(b, s, strlen(s)); }
+
+void tether__put_header(tether__buf *b, tether__slice name, const char *value, size_t vn) {
+  tether__buf_reserve(b, name.n + vn + 4);
+  memcpy(b->data + b->len, name.p, name.n);
+  b->len += name.n;
+  b->data[b->len++] = ':';
+  b->data[b->len++] = ' ';
+  if (vn) memcpy(b->data + b->len, value, vn);
+  b->len += vn;
+  b->data[b->len++] = '\r';
+  b->data[b->len++] = '\n';
+  b->data[b->len] = '\0';
+}
+
+static void put_lit_header(tether__buf *b, const char *name, const char *value, size_t vn) {
+  tether__put_header(b, (tether__slice){name, strlen(name)}, value, vn);
+}
+
+/* ---- hop-by-hop ---- */
+
+static int always_hop(tether__slice n) {
+  return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive") ||
+         tether__h1_token_eq(n, "proxy-connection") || tether__h1_token_eq(n, "te") ||
+         tether__h1_token_eq(n, "upgrade") || tether__h1_token_eq(n, "http2-settings") ||
+         tether__h1_token_eq(n, "proxy-authenticate") || tether__h1_token_eq(n, "proxy-authorization");
+}
+
+static int listed_in(tether__slice v, tether__slice name) {
+  size_t i = 0;
+  while (i <= v.n) {
+    size_t j = i;
+    while (j < v.n && v.p[j] != ',') j++;
+    size_t a = i, b = j;
+    while (a < b && (v.p[a] == ' ' || v.p[a] == '\t')) a++;
+    while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t')) b--;
+    if (b - a == name.n && b > a) {
+      size_t k = 0;
+      while (k < name.n && tolower((unsigned char)v.p[a + k]) == tolower((unsigned char)name.p[k])) k++;
+      if (k == name.n) return 1;
+    }
+    i = j + 1;
+  }
+  return 0;
+}
+
+int tether__hop_by_hop(const tether__h1_msg *m, tether__slice name) {
+  if (always_hop(name)) return 1;
+  /* the framing travels with the bytes the balancer forwards as they are: a Connection header cannot take
+   * it away (that would desynchronise the next hop), nor the Host an HTTP/1.1 request needs */
+  if (tether__h1_token_eq(name, "content-length") || tether__h1_token_eq(name, "transfer-encoding") ||
+      tether__h1_token_eq(name, "host"))
+    return 0;
+  for (size_t i = 0; i < m->nheaders; i++)
+    if (tether__h1_token_eq(m->headers[i].name, "connection") && listed_in(m->headers[i].value, name)) return 1;
+  return 0;
+}
+
+const char *tether__forwarded_proto(const tether__h1_msg *m) {
+  tether__slice v = tether__h1_header_get(m, "x-forwarded-proto");
+  if (v.p == NULL) return NULL;
+  size_t n = 0;
+  while (n < v.n && v.p[n] != ',') n++;
+  while (n > 0 && (v.p[n - 1] == ' ' || v.p[n - 1] == '\t')) n--;
+  tether__slice first = {v.p, n};
+  if (tether__h1_token_eq(first, "https")) return "https";
+  if (tether__h1_token_eq(first, "http")) return "http";
+  return NULL;
+}
+
+/* ---- values ---- */
+
+static int is_claim_header(const tether__config *cf, tether__slice name) {
+  for (int i = 0; i < cf->nclaim_headers; i++)
+    if (tether__h1_token_eq(name, cf->claim_headers[i])) return 1;
+  return 0;
+}
+
+static const tether__cf_headers *set_headers(const tether__fwd *x) {
+  return x->loc && x->loc->headers.defined ? &x->loc->headers : &x->cf->headers;
+}
+
+static const tether__cf_set_header *set_header(const tether__cf_headers *hs, tether__slice name) {
+  for (int i = 0; i < hs->nset; i++)
+    if (tether__h1_token_eq(name, hs->set[i].name)) return &hs->set[i];
+  return NULL;
+}
+
+static int named(const tether__cf_headers *hs, const char *name) {
+  return set_header(hs, (tether__slice){name, strlen(name)}) != NULL;
+}
+
+/* The Host without its port, lower-cased (nginx's $host). */
+static void put_host(tether__buf *b, tether__slice host) {
+  size_t n = host.n;
+  if (n && host.p[0] == '[') { /* an IPv6 literal keeps its brackets */
+    const char *e = memchr(host.p, ']', n);
+    n = e ? (size_t)(e - host.p) + 1 : n;
+  } else {
+    const char *colon = memchr(host.p, ':', n);
+    if (colon) n = (size_t)(colon - host.p);
+  }
+  tether__buf_reserve(b, n);
+  for (size_t i = 0; i < n; i++) b->data[b->len++] = (char)tolower((unsigned char)host.p[i]);
+  b->data[b->len] = '\0';
+}
+
+static void put_xff(tether__buf *b, const tether__h1_msg *m, const tether__fwd *x) {
+  tether__slice xff = tether__h1_header_get(m, "x-forwarded-for");
+  if (xff.p && xff.n) {
+    put(b, xff.p, xff.n);
+    put(b, ", ", 2);
+  }
+  put_s(b, x->conn_ip);
+}
+
+static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_msg *m, const tether__fwd *x) {
+  tether__slice v;
+  switch (k->type) {
+  case TETHER__KEY_TEXT: put_s(b, k->text); break;
+  case TETHER__KEY_REMOTE_ADDR: put_s(b, x->remote_addr); break;
+  case TETHER__KEY_HTTP:
+    v = tether__h1_header_get(m, k->text);
+    if (v.p) put(b, v.p, v.n);
+    break;
+  case TETHER__KEY_COOKIE:
+    if (tether__raw_cookie(m, k->text, &v)) put(b, v.p, v.n);
+    break;
+  case TETHER__KEY_ARG:
+    if (tether__query_arg(m->target, k->text, &v)) put(b, v.p, v.n);
+    break;
+  case TETHER__KEY_REQUEST_URI: put(b, m->target.p, m->target.n); break;
+  case TETHER__KEY_JWT_CLAIM: {
+    char claim[CLAIM_VALUE_MAX];
+    int n = x->claims ? tether_jwt_claim_text(x->claims, k->text, claim, sizeof(claim)) : -1;
+    if (n > 0) put(b, claim, (size_t)n);
+    break;
+  }
+  case TETHER__KEY_HOST:
+    if (m->host.p) put_host(b, m->host);
+    break;
+  case TETHER__KEY_SCHEME: put_s(b, x->scheme); break;
+  case TETHER__KEY_PROXY_ADD_XFF: put_xff(b, m, x); break;
+  case TETHER__KEY_METHOD: put(b, m->method.p, m->method.n); break;
+  }
+}
+
+/* A claim value a header can hold: no control characters (a tab or line break would be trimmed, folded or
+ * split by the server's parser, so the header would not say what the token says). */
+static int claim_value_ok(const char *v, int n) {
+  for (int i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if (ch < 0x20 || ch == 0x7f) return 0;
+  }
+  return 1;
+}
+
+int tether__claim_headers_ok(const tether__cf_jwt *j, const tether_jwt_claims *claims) {
+  for (int i = 0; i < j->nclaim_headers; i++) {
+    char v[CLAIM_VALUE_MAX];
+    int n = tether_jwt_claim_text(claims, j->claim_headers[i].claim, v, sizeof(v));
+    if (n == TETHER_ENOTFOUND) continue; /* no such claim: no header */
+    if (n < 0 || !claim_value_ok(v, n)) return 0;
+  }
+  return 1;
+}
+
+static void put_claim_headers(tether__buf *b, const tether__cf_jwt *j, const tether_jwt_claims *claims) {
+  for (int i = 0; i < j->nclaim_headers; i++) {
+    char v[CLAIM_VALUE_MAX];
+    int n = tether_jwt_claim_text(claims, j->claim_headers[i].claim, v, sizeof(v));
+    if (n >= 0 && claim_value_ok(v, n)) put_lit_header(b, j->claim_headers[i].header, v, (size_t)n);
+  }
+}
+
+/* ---- the request ---- */
+
+static void put_client_headers(const tether__h1_msg *m, const tether__fwd *x, const tether__cf_headers *hs,
+                               tether__buf *b) {
+  const tether__cf_upstream *u = x->ur->cf;
+  int strip = u->persist.kind == TETHER__PERSIST_COOKIE && u->persist.indirect;
+  for (size_t i = 0; i < m->nheaders; i++) {
+    const tether__h1_header *h = &m->headers[i];
+    if (tether__hop_by_hop(m, h->name)) continue;
+    /* the balancer says who the client is and how it came */
+    if (tether__h1_token_eq(h->name, "x-forwarded-for") || tether__h1_token_eq(h->name, "x-forwarded-proto") ||
+        tether__h1_token_eq(h->name, "x-forwarded-host") || tether__h1_token_eq(h->name, "forwarded"))
+      continue;
+    if (is_claim_header(x->cf, h->name)) continue; /* only the balancer speaks for the token, everywhere */
+    if (set_header(hs, h->name)) continue;          /* proxy_set_header replaces it (or removes it) */
+    if (strip && tether__h1_token_eq(h->name, "cookie")) { /* indirect: the server never sees our cookie */
+      char out[8192];
+      size_t n = tether__persist_strip_cookie(x->ur, h->value, out, sizeof(out));
+      if (n) put_lit_header(b, "Cookie", out, n);
+      continue;
+    }
+    tether__put_header(b, h->name, h->value.p, h->value.n);
+  }
+}
+
+static void put_set_headers(const tether__h1_msg *m, const tether__fwd *x, const tether__cf_headers *hs,
+                            tether__buf *b) {
+  for (int i = 0; i < hs->nset; i++) {
+    const tether__cf_set_header *sh = &hs->set[i];
+    if (sh->nvalue == 0) continue;
+    size_t start = b->len;
+    put_s(b, sh->name);
+    put(b, ": ", 2);
+    size_t vstart = b->len;
+    for (int k = 0; k < sh->nvalue; k++) put_var(b, &sh->value[k], m, x);
+    if (b->len == vstart) { /* nginx: a value that comes out empty sends no header */
+      b->len = start;
+      continue;
+    }
+    put(b, "\r\n", 2);
+  }
+}
+
+void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, tether__buf *b) {
+  const tether__cf_headers *hs = set_headers(x);
+  b->len = 0;
+  put(b, m->method.p, m->method.n);
+  put(b, " ", 1);
+  put(b, m->target.p, m->target.n);
+  put_s(b, m->version_minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
+  put_client_headers(m, x, hs, b);
+  put_set_headers(m, x, hs, b);
+  if (!named(hs, "X-Forwarded-For")) {
+    put_s(b, "X-Forwarded-For: ");
+    put_xff(b, m, x);
+    put(b, "\r\n", 2);
+  }
+  if (x->claims) put_claim_headers(b, &x->loc->jwt, x->claims);
+  if (!named(hs, "X-Forwarded-Proto")) {
+    put_s(b, "X-Forwarded-Proto: ");
+    put_s(b, x->scheme);
+    put(b, "\r\n", 2);
+  }
+  if (m->host.p && !named(hs, "X-Forwarded-Host")) put_lit_header(b, "X-Forwarded-Host", m->host.p, m->host.n);
+  if (x->cf->add_forwarded && !named(hs, "Forwarded")) {
+    int v6 = strchr(x->remote_addr, ':') != NULL;
+    tether__buf_appendf(b, "Forwarded: for=%s%s%s;proto=%s", v6 ? "\"[" : "", x->remote_addr, v6 ? "]\"" : "",
+                        x->scheme);
+    if (m->host.p) tether__buf_appendf(b, ";host=\"%.*s\"", (int)m->host.n, m->host.p);
+    put(b, "\r\n", 2);
+  }
+  if (x->upgrade) {
+    tether__slice up = tether__h1_header_get(m, "upgrade");
+    put_s(b, "Connection: upgrade\r\n");
+    put_lit_header(b, "Upgrade", up.p, up.n);
+  } else if (x->ur->cf->keepalive > 0 && m->version_minor == 1) {
+    /* HTTP/1.1 keep-alive is the default: nothing to add */
+  } else {
+    put_s(b, "Connection: close\r\n");
+  }
+  put(b, "\r\n", 2);
+}

@@ -1,0 +1,42 @@
+/* What a request becomes on its way to a server, and which headers never cross the balancer. The request
+ * head is rebuilt from the parsed one: hop-by-hop headers (RFC 9110 section 7.6.1, and every header the
+ * Connection field names) are removed, claim headers are only ever the balancer's own, proxy_set_header
+ * replaces or removes what it names, and the X-Forwarded-* / Forwarded headers say who the client is. */
+#ifndef TETHER_BALANCER_REWRITE_H
+#define TETHER_BALANCER_REWRITE_H
+
+#include "../lib/util.h"
+#include "config.h"
+#include "http1.h"
+#include "runtime.h"
+#include "tether/jwt.h"
+
+typedef struct tether__fwd {
+  const tether__config *cf;
+  const tether__cf_location *loc;
+  const tether__upstream_rt *ur;
+  const tether_jwt_claims *claims; /* verified claims where auth_jwt applies, else NULL */
+  const char *conn_ip;             /* the connection's client (the socket peer, or a trusted PROXY header's) */
+  const char *remote_addr;         /* the client as X-Forwarded-For from trusted proxies resolves it */
+  const char *scheme;              /* "http" or "https": the connection's, or a trusted proxy's */
+  int upgrade;                     /* a WebSocket upgrade is forwarded */
+} tether__fwd;
+
+/* The request head for the server, into out (emptied first). */
+void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, tether__buf *out);
+
+/* Whether a header must not be forwarded in either direction: the hop-by-hop fields, and every field the
+ * message's Connection header lists. */
+int tether__hop_by_hop(const tether__h1_msg *m, tether__slice name);
+
+/* The scheme a trusted proxy reports in X-Forwarded-Proto (its first value, when http or https), or NULL. */
+const char *tether__forwarded_proto(const tether__h1_msg *m);
+
+/* Whether every claim header of j can carry its claim's value (present claims only): a value with control
+ * characters or too long for a header makes the token unusable here (401). */
+int tether__claim_headers_ok(const tether__cf_jwt *j, const tether_jwt_claims *claims);
+
+/* "Name: value\r\n" into b. */
+void tether__put_header(tether__buf *b, tether__slice name, const char *value, size_t vn);
+
+#endif
