@@ -124,8 +124,15 @@ void tb_tether_write_conf(tb_tether *t, const char *fmt, ...) {
   va_end(ap);
 }
 
+/* The binary under test; TB_TETHER_BIN points the tests at another build (to show a fix's test failing on
+ * the code before it). */
+static char *tether_bin(void) {
+  const char *b = getenv("TB_TETHER_BIN");
+  return (char *)(b && *b ? b : TETHER_BIN);
+}
+
 int tb_tether_run(tb_tether *t) {
-  char *argv[] = {TETHER_BIN, "-c", t->conf, NULL};
+  char *argv[] = {tether_bin(), "-c", t->conf, NULL};
   t->pid = tt_spawn(argv, t->log, NULL);
   if (t->pid < 0 || !tt_wait_port(t->port, 10000) || !tt_wait_port(t->admin, 10000)) {
     fprintf(stderr, "tether did not start (ports %d, %d)\n", t->port, t->admin);
@@ -186,7 +193,7 @@ int tb_tether_stop(tb_tether *t, int timeout_ms) {
 int tb_tether_cmd(const char *out_file, const char *const *args) {
   char *argv[16];
   int n = 0;
-  argv[n++] = TETHER_BIN;
+  argv[n++] = tether_bin();
   for (int i = 0; args[i] && n < 15; i++) argv[n++] = (char *)args[i];
   argv[n] = NULL;
   unlink(out_file);

@@ -6,7 +6,7 @@
  * "ready NAME PORT PID" on stdout once it listens. Routes (query parameters in brackets):
  *   /               "NAME\n"
  *   /conn           "NAME CONNID\n" (CONNID counts accepted connections: keep-alive reuse shows)
- *   /headers        the request line and the request headers as received, one per line
+ *   /headers[/...]  the request line and the request headers as received, one per line
  *   /echo           the request body (Content-Length or chunked, decoded); X-Request-Framing says which
  *   /chunked [n]    a chunked response of n lines with a trailer (until close for HTTP/1.0)
  *   /delay [ms]     "NAME\n" after ms milliseconds
@@ -16,7 +16,9 @@
  *   /big [n]        n bytes
  *   /ws             Upgrade: 101, then every byte echoed back
  *   /bad [kind]     a malformed response (cl2, te_cl, space, fold, status, junk, chunk, bare_cr; extra:
- *                   a response followed by bytes past its body, the connection kept)
+ *                   a response followed by bytes past its body, the connection kept; stray: a second,
+ *                   unrequested response [ms] (30) ms after the first; noreason, noreason_nosp: a status line
+ *                   without a reason phrase; hop: hop-by-hop headers, some named by Connection)
  *   /drop [name,ms] when name is empty or NAME: a reset without an answer (body unread) after ms
  *                   milliseconds; else "NAME\n"
  *   /stats          "connections=N requests=M\n"
@@ -213,7 +215,7 @@ static void websocket(conn *c) {
   }
 }
 
-static int bad_response(conn *c, const char *kind) {
+static int bad_response(conn *c, const char *kind, long ms) {
   const char *r;
   if (strcmp(kind, "cl2") == 0)
     r = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!";
@@ -232,6 +234,22 @@ static int bad_response(conn *c, const char *kind) {
   else if (strcmp(kind, "extra") == 0) { /* bytes past the body, on a connection kept open */
     write_str(c->fd,
               "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled");
+    return 0;
+  } else if (strcmp(kind, "stray") == 0) { /* a second, unrequested response a moment later */
+    write_str(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+    sleep_ms(ms);
+    write_str(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nsmuggled\n");
+    return 0;
+  } else if (strcmp(kind, "noreason") == 0) { /* RFC 9112 allows an empty reason phrase */
+    write_str(c->fd, "HTTP/1.1 200 \r\nContent-Length: 3\r\n\r\nok\n");
+    return 0;
+  } else if (strcmp(kind, "noreason_nosp") == 0) { /* ... and some servers drop the space too */
+    write_str(c->fd, "HTTP/1.1 200\r\nContent-Length: 3\r\n\r\nok\n");
+    return 0;
+  } else if (strcmp(kind, "hop") == 0) { /* hop-by-hop headers, some named by Connection */
+    write_str(c->fd, "HTTP/1.1 200 OK\r\nConnection: X-Secret-Hop, keep-alive\r\nX-Secret-Hop: 1\r\n"
+                     "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\n"
+                     "X-Kept: yes\r\nContent-Length: 3\r\n\r\nok\n");
     return 0;
   } else
     r = "garbage that is not http\r\n\r\n";
@@ -299,7 +317,7 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
   } else if (strcmp(path, "/stats") == 0) {
     int n = snprintf(out, sizeof(out), "connections=%ld requests=%ld\n", atomic_load(&nconns), atomic_load(&nrequests));
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);
-  } else if (strcmp(path, "/headers") == 0) {
+  } else if (strncmp(path, "/headers", 8) == 0) {
     size_t cap = head_len + 64, n = 0;
     char *txt = malloc(cap);
     if (txt == NULL) abort();
@@ -373,7 +391,7 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
     }
   } else if (strcmp(path, "/bad") == 0) {
     char kind[32];
-    rc = bad_response(c, query(target, "kind", kind, sizeof(kind)) ? kind : "junk");
+    rc = bad_response(c, query(target, "kind", kind, sizeof(kind)) ? kind : "junk", query_long(target, "ms", 30));
   } else {
     rc = respond(c, 404, NULL, "not found\n", 10, head_only, keep, minor);
   }
