@@ -104,8 +104,8 @@ typedef struct tether__cf_upstream {
   int64_t drain_timeout_ms; /* after this, a draining server's bound clients move too; 0: never */
   char sticky_secret[128];  /* keys the sticky cookie values; default: the sticky_key_file's key */
   int line;
-  uint8_t sticky_key[32];   /* sticky cookie without sticky_secret: the key file's key, read when loaded */
-  int sticky_key_set;       /* sticky_key holds it (a parsed but not loaded configuration has none) */
+  uint8_t sticky_key[32]; /* sticky cookie without sticky_secret: the key file's key, read when loaded */
+  int sticky_key_set;     /* sticky_key holds it (a parsed but not loaded configuration has none) */
 } tether__cf_upstream;
 
 #define TETHER__JWT_MAX_KEYS 8

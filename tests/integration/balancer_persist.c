@@ -471,8 +471,8 @@ static void test_scale_out_moves_nobody(void **state) {
   assert_true(used[0] > 0 && used[1] > 0 && used[2] > 0);
 
   /* a fourth server, and a reload: in service once a new client reaches it */
-  tb_tether_write_conf(&t, "%s  server %s;\n  server %s;\n  server %s;\n  server %s;\n%s", head, be[0].addr,
-                       be[1].addr, be[2].addr, b3.addr, tail);
+  tb_tether_write_conf(&t, "%s  server %s;\n  server %s;\n  server %s;\n  server %s;\n%s", head, be[0].addr, be[1].addr,
+                       be[2].addr, b3.addr, tail);
   kill(t.pid, SIGHUP);
   int reached = 0;
   char set[512];
@@ -493,8 +493,7 @@ static void test_scale_out_moves_nobody(void **state) {
     assert_string_equal(set, "");
   }
   assert_int_equal(persist_count(&t, "break", "unknown"), 0);
-  print_message("%d clients over 3 servers: none moved when a 4th was added (reload), nor after a restart\n",
-                CLIENTS);
+  print_message("%d clients over 3 servers: none moved when a 4th was added (reload), nor after a restart\n", CLIENTS);
   assert_int_equal(tb_tether_stop(&t, 10000), 0);
   tb_tether_cleanup(&t);
   tb_backend_cleanup(&b3);
@@ -552,8 +551,10 @@ static void test_key_file_values_unguessable(void **state) {
   assert_true(tb_file_contains(a.log, expect));
   assert_int_equal(sticky_request(a.port, bs, 3, va[1], set, sizeof(set)), 1);
   /* a key file that cannot be created */
-  tb_tether_write_conf(&b, "sticky_key_file /dev/null/sticky.key;\nupstream app { sticky cookie srv_id; "
-                           "server %s; }\nlocation / { proxy_pass http://app; }\n", be[0].addr);
+  tb_tether_write_conf(&b,
+                       "sticky_key_file /dev/null/sticky.key;\nupstream app { sticky cookie srv_id; "
+                       "server %s; }\nlocation / { proxy_pass http://app; }\n",
+                       be[0].addr);
   const char *check_b[] = {"-t", "-c", b.conf, NULL};
   assert_int_equal(tb_tether_cmd(out, check_b), 1);
   snprintf(expect, sizeof(expect), "%s:4: sticky_key_file /dev/null/sticky.key: ", b.conf);

@@ -18,12 +18,17 @@
 void tether__cookie_key_path(const tether__config *cf, char *out, size_t cap) {
   const char *p = cf->sticky_key_file[0] ? cf->sticky_key_file : TETHER__STICKY_KEY_FILE;
   const char *slash = strrchr(cf->file, '/');
-  if (p[0] == '/' || slash == NULL) snprintf(out, cap, "%s", p);
-  else snprintf(out, cap, "%.*s/%s", (int)(slash - cf->file), cf->file, p); /* beside the configuration */
+  if (p[0] == '/' || slash == NULL)
+    snprintf(out, cap, "%s", p);
+  else
+    snprintf(out, cap, "%.*s/%s", (int)(slash - cf->file), cf->file, p); /* beside the configuration */
 }
 
 static int unhex(int c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
 }
 
 /* 0, -ENOENT when the file is missing, or -1 with the reason in why. */
