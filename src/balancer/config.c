@@ -384,12 +384,15 @@ static void server_line(parser *ps, directive *d, tether__cf_upstream *u) {
     else if (strcmp(a, "down") == 0) s->down = 1;
     else if (strcmp(a, "drain") == 0) s->drain = 1;
     else if (strncmp(a, "cookie=", 7) == 0 || strncmp(a, "route=", 6) == 0) {
+      /* cookie= is the literal value (HAProxy); route= names the server for the keyed value (NGINX Plus) */
+      int route = a[0] == 'r';
       const char *v = strchr(a, '=') + 1;
       size_t n = strlen(v);
       int ok = n > 0 && n < sizeof(s->cookie_id);
       for (size_t k = 0; ok && k < n; k++) ok = isalnum((unsigned char)v[k]) || strchr("-_.", v[k]) != NULL;
-      if (!ok) error(ps, d->line, "server %s: cookie id must be 1-63 letters, digits, '-', '_' or '.'", d->args[1]);
-      else snprintf(s->cookie_id, sizeof(s->cookie_id), "%s", v);
+      if (!ok) error(ps, d->line, "server %s: %s must be 1-63 letters, digits, '-', '_' or '.'", d->args[1],
+                     route ? "route" : "cookie id");
+      else snprintf(route ? s->route : s->cookie_id, sizeof(s->cookie_id), "%s", v);
     }
     else error(ps, d->line, "unknown server parameter \"%s\"", a);
   }
@@ -685,6 +688,13 @@ static void upstream_block(parser *ps, directive *d) {
       if (u->servers[i].cookie_id[0] && strcmp(u->servers[i].cookie_id, u->servers[k].cookie_id) == 0)
         error(ps, d->line, "upstream \"%s\": servers %s and %s have the same cookie id", u->name,
               u->servers[i].name, u->servers[k].name);
+  for (size_t i = 0; i < u->nservers; i++)
+    for (size_t k = i + 1; k < u->nservers; k++) {
+      const tether__cf_server *a = &u->servers[i], *b = &u->servers[k];
+      if ((a->route[0] || b->route[0]) &&
+          strcmp(a->route[0] ? a->route : a->name, b->route[0] ? b->route : b->name) == 0)
+        error(ps, d->line, "upstream \"%s\": servers %s and %s have the same route", u->name, a->name, b->name);
+    }
   if (u->balance_factor && u->persist.kind != TETHER__PERSIST_HASH && u->persist.kind != TETHER__PERSIST_APP_COOKIE)
     error(ps, d->line, "upstream \"%s\": hash_balance_factor needs \"hash ... consistent|maglev\" or "
                        "\"sticky app_cookie\"", u->name);
@@ -1012,6 +1022,14 @@ static void common_directive(parser *ps, directive *d, int depth, const char *ct
         else if (strcmp(d->args[2], "combined") == 0) cf->access_log_json = 0;
         else error(ps, d->line, "access_log format must be combined or json");
       }
+    }
+  } else if (strcmp(n, "sticky_key_file") == 0) {
+    /* only named here: the file is read (or created) when the configuration is loaded, not parsed */
+    if (want_args(ps, d, 1, 1) == 0) {
+      if (d->args[1][0] == '\0' || strlen(d->args[1]) >= sizeof(cf->sticky_key_file))
+        error(ps, d->line, "\"sticky_key_file\" takes a path (under 512 characters)");
+      else snprintf(cf->sticky_key_file, sizeof(cf->sticky_key_file), "%s", d->args[1]);
+      cf->sticky_key_file_line = d->line;
     }
   } else if (strcmp(n, "error_log") == 0) {
     if (want_args(ps, d, 1, 2) == 0) snprintf(cf->error_log, sizeof(cf->error_log), "%s", d->args[1]);

@@ -38,6 +38,7 @@ typedef struct tether__cf_server {
   int64_t slow_start_ms;  /* ramp-up after recovery, 0: none */
   int drain;              /* starts draining: bound clients only */
   char cookie_id[64];     /* HAProxy's `cookie web1`: the sticky cookie value for this server */
+  char route[64];         /* NGINX Plus's `route=`: the server's identity for the sticky cookie, "" its name */
 } tether__cf_server;
 
 typedef enum tether__persist_kind {
@@ -118,8 +119,10 @@ typedef struct tether__cf_upstream {
   tether__cf_persist persist;
   int balance_factor;       /* hash_balance_factor: cap at N% of the mean load, 0: off */
   int64_t drain_timeout_ms; /* after this, a draining server's bound clients move too; 0: never */
-  char sticky_secret[128];  /* keys the sticky cookie values; default derived from the configuration */
+  char sticky_secret[128];  /* keys the sticky cookie values; default: the sticky_key_file's key */
   int line;
+  uint8_t sticky_key[32]; /* sticky cookie without sticky_secret: the key file's key, read when loaded */
+  int sticky_key_set;     /* sticky_key holds it (a parsed but not loaded configuration has none) */
 } tether__cf_upstream;
 
 #define TETHER__JWT_MAX_KEYS 8
@@ -203,7 +206,12 @@ typedef struct tether__config {
   char claim_headers[TETHER__CF_MAX_STRIP][64];
   int nclaim_headers;
   int64_t client_body_time_ms;      /* a whole request body must arrive within this (0: no bound) */
+  char sticky_key_file[512];        /* sticky_key_file as written, "" the default (TETHER__STICKY_KEY_FILE) */
+  int sticky_key_file_line;
 } tether__config;
+
+/* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */
+#define TETHER__STICKY_KEY_FILE "/var/lib/tether/sticky.key"
 
 /* Reads and checks a configuration. On failure returns -1 and writes "file:line: reason" lines (one per
  * error found) into err. */

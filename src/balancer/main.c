@@ -9,6 +9,7 @@
 
 #include "../lib/util.h"
 #include "admin.h"
+#include "persist/persist.h"
 #include "worker.h"
 
 #define TETHER_VERSION "0.1.0"
@@ -41,13 +42,30 @@ static void log_to_file(tether_log_level level, const char *msg, void *arg) {
 static tether__config *load(const char *path) {
   tether__config *cf = tether__malloc(sizeof(*cf));
   char err[8192];
-  if (tether__config_load(path, cf, err, sizeof(err)) < 0) {
+  int rc = tether__config_load(path, cf, err, sizeof(err));
+  if (rc == 0 && tether__cookie_key_load(cf, err, sizeof(err)) < 0) { /* loaded, not parsed: files are read */
+    tether__config_release(cf);
+    rc = -1;
+  }
+  if (rc < 0) {
     fputs(err, stderr);
     if (error_log && error_log != stderr) fputs(err, error_log);
     free(cf);
     return NULL;
   }
   return cf;
+}
+
+/* `tether -t`: values keyed by the key file agree only between instances that share it. */
+static void sticky_key_note(const tether__config *cf) {
+  char path[1024];
+  tether__cookie_key_path(cf, path, sizeof(path));
+  for (size_t k = 0; k < cf->nupstreams; k++)
+    if (tether__cookie_key_needed(&cf->upstreams[k]))
+      fprintf(stderr,
+              "note: upstream \"%s\": sticky cookie values are keyed by %s; instances that share clients "
+              "need one sticky_secret or the same key file\n",
+              cf->upstreams[k].name, path);
 }
 
 static int same_listeners(const tether__config *a, const tether__config *b) {
@@ -119,6 +137,7 @@ int main(int argc, char **argv) {
   if (cf == NULL) return 1;
   if (test) {
     printf("configuration OK\n");
+    sticky_key_note(cf);
     tether__config_free(cf);
     return 0;
   }

@@ -481,7 +481,8 @@ static int write_conf(lab_topology *t) {
   }
   fprintf(f,
           "# written by tether-lab (strategy %s)\n"
-          "worker_processes 2;\nlisten 127.0.0.1:%d;\nadmin_listen 127.0.0.1:%d;\n\nupstream apps {\n",
+          "worker_processes 2;\nlisten 127.0.0.1:%d;\nadmin_listen 127.0.0.1:%d;\n"
+          "sticky_key_file sticky.key;\n\nupstream apps {\n",
           t->st->name, t->port, t->admin_port);
   /* a failed connection takes an app out for 3 s (nginx's default is 10 s): a restarted app is back soon */
   for (int i = 0; i < t->napps; i++)

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -105,9 +106,11 @@ static double persist_count(tb_tether *t, const char *outcome, const char *reaso
   return v;
 }
 
+/* Without sticky_secret the values are keyed by the key file: one beside each test's configuration. */
 static void start_sticky(tb_tether *t, const char *params) {
   assert_int_equal(
       tb_tether_start(t, 2,
+                      "sticky_key_file sticky.key;\n"
                       "upstream app {\n  sticky cookie srv_id %s;\n  server %s;\n  server %s;\n  server %s;\n"
                       "  keepalive 8;\n}\nlocation / { proxy_pass http://app; }\n",
                       params, be[0].addr, be[1].addr, be[2].addr),
@@ -301,14 +304,17 @@ static void test_ip_hash_and_consistent_hash_match_nginx(void **state) {
   nginx_stop(&ngx);
 }
 
-/* Two balancer instances with one configuration route every client identically (no shared state). */
+/* Two balancer instances with one configuration and one key file route every client identically (no
+ * state shared at run time). */
 static void test_two_instances_agree(void **state) {
   (void)state;
   tb_tether a, b;
-  const char *conf = "upstream app { sticky cookie srv_id; server %s; server %s; server %s; }\n"
+  char *keys = tt_tmpdir("keys");
+  const char *conf = "sticky_key_file %s/sticky.key;\n"
+                     "upstream app { sticky cookie srv_id; server %s; server %s; server %s; }\n"
                      "location / { proxy_pass http://app; }\n";
-  assert_int_equal(tb_tether_start(&a, 1, conf, be[0].addr, be[1].addr, be[2].addr), 0);
-  assert_int_equal(tb_tether_start(&b, 1, conf, be[0].addr, be[1].addr, be[2].addr), 0);
+  assert_int_equal(tb_tether_start(&a, 1, conf, keys, be[0].addr, be[1].addr, be[2].addr), 0);
+  assert_int_equal(tb_tether_start(&b, 1, conf, keys, be[0].addr, be[1].addr, be[2].addr), 0);
   for (int i = 0; i < 6; i++) {
     tb_resp r;
     tb_get(NULL, a.port, "/", &r);
@@ -328,6 +334,8 @@ static void test_two_instances_agree(void **state) {
   assert_int_equal(tb_tether_stop(&b, 10000), 0);
   tb_tether_cleanup(&a);
   tb_tether_cleanup(&b);
+  tt_rmrf(keys);
+  free(keys);
 }
 
 /* One client's request under a policy: its source address, path and cookie; returns who answered and, for
@@ -352,12 +360,16 @@ static int route_client(int port, int policy, int i, char *cookie, size_t cap) {
 }
 
 /* Every policy routes every client identically from two instances of one configuration, and from one
- * instance across a reload and a restart: no state is shared or kept, the mapping is the configuration's. */
+ * instance across a reload and a restart: no state is shared or kept, the mapping is the configuration's
+ * (the sticky cookie's with one sticky_secret, as instances that share clients must have). */
 static void test_same_routing_everywhere(void **state) {
   (void)state;
-  static const char *const policies[] = {
-      "sticky cookie srv_id;", "sticky app_cookie connect.sid;", "ip_hash;",
-      "hash $arg_k;",          "hash $arg_k consistent;",        "hash $arg_k maglev;"};
+  static const char *const policies[] = {"sticky cookie srv_id; sticky_secret shared-by-every-instance;",
+                                         "sticky app_cookie connect.sid;",
+                                         "ip_hash;",
+                                         "hash $arg_k;",
+                                         "hash $arg_k consistent;",
+                                         "hash $arg_k maglev;"};
   enum { CLIENTS = 24 };
   for (int p = 0; p < 6; p++) {
     const char *fmt = "upstream app { %s server %s; server %s; server %s; }\nlocation / { proxy_pass http://app; }\n";
@@ -392,6 +404,165 @@ static void test_same_routing_everywhere(void **state) {
     tb_tether_cleanup(&a);
     tb_tether_cleanup(&b);
   }
+}
+
+/* One request with a sticky cookie ("" none) to a tether in front of the backends in bs: who answered
+ * (-1: none of them), and the cookie it set ("" none) into set. */
+static int sticky_request(int port, const tb_backend *const *bs, int n, const char *cookie, char *set, size_t cap) {
+  char hdr[600], sc[512];
+  const char *hdrs[2] = {NULL, NULL};
+  if (cookie[0]) snprintf(hdr, sizeof(hdr), "Cookie: %s", cookie), hdrs[0] = hdr;
+  tb_resp r;
+  tb_request(NULL, "GET", port, "/", NULL, 0, hdrs, &r);
+  int w = -1;
+  for (int i = 0; i < n && w < 0; i++)
+    if (r.body && strncmp(r.body, bs[i]->name, strlen(bs[i]->name)) == 0) w = i;
+  header_of(&r, "Set-Cookie", sc, sizeof(sc));
+  snprintf(set, cap, "%.*s", (int)strcspn(sc, ";"), sc);
+  tb_resp_free(&r);
+  return w;
+}
+
+static int file_mode(const char *dir, const char *name) {
+  char path[600];
+  struct stat st;
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  return stat(path, &st) == 0 ? (int)(st.st_mode & 07777) : -1;
+}
+
+static void read_text(const char *dir, const char *name, char *out, size_t cap) {
+  char path[600];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(out, 1, cap - 1, f) : 0;
+  out[n] = '\0';
+  if (f) fclose(f);
+}
+
+/* Scale-out without sticky_secret: clients bound over three servers stay where they are when a fourth is
+ * added and tether reloaded, and again after a restart, where only the key file keeps the values. */
+static void test_scale_out_moves_nobody(void **state) {
+  (void)state;
+  enum { CLIENTS = 24 };
+  tb_backend b3;
+  assert_int_equal(tb_backend_start(&b3, "b3", 0), 0);
+  const tb_backend *const bs[4] = {&be[0], &be[1], &be[2], &b3};
+  const char *head = "sticky_key_file keys/sticky.key;\nupstream app {\n  sticky cookie srv_id expires=1h;\n";
+  const char *tail = "}\nlocation / { proxy_pass http://app; }\n";
+  tb_tether t;
+  assert_int_equal(tb_tether_start(&t, 2, "%s  server %s;\n  server %s;\n  server %s;\n%s", head, be[0].addr,
+                                   be[1].addr, be[2].addr, tail),
+                   0);
+  /* created on first use: the key 0600 in a directory 0700 */
+  assert_int_equal(file_mode(t.dir, "keys"), 0700);
+  assert_int_equal(file_mode(t.dir, "keys/sticky.key"), 0600);
+  char key[128], key_after[128];
+  read_text(t.dir, "keys/sticky.key", key, sizeof(key));
+  assert_int_equal(strlen(key), 65); /* 64 hex digits and a newline */
+
+  static char cookies[CLIENTS][512];
+  int bound[CLIENTS], used[4] = {0};
+  for (int i = 0; i < CLIENTS; i++) {
+    bound[i] = sticky_request(t.port, bs, 3, "", cookies[i], sizeof(cookies[i]));
+    assert_true(bound[i] >= 0);
+    assert_true(strncmp(cookies[i], "srv_id=", 7) == 0);
+    used[bound[i]]++;
+  }
+  assert_true(used[0] > 0 && used[1] > 0 && used[2] > 0);
+
+  /* a fourth server, and a reload: in service once a new client reaches it */
+  tb_tether_write_conf(&t, "%s  server %s;\n  server %s;\n  server %s;\n  server %s;\n%s", head, be[0].addr, be[1].addr,
+                       be[2].addr, b3.addr, tail);
+  kill(t.pid, SIGHUP);
+  int reached = 0;
+  char set[512];
+  for (long long end = tb_now_ms() + 10000; !reached && tb_now_ms() < end; tt_sleep_ms(20))
+    reached = sticky_request(t.port, bs, 4, "", set, sizeof(set)) == 3;
+  assert_true(reached);
+  for (int i = 0; i < CLIENTS; i++) {
+    assert_int_equal(sticky_request(t.port, bs, 4, cookies[i], set, sizeof(set)), bound[i]);
+    assert_string_equal(set, ""); /* still valid: no new cookie */
+  }
+  /* a restart: same configuration and key file, nothing else kept */
+  assert_int_equal(tb_tether_stop(&t, 10000), 0);
+  assert_int_equal(tb_tether_run(&t), 0);
+  read_text(t.dir, "keys/sticky.key", key_after, sizeof(key_after));
+  assert_string_equal(key_after, key);
+  for (int i = 0; i < CLIENTS; i++) {
+    assert_int_equal(sticky_request(t.port, bs, 4, cookies[i], set, sizeof(set)), bound[i]);
+    assert_string_equal(set, "");
+  }
+  assert_int_equal(persist_count(&t, "break", "unknown"), 0);
+  print_message("%d clients over 3 servers: none moved when a 4th was added (reload), nor after a restart\n", CLIENTS);
+  assert_int_equal(tb_tether_stop(&t, 10000), 0);
+  tb_tether_cleanup(&t);
+  tb_backend_cleanup(&b3);
+}
+
+/* Without sticky_secret the values come from a random key: two key files give two sets of values, so nobody
+ * computes a server's value from names; a bad key file fails the load naming the directive and the path. */
+static void test_key_file_values_unguessable(void **state) {
+  (void)state;
+  const tb_backend *const bs[3] = {&be[0], &be[1], &be[2]};
+  const char *conf = "sticky_key_file sticky.key;\nupstream app { sticky cookie srv_id; server %s; server %s; "
+                     "server %s; }\nlocation / { proxy_pass http://app; }\n";
+  tb_tether a, b;
+  assert_int_equal(tb_tether_start(&a, 1, conf, be[0].addr, be[1].addr, be[2].addr), 0);
+  assert_int_equal(tb_tether_start(&b, 1, conf, be[0].addr, be[1].addr, be[2].addr), 0);
+  char va[3][512] = {{0}}, vb[3][512] = {{0}}, set[512];
+  for (int i = 0; i < 12; i++) {
+    int w = sticky_request(a.port, bs, 3, "", set, sizeof(set));
+    if (w >= 0) snprintf(va[w], sizeof(va[w]), "%s", set);
+    w = sticky_request(b.port, bs, 3, "", set, sizeof(set));
+    if (w >= 0) snprintf(vb[w], sizeof(vb[w]), "%s", set);
+  }
+  for (int s = 0; s < 3; s++) {
+    assert_true(strlen(va[s]) == strlen("srv_id=") + 16 && strlen(vb[s]) == strlen(va[s]));
+    assert_string_not_equal(va[s], vb[s]);
+    assert_null(strstr(va[s], be[s].addr));
+    /* a's value means nothing to b: balanced anew, with b's own cookie */
+    sticky_request(b.port, bs, 3, va[s], set, sizeof(set));
+    assert_true(strncmp(set, "srv_id=", 7) == 0);
+  }
+  assert_true(persist_count(&b, "break", "unknown") >= 3);
+  assert_int_equal(file_mode(a.dir, "sticky.key"), 0600);
+
+  /* tether -t: the note about instances sharing clients, after "configuration OK" */
+  char out[600];
+  snprintf(out, sizeof(out), "%s/t.out", a.dir);
+  const char *check[] = {"-t", "-c", a.conf, NULL};
+  assert_int_equal(tb_tether_cmd(out, check), 0);
+  assert_true(tb_file_contains(out, "configuration OK"));
+  assert_true(tb_file_contains(out, "need one sticky_secret or the same key file"));
+
+  /* a malformed key: the load fails with file:line, the directive and the path, and never the key */
+  char path[600], expect[1200];
+  snprintf(path, sizeof(path), "%s/sticky.key", a.dir);
+  FILE *f = fopen(path, "w");
+  fputs("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdefgh\n", f);
+  fclose(f);
+  assert_int_equal(tb_tether_cmd(out, check), 1);
+  snprintf(expect, sizeof(expect), "%s:4: sticky_key_file %s: malformed", a.conf, path);
+  assert_true(tb_file_contains(out, expect));
+  assert_false(tb_file_contains(out, "0123456789abcdef"));
+  /* ... and a reload keeps the running configuration */
+  kill(a.pid, SIGHUP);
+  tt_sleep_ms(300);
+  assert_true(tb_file_contains(a.log, expect));
+  assert_int_equal(sticky_request(a.port, bs, 3, va[1], set, sizeof(set)), 1);
+  /* a key file that cannot be created */
+  tb_tether_write_conf(&b,
+                       "sticky_key_file /dev/null/sticky.key;\nupstream app { sticky cookie srv_id; "
+                       "server %s; }\nlocation / { proxy_pass http://app; }\n",
+                       be[0].addr);
+  const char *check_b[] = {"-t", "-c", b.conf, NULL};
+  assert_int_equal(tb_tether_cmd(out, check_b), 1);
+  snprintf(expect, sizeof(expect), "%s:4: sticky_key_file /dev/null/sticky.key: ", b.conf);
+  assert_true(tb_file_contains(out, expect));
+  assert_int_equal(tb_tether_stop(&a, 10000), 0);
+  assert_int_equal(tb_tether_stop(&b, 10000), 0);
+  tb_tether_cleanup(&a);
+  tb_tether_cleanup(&b);
 }
 
 static void test_edge_jwt(void **state) {
@@ -468,6 +639,8 @@ int main(void) {
       cmocka_unit_test(test_ip_hash_and_consistent_hash_match_nginx),
       cmocka_unit_test(test_two_instances_agree),
       cmocka_unit_test(test_same_routing_everywhere),
+      cmocka_unit_test(test_scale_out_moves_nobody),
+      cmocka_unit_test(test_key_file_values_unguessable),
       cmocka_unit_test(test_edge_jwt),
   };
   return cmocka_run_group_tests_name("balancer persistence", tests, setup, teardown);

@@ -144,11 +144,49 @@ static void test_values(void **state) {
   assert_false(tether__cidr_match(&c, (struct sockaddr *)&probe.net));
 }
 
+/* route= names a server for the keyed sticky cookie value, cookie= is the value itself; sticky_key_file is
+ * only recorded by the parser (the file is read when a configuration is loaded, never when parsed). */
+static void test_sticky_route_and_key_file(void **state) {
+  (void)state;
+  const char *text = "listen 127.0.0.1:8080;\n"
+                     "http {\n"
+                     "  sticky_key_file /nonexistent/tether-unit/sticky.key;\n"
+                     "  upstream app {\n"
+                     "    sticky cookie srv_id;\n"
+                     "    server 127.0.0.1:9001 route=web1;\n"
+                     "    server 127.0.0.1:9002 cookie=b;\n"
+                     "    server 127.0.0.1:9003;\n"
+                     "  }\n"
+                     "}\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_string_equal(cf.sticky_key_file, "/nonexistent/tether-unit/sticky.key");
+  assert_int_equal(cf.sticky_key_file_line, 3);
+  assert_int_equal(access("/nonexistent/tether-unit", F_OK), -1);
+  const tether__cf_upstream *u = &cf.upstreams[0];
+  assert_string_equal(u->servers[0].route, "web1");
+  assert_string_equal(u->servers[0].cookie_id, "");
+  assert_string_equal(u->servers[1].cookie_id, "b");
+  assert_string_equal(u->servers[1].route, "");
+  assert_false(u->sticky_key_set);
+  tether__config_release(&cf);
+
+  assert_int_equal(parse("listen 8080;\nupstream a {\n server 127.0.0.1:1 route=x;\n server 127.0.0.1:2 route=x;\n}\n"),
+                   -1);
+  assert_non_null(strstr(err, "t.conf:2: upstream \"a\": servers 127.0.0.1:1 and 127.0.0.1:2 have the same route"));
+  assert_int_equal(parse("listen 8080;\nupstream a {\n server 127.0.0.1:1 route=a/b;\n}\n"), -1);
+  assert_non_null(strstr(err, "t.conf:3: server 127.0.0.1:1: route must be"));
+  assert_int_equal(parse("listen 8080;\nsticky_key_file;\nupstream a { server 127.0.0.1:1; }\n"), -1);
+  assert_non_null(strstr(err, "t.conf:2: \"sticky_key_file\" takes 1 argument"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_issue_example), cmocka_unit_test(test_nginx_shape),
-      cmocka_unit_test(test_errors_name_the_line), cmocka_unit_test(test_several_errors_reported),
+      cmocka_unit_test(test_issue_example),
+      cmocka_unit_test(test_nginx_shape),
+      cmocka_unit_test(test_errors_name_the_line),
+      cmocka_unit_test(test_several_errors_reported),
       cmocka_unit_test(test_values),
+      cmocka_unit_test(test_sticky_route_and_key_file),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

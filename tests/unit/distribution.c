@@ -169,9 +169,73 @@ static void test_bounded_load(void **state) {
     }
 }
 
+/* Sticky cookie values: a server's value depends on its identity (route=, else its address) and the key
+ * alone, so adding a server moves nobody; without sticky_secret and without a loaded key file (a configuration
+ * only parsed) the key is random, never one made of names. */
+static tether__config *parse_sticky(const char *upstream_body) {
+  char text[2048];
+  snprintf(text, sizeof(text), "listen 127.0.0.1:8080;\nupstream u {\n    sticky cookie srv_id;\n%s}\n", upstream_body);
+  tether__config *cf = calloc(1, sizeof(*cf));
+  char err[1024];
+  if (tether__config_parse("dist.conf", text, strlen(text), cf, err, sizeof(err)) != 0) fail_msg("%s", err);
+  return cf;
+}
+
+static tether__runtime *load_sticky(const char *upstream_body) {
+  return tether__runtime_new(parse_sticky(upstream_body));
+}
+
+static const char *value_of(const tether__runtime *rt, size_t i) { return rt->ups[0].persist->values[i]; }
+
+static void test_sticky_values_by_identity(void **state) {
+  (void)state;
+  const char *secret = "    sticky_secret 0123456789abcdef;\n";
+  char three[512], four[512];
+  snprintf(three, sizeof(three),
+           "%s    server 10.0.0.1:80;\n    server 10.0.0.2:80 route=web2;\n"
+           "    server 10.0.0.3:80 cookie=lit;\n",
+           secret);
+  /* a server added in front, and web2 at a new address: nobody's value changes */
+  snprintf(four, sizeof(four),
+           "%s    server 10.0.0.4:80;\n    server 10.0.0.1:80;\n    server 10.0.0.9:80 route=web2;\n"
+           "    server 10.0.0.3:80 cookie=lit;\n",
+           secret);
+  tether__runtime *a = load_sticky(three), *b = load_sticky(four);
+  assert_int_equal(strlen(value_of(a, 0)), 16);
+  assert_string_equal(value_of(a, 0), value_of(b, 1));
+  assert_string_equal(value_of(a, 1), value_of(b, 2));
+  assert_string_equal(value_of(a, 2), "lit");
+  assert_string_equal(value_of(b, 3), "lit");
+  assert_string_not_equal(value_of(b, 0), value_of(b, 1));
+  tether__runtime_unref(a);
+  tether__runtime_unref(b);
+
+  /* no secret: the loaded key file's key, shared by the same identities whatever the list */
+  a = load_sticky("    server 10.0.0.1:80;\n    server 10.0.0.2:80;\n");
+  b = load_sticky("    server 10.0.0.2:80;\n    server 10.0.0.5:80;\n");
+  char unloaded[2][64];
+  snprintf(unloaded[0], sizeof(unloaded[0]), "%s", value_of(a, 1));
+  snprintf(unloaded[1], sizeof(unloaded[1]), "%s", value_of(b, 0));
+  assert_int_equal(strlen(unloaded[0]), 16);
+  assert_string_not_equal(unloaded[0], unloaded[1]); /* parsed, not loaded: each runtime its own random key */
+  tether__runtime_unref(a);
+  tether__runtime_unref(b);
+  tether__config *ca = parse_sticky("    server 10.0.0.1:80;\n    server 10.0.0.2:80;\n");
+  tether__config *cb = parse_sticky("    server 10.0.0.2:80;\n    server 10.0.0.5:80;\n");
+  for (size_t k = 0; k < 32; k++) ca->upstreams[0].sticky_key[k] = cb->upstreams[0].sticky_key[k] = (uint8_t)k;
+  ca->upstreams[0].sticky_key_set = cb->upstreams[0].sticky_key_set = 1; /* as tether__cookie_key_load does */
+  a = tether__runtime_new(ca);
+  b = tether__runtime_new(cb);
+  assert_string_equal(value_of(a, 1), value_of(b, 0));
+  assert_string_not_equal(value_of(a, 0), value_of(a, 1));
+  tether__runtime_unref(a);
+  tether__runtime_unref(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_ketama), cmocka_unit_test(test_maglev),
-                                     cmocka_unit_test(test_bounded_load)};
+                                     cmocka_unit_test(test_bounded_load),
+                                     cmocka_unit_test(test_sticky_values_by_identity)};
   int rc = cmocka_run_group_tests_name("distribution", tests, NULL, NULL);
   tether__runtime_shutdown();
   return rc;

@@ -1,9 +1,14 @@
 /* Sticky cookie (NGINX Plus `sticky cookie`, HAProxy `cookie NAME insert`): the balancer sets a cookie
- * naming the server, opaque to the client: the server's `cookie=` id, or an HMAC of the server's name. A
- * value that names no server is ignored and the client rebalanced with a fresh cookie; a client can never
- * aim at an address. With maxidle/maxlife the value carries dates: ID|LAST|FIRST (seconds, base 36). */
+ * naming the server, opaque to the client: the server's `cookie=` id, or an HMAC of the server's identity
+ * (its `route=`, else its address as written) under a key nobody outside knows: `sticky_secret`, or the
+ * random key of the sticky_key_file. A value depends on its server alone, so adding or removing other
+ * servers moves nobody. A value that names no server is ignored and the client rebalanced with a fresh
+ * cookie; a client can never aim at an address. With maxidle/maxlife the value carries dates:
+ * ID|LAST|FIRST (seconds, base 36). */
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,34 +18,41 @@
 #include "persist.h"
 #include "tether/session.h"
 
+int tether__cookie_key_needed(const tether__cf_upstream *cu) {
+  if (cu->persist.kind != TETHER__PERSIST_COOKIE || cu->sticky_secret[0]) return 0;
+  for (size_t i = 0; i < cu->nservers; i++)
+    if (cu->servers[i].cookie_id[0] == '\0') return 1;
+  return 0;
+}
+
 int tether__cookie_values(tether__upstream_rt *u) {
   const tether__cf_upstream *cu = u->cf;
   struct tether__persist_rt *p = u->persist;
   p->values = tether__calloc(cu->nservers, sizeof(*p->values));
-  /* The key: sticky_secret, or one derived from the upstream's name and servers, so every instance with
-   * the same configuration computes the same values. */
   uint8_t key[32];
   if (cu->sticky_secret[0]) {
     SHA256((const uint8_t *)cu->sticky_secret, strlen(cu->sticky_secret), key);
-  } else {
-    tether__buf b = {0};
-    tether__buf_appendf(&b, "tether sticky cookie\n%s\n%s", cu->name, cu->persist.cookie);
-    for (size_t i = 0; i < cu->nservers; i++) tether__buf_appendf(&b, "\n%s", cu->servers[i].name);
-    SHA256((const uint8_t *)b.data, b.len, key);
-    tether__buf_free(&b);
+  } else if (cu->sticky_key_set) {
+    memcpy(key, cu->sticky_key, sizeof(key));
+  } else if (RAND_bytes(key, sizeof(key)) != 1) { /* parsed but never loaded (tests): this runtime's own key */
+    fprintf(stderr, "tether: no random bytes for a sticky cookie key\n");
+    abort(); /* never a key made of names, and never empty values that a cookie could match */
   }
   for (size_t i = 0; i < cu->nservers; i++) {
-    if (cu->servers[i].cookie_id[0]) {
-      snprintf(p->values[i], sizeof(p->values[i]), "%s", cu->servers[i].cookie_id);
+    const tether__cf_server *s = &cu->servers[i];
+    if (s->cookie_id[0]) {
+      snprintf(p->values[i], sizeof(p->values[i]), "%s", s->cookie_id);
       continue;
     }
+    const char *id = s->route[0] ? s->route : s->name;
     uint8_t mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    HMAC(EVP_sha256(), key, sizeof(key), (const uint8_t *)cu->servers[i].name, strlen(cu->servers[i].name), mac, &maclen);
+    HMAC(EVP_sha256(), key, sizeof(key), (const uint8_t *)id, strlen(id), mac, &maclen);
     char b64[32];
     tether__base64url_encode(mac, 12, b64); /* 96 bits: 16 characters */
     snprintf(p->values[i], sizeof(p->values[i]), "%s", b64);
   }
+  OPENSSL_cleanse(key, sizeof(key));
   return 0;
 }
 

@@ -82,6 +82,15 @@ int tether__query_arg(tether__slice target, const char *name, tether__slice *out
 /* policies, one file each */
 void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *m, tether__persist_req *pr, int64_t now_s);
 int tether__cookie_values(tether__upstream_rt *u);
+/* Whether an upstream's sticky cookie needs the key file: no sticky_secret, and some server without a
+ * cookie= id. */
+int tether__cookie_key_needed(const tether__cf_upstream *cu);
+/* Reads the key file, or creates it when missing, into every upstream that needs it (persist/cookie_key.c).
+ * Called when a configuration is loaded, never when it is only parsed. 0, or -1 with "file:line: reason"
+ * naming the directive and the path in err (never the key). */
+int tether__cookie_key_load(tether__config *cf, char *err, size_t errlen);
+/* The key file's path as opened: sticky_key_file or the default, a relative one beside the configuration. */
+void tether__cookie_key_path(const tether__config *cf, char *out, size_t cap);
 void tether__iphash_request(const struct sockaddr *client, tether__persist_req *pr);
 int tether__iphash_walk(const tether__upstream_rt *u, const tether__persist_req *pr, int *order, int max);
 void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m, const struct sockaddr *client,
