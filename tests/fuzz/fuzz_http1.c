@@ -1,6 +1,7 @@
 /* libFuzzer harness for the balancer's HTTP/1.1 parser. The first byte picks request, response or
  * chunked body; besides not crashing, the parser must agree with itself: a head found in a prefix of the
- * input is the head found in the whole, and a body fed byte by byte ends where it ends fed at once. */
+ * input is the head found in the whole, a body fed byte by byte ends where it ends fed at once, and a
+ * request's path lies in its target (or is the static "/"), its authority in the head, and both are usable. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

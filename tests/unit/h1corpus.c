@@ -27,13 +27,17 @@ static size_t unescape(const char *s, size_t n, char *out) {
       continue;
     }
     char c = s[++i];
-    if (c == 'r') out[w++] = '\r';
-    else if (c == 'n') out[w++] = '\n';
-    else if (c == 't') out[w++] = '\t';
+    if (c == 'r')
+      out[w++] = '\r';
+    else if (c == 'n')
+      out[w++] = '\n';
+    else if (c == 't')
+      out[w++] = '\t';
     else if (c == 'x' && i + 2 < n) {
       out[w++] = (char)(hex(s[i + 1]) << 4 | hex(s[i + 2]));
       i += 2;
-    } else out[w++] = c;
+    } else
+      out[w++] = c;
   }
   return w;
 }
