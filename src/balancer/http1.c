@@ -107,32 +107,98 @@ static int conn_token(tether__slice el, void *arg) {
 }
 
 typedef struct te_state {
-  int count;        /* codings seen */
-  int chunked_at;   /* index of "chunked" + 1, 0 when absent */
-  int chunked_twice;
-  int unknown;      /* a coding we do not know */
-  int last_chunked; /* the final coding is chunked */
+  int count;          /* codings seen, over every Transfer-Encoding line */
+  int chunked;        /* times "chunked" was seen */
+  int chunked_params; /* "chunked" carried parameters (it has none) */
+  int unknown;        /* a coding we do not know */
+  int last_chunked;   /* the final coding is chunked */
 } te_state;
 
-static int te_coding(tether__slice el, void *arg) {
-  te_state *t = arg;
-  /* transfer-coding = token *( OWS ";" OWS transfer-parameter ); only the name matters here */
-  size_t n = 0;
-  while (n < el.n && el.p[n] != ';' && el.p[n] != ' ' && el.p[n] != '\t') n++;
-  tether__slice name = {el.p, n};
-  for (size_t i = 0; i < n; i++)
-    if (!tchar[(unsigned char)name.p[i]]) return -1;
-  t->count++;
+static int is_ows(char c) { return c == ' ' || c == '\t'; }
+
+static size_t skip_ows(tether__slice v, size_t i) {
+  while (i < v.n && is_ows(v.p[i])) i++;
+  return i;
+}
+
+static size_t skip_token(tether__slice v, size_t i) {
+  while (i < v.n && tchar[(unsigned char)v.p[i]]) i++;
+  return i;
+}
+
+/* quoted-string of RFC 9110 section 5.6.4 starting at the DQUOTE at i; the offset past it, or 0. */
+static size_t skip_quoted(tether__slice v, size_t i) {
+  for (i++; i < v.n; i++) {
+    unsigned char c = (unsigned char)v.p[i];
+    if (c == '"') return i + 1;
+    if (c == '\\') {
+      if (++i == v.n) return 0;
+      c = (unsigned char)v.p[i];
+      if ((c < 0x20 && c != '\t') || c == 0x7f) return 0;
+    } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
+      return 0;
+    }
+  }
+  return 0;
+}
+
+static void te_coding(te_state *t, tether__slice name, int has_params) {
   int is_chunked = tether__h1_token_eq(name, "chunked");
+  t->count++;
   if (is_chunked) {
-    if (t->chunked_at) t->chunked_twice = 1;
-    t->chunked_at = t->count;
+    t->chunked++;
+    t->chunked_params |= has_params;
   } else if (!tether__h1_token_eq(name, "gzip") && !tether__h1_token_eq(name, "x-gzip") &&
-             !tether__h1_token_eq(name, "deflate") && !tether__h1_token_eq(name, "compress")) {
+             !tether__h1_token_eq(name, "deflate") && !tether__h1_token_eq(name, "compress") &&
+             !tether__h1_token_eq(name, "x-compress")) {
     t->unknown = 1;
   }
   t->last_chunked = is_chunked;
-  return 0;
+}
+
+/* One Transfer-Encoding field value, added to the list in t (RFC 9112 section 6.1, RFC 9110 section
+ * 10.1.4):
+ *   Transfer-Encoding  = #transfer-coding
+ *   transfer-coding    = token *( OWS ";" OWS transfer-parameter )
+ *   transfer-parameter = token BWS "=" BWS ( token / quoted-string )
+ * Returns -1 when the value is not such a list. Stricter than the #rule: an empty element ("chunked,",
+ * ", chunked", "a,,b") is refused too, since the header is forwarded as is and a backend may read it
+ * differently (nginx answers 501 to all of them, HAProxy 2.6 skips empty elements). */
+static int te_list(tether__slice v, te_state *t) {
+  size_t i = skip_ows(v, 0);
+  for (;;) {
+    size_t a = i;
+    i = skip_token(v, i);
+    if (i == a) return -1;
+    tether__slice name = {v.p + a, i - a};
+    int params = 0;
+    for (;;) {
+      size_t j = skip_ows(v, i);
+      if (j == v.n || v.p[j] != ';') {
+        i = j;
+        break;
+      }
+      j = skip_ows(v, j + 1);
+      size_t k = skip_token(v, j);
+      if (k == j) return -1; /* "chunked;" */
+      k = skip_ows(v, k);
+      if (k == v.n || v.p[k] != '=') return -1; /* "chunked;foo" */
+      k = skip_ows(v, k + 1);
+      if (k < v.n && v.p[k] == '"') {
+        if ((k = skip_quoted(v, k)) == 0) return -1;
+      } else {
+        size_t e = skip_token(v, k);
+        if (e == k) return -1;
+        k = e;
+      }
+      i = k;
+      params = 1;
+    }
+    te_coding(t, name, params);
+    if (i == v.n) return 0;
+    if (v.p[i] != ',') return -1; /* "chunked x", "chunked chunked" */
+    i = skip_ows(v, i + 1);
+  }
 }
 
 /* Header lines from pos to the blank line: names are tokens followed at once by ':', values hold no
@@ -174,8 +240,7 @@ static int read_framing(tether__h1_msg *m, int is_request, conn_tokens *ct, te_s
       m->content_length = cl;
       *has_cl = 1;
     } else if (tether__h1_token_eq(n, "transfer-encoding")) {
-      if (each_element(v, te_coding, te) < 0) return bad;
-      if (te->count == 0) return bad;
+      if (te_list(v, te) < 0) return bad;
     } else if (tether__h1_token_eq(n, "connection")) {
       each_element(v, conn_token, ct);
     } else if (is_request && tether__h1_token_eq(n, "host")) {
@@ -190,12 +255,100 @@ static int read_framing(tether__h1_msg *m, int is_request, conn_tokens *ct, te_s
   }
   if (te->count && *has_cl) return bad;         /* the classic smuggling pair */
   if (te->count && m->version_minor == 0) return bad;
-  if (te->chunked_twice) return bad;
+  if (te->chunked > 1 || te->chunked_params) return bad;
   return 0;
 }
 
 static void set_keep_alive(tether__h1_msg *m, const conn_tokens *ct) {
   m->keep_alive = m->version_minor == 1 ? !ct->close : (ct->keep_alive && !ct->close);
+}
+
+/* What a request's Transfer-Encoding list (syntax already checked) means: 0 for a chunked body, or the
+ * status to answer. RFC 9112 section 6.3: a request whose final coding is not chunked has no reliable
+ * length (400). chunked twice or with parameters was refused by read_framing (400). Codings before a
+ * final chunked (gzip, chunked) are valid HTTP but the balancer forwards bodies as they are to backends
+ * that may not decode them: 501, as nginx 1.22 answers every value other than "chunked" (HAProxy 2.6
+ * forwards "gzip, chunked"). Without any chunked, an unknown coding is 501 (section 6.1 "SHOULD
+ * respond with 501"), a known one 400. */
+static int te_request(const te_state *t) {
+  if (t->chunked == 0) return t->unknown ? -501 : -400;
+  if (!t->last_chunked) return -400;
+  if (t->count > 1) return -501;
+  return 0;
+}
+
+/* RFC 3986 reg-name characters but pct-encoded: unreserved / sub-delims. */
+static int reg_name_char(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+         c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
+         c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
+}
+
+/* authority = host [ ":" port ] without userinfo; host = IP-literal / IPv4address / reg-name, never
+ * empty; port = 1*5DIGIT up to 65535. Percent-encoded hosts are refused (RFC 3986 allows them in a
+ * reg-name; no DNS name needs them and they would route differently than they resolve). */
+static int valid_authority(tether__slice a) {
+  size_t i = 0;
+  if (a.n > 0 && a.p[0] == '[') {
+    /* IP-literal: IPv6address or IPvFuture, loosely: hex digits, ':' and '.', or "v" and unreserved /
+     * sub-delims / ":" */
+    i = 1;
+    while (i < a.n && a.p[i] != ']') {
+      unsigned char c = (unsigned char)a.p[i];
+      if (!reg_name_char(c) && c != ':') return -1;
+      i++;
+    }
+    if (i == a.n || i == 1) return -1;
+    i++;
+  } else {
+    while (i < a.n && reg_name_char((unsigned char)a.p[i])) i++;
+    if (i == 0) return -1;
+  }
+  if (i == a.n) return 0;
+  if (a.p[i] != ':') return -1; /* '@' (userinfo), '%', anything else */
+  size_t d = ++i;
+  unsigned port = 0;
+  for (; i < a.n; i++) {
+    if (a.p[i] < '0' || a.p[i] > '9' || i - d >= 5) return -1;
+    port = port * 10 + (unsigned)(a.p[i] - '0');
+  }
+  if (i == d || port > 65535) return -1; /* "h:" is allowed by RFC 3986, not here */
+  return 0;
+}
+
+/* Splits the request target (RFC 9112 section 3.2) into m->path and, for absolute-form, m->authority.
+ * origin-form: the path is the target. asterisk-form: "*" for OPTIONS only, the path is "*".
+ * absolute-form: "http" or "https" (any case) "://" authority, then the path: what follows the
+ * authority, "/" when nothing does; a query without a path ("http://h?q") is refused, since the path
+ * is a slice of the target and "/?q" is not in it. CONNECT's authority-form is not proxied. */
+static int parse_target(tether__h1_msg *m) {
+  tether__slice t = m->target;
+  if (tether__h1_token_eq(m->method, "CONNECT")) return -1;
+  if (t.p[0] == '/') {
+    m->path = t;
+    return 0;
+  }
+  if (t.p[0] == '*') {
+    if (t.n != 1 || !tether__h1_token_eq(m->method, "OPTIONS")) return -1;
+    m->path = t;
+    return 0;
+  }
+  size_t s = 0;
+  while (s < t.n && t.p[s] != ':') s++;
+  tether__slice scheme = {t.p, s};
+  if (!tether__h1_token_eq(scheme, "http") && !tether__h1_token_eq(scheme, "https")) return -1;
+  if (t.n - s < 3 || memcmp(t.p + s, "://", 3) != 0) return -1;
+  size_t a = s + 3, e = a;
+  while (e < t.n && t.p[e] != '/' && t.p[e] != '?' && t.p[e] != '#') e++;
+  m->authority = (tether__slice){t.p + a, e - a};
+  if (valid_authority(m->authority) < 0) return -1;
+  if (e == t.n) {
+    m->path = (tether__slice){"/", 1};
+    return 0;
+  }
+  if (t.p[e] != '/') return -1;
+  m->path = (tether__slice){t.p + e, t.n - e};
+  return 0;
 }
 
 int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limits *lim, tether__h1_msg *m) {
@@ -228,15 +381,7 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
   m->target = (tether__slice){line.p + t0, i - t0};
   if (m->target.n > lim->max_uri) return -414;
   if (parse_version(line.p + i + 1, line.n - i - 1, &m->version_minor) < 0) return -400;
-  /* origin-form, absolute-form, or "*" for OPTIONS; CONNECT's authority-form is not proxied */
-  if (tether__h1_token_eq(m->method, "CONNECT")) return -400;
-  char c0 = m->target.p[0];
-  if (c0 == '*') {
-    if (m->target.n != 1 || !tether__h1_token_eq(m->method, "OPTIONS")) return -400;
-  } else if (c0 != '/') {
-    if (!(m->target.n > 7 && (memcmp(m->target.p, "http://", 7) == 0 || memcmp(m->target.p, "https://", 8) == 0)))
-      return -400;
-  }
+  if (parse_target(m) < 0) return -400;
   int rc = parse_headers(buf, end, pos, lim, m);
   if (rc < 0) return rc;
   conn_tokens ct = {0};
@@ -246,8 +391,8 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
   if (rc < 0) return rc;
   if (m->version_minor == 1 && !has_host) return -400;
   if (te.count) {
-    if (te.unknown) return -501;
-    if (!te.last_chunked) return -400; /* a request body must end by chunked framing */
+    rc = te_request(&te);
+    if (rc < 0) return rc;
     m->framing = TETHER__H1_CHUNKED;
   } else if (has_cl && m->content_length > 0) {
     m->framing = TETHER__H1_LENGTH;
@@ -255,6 +400,7 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
     m->framing = TETHER__H1_NO_BODY;
   }
   if (m->version_minor == 0) m->expect_continue = 0;
+  if (m->authority.p == NULL) m->authority = m->host;
   m->upgrade = ct.upgrade && tether__h1_header_get(m, "upgrade").p != NULL;
   m->is_head = tether__h1_token_eq(m->method, "HEAD");
   set_keep_alive(m, &ct);

@@ -40,7 +40,14 @@ typedef enum tether__h1_framing {
 typedef struct tether__h1_msg {
   /* request line or status line */
   tether__slice method;   /* requests */
-  tether__slice target;   /* requests */
+  tether__slice target;   /* requests: the request-target as sent */
+  tether__slice path;     /* requests: what to route on, origin-form (path ["?" query]): the target itself
+                           * in origin-form; in absolute-form what follows the authority ("/" when nothing
+                           * does, a static string then, not in the buffer); "*" for OPTIONS *. Raw: not
+                           * decoded nor normalized (see tether__uri_normalize in uri.h) */
+  tether__slice authority;/* requests: host [":" port], the absolute-form target's (RFC 9112 section 3.2.2:
+                           * it wins over Host), else the Host header value (may be empty; p == NULL when
+                           * there is no Host, as in HTTP/1.0) */
   int status;             /* responses */
   tether__slice reason;   /* responses */
   int version_minor;      /* HTTP/1.x: 0 or 1 */
@@ -59,12 +66,29 @@ typedef struct tether__h1_msg {
 
 /* Parses a request head from buf[0..len). Returns head_len (> 0) when complete, 0 when more bytes are
  * needed, or the negated HTTP status to answer before closing: -400 malformed or smuggling-shaped,
- * -414 target too long, -431 head too large or too many headers, -501 an unknown transfer coding. */
+ * -414 target too long, -431 head too large or too many headers, -501 a transfer coding the balancer
+ * does not forward.
+ *
+ * Transfer-Encoding (every such line is one list): it must be a valid list of codings (RFC 9112 section
+ * 6.1: tokens with optional ";name=value" parameters, separated by commas and OWS, no empty element),
+ * else 400. The body is chunked only when the list is exactly "chunked" (any case, OWS around it).
+ * chunked twice, with parameters, or not last: 400. Other codings before a final chunked
+ * ("gzip, chunked"): 501. No chunked at all: 501 when a coding is unknown ("xchunked"), 400 for a known
+ * one ("gzip": the length cannot be determined, RFC 9112 section 6.3). With Content-Length, or in
+ * HTTP/1.0: 400.
+ *
+ * Request target: origin-form ("/..."), "*" with OPTIONS, or absolute-form "http(s)://" authority
+ * [path] where authority is host [":" port] with a non-empty reg-name, IPv4 or IP-literal host, no
+ * userinfo and no percent-encoding; anything else (authority-form, CONNECT, "http:///x",
+ * "http://u@h/", "http://h?q") is 400. m->path and m->authority are what to route on. */
 int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limits *lim, tether__h1_msg *m);
 
 /* Parses a response head. req_is_head: the request was HEAD (no body follows whatever the headers say).
  * Returns head_len, 0 for more, or -502 when the response is malformed or too large. 1xx responses
- * (other than 101) are heads without a body; the caller forwards them and parses again. */
+ * (other than 101) are heads without a body; the caller forwards them and parses again.
+ * Transfer-Encoding: a malformed list, chunked twice or with parameters, or with Content-Length is
+ * 502; a list ending in chunked is chunked framing (other codings are the client's business); any
+ * other list is read until close (RFC 9112 section 6.3). */
 int tether__h1_parse_response(const char *buf, size_t len, const tether__h1_limits *lim, int req_is_head,
                               tether__h1_msg *m);
 
