@@ -12,6 +12,7 @@
 #include "persist/persist.h"
 #include "proxyproto.h"
 #include "rewrite.h"
+#include "uri.h"
 #include "tether/jwt.h"
 #include "tether/session.h"
 #include "worker.h"
@@ -616,34 +617,39 @@ static void copy_text(char *out, size_t cap, tether__slice s) {
   out[n] = '\0';
 }
 
-static const tether__cf_location *route(const tether__config *cf, tether__slice target) {
-  const char *path = target.p;
-  size_t n = target.n;
-  if (n > 7 && (memcmp(path, "http://", 7) == 0 || memcmp(path, "https://", 8) == 0)) {
-    const char *slash = memchr(path + 8, '/', n - 8);
-    if (slash == NULL) {
-      path = "/";
-      n = 1;
-    } else {
-      n -= (size_t)(slash - path);
-      path = slash;
-    }
-  }
-  size_t q = 0;
-  while (q < n && path[q] != '?') q++;
+/* The location for a normalized path: an exact match, else the longest prefix (case-sensitive, as nginx). */
+static const tether__cf_location *route(const tether__config *cf, const char *path, size_t n) {
   const tether__cf_location *best = NULL;
   size_t best_len = 0;
   for (size_t i = 0; i < cf->nlocations; i++) {
     const tether__cf_location *l = &cf->locations[i];
     size_t pl = strlen(l->prefix);
     if (l->exact) {
-      if (pl == q && memcmp(path, l->prefix, pl) == 0) return l;
-    } else if (pl <= q && memcmp(path, l->prefix, pl) == 0 && (best == NULL || pl > best_len)) {
+      if (pl == n && memcmp(path, l->prefix, pl) == 0) return l;
+    } else if (pl <= n && memcmp(path, l->prefix, pl) == 0 && (best == NULL || pl > best_len)) {
       best = l;
       best_len = pl;
     }
   }
   return best;
+}
+
+/* Locations see the path as nginx's $uri: decoded, slashes merged, dot segments resolved, so that
+ * "/%61pi/me", "//api/me" or "/x/../api/me" meet "location /api/" as the server will read them. The
+ * original target is what the server receives. Returns the location (NULL: none), or sets *status. */
+static const tether__cf_location *route_request(tether__worker *w, const tether__config *cf, const tether__h1_msg *m,
+                                                int *status) {
+  *status = 0;
+  if (m->path.n == 1 && m->path.p[0] == '*') return route(cf, "*", 1); /* OPTIONS *: no location */
+  tether__buf *pb = &w->scratch_path;
+  pb->len = 0;
+  tether__buf_reserve(pb, m->path.n);
+  int n = tether__uri_normalize(m->path.p, m->path.n, pb->data, m->path.n + 1);
+  if (n < 0) {
+    *status = -n;
+    return NULL;
+  }
+  return route(cf, pb->data, (size_t)n);
 }
 
 /* Upgrades are forwarded for WebSocket over HTTP/1.1 only: h2c (RFC 9113 section 3.1 retires it) and
@@ -768,7 +774,14 @@ static void start_request_once(tether__client *c) {
     respond(c, 413, NULL, 0);
     return;
   }
-  const tether__cf_location *loc = route(cf, m->target);
+  int bad_path;
+  const tether__cf_location *loc = route_request(w, cf, m, &bad_path);
+  if (bad_path) {
+    c->keep_alive = 0;
+    c->in_len = 0;
+    respond(c, bad_path, NULL, 0);
+    return;
+  }
   const tether_jwt_claims *claims = NULL;
   if (loc && loc->jwt.enabled) {
     if (authenticate(c, m, &loc->jwt, n) < 0) return;

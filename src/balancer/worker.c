@@ -151,6 +151,7 @@ void tether__workers_stop(tether__worker *ws, int n) {
     tether_jwt_claims_free(&w->claims);
     tether__buf_free(&w->scratch_out);
     tether__buf_free(&w->scratch_log);
+    tether__buf_free(&w->scratch_path);
     tether__runtime_unref(w->rt);
     uv_loop_close(&w->loop);
   }

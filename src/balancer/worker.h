@@ -58,6 +58,7 @@ struct tether__worker {
   _Atomic uint64_t latency_sum_us;
   tether__buf scratch_out;           /* response heads are assembled here */
   tether__buf scratch_log;           /* access log lines are assembled here */
+  tether__buf scratch_path;          /* the normalized path of the request being routed */
   char rbuf[65536];                  /* every client read lands here first */
   tether_jwt_claims claims;          /* the claims of the token verified last (edge authentication) */
   char jwt_token[16384];             /* the token being verified */

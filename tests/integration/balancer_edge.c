@@ -48,6 +48,12 @@ static int setup(void **state) {
                        "  proxy_pass http://app;\n"
                        "}\n"
                        "location /headers/open { auth_jwt off; proxy_pass http://app; }\n"
+                       "location /api/ {\n"
+                       "  auth_jwt \"api\";\n"
+                       "  auth_jwt_key env:TETHER_EDGE_SECRET HS256;\n"
+                       "  proxy_pass http://app;\n"
+                       "}\n"
+                       "location /admin { return 403; }\n"
                        "location /headers/set {\n"
                        "  proxy_set_header X-Real-IP $remote_addr;\n"
                        "  proxy_set_header X-Drop \"\";\n"
@@ -412,6 +418,77 @@ static void test_trickled_body(void **state) {
   assert_true(took >= 900 && took <= 2500);
 }
 
+/* Findings 2 and 8: locations match the path as nginx normalizes it, whatever spelling the client uses;
+ * the server still gets the target as sent. */
+static void test_normalized_routing(void **state) {
+  (void)state;
+  const char *around[] = {"/%61pi/me", "//api/me", "/./api/me", "/x/../api/me", "/%2e/api/me", "/api%2Fme",
+                          "/api/./me", "///api//me", "/api/x/%2e%2e/me", "http://h/api/me", "HTTP://h:80//api/me"};
+  for (size_t i = 0; i < sizeof(around) / sizeof(around[0]); i++) {
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", around[i]);
+    tb_raw r;
+    int closed;
+    assert_int_equal(tb_raw_exchange(T.port, req, (size_t)n, &r, &closed), 0);
+    if (r.status != 401) fprintf(stderr, "%s: status %d, want 401 from location /api/\n", around[i], r.status);
+    assert_int_equal(r.status, 401);
+    tb_raw_free(&r);
+  }
+  const char *admin[] = {"/admin", "/%61dmin", "//admin/x", "/x/../admin", "http://h/admin", "/./admin"};
+  for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", admin[i]);
+    tb_raw r;
+    int closed;
+    assert_int_equal(tb_raw_exchange(T.port, req, (size_t)n, &r, &closed), 0);
+    if (r.status != 403) fprintf(stderr, "%s: status %d, want 403\n", admin[i], r.status);
+    assert_int_equal(r.status, 403);
+    tb_raw_free(&r);
+  }
+  /* refused: climbing above /, NUL, bad escapes, absolute-form without a host or with userinfo */
+  const char *bad[] = {"/../api/me", "/%2e%2e/x", "/a/%00", "/a%zz", "/a%4", "http:///api/users",
+                       "http://user@h/api/me", "http://h:99999/x"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", bad[i]);
+    tb_raw r;
+    int closed = 0;
+    assert_int_equal(tb_raw_exchange(T.port, req, (size_t)n, &r, &closed), 0);
+    if (r.status != 400 || !closed) fprintf(stderr, "%s: status %d closed %d\n", bad[i], r.status, closed);
+    assert_int_equal(r.status, 400);
+    assert_true(closed);
+    tb_raw_free(&r);
+  }
+  /* the server receives the target as the client wrote it (nginx's proxy_pass without a URI) */
+  const char *req = "GET /headers/x/../open/%61?q=%2e HTTP/1.1\r\nHost: h\r\n\r\n";
+  tb_raw r;
+  int closed;
+  assert_int_equal(tb_raw_exchange(T.port, req, strlen(req), &r, &closed), 0);
+  assert_int_equal(r.status, 200);
+  assert_true(r.body_len > 41 && strncmp(r.body, "GET /headers/x/../open/%61?q=%2e HTTP/1.1", 41) == 0);
+  tb_raw_free(&r);
+}
+
+/* Finding 9: a Transfer-Encoding that is not exactly a final "chunked" is refused, never forwarded. */
+static void test_transfer_encoding_refused(void **state) {
+  (void)state;
+  const char *tes[] = {"chunked x", "chunked chunked", "chunked;", "chunked;foo", "gzip, chunked", "chunked;q=1",
+                       "chunked, chunked", "\"chunked\"", "chunked,"};
+  for (size_t i = 0; i < sizeof(tes) / sizeof(tes[0]); i++) {
+    char req[256];
+    int n = snprintf(req, sizeof(req),
+                     "POST /echo HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: %s\r\n\r\n5\r\nhello\r\n0\r\n\r\n", tes[i]);
+    tb_raw r;
+    int closed = 0;
+    assert_int_equal(tb_raw_exchange(T.port, req, (size_t)n, &r, &closed), 0);
+    if ((r.status != 400 && r.status != 501) || !closed)
+      fprintf(stderr, "TE \"%s\": status %d closed %d\n", tes[i], r.status, closed);
+    assert_true(r.status == 400 || r.status == 501);
+    assert_true(closed);
+    tb_raw_free(&r);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_claim_headers_everywhere),
@@ -424,6 +501,8 @@ int main(void) {
       cmocka_unit_test(test_empty_reason_phrase),
       cmocka_unit_test(test_access_log_escaped),
       cmocka_unit_test(test_trickled_body),
+      cmocka_unit_test(test_normalized_routing),
+      cmocka_unit_test(test_transfer_encoding_refused),
   };
   return cmocka_run_group_tests_name("balancer edge", tests, setup, teardown);
 }
