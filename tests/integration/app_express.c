@@ -298,6 +298,52 @@ static void test_session_follows_the_user_across_four_backends(void **state) {
   }
 }
 
+/* The seed's settings (cookie.secure, and `trust proxy` for the balancer in front) behind a balancer whose
+ * own trusted peer (127.0.0.2, a TLS terminator) says the client came over https: Express sets its Secure
+ * cookie. Anyone else's X-Forwarded-Proto is replaced, so no Secure cookie is set over plain http. */
+static void test_secure_cookie_behind_trusted_proxy(void **state) {
+  (void)state;
+  if (!W.have_node) skip();
+  peer sec = {0};
+  snprintf(sec.name, sizeof(sec.name), "express-secure");
+  snprintf(sec.log, sizeof(sec.log), "%s/express-secure.log", W.dir);
+  sec.port = tt_free_port();
+  char listen_at[32];
+  snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", sec.port);
+  char *argv[] = {"node",     TETHER_INTEROP_DIR "/express/app.js",
+                  "--listen", listen_at,
+                  "--name",   sec.name,
+                  "--redis",  W.redis.url,
+                  "--secret", SECRET,
+                  "--secure", "--trust-proxy",
+                  "loopback", NULL};
+  sec.pid = tt_spawn(argv, sec.log, NULL);
+  assert_true(sec.pid > 0 && tt_wait_port(sec.port, 30000));
+  tb_tether lb;
+  assert_int_equal(tb_tether_start(&lb, 1,
+                                   "set_real_ip_from 127.0.0.2;\n"
+                                   "upstream secure { server 127.0.0.1:%d; }\n"
+                                   "location / { proxy_pass http://secure; }\n",
+                                   sec.port),
+                   0);
+  const char *https[] = {"X-Forwarded-Proto: https", NULL};
+  tb_resp r;
+  assert_int_equal(tb_get_from("127.0.0.2", lb.port, "/whoami", https, &r), 200);
+  const char *sc = strcasestr(r.head, "\nSet-Cookie: connect.sid=");
+  if (sc == NULL) fprintf(stderr, "no session cookie from the trusted proxy's https request:\n%s", r.head);
+  assert_non_null(sc);
+  assert_non_null(strstr(sc, "; Secure"));
+  assert_non_null(strstr(sc, "; HttpOnly"));
+  tb_resp_free(&r);
+  /* an untrusted client's claim of https changes nothing */
+  assert_int_equal(tb_get_from("127.0.0.3", lb.port, "/whoami", https, &r), 200);
+  assert_null(strcasestr(r.head, "\nSet-Cookie: connect.sid="));
+  tb_resp_free(&r);
+  assert_int_equal(tb_tether_stop(&lb, 15000), 0);
+  tb_tether_cleanup(&lb);
+  assert_int_equal(peer_stop(&sec), 0);
+}
+
 /* ---- setup ---- */
 
 static int setup_world(void) {
@@ -352,6 +398,7 @@ static int teardown(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_session_follows_the_user_across_four_backends),
+      cmocka_unit_test(test_secure_cookie_behind_trusted_proxy),
   };
   return cmocka_run_group_tests_name("tether-app and the seed's Express app behind the balancer", tests, setup,
                                      teardown);

@@ -3,6 +3,7 @@
 // behind the balancer: same cookie (connect.sid, signed with the same secret), same Redis keys and values.
 //
 //   node app.js --listen 127.0.0.1:PORT --name NAME --redis redis://127.0.0.1:PORT --secret S [--secret S2]
+//               [--secure] [--trust-proxy loopback]
 //
 // It listens once its Redis client is connected, so "the port accepts" means "ready". The npm packages
 // are tests/interop's (package.json there; Node finds ../node_modules).
@@ -17,8 +18,9 @@
 // A store failure gives 503 {"error":"session store unavailable",...}.
 //
 // Changes from the seed's snippet: the Redis address goes in `socket` (redis@4 ignores a top-level
-// host/port and dials localhost:6379) and the client must be connect()ed; `secure: false` because the
-// tests and the demo speak plain HTTP on loopback (a Secure cookie would never come back).
+// host/port and dials localhost:6379) and the client must be connect()ed; `secure` is off unless --secure
+// is given, because the tests and the demo speak plain HTTP on loopback (a Secure cookie would never come
+// back); with --secure (and --trust-proxy), the seed's settings behind a proxy that ends TLS.
 'use strict';
 
 const { parseArgs } = require('node:util');
@@ -44,6 +46,8 @@ try {
       redis: { type: 'string', default: 'redis://127.0.0.1:6379' },
       secret: { type: 'string', multiple: true },
       'max-age': { type: 'string', default: '3600' },
+      secure: { type: 'boolean', default: false },
+      'trust-proxy': { type: 'string' },
     },
   }).values;
 } catch (e) {
@@ -77,6 +81,10 @@ app.get('/health', (req, res) => {
     .finally(() => clearTimeout(timer));
 });
 
+// --secure is the seed's own `cookie.secure: true`; behind a proxy that ends TLS it needs Express's
+// `trust proxy` (--trust-proxy loopback), so that req.secure follows the proxy's X-Forwarded-Proto.
+if (opts['trust-proxy']) app.set('trust proxy', opts['trust-proxy']);
+
 app.use(
   session({
     store: new RedisStore({ client: redisClient }),
@@ -84,7 +92,7 @@ app.use(
     resave: false,
     saveUninitialized: false,
     cookie: {
-      secure: false,
+      secure: opts.secure,
       httpOnly: true,
       maxAge: maxAgeMs, // the seed's 3600000 by default (--max-age 3600, as tether-app)
     },
