@@ -130,8 +130,12 @@ static void put_xff(tether__buf *b, const tether__h1_msg *m, const tether__fwd *
 static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_msg *m, const tether__fwd *x) {
   tether__slice v;
   switch (k->type) {
-  case TETHER__KEY_TEXT: put_s(b, k->text); break;
-  case TETHER__KEY_REMOTE_ADDR: put_s(b, x->remote_addr); break;
+  case TETHER__KEY_TEXT:
+    put_s(b, k->text);
+    break;
+  case TETHER__KEY_REMOTE_ADDR:
+    put_s(b, x->remote_addr);
+    break;
   case TETHER__KEY_HTTP:
     v = tether__h1_header_get(m, k->text);
     if (v.p) put(b, v.p, v.n);
@@ -142,7 +146,9 @@ static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_
   case TETHER__KEY_ARG:
     if (tether__query_arg(m->target, k->text, &v)) put(b, v.p, v.n);
     break;
-  case TETHER__KEY_REQUEST_URI: put(b, m->target.p, m->target.n); break;
+  case TETHER__KEY_REQUEST_URI:
+    put(b, m->target.p, m->target.n);
+    break;
   case TETHER__KEY_JWT_CLAIM: {
     char claim[CLAIM_VALUE_MAX];
     int n = x->claims ? tether_jwt_claim_text(x->claims, k->text, claim, sizeof(claim)) : -1;
@@ -152,9 +158,15 @@ static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_
   case TETHER__KEY_HOST:
     if (m->host.p) put_host(b, m->host);
     break;
-  case TETHER__KEY_SCHEME: put_s(b, x->scheme); break;
-  case TETHER__KEY_PROXY_ADD_XFF: put_xff(b, m, x); break;
-  case TETHER__KEY_METHOD: put(b, m->method.p, m->method.n); break;
+  case TETHER__KEY_SCHEME:
+    put_s(b, x->scheme);
+    break;
+  case TETHER__KEY_PROXY_ADD_XFF:
+    put_xff(b, m, x);
+    break;
+  case TETHER__KEY_METHOD:
+    put(b, m->method.p, m->method.n);
+    break;
   }
 }
 
@@ -199,8 +211,8 @@ static void put_client_headers(const tether__h1_msg *m, const tether__fwd *x, co
     if (tether__h1_token_eq(h->name, "x-forwarded-for") || tether__h1_token_eq(h->name, "x-forwarded-proto") ||
         tether__h1_token_eq(h->name, "x-forwarded-host") || tether__h1_token_eq(h->name, "forwarded"))
       continue;
-    if (is_claim_header(x->cf, h->name)) continue; /* only the balancer speaks for the token, everywhere */
-    if (set_header(hs, h->name)) continue;          /* proxy_set_header replaces it (or removes it) */
+    if (is_claim_header(x->cf, h->name)) continue;         /* only the balancer speaks for the token, everywhere */
+    if (set_header(hs, h->name)) continue;                 /* proxy_set_header replaces it (or removes it) */
     if (strip && tether__h1_token_eq(h->name, "cookie")) { /* indirect: the server never sees our cookie */
       char out[8192];
       size_t n = tether__persist_strip_cookie(x->ur, h->value, out, sizeof(out));

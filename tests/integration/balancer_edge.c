@@ -191,15 +191,15 @@ static void test_proxy_set_header(void **state) {
   snprintf(conf, sizeof(conf), "%s/refused.conf", T.dir);
   snprintf(out, sizeof(out), "%s/refused.out", T.dir);
   FILE *f = fopen(conf, "w");
-  fprintf(f, "listen 127.0.0.1:1;\n"                                       /* 1 */
-             "upstream app { server 127.0.0.1:2; }\n"                      /* 2 */
-             "location / {\n"                                              /* 3 */
-             "  proxy_pass http://app;\n"                                  /* 4 */
-             "  proxy_set_header Content-Length 5;\n"                      /* 5 */
-             "  proxy_set_header Connection keep-alive;\n"                 /* 6 */
-             "  proxy_set_header X-A $no_such_variable;\n"                 /* 7 */
-             "  proxy_http_version 1.0;\n"                                 /* 8 */
-             "  proxy_set_header Connection \"\";\n"                       /* 9: the keep-alive recipe: fine */
+  fprintf(f, "listen 127.0.0.1:1;\n"                       /* 1 */
+             "upstream app { server 127.0.0.1:2; }\n"      /* 2 */
+             "location / {\n"                              /* 3 */
+             "  proxy_pass http://app;\n"                  /* 4 */
+             "  proxy_set_header Content-Length 5;\n"      /* 5 */
+             "  proxy_set_header Connection keep-alive;\n" /* 6 */
+             "  proxy_set_header X-A $no_such_variable;\n" /* 7 */
+             "  proxy_http_version 1.0;\n"                 /* 8 */
+             "  proxy_set_header Connection \"\";\n"       /* 9: the keep-alive recipe: fine */
              "}\n");
   fclose(f);
   const char *args[] = {"-t", "-c", conf, NULL};
@@ -422,8 +422,9 @@ static void test_trickled_body(void **state) {
  * the server still gets the target as sent. */
 static void test_normalized_routing(void **state) {
   (void)state;
-  const char *around[] = {"/%61pi/me", "//api/me", "/./api/me", "/x/../api/me", "/%2e/api/me", "/api%2Fme",
-                          "/api/./me", "///api//me", "/api/x/%2e%2e/me", "http://h/api/me", "HTTP://h:80//api/me"};
+  const char *around[] = {"/%61pi/me",        "//api/me",        "/./api/me",          "/x/../api/me",
+                          "/%2e/api/me",      "/api%2Fme",       "/api/./me",          "///api//me",
+                          "/api/x/%2e%2e/me", "http://h/api/me", "HTTP://h:80//api/me"};
   for (size_t i = 0; i < sizeof(around) / sizeof(around[0]); i++) {
     char req[256];
     int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", around[i]);
@@ -446,7 +447,7 @@ static void test_normalized_routing(void **state) {
     tb_raw_free(&r);
   }
   /* refused: climbing above /, NUL, bad escapes, absolute-form without a host or with userinfo */
-  const char *bad[] = {"/../api/me", "/%2e%2e/x", "/a/%00", "/a%zz", "/a%4", "http:///api/users",
+  const char *bad[] = {"/../api/me",           "/%2e%2e/x",       "/a/%00", "/a%zz", "/a%4", "http:///api/users",
                        "http://user@h/api/me", "http://h:99999/x"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     char req[256];
@@ -472,8 +473,8 @@ static void test_normalized_routing(void **state) {
 /* Finding 9: a Transfer-Encoding that is not exactly a final "chunked" is refused, never forwarded. */
 static void test_transfer_encoding_refused(void **state) {
   (void)state;
-  const char *tes[] = {"chunked x", "chunked chunked", "chunked;", "chunked;foo", "gzip, chunked", "chunked;q=1",
-                       "chunked, chunked", "\"chunked\"", "chunked,"};
+  const char *tes[] = {"chunked x",   "chunked chunked",  "chunked;",    "chunked;foo", "gzip, chunked",
+                       "chunked;q=1", "chunked, chunked", "\"chunked\"", "chunked,"};
   for (size_t i = 0; i < sizeof(tes) / sizeof(tes[0]); i++) {
     char req[256];
     int n = snprintf(req, sizeof(req),
