@@ -763,6 +763,12 @@ static void start_request_once(tether__client *c) {
     const char *proto = tether__forwarded_proto(m);
     if (proto) c->scheme = proto;
   }
+  if (header_count(m, "connection") > TETHER__HOP_MAX) { /* no one needs that many; bound the work */
+    c->keep_alive = 0;
+    c->in_len = 0;
+    respond(c, 400, NULL, 0);
+    return;
+  }
   if (header_count(m, "authorization") > 1) { /* which one would the server believe? */
     c->keep_alive = 0;
     c->in_len = 0;
@@ -1179,6 +1185,8 @@ static void build_head(tether__client *c, tether__h1_msg *m, tether__buf *b) {
     }
   }
   int nocache = sticky && ur->cf->persist.nocache;
+  tether__hop hop;
+  tether__hop_init(&hop, m);
   for (size_t i = 0; i < m->nheaders; i++) {
     const tether__h1_header *h = &m->headers[i];
     if (nocache && tether__h1_token_eq(h->name, "cache-control")) continue;
@@ -1186,7 +1194,7 @@ static void build_head(tether__client *c, tether__h1_msg *m, tether__buf *b) {
       tether__put_header(b, h->name, h->value.p, h->value.n);
       continue;
     }
-    if (tether__hop_by_hop(m, h->name)) continue;
+    if (tether__hop_by_hop(&hop, h->name)) continue;
     tether__put_header(b, h->name, h->value.p, h->value.n);
   }
   if (sticky) {

@@ -47,7 +47,7 @@ static int listed_in(tether__slice v, tether__slice name) {
     size_t a = i, b = j;
     while (a < b && (v.p[a] == ' ' || v.p[a] == '\t')) a++;
     while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t')) b--;
-    if (b - a == name.n && b > a) {
+    if (b > a && b - a == name.n) {
       size_t k = 0;
       while (k < name.n && tolower((unsigned char)v.p[a + k]) == tolower((unsigned char)name.p[k])) k++;
       if (k == name.n) return 1;
@@ -57,15 +57,32 @@ static int listed_in(tether__slice v, tether__slice name) {
   return 0;
 }
 
-int tether__hop_by_hop(const tether__h1_msg *m, tether__slice name) {
+void tether__hop_init(tether__hop *h, const tether__h1_msg *m) {
+  h->m = m;
+  h->n = 0;
+  h->overflow = 0;
+  for (size_t i = 0; i < m->nheaders; i++) {
+    if (!tether__h1_token_eq(m->headers[i].name, "connection")) continue;
+    if (h->n == TETHER__HOP_MAX)
+      h->overflow = 1;
+    else
+      h->conn[h->n++] = m->headers[i].value;
+  }
+}
+
+int tether__hop_by_hop(const tether__hop *h, tether__slice name) {
   if (always_hop(name)) return 1;
+  if (h->n == 0) return 0;
   /* the framing travels with the bytes the balancer forwards as they are: a Connection header cannot take
    * it away (that would desynchronise the next hop), nor the Host an HTTP/1.1 request needs */
   if (tether__h1_token_eq(name, "content-length") || tether__h1_token_eq(name, "transfer-encoding") ||
       tether__h1_token_eq(name, "host"))
     return 0;
-  for (size_t i = 0; i < m->nheaders; i++)
-    if (tether__h1_token_eq(m->headers[i].name, "connection") && listed_in(m->headers[i].value, name)) return 1;
+  for (int i = 0; i < h->n; i++)
+    if (listed_in(h->conn[i], name)) return 1;
+  if (h->overflow) /* more Connection headers than gathered: read them all */
+    for (size_t i = 0; i < h->m->nheaders; i++)
+      if (tether__h1_token_eq(h->m->headers[i].name, "connection") && listed_in(h->m->headers[i].value, name)) return 1;
   return 0;
 }
 
@@ -204,9 +221,11 @@ static void put_client_headers(const tether__h1_msg *m, const tether__fwd *x, co
                                tether__buf *b) {
   const tether__cf_upstream *u = x->ur->cf;
   int strip = u->persist.kind == TETHER__PERSIST_COOKIE && u->persist.indirect;
+  tether__hop hop;
+  tether__hop_init(&hop, m);
   for (size_t i = 0; i < m->nheaders; i++) {
     const tether__h1_header *h = &m->headers[i];
-    if (tether__hop_by_hop(m, h->name)) continue;
+    if (tether__hop_by_hop(&hop, h->name)) continue;
     /* the balancer says who the client is and how it came */
     if (tether__h1_token_eq(h->name, "x-forwarded-for") || tether__h1_token_eq(h->name, "x-forwarded-proto") ||
         tether__h1_token_eq(h->name, "x-forwarded-host") || tether__h1_token_eq(h->name, "forwarded"))

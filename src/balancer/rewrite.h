@@ -26,8 +26,17 @@ typedef struct tether__fwd {
 void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, tether__buf *out);
 
 /* Whether a header must not be forwarded in either direction: the hop-by-hop fields, and every field the
- * message's Connection header lists. */
-int tether__hop_by_hop(const tether__h1_msg *m, tether__slice name);
+ * message's Connection headers list. tether__hop_init gathers them once per message (the balancer refuses
+ * requests with more than TETHER__HOP_MAX Connection headers, so the work per header stays bounded). */
+#define TETHER__HOP_MAX 4
+typedef struct tether__hop {
+  const tether__h1_msg *m;
+  tether__slice conn[TETHER__HOP_MAX];
+  int n;
+  int overflow; /* more Connection headers than that */
+} tether__hop;
+void tether__hop_init(tether__hop *h, const tether__h1_msg *m);
+int tether__hop_by_hop(const tether__hop *h, tether__slice name);
 
 /* The scheme a trusted proxy reports in X-Forwarded-Proto (its first value, when http or https), or NULL. */
 const char *tether__forwarded_proto(const tether__h1_msg *m);
