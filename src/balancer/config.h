@@ -179,6 +179,10 @@ typedef struct tether__config {
   int access_log_json;
   char error_log[512];              /* "" stderr */
   tether__cf_jwt jwt;               /* auth_jwt at the top, http or server level: every location's default */
+  int admin_line;                   /* where admin_listen is, for errors found once the file is read */
+  char admin_token[256];            /* admin_auth_token: the secret itself (read from the environment) */
+  int admin_token_line;
+  int rlimit_nofile;                /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
 } tether__config;
 
 /* Reads and checks a configuration. On failure returns -1 and writes "file:line: reason" lines (one per
