@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -214,6 +215,34 @@ static void test_token_on_loopback(void **state) {
   stop_clean(&T);
 }
 
+/* A reload moves the admin API (a bare port: loopback) and adds a token; one that would expose it without
+ * a token is refused and the running configuration stays. */
+static void test_reload_moves_admin(void **state) {
+  (void)state;
+  assert_int_equal(tb_tether_start(&T, 1, "upstream app { server %s; }\n", b1.addr), 0);
+  int old = T.admin, moved;
+  do moved = tt_free_port();
+  while (moved == old || moved == T.port);
+  write_conf(&T, "worker_processes 1;\nlisten 127.0.0.1:%d;\nadmin_listen %d;\nadmin_auth_token env:" TOKEN_ENV
+             ";\nupstream app { server %s; }\n", T.port, moved, b1.addr);
+  kill(T.pid, SIGHUP);
+  assert_true(tt_wait_port(moved, 5000));
+  T.admin = moved;
+  check_token_required();
+  assert_false(reachable("127.0.0.1", old));
+  assert_false(reachable("127.0.0.2", moved));
+  write_conf(&T, "worker_processes 1;\nlisten 127.0.0.1:%d;\nadmin_listen 0.0.0.0:%d;\nupstream app { server %s; }\n",
+             T.port, old, b1.addr);
+  kill(T.pid, SIGHUP);
+  for (int i = 0; i < 100 && !tb_file_contains(T.log, "reload refused"); i++) tt_sleep_ms(50);
+  assert_true(tb_file_contains(T.log, "is not a loopback address"));
+  assert_false(reachable("127.0.0.1", old));
+  static const char *const good[] = {"Authorization: Bearer " TOKEN, NULL};
+  assert_string_equal(b1_state(good), "up");
+  assert_false(tb_file_contains(T.log, TOKEN));
+  stop_clean(&T);
+}
+
 /* ---- cross-site requests and DNS rebinding ---- */
 
 static void test_cross_site_writes(void **state) {
@@ -367,6 +396,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_token_config_checks, test_teardown),
       cmocka_unit_test_teardown(test_token_off_loopback, test_teardown),
       cmocka_unit_test_teardown(test_token_on_loopback, test_teardown),
+      cmocka_unit_test_teardown(test_reload_moves_admin, test_teardown),
       cmocka_unit_test_teardown(test_cross_site_writes, test_teardown),
       cmocka_unit_test_teardown(test_idle_admin_closes, test_teardown),
       cmocka_unit_test_teardown(test_nofile_default, test_teardown),
