@@ -1,23 +1,50 @@
 /* The admin listener: GET /metrics (Prometheus text), GET /status (JSON), and
- * POST /upstreams/NAME/servers/ADDR/{drain,enable,disable}, PUT /upstreams/NAME/servers/ADDR/weight. */
+ * POST /upstreams/NAME/servers/ADDR/{drain,enable,disable}, PUT /upstreams/NAME/servers/ADDR/weight.
+ * It accepts by itself (a readable poll on the listening socket and accept4) with one descriptor held in
+ * reserve, so it still answers when the workers' clients hold every descriptor the process may open. */
 #include "admin.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "../lib/util.h"
 #include "http1.h"
 #include "persist/persist.h"
 
+#define ADMIN_TIMEOUT_MS 10000 /* for a request to arrive whole, then for its answer to be taken */
+#define ADMIN_RETRY_MS 100     /* out of descriptors even with the reserve: accept again after this */
+
 typedef struct admin_conn {
   uv_tcp_t tcp;
+  uv_timer_t timer;      /* ADMIN_TIMEOUT_MS: idle connections do not stay */
   tether__control *ctl;
   char buf[8192];
   size_t len;
   int done;
+  int closing;           /* handles whose close callback is still due */
+  char peer[64];         /* for the log */
 } admin_conn;
+
+/* The listening socket, polled for readability; freed once its handles have closed (a reload that moves
+ * it opens the next one at once). */
+struct tether__admin_listener {
+  uv_poll_t poll;
+  uv_timer_t retry;      /* accepting paused: out of descriptors */
+  int fd;
+  int reserve;           /* an open /dev/null given up to accept one admin connection, or -1 */
+  int closing;
+  tether__control *ctl;
+};
 
 static const char *class_names[TETHER__NCLASSES] = {"1xx", "2xx", "3xx", "4xx", "5xx", "error"};
 static const char *admin_names[] = {"up", "drain", "disabled"};
@@ -199,23 +226,44 @@ char *tether__status_json(tether__control *ctl) {
   return out;
 }
 
-static void conn_closed(uv_handle_t *h) { free(h->data); }
+/* Takes the reserve descriptor back when it was given up (and nothing else took its place since). */
+static void reserve_take(struct tether__admin_listener *l) {
+  if (l == NULL || l->reserve >= 0) return;
+  l->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void conn_closed(uv_handle_t *h) {
+  admin_conn *a = h->data;
+  if (--a->closing == 0) free(a);
+}
+
+static void conn_close(admin_conn *a) {
+  if (a->closing) return;
+  a->closing = 2;
+  uv_close((uv_handle_t *)&a->tcp, conn_closed);
+  uv_close((uv_handle_t *)&a->timer, conn_closed);
+  reserve_take(a->ctl->listener); /* the descriptor just closed may be the reserve's */
+}
+
+static void conn_timeout(uv_timer_t *t) { conn_close(t->data); }
 
 static void written(uv_write_t *req, int status) {
   (void)status;
   admin_conn *a = req->data;
   free(req);
-  uv_close((uv_handle_t *)&a->tcp, conn_closed);
+  conn_close(a);
 }
 
-static void reply(admin_conn *a, int status, const char *type, const char *body) {
+static void reply_hdr(admin_conn *a, int status, const char *extra, const char *type, const char *body) {
   a->done = 1;
   uv_read_stop((uv_stream_t *)&a->tcp);
-  const char *reason = status == 200 ? "OK" : status == 400 ? "Bad Request" : status == 404 ? "Not Found"
-                       : status == 405 ? "Method Not Allowed" : "Error";
+  uv_timer_start(&a->timer, conn_timeout, ADMIN_TIMEOUT_MS, 0);
+  const char *reason = status == 200 ? "OK" : status == 400 ? "Bad Request" : status == 401 ? "Unauthorized"
+                       : status == 403 ? "Forbidden" : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
+                       : status == 415 ? "Unsupported Media Type" : "Error";
   size_t blen = strlen(body);
-  char *msg = tether__asprintf("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                               status, reason, type, blen, body);
+  char *msg = tether__asprintf("HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                               status, reason, extra, type, blen, body);
   uv_write_t *req = tether__malloc(sizeof(*req) + strlen(msg));
   memcpy((char *)(req + 1), msg, strlen(msg));
   uv_buf_t buf = uv_buf_init((char *)(req + 1), (unsigned)strlen(msg));
@@ -223,8 +271,88 @@ static void reply(admin_conn *a, int status, const char *type, const char *body)
   req->data = a;
   if (uv_write(req, (uv_stream_t *)&a->tcp, &buf, 1, written) < 0) {
     free(req);
-    uv_close((uv_handle_t *)&a->tcp, conn_closed);
+    conn_close(a);
   }
+}
+
+static void reply(admin_conn *a, int status, const char *type, const char *body) {
+  reply_hdr(a, status, "", type, body);
+}
+
+/* ---- who may ask ---- */
+
+/* Compared as SHA-256 digests with CRYPTO_memcmp: the time taken says nothing of the token, not even
+ * its length. */
+static int token_ok(const char *want, tether__slice auth) {
+  if (auth.p == NULL || auth.n < 7 || strncasecmp(auth.p, "Bearer ", 7) != 0) return 0;
+  tether__slice got = {auth.p + 7, auth.n - 7};
+  while (got.n && got.p[0] == ' ') got.p++, got.n--;
+  unsigned char dw[SHA256_DIGEST_LENGTH], dg[SHA256_DIGEST_LENGTH];
+  SHA256((const unsigned char *)want, strlen(want), dw);
+  SHA256((const unsigned char *)got.p, got.n, dg);
+  return CRYPTO_memcmp(dw, dg, sizeof(dw)) == 0;
+}
+
+/* An IP literal or localhost, with an optional port: names a DNS rebinding attack cannot point at us. */
+static int host_is_literal(tether__slice h) {
+  char host[80];
+  if (h.n == 0 || h.n >= sizeof(host)) return 0;
+  memcpy(host, h.p, h.n);
+  host[h.n] = '\0';
+  char *port = NULL;
+  if (host[0] == '[') {
+    char *rb = strchr(host, ']');
+    if (rb == NULL || (rb[1] != '\0' && rb[1] != ':')) return 0;
+    if (rb[1] == ':') port = rb + 2;
+    *rb = '\0';
+    struct in6_addr a6;
+    if (inet_pton(AF_INET6, host + 1, &a6) != 1) return 0;
+  } else {
+    char *colon = strchr(host, ':');
+    if (colon) *colon = '\0', port = colon + 1;
+    struct in_addr a4;
+    if (strcasecmp(host, "localhost") != 0 && inet_pton(AF_INET, host, &a4) != 1) return 0;
+  }
+  if (port && (*port == '\0' || strspn(port, "0123456789") != strlen(port))) return 0;
+  return 1;
+}
+
+/* The content types a cross-site HTML form (or a no-cors fetch) can send without a CORS preflight. */
+static int form_type(tether__slice ct) {
+  static const char *const forms[] = {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"};
+  size_t n = 0;
+  while (n < ct.n && ct.p[n] != ';' && ct.p[n] != ' ' && ct.p[n] != '\t') n++;
+  for (size_t i = 0; i < TETHER__ARRAY_SIZE(forms); i++)
+    if (tether__h1_token_eq((tether__slice){ct.p, n}, forms[i])) return 1;
+  return 0;
+}
+
+/* Whether a request may go on; if not, it has been answered. Never logs a header's value. */
+static int allowed(admin_conn *a, tether__h1_msg *m, const char *path) {
+  const tether__config *cf = a->ctl->rt->cf;
+  int status = 0;
+  const char *why = NULL;
+  int write = !tether__h1_token_eq(m->method, "GET") && !tether__h1_token_eq(m->method, "HEAD");
+  if (cf->admin_token[0] && !token_ok(cf->admin_token, tether__h1_header_get(m, "authorization"))) {
+    status = 401, why = "a valid bearer token is required";
+  } else if (!cf->admin_token[0] && m->host.p && !host_is_literal(m->host)) {
+    status = 403, why = "the Host must be an IP address or localhost (or configure admin_auth_token)";
+  } else if (write) {
+    tether__slice origin = tether__h1_header_get(m, "origin");
+    tether__slice ct = tether__h1_header_get(m, "content-type");
+    if (origin.p && (m->host.p == NULL || origin.n != 7 + m->host.n || strncasecmp(origin.p, "http://", 7) != 0 ||
+                     strncasecmp(origin.p + 7, m->host.p, m->host.n) != 0))
+      status = 403, why = "cross-origin requests may not change anything";
+    else if (ct.p && form_type(ct))
+      status = 415, why = "form content types are refused (send none, or application/json)";
+  }
+  if (status == 0) return 1;
+  tether__log(TETHER_LOG_WARN, "admin: %d for %.*s %s from %s: %s", status, (int)m->method.n, m->method.p, path,
+              a->peer, why);
+  char *body = tether__asprintf("%s\n", why);
+  reply_hdr(a, status, status == 401 ? "WWW-Authenticate: Bearer realm=\"tether admin\"\r\n" : "", "text/plain", body);
+  free(body);
+  return 0;
 }
 
 /* POST /upstreams/NAME/servers/ADDR/ACTION or PUT .../weight */
@@ -272,6 +400,7 @@ static void handle(admin_conn *a, tether__h1_msg *m, const char *body) {
   snprintf(path, sizeof(path), "%.*s", (int)(m->target.n < 255 ? m->target.n : 255), m->target.p);
   char *q = strchr(path, '?');
   if (q) *q = '\0';
+  if (!allowed(a, m, path)) return;
   if (strcmp(path, "/metrics") == 0 || strcmp(path, "/status") == 0) {
     if (!tether__h1_token_eq(m->method, "GET")) return reply(a, 405, "text/plain", "use GET\n");
     int metrics = path[1] == 'm';
@@ -296,7 +425,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   admin_conn *a = s->data;
   if (a->done) return;
   if (n < 0) {
-    uv_close((uv_handle_t *)&a->tcp, conn_closed);
+    conn_close(a);
     return;
   }
   a->len += (size_t)n;
@@ -322,37 +451,116 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   free(m);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  if (status < 0) return;
-  tether__control *ctl = server->data;
+static void conn_start(tether__control *ctl, int fd, const struct sockaddr_storage *ss) {
   admin_conn *a = tether__calloc(1, sizeof(*a));
   a->ctl = ctl;
   uv_tcp_init(ctl->loop, &a->tcp);
+  uv_timer_init(ctl->loop, &a->timer);
   a->tcp.data = a;
-  if (uv_accept(server, (uv_stream_t *)&a->tcp) < 0) {
-    uv_close((uv_handle_t *)&a->tcp, conn_closed);
+  a->timer.data = a;
+  const void *ip = ss->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                                             : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+  if (inet_ntop(ss->ss_family, ip, a->peer, sizeof(a->peer)) == NULL) snprintf(a->peer, sizeof(a->peer), "?");
+  if (uv_tcp_open(&a->tcp, fd) < 0) {
+    close(fd);
+    conn_close(a);
     return;
   }
+  uv_timer_start(&a->timer, conn_timeout, ADMIN_TIMEOUT_MS, 0);
   uv_read_start((uv_stream_t *)&a->tcp, alloc_cb, on_read);
 }
 
-int tether__admin_start(tether__control *ctl) {
-  const tether__addr *addr = &ctl->rt->cf->admin;
-  if (addr->len == 0) return 0;
-  uv_tcp_init(ctl->loop, &ctl->admin);
-  ctl->admin.data = ctl;
-  int rc = uv_tcp_bind(&ctl->admin, (const struct sockaddr *)&addr->sa, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&ctl->admin, 128, on_connection);
-  if (rc < 0) {
-    tether__log(TETHER_LOG_ERROR, "admin_listen %s: %s", addr->text, uv_strerror(rc));
-    uv_close((uv_handle_t *)&ctl->admin, NULL);
-    return rc;
+static void on_acceptable(uv_poll_t *p, int status, int events);
+
+static void retry_accept(uv_timer_t *t) {
+  struct tether__admin_listener *l = t->data;
+  reserve_take(l);
+  uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+}
+
+/* Accepts what is pending. Out of descriptors, the reserve makes room for one admin connection; when it is
+ * already spent, accepting pauses for ADMIN_RETRY_MS and the client waits in the backlog (libuv's own
+ * answer to EMFILE would accept and close, a reset for whoever was waiting). */
+static void on_acceptable(uv_poll_t *p, int status, int events) {
+  (void)events;
+  struct tether__admin_listener *l = p->data;
+  if (status < 0) return;
+  for (int i = 0; i < 32; i++) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && l->reserve >= 0) {
+      close(l->reserve);
+      l->reserve = -1;
+      len = sizeof(ss);
+      fd = accept4(l->fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    }
+    if (fd < 0) {
+      int e = errno;
+      reserve_take(l);
+      if (e == EINTR || e == ECONNABORTED) continue;
+      if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        uv_poll_stop(&l->poll);
+        uv_timer_start(&l->retry, retry_accept, ADMIN_RETRY_MS, 0);
+      } else if (e != EAGAIN && e != EWOULDBLOCK) {
+        tether__log(TETHER_LOG_WARN, "admin: accept: %s", strerror(e));
+      }
+      return;
+    }
+    conn_start(l->ctl, fd, &ss);
   }
-  ctl->admin_open = 1;
+}
+
+static void listener_closed(uv_handle_t *h) {
+  struct tether__admin_listener *l = h->data;
+  if (--l->closing == 0) free(l);
+}
+
+static int listen_fd(const tether__addr *addr) {
+  int fd = socket(addr->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+      bind(fd, (const struct sockaddr *)&addr->sa, addr->len) < 0 || listen(fd, 128) < 0) {
+    int e = -errno;
+    close(fd);
+    return e;
+  }
+  return fd;
+}
+
+int tether__admin_start(tether__control *ctl) {
+  const tether__config *cf = ctl->rt->cf;
+  const tether__addr *addr = &cf->admin;
+  if (addr->len == 0) return 0;
+  int fd = listen_fd(addr);
+  if (fd < 0) {
+    tether__log(TETHER_LOG_ERROR, "admin_listen %s: %s", addr->text, strerror(-fd));
+    return fd;
+  }
+  struct tether__admin_listener *l = tether__calloc(1, sizeof(*l));
+  l->ctl = ctl;
+  l->fd = fd;
+  l->reserve = -1;
+  reserve_take(l);
+  uv_poll_init(ctl->loop, &l->poll, fd);
+  uv_timer_init(ctl->loop, &l->retry);
+  l->poll.data = l;
+  l->retry.data = l;
+  uv_poll_start(&l->poll, UV_READABLE, on_acceptable);
+  ctl->listener = l;
+  tether__log(TETHER_LOG_INFO, "admin API on %s (%s)", addr->text,
+              cf->admin_token[0] ? "bearer token required" : "no token: loopback, IP or localhost Host only");
   return 0;
 }
 
 void tether__admin_stop(tether__control *ctl) {
-  if (ctl->admin_open) uv_close((uv_handle_t *)&ctl->admin, NULL);
-  ctl->admin_open = 0;
+  struct tether__admin_listener *l = ctl->listener;
+  if (l == NULL) return;
+  ctl->listener = NULL;
+  l->closing = 2;
+  uv_close((uv_handle_t *)&l->poll, listener_closed);
+  uv_close((uv_handle_t *)&l->retry, listener_closed);
+  close(l->fd);
+  if (l->reserve >= 0) close(l->reserve);
 }

@@ -12,8 +12,7 @@ typedef struct tether__control {
   tether__worker *workers;
   int nworkers;
   tether__runtime *rt; /* current (a reference held) */
-  uv_tcp_t admin;
-  int admin_open;
+  struct tether__admin_listener *listener; /* admin_listen, when open */
   void *checks;        /* health checkers of rt */
   int nchecks;
 } tether__control;

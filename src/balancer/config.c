@@ -936,12 +936,51 @@ static void listen_line(parser *ps, directive *d, int admin) {
     return;
   }
   if (admin) {
+    if (strchr(d->args[1], ':') == NULL) { /* a bare port: loopback only, never every interface */
+      ((struct sockaddr_in *)&a.sa)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      snprintf(a.text, sizeof(a.text), "127.0.0.1:%s", d->args[1]);
+    }
     cf->admin = a;
+    cf->admin_line = d->line;
   } else if (cf->nlisten == TETHER__ARRAY_SIZE(cf->listen)) {
     error(ps, d->line, "too many listen addresses");
   } else {
     cf->listen[cf->nlisten++] = a;
   }
+}
+
+/* admin_auth_token env:NAME: the secret is read now, so a missing one fails the load (and a reload keeps
+ * the running configuration). Errors never quote it. */
+static void admin_token_line(parser *ps, directive *d) {
+  tether__config *cf = ps->cf;
+  if (strncmp(d->args[1], "env:", 4) != 0 || d->args[1][4] == '\0') {
+    error(ps, d->line, "\"admin_auth_token\" takes env:NAME (the token is read from that environment variable)");
+    return;
+  }
+  const char *name = d->args[1] + 4, *v = getenv(name);
+  cf->admin_token_line = d->line;
+  size_t n = v ? strlen(v) : 0;
+  int printable = 1;
+  for (size_t i = 0; i < n; i++) printable &= v[i] > 0x20 && v[i] < 0x7f;
+  if (v == NULL) error(ps, d->line, "admin_auth_token: environment variable %s is not set", name);
+  else if (n == 0) error(ps, d->line, "admin_auth_token: environment variable %s is empty", name);
+  else if (n < 16)
+    error(ps, d->line, "admin_auth_token: the token in %s is too short (at least 16 characters)", name);
+  else if (n >= sizeof(cf->admin_token))
+    error(ps, d->line, "admin_auth_token: the token in %s is too long (at most %zu characters)", name,
+          sizeof(cf->admin_token) - 1);
+  else if (!printable)
+    error(ps, d->line, "admin_auth_token: the token in %s must be printable ASCII without spaces", name);
+  else {
+    memcpy(cf->admin_token, v, n + 1);
+  }
+}
+
+static int is_loopback(const tether__addr *a) {
+  if (a->sa.ss_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) >> 24) == 127;
+  const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
+  return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 }
 
 static void block_body(parser *ps, int depth, const char *ctx);
@@ -1039,6 +1078,11 @@ static void common_directive(parser *ps, directive *d, int depth, const char *ct
     http_version_line(ps, d);
   } else if (strcmp(n, "client_body_time") == 0) {
     if (want_args(ps, d, 1, 1) == 0) get_time(ps, d, d->args[1], &cf->client_body_time_ms);
+  } else if (strcmp(n, "admin_auth_token") == 0) {
+    if (want_args(ps, d, 1, 1) == 0) admin_token_line(ps, d);
+  } else if (strcmp(n, "worker_rlimit_nofile") == 0) {
+    if (want_args(ps, d, 1, 1) == 0)
+      get_int(ps, d, "worker_rlimit_nofile", d->args[1], 32, 16777216, &cf->rlimit_nofile);
   } else if (strcmp(n, "events") == 0 && d->block) {
     skip_block(ps); /* nginx's events { worker_connections ...; }: libuv needs none of it */
   } else if (strcmp(n, "server_name") == 0 || strcmp(n, "include") == 0) {
@@ -1123,6 +1167,7 @@ static void build_jwt(parser *ps, tether__config *cf) {
 }
 
 void tether__config_release(tether__config *cf) {
+  explicit_bzero(cf->admin_token, sizeof(cf->admin_token));
   for (size_t i = 0; i < cf->nlocations; i++) {
     tether_jwt_verifier_free(cf->locations[i].jwt.verifier);
     cf->locations[i].jwt.verifier = NULL;
@@ -1168,6 +1213,9 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
       error(psp, psp->pendings[i].line, "proxy_pass: no upstream named \"%s\"", psp->pendings[i].name);
   }
   build_jwt(psp, cf);
+  if (cf->admin.len && !is_loopback(&cf->admin) && cf->admin_token_line == 0)
+    error(psp, cf->admin_line, "admin_listen %s is not a loopback address: it needs \"admin_auth_token env:NAME;\"",
+          cf->admin.text);
   /* as in nginx, a request line that cannot fit the header buffer is a 414, not a 431 */
   if (cf->large_uri + 1024 > cf->client_header_buffer) cf->large_uri = cf->client_header_buffer > 1536 ? cf->client_header_buffer - 1024 : 512;
   if (cf->nlisten == 0 && psp->nerrors == 0) error(psp, psp->line, "no \"listen\" address");

@@ -208,6 +208,10 @@ typedef struct tether__config {
   int64_t client_body_time_ms;      /* a whole request body must arrive within this (0: no bound) */
   char sticky_key_file[512];        /* sticky_key_file as written, "" the default (TETHER__STICKY_KEY_FILE) */
   int sticky_key_file_line;
+  int admin_line;                   /* where admin_listen is, for errors found once the file is read */
+  char admin_token[256];            /* admin_auth_token: the secret itself (read from the environment) */
+  int admin_token_line;
+  int rlimit_nofile;                /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "../lib/util.h"
@@ -75,6 +76,30 @@ static int same_listeners(const tether__config *a, const tether__config *b) {
   return 1;
 }
 
+/* worker_rlimit_nofile N: the soft limit (and the hard one, when N is above it and the process may raise
+ * it); without it, the soft limit goes up to the hard one: the default soft limit (often 1024) lets idle
+ * connections starve everything else. */
+static void apply_nofile(const tether__config *cf) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
+  struct rlimit want = rl;
+  if (cf->rlimit_nofile == 0) want.rlim_cur = rl.rlim_max;
+  else if ((rlim_t)cf->rlimit_nofile <= rl.rlim_max) want.rlim_cur = (rlim_t)cf->rlimit_nofile;
+  else want.rlim_cur = want.rlim_max = (rlim_t)cf->rlimit_nofile;
+  if (want.rlim_cur != rl.rlim_cur || want.rlim_max != rl.rlim_max) {
+    if (setrlimit(RLIMIT_NOFILE, &want) < 0 && want.rlim_max != rl.rlim_max) {
+      tether__log(TETHER_LOG_WARN, "worker_rlimit_nofile %d: above the hard limit %llu, which this process may not "
+                  "raise; using %llu", cf->rlimit_nofile, (unsigned long long)rl.rlim_max,
+                  (unsigned long long)rl.rlim_max);
+      want.rlim_cur = want.rlim_max = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &want);
+    }
+    getrlimit(RLIMIT_NOFILE, &rl);
+  }
+  tether__log(TETHER_LOG_INFO, "file descriptor limit: %llu (hard %llu)%s", (unsigned long long)rl.rlim_cur,
+              (unsigned long long)rl.rlim_max, cf->rlimit_nofile ? " (worker_rlimit_nofile)" : "");
+}
+
 static void reload(void) {
   tether__log(TETHER_LOG_INFO, "reloading %s", config_path);
   tether__config *cf = load(config_path);
@@ -86,6 +111,7 @@ static void reload(void) {
     tether__log(TETHER_LOG_WARN, "reload: listen addresses and worker_processes change only on restart");
   if (tether__access_log_open(cf->access_log) < 0)
     tether__log(TETHER_LOG_ERROR, "access_log %s: cannot open", cf->access_log);
+  if (cf->rlimit_nofile != ctl.rt->cf->rlimit_nofile) apply_nofile(cf);
   tether__runtime *rt = tether__runtime_new(cf);
   tether__health_stop(&ctl);
   int admin_moved = strcmp(ctl.rt->cf->admin.text, cf->admin.text) != 0;
@@ -155,6 +181,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "access_log %s: cannot open\n", cf->access_log);
     return 1;
   }
+  apply_nofile(cf);
   ctl.loop = uv_default_loop();
   /* caught before any port opens: a HUP or TERM sent as soon as tether answers must not kill it (the
    * callbacks only run once the loop does, after everything below is set up) */

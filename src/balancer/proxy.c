@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../lib/util.h"
 #include "persist/persist.h"
@@ -533,7 +534,7 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap) 
   snprintf(out, cap, "%s", ip);
 }
 
-void tether__client_accept(tether__worker *w, uv_stream_t *listener) {
+void tether__client_accept(tether__worker *w, int fd) {
   tether__client *c = tether__calloc(1, sizeof(*c));
   c->w = w;
   uv_tcp_init(&w->loop, &c->tcp);
@@ -546,7 +547,8 @@ void tether__client_accept(tether__worker *w, uv_stream_t *listener) {
   c->keep_alive = 1;
   c->srv = -1;
   atomic_fetch_add_explicit(&w->active_connections, 1, memory_order_relaxed);
-  if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
+  if (uv_tcp_open(&c->tcp, fd) < 0) {
+    close(fd);
     client_close(c);
     return;
   }

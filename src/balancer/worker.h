@@ -36,7 +36,7 @@ struct tether__worker {
   uv_loop_t loop;
   uv_thread_t thread;
   uv_async_t wakeup;                 /* reload or stop requested */
-  uv_tcp_t listeners[8];
+  uv_poll_t listeners[8];            /* readable: accept4 here (see accept_pause in worker.c) */
   int nlisteners;
   int listen_fds[8];                 /* opened by the main thread (SO_REUSEPORT), adopted here */
   tether__runtime *rt;               /* current configuration (a reference held) */
@@ -65,6 +65,8 @@ struct tether__worker {
   _Atomic uint64_t jwt_results[TETHER__JWT_RESULTS]; /* ok, each tether_jwt_error, missing, other */
   char *log_buf;                     /* access log lines not yet written */
   size_t log_len, log_cap;
+  uv_timer_t accept_timer;           /* accepting paused: out of descriptors */
+  int accept_paused;                 /* since the last successful accept (logged once) */
 };
 
 /* Starts n workers on the listening sockets (already bound, SO_REUSEPORT, one set per worker). */
@@ -75,7 +77,7 @@ void tether__workers_reload(tether__worker *ws, int n, tether__runtime *rt);
 void tether__workers_stop(tether__worker *ws, int n);
 
 /* proxy.c */
-void tether__client_accept(tether__worker *w, uv_stream_t *listener);
+void tether__client_accept(tether__worker *w, int fd); /* fd: a connection accept4 returned */
 void tether__worker_close_idle(tether__worker *w);  /* stopping: close what carries no request */
 void tether__worker_close_all(tether__worker *w);   /* grace period over */
 void tether__worker_drop_pools(tether__worker *w);

@@ -320,7 +320,9 @@ char *tb_admin_get(tb_tether *t, const char *path) {
 long tb_admin_send(tb_tether *t, const char *method, const char *path, const char *body, char **out) {
   tb_resp r;
   if (body == NULL && strcmp(method, "GET") != 0) body = "";
-  long st = tb_request(NULL, method, t->admin, path, body, body ? strlen(body) : 0, NULL, &r);
+  /* not libcurl's default for a body (application/x-www-form-urlencoded): the admin API refuses form types */
+  static const char *const json[] = {"Content-Type: application/json", NULL};
+  long st = tb_request(NULL, method, t->admin, path, body, body ? strlen(body) : 0, json, &r);
   if (out) {
     *out = r.body;
     r.body = NULL;

@@ -179,6 +179,65 @@ static void test_sticky_route_and_key_file(void **state) {
   assert_non_null(strstr(err, "t.conf:2: \"sticky_key_file\" takes 1 argument"));
 }
 
+/* admin_listen: a bare port is loopback; anything else off loopback needs admin_auth_token env:NAME, read at
+ * load and refused (with file:line, never quoted) when missing, empty or short. worker_rlimit_nofile. */
+static void test_admin_and_limits(void **state) {
+  (void)state;
+  const char *up = "upstream b { server 127.0.0.1:1; }\n";
+  char text[512];
+  snprintf(text, sizeof(text), "listen 8080;\nadmin_listen 8081;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_string_equal(cf.admin.text, "127.0.0.1:8081");
+  assert_int_equal(ntohl(((struct sockaddr_in *)&cf.admin.sa)->sin_addr.s_addr), INADDR_LOOPBACK);
+  assert_int_equal(ntohs(((struct sockaddr_in *)&cf.admin.sa)->sin_port), 8081);
+  assert_int_equal(ntohl(((struct sockaddr_in *)&cf.listen[0].sa)->sin_addr.s_addr), INADDR_ANY); /* unchanged */
+  assert_string_equal(cf.admin_token, "");
+  assert_int_equal(cf.rlimit_nofile, 0);
+  snprintf(text, sizeof(text), "listen 8080;\nadmin_listen [::1]:8081;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  snprintf(text, sizeof(text), "listen 8080;\nadmin_listen 127.0.0.2:8081;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+
+  setenv("UNIT_ADMIN_TOKEN", "0123456789abcdef", 1);
+  setenv("UNIT_ADMIN_SHORT", "0123456789abcde", 1);
+  setenv("UNIT_ADMIN_EMPTY", "", 1);
+  unsetenv("UNIT_ADMIN_UNSET");
+  snprintf(text, sizeof(text), "listen 8080;\nadmin_listen 0.0.0.0:8081;\nadmin_auth_token env:UNIT_ADMIN_TOKEN;\n"
+           "worker_rlimit_nofile 65536;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_string_equal(cf.admin_token, "0123456789abcdef");
+  assert_int_equal(cf.rlimit_nofile, 65536);
+  tether__config_release(&cf);
+  assert_string_equal(cf.admin_token, ""); /* wiped */
+
+  static const struct {
+    const char *conf;
+    const char *want;
+  } cases[] = {
+      {"listen 8080;\nadmin_listen 0.0.0.0:8081;\n", "t.conf:2: admin_listen 0.0.0.0:8081 is not a loopback address"},
+      {"listen 8080;\nadmin_listen *:8081;\n", "t.conf:2: admin_listen *:8081 is not a loopback address"},
+      {"listen 8080;\nadmin_listen [::]:8081;\n", "t.conf:2: admin_listen [::]:8081 is not a loopback address"},
+      {"listen 8080;\nadmin_listen 10.0.0.1:8081;\n", "t.conf:2: admin_listen 10.0.0.1:8081 is not a loopback"},
+      {"listen 8080;\nadmin_auth_token UNIT_ADMIN_TOKEN;\n", "t.conf:2: \"admin_auth_token\" takes env:NAME"},
+      {"listen 8080;\nadmin_auth_token env:;\n", "t.conf:2: \"admin_auth_token\" takes env:NAME"},
+      {"listen 8080;\n\nadmin_auth_token env:UNIT_ADMIN_UNSET;\n", "t.conf:3: admin_auth_token: environment "
+                                                                   "variable UNIT_ADMIN_UNSET is not set"},
+      {"listen 8080;\nadmin_auth_token env:UNIT_ADMIN_EMPTY;\n", "t.conf:2: admin_auth_token: environment variable "
+                                                                 "UNIT_ADMIN_EMPTY is empty"},
+      {"listen 8080;\nadmin_auth_token env:UNIT_ADMIN_SHORT;\n", "t.conf:2: admin_auth_token: the token in "
+                                                                 "UNIT_ADMIN_SHORT is too short"},
+      {"listen 8080;\nadmin_auth_token env:A env:B;\n", "t.conf:2: \"admin_auth_token\" takes 1 argument"},
+      {"listen 8080;\nworker_rlimit_nofile 8;\n", "t.conf:2: \"worker_rlimit_nofile\": worker_rlimit_nofile must be"},
+      {"listen 8080;\nworker_rlimit_nofile lots;\n", "t.conf:2: \"worker_rlimit_nofile\""},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    snprintf(text, sizeof(text), "%s%s", cases[i].conf, up);
+    if (parse(text) != -1) fail_msg("case %zu accepted: %s", i, text);
+    if (strstr(err, cases[i].want) == NULL) fail_msg("case %zu: wanted \"%s\" in:\n%s", i, cases[i].want, err);
+    if (strstr(err, "0123456789abcde")) fail_msg("case %zu: the token shows in:\n%s", i, err);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_issue_example),
@@ -187,6 +246,7 @@ int main(void) {
       cmocka_unit_test(test_several_errors_reported),
       cmocka_unit_test(test_values),
       cmocka_unit_test(test_sticky_route_and_key_file),
+      cmocka_unit_test(test_admin_and_limits),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
