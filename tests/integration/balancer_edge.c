@@ -223,7 +223,7 @@ static void test_hop_by_hop(void **state) {
   int closed;
   const char *req = "GET /headers HTTP/1.1\r\nHost: x\r\nConnection: X-Secret-Hop, Upgrade, HTTP2-Settings\r\n"
                     "X-Secret-Hop: 1\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\nKeep-Alive: 300\r\n"
-                    "TE: trailers\r\nX-Kept: yes\r\n\r\n";
+                    "TE: trailers\r\nX-Kept: yes\r\nConnection: close\r\n\r\n";
   assert_int_equal(tb_raw_exchange(T.port, req, strlen(req), &r, &closed), 0);
   assert_int_equal(r.status, 200);
   char *body = strndup(r.body, r.body_len);
@@ -351,7 +351,8 @@ static void test_access_log_escaped(void **state) {
   const char *targets[] = {"/log\"quote", "/log\\back", "/log\xff\xfe", "/log%22}{\"x\":1"};
   for (size_t i = 0; i < 4; i++) {
     char req[256];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n", targets[i]);
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nConnection: close\r\n\r\n", targets[i]);
     tb_raw r;
     int closed;
     assert_int_equal(tb_raw_exchange(T.port, req, (size_t)n, &r, &closed), 0);
@@ -427,7 +428,7 @@ static void test_normalized_routing(void **state) {
                           "/api/x/%2e%2e/me", "http://h/api/me", "HTTP://h:80//api/me"};
   for (size_t i = 0; i < sizeof(around) / sizeof(around[0]); i++) {
     char req[256];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", around[i]);
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", around[i]);
     tb_raw r;
     int closed;
     assert_int_equal(tb_raw_exchange(T.port, req, (size_t)n, &r, &closed), 0);
@@ -438,7 +439,7 @@ static void test_normalized_routing(void **state) {
   const char *admin[] = {"/admin", "/%61dmin", "//admin/x", "/x/../admin", "http://h/admin", "/./admin"};
   for (size_t i = 0; i < sizeof(admin) / sizeof(admin[0]); i++) {
     char req[256];
-    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", admin[i]);
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", admin[i]);
     tb_raw r;
     int closed;
     assert_int_equal(tb_raw_exchange(T.port, req, (size_t)n, &r, &closed), 0);
@@ -461,7 +462,7 @@ static void test_normalized_routing(void **state) {
     tb_raw_free(&r);
   }
   /* the server receives the target as the client wrote it (nginx's proxy_pass without a URI) */
-  const char *req = "GET /headers/x/../open/%61?q=%2e HTTP/1.1\r\nHost: h\r\n\r\n";
+  const char *req = "GET /headers/x/../open/%61?q=%2e HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
   tb_raw r;
   int closed;
   assert_int_equal(tb_raw_exchange(T.port, req, strlen(req), &r, &closed), 0);
