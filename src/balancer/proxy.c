@@ -523,6 +523,7 @@ static void client_close(tether__client *c) {
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, client_timer_closed);
   uv_close((uv_handle_t *)&c->tcp, client_free);
+  tether__worker_fd_freed(w);
 }
 
 static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap) {
@@ -884,6 +885,7 @@ static void up_close(tether__upconn *u, int failed) {
   uv_timer_stop(&u->timer);
   uv_close((uv_handle_t *)&u->timer, up_timer_closed);
   uv_close((uv_handle_t *)&u->tcp, up_free);
+  tether__worker_fd_freed(u->w);
 }
 
 static void up_idle_timeout(uv_timer_t *t) { up_close(t->data, 0); }

@@ -42,7 +42,7 @@ static void rebuild_balance(tether__worker *w) {
   }
 }
 
-#define ACCEPT_RETRY_MS 100 /* out of descriptors: accept again after this */
+#define ACCEPT_RETRY_MS 1000 /* out of descriptors: accept again after this, or when a client of ours closes */
 #define ACCEPT_BATCH 64     /* accepts per readiness, so one busy listener does not starve the loop */
 
 static void on_acceptable(uv_poll_t *p, int status, int events);
@@ -51,6 +51,14 @@ static void accept_resume(uv_timer_t *t) {
   tether__worker *w = t->data;
   if (w->stopping) return;
   for (int i = 0; i < w->nlisteners; i++) uv_poll_start(&w->listeners[i], UV_READABLE, on_acceptable);
+}
+
+/* A descriptor of ours was freed: try again now. Between such moments a paused worker stays off the
+ * descriptor table, so the admin listener's reserve (given up on another thread) is not taken from it. */
+void tether__worker_fd_freed(tether__worker *w) {
+  if (!w->accept_paused || w->stopping) return;
+  uv_timer_stop(&w->accept_timer);
+  accept_resume(&w->accept_timer);
 }
 
 /* Out of descriptors (EMFILE, ENFILE) or kernel memory: stop watching the listeners for a while. Clients

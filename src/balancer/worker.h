@@ -76,6 +76,9 @@ void tether__workers_reload(tether__worker *ws, int n, tether__runtime *rt);
 /* Graceful stop: listeners close, idle connections close, in-flight requests get grace_ms. Joins. */
 void tether__workers_stop(tether__worker *ws, int n);
 
+/* A client connection of this worker closed: accepting resumes if it was paused for lack of descriptors. */
+void tether__worker_fd_freed(tether__worker *w);
+
 /* proxy.c */
 void tether__client_accept(tether__worker *w, int fd); /* fd: a connection accept4 returned */
 void tether__worker_close_idle(tether__worker *w);  /* stopping: close what carries no request */
