@@ -521,20 +521,30 @@ static int del_key(rstore *r, const char *sid) {
   return rc;
 }
 
-static int redis_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+int tether__redis_set_reply(const struct redisReply *rep, int mode) {
+  if (rep->type != REDIS_REPLY_NIL) return 0;
+  return mode == TETHER_WRITE_UPDATE ? TETHER_ENOTFOUND : mode == TETHER_WRITE_CREATE ? TETHER_EEXIST : 0;
+}
+
+static int redis_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   rstore *r = st->impl;
   int64_t ttl = tether__ttl_seconds(expires_ms, tether_now_ms());
   if (ttl <= 0) return del_key(r, sid); /* connect-redis: an expired session is destroyed */
   char *key = make_key(r, sid);
   char ex[24];
   snprintf(ex, sizeof(ex), "%lld", (long long)ttl);
-  const char *argv[] = {"SET", key, json, "EX", ex};
-  const size_t lens[] = {3, strlen(key), len, 2, strlen(ex)};
+  /* NX: only a new session; XX: only one still there (a destroyed session is never written back) */
+  const char *cond = mode == TETHER_WRITE_CREATE ? "NX" : "XX";
+  const char *argv[] = {"SET", key, json, "EX", ex, cond};
+  const size_t lens[] = {3, strlen(key), len, 2, strlen(ex), 2};
   redisReply *rep;
-  int rc = run(r, 5, argv, lens, &rep);
+  int rc = run(r, mode == TETHER_WRITE_UPSERT ? 5 : 6, argv, lens, &rep);
   free(key);
   if (rc < 0) return rc;
-  if (rep->type == REDIS_REPLY_ERROR) rc = reply_fail(r, rep, "SET", sid);
+  if (rep->type == REDIS_REPLY_ERROR)
+    rc = reply_fail(r, rep, "SET", sid);
+  else
+    rc = tether__redis_set_reply(rep, mode);
   freeReplyObject(rep);
   return rc;
 }

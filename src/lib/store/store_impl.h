@@ -20,6 +20,8 @@ typedef enum tether__counter {
   TETHER__C_ERRORS,
   TETHER__C_READS_LOCAL,
   TETHER__C_READS_SHARED,
+  TETHER__C_REVOKED,
+  TETHER__C_OVERSIZED,
   TETHER__C_COUNT
 } tether__counter;
 
@@ -30,7 +32,10 @@ typedef struct tether__store_ops {
   int (*open)(tether_store *st, const char *url);
   void (*close)(tether_store *st);
   int (*get)(tether_store *st, const char *sid, char **json, size_t *len);
-  int (*set)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms);
+  /* mode: tether_write_mode; UPDATE of a missing session is TETHER_ENOTFOUND, CREATE of an existing one
+   * TETHER_EEXIST */
+  int (*set)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode);
+  /* never creates a missing session; 0 then */
   int (*touch)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms);
   int (*destroy)(tether_store *st, const char *sid);
   int (*purge)(tether_store *st); /* NULL: the store expires entries by itself */
@@ -84,6 +89,9 @@ int tether__redis_conf_get(const tether_store *st, tether__redis_conf *out);
 struct redisReply;
 int tether__redis_get_reply(const struct redisReply *rep, const char *who, const char *prefix, const char *sid,
                             char **json, size_t *len);
+
+/* A SET [NX|XX] reply (not an error reply): 0, or TETHER_ENOTFOUND (XX) / TETHER_EEXIST (NX) for nil. */
+int tether__redis_set_reply(const struct redisReply *rep, int mode);
 
 /* connect-redis's TTL rule: seconds until expires_ms rounded up, or 86400 when there is no expiry.
  * A result <= 0 means the session has expired and must be deleted, not written. */
