@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -26,6 +27,12 @@ static tether_store *open_store(void) {
   int rc = tether_store_open(store_url, &st);
   if (rc < 0) fail_msg("open %s: %s", store_url, tether_last_error());
   return st;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void fresh_sid(char sid[TETHER_SID_LEN + 1]) { tether_session_id_generate(sid); }
@@ -485,6 +492,48 @@ static void test_write_modes(void **state) {
   assert_int_equal(tether_store_write(st, sid, v1, strlen(v1), exp, TETHER_WRITE_UPDATE), TETHER_ENOTFOUND);
   assert_int_equal(tether_store_touch(st, sid, v1, strlen(v1), exp), 0);
   expect_missing(st, sid);
+}
+
+void tt_oversized_session(tether_store *st) {
+  tether_sessions *m = make_sessions(st);
+  tether_session *s = NULL;
+  char *sc = NULL;
+  char cookie[8192];
+  assert_int_equal(tether_session_load(m, NULL, &s), 0);
+  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  assert_int_equal(tether_session_commit(s, &sc), 0);
+  cookie_from_set_cookie(sc, cookie, sizeof(cookie));
+  free(sc);
+  char sid[TETHER_SID_LEN + 1];
+  snprintf(sid, sizeof(sid), "%s", tether_session_id(s));
+  tether_session_free(s);
+  /* ~50 MB of valid express-session JSON: an array of small objects, what made parsing slow and big */
+  size_t n = 50u * 1024 * 1024, off = 0;
+  char *v = malloc(n + 256);
+  off += (size_t)snprintf(v, 256, "{\"cookie\":{\"originalMaxAge\":3600000,\"path\":\"/\"},\"junk\":[");
+  while (off < n) {
+    memcpy(v + off, "{\"a\":1},", 8);
+    off += 8;
+  }
+  memcpy(v + off - 1, "]}", 3);
+  set_ok(st, sid, v, tether_now_ms() + 600000);
+  free(v);
+  tether_metrics before, after;
+  tether_store_metrics(st, &before);
+  int64_t t0 = mono_ms();
+  assert_int_equal(tether_session_load(m, cookie, &s), 0);
+  long long ms = (long long)(mono_ms() - t0);
+  assert_true(tether_session_is_new(s)); /* treated as corrupt: a new session */
+  assert_string_not_equal(tether_session_id(s), sid);
+  tether_session_free(s);
+  tether_store_metrics(st, &after);
+  assert_int_equal(after.oversized, before.oversized + 1);
+  if (ms > 2000) fail_msg("loading a 50 MB session took %lld ms", ms);
+  char text[16384];
+  tether_metrics_prometheus(st, text, sizeof(text));
+  assert_non_null(strstr(text, "tether_sessions_oversized_total"));
+  tether_store_destroy(st, sid);
+  tether_sessions_free(m);
 }
 
 int tt_conformance_run(const char *name, const char *url) {

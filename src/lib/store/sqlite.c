@@ -1,7 +1,8 @@
 /* libtether: the SQLite store, the embedded default.
  *   sqlite:PATH[?table=sessions&timeout_ms=5000&purge_s=60&pool=8]
  * PATH is absolute (sqlite:/var/lib/app/sessions.db) or relative to the working directory at open time
- * (sqlite:./sessions.db); the file and its table are created when missing.
+ * (sqlite:./sessions.db); the file and its table are created when missing: the file (and so its -wal and
+ * -shm files) with mode 0600, and a missing last directory of the path with mode 0700.
  *
  * Several processes on one machine may share the file: WAL mode lets readers run beside the one writer,
  * writers queue on SQLite's lock (busy_timeout), and a bounded retry covers the few cases where SQLite
@@ -10,6 +11,7 @@
  * statements. Expired rows are ignored by reads and deleted every purge_s seconds by a writer (0: only by
  * tether_store_purge). Not for network filesystems: WAL needs shared memory between the processes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -438,6 +440,9 @@ static int resolve_path(const char *path, char **out) {
   }
   char *dir = tether__strndup(abs, slash == abs ? 1 : (size_t)(slash - abs));
   int rc = 0;
+  /* a missing last directory is made, private to this user (sessions are credentials) */
+  if (stat(dir, &sb) != 0 && errno == ENOENT && mkdir(dir, 0700) == 0)
+    tether__log(TETHER_LOG_INFO, "sqlite store: created directory '%s' (mode 0700)", dir);
   if (stat(dir, &sb) != 0)
     rc = tether__fail(TETHER_EINVAL, "sqlite store: cannot use '%s': directory '%s': %s", abs, dir, strerror(errno));
   else if (!S_ISDIR(sb.st_mode))
@@ -532,6 +537,10 @@ static int sq_open(tether_store *st, const char *text) {
   s->pid = getpid();
   atomic_init(&s->next_purge_ms, 0);
   build_sql(s);
+  /* A new file is made 0600 before SQLite opens it (SQLite would make it 0644 less the umask): its -wal and
+   * -shm files get the database file's mode. An existing file keeps its mode. */
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd >= 0) close(fd);
   /* The first connection, opened now: it creates the file and the table, and a bad path fails here. */
   sqconn *c;
   rc = conn_open(s, 1, &c);
