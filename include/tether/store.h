@@ -70,6 +70,9 @@ TETHER_EXTERN int tether_store_purge(tether_store *store);
 /* Checks that the store works (a round trip). 0 or an error with tether_last_error() set. */
 TETHER_EXTERN int tether_store_ping(tether_store *store);
 
+/* A copy of a store URL (malloc'd; free() it) with every password replaced by "***", for messages. */
+TETHER_EXTERN char *tether_url_redact(const char *url);
+
 /* The store's kind ("redis", "sqlite", ...) and its URL without any password. */
 TETHER_EXTERN const char *tether_store_kind(const tether_store *store);
 TETHER_EXTERN const char *tether_store_url(const tether_store *store);

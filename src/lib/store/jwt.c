@@ -16,7 +16,7 @@ static const char jwt_header_b64[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* 
 
 static int jwt_open(tether_store *st, const char *text) {
   if (strcmp(text, "jwt:") != 0 && strcasecmp(text, "jwt:") != 0)
-    return tether__fail(TETHER_EINVAL, "jwt store: takes no path or parameters, got '%s' (use 'jwt:')", text);
+    return tether__fail(TETHER_EINVAL, "jwt store: takes no path or parameters, got '%s' (use 'jwt:')", st->url);
   st->impl = NULL;
   return 0;
 }

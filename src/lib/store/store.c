@@ -36,10 +36,13 @@ int tether_store_open(const char *url, tether_store **out) {
     }
   }
   if (ops == NULL) {
-    return tether__fail(TETHER_EINVAL,
-                        "store URL '%.64s': unknown scheme (expected memory:, sqlite:PATH, redis://, "
-                        "redis-sentinel://, memcached://, postgres://, dual:LOCAL+SHARED or jwt:)",
-                        url);
+    char *shown = tether__url_redact(url);
+    int rc = tether__fail(TETHER_EINVAL,
+                          "store URL '%.64s': unknown scheme (expected memory:, sqlite:PATH, redis://, "
+                          "redis-sentinel://, memcached://, postgres://, dual:LOCAL+SHARED or jwt:)",
+                          shown);
+    free(shown);
+    return rc;
   }
   tether_store *st = tether__calloc(1, sizeof(*st));
   st->ops = ops;
@@ -142,6 +145,8 @@ int tether_store_purge(tether_store *st) { return st->ops->purge ? st->ops->purg
 int tether_store_ping(tether_store *st) { return st->ops->ping ? st->ops->ping(st) : 0; }
 
 const char *tether_store_kind(const tether_store *st) { return st->ops->kind; }
+
+char *tether_url_redact(const char *url) { return url ? tether__url_redact(url) : NULL; }
 
 const char *tether_store_url(const tether_store *st) { return st->url; }
 
