@@ -752,7 +752,10 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
   int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0, is_post = strcmp(method, "POST") == 0;
 
   if (route == R_HEALTH) {
-    rq->verbose = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "verbose") != NULL && peer_is_loopback(conn);
+    const char *v = NULL;
+    size_t vlen = 0;
+    rq->verbose = MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "verbose", 7, &v, &vlen) == MHD_YES &&
+                  peer_is_loopback(conn);
     return start_job(rq, conn, route, 0, NULL);
   }
   if (route == R_METRICS) {
@@ -1007,6 +1010,11 @@ int main(int argc, char **argv) {
       setenv("JWT_SECRET", resolve_secret(optarg), 1);
       break;
     case 'S':
+      /* "--cookie-secure auto" as well as "--cookie-secure=auto"; alone it means on (as it always did) */
+      if (optarg == NULL && optind < argc &&
+          (!strcmp(argv[optind], "auto") || !strcmp(argv[optind], "on") || !strcmp(argv[optind], "off") ||
+           argv[optind][0] != '-'))
+        optarg = argv[optind++];
       if (optarg == NULL || strcmp(optarg, "on") == 0) {
         so.cookie.secure = 1;
       } else if (strcmp(optarg, "auto") == 0) {
