@@ -316,19 +316,20 @@ static int load_finish(tether_session *s, int rc, char *json, size_t len) {
     if (tether_store_client_side(m->store)) {
       len = json ? strlen(json) : 0;
       rc = json ? 0 : TETHER_ENOTFOUND;
-    } else if (rc < 0 && rc != TETHER_ENOTFOUND && rc != TETHER_ECORRUPT) {
+    } else if (rc < 0 && rc != TETHER_ENOTFOUND && rc != TETHER_ECORRUPT && rc != TETHER_E2BIG) {
       /* data that is not a session (ECORRUPT) is a lost session, as inflate() decides below */
       free(json);
       tether_session_free(s);
       return rc;
     }
-    if (rc == 0 && len > m->max_value) {
-      /* not parsed: a huge value would cost seconds and hundreds of MB to parse */
-      tether__log(TETHER_LOG_WARN, "session %.6s...: stored value of %zu bytes is over the %zu-byte limit; starting a "
-                  "new session", s->cookie_id, len, m->max_value);
+    if ((rc == 0 && len > m->max_value) || rc == TETHER_E2BIG) {
+      /* not parsed (nor, where the store can, fetched: E2BIG): a huge value would cost seconds and hundreds
+       * of MB to parse */
+      tether__log(TETHER_LOG_WARN, "session %.6s...: stored value is over the %zu-byte limit (%zu bytes read); "
+                  "starting a new session", s->cookie_id, m->max_value, rc == 0 ? len : 0);
       tether__count(m->store, TETHER__C_OVERSIZED);
       tether__count(m->store, TETHER__C_MISSING);
-      tether__count(m->store, TETHER__C_ERRORS);
+      if (rc == 0) tether__count(m->store, TETHER__C_ERRORS); /* E2BIG was counted by the store */
       rc = TETHER_ECORRUPT;
     } else if (rc == 0) {
       rc = inflate(s, json, len);

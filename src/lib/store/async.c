@@ -90,7 +90,7 @@ static void complete(tether_astore *a, acmd *c, int rc, const redisReply *rep) {
   size_t len = 0;
   if (rc == 0 && rep) {
     if (c->kind == CMD_GET) {
-      rc = tether__redis_get_reply(rep, "redis", a->rc.prefix, c->sid, &json, &len);
+      rc = tether__redis_get_reply(rep, "redis", a->rc.prefix, c->sid, a->rc.max_value, &json, &len);
     } else if (c->kind == CMD_PING && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") != 0) {
       rc = tether__fail(TETHER_ESTORE, "redis: PING: unexpected answer");
     } else if (rep->type == REDIS_REPLY_ERROR) {
@@ -588,9 +588,10 @@ int tether_astore_get(tether_astore *a, const char *sid, tether_astore_get_cb cb
   int rc = check(a, sid);
   if (rc < 0) return rc;
   if (!a->native) return work_queue(a, CMD_GET, sid, NULL, 0, 0, cb, NULL, arg, 0);
-  char *key = tether__asprintf("%s%s", a->rc.prefix, sid);
-  const char *argv[] = {"GET", key};
-  rc = issue(a, CMD_GET, TETHER_OP_GET, sid, 2, argv, NULL, cb, NULL, arg, 0);
+  char *key = tether__asprintf("%s%s", a->rc.prefix, sid), end[24];
+  const char *argv[4];
+  int argc = tether__redis_get_argv(key, a->rc.max_value, end, argv);
+  rc = issue(a, CMD_GET, TETHER_OP_GET, sid, argc, argv, NULL, cb, NULL, arg, 0);
   free(key);
   return rc;
 }
