@@ -794,8 +794,8 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
   rq->ctype = ctype;
   char ip[64];
   peer_ip(conn, ip, sizeof(ip)); /* no TLS here: secure only through a trusted proxy */
-  rq->secure = tether_request_is_secure(
-      0, ip, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto"), &the_app.trusted);
+  rq->secure = tether_request_is_secure(0, ip, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto"),
+                                        &the_app.trusted);
   return start_job(rq, conn, route, form, cookie);
 }
 

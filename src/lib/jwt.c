@@ -1197,8 +1197,7 @@ static int spec_resolve(const char *spec, tether_jwt_alg alg, char **data, size_
     OPENSSL_clear_free(*data, *len);
     *data = NULL;
     return tether__fail(TETHER_EINVAL, "jwt key: %s%s is a PEM key; it cannot be an %s secret",
-                        is_file ? "file " : "the key", is_file ? spec + (spec[0] == 'f' ? 5 : 0) : "",
-                        algs[alg].name);
+                        is_file ? "file " : "the key", is_file ? spec + (spec[0] == 'f' ? 5 : 0) : "", algs[alg].name);
   }
   return 0;
 }

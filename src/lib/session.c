@@ -20,8 +20,8 @@ struct tether_sessions {
   size_t nsecret;
   char *name;
   int resave, save_uninitialized, rolling;
-  int64_t absolute_ms; /* 0: no absolute lifetime */
-  size_t max_value;    /* stored values longer than this are corrupt */
+  int64_t absolute_ms;          /* 0: no absolute lifetime */
+  size_t max_value;             /* stored values longer than this are corrupt */
   tether_cookie_options cookie; /* domain and path owned */
   tether_store *store;          /* borrowed */
 };
@@ -325,8 +325,10 @@ static int load_finish(tether_session *s, int rc, char *json, size_t len) {
     if ((rc == 0 && len > m->max_value) || rc == TETHER_E2BIG) {
       /* not parsed (nor, where the store can, fetched: E2BIG): a huge value would cost seconds and hundreds
        * of MB to parse */
-      tether__log(TETHER_LOG_WARN, "session %.6s...: stored value is over the %zu-byte limit (%zu bytes read); "
-                  "starting a new session", s->cookie_id, m->max_value, rc == 0 ? len : 0);
+      tether__log(TETHER_LOG_WARN,
+                  "session %.6s...: stored value is over the %zu-byte limit (%zu bytes read); "
+                  "starting a new session",
+                  s->cookie_id, m->max_value, rc == 0 ? len : 0);
       tether__count(m->store, TETHER__C_OVERSIZED);
       tether__count(m->store, TETHER__C_MISSING);
       if (rc == 0) tether__count(m->store, TETHER__C_ERRORS); /* E2BIG was counted by the store */

@@ -1046,9 +1046,8 @@ static void test_api_me(void **state) {
   sig[0] = sig[0] == 'A' ? 'B' : 'A';
   check_401_token("tampered sig", bad, "invalid signature");
   free(bad);
-  assert_int_equal(tether_jwt_signer_new_secret_ex("another-secret", 14, TETHER_JWT_HS256, NULL,
-                                                   TETHER_JWT_WEAK_SECRET_OK, &s),
-                   0);
+  assert_int_equal(
+      tether_jwt_signer_new_secret_ex("another-secret", 14, TETHER_JWT_HS256, NULL, TETHER_JWT_WEAK_SECRET_OK, &s), 0);
   char *foreign;
   assert_int_equal(tether_jwt_sign(s, payload, 3600, &foreign), 0);
   check_401_token("wrong secret", foreign, "invalid signature");

@@ -1047,7 +1047,8 @@ static void test_oversized_value(void **state) {
   assert_false(tether_session_is_new(s)); /* under the limit */
   tether_session_free(s);
   put(st, GOOD_ID,
-      "{\"cookie\":{\"originalMaxAge\":null,\"path\":\"/\"},\"user\":\"bob\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "{\"cookie\":{\"originalMaxAge\":null,\"path\":\"/"
+      "\"},\"user\":\"bob\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
       "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}");
   tether_metrics before = snap(st);
   s = load(m, hdr);

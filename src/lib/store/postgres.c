@@ -29,9 +29,8 @@
 
 enum { P_GET, P_SET, P_CREATE, P_UPDATE, P_TOUCH, P_DEL, P_PURGE, P_PING, P_COUNT };
 
-static const char *const stmt_name[P_COUNT] = {"tether_get",   "tether_set", "tether_create",
-                                               "tether_update", "tether_touch", "tether_del",
-                                               "tether_purge", "tether_ping"};
+static const char *const stmt_name[P_COUNT] = {"tether_get",   "tether_set", "tether_create", "tether_update",
+                                               "tether_touch", "tether_del", "tether_purge",  "tether_ping"};
 static const int stmt_nparams[P_COUNT] = {2, 3, 4, 4, 3, 1, 1, 0};
 
 #define PG_TABLE_MAX 48    /* identifier length we accept ("IDX_<table>_expire" must fit in 63) */
@@ -583,9 +582,8 @@ static void build_sql(pgstore *p) {
                                           3) ") ON CONFLICT (sid) DO UPDATE SET sess = EXCLUDED.sess, expire = "
                                              "EXCLUDED.expire WHERE t.expire <= " PG_TS(4),
                                       t);
-  p->sql[P_UPDATE] = tether__asprintf("UPDATE \"%s\" SET sess = $2::json, expire = " PG_TS(
-                                          3) " WHERE sid = $1 AND expire > " PG_TS(4),
-                                      t);
+  p->sql[P_UPDATE] = tether__asprintf(
+      "UPDATE \"%s\" SET sess = $2::json, expire = " PG_TS(3) " WHERE sid = $1 AND expire > " PG_TS(4), t);
   p->sql[P_TOUCH] =
       tether__asprintf("UPDATE \"%s\" SET expire = " PG_TS(2) " WHERE sid = $1 AND expire > " PG_TS(3), t);
   p->sql[P_DEL] = tether__asprintf("DELETE FROM \"%s\" WHERE sid = $1", t);

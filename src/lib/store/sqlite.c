@@ -335,7 +335,8 @@ static int run(sqstore *s, int i, const sq_args *args, char **json, size_t *len)
     *json = tether__strndup(t ? (const char *)t : "", t ? n : 0);
     *len = t ? n : 0;
   }
-  if (rc >= 0) rc = rc == SQLITE_ROW || (rc == SQLITE_DONE && (i == Q_CREATE || i == Q_UPDATE) && sqlite3_changes(c->db) > 0);
+  if (rc >= 0)
+    rc = rc == SQLITE_ROW || (rc == SQLITE_DONE && (i == Q_CREATE || i == Q_UPDATE) && sqlite3_changes(c->db) > 0);
   finish(q);
   if (rc >= 0 && (write || i == Q_TOUCH)) maybe_purge(s, c, deadline);
 done:
