@@ -25,6 +25,7 @@
 #define TETHER_ETIMEDOUT (-ETIMEDOUT)   /* the store did not answer in time */
 #define TETHER_ECORRUPT (-EBADMSG)      /* data in the store is not a session */
 #define TETHER_ENOTSUP (-ENOTSUP)       /* the store cannot do this */
+#define TETHER_EEXIST (-EEXIST)         /* a create-only write found the session already there */
 
 #ifdef __cplusplus
 extern "C" {

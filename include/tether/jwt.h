@@ -107,10 +107,17 @@ typedef struct tether_jwt_verify_options {
   size_t max_token_size;                          /* bytes; default 8192, at most 65536 */
   tether_jwt_clock_fn clock;                      /* NULL: tether_now_ms() */
   void *clock_arg;
+  int weak_secret_ok; /* accept HS256/384/512 secrets shorter than TETHER_JWT_MIN_SECRET (32) bytes; default 0:
+                       * adding one fails with TETHER_EINVAL (RFC 7518 section 3.2) */
   int cache; /* remember the last 1024 verified RSA, ECDSA and EdDSA tokens per thread (by SHA-256 of the whole
               * token), so a client sending its token again skips the signature check; the claims are still
               * checked every time. Default 0 (off) */
 } tether_jwt_verify_options;
+
+/* HS* secrets shorter than this many bytes are refused (RFC 7518 section 3.2: at least the hash size; 256
+ * bits for HS256) unless explicitly allowed: weak_secret_ok for verifiers, TETHER_JWT_WEAK_SECRET_OK for
+ * signers. The error message never contains the secret. */
+#define TETHER_JWT_MIN_SECRET 32
 
 /* Fills the defaults above. */
 TETHER_EXTERN void tether_jwt_verify_options_init(tether_jwt_verify_options *opts);
@@ -209,12 +216,19 @@ typedef struct tether_jwt_signer tether_jwt_signer;
 /* A signer from a key specification (as tether_jwt_verifier_add_key): a secret, a PEM private key, or a
  * JWK/JWKS with private members ("d"; kid selects the key of a JWKS with several). alg NULL: HS256 for a
  * secret, from the key type otherwise. kid (may be NULL) goes into the header. TETHER_EINVAL when the key
- * cannot sign (a public key) or cannot do alg. */
+ * cannot sign (a public key) or cannot do alg, or for an HS* secret shorter than TETHER_JWT_MIN_SECRET. */
 TETHER_EXTERN int tether_jwt_signer_new(const char *spec, const char *alg, const char *kid, tether_jwt_signer **out);
 TETHER_EXTERN int tether_jwt_signer_new_secret(const void *secret, size_t len, tether_jwt_alg alg, const char *kid,
                                                tether_jwt_signer **out);
 TETHER_EXTERN int tether_jwt_signer_new_pem(const char *pem, size_t len, tether_jwt_alg alg, const char *kid,
                                             tether_jwt_signer **out);
+/* The same with flags: TETHER_JWT_WEAK_SECRET_OK accepts an HS* secret under TETHER_JWT_MIN_SECRET bytes
+ * (which the calls above refuse with TETHER_EINVAL). */
+#define TETHER_JWT_WEAK_SECRET_OK 1
+TETHER_EXTERN int tether_jwt_signer_new_ex(const char *spec, const char *alg, const char *kid, int flags,
+                                           tether_jwt_signer **out);
+TETHER_EXTERN int tether_jwt_signer_new_secret_ex(const void *secret, size_t len, tether_jwt_alg alg, const char *kid,
+                                                  int flags, tether_jwt_signer **out);
 TETHER_EXTERN void tether_jwt_signer_free(tether_jwt_signer *s);
 /* Replaces the clock (default tether_now_ms()); for tests. Not thread-safe against signing. */
 TETHER_EXTERN void tether_jwt_signer_set_clock(tether_jwt_signer *s, tether_jwt_clock_fn clock, void *arg);

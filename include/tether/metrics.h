@@ -41,6 +41,8 @@ typedef struct tether_metrics {
   uint64_t errors;    /* failed store operations (unreachable, timeout, error reply, corrupt data) */
   uint64_t reads_local;  /* dual store: reads answered by LOCAL */
   uint64_t reads_shared; /* dual store: reads answered by SHARED (LOCAL missed) */
+  uint64_t revoked;      /* commits that found their session destroyed meanwhile (logout): nothing saved */
+  uint64_t oversized;    /* stored sessions over the size limit, treated as corrupt (a new session) */
   tether_histogram latency[TETHER_OP_COUNT];
 } tether_metrics;
 
@@ -51,7 +53,7 @@ TETHER_EXTERN void tether_store_metrics(const tether_store *store, tether_metric
 
 /* Appends Prometheus text exposition of a store's metrics to buf (NUL-terminated, truncated to cap).
  * Returns the length the full text needs, like snprintf. Metric names:
- *   tether_sessions_{created,loaded,missing,saved,touched,destroyed}_total{store=...}
+ *   tether_sessions_{created,loaded,missing,saved,touched,destroyed,revoked,oversized}_total{store=...}
  *   tether_store_errors_total{store=...}
  *   tether_store_reads_total{store=...,tier="local"|"shared"}        (dual store only)
  *   tether_store_latency_seconds{store=...,op="get"|"set"|"touch"|"destroy"} (histogram) */

@@ -27,6 +27,8 @@ extern "C" {
 #define TETHER_SID_LEN 32   /* base64url of 24 bytes, no padding */
 #define TETHER_SIG_LEN 43   /* base64 of HMAC-SHA256, '=' stripped */
 #define TETHER_MAX_SECRETS 16
+#define TETHER_MAX_VALUE_DEFAULT (1024 * 1024) /* stored sessions longer than this are corrupt */
+#define TETHER_COOKIE_SECURE_AUTO 2            /* cookie.secure = "auto": Secure iff the request is secure */
 
 typedef enum tether_same_site {
   TETHER_SAME_SITE_UNSET = 0, /* no SameSite attribute */
@@ -40,7 +42,9 @@ typedef struct tether_cookie_options {
   int64_t max_age_ms; /* < 0: no maxAge, a browser-session cookie (express: maxAge null) */
   int64_t expires_ms; /* absolute expiry used when max_age_ms < 0; 0: none */
   int http_only;      /* default 1 */
-  int secure;         /* default 0 */
+  int secure;         /* 0 (default), 1: Secure, and no Set-Cookie at all in answer to an insecure request
+                       * (express-session); TETHER_COOKIE_SECURE_AUTO: Secure iff the request that created the
+                       * session was secure. See tether_session_set_secure. */
   tether_same_site same_site;
   const char *domain; /* NULL: none */
   const char *path;   /* default "/" */
@@ -55,13 +59,21 @@ typedef struct tether_session_options {
   int rolling;            /* send Set-Cookie on every response (default 0) */
   tether_cookie_options cookie;
   tether_store *store; /* borrowed; must outlive the tether_sessions */
+  /* OWASP's absolute timeout: a session older than this (since it was created, whatever renewals, touches
+   * or rolling cookies happened) is over: loading it gives a new session, and the cookie expiry and the
+   * store's TTL (jwt:: the token's exp) never go past creation + this. 0 (default): off. The creation time
+   * is stored in the session's JSON as "_tetherCreated" (epoch ms), which express-session keeps. */
+  int64_t absolute_timeout_ms;
+  /* A stored session longer than this (bytes of JSON) is treated as corrupt without being parsed: a new
+   * session, counted in tether_metrics.oversized. 0: TETHER_MAX_VALUE_DEFAULT (1 MiB). */
+  size_t max_value_bytes;
 } tether_session_options;
 
 typedef struct tether_sessions tether_sessions; /* a configured session manager (thread-safe) */
 typedef struct tether_session tether_session;   /* one request's session (one thread at a time) */
 
 /* Fills defaults: name connect.sid, no secret, resave/save_uninitialized/rolling off, path "/",
- * http_only on, max_age none. */
+ * http_only on, secure off, max_age none, no absolute lifetime, values up to 1 MiB. */
 TETHER_EXTERN void tether_session_options_init(tether_session_options *opts);
 
 /* Copies the options (strings included). TETHER_EINVAL when no secret is given or a value is bad. */
@@ -84,6 +96,16 @@ TETHER_EXTERN json_t *tether_session_data(tether_session *s);
 TETHER_EXTERN void tether_session_set_max_age(tether_session *s, int64_t max_age_ms);
 /* The session's expiry (epoch ms) or 0 for a browser-session cookie. */
 TETHER_EXTERN int64_t tether_session_expires(const tether_session *s);
+/* When the session was created (epoch ms), as far as its absolute lifetime goes; 0 when that is off and
+ * the stored session did not say. */
+TETHER_EXTERN int64_t tether_session_created(const tether_session *s);
+
+/* Tells the session whether this request is secure (express's req.secure: TLS, or HTTPS at a trusted
+ * proxy; see tether_request_is_secure). Call it right after loading. Until called, a request counts as
+ * secure (the behaviour before this call existed). With cookie.secure on, commit sends no Set-Cookie in
+ * answer to an insecure request; with TETHER_COOKIE_SECURE_AUTO, a session generated in this request gets
+ * Secure iff the request is secure. */
+TETHER_EXTERN void tether_session_set_secure(tether_session *s, int request_secure);
 
 /* Destroys the stored session and starts a new one with a new id and empty data (login). */
 TETHER_EXTERN int tether_session_regenerate(tether_session *s);
@@ -93,7 +115,11 @@ TETHER_EXTERN int tether_session_destroy(tether_session *s);
 TETHER_EXTERN int tether_session_save(tether_session *s);
 
 /* Ends the request: saves, touches or does nothing by express-session's rules, and gives the
- * Set-Cookie header value to send (malloc'd) or NULL in *set_cookie. */
+ * Set-Cookie header value to send (malloc'd) or NULL in *set_cookie. A session loaded from the store is
+ * saved with an update-only write: when another request destroyed it meanwhile (a logout), nothing is
+ * saved, no cookie is sent, 0 is returned and tether_metrics.revoked counts it (the session now reads as
+ * destroyed). New sessions are saved with a create-only write. tether_session_save does the same but
+ * returns TETHER_ENOTFOUND for a session destroyed meanwhile. */
 TETHER_EXTERN int tether_session_commit(tether_session *s, char **set_cookie);
 TETHER_EXTERN void tether_session_free(tether_session *s);
 
@@ -135,6 +161,30 @@ TETHER_EXTERN int tether_cookie_unsign(const char *signed_value, const char *con
 
 /* Writes a fresh session id: 24 bytes from the OS CSPRNG as 32 base64url characters + NUL. */
 TETHER_EXTERN int tether_session_id_generate(char out[TETHER_SID_LEN + 1]);
+
+/* ---- is the request secure? (express's req.secure with "trust proxy" set to a list of addresses) ---- */
+
+#define TETHER_MAX_TRUSTED_PROXIES 32
+
+/* Networks whose peers are trusted proxies. Zero-initialize it, then add networks. */
+typedef struct tether_trusted_proxies {
+  struct {
+    int family;       /* AF_INET or AF_INET6 */
+    uint8_t addr[16]; /* network address, in network byte order */
+    unsigned bits;    /* prefix length */
+  } net[TETHER_MAX_TRUSTED_PROXIES];
+  size_t count;
+} tether_trusted_proxies;
+
+/* Adds "ADDR/BITS" or a single "ADDR" (IPv4 or IPv6). TETHER_EINVAL for anything else or when full. */
+TETHER_EXTERN int tether_trusted_proxies_add(tether_trusted_proxies *t, const char *cidr);
+/* True when ip (text; IPv4-mapped IPv6 counts as IPv4) is in one of the networks. */
+TETHER_EXTERN int tether_trusted_proxies_contains(const tether_trusted_proxies *t, const char *ip);
+/* express's req.secure: the connection is TLS, or the immediate peer (peer_ip) is a trusted proxy and
+ * the first value of X-Forwarded-Proto (x_forwarded_proto, may be NULL) is "https". t may be NULL (trust
+ * no proxy). */
+TETHER_EXTERN int tether_request_is_secure(int tls, const char *peer_ip, const char *x_forwarded_proto,
+                                           const tether_trusted_proxies *t);
 
 #ifdef __cplusplus
 }

@@ -36,12 +36,29 @@ TETHER_EXTERN void tether_store_close(tether_store *store);
 TETHER_EXTERN int tether_store_get(tether_store *store, const char *sid, char **json, size_t *len);
 
 /* Writes a session. expires_ms is the absolute expiry (epoch ms) or 0 for none, in which case the store
- * keeps it for a day (connect-redis's rule). An expiry in the past deletes the session. */
+ * keeps it for a day (connect-redis's rule). An expiry in the past deletes the session. An upsert: the
+ * same as tether_store_write(..., TETHER_WRITE_UPSERT). */
 TETHER_EXTERN int tether_store_set(tether_store *store, const char *sid, const char *json, size_t len,
                                    int64_t expires_ms);
 
+/* How a write treats the session already in the store (or its absence). */
+typedef enum tether_write_mode {
+  TETHER_WRITE_UPSERT = 0, /* create or replace (tether_store_set) */
+  TETHER_WRITE_CREATE,     /* create only: TETHER_EEXIST when the session is there (Redis SET NX, SQL INSERT,
+                            * memcached add) */
+  TETHER_WRITE_UPDATE      /* replace only: TETHER_ENOTFOUND when the session is gone (destroyed, expired),
+                            * which is never created again (Redis SET XX, SQL UPDATE, memcached CAS) */
+} tether_write_mode;
+
+/* tether_store_set with a mode. Saving a session that was loaded from the store must use
+ * TETHER_WRITE_UPDATE, so that a request in flight while the session is destroyed (logout) cannot write
+ * it back; tether_session_commit does. */
+TETHER_EXTERN int tether_store_write(tether_store *store, const char *sid, const char *json, size_t len,
+                                     int64_t expires_ms, tether_write_mode mode);
+
 /* Refreshes a session's expiry without rewriting its data where the store can (Redis EXPIRE). json is
- * the session's current value, for stores that must rewrite it. */
+ * the session's current value, for stores that must rewrite it. A session that is not in the store is
+ * left absent (never created); that is not an error. */
 TETHER_EXTERN int tether_store_touch(tether_store *store, const char *sid, const char *json, size_t len,
                                      int64_t expires_ms);
 
@@ -52,6 +69,9 @@ TETHER_EXTERN int tether_store_purge(tether_store *store);
 
 /* Checks that the store works (a round trip). 0 or an error with tether_last_error() set. */
 TETHER_EXTERN int tether_store_ping(tether_store *store);
+
+/* A copy of a store URL (malloc'd; free() it) with every password replaced by "***", for messages. */
+TETHER_EXTERN char *tether_url_redact(const char *url);
 
 /* The store's kind ("redis", "sqlite", ...) and its URL without any password. */
 TETHER_EXTERN const char *tether_store_kind(const tether_store *store);

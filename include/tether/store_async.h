@@ -50,6 +50,10 @@ TETHER_EXTERN void tether_astore_close(tether_astore *a);
 TETHER_EXTERN int tether_astore_get(tether_astore *a, const char *sid, tether_astore_get_cb cb, void *arg);
 TETHER_EXTERN int tether_astore_set(tether_astore *a, const char *sid, const char *json, size_t len, int64_t expires_ms,
                                     tether_astore_cb cb, void *arg);
+/* tether_store_write on the loop: SET ... NX (create) or XX (update) for redis://. rc TETHER_ENOTFOUND: an
+ * update found the session gone (it was not written); TETHER_EEXIST: a create found it there. */
+TETHER_EXTERN int tether_astore_write(tether_astore *a, const char *sid, const char *json, size_t len,
+                                      int64_t expires_ms, tether_write_mode mode, tether_astore_cb cb, void *arg);
 TETHER_EXTERN int tether_astore_touch(tether_astore *a, const char *sid, const char *json, size_t len,
                                       int64_t expires_ms, tether_astore_cb cb, void *arg);
 TETHER_EXTERN int tether_astore_destroy(tether_astore *a, const char *sid, tether_astore_cb cb, void *arg);

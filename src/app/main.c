@@ -36,6 +36,7 @@
 #define MAX_BODY 65536
 #define TOKEN_TTL_S 3600 /* the seed's expiresIn: '1h' */
 #define BEARER_REALM "Bearer realm=\"tether-app\""
+#define TOKEN_ROLE "user" /* the role of every token login: decided here, never by the client */
 
 enum { R_INDEX = 0, R_WHOAMI, R_LOGIN, R_LOGOUT, R_CART, R_HEALTH, R_METRICS, R_API_ME, R_OTHER, R_COUNT };
 static const char *route_names[R_COUNT] = {"/",       "/whoami",  "/login",  "/logout", "/cart",
@@ -47,6 +48,7 @@ typedef struct app {
   tether_sessions *sessions;
   tether_jwt_signer *signer;             /* NULL: no JWT secret, token mode answers 501 */
   tether_jwt_verifier *verifier;         /* HS256 with the same secret, built once; NULL with signer */
+  tether_trusted_proxies trusted;        /* --trust-proxy: peers whose X-Forwarded-Proto is believed */
   _Atomic uint64_t requests[R_COUNT][6]; /* route x status class */
 } app;
 
@@ -75,6 +77,8 @@ typedef struct request {
   struct MHD_Connection *conn;
   const char *ctype;
   int route, form, started, ready, suspended, in_handler;
+  int verbose; /* /health?verbose from a loopback client: the store's details too */
+  int secure;  /* the request is secure (a trusted proxy said https) */
   tether_session *s;
   int status, err;
   json_t *answer;
@@ -103,7 +107,13 @@ static void usage(FILE *out) {
                "                       $JWT_SECRET. POST /login?token=1 (or \"token\":true, token=1 in the body)\n"
                "                       answers {\"token\":JWT} valid 1 h, with no session; GET /api/me verifies\n"
                "                       Authorization: Bearer JWT. Without it both answer 501\n"
-               "  --cookie-secure      mark the session cookie Secure\n"
+               "  --weak-secret-ok     accept a --jwt-secret shorter than 32 bytes (RFC 7518 3.2 asks for 32)\n"
+               "  --cookie-secure[=auto|on|off]  Secure session cookie: on (no value) sends the cookie only in answer\n"
+               "                       to secure requests; auto marks it Secure iff the request is secure (default off)\n"
+               "  --trust-proxy CIDR   a proxy whose X-Forwarded-Proto says whether a request is secure\n"
+               "                       (repeatable; e.g. 127.0.0.1/32). Without one, no request is secure\n"
+               "  --absolute-timeout SECONDS  a session ends this long after it was created, whatever its activity\n"
+               "                       (default 0: no absolute lifetime)\n"
                "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
                "  --threads N          worker threads, each an event loop (default: one per core); stores other than\n"
                "                       redis:// run on libuv's thread pool (UV_THREADPOOL_SIZE, default here 16)\n"
@@ -162,9 +172,18 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, int route, int sta
   return send_json_h(conn, route, status, j, set_cookie, (header){NULL, NULL});
 }
 
+/* What went wrong, for the operator: store messages name hosts, databases and users, so they go to the log
+ * (at most one line a second: an outage fails every request), never to anonymous clients. */
+static void log_detail(const char *what, const char *detail) {
+  static _Atomic int64_t last_ms;
+  int64_t now = tether_now_ms(), last = atomic_load_explicit(&last_ms, memory_order_relaxed);
+  if (now - last < 1000 || !atomic_compare_exchange_strong(&last_ms, &last, now)) return;
+  fprintf(stderr, "tether-app %s: %s: %s\n", the_app.name, what, detail);
+}
+
 static enum MHD_Result store_error(struct MHD_Connection *conn, int route, int code, const char *detail) {
-  json_t *j =
-      json_pack("{s:s,s:s,s:s}", "error", "session store unavailable", "code", tether_strerror(code), "detail", detail);
+  log_detail("session store unavailable", detail);
+  json_t *j = json_pack("{s:s,s:s}", "error", "session store unavailable", "code", tether_strerror(code));
   return send_json(conn, route, 503, j, NULL);
 }
 
@@ -343,24 +362,25 @@ static enum MHD_Result tokens_not_configured(struct MHD_Connection *conn, int ro
                    json_pack("{s:s}", "error", "token login is not configured (--jwt-secret or JWT_SECRET)"), NULL);
 }
 
-/* login(): {"token": jwt.sign({ userId, role }, JWT_SECRET, { expiresIn: '1h' })}. No session, no cookie. */
+/* login(): {"token": jwt.sign({ userId, role }, JWT_SECRET, { expiresIn: '1h' })}. No session, no cookie.
+ * The role is the server's (every token user is "user"): a client naming its own role would sign itself
+ * any privilege, so a "role" in the request is ignored. */
 static enum MHD_Result token_login(struct MHD_Connection *conn, const request *rq, const char *ctype) {
   if (the_app.signer == NULL) return tokens_not_configured(conn, R_LOGIN);
-  char *user = body_field(rq, ctype, "user"), *role = body_field(rq, ctype, "role");
+  char *user = body_field(rq, ctype, "user");
   int status = 400;
   json_t *answer = NULL;
   if (user == NULL || !valid_text(user, 64)) {
     answer = json_pack("{s:s}", "error", "a user name (1-64 characters) is required");
-  } else if (role != NULL && !valid_text(role, 64)) {
-    answer = json_pack("{s:s}", "error", "a role is 1-64 characters");
   } else {
-    json_t *payload = json_pack("{s:s,s:s}", "userId", user, "role", role ? role : "user");
+    json_t *payload = json_pack("{s:s,s:s}", "userId", user, "role", TOKEN_ROLE);
     char *token = NULL;
     if (payload == NULL) { /* jansson refuses text that is not UTF-8 */
-      answer = json_pack("{s:s}", "error", "the user name and role must be UTF-8");
+      answer = json_pack("{s:s}", "error", "the user name must be UTF-8");
     } else if (tether_jwt_sign(the_app.signer, payload, TOKEN_TTL_S, &token) < 0) {
       status = 500;
-      answer = json_pack("{s:s,s:s}", "error", "cannot sign the token", "detail", tether_last_error());
+      log_detail("signing a token", tether_last_error());
+      answer = json_pack("{s:s}", "error", "cannot sign the token");
     } else {
       status = 200;
       answer = json_pack("{s:s}", "token", token);
@@ -369,7 +389,6 @@ static enum MHD_Result token_login(struct MHD_Connection *conn, const request *r
     free(token);
   }
   free(user);
-  free(role);
   return send_json(conn, R_LOGIN, status, answer, NULL);
 }
 
@@ -578,6 +597,7 @@ static void on_loaded(void *arg, int rc, tether_session *s) {
     return;
   }
   rq->s = s;
+  tether_session_set_secure(s, rq->secure);
   json_t *data = tether_session_data(s);
   rq->status = 200;
   switch (rq->route) {
@@ -648,13 +668,16 @@ static void on_pinged(void *arg, int rc) {
     char reason[512];
     snprintf(reason, sizeof(reason), "%s", tether_last_error());
     utf8_clip(reason);
+    log_detail("health check", reason);
     rq->status = 503;
-    rq->answer = json_pack("{s:s,s:s,s:s}", "status", "unavailable", "server", the_app.name, "reason", reason);
+    rq->answer = json_pack("{s:s,s:s}", "status", "unavailable", "server", the_app.name);
+    if (rq->verbose) json_object_set_new(rq->answer, "reason", json_string(reason));
   } else {
     rq->status = 200;
     rq->answer =
         json_pack("{s:s,s:s,s:s}", "status", "ok", "server", the_app.name, "store", tether_store_kind(the_app.store));
   }
+  if (rq->verbose) json_object_set_new(rq->answer, "store_url", json_string(tether_store_url(the_app.store)));
   job_done(rq);
 }
 
@@ -688,6 +711,26 @@ static enum MHD_Result start_job(request *rq, struct MHD_Connection *conn, int r
   return MHD_YES;
 }
 
+/* The immediate peer's address as text ("" when unknown). */
+static void peer_ip(struct MHD_Connection *conn, char *out, size_t cap) {
+  out[0] = '\0';
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+  if (sa && sa->sa_family == AF_INET)
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+  else if (sa && sa->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+}
+
+static int peer_is_loopback(struct MHD_Connection *conn) {
+  char ip[64];
+  peer_ip(conn, ip, sizeof(ip));
+  tether_trusted_proxies lo = {0};
+  tether_trusted_proxies_add(&lo, "127.0.0.0/8");
+  tether_trusted_proxies_add(&lo, "::1");
+  return tether_trusted_proxies_contains(&lo, ip);
+}
+
 static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, const char *method, request *rq) {
   int route = R_OTHER;
   if (strcmp(url, "/") == 0)
@@ -708,7 +751,13 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
     route = R_API_ME;
   int is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0, is_post = strcmp(method, "POST") == 0;
 
-  if (route == R_HEALTH) return start_job(rq, conn, route, 0, NULL);
+  if (route == R_HEALTH) {
+    const char *v = NULL;
+    size_t vlen = 0;
+    rq->verbose = MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "verbose", 7, &v, &vlen) == MHD_YES &&
+                  peer_is_loopback(conn);
+    return start_job(rq, conn, route, 0, NULL);
+  }
   if (route == R_METRICS) {
     char *out = NULL;
     size_t n = 0;
@@ -743,6 +792,10 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
   if (route == R_LOGIN && wants_token(conn, rq, ctype)) return token_login(conn, rq, ctype);
   int form = ctype == NULL || strncmp(ctype, "application/json", 16) != 0;
   rq->ctype = ctype;
+  char ip[64];
+  peer_ip(conn, ip, sizeof(ip)); /* no TLS here: secure only through a trusted proxy */
+  rq->secure = tether_request_is_secure(0, ip, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto"),
+                                        &the_app.trusted);
   return start_job(rq, conn, route, form, cookie);
 }
 
@@ -903,10 +956,12 @@ static const char *resolve_secret(const char *arg) {
 
 /* The signer and the verifier for API tokens: HS256 pinned, the secret's bytes as given (as jsonwebtoken
  * takes process.env.JWT_SECRET), the default leeway. */
-static int tokens_setup(const char *secret) {
+static int tokens_setup(const char *secret, int weak_secret_ok) {
   tether_jwt_verify_options o;
   tether_jwt_verify_options_init(&o);
-  int rc = tether_jwt_signer_new_secret(secret, strlen(secret), TETHER_JWT_HS256, NULL, &the_app.signer);
+  o.weak_secret_ok = weak_secret_ok;
+  int rc = tether_jwt_signer_new_secret_ex(secret, strlen(secret), TETHER_JWT_HS256, NULL,
+                                           weak_secret_ok ? TETHER_JWT_WEAK_SECRET_OK : 0, &the_app.signer);
   if (rc == 0) rc = tether_jwt_verifier_new(&o, &the_app.verifier);
   if (rc == 0) rc = tether_jwt_verifier_add_secret(the_app.verifier, secret, strlen(secret), TETHER_JWT_HS256, NULL);
   return rc < 0 ? rc : 0;
@@ -918,7 +973,10 @@ int main(int argc, char **argv) {
                                        {"sessions", required_argument, NULL, 's'},
                                        {"secret", required_argument, NULL, 'k'},
                                        {"jwt-secret", required_argument, NULL, 'j'},
-                                       {"cookie-secure", no_argument, NULL, 'S'},
+                                       {"cookie-secure", optional_argument, NULL, 'S'},
+                                       {"trust-proxy", required_argument, NULL, 'P'},
+                                       {"absolute-timeout", required_argument, NULL, 'A'},
+                                       {"weak-secret-ok", no_argument, NULL, 'W'},
                                        {"max-age", required_argument, NULL, 'm'},
                                        {"threads", required_argument, NULL, 't'},
                                        {"help", no_argument, NULL, 'h'},
@@ -928,7 +986,7 @@ int main(int argc, char **argv) {
   tether_session_options_init(&so);
   so.cookie.max_age_ms = 3600 * 1000;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  int threads = ncpu > 0 && ncpu < 64 ? (int)ncpu : 2, ch;
+  int threads = ncpu > 0 && ncpu < 64 ? (int)ncpu : 2, ch, weak_secret_ok = 0;
   the_app.name = "app";
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (ch) {
@@ -952,7 +1010,40 @@ int main(int argc, char **argv) {
       setenv("JWT_SECRET", resolve_secret(optarg), 1);
       break;
     case 'S':
-      so.cookie.secure = 1;
+      /* "--cookie-secure auto" as well as "--cookie-secure=auto"; alone it means on (as it always did) */
+      if (optarg == NULL && optind < argc &&
+          (!strcmp(argv[optind], "auto") || !strcmp(argv[optind], "on") || !strcmp(argv[optind], "off") ||
+           argv[optind][0] != '-'))
+        optarg = argv[optind++];
+      if (optarg == NULL || strcmp(optarg, "on") == 0) {
+        so.cookie.secure = 1;
+      } else if (strcmp(optarg, "auto") == 0) {
+        so.cookie.secure = TETHER_COOKIE_SECURE_AUTO;
+      } else if (strcmp(optarg, "off") == 0) {
+        so.cookie.secure = 0;
+      } else {
+        fprintf(stderr, "tether-app: --cookie-secure takes auto, on or off, got %s\n", optarg);
+        return 2;
+      }
+      break;
+    case 'P':
+      if (tether_trusted_proxies_add(&the_app.trusted, optarg) < 0) {
+        fprintf(stderr, "tether-app: --trust-proxy: %s\n", tether_last_error());
+        return 2;
+      }
+      break;
+    case 'A': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (end == optarg || *end || v < 0 || v > 400L * 86400) {
+        fprintf(stderr, "tether-app: --absolute-timeout takes seconds (0 to 400 days)\n");
+        return 2;
+      }
+      so.absolute_timeout_ms = (int64_t)v * 1000;
+      break;
+    }
+    case 'W':
+      weak_secret_ok = 1;
       break;
     case 'm': {
       char *end;
@@ -992,7 +1083,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *jwt_secret = getenv("JWT_SECRET"); /* --jwt-secret has set it */
-  if (jwt_secret && *jwt_secret && tokens_setup(jwt_secret) < 0) {
+  if (jwt_secret && *jwt_secret && tokens_setup(jwt_secret, weak_secret_ok) < 0) {
     fprintf(stderr, "tether-app: --jwt-secret: %s\n", tether_last_error());
     return 2;
   }
@@ -1014,7 +1105,9 @@ int main(int argc, char **argv) {
   if (strncmp(url, "sqlite:./var/", 13) == 0) mkdir("var", 0755);
   int rc = tether_store_open(url, &the_app.store);
   if (rc < 0) {
-    fprintf(stderr, "tether-app: --sessions %s: %s\n", url, tether_last_error());
+    char *shown = tether_url_redact(url); /* never the password */
+    fprintf(stderr, "tether-app: --sessions %s: %s\n", shown, tether_last_error());
+    free(shown);
     return 2;
   }
   so.store = the_app.store;

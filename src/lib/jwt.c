@@ -738,6 +738,20 @@ static int set_kid(jwt_key *k, const char *kid, size_t len) {
   return 0;
 }
 
+/* RFC 7518 3.2: an HMAC key must be at least as long as the hash; we ask 32 bytes of every HS* key. The
+ * message never shows the key. */
+static int keys_check_strength(const key_list *l) {
+  for (size_t i = 0; i < l->n; i++) {
+    const jwt_key *k = &l->k[i];
+    if (k->secret && algs[k->alg].fam == FAM_HMAC && k->secret_len < TETHER_JWT_MIN_SECRET)
+      return tether__fail(TETHER_EINVAL,
+                          "jwt key: the %s secret is %zu bytes; at least %d are required (RFC 7518 section 3.2), "
+                          "unless weak secrets are explicitly allowed",
+                          algs[k->alg].name, k->secret_len, TETHER_JWT_MIN_SECRET);
+  }
+  return 0;
+}
+
 static int key_set_secret(jwt_key *k, const void *secret, size_t len, tether_jwt_alg alg) {
   if (alg == TETHER_JWT_ALG_UNKNOWN) alg = TETHER_JWT_HS256;
   if (alg >= TETHER_JWT_ALG_COUNT || algs[alg].fam != FAM_HMAC)
@@ -1160,9 +1174,8 @@ static int spec_resolve(const char *spec, tether_jwt_alg alg, char **data, size_
       spec += 8;
     else if (stat(spec, &st) == 0)
       return tether__fail(TETHER_EINVAL,
-                          "jwt key: '%s' names a file: write ./%s for the file or literal:%s for the "
-                          "secret",
-                          spec, spec, spec);
+                          "jwt key: the key specification names an existing file: write ./NAME for the file or "
+                          "literal:SECRET for the secret");
     *data = tether__strdup(spec);
     *len = strlen(spec);
     classify = 0;
@@ -1183,8 +1196,8 @@ static int spec_resolve(const char *spec, tether_jwt_alg alg, char **data, size_
   if (*kind == CONTENT_PEM && alg != TETHER_JWT_ALG_UNKNOWN && algs[alg].fam == FAM_HMAC) {
     OPENSSL_clear_free(*data, *len);
     *data = NULL;
-    return tether__fail(TETHER_EINVAL, "jwt key: '%.64s' is a PEM key; it cannot be an %s secret", spec,
-                        algs[alg].name);
+    return tether__fail(TETHER_EINVAL, "jwt key: %s%s is a PEM key; it cannot be an %s secret",
+                        is_file ? "file " : "the key", is_file ? spec + (spec[0] == 'f' ? 5 : 0) : "", algs[alg].name);
   }
   return 0;
 }
@@ -1407,8 +1420,9 @@ struct tether_jwt_verifier {
   size_t max_token;
   tether_jwt_clock_fn clock;
   void *clock_arg;
-  int cache;   /* remember verified asymmetric tokens per thread */
-  uint64_t id; /* names the verifier in the per-thread cache; never reused */
+  int cache;          /* remember verified asymmetric tokens per thread */
+  int weak_secret_ok; /* accept HS* secrets under TETHER_JWT_MIN_SECRET bytes */
+  uint64_t id;        /* names the verifier in the per-thread cache; never reused */
   key_list keys;
   known_header known[2 * TETHER_JWT_ALG_COUNT]; /* {"alg":A,"typ":"JWT"} and {"alg":A} as base64url */
   size_t nknown;
@@ -1453,6 +1467,7 @@ int tether_jwt_verifier_new(const tether_jwt_verify_options *o, tether_jwt_verif
   v->clock = o->clock;
   v->clock_arg = o->clock_arg;
   v->cache = o->cache != 0;
+  v->weak_secret_ok = o->weak_secret_ok != 0;
   v->id = atomic_fetch_add(&next_key_id, 1);
   *out = v;
   return 0;
@@ -1491,6 +1506,7 @@ static void keys_added(tether_jwt_verifier *v) {
 
 static int verifier_take(tether_jwt_verifier *v, key_list *l, int rc) {
   if (rc >= 0 && v == NULL) rc = tether__fail(TETHER_EINVAL, "jwt: no verifier");
+  if (rc >= 0 && !v->weak_secret_ok) rc = keys_check_strength(l);
   if (rc < 0) {
     key_list_free(l);
     return rc;
@@ -2030,8 +2046,9 @@ struct tether_jwt_signer {
   void *clock_arg;
 };
 
-static int signer_from(key_list *l, int rc, const char *kid, tether_jwt_signer **out) {
+static int signer_from(key_list *l, int rc, const char *kid, int flags, tether_jwt_signer **out) {
   *out = NULL;
+  if (rc >= 0 && !(flags & TETHER_JWT_WEAK_SECRET_OK)) rc = keys_check_strength(l);
   if (rc >= 0 && l->n != 1)
     rc = tether__fail(TETHER_EINVAL, "jwt signer: the key set has %zu keys: name one with kid", l->n);
   if (rc >= 0 && !l->k[0].has_private)
@@ -2049,17 +2066,26 @@ static int signer_from(key_list *l, int rc, const char *kid, tether_jwt_signer *
 }
 
 int tether_jwt_signer_new(const char *spec, const char *alg, const char *kid, tether_jwt_signer **out) {
+  return tether_jwt_signer_new_ex(spec, alg, kid, 0, out);
+}
+
+int tether_jwt_signer_new_ex(const char *spec, const char *alg, const char *kid, int flags, tether_jwt_signer **out) {
   key_list l = {0};
   int rc = keys_from_spec(spec, alg, kid, &l);
-  return signer_from(&l, rc, NULL, out);
+  return signer_from(&l, rc, NULL, flags, out);
 }
 
 int tether_jwt_signer_new_secret(const void *secret, size_t len, tether_jwt_alg alg, const char *kid,
                                  tether_jwt_signer **out) {
+  return tether_jwt_signer_new_secret_ex(secret, len, alg, kid, 0, out);
+}
+
+int tether_jwt_signer_new_secret_ex(const void *secret, size_t len, tether_jwt_alg alg, const char *kid, int flags,
+                                    tether_jwt_signer **out) {
   pthread_once(&crypto_once, crypto_init);
   key_list l = {0};
   int rc = key_set_secret(key_list_push(&l), secret, len, alg);
-  return signer_from(&l, rc, kid, out);
+  return signer_from(&l, rc, kid, flags, out);
 }
 
 int tether_jwt_signer_new_pem(const char *pem, size_t len, tether_jwt_alg alg, const char *kid,
@@ -2069,7 +2095,7 @@ int tether_jwt_signer_new_pem(const char *pem, size_t len, tether_jwt_alg alg, c
   EVP_PKEY *pkey;
   int rc = pem_load(pem, len, &pkey);
   if (rc == 0) rc = key_set_pkey(key_list_push(&l), pkey, alg);
-  return signer_from(&l, rc, kid, out);
+  return signer_from(&l, rc, kid, 0, out);
 }
 
 void tether_jwt_signer_free(tether_jwt_signer *s) {

@@ -24,6 +24,10 @@ int tether_metrics_prometheus(const tether_store *st, char *out, size_t cap) {
   counter(&b, "tether_sessions_saved_total", "Sessions written.", k, m.saved);
   counter(&b, "tether_sessions_touched_total", "Session expiries refreshed.", k, m.touched);
   counter(&b, "tether_sessions_destroyed_total", "Sessions deleted.", k, m.destroyed);
+  counter(&b, "tether_sessions_revoked_total",
+          "Writes refused because the session was destroyed meanwhile (a logout racing a request).", k, m.revoked);
+  counter(&b, "tether_sessions_oversized_total", "Stored sessions over the size limit, treated as corrupt.", k,
+          m.oversized);
   counter(&b, "tether_store_errors_total", "Failed store operations.", k, m.errors);
   if (strcmp(k, "dual") == 0) {
     tether__buf_appendf(&b,

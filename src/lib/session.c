@@ -11,12 +11,17 @@
 
 #define SID_CAP 129
 #define MAX_AGE_LIMIT 8640000000000000LL /* JavaScript's Date range: larger lifetimes would overflow */
+/* The session's creation time (epoch ms) in the stored JSON, with the absolute lifetime on: a top-level
+ * member, which express-session keeps as it is (it rebuilds "cookie" with its known fields only). */
+#define CREATED_KEY "_tetherCreated"
 
 struct tether_sessions {
   char *secret[TETHER_MAX_SECRETS];
   size_t nsecret;
   char *name;
   int resave, save_uninitialized, rolling;
+  int64_t absolute_ms;          /* 0: no absolute lifetime */
+  size_t max_value;             /* stored values longer than this are corrupt */
   tether_cookie_options cookie; /* domain and path owned */
   tether_store *store;          /* borrowed */
 };
@@ -41,6 +46,11 @@ struct tether_session {
   cookie_state cookie;
   int destroyed;
   int is_new;
+  int stored;          /* the store has this id (loaded or saved): writes are update-only, else create-only */
+  int64_t created_ms;  /* creation time, 0 when unknown (absolute lifetime off and none stored) */
+  int created_missing; /* loaded without a creation time while the absolute lifetime is on: save it */
+  int request_secure;  /* the request came over HTTPS (tether_session_set_secure; 1 until told) */
+  int secure_auto;     /* cookie.secure follows request_secure (secure "auto", session generated here) */
 };
 
 void tether_session_options_init(tether_session_options *o) {
@@ -83,6 +93,10 @@ int tether_sessions_new(const tether_session_options *o, tether_sessions **out) 
   if (!attr_ok(path) || (o->cookie.domain && !attr_ok(o->cookie.domain)))
     return tether__fail(TETHER_EINVAL, "sessions: cookie path or domain contains a control character or ';'");
   if (o->store == NULL) return tether__fail(TETHER_EINVAL, "sessions: no store");
+  if (o->absolute_timeout_ms < 0 || o->absolute_timeout_ms > MAX_AGE_LIMIT)
+    return tether__fail(TETHER_EINVAL, "sessions: absolute_timeout_ms must be 0 (off) or positive");
+  if (o->cookie.secure < 0 || o->cookie.secure > TETHER_COOKIE_SECURE_AUTO)
+    return tether__fail(TETHER_EINVAL, "sessions: cookie.secure must be 0, 1 or TETHER_COOKIE_SECURE_AUTO");
   tether_sessions *m = tether__calloc(1, sizeof(*m));
   for (size_t i = 0; i < o->secret_count; i++) m->secret[i] = tether__strdup(o->secret[i]);
   m->nsecret = o->secret_count;
@@ -90,6 +104,8 @@ int tether_sessions_new(const tether_session_options *o, tether_sessions **out) 
   m->resave = o->resave;
   m->save_uninitialized = o->save_uninitialized;
   m->rolling = o->rolling;
+  m->absolute_ms = o->absolute_timeout_ms;
+  m->max_value = o->max_value_bytes ? o->max_value_bytes : TETHER_MAX_VALUE_DEFAULT;
   m->cookie = o->cookie;
   m->cookie.path = tether__strdup(path);
   m->cookie.domain = o->cookie.domain ? tether__strdup(o->cookie.domain) : NULL;
@@ -117,12 +133,31 @@ static int same(const char *a, const char *b) { return a && b && strcmp(a, b) ==
 
 static int64_t clamp_age(int64_t ms) { return ms > MAX_AGE_LIMIT ? MAX_AGE_LIMIT : ms; }
 
+/* When the absolute lifetime ends (epoch ms), or 0 when there is none. */
+static int64_t absolute_end(const tether_session *s) {
+  if (s->mgr->absolute_ms == 0 || s->created_ms == 0) return 0;
+  return s->created_ms + s->mgr->absolute_ms;
+}
+
+/* A cookie expiry never goes past the absolute lifetime (a browser-session cookie stays one). */
+static void cap_cookie(tether_session *s) {
+  int64_t end = absolute_end(s);
+  if (end && s->cookie.expires_ms > end) s->cookie.expires_ms = end;
+}
+
+/* The expiry given to the store (and to a jwt: token): the cookie's, bounded by the absolute lifetime. */
+static int64_t store_expires(const tether_session *s) {
+  int64_t end = absolute_end(s), e = s->cookie.expires_ms;
+  return end && (e == 0 || e > end) ? end : e;
+}
+
 static void cookie_reset(tether_session *s) {
   const tether_cookie_options *c = &s->mgr->cookie;
   free(s->cookie.domain);
   free(s->cookie.path);
   s->cookie.http_only = c->http_only;
-  s->cookie.secure = c->secure;
+  s->secure_auto = c->secure == TETHER_COOKIE_SECURE_AUTO;
+  s->cookie.secure = s->secure_auto ? s->request_secure : c->secure;
   s->cookie.same_site = c->same_site;
   s->cookie.domain = c->domain ? tether__strdup(c->domain) : NULL;
   s->cookie.path = tether__strdup(c->path);
@@ -137,6 +172,7 @@ static void cookie_reset(tether_session *s) {
     s->cookie.original_max_age = -1;
     s->cookie.expires_ms = 0;
   }
+  cap_cookie(s);
 }
 
 /* store.generate: a new id, empty data, the configured cookie. */
@@ -144,8 +180,11 @@ static void generate(tether_session *s) {
   tether_session_id_generate(s->id);
   json_decref(s->data);
   s->data = json_object();
+  s->created_ms = s->mgr->absolute_ms ? tether_now_ms() : 0;
+  s->created_missing = 0;
   cookie_reset(s);
   s->is_new = 1;
+  s->stored = 0;
   tether__count(s->mgr->store, TETHER__C_CREATED);
 }
 
@@ -193,16 +232,25 @@ static int inflate(tether_session *s, const char *json, size_t len) {
   if (json_is_string(v) && attr_ok(json_string_value(v))) cs.domain = tether__strdup(json_string_value(v));
   v = json_object_get(c, "path");
   cs.path = tether__strdup(json_is_string(v) && attr_ok(json_string_value(v)) ? json_string_value(v) : "/");
-  if (cs.expires_ms != 0 && cs.expires_ms <= tether_now_ms()) {
+  int64_t now = tether_now_ms(), created = 0;
+  v = json_object_get(root, CREATED_KEY);
+  if (json_is_number(v) && json_number_value(v) > 0 && json_number_value(v) <= (double)MAX_AGE_LIMIT)
+    created = (int64_t)json_number_value(v);
+  int64_t absolute = s->mgr->absolute_ms;
+  if ((cs.expires_ms != 0 && cs.expires_ms <= now) || (absolute && created && created + absolute <= now)) {
     free(cs.domain);
     free(cs.path);
     json_decref(root);
-    return TETHER_ENOTFOUND; /* expired: not lost, just over */
+    return TETHER_ENOTFOUND; /* expired (or past its absolute lifetime): not lost, just over */
   }
   json_object_del(root, "cookie");
+  json_object_del(root, CREATED_KEY);
+  s->created_ms = created ? created : absolute ? now : 0; /* unknown: the lifetime starts now */
+  s->created_missing = absolute && !created;
   free(s->cookie.domain);
   free(s->cookie.path);
   s->cookie = cs;
+  cap_cookie(s);
   json_decref(s->data);
   s->data = root;
   return 0;
@@ -251,6 +299,7 @@ done:
 static tether_session *load_begin(tether_sessions *m, const char *header, char **json, size_t *len, int *fetch) {
   tether_session *s = tether__calloc(1, sizeof(*s));
   s->mgr = m;
+  s->request_secure = 1;
   *json = NULL;
   *len = 0;
   *fetch = 0;
@@ -267,13 +316,24 @@ static int load_finish(tether_session *s, int rc, char *json, size_t len) {
     if (tether_store_client_side(m->store)) {
       len = json ? strlen(json) : 0;
       rc = json ? 0 : TETHER_ENOTFOUND;
-    } else if (rc < 0 && rc != TETHER_ENOTFOUND && rc != TETHER_ECORRUPT) {
+    } else if (rc < 0 && rc != TETHER_ENOTFOUND && rc != TETHER_ECORRUPT && rc != TETHER_E2BIG) {
       /* data that is not a session (ECORRUPT) is a lost session, as inflate() decides below */
       free(json);
       tether_session_free(s);
       return rc;
     }
-    if (rc == 0) {
+    if ((rc == 0 && len > m->max_value) || rc == TETHER_E2BIG) {
+      /* not parsed (nor, where the store can, fetched: E2BIG): a huge value would cost seconds and hundreds
+       * of MB to parse */
+      tether__log(TETHER_LOG_WARN,
+                  "session %.6s...: stored value is over the %zu-byte limit (%zu bytes read); "
+                  "starting a new session",
+                  s->cookie_id, m->max_value, rc == 0 ? len : 0);
+      tether__count(m->store, TETHER__C_OVERSIZED);
+      tether__count(m->store, TETHER__C_MISSING);
+      if (rc == 0) tether__count(m->store, TETHER__C_ERRORS); /* E2BIG was counted by the store */
+      rc = TETHER_ECORRUPT;
+    } else if (rc == 0) {
       rc = inflate(s, json, len);
       if (rc == TETHER_ECORRUPT) {
         tether__log(TETHER_LOG_WARN, "session %.6s...: %s; starting a new session", s->cookie_id, tether_last_error());
@@ -287,6 +347,7 @@ static int load_finish(tether_session *s, int rc, char *json, size_t len) {
     }
     if (rc == 0) {
       memcpy(s->id, s->cookie_id, SID_CAP);
+      s->stored = 1;
       tether__count(m->store, TETHER__C_LOADED);
     }
   }
@@ -318,10 +379,19 @@ int64_t tether_session_expires(const tether_session *s) { return s->cookie.expir
 void tether_session_set_max_age(tether_session *s, int64_t ms) {
   s->cookie.original_max_age = ms < 0 ? -1 : clamp_age(ms);
   s->cookie.expires_ms = ms < 0 ? 0 : tether_now_ms() + s->cookie.original_max_age;
+  cap_cookie(s);
 }
+
+void tether_session_set_secure(tether_session *s, int request_secure) {
+  s->request_secure = request_secure != 0;
+  if (s->secure_auto) s->cookie.secure = s->request_secure;
+}
+
+int64_t tether_session_created(const tether_session *s) { return s->created_ms; }
 
 static void touch_cookie(tether_session *s) {
   if (s->cookie.original_max_age >= 0) s->cookie.expires_ms = tether_now_ms() + s->cookie.original_max_age;
+  cap_cookie(s);
 }
 
 #define APPEND_LIT(b, lit) tether__buf_append((b), (lit), sizeof(lit) - 1)
@@ -361,8 +431,10 @@ static char *serialize_with(const tether_session *s, const char *hash) {
   static const char *ss[] = {NULL, "strict", "lax", "none"};
   if (s->cookie.same_site) tether__buf_appendf(&b, ",\"sameSite\":\"%s\"", ss[s->cookie.same_site]);
   tether__buf_append(&b, "}", 1);
+  if (s->created_ms) tether__buf_appendf(&b, ",\"" CREATED_KEY "\":%lld", (long long)s->created_ms);
   size_t hl = strlen(hash);
-  if (hl > 2 && json_object_get(s->data, "cookie") == NULL) {
+  if (hl > 2 && json_object_get(s->data, "cookie") == NULL &&
+      (s->created_ms == 0 || json_object_get(s->data, CREATED_KEY) == NULL)) {
     tether__buf_append(&b, ",", 1);
     tether__buf_append(&b, hash + 1, hl - 1); /* the data's members and its closing brace */
   } else if (hl > 2) {
@@ -370,7 +442,7 @@ static char *serialize_with(const tether_session *s, const char *hash) {
     const char *k;
     json_t *v;
     json_object_foreach(s->data, k, v) {
-      if (strcmp(k, "cookie") == 0) continue;
+      if (strcmp(k, "cookie") == 0 || (s->created_ms && strcmp(k, CREATED_KEY) == 0)) continue;
       char *val = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
       json_t *key = json_string(k);
       char *kj = json_dumps(key, JSON_ENCODE_ANY);
@@ -393,6 +465,20 @@ char *tether_session_serialize(const tether_session *s) {
   return out;
 }
 
+/* A session that came from the store is only ever updated (a logout racing this request has deleted it:
+ * it must stay deleted); a new one is only ever created. */
+static tether_write_mode write_mode(const tether_session *s) {
+  return s->stored ? TETHER_WRITE_UPDATE : TETHER_WRITE_CREATE;
+}
+
+/* The session was destroyed while this request had it: nothing is saved, no cookie goes out. */
+static void revoked(tether_session *s) {
+  tether__log(TETHER_LOG_INFO, "session %.6s...: destroyed by another request meanwhile (logout); not saved", s->id);
+  tether__count(s->mgr->store, TETHER__C_REVOKED);
+  s->destroyed = 1;
+  s->stored = 0;
+}
+
 /* Saves with the data's compact dump already made (hash, owned by the callee: it becomes saved_hash). */
 static int save_with(tether_session *s, char *hash) {
   tether_store *st = s->mgr->store;
@@ -401,15 +487,17 @@ static int save_with(tether_session *s, char *hash) {
     tether__count(st, TETHER__C_SAVED); /* the Set-Cookie carries it */
   } else {
     char *json = serialize_with(s, hash);
-    rc = tether_store_set(st, s->id, json, strlen(json), s->cookie.expires_ms);
+    rc = tether_store_write(st, s->id, json, strlen(json), store_expires(s), write_mode(s));
     free(json);
   }
   if (rc == 0) {
     free(s->saved_hash);
     s->saved_hash = hash;
+    s->stored = 1;
   } else {
     free(hash);
   }
+  if (rc == TETHER_ENOTFOUND) revoked(s);
   return rc;
 }
 
@@ -435,7 +523,10 @@ int tether_session_destroy(tether_session *s) {
     rc = tether_store_destroy(st, s->id);
   else
     tether__count(st, TETHER__C_DESTROYED);
-  if (rc == 0) s->destroyed = 1;
+  if (rc == 0) {
+    s->destroyed = 1;
+    s->stored = 0;
+  }
   return rc;
 }
 
@@ -449,6 +540,7 @@ static int is_saved(const tether_session *s, const char *hash) {
 
 static int should_save(const tether_session *s, const char *hash) {
   const tether_sessions *m = s->mgr;
+  if (s->created_missing && s->stored) return 1; /* record when the absolute lifetime started */
   if (!m->save_uninitialized && s->saved_hash == NULL && strcmp(s->cookie_id, s->id) != 0) return is_modified(s, hash);
   return !is_saved(s, hash);
 }
@@ -465,7 +557,7 @@ static char *set_cookie_value(tether_session *s, int *err) {
   tether__buf_appendf(&b, "%s=", m->name);
   if (tether_store_client_side(m->store)) {
     char *json = tether_session_serialize(s);
-    char *tok = tether__jwt_cookie_encode(s->id, json, s->cookie.expires_ms, m->secret[0], err);
+    char *tok = tether__jwt_cookie_encode(s->id, json, store_expires(s), m->secret[0], err);
     free(json);
     if (tok == NULL) {
       tether__buf_free(&b);
@@ -513,6 +605,9 @@ static char *clear_cookie_value(tether_session *s) {
   return b.data;
 }
 
+/* express-session: a Secure cookie is only sent in answer to a secure request. */
+static int secure_ok(const tether_session *s) { return !s->cookie.secure || s->request_secure; }
+
 /* Committing in two halves around the store's write, shared by the blocking and the asynchronous calls.
  * commit_begin applies express-session's rules and says what to write: COMMIT_NONE, COMMIT_SET or
  * COMMIT_TOUCH with the JSON in *json (malloc'd). */
@@ -520,6 +615,7 @@ enum { COMMIT_NONE, COMMIT_SET, COMMIT_TOUCH, COMMIT_DONE };
 
 typedef struct commit_plan {
   int op;
+  tether_write_mode mode; /* COMMIT_SET */
   char *json, *hash; /* the value to write; the data's dump (saved_hash after a successful save) */
   int send_cookie;
 } commit_plan;
@@ -543,6 +639,7 @@ static void commit_begin(tether_session *s, commit_plan *p) {
       p->send_cookie = 1;
     } else {
       p->op = COMMIT_SET;
+      p->mode = write_mode(s);
       p->json = serialize_with(s, p->hash);
     }
   } else if (strcmp(s->cookie_id, s->id) == 0) {
@@ -565,18 +662,27 @@ static int commit_finish(tether_session *s, commit_plan *p, int rc, char **set_c
   free(p->json);
   p->json = NULL;
   if (p->op == COMMIT_DONE) {
-    if (tether_store_client_side(s->mgr->store) && s->cookie_id[0] != '\0') *set_cookie = clear_cookie_value(s);
+    if (tether_store_client_side(s->mgr->store) && s->cookie_id[0] != '\0' && secure_ok(s))
+      *set_cookie = clear_cookie_value(s);
     return 0;
   }
   if (p->op == COMMIT_SET && rc == 0) {
     free(s->saved_hash);
     s->saved_hash = p->hash;
     p->hash = NULL;
+    s->stored = 1;
+    s->created_missing = 0;
   }
   free(p->hash);
   p->hash = NULL;
+  if (p->op == COMMIT_SET && rc == TETHER_ENOTFOUND && p->mode == TETHER_WRITE_UPDATE) {
+    revoked(s);
+    return 0;
+  }
   if (rc < 0) return rc;
-  if (p->send_cookie) {
+  if (p->send_cookie && !secure_ok(s)) {
+    tether__log(TETHER_LOG_DEBUG, "session %.6s...: Secure cookie not sent over an insecure request", s->id);
+  } else if (p->send_cookie) {
     int err = 0;
     *set_cookie = set_cookie_value(s, &err);
     if (*set_cookie == NULL) return err;
@@ -590,9 +696,9 @@ int tether_session_commit(tether_session *s, char **set_cookie) {
   tether_store *st = s->mgr->store;
   int rc = 0;
   if (p.op == COMMIT_SET)
-    rc = tether_store_set(st, s->id, p.json, strlen(p.json), s->cookie.expires_ms);
+    rc = tether_store_write(st, s->id, p.json, strlen(p.json), store_expires(s), p.mode);
   else if (p.op == COMMIT_TOUCH)
-    rc = tether_store_touch(st, s->id, p.json, strlen(p.json), s->cookie.expires_ms);
+    rc = tether_store_touch(st, s->id, p.json, strlen(p.json), store_expires(s));
   return commit_finish(s, &p, rc, set_cookie);
 }
 
@@ -655,9 +761,10 @@ int tether_session_commit_async(tether_session *s, tether_astore *a, tether_sess
   commit_begin(s, &op->plan);
   int rc = 0;
   if (op->plan.op == COMMIT_SET)
-    rc = tether_astore_set(a, s->id, op->plan.json, strlen(op->plan.json), s->cookie.expires_ms, commit_wrote, op);
+    rc = tether_astore_write(a, s->id, op->plan.json, strlen(op->plan.json), store_expires(s), op->plan.mode,
+                             commit_wrote, op);
   else if (op->plan.op == COMMIT_TOUCH)
-    rc = tether_astore_touch(a, s->id, op->plan.json, strlen(op->plan.json), s->cookie.expires_ms, commit_wrote, op);
+    rc = tether_astore_touch(a, s->id, op->plan.json, strlen(op->plan.json), store_expires(s), commit_wrote, op);
   else
     commit_wrote(op, 0);
   if (rc < 0) {
@@ -678,6 +785,7 @@ static void destroyed(void *arg, int rc) {
       s->destroyed = 0;
     } else {
       s->destroyed = 1;
+      s->stored = 0;
     }
   }
   op->done_cb(op->arg, rc);

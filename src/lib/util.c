@@ -86,6 +86,7 @@ const char *tether_strerror(int code) {
   case TETHER_ETIMEDOUT: return "ETIMEDOUT";
   case TETHER_ECORRUPT: return "ECORRUPT";
   case TETHER_ENOTSUP: return "ENOTSUP";
+  case TETHER_EEXIST: return "EEXIST";
   default: return "EUNKNOWN";
   }
 }

@@ -567,7 +567,7 @@ static void test_key_file_values_unguessable(void **state) {
 
 static void test_edge_jwt(void **state) {
   (void)state;
-  setenv("TETHER_TEST_JWT_SECRET", "edge-secret-for-tests", 1);
+  setenv("TETHER_TEST_JWT_SECRET", "edge-secret-for-tests-0123456789abcdef", 1);
   tb_tether t;
   assert_int_equal(
       tb_tether_start(&t, 1,

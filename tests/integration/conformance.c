@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -26,6 +27,12 @@ static tether_store *open_store(void) {
   int rc = tether_store_open(store_url, &st);
   if (rc < 0) fail_msg("open %s: %s", store_url, tether_last_error());
   return st;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void fresh_sid(char sid[TETHER_SID_LEN + 1]) { tether_session_id_generate(sid); }
@@ -386,6 +393,150 @@ static void test_session_flow(void **state) {
   tether_sessions_free(m);
 }
 
+typedef struct commit_arg {
+  tether_session *s;
+  int rc;
+  char *set_cookie;
+} commit_arg;
+
+static void *commit_thread(void *p) {
+  commit_arg *a = p;
+  a->rc = tether_session_commit(a->s, &a->set_cookie);
+  return NULL;
+}
+
+/* A logout racing 3 in-flight requests leaves the session gone: the requests loaded the session before
+ * the logout destroyed it and commit after; none of their writes (nor a touch) may bring it back. */
+static void test_logout_race(void **state) {
+  tether_store *st = *state;
+  tether_sessions *m = make_sessions(st);
+  tether_session *s = NULL;
+  char *sc = NULL;
+  char cookie[8192];
+  assert_int_equal(tether_session_load(m, NULL, &s), 0);
+  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  assert_int_equal(tether_session_commit(s, &sc), 0);
+  assert_non_null(sc);
+  cookie_from_set_cookie(sc, cookie, sizeof(cookie));
+  free(sc);
+  char sid[TETHER_SID_LEN + 1];
+  snprintf(sid, sizeof(sid), "%s", tether_session_id(s));
+  tether_session_free(s);
+
+  enum { N = 3 };
+  tether_session *inflight[N + 1];
+  for (int i = 0; i <= N; i++) {
+    assert_int_equal(tether_session_load(m, cookie, &inflight[i]), 0);
+    assert_false(tether_session_is_new(inflight[i]));
+    if (i < N) json_object_set_new(tether_session_data(inflight[i]), "cart", json_integer(i)); /* modified */
+  }
+  /* the logout */
+  assert_int_equal(tether_session_load(m, cookie, &s), 0);
+  assert_int_equal(tether_session_destroy(s), 0);
+  assert_int_equal(tether_session_commit(s, &sc), 0);
+  assert_null(sc);
+  tether_session_free(s);
+  expect_missing(st, sid);
+
+  tether_metrics before, after;
+  tether_store_metrics(st, &before);
+  pthread_t t[N];
+  commit_arg args[N];
+  for (int i = 0; i < N; i++) {
+    args[i] = (commit_arg){.s = inflight[i]};
+    pthread_create(&t[i], NULL, commit_thread, &args[i]);
+  }
+  for (int i = 0; i < N; i++) pthread_join(t[i], NULL);
+  char *touch_cookie = NULL;
+  int touch_rc = tether_session_commit(inflight[N], &touch_cookie); /* unmodified: a touch */
+  for (int i = 0; i < N; i++) {
+    if (args[i].rc != 0) fail_msg("commit %d: %s (%s)", i, tether_strerror(args[i].rc), tether_last_error());
+    if (args[i].set_cookie) fail_msg("commit %d of a destroyed session sent a cookie: %s", i, args[i].set_cookie);
+  }
+  assert_int_equal(touch_rc, 0);
+  free(touch_cookie);
+  expect_missing(st, sid);
+  tether_store_metrics(st, &after);
+  assert_int_equal(after.revoked, before.revoked + N);
+  assert_int_equal(after.saved, before.saved);
+  for (int i = 0; i <= N; i++) tether_session_free(inflight[i]);
+  /* and the old cookie gives a new session */
+  assert_int_equal(tether_session_load(m, cookie, &s), 0);
+  assert_true(tether_session_is_new(s));
+  tether_session_free(s);
+  tether_sessions_free(m);
+}
+
+/* Create-only and update-only writes. */
+static void test_write_modes(void **state) {
+  tether_store *st = *state;
+  char sid[TETHER_SID_LEN + 1];
+  fresh_sid(sid);
+  const char *v1 = "{\"cookie\":{},\"v\":1}", *v2 = "{\"cookie\":{},\"v\":2}";
+  int64_t exp = tether_now_ms() + 60000;
+  assert_int_equal(tether_store_write(st, sid, v1, strlen(v1), exp, TETHER_WRITE_UPDATE), TETHER_ENOTFOUND);
+  expect_missing(st, sid);
+  assert_int_equal(tether_store_write(st, sid, v1, strlen(v1), exp, TETHER_WRITE_CREATE), 0);
+  char *got = get_ok(st, sid);
+  assert_string_equal(got, v1);
+  free(got);
+  assert_int_equal(tether_store_write(st, sid, v2, strlen(v2), exp, TETHER_WRITE_CREATE), TETHER_EEXIST);
+  got = get_ok(st, sid);
+  assert_string_equal(got, v1);
+  free(got);
+  assert_int_equal(tether_store_write(st, sid, v2, strlen(v2), exp, TETHER_WRITE_UPDATE), 0);
+  got = get_ok(st, sid);
+  assert_string_equal(got, v2);
+  free(got);
+  assert_int_equal(tether_store_destroy(st, sid), 0);
+  assert_int_equal(tether_store_write(st, sid, v1, strlen(v1), exp, TETHER_WRITE_UPDATE), TETHER_ENOTFOUND);
+  assert_int_equal(tether_store_touch(st, sid, v1, strlen(v1), exp), 0);
+  expect_missing(st, sid);
+}
+
+void tt_oversized_session(tether_store *st) {
+  tether_sessions *m = make_sessions(st);
+  tether_session *s = NULL;
+  char *sc = NULL;
+  char cookie[8192];
+  assert_int_equal(tether_session_load(m, NULL, &s), 0);
+  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  assert_int_equal(tether_session_commit(s, &sc), 0);
+  cookie_from_set_cookie(sc, cookie, sizeof(cookie));
+  free(sc);
+  char sid[TETHER_SID_LEN + 1];
+  snprintf(sid, sizeof(sid), "%s", tether_session_id(s));
+  tether_session_free(s);
+  /* ~50 MB of valid express-session JSON: an array of small objects, what made parsing slow and big */
+  size_t n = 50u * 1024 * 1024, off = 0;
+  char *v = malloc(n + 256);
+  off += (size_t)snprintf(v, 256, "{\"cookie\":{\"originalMaxAge\":3600000,\"path\":\"/\"},\"junk\":[");
+  while (off < n) {
+    memcpy(v + off, "{\"a\":1},", 8);
+    off += 8;
+  }
+  memcpy(v + off - 1, "]}", 3);
+  set_ok(st, sid, v, tether_now_ms() + 600000);
+  free(v);
+  tether_metrics before, after;
+  tether_store_metrics(st, &before);
+  int64_t t0 = mono_ms();
+  assert_int_equal(tether_session_load(m, cookie, &s), 0);
+  long long ms = (long long)(mono_ms() - t0);
+  assert_true(tether_session_is_new(s)); /* treated as corrupt: a new session */
+  assert_string_not_equal(tether_session_id(s), sid);
+  tether_session_free(s);
+  tether_store_metrics(st, &after);
+  assert_int_equal(after.oversized, before.oversized + 1);
+  print_message("%s: a 50 MB stored session loaded as a new session in %lld ms\n", tether_store_kind(st), ms);
+  if (ms > 2000) fail_msg("loading a 50 MB session took %lld ms", ms);
+  char text[16384];
+  tether_metrics_prometheus(st, text, sizeof(text));
+  assert_non_null(strstr(text, "tether_sessions_oversized_total"));
+  tether_store_destroy(st, sid);
+  tether_sessions_free(m);
+}
+
 int tt_conformance_run(const char *name, const char *url) {
   store_url = url;
   const struct CMUnitTest tests[] = {
@@ -401,6 +552,8 @@ int tt_conformance_run(const char *name, const char *url) {
       cmocka_unit_test_setup_teardown(test_many_sessions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shared_handle, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_write_modes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_logout_race, setup, teardown),
       cmocka_unit_test_setup_teardown(test_session_flow, setup, teardown),
   };
   tether_store *probe = open_store();

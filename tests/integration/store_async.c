@@ -532,6 +532,81 @@ static void test_sessions_on_the_loop(void **state) {
   tether_store_close(st);
 }
 
+/* A logout racing 3 in-flight requests on the loop: their commits (update-only writes) find the session
+ * gone, write nothing, send no cookie and are counted; the store does not have the session afterwards. */
+static void logout_race_on(const char *url) {
+  tether_store *st = NULL;
+  assert_int_equal(tether_store_open(url, &st), 0);
+  tether_session_options o;
+  tether_session_options_init(&o);
+  o.secret[0] = "loop-secret";
+  o.secret_count = 1;
+  o.cookie.max_age_ms = 60000;
+  o.store = st;
+  tether_sessions *m = NULL;
+  assert_int_equal(tether_sessions_new(&o, &m), 0);
+  tether_astore *a = NULL;
+  assert_int_equal(tether_astore_wrap(&loop, st, &a), 0);
+  sres r = {0}, c = {0};
+  assert_int_equal(tether_session_load_async(m, a, NULL, s_loaded, &r), 0);
+  wait_s(&r);
+  json_object_set_new(tether_session_data(r.s), "user", json_string("bob"));
+  assert_int_equal(tether_session_commit_async(r.s, a, s_committed, &c), 0);
+  wait_s(&c);
+  assert_non_null(c.set_cookie);
+  char cookie[512], sid[TETHER_SID_LEN + 1];
+  snprintf(cookie, sizeof(cookie), "%.*s", (int)strcspn(c.set_cookie, ";"), c.set_cookie);
+  snprintf(sid, sizeof(sid), "%s", tether_session_id(r.s));
+  free(c.set_cookie);
+  tether_session_free(r.s);
+
+  enum { N = 3 };
+  sres in[N] = {{0}}, done_[N] = {{0}};
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(tether_session_load_async(m, a, cookie, s_loaded, &in[i]), 0);
+    wait_s(&in[i]);
+    assert_int_equal(in[i].rc, 0);
+    assert_false(tether_session_is_new(in[i].s));
+    json_object_set_new(tether_session_data(in[i].s), "cart", json_integer(i));
+  }
+  sres lo = {0}, g = {0};
+  assert_int_equal(tether_session_load_async(m, a, cookie, s_loaded, &lo), 0);
+  wait_s(&lo);
+  assert_int_equal(tether_session_destroy_async(lo.s, a, s_done, &g), 0);
+  wait_s(&g);
+  assert_int_equal(g.rc, 0);
+  tether_session_free(lo.s);
+  tether_metrics before, after;
+  tether_store_metrics(st, &before);
+  for (int i = 0; i < N; i++) assert_int_equal(tether_session_commit_async(in[i].s, a, s_committed, &done_[i]), 0);
+  for (int i = 0; i < N; i++) {
+    wait_s(&done_[i]);
+    assert_int_equal(done_[i].rc, 0);
+    assert_null(done_[i].set_cookie);
+    tether_session_free(in[i].s);
+  }
+  char *json = NULL;
+  size_t len = 0;
+  assert_int_equal(tether_store_get(st, sid, &json, &len), TETHER_ENOTFOUND);
+  tether_store_metrics(st, &after);
+  assert_int_equal(after.revoked, before.revoked + N);
+  tether_astore_close(a);
+  drain_loop();
+  tether_sessions_free(m);
+  tether_store_close(st);
+}
+
+static void test_logout_race_on_the_loop(void **state) {
+  (void)state;
+  logout_race_on(srv.url); /* the native client: SET ... XX */
+  char *dir = tt_tmpdir("astore-race");
+  char url[512];
+  snprintf(url, sizeof(url), "sqlite:%s/s.db", dir);
+  logout_race_on(url); /* the thread pool */
+  tt_rmrf(dir);
+  free(dir);
+}
+
 static int setup(void **state) {
   (void)state;
   signal(SIGPIPE, SIG_IGN);
@@ -553,7 +628,7 @@ int main(void) {
       cmocka_unit_test(test_pipelined_in_order),         cmocka_unit_test(test_auth_and_select),
       cmocka_unit_test(test_server_killed_and_back),     cmocka_unit_test(test_hung_server_times_out),
       cmocka_unit_test(test_close_with_pending),         cmocka_unit_test(test_thread_pool_store),
-      cmocka_unit_test(test_sessions_on_the_loop),
+      cmocka_unit_test(test_sessions_on_the_loop),       cmocka_unit_test(test_logout_race_on_the_loop),
   };
   return cmocka_run_group_tests_name("store_async", tests, setup, teardown);
 }

@@ -290,6 +290,12 @@ static void test_bad_urls(void **state) {
       {"redis://127.0.0.1:1,127.0.0.1:2", "one expected"},
       {"redis://", "no host"},
       {"redis://u:topsecret@127.0.0.1:99999", "port"},
+      {"redis://:topsecret@127.0.0.1:99999", "port"},
+      {"redis://:topsecret@127.0.0.1:port", "port"},
+      {"redis://:topsecret@[::1:6379", "host"},
+      {"redis://:topsecret@127.0.0.1:6379?bogus=topsecret", "bogus"},
+      {"redis-sentinel://:topsecret@127.0.0.1:99999/m", "port"},
+      {"redis-sentinel://:topsecret@127.0.0.1:26379", "no master name"},
       {"redis://u:topsecret@127.0.0.1:6379/x", "database 'x'"},
       {"redis://u:top%zzsecret@127.0.0.1:6379", "user or password"},
       {"redis-sentinel://127.0.0.1:26379", "no master name"},
@@ -517,6 +523,14 @@ static void test_corrupt(void **state) {
   tether_store_close(st);
 }
 
+/* A 50 MB value under a session's key: a new session, quickly, and counted. */
+static void test_oversized_value(void **state) {
+  (void)state;
+  tether_store *st = open_ok(srv.url);
+  tt_oversized_session(st);
+  tether_store_close(st);
+}
+
 int main(void) {
   if (tt_redis_start(&srv, 0) != 0) return 1;
   int failed = tt_conformance_run("redis conformance", srv.url);
@@ -529,6 +543,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_hung_server, cleanup_extra),
       cmocka_unit_test_teardown(test_pool_bound, cleanup_extra),
       cmocka_unit_test_teardown(test_corrupt, cleanup_extra),
+      cmocka_unit_test(test_oversized_value),
   };
   failed += cmocka_run_group_tests_name("redis", tests, NULL, NULL);
   tt_server_cleanup(&srv);

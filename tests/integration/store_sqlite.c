@@ -419,6 +419,44 @@ static void test_relative_path(void **state) {
   free(sub);
 }
 
+/* Files the store creates are private: the database (and its -wal and -shm) 0600, a directory 0700. */
+static void test_file_modes(void **state) {
+  (void)state;
+  mode_t old = umask(0022);
+  char *file = path_in_tmp("private/s.db");
+  char url[700];
+  snprintf(url, sizeof(url), "sqlite:%s", file);
+  tether_store *st = open_ok(url);
+  assert_int_equal(tether_store_set(st, "abcd", "{\"cookie\":{}}", 13, 0), 0);
+  struct stat sb;
+  char *dir = path_in_tmp("private");
+  assert_int_equal(stat(dir, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0700);
+  const char *suffix[] = {"", "-wal", "-shm"};
+  for (int i = 0; i < 3; i++) {
+    char p[800];
+    snprintf(p, sizeof(p), "%s%s", file, suffix[i]);
+    if (stat(p, &sb) != 0) fail_msg("%s: %s", p, strerror(errno));
+    if ((sb.st_mode & 0777) != 0600) fail_msg("%s has mode %o, not 0600", p, (unsigned)(sb.st_mode & 0777));
+  }
+  tether_store_close(st);
+  umask(old);
+  free(dir);
+  free(file);
+}
+
+/* A 50 MB value under a session id: a new session, quickly, and counted. */
+static void test_oversized_value(void **state) {
+  (void)state;
+  char *file = path_in_tmp("big.db");
+  char url[700];
+  snprintf(url, sizeof(url), "sqlite:%s", file);
+  tether_store *st = open_ok(url);
+  tt_oversized_session(st);
+  tether_store_close(st);
+  free(file);
+}
+
 int main(void) {
   tmp = tt_tmpdir("sqlite");
   const struct CMUnitTest tests[] = {
@@ -430,6 +468,8 @@ int main(void) {
       cmocka_unit_test(test_bad_paths),
       cmocka_unit_test(test_bad_urls),
       cmocka_unit_test(test_relative_path),
+      cmocka_unit_test(test_file_modes),
+      cmocka_unit_test(test_oversized_value),
   };
   int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
   char url[600];

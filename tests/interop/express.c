@@ -321,6 +321,49 @@ static void test_express_session_loaded_by_libtether(void **state) {
   free(cookie);
 }
 
+/* The absolute lifetime's creation time ("_tetherCreated", a top-level member): express-session reads the
+ * session, changes and saves it, and keeps the member as it was; libtether then still knows when the
+ * session was created. */
+static void test_absolute_lifetime_survives_express(void **state) {
+  (void)state;
+  SKIP_WITHOUT_NODE();
+  tether_session_options o;
+  tether_session_options_init(&o);
+  o.secret[0] = SECRET_A;
+  o.secret_count = 1;
+  o.cookie.max_age_ms = MAX_AGE_MS;
+  o.store = W.store;
+  o.absolute_timeout_ms = 8 * 3600000LL;
+  tether_sessions *m = NULL;
+  assert_int_equal(tether_sessions_new(&o, &m), 0);
+  json_t *fields = json_pack("{s:i}", "visits", 1);
+  char id[TETHER_SID_LEN + 1];
+  char *cookie = lt_create(m, fields, id, NULL);
+  json_t *raw = stored(id, NULL);
+  json_t *created = json_object_get(raw, "_tetherCreated");
+  assert_true(json_is_integer(created));
+  json_int_t created_ms = json_integer_value(created);
+  json_decref(raw);
+
+  json_t *r = node_call(&W.node_a, "POST", "/visit", cookie, NULL, NULL); /* express-session saves it */
+  assert_true(json_is_true(json_object_get(r, "loaded")));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "data"), "visits")), 2);
+  json_decref(r);
+  raw = stored(id, NULL);
+  assert_int_equal(json_integer_value(json_object_get(raw, "_tetherCreated")), created_ms);
+  json_decref(raw);
+
+  tether_session *s = lt_load(m, cookie);
+  assert_false(tether_session_is_new(s));
+  assert_int_equal(tether_session_created(s), created_ms);
+  assert_int_equal(json_integer_value(json_object_get(tether_session_data(s), "visits")), 2);
+  assert_null(json_object_get(tether_session_data(s), "_tetherCreated"));
+  tether_session_free(s);
+  json_decref(fields);
+  free(cookie);
+  tether_sessions_free(m);
+}
+
 /* ---- c) stored values and TTLs ---- */
 
 static void check_stored_shape(json_t *v, char *cookie_names, size_t cap) {
@@ -586,6 +629,7 @@ int main(void) {
       cmocka_unit_test(test_libtether_session_read_by_express),
       cmocka_unit_test(test_express_session_loaded_by_libtether),
       cmocka_unit_test(test_stored_values_and_ttls),
+      cmocka_unit_test(test_absolute_lifetime_survives_express),
       cmocka_unit_test(test_secret_rotation),
   };
   return cmocka_run_group_tests_name("interop express-session", tests, setup, teardown);

@@ -919,6 +919,54 @@ static void test_claims_access(void **state) {
   tether_jwt_verifier_free(v);
 }
 
+/* ---- weak HMAC secrets (RFC 7518 section 3.2) ---- */
+
+static void test_weak_secrets(void **state) {
+  (void)state;
+  static const char weak[] = "hunter2-is-thirty-one-bytes-lon"; /* 31 bytes */
+  assert_int_equal(strlen(weak), 31);
+  const tether_jwt_alg hs[] = {TETHER_JWT_HS256, TETHER_JWT_HS384, TETHER_JWT_HS512};
+  for (size_t i = 0; i < 3; i++) {
+    tether_jwt_verifier *v = verifier();
+    assert_int_equal(tether_jwt_verifier_add_secret(v, weak, strlen(weak), hs[i], NULL), TETHER_EINVAL);
+    assert_null(strstr(tether_last_error(), weak));
+    assert_non_null(strstr(tether_last_error(), "32"));
+    assert_int_equal(tether_jwt_verifier_key_count(v), 0);
+    tether_jwt_verifier_free(v);
+    tether_jwt_signer *s = NULL;
+    assert_int_equal(tether_jwt_signer_new_secret(weak, strlen(weak), hs[i], NULL, &s), TETHER_EINVAL);
+    assert_null(strstr(tether_last_error(), weak));
+    assert_null(s);
+    assert_int_equal(tether_jwt_signer_new_secret_ex(weak, strlen(weak), hs[i], NULL, TETHER_JWT_WEAK_SECRET_OK, &s),
+                     0);
+    tether_jwt_signer_free(s);
+  }
+  /* through key specifications and JWKs too */
+  tether_jwt_verifier *v = verifier();
+  char *spec = tether__asprintf("literal:%s", weak);
+  assert_int_equal(tether_jwt_verifier_add_key(v, spec, NULL, NULL), TETHER_EINVAL);
+  assert_null(strstr(tether_last_error(), weak));
+  tether_jwt_signer *s = NULL;
+  assert_int_equal(tether_jwt_signer_new(spec, NULL, NULL, &s), TETHER_EINVAL);
+  assert_null(strstr(tether_last_error(), weak));
+  assert_int_equal(tether_jwt_verifier_add_jwk(v, "{\"kty\":\"oct\",\"k\":\"YmJi\"}", 25, 0), TETHER_EINVAL);
+  assert_int_equal(tether_jwt_verifier_add_secret(v, SECRET, strlen(SECRET), 0, NULL), 1); /* 32+ bytes: fine */
+  tether_jwt_verifier_free(v);
+  /* the explicit opt-out, as the balancer's configuration sets it */
+  tether_jwt_verify_options o;
+  tether_jwt_verify_options_init(&o);
+  assert_int_equal(o.weak_secret_ok, 0);
+  o.weak_secret_ok = 1;
+  assert_int_equal(tether_jwt_verifier_new(&o, &v), 0);
+  assert_int_equal(tether_jwt_verifier_add_key(v, spec, NULL, NULL), 1);
+  tether_jwt_verifier_free(v);
+  /* a PEM given where a secret is expected: the message does not quote it */
+  setenv("TETHER_TEST_JWT_PEM", "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n", 1);
+  assert_int_equal(tether_jwt_signer_new("env:TETHER_TEST_JWT_PEM", "HS256", NULL, &s), TETHER_EINVAL);
+  assert_null(strstr(tether_last_error(), "MIIEvQ"));
+  free(spec);
+}
+
 /* ---- signing ---- */
 
 static void test_sign_like_jsonwebtoken(void **state) {
@@ -929,7 +977,8 @@ static void test_sign_like_jsonwebtoken(void **state) {
       "AzNTYwMH0.r7N_cqbo5rxG1uKGqDRiCsnimEML0LysANfiDRTajMw";
   int64_t now = 1796032000123LL;
   tether_jwt_signer *s;
-  assert_int_equal(tether_jwt_signer_new("literal:s", NULL, NULL, &s), 0);
+  assert_int_equal(tether_jwt_signer_new("literal:s", NULL, NULL, &s), TETHER_EINVAL); /* 1 byte: too weak */
+  assert_int_equal(tether_jwt_signer_new_ex("literal:s", NULL, NULL, TETHER_JWT_WEAK_SECRET_OK, &s), 0);
   tether_jwt_signer_set_clock(s, fixed_clock, &now);
   assert_int_equal(tether_jwt_signer_alg(s), TETHER_JWT_HS256);
   json_t *payload = json_pack("{s:i,s:s}", "userId", 42, "role", "admin");
@@ -1094,7 +1143,7 @@ static void test_key_specs(void **state) {
   char *secret_b64 = b64(SECRET);
   char *jwks = tether__asprintf("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"enc\",\"use\":\"enc\",\"k\":\"AAAA\"},"
                                 "{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"%s\"},"
-                                "{\"kty\":\"oct\",\"kid\":\"b\",\"alg\":\"HS384\",\"k\":\"YmJi\"},"
+                                "{\"kty\":\"oct\",\"kid\":\"b\",\"alg\":\"HS384\",\"k\":\"YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi\"},"
                                 "{\"kty\":\"X448\",\"kid\":\"c\"},%s]}",
                                 secret_b64, RFC8037_A2_JWK);
   char *jpath = write_tmp(dir, "jwks.json", jwks);
@@ -1413,6 +1462,7 @@ int main(void) {
       cmocka_unit_test(test_tampered_truncated_wrong_key),
       cmocka_unit_test(test_claim_checks),
       cmocka_unit_test(test_claims_access),
+      cmocka_unit_test(test_weak_secrets),
       cmocka_unit_test(test_sign_like_jsonwebtoken),
       cmocka_unit_test(test_key_specs),
       cmocka_unit_test(test_scanner_vs_jansson),

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "procs.h"
 #include "store/store_impl.h"
 #include "tether/session.h"
 #include "util.h"
@@ -892,6 +893,270 @@ static void test_jwt(void **state) {
   tether_store_close(st);
 }
 
+/* ---- the absolute lifetime ---- */
+
+/* A stored session created `age_ms` ago, with a cookie good for an hour. */
+static char *session_json_aged(int64_t age_ms, const char *extra) {
+  char iso[32];
+  tether__iso8601(tether_now_ms() + 3600000, iso);
+  return tether__asprintf("{\"cookie\":{\"originalMaxAge\":3600000,\"expires\":\"%s\",\"httpOnly\":true,"
+                          "\"path\":\"/\"},\"_tetherCreated\":%lld%s}",
+                          iso, (long long)(tether_now_ms() - age_ms), extra);
+}
+
+static void test_absolute_timeout(void **state) {
+  (void)state;
+  tether_store *st = open_store("memory:");
+  tether_session_options o;
+  opts_init(&o, st);
+  o.cookie.max_age_ms = 3600000;
+  o.rolling = 1;
+  o.absolute_timeout_ms = 10000;
+  tether_sessions *m = make(&o);
+  char *hdr = cookie_for("connect.sid", GOOD_ID, SECRET);
+
+  /* 9 s old: loaded; the rolling cookie and the store's TTL stop at creation + 10 s, not in an hour */
+  char *json = session_json_aged(9000, ",\"user\":\"bob\"");
+  put(st, GOOD_ID, json);
+  free(json);
+  tether_session *s = load(m, hdr);
+  assert_false(tether_session_is_new(s));
+  assert_null(json_object_get(tether_session_data(s), "_tetherCreated")); /* not application data */
+  int64_t end = tether_session_created(s) + 10000;
+  assert_true(end <= tether_now_ms() + 1000 + 50);
+  assert_true(tether_session_expires(s) <= end);
+  json_object_set_new(tether_session_data(s), "n", json_integer(1));
+  char *sc = commit(s);
+  assert_non_null(sc);
+  assert_true(tether_session_expires(s) <= end);
+  char date[40];
+  tether__http_date(end, date);
+  if (strstr(sc, date) == NULL) fail_msg("Set-Cookie '%s' does not expire at %s", sc, date);
+  free(sc);
+  tether_session_free(s);
+  json = stored(st, GOOD_ID);
+  assert_non_null(strstr(json, "\"_tetherCreated\":")); /* kept, as express-session keeps it */
+  free(json);
+
+  /* 11 s old: over, whatever its cookie says: a new session */
+  json = session_json_aged(11000, ",\"user\":\"bob\"");
+  put(st, GOOD_ID, json);
+  free(json);
+  s = load(m, hdr);
+  assert_true(tether_session_is_new(s));
+  assert_null(json_object_get(tether_session_data(s), "user"));
+  assert_true(tether_session_created(s) >= tether_now_ms() - 1000);
+  tether_session_free(s);
+
+  /* a session express-session wrote (no creation time): its lifetime starts now, and is saved */
+  put(st, GOOD_ID, "{\"cookie\":{\"originalMaxAge\":null,\"httpOnly\":true,\"path\":\"/\"},\"user\":\"eve\"}");
+  s = load(m, hdr);
+  assert_false(tether_session_is_new(s));
+  assert_true(tether_session_created(s) >= tether_now_ms() - 1000);
+  free(commit(s));
+  tether_session_free(s);
+  json = stored(st, GOOD_ID);
+  assert_non_null(strstr(json, "\"_tetherCreated\":"));
+  assert_non_null(strstr(json, "\"user\":\"eve\""));
+  free(json);
+
+  /* off (the default): no creation time stored, nothing enforced */
+  o.absolute_timeout_ms = 0;
+  tether_sessions *off = make(&o);
+  json = session_json_aged(86400000, "");
+  put(st, GOOD_ID, json);
+  free(json);
+  s = load(off, hdr);
+  assert_false(tether_session_is_new(s));
+  tether_session_free(s);
+  s = load(off, NULL);
+  json_object_set_new(tether_session_data(s), "x", json_integer(1));
+  free(commit(s));
+  json = stored(st, tether_session_id(s));
+  assert_null(strstr(json, "_tetherCreated"));
+  free(json);
+  tether_session_free(s);
+  tether_sessions_free(off);
+  o.absolute_timeout_ms = -1;
+  tether_sessions *bad = NULL;
+  assert_int_equal(tether_sessions_new(&o, &bad), TETHER_EINVAL);
+  free(hdr);
+  tether_sessions_free(m);
+  tether_store_close(st);
+}
+
+/* jwt:: the token carries the creation time; renewals stop at the absolute lifetime. */
+static void test_absolute_timeout_jwt(void **state) {
+  (void)state;
+  tether_store *st = open_store("jwt:");
+  tether_session_options o;
+  opts_init(&o, st);
+  o.cookie.max_age_ms = 3600000;
+  o.rolling = 1;
+  o.absolute_timeout_ms = 10000;
+  tether_sessions *m = make(&o);
+  /* a token whose session was created 8.5 s ago */
+  char *json = session_json_aged(8500, ",\"user\":\"bob\"");
+  int err = 0;
+  char *tok = tether__jwt_cookie_encode(GOOD_ID, json, tether_now_ms() + 3600000, SECRET, &err);
+  assert_non_null(tok);
+  free(json);
+  char *hdr = tether__asprintf("connect.sid=%s", tok);
+  free(tok);
+  tether_session *s = load(m, hdr);
+  assert_false(tether_session_is_new(s));
+  char *sc = commit(s); /* rolling: renewed, but only up to creation + 10 s */
+  assert_non_null(sc);
+  tether_session_free(s);
+  char *hdr2 = cookie_from(sc);
+  free(sc);
+  s = load(m, hdr2);
+  assert_false(tether_session_is_new(s)); /* still within its lifetime */
+  free(commit(s));
+  tether_session_free(s);
+  tt_sleep_ms(3100); /* past creation + 10 s, and the token's exp (whole seconds) */
+  s = load(m, hdr2);
+  assert_true(tether_session_is_new(s)); /* the renewed cookie no longer works */
+  tether_session_free(s);
+  /* a token the store itself signed without an exp limit: the stored creation time still ends it */
+  json = session_json_aged(20000, "");
+  tok = tether__jwt_cookie_encode(GOOD_ID, json, tether_now_ms() + 3600000, SECRET, &err);
+  free(json);
+  char *hdr3 = tether__asprintf("connect.sid=%s", tok);
+  free(tok);
+  s = load(m, hdr3);
+  assert_true(tether_session_is_new(s));
+  tether_session_free(s);
+  free(hdr3), free(hdr2), free(hdr);
+  tether_sessions_free(m);
+  tether_store_close(st);
+}
+
+/* ---- stored values over the size limit ---- */
+
+static void test_oversized_value(void **state) {
+  (void)state;
+  tether_store *st = open_store("memory:");
+  tether_session_options o;
+  opts_init(&o, st);
+  o.max_value_bytes = 100;
+  tether_sessions *m = make(&o);
+  char *hdr = cookie_for("connect.sid", GOOD_ID, SECRET);
+  put(st, GOOD_ID, "{\"cookie\":{\"originalMaxAge\":null,\"path\":\"/\"},\"user\":\"bob\"}");
+  tether_session *s = load(m, hdr);
+  assert_false(tether_session_is_new(s)); /* under the limit */
+  tether_session_free(s);
+  put(st, GOOD_ID,
+      "{\"cookie\":{\"originalMaxAge\":null,\"path\":\"/"
+      "\"},\"user\":\"bob\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}");
+  tether_metrics before = snap(st);
+  s = load(m, hdr);
+  assert_true(tether_session_is_new(s));
+  tether_session_free(s);
+  tether_metrics after = snap(st);
+  assert_int_equal(after.oversized - before.oversized, 1);
+  char text[8192];
+  tether_metrics_prometheus(st, text, sizeof(text));
+  assert_non_null(strstr(text, "tether_sessions_oversized_total{store=\"memory\"} 1"));
+  free(hdr);
+  tether_sessions_free(m);
+  tether_store_close(st);
+}
+
+/* ---- secure cookies and proxies ---- */
+
+static void test_secure_cookie(void **state) {
+  (void)state;
+  tether_store *st = open_store("memory:");
+  tether_session_options o;
+  opts_init(&o, st);
+  o.cookie.secure = 1;
+  tether_sessions *m = make(&o);
+  /* secure on, insecure request: saved, but no Set-Cookie (express-session) */
+  tether_session *s = load(m, NULL);
+  tether_session_set_secure(s, 0);
+  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  assert_null(commit(s));
+  char *json = stored(st, tether_session_id(s));
+  assert_non_null(json);
+  free(json);
+  tether_session_free(s);
+  /* secure on, secure request */
+  s = load(m, NULL);
+  tether_session_set_secure(s, 1);
+  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  char *sc = commit(s);
+  assert_non_null(strstr(sc, "; Secure"));
+  free(sc);
+  tether_session_free(s);
+  tether_sessions_free(m);
+
+  /* auto: Secure iff the request is secure, and stored as such */
+  o.cookie.secure = TETHER_COOKIE_SECURE_AUTO;
+  m = make(&o);
+  s = load(m, NULL);
+  tether_session_set_secure(s, 0);
+  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  sc = commit(s);
+  assert_non_null(sc);
+  assert_null(strstr(sc, "Secure"));
+  json = stored(st, tether_session_id(s));
+  assert_non_null(strstr(json, "\"secure\":false"));
+  free(json);
+  free(sc);
+  tether_session_free(s);
+  s = load(m, NULL);
+  tether_session_set_secure(s, 1);
+  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  sc = commit(s);
+  assert_non_null(strstr(sc, "; Secure"));
+  json = stored(st, tether_session_id(s));
+  assert_non_null(strstr(json, "\"secure\":true"));
+  free(json);
+  free(sc);
+  tether_session_free(s);
+  tether_sessions_free(m);
+  o.cookie.secure = 3;
+  tether_sessions *bad = NULL;
+  assert_int_equal(tether_sessions_new(&o, &bad), TETHER_EINVAL);
+  tether_store_close(st);
+}
+
+static void test_trusted_proxies(void **state) {
+  (void)state;
+  tether_trusted_proxies t = {0};
+  assert_int_equal(tether_trusted_proxies_add(&t, "127.0.0.1/32"), 0);
+  assert_int_equal(tether_trusted_proxies_add(&t, "10.1.0.0/16"), 0);
+  assert_int_equal(tether_trusted_proxies_add(&t, "::1"), 0);
+  assert_int_equal(tether_trusted_proxies_add(&t, "fd00::/8"), 0);
+  assert_int_equal(tether_trusted_proxies_add(&t, "192.168.1.7/29"), 0); /* host bits dropped */
+  assert_int_equal(tether_trusted_proxies_add(&t, "1.2.3.4/33"), TETHER_EINVAL);
+  assert_int_equal(tether_trusted_proxies_add(&t, "1.2.3.4/"), TETHER_EINVAL);
+  assert_int_equal(tether_trusted_proxies_add(&t, "example.com"), TETHER_EINVAL);
+  assert_true(tether_trusted_proxies_contains(&t, "127.0.0.1"));
+  assert_true(tether_trusted_proxies_contains(&t, "::ffff:127.0.0.1"));
+  assert_false(tether_trusted_proxies_contains(&t, "127.0.0.2"));
+  assert_true(tether_trusted_proxies_contains(&t, "10.1.255.3"));
+  assert_false(tether_trusted_proxies_contains(&t, "10.2.0.1"));
+  assert_true(tether_trusted_proxies_contains(&t, "::1"));
+  assert_false(tether_trusted_proxies_contains(&t, "::2"));
+  assert_true(tether_trusted_proxies_contains(&t, "fd12:3456::1"));
+  assert_false(tether_trusted_proxies_contains(&t, "fe80::1"));
+  assert_true(tether_trusted_proxies_contains(&t, "192.168.1.1"));
+  assert_false(tether_trusted_proxies_contains(&t, "192.168.1.8"));
+  assert_false(tether_trusted_proxies_contains(&t, "junk"));
+  /* express's req.secure */
+  assert_true(tether_request_is_secure(1, "203.0.113.9", NULL, &t));
+  assert_true(tether_request_is_secure(0, "127.0.0.1", "https", &t));
+  assert_true(tether_request_is_secure(0, "127.0.0.1", " https , http", &t));
+  assert_false(tether_request_is_secure(0, "127.0.0.1", "http, https", &t));
+  assert_false(tether_request_is_secure(0, "127.0.0.1", "HTTPS", &t));
+  assert_false(tether_request_is_secure(0, "127.0.0.1", NULL, &t));
+  assert_false(tether_request_is_secure(0, "203.0.113.9", "https", &t)); /* not a trusted peer */
+  assert_false(tether_request_is_secure(0, "127.0.0.1", "https", NULL));
+}
+
 /* ---- options ---- */
 
 static void test_options_validation(void **state) {
@@ -975,6 +1240,11 @@ int main(void) {
       cmocka_unit_test(test_expired_and_missing),
       cmocka_unit_test(test_jwt),
       cmocka_unit_test(test_options_validation),
+      cmocka_unit_test(test_absolute_timeout),
+      cmocka_unit_test(test_absolute_timeout_jwt),
+      cmocka_unit_test(test_oversized_value),
+      cmocka_unit_test(test_secure_cookie),
+      cmocka_unit_test(test_trusted_proxies),
   };
   return cmocka_run_group_tests_name("session", tests, NULL, NULL);
 }

@@ -32,6 +32,7 @@ enum { C_IDLE, C_RESOLVING, C_CONNECTING, C_READY, C_CLOSING };
 typedef struct acmd {
   struct acmd *next;
   int kind;
+  int mode; /* CMD_SET: tether_write_mode */
   tether_store_op op;
   tether_astore_get_cb get_cb;
   tether_astore_cb cb;
@@ -44,6 +45,7 @@ typedef struct awork { /* thread-pool call */
   uv_work_t req;
   tether_astore *a;
   int kind;
+  int mode; /* CMD_SET: tether_write_mode */
   char *sid, *json;
   size_t len;
   int64_t expires_ms;
@@ -88,13 +90,15 @@ static void complete(tether_astore *a, acmd *c, int rc, const redisReply *rep) {
   size_t len = 0;
   if (rc == 0 && rep) {
     if (c->kind == CMD_GET) {
-      rc = tether__redis_get_reply(rep, "redis", a->rc.prefix, c->sid, &json, &len);
+      rc = tether__redis_get_reply(rep, "redis", a->rc.prefix, c->sid, a->rc.max_value, &json, &len);
     } else if (c->kind == CMD_PING && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") != 0) {
       rc = tether__fail(TETHER_ESTORE, "redis: PING: unexpected answer");
     } else if (rep->type == REDIS_REPLY_ERROR) {
       static const char *const names[] = {"GET", "SET", "EXPIRE", "DEL", "PING"};
       rc = tether__fail(TETHER_ESTORE, "redis: %s %s%s...: %.*s", names[c->kind], a->rc.prefix, c->sid, (int)rep->len,
                         rep->str);
+    } else if (c->kind == CMD_SET) {
+      rc = tether__redis_set_reply(rep, c->mode);
     }
   }
   if (c->kind != CMD_PING) tether__store_observe(a->st, c->op, c->start_us, rc);
@@ -411,7 +415,7 @@ static int conn_start(tether_astore *a) {
 
 /* Queues one command of a caller. */
 static int issue(tether_astore *a, int kind, tether_store_op op, const char *sid, int argc, const char **argv,
-                 const size_t *lens, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
+                 const size_t *lens, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg, int mode) {
   if (a->state == C_IDLE) {
     int rc = 0;
     if (a->gai_pending)
@@ -428,6 +432,7 @@ static int issue(tether_astore *a, int kind, tether_store_op op, const char *sid
   }
   acmd *c = tether__malloc(sizeof(*c));
   c->kind = kind;
+  c->mode = mode;
   c->op = op;
   c->get_cb = get_cb;
   c->cb = cb;
@@ -458,7 +463,7 @@ static void work_run(uv_work_t *req) {
     w->len = len;
     break;
   case CMD_SET:
-    w->rc = tether_store_set(w->a->st, w->sid, w->json, w->len, w->expires_ms);
+    w->rc = tether_store_write(w->a->st, w->sid, w->json, w->len, w->expires_ms, (tether_write_mode)w->mode);
     break;
   case CMD_TOUCH:
     w->rc = tether_store_touch(w->a->st, w->sid, w->json, w->len, w->expires_ms);
@@ -494,10 +499,11 @@ static void work_done(uv_work_t *req, int status) {
 }
 
 static int work_queue(tether_astore *a, int kind, const char *sid, const char *json, size_t len, int64_t expires_ms,
-                      tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
+                      tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg, int mode) {
   awork *w = tether__calloc(1, sizeof(*w));
   w->a = a;
   w->kind = kind;
+  w->mode = mode;
   w->sid = tether__strdup(sid);
   if (json) {
     w->json = tether__malloc(len + 1);
@@ -581,10 +587,11 @@ static int check(tether_astore *a, const char *sid) {
 int tether_astore_get(tether_astore *a, const char *sid, tether_astore_get_cb cb, void *arg) {
   int rc = check(a, sid);
   if (rc < 0) return rc;
-  if (!a->native) return work_queue(a, CMD_GET, sid, NULL, 0, 0, cb, NULL, arg);
-  char *key = tether__asprintf("%s%s", a->rc.prefix, sid);
-  const char *argv[] = {"GET", key};
-  rc = issue(a, CMD_GET, TETHER_OP_GET, sid, 2, argv, NULL, cb, NULL, arg);
+  if (!a->native) return work_queue(a, CMD_GET, sid, NULL, 0, 0, cb, NULL, arg, 0);
+  char *key = tether__asprintf("%s%s", a->rc.prefix, sid), end[24];
+  const char *argv[4];
+  int argc = tether__redis_get_argv(key, a->rc.max_value, end, argv);
+  rc = issue(a, CMD_GET, TETHER_OP_GET, sid, argc, argv, NULL, cb, NULL, arg, 0);
   free(key);
   return rc;
 }
@@ -592,29 +599,32 @@ int tether_astore_get(tether_astore *a, const char *sid, tether_astore_get_cb cb
 static int del(tether_astore *a, int kind, tether_store_op op, const char *sid, tether_astore_cb cb, void *arg) {
   char *key = tether__asprintf("%s%s", a->rc.prefix, sid);
   const char *argv[] = {"DEL", key};
-  int rc = issue(a, kind, op, sid, 2, argv, NULL, NULL, cb, arg);
+  int rc = issue(a, kind, op, sid, 2, argv, NULL, NULL, cb, arg, 0);
   free(key);
   return rc;
 }
 
-/* SET key json EX ttl, or EXPIRE key ttl (touch); an expiry in the past deletes (connect-redis's rule). */
+/* SET key json EX ttl [NX|XX], or EXPIRE key ttl (touch); an expiry in the past deletes (connect-redis's
+ * rule). */
 static int write_ttl(tether_astore *a, int kind, tether_store_op op, const char *sid, const char *json, size_t len,
-                     int64_t expires_ms, tether_astore_cb cb, void *arg) {
+                     int64_t expires_ms, int mode, tether_astore_cb cb, void *arg) {
   int rc = check(a, sid);
   if (rc < 0) return rc;
-  if (!a->native) return work_queue(a, kind, sid, json, len, expires_ms, NULL, cb, arg);
+  if (mode != TETHER_WRITE_UPSERT && mode != TETHER_WRITE_CREATE && mode != TETHER_WRITE_UPDATE)
+    return tether__fail(TETHER_EINVAL, "store write: unknown mode %d", mode);
+  if (!a->native) return work_queue(a, kind, sid, json, len, expires_ms, NULL, cb, arg, mode);
   int64_t ttl = tether__ttl_seconds(expires_ms, tether_now_ms());
   if (ttl <= 0) return del(a, kind, op, sid, cb, arg);
   char ex[24];
   snprintf(ex, sizeof(ex), "%lld", (long long)ttl);
   char *key = tether__asprintf("%s%s", a->rc.prefix, sid);
   if (kind == CMD_SET) {
-    const char *argv[] = {"SET", key, json, "EX", ex};
-    const size_t lens[] = {3, strlen(key), len, 2, strlen(ex)};
-    rc = issue(a, kind, op, sid, 5, argv, lens, NULL, cb, arg);
+    const char *argv[] = {"SET", key, json, "EX", ex, mode == TETHER_WRITE_CREATE ? "NX" : "XX"};
+    const size_t lens[] = {3, strlen(key), len, 2, strlen(ex), 2};
+    rc = issue(a, kind, op, sid, mode == TETHER_WRITE_UPSERT ? 5 : 6, argv, lens, NULL, cb, arg, mode);
   } else {
     const char *argv[] = {"EXPIRE", key, ex};
-    rc = issue(a, kind, op, sid, 3, argv, NULL, NULL, cb, arg);
+    rc = issue(a, kind, op, sid, 3, argv, NULL, NULL, cb, arg, mode);
   }
   free(key);
   return rc;
@@ -622,26 +632,31 @@ static int write_ttl(tether_astore *a, int kind, tether_store_op op, const char 
 
 int tether_astore_set(tether_astore *a, const char *sid, const char *json, size_t len, int64_t expires_ms,
                       tether_astore_cb cb, void *arg) {
-  return write_ttl(a, CMD_SET, TETHER_OP_SET, sid, json, len, expires_ms, cb, arg);
+  return write_ttl(a, CMD_SET, TETHER_OP_SET, sid, json, len, expires_ms, TETHER_WRITE_UPSERT, cb, arg);
+}
+
+int tether_astore_write(tether_astore *a, const char *sid, const char *json, size_t len, int64_t expires_ms,
+                        tether_write_mode mode, tether_astore_cb cb, void *arg) {
+  return write_ttl(a, CMD_SET, TETHER_OP_SET, sid, json, len, expires_ms, (int)mode, cb, arg);
 }
 
 int tether_astore_touch(tether_astore *a, const char *sid, const char *json, size_t len, int64_t expires_ms,
                         tether_astore_cb cb, void *arg) {
-  return write_ttl(a, CMD_TOUCH, TETHER_OP_TOUCH, sid, json, len, expires_ms, cb, arg);
+  return write_ttl(a, CMD_TOUCH, TETHER_OP_TOUCH, sid, json, len, expires_ms, TETHER_WRITE_UPSERT, cb, arg);
 }
 
 int tether_astore_destroy(tether_astore *a, const char *sid, tether_astore_cb cb, void *arg) {
   int rc = check(a, sid);
   if (rc < 0) return rc;
-  if (!a->native) return work_queue(a, CMD_DESTROY, sid, NULL, 0, 0, NULL, cb, arg);
+  if (!a->native) return work_queue(a, CMD_DESTROY, sid, NULL, 0, 0, NULL, cb, arg, 0);
   return del(a, CMD_DESTROY, TETHER_OP_DESTROY, sid, cb, arg);
 }
 
 int tether_astore_ping(tether_astore *a, tether_astore_cb cb, void *arg) {
   if (a == NULL || a->closing) return tether__fail(TETHER_EINVAL, "store closed");
-  if (!a->native) return work_queue(a, CMD_PING, "ping", NULL, 0, 0, NULL, cb, arg);
+  if (!a->native) return work_queue(a, CMD_PING, "ping", NULL, 0, 0, NULL, cb, arg, 0);
   const char *argv[] = {"PING"};
-  return issue(a, CMD_PING, TETHER_OP_GET, "ping", 1, argv, NULL, NULL, cb, arg);
+  return issue(a, CMD_PING, TETHER_OP_GET, "ping", 1, argv, NULL, NULL, cb, arg, 0);
 }
 
 tether_store *tether_astore_store(tether_astore *a) { return a->st; }

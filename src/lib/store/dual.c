@@ -78,17 +78,23 @@ static int dual_get(tether_store *st, const char *sid, char **json, size_t *len)
   rc = tether_store_get(d->shared, sid, json, len);
   if (rc == 0) {
     tether__count(st, TETHER__C_READS_SHARED);
-    if (tether_store_set(d->local, sid, *json, *len, expires_of(*json, *len)) < 0)
+    if (tether_store_write(d->local, sid, *json, *len, expires_of(*json, *len), TETHER_WRITE_CREATE) < 0)
       tether__log(TETHER_LOG_INFO, "dual store: refilling LOCAL failed: %s", tether_last_error());
   }
   return rc;
 }
 
-/* Writes go to both; the write succeeds when SHARED took it (LOCAL is a cache being retired). */
-static int dual_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+/* Writes go to both; the write succeeds when SHARED took it (LOCAL is a cache being retired). An update
+ * (the session was loaded) must find the session in one tier: one that lives only in LOCAL (written before
+ * dual-write began) is created in SHARED, one destroyed in both stays destroyed. */
+static int dual_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   dual *d = st->impl;
-  int rl = tether_store_set(d->local, sid, json, len, expires_ms);
-  int rs = tether_store_set(d->shared, sid, json, len, expires_ms);
+  int rl = tether_store_write(d->local, sid, json, len, expires_ms, (tether_write_mode)mode);
+  int rs = tether_store_write(d->shared, sid, json, len, expires_ms, (tether_write_mode)mode);
+  if (mode == TETHER_WRITE_UPDATE && rs == TETHER_ENOTFOUND && rl == 0)
+    rs = tether_store_write(d->shared, sid, json, len, expires_ms, TETHER_WRITE_CREATE);
+  if (mode == TETHER_WRITE_UPDATE && rl == TETHER_ENOTFOUND) rl = 0; /* LOCAL is refilled by reads */
+  if (mode == TETHER_WRITE_CREATE && rl == TETHER_EEXIST) rl = 0;
   if (rl < 0 && rs == 0) {
     /* LOCAL is read first: never leave an older copy there to be served. */
     tether__log(TETHER_LOG_INFO, "dual store: LOCAL write failed, dropping its copy");
@@ -101,9 +107,8 @@ static int dual_set(tether_store *st, const char *sid, const char *json, size_t 
  * before dual-write began reaches SHARED on its next request, so switching to SHARED only loses no
  * active session. */
 static int dual_touch(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
-  dual *d = st->impl;
-  tether_store_touch(d->local, sid, json, len, expires_ms);
-  return tether_store_set(d->shared, sid, json, len, expires_ms);
+  int rc = dual_set(st, sid, json, len, expires_ms, TETHER_WRITE_UPDATE);
+  return rc == TETHER_ENOTFOUND ? 0 : rc; /* gone from both tiers: it stays gone */
 }
 
 static int dual_destroy(tether_store *st, const char *sid) {

@@ -16,7 +16,7 @@ static const char jwt_header_b64[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* 
 
 static int jwt_open(tether_store *st, const char *text) {
   if (strcmp(text, "jwt:") != 0 && strcasecmp(text, "jwt:") != 0)
-    return tether__fail(TETHER_EINVAL, "jwt store: takes no path or parameters, got '%s' (use 'jwt:')", text);
+    return tether__fail(TETHER_EINVAL, "jwt store: takes no path or parameters, got '%s' (use 'jwt:')", st->url);
   st->impl = NULL;
   return 0;
 }
@@ -32,8 +32,9 @@ static int jwt_get(tether_store *st, const char *sid, char **json, size_t *len) 
   return jwt_unsupported();
 }
 
-static int jwt_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+static int jwt_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   TETHER__UNUSED(st), TETHER__UNUSED(sid), TETHER__UNUSED(json), TETHER__UNUSED(len), TETHER__UNUSED(expires_ms);
+  TETHER__UNUSED(mode);
   return jwt_unsupported();
 }
 

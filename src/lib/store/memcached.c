@@ -24,6 +24,11 @@
  * so a node that missed it (partitioned, then back with its old data) cannot resurrect the session
  * while the tombstone lives: tombstone_s should outlast the longest partition to be survived (an hour
  * by default rather than a minute; a tombstone is ~150 bytes per node).
+ * Write modes: an upsert SETs the replicas; a create-only write ADDs them (TETHER_EEXIST when every node
+ * that answered had the key, a tombstone included); an update-only write reads the copies and needs a live
+ * session among them (a tombstone or nothing: TETHER_ENOTFOUND), then replaces each copy read by CAS and
+ * ADDs the replicas that missed it, so a destroy racing the update always wins (memcached's replace would
+ * overwrite a tombstone and bring the session back).
  * Touch is memcached's touch on the nodes a read would ask, so it never overwrites a newer write; it
  * leaves expires_ms below as written, so a repair after touches gives its copy the older expiry (or
  * skips it when that has passed; the other copies still serve the session).
@@ -412,25 +417,28 @@ static int all_down(const mcstore *m, const char *what) {
                       soonest == INT64_MAX || soonest < now ? 0 : soonest - now);
 }
 
-/* Writes raw to the first `replicas` live nodes of key's walk. */
-static int write_replicas(mcstore *m, const char *key, size_t klen, const char *raw, size_t rawlen, int64_t ttl_s,
-                          const char *what) {
-  size_t order[MC_MAX_NODES], nwalk = walk(m, key, klen, order), took = 0, tried = 0;
+/* Writes raw to the first `replicas` live nodes of key's walk, with SET or (create-only) ADD: TETHER_EEXIST
+ * when every node that answered already had the key. */
+static int write_replicas_cmd(mcstore *m, mc_cmd cmd, const char *key, size_t klen, const char *raw, size_t rawlen,
+                              int64_t ttl_s, const char *what) {
+  size_t order[MC_MAX_NODES], nwalk = walk(m, key, klen, order), took = 0, tried = 0, refused = 0;
   int big = 0, answered_error = 0;
   tether__buf errs = {0};
-  mc_op op = {.cmd = CMD_SET,
+  mc_op op = {.cmd = cmd,
               .key = key,
               .klen = klen,
               .val = raw,
               .vlen = rawlen,
               .exp = mc_expiration(ttl_s, tether_now_ms())};
-  for (size_t i = 0; i < nwalk && took < m->replicas; i++) {
+  for (size_t i = 0; i < nwalk && took + refused < m->replicas; i++) {
     mc_node *nd = &m->nodes[order[i]];
     if (!node_usable(m, nd)) continue;
     tried++;
     int cls = node_run(m, nd, &op, &errs);
     if (cls == MC_OK)
       took++;
+    else if (cls == MC_REFUSED)
+      refused++;
     else if (cls == MC_ERROR && op.rc == MEMCACHED_E2BIG)
       big = 1;
     else if (cls == MC_ERROR)
@@ -439,6 +447,8 @@ static int write_replicas(mcstore *m, const char *key, size_t klen, const char *
   int rc = 0;
   if (took == 0 && tried == 0) {
     rc = all_down(m, what);
+  } else if (took == 0 && refused > 0) {
+    rc = TETHER_EEXIST;
   } else if (took == 0) {
     rc = tether__fail(big              ? TETHER_E2BIG
                       : answered_error ? TETHER_ESTORE
@@ -450,6 +460,11 @@ static int write_replicas(mcstore *m, const char *key, size_t klen, const char *
   }
   tether__buf_free(&errs);
   return rc;
+}
+
+static int write_replicas(mcstore *m, const char *key, size_t klen, const char *raw, size_t rawlen, int64_t ttl_s,
+                          const char *what) {
+  return write_replicas_cmd(m, CMD_SET, key, klen, raw, rawlen, ttl_s, what);
 }
 
 static int write_tombstone(mcstore *m, const char *key, size_t klen, const char *what) {
@@ -563,7 +578,64 @@ static int mc_get(tether_store *st, const char *sid, char **json, size_t *len) {
   return rc;
 }
 
-static int mc_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+static void free_copies(mc_copy *copies, size_t n) {
+  for (size_t k = 0; k < n; k++) free(copies[k].raw);
+}
+
+/* An update-only write: the session must be there, live (not a tombstone), on the nodes a read asks. Each
+ * copy read is replaced by CAS, and replicas that miss it get an ADD, so a destroy's tombstone written
+ * after our read always wins (our CAS fails) and a destroyed session is never written back. When every
+ * node refused (a write raced ours), read again, a few times. */
+static int update_replicas(mcstore *m, const char *key, size_t klen, const char *raw, size_t rawlen, int64_t ttl_s) {
+  for (int attempt = 0; attempt < 4; attempt++) {
+    mc_copy copies[MC_MAX_NODES];
+    size_t n = 0;
+    int rc = read_copies(m, key, klen, copies, &n);
+    const mc_copy *best = NULL;
+    for (size_t k = 0; k < n; k++)
+      if (copies[k].state == MC_OK && copies[k].valid && (best == NULL || newer(&copies[k], best))) best = &copies[k];
+    if (rc == 0 && (best == NULL || best->tomb)) rc = TETHER_ENOTFOUND;
+    if (rc < 0) {
+      free_copies(copies, n);
+      return rc;
+    }
+    size_t took = 0, refused = 0;
+    tether__buf errs = {0};
+    mc_op op = {.key = key, .klen = klen, .val = raw, .vlen = rawlen, .exp = mc_expiration(ttl_s, tether_now_ms())};
+    for (size_t k = 0; k < n; k++) {
+      mc_copy *c = &copies[k];
+      if (c->state == MC_OK) {
+        op.cmd = CMD_CAS;
+        op.cas = c->cas;
+      } else if (k < m->replicas) {
+        op.cmd = CMD_ADD;
+      } else {
+        continue;
+      }
+      int cls = node_run(m, c->node, &op, &errs);
+      if (cls == MC_OK)
+        took++;
+      else if (cls == MC_REFUSED || cls == MC_MISS)
+        refused++;
+    }
+    free_copies(copies, n);
+    if (took > 0) {
+      if (errs.len) tether__log(TETHER_LOG_INFO, "memcached store: update of %s: %s", key, errs.data);
+      tether__buf_free(&errs);
+      return 0;
+    }
+    if (refused == 0) {
+      rc = tether__fail(TETHER_EUNAVAIL, "memcached store: update of %s: no node took it (%s)", key,
+                        errs.data ? errs.data : "");
+      tether__buf_free(&errs);
+      return rc;
+    }
+    tether__buf_free(&errs);
+  }
+  return tether__fail(TETHER_ETIMEDOUT, "memcached store: update of %s: kept losing races with other writes", key);
+}
+
+static int mc_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   mcstore *m = st->impl;
   int64_t now = tether_now_ms();
   int64_t ttl = tether__ttl_seconds(expires_ms, now);
@@ -590,7 +662,10 @@ static int mc_set(tether_store *st, const char *sid, const char *json, size_t le
   char *raw = tether__malloc(rawlen);
   memcpy(raw, hdr, (size_t)hl);
   memcpy(raw + hl, json, len);
-  rc = write_replicas(m, key, klen, raw, rawlen, ttl, "set");
+  if (mode == TETHER_WRITE_UPDATE)
+    rc = update_replicas(m, key, klen, raw, rawlen, ttl);
+  else
+    rc = write_replicas_cmd(m, mode == TETHER_WRITE_CREATE ? CMD_ADD : CMD_SET, key, klen, raw, rawlen, ttl, "set");
   free(raw);
   free(key);
   return rc;

@@ -139,7 +139,7 @@ static int mem_get(tether_store *st, const char *sid, char **json, size_t *len) 
   return rc;
 }
 
-static int mem_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+static int mem_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   memstore *m = st->impl;
   int64_t now = tether_now_ms();
   int64_t ttl = tether__ttl_seconds(expires_ms, now);
@@ -147,6 +147,14 @@ static int mem_set(tether_store *st, const char *sid, const char *json, size_t l
   pthread_mutex_lock(&m->lock);
   entry **pp = find_slot(m, sid, h);
   entry *e = *pp;
+  if (e && e->expires_ms <= now) {
+    remove_entry(m, e); /* expired: as good as gone */
+    e = NULL;
+  }
+  if ((mode == TETHER_WRITE_UPDATE && e == NULL) || (mode == TETHER_WRITE_CREATE && e != NULL)) {
+    pthread_mutex_unlock(&m->lock);
+    return e ? TETHER_EEXIST : TETHER_ENOTFOUND;
+  }
   if (ttl <= 0) {
     if (e) remove_entry(m, e);
     pthread_mutex_unlock(&m->lock);

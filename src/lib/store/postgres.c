@@ -27,11 +27,11 @@
 #include "../util.h"
 #include "store_impl.h"
 
-enum { P_GET, P_SET, P_TOUCH, P_DEL, P_PURGE, P_PING, P_COUNT };
+enum { P_GET, P_SET, P_CREATE, P_UPDATE, P_TOUCH, P_DEL, P_PURGE, P_PING, P_COUNT };
 
-static const char *const stmt_name[P_COUNT] = {"tether_get", "tether_set",   "tether_touch",
-                                               "tether_del", "tether_purge", "tether_ping"};
-static const int stmt_nparams[P_COUNT] = {2, 3, 3, 1, 1, 0};
+static const char *const stmt_name[P_COUNT] = {"tether_get",   "tether_set", "tether_create", "tether_update",
+                                               "tether_touch", "tether_del", "tether_purge",  "tether_ping"};
+static const int stmt_nparams[P_COUNT] = {2, 3, 4, 4, 3, 1, 1, 0};
 
 #define PG_TABLE_MAX 48    /* identifier length we accept ("IDX_<table>_expire" must fit in 63) */
 #define PG_DAY_MS 86400000 /* a session without expiry is kept for a day (connect-redis's rule) */
@@ -501,19 +501,23 @@ static int pg_destroy(tether_store *st, const char *sid) {
   return rc;
 }
 
-static int pg_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+static int pg_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   pgstore *p = st->impl;
   int64_t now = tether_now_ms();
   if (tether__ttl_seconds(expires_ms, now) <= 0) return pg_destroy(st, sid);
   if (len > 0x3fffffff) return tether__fail(TETHER_E2BIG, "postgres store: session of %zu bytes is too large", len);
-  char exp[24];
+  char exp[24], nows[24];
   snprintf(exp, sizeof(exp), "%lld", (long long)(expires_ms ? expires_ms : now + PG_DAY_MS));
+  snprintf(nows, sizeof(nows), "%lld", (long long)now);
   /* The JSON goes in binary format, which for json is its text: no copy, no NUL terminator needed. */
-  const char *vals[] = {sid, json ? json : "", exp};
-  const int lens[] = {0, json ? (int)len : 0, 0};
-  const int fmts[] = {0, 1, 0};
+  const char *vals[] = {sid, json ? json : "", exp, nows};
+  const int lens[] = {0, json ? (int)len : 0, 0, 0};
+  const int fmts[] = {0, 1, 0, 0};
+  int stmt = mode == TETHER_WRITE_CREATE ? P_CREATE : mode == TETHER_WRITE_UPDATE ? P_UPDATE : P_SET;
   PGresult *r = NULL;
-  int rc = call(p, P_SET, vals, lens, fmts, &r);
+  int rc = call(p, stmt, vals, lens, fmts, &r);
+  if (rc == 0 && stmt != P_SET && strtol(PQcmdTuples(r), NULL, 10) == 0)
+    rc = stmt == P_UPDATE ? TETHER_ENOTFOUND : TETHER_EEXIST;
   PQclear(r);
   if (rc == 0) maybe_purge(p);
   return rc;
@@ -573,6 +577,13 @@ static void build_sql(pgstore *p) {
                            3) ") "
                               "ON CONFLICT (sid) DO UPDATE SET sess = EXCLUDED.sess, expire = EXCLUDED.expire",
                        t);
+  /* create: an expired row not yet purged is as good as absent */
+  p->sql[P_CREATE] = tether__asprintf("INSERT INTO \"%s\" AS t (sid, sess, expire) VALUES ($1, $2::json, " PG_TS(
+                                          3) ") ON CONFLICT (sid) DO UPDATE SET sess = EXCLUDED.sess, expire = "
+                                             "EXCLUDED.expire WHERE t.expire <= " PG_TS(4),
+                                      t);
+  p->sql[P_UPDATE] = tether__asprintf(
+      "UPDATE \"%s\" SET sess = $2::json, expire = " PG_TS(3) " WHERE sid = $1 AND expire > " PG_TS(4), t);
   p->sql[P_TOUCH] =
       tether__asprintf("UPDATE \"%s\" SET expire = " PG_TS(2) " WHERE sid = $1 AND expire > " PG_TS(3), t);
   p->sql[P_DEL] = tether__asprintf("DELETE FROM \"%s\" WHERE sid = $1", t);

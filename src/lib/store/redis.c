@@ -2,7 +2,9 @@
  *   redis://[user:pass@]host[:port][/db][?params]
  *   redis-sentinel://host[:port][,host[:port]...]/mastername[/db][?params]
  * Parameters: prefix (key prefix, default "sess:"), timeout_ms (each command, 1000), connect_timeout_ms
- * (1000), pool (most connections open at once, 16).
+ * (1000), pool (most connections open at once, 16), max_value (bytes a read fetches at most, 1 MiB; 0: no
+ * limit): a read is GETRANGE key 0 max_value, so a larger value (TETHER_E2BIG, a corrupt session to
+ * tether_session_load) is never transferred whole; an empty string reads as a missing key.
  * Keys are <prefix><sid> and values the session's JSON: set = SET key json EX ttl, get = GET, touch =
  * EXPIRE key ttl, destroy = DEL, with ttl from tether__ttl_seconds (86400 without expiry; <= 0 deletes).
  *
@@ -32,6 +34,7 @@
 #define BACKOFF_MAX_MS 2000
 #define REDIS_PORT 6379
 #define SENTINEL_PORT 26379
+#define REDIS_MAX_VALUE (1024L * 1024) /* bytes a read fetches at most (libtether's session size limit) */
 
 typedef struct rconn {
   struct rconn *next; /* in the idle list */
@@ -50,6 +53,7 @@ typedef struct rstore {
   char *prefix;           /* key prefix */
   int timeout_ms;         /* each command */
   int connect_timeout_ms;
+  long max_value; /* reads fetch at most this many bytes; 0: no limit */
   char *user;     /* NULL or "": AUTH with the password alone */
   char *password; /* NULL: no AUTH */
   int db;         /* SELECT after connecting when not 0 */
@@ -478,7 +482,11 @@ static int reply_fail(const rstore *r, const redisReply *rep, const char *what, 
 }
 
 int tether__redis_get_reply(const struct redisReply *rep, const char *who, const char *prefix, const char *sid,
-                            char **json, size_t *len) {
+                            long max_value, char **json, size_t *len) {
+  if (rep->type == REDIS_REPLY_STRING && max_value > 0 && rep->len == 0) return TETHER_ENOTFOUND;
+  if (rep->type == REDIS_REPLY_STRING && max_value > 0 && rep->len > (size_t)max_value)
+    return tether__fail(TETHER_E2BIG, "%s: the value at %s%.6s... is over max_value=%ld bytes (not fetched)", who,
+                        prefix, sid, max_value);
   if (rep->type == REDIS_REPLY_STRING) {
     *json = tether__malloc(rep->len + 1);
     memcpy(*json, rep->str, rep->len);
@@ -496,15 +504,31 @@ int tether__redis_get_reply(const struct redisReply *rep, const char *who, const
                       rep->type);
 }
 
+int tether__redis_get_argv(const char *key, long max_value, char range_end[24], const char **argv) {
+  if (max_value <= 0) {
+    argv[0] = "GET";
+    argv[1] = key;
+    return 2;
+  }
+  /* one byte more than the limit: a reply that long says the value is over it, without fetching it all */
+  snprintf(range_end, 24, "%ld", max_value);
+  argv[0] = "GETRANGE";
+  argv[1] = key;
+  argv[2] = "0";
+  argv[3] = range_end;
+  return 4;
+}
+
 static int redis_get(tether_store *st, const char *sid, char **json, size_t *len) {
   rstore *r = st->impl;
-  char *key = make_key(r, sid);
-  const char *argv[] = {"GET", key};
+  char *key = make_key(r, sid), end[24];
+  const char *argv[4];
+  int argc = tether__redis_get_argv(key, r->max_value, end, argv);
   redisReply *rep;
-  int rc = run(r, 2, argv, NULL, &rep);
+  int rc = run(r, argc, argv, NULL, &rep);
   free(key);
   if (rc < 0) return rc;
-  rc = tether__redis_get_reply(rep, r->name, r->prefix, sid, json, len);
+  rc = tether__redis_get_reply(rep, r->name, r->prefix, sid, r->max_value, json, len);
   freeReplyObject(rep);
   return rc;
 }
@@ -521,20 +545,30 @@ static int del_key(rstore *r, const char *sid) {
   return rc;
 }
 
-static int redis_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+int tether__redis_set_reply(const struct redisReply *rep, int mode) {
+  if (rep->type != REDIS_REPLY_NIL) return 0;
+  return mode == TETHER_WRITE_UPDATE ? TETHER_ENOTFOUND : mode == TETHER_WRITE_CREATE ? TETHER_EEXIST : 0;
+}
+
+static int redis_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   rstore *r = st->impl;
   int64_t ttl = tether__ttl_seconds(expires_ms, tether_now_ms());
   if (ttl <= 0) return del_key(r, sid); /* connect-redis: an expired session is destroyed */
   char *key = make_key(r, sid);
   char ex[24];
   snprintf(ex, sizeof(ex), "%lld", (long long)ttl);
-  const char *argv[] = {"SET", key, json, "EX", ex};
-  const size_t lens[] = {3, strlen(key), len, 2, strlen(ex)};
+  /* NX: only a new session; XX: only one still there (a destroyed session is never written back) */
+  const char *cond = mode == TETHER_WRITE_CREATE ? "NX" : "XX";
+  const char *argv[] = {"SET", key, json, "EX", ex, cond};
+  const size_t lens[] = {3, strlen(key), len, 2, strlen(ex), 2};
   redisReply *rep;
-  int rc = run(r, 5, argv, lens, &rep);
+  int rc = run(r, mode == TETHER_WRITE_UPSERT ? 5 : 6, argv, lens, &rep);
   free(key);
   if (rc < 0) return rc;
-  if (rep->type == REDIS_REPLY_ERROR) rc = reply_fail(r, rep, "SET", sid);
+  if (rep->type == REDIS_REPLY_ERROR)
+    rc = reply_fail(r, rep, "SET", sid);
+  else
+    rc = tether__redis_set_reply(rep, mode);
   freeReplyObject(rep);
   return rc;
 }
@@ -640,13 +674,15 @@ static int parse_target(tether_store *st, rstore *r, tether__url *u) {
 }
 
 static int parse_params(rstore *r, tether__url *u) {
-  static const char *const allowed[] = {"prefix", "timeout_ms", "connect_timeout_ms", "pool", NULL};
-  long timeout, connect_timeout, pool;
+  static const char *const allowed[] = {"prefix", "timeout_ms", "connect_timeout_ms", "pool", "max_value", NULL};
+  long timeout, connect_timeout, pool, max_value;
   int rc = tether__url_check_params(u, allowed);
   if (rc == 0) rc = tether__url_param_int(u, "timeout_ms", 1000, 1, 3600000, &timeout);
   if (rc == 0) rc = tether__url_param_int(u, "connect_timeout_ms", 1000, 1, 3600000, &connect_timeout);
   if (rc == 0) rc = tether__url_param_int(u, "pool", 16, 1, 1024, &pool);
+  if (rc == 0) rc = tether__url_param_int(u, "max_value", REDIS_MAX_VALUE, 0, 512L * 1024 * 1024, &max_value);
   if (rc < 0) return rc;
+  r->max_value = max_value;
   const char *prefix = tether__url_param(u, "prefix");
   r->prefix = tether__strdup(prefix ? prefix : "sess:");
   r->timeout_ms = (int)timeout;
@@ -704,7 +740,8 @@ int tether__redis_conf_get(const tether_store *st, tether__redis_conf *out) {
                               .db = r->db,
                               .prefix = r->prefix,
                               .timeout_ms = r->timeout_ms,
-                              .connect_timeout_ms = r->connect_timeout_ms};
+                              .connect_timeout_ms = r->connect_timeout_ms,
+                              .max_value = r->max_value};
   return 0;
 }
 

@@ -1,7 +1,8 @@
 /* libtether: the SQLite store, the embedded default.
  *   sqlite:PATH[?table=sessions&timeout_ms=5000&purge_s=60&pool=8]
  * PATH is absolute (sqlite:/var/lib/app/sessions.db) or relative to the working directory at open time
- * (sqlite:./sessions.db); the file and its table are created when missing.
+ * (sqlite:./sessions.db); the file and its table are created when missing: the file (and so its -wal and
+ * -shm files) with mode 0600, and a missing last directory of the path with mode 0700.
  *
  * Several processes on one machine may share the file: WAL mode lets readers run beside the one writer,
  * writers queue on SQLite's lock (busy_timeout), and a bounded retry covers the few cases where SQLite
@@ -10,6 +11,7 @@
  * statements. Expired rows are ignored by reads and deleted every purge_s seconds by a writer (0: only by
  * tether_store_purge). Not for network filesystems: WAL needs shared memory between the processes. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -23,7 +25,7 @@
 #include "../util.h"
 #include "store_impl.h"
 
-enum { Q_GET, Q_SET, Q_TOUCH, Q_DEL, Q_PURGE, Q_PING, Q_COUNT };
+enum { Q_GET, Q_SET, Q_CREATE, Q_UPDATE, Q_TOUCH, Q_DEL, Q_PURGE, Q_PING, Q_COUNT };
 
 #define SQ_TABLE_MAX 48    /* identifier length we accept (the index name adds a few characters) */
 #define SQ_DAY_MS 86400000 /* a session without expiry is kept for a day (connect-redis's rule) */
@@ -323,18 +325,20 @@ static int run(sqstore *s, int i, const sq_args *args, char **json, size_t *len)
     }
     sqlite3_bind_text(q, p++, args->json, (int)args->len, SQLITE_STATIC);
   }
-  if (i == Q_GET || i == Q_SET || i == Q_TOUCH) sqlite3_bind_int64(q, p++, args->a);
-  if (i == Q_TOUCH) sqlite3_bind_int64(q, p++, args->b);
-  rc = step(s, c->db, q, deadline, i == Q_GET ? "get" : i == Q_SET ? "set" : i == Q_TOUCH ? "touch" : "delete");
+  int write = i == Q_SET || i == Q_CREATE || i == Q_UPDATE;
+  if (i == Q_GET || write || i == Q_TOUCH) sqlite3_bind_int64(q, p++, args->a);
+  if (i == Q_TOUCH || i == Q_CREATE || i == Q_UPDATE) sqlite3_bind_int64(q, p++, args->b);
+  rc = step(s, c->db, q, deadline, i == Q_GET ? "get" : write ? "set" : i == Q_TOUCH ? "touch" : "delete");
   if (rc == SQLITE_ROW && json) {
     const unsigned char *t = sqlite3_column_text(q, 0);
     size_t n = (size_t)sqlite3_column_bytes(q, 0);
     *json = tether__strndup(t ? (const char *)t : "", t ? n : 0);
     *len = t ? n : 0;
   }
-  if (rc >= 0) rc = rc == SQLITE_ROW;
+  if (rc >= 0)
+    rc = rc == SQLITE_ROW || (rc == SQLITE_DONE && (i == Q_CREATE || i == Q_UPDATE) && sqlite3_changes(c->db) > 0);
   finish(q);
-  if (rc >= 0 && (i == Q_SET || i == Q_TOUCH)) maybe_purge(s, c, deadline);
+  if (rc >= 0 && (write || i == Q_TOUCH)) maybe_purge(s, c, deadline);
 done:
   release(s, c, rc);
   return rc;
@@ -353,13 +357,20 @@ static int sq_destroy(tether_store *st, const char *sid) {
   return rc < 0 ? rc : 0;
 }
 
-static int sq_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+static int sq_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   int64_t now = tether_now_ms();
   if (tether__ttl_seconds(expires_ms, now) <= 0) return sq_destroy(st, sid);
-  sq_args a = {
-      .sid = sid, .json = json ? json : "", .len = json ? len : 0, .a = expires_ms ? expires_ms : now + SQ_DAY_MS};
-  int rc = run(st->impl, Q_SET, &a, NULL, NULL);
-  return rc < 0 ? rc : 0;
+  sq_args a = {.sid = sid,
+               .json = json ? json : "",
+               .len = json ? len : 0,
+               .a = expires_ms ? expires_ms : now + SQ_DAY_MS,
+               .b = now};
+  int q = mode == TETHER_WRITE_CREATE ? Q_CREATE : mode == TETHER_WRITE_UPDATE ? Q_UPDATE : Q_SET;
+  int rc = run(st->impl, q, &a, NULL, NULL);
+  if (rc < 0) return rc;
+  if (rc == 0 && q == Q_UPDATE) return TETHER_ENOTFOUND;
+  if (rc == 0 && q == Q_CREATE) return TETHER_EEXIST;
+  return 0;
 }
 
 static int sq_touch(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
@@ -430,6 +441,9 @@ static int resolve_path(const char *path, char **out) {
   }
   char *dir = tether__strndup(abs, slash == abs ? 1 : (size_t)(slash - abs));
   int rc = 0;
+  /* a missing last directory is made, private to this user (sessions are credentials) */
+  if (stat(dir, &sb) != 0 && errno == ENOENT && mkdir(dir, 0700) == 0)
+    tether__log(TETHER_LOG_INFO, "sqlite store: created directory '%s' (mode 0700)", dir);
   if (stat(dir, &sb) != 0)
     rc = tether__fail(TETHER_EINVAL, "sqlite store: cannot use '%s': directory '%s': %s", abs, dir, strerror(errno));
   else if (!S_ISDIR(sb.st_mode))
@@ -449,6 +463,12 @@ static void build_sql(sqstore *s) {
   s->sql[Q_SET] = tether__asprintf("INSERT INTO \"%s\" (sid, sess, expire) VALUES (?1, ?2, ?3) "
                                    "ON CONFLICT(sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire",
                                    t);
+  /* create: an expired row left behind by the purge is as good as absent */
+  s->sql[Q_CREATE] = tether__asprintf("INSERT INTO \"%s\" (sid, sess, expire) VALUES (?1, ?2, ?3) "
+                                      "ON CONFLICT(sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire "
+                                      "WHERE expire <= ?4",
+                                      t);
+  s->sql[Q_UPDATE] = tether__asprintf("UPDATE \"%s\" SET sess = ?2, expire = ?3 WHERE sid = ?1 AND expire > ?4", t);
   s->sql[Q_TOUCH] = tether__asprintf("UPDATE \"%s\" SET expire = ?2 WHERE sid = ?1 AND expire > ?3", t);
   s->sql[Q_DEL] = tether__asprintf("DELETE FROM \"%s\" WHERE sid = ?1", t);
   s->sql[Q_PURGE] = tether__asprintf("DELETE FROM \"%s\" WHERE expire <= ?1", t);
@@ -518,6 +538,10 @@ static int sq_open(tether_store *st, const char *text) {
   s->pid = getpid();
   atomic_init(&s->next_purge_ms, 0);
   build_sql(s);
+  /* A new file is made 0600 before SQLite opens it (SQLite would make it 0644 less the umask): its -wal and
+   * -shm files get the database file's mode. An existing file keeps its mode. */
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd >= 0) close(fd);
   /* The first connection, opened now: it creates the file and the table, and a bad path fails here. */
   sqconn *c;
   rc = conn_open(s, 1, &c);

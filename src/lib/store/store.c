@@ -36,10 +36,13 @@ int tether_store_open(const char *url, tether_store **out) {
     }
   }
   if (ops == NULL) {
-    return tether__fail(TETHER_EINVAL,
-                        "store URL '%.64s': unknown scheme (expected memory:, sqlite:PATH, redis://, "
-                        "redis-sentinel://, memcached://, postgres://, dual:LOCAL+SHARED or jwt:)",
-                        url);
+    char *shown = tether__url_redact(url);
+    int rc = tether__fail(TETHER_EINVAL,
+                          "store URL '%.64s': unknown scheme (expected memory:, sqlite:PATH, redis://, "
+                          "redis-sentinel://, memcached://, postgres://, dual:LOCAL+SHARED or jwt:)",
+                          shown);
+    free(shown);
+    return rc;
   }
   tether_store *st = tether__calloc(1, sizeof(*st));
   st->ops = ops;
@@ -68,7 +71,7 @@ void tether__store_observe(tether_store *st, tether_store_op op, uint64_t start_
   atomic_fetch_add_explicit(&st->lat_buckets[op][b], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&st->lat_count[op], 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&st->lat_sum_us[op], us, memory_order_relaxed);
-  if (rc < 0 && rc != TETHER_ENOTFOUND) {
+  if (rc < 0 && rc != TETHER_ENOTFOUND && rc != TETHER_EEXIST) {
     tether__count(st, TETHER__C_ERRORS);
     /* an outage fails every call: warn at most once a second per store, the counter has the rest */
     int64_t now = tether_now_ms(), last = atomic_load_explicit(&st->last_warn_ms, memory_order_relaxed);
@@ -99,10 +102,17 @@ int tether_store_get(tether_store *st, const char *sid, char **json, size_t *len
 }
 
 int tether_store_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms) {
+  return tether_store_write(st, sid, json, len, expires_ms, TETHER_WRITE_UPSERT);
+}
+
+int tether_store_write(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms,
+                       tether_write_mode mode) {
   int rc = tether__store_check_sid(sid);
   if (rc < 0) return rc;
+  if (mode != TETHER_WRITE_UPSERT && mode != TETHER_WRITE_CREATE && mode != TETHER_WRITE_UPDATE)
+    return tether__fail(TETHER_EINVAL, "store write: unknown mode %d", (int)mode);
   uint64_t t0 = tether__mono_us();
-  rc = st->ops->set(st, sid, json, len, expires_ms);
+  rc = st->ops->set(st, sid, json, len, expires_ms, (int)mode);
   tether__store_observe(st, TETHER_OP_SET, t0, rc);
   if (rc == 0) tether__count(st, TETHER__C_SAVED);
   return rc;
@@ -113,7 +123,8 @@ int tether_store_touch(tether_store *st, const char *sid, const char *json, size
   if (rc < 0) return rc;
   uint64_t t0 = tether__mono_us();
   rc = st->ops->touch ? st->ops->touch(st, sid, json, len, expires_ms)
-                      : st->ops->set(st, sid, json, len, expires_ms);
+                      : st->ops->set(st, sid, json, len, expires_ms, TETHER_WRITE_UPDATE);
+  if (rc == TETHER_ENOTFOUND) rc = 0; /* a missing session stays missing */
   tether__store_observe(st, TETHER_OP_TOUCH, t0, rc);
   if (rc == 0) tether__count(st, TETHER__C_TOUCHED);
   return rc;
@@ -134,6 +145,8 @@ int tether_store_purge(tether_store *st) { return st->ops->purge ? st->ops->purg
 int tether_store_ping(tether_store *st) { return st->ops->ping ? st->ops->ping(st) : 0; }
 
 const char *tether_store_kind(const tether_store *st) { return st->ops->kind; }
+
+char *tether_url_redact(const char *url) { return url ? tether__url_redact(url) : NULL; }
 
 const char *tether_store_url(const tether_store *st) { return st->url; }
 
@@ -159,6 +172,8 @@ void tether_store_metrics(const tether_store *cst, tether_metrics *m) {
   m->errors = LOAD(TETHER__C_ERRORS);
   m->reads_local = LOAD(TETHER__C_READS_LOCAL);
   m->reads_shared = LOAD(TETHER__C_READS_SHARED);
+  m->revoked = LOAD(TETHER__C_REVOKED);
+  m->oversized = LOAD(TETHER__C_OVERSIZED);
 #undef LOAD
   for (int op = 0; op < TETHER_OP_COUNT; op++) {
     for (int b = 0; b <= TETHER_LATENCY_BUCKETS; b++)

@@ -20,6 +20,8 @@ typedef enum tether__counter {
   TETHER__C_ERRORS,
   TETHER__C_READS_LOCAL,
   TETHER__C_READS_SHARED,
+  TETHER__C_REVOKED,
+  TETHER__C_OVERSIZED,
   TETHER__C_COUNT
 } tether__counter;
 
@@ -30,7 +32,10 @@ typedef struct tether__store_ops {
   int (*open)(tether_store *st, const char *url);
   void (*close)(tether_store *st);
   int (*get)(tether_store *st, const char *sid, char **json, size_t *len);
-  int (*set)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms);
+  /* mode: tether_write_mode; UPDATE of a missing session is TETHER_ENOTFOUND, CREATE of an existing one
+   * TETHER_EEXIST */
+  int (*set)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode);
+  /* never creates a missing session; 0 then */
   int (*touch)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms);
   int (*destroy)(tether_store *st, const char *sid);
   int (*purge)(tether_store *st); /* NULL: the store expires entries by itself */
@@ -77,13 +82,21 @@ typedef struct tether__redis_conf {
   const char *prefix;
   int timeout_ms;
   int connect_timeout_ms;
+  long max_value; /* > 0: reads fetch at most this many bytes (GETRANGE); longer values are TETHER_E2BIG */
 } tether__redis_conf;
 int tether__redis_conf_get(const tether_store *st, tether__redis_conf *out);
 /* A GET's reply as a session: 0 with the value (malloc'd), TETHER_ENOTFOUND, or an error naming who
- * ("redis"), the key and the reply; shared by the blocking store and the asynchronous client. */
+ * ("redis"), the key and the reply; shared by the blocking store and the asynchronous client. With
+ * max_value > 0 the read was GETRANGE key 0 max_value: an empty string is a missing key, and a reply longer
+ * than max_value is a value over the limit (TETHER_E2BIG), not fetched whole. */
 struct redisReply;
 int tether__redis_get_reply(const struct redisReply *rep, const char *who, const char *prefix, const char *sid,
-                            char **json, size_t *len);
+                            long max_value, char **json, size_t *len);
+/* The read command for a key: GET, or GETRANGE key 0 max_value. argv needs 4 slots; returns argc. */
+int tether__redis_get_argv(const char *key, long max_value, char range_end[24], const char **argv);
+
+/* A SET [NX|XX] reply (not an error reply): 0, or TETHER_ENOTFOUND (XX) / TETHER_EEXIST (NX) for nil. */
+int tether__redis_set_reply(const struct redisReply *rep, int mode);
 
 /* connect-redis's TTL rule: seconds until expires_ms rounded up, or 86400 when there is no expiry.
  * A result <= 0 means the session has expired and must be deleted, not written. */

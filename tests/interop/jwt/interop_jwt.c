@@ -539,12 +539,12 @@ static void test_tether_app_tokens(void **state) {
   json_t *p = json_object_get(ans, "payload");
   assert_int_equal(json_object_size(p), 4);
   assert_string_equal(json_string_value(json_object_get(p, "userId")), "alice");
-  assert_string_equal(json_string_value(json_object_get(p, "role")), "admin");
+  assert_string_equal(json_string_value(json_object_get(p, "role")), "user"); /* the server's role, not the client's */
   json_int_t iat = json_integer_value(json_object_get(p, "iat"));
   assert_int_equal(json_integer_value(json_object_get(p, "exp")) - iat, 3600);
   assert_true(iat >= before && iat <= tether_now_ms() / 1000);
   char payload[128];
-  snprintf(payload, sizeof(payload), "{\"userId\":\"alice\",\"role\":\"admin\",\"iat\":%lld}", (long long)iat);
+  snprintf(payload, sizeof(payload), "{\"userId\":\"alice\",\"role\":\"user\",\"iat\":%lld}", (long long)iat);
   char *node_tok = node_sign(payload, JWT_SECRET, "{\"expiresIn\":\"1h\"}");
   assert_string_equal(tok, node_tok); /* jwt.sign's bytes for the same claims and second */
   free(node_tok);
