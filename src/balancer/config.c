@@ -1135,6 +1135,7 @@ static void build_jwt(parser *ps, tether__config *cf) {
     tether_jwt_verify_options_init(&o);
     if (j->leeway_ms >= 0) o.leeway_s = j->leeway_ms / 1000;
     o.require_exp = j->require_exp;
+    o.weak_secret_ok = j->weak_secret_ok;
     if (j->issuer[0]) o.issuer = j->issuer;
     for (int a = 0; a < j->naudience; a++) o.audience[a] = j->audience[a];
     o.audience_count = (size_t)j->naudience;

@@ -491,6 +491,36 @@ static void test_transfer_encoding_refused(void **state) {
   }
 }
 
+/* Finding 14: literal secrets were echoed in errors, and weak ones accepted. */
+static void test_weak_secret_refused(void **state) {
+  (void)state;
+  char conf[600], out[600];
+  snprintf(conf, sizeof(conf), "%s/weak.conf", T.dir);
+  snprintf(out, sizeof(out), "%s/weak.out", T.dir);
+  const char *body = "listen 127.0.0.1:1;\n"
+                     "upstream app { server 127.0.0.1:2; }\n"
+                     "location / {\n"
+                     "  auth_jwt api;\n"
+                     "  auth_jwt_key literal:Zq9xK2vBpL HS256%s;\n"
+                     "  proxy_pass http://app;\n"
+                     "}\n";
+  FILE *f = fopen(conf, "w");
+  fprintf(f, body, "");
+  fclose(f);
+  const char *args[] = {"-t", "-c", conf, NULL};
+  assert_int_equal(tb_tether_cmd(out, args), 1);
+  char where[700];
+  snprintf(where, sizeof(where), "%s:4: ", conf);
+  if (!tb_file_contains(out, where)) tt_system("cat '%s' >&2", out);
+  assert_true(tb_file_contains(out, where));
+  assert_false(tb_file_contains(out, "Zq9xK2vBpL"));
+  f = fopen(conf, "w");
+  fprintf(f, body, " weak_secret_ok");
+  fclose(f);
+  assert_int_equal(tb_tether_cmd(out, args), 0);
+  assert_true(tb_file_contains(out, "configuration OK"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_claim_headers_everywhere),
@@ -505,6 +535,7 @@ int main(void) {
       cmocka_unit_test(test_trickled_body),
       cmocka_unit_test(test_normalized_routing),
       cmocka_unit_test(test_transfer_encoding_refused),
+      cmocka_unit_test(test_weak_secret_refused),
   };
   return cmocka_run_group_tests_name("balancer edge", tests, setup, teardown);
 }
