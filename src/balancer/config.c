@@ -734,11 +734,12 @@ static int jwt_directive(parser *ps, directive *d, tether__cf_jwt *j) {
     }
   } else if (strcmp(n, "auth_jwt_key") == 0) {
     if (want_args(ps, d, 1, 3) < 0) return 1;
-    if (strcmp(d->args[d->nargs - 1], "weak_secret_ok") == 0) { /* HS* secrets under 32 bytes, knowingly */
+    int nargs = d->nargs;
+    if (strcmp(d->args[nargs - 1], "weak_secret_ok") == 0) { /* HS* secrets under 32 bytes, knowingly */
       j->weak_secret_ok = 1;
-      d->nargs--;
+      nargs--;
     }
-    if (d->nargs > 3) {
+    if (nargs > 3 || nargs < 2) {
       error(ps, d->line, "auth_jwt_key takes a key, optionally an algorithm, and optionally weak_secret_ok");
     } else if (j->nkeys == TETHER__JWT_MAX_KEYS) {
       error(ps, d->line, "auth_jwt_key: at most %d keys", TETHER__JWT_MAX_KEYS);
@@ -747,7 +748,7 @@ static int jwt_directive(parser *ps, directive *d, tether__cf_jwt *j) {
     } else {
       snprintf(j->keys[j->nkeys].spec, sizeof(j->keys[0].spec), "%s", d->args[1]);
       j->keys[j->nkeys].alg[0] = '\0';
-      if (d->nargs == 3) {
+      if (nargs == 3) {
         if (tether_jwt_alg_from_name(d->args[2]) == TETHER_JWT_ALG_UNKNOWN)
           error(ps, d->line, "auth_jwt_key: unknown algorithm \"%s\" (HS256, RS256, PS256, ES256, EdDSA, ...)", d->args[2]);
         else snprintf(j->keys[j->nkeys].alg, sizeof(j->keys[0].alg), "%s", d->args[2]);
