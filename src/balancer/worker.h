@@ -9,6 +9,7 @@
 
 #include "../lib/util.h"
 #include "config.h"
+#include "conn-t.h"
 #include "http1.h"
 #include "runtime.h"
 #include "tether/jwt.h"
@@ -20,9 +21,6 @@
 #define TETHER__JWT_RESULTS 21
 extern const double tether__latency_bounds_s[TETHER__LATENCY_NB];
 
-typedef struct tether__worker tether__worker;
-typedef struct tether__client tether__client;
-typedef struct tether__upconn tether__upconn;
 
 /* Idle keep-alive connections to one server, per worker. */
 typedef struct tether__pool {
@@ -59,6 +57,7 @@ struct tether__worker {
   tether__buf scratch_out;           /* response heads are assembled here */
   tether__buf scratch_log;           /* access log lines are assembled here */
   tether__buf scratch_path;          /* the normalized path of the request being routed */
+  tether__h1_msg msg;                /* the head being parsed (one at a time per worker) */
   char rbuf[65536];                  /* every client read lands here first */
   tether_jwt_claims claims;          /* the claims of the token verified last (edge authentication) */
   char jwt_token[16384];             /* the token being verified */
@@ -79,7 +78,7 @@ void tether__workers_stop(tether__worker *ws, int n);
 /* A client connection of this worker closed: accepting resumes if it was paused for lack of descriptors. */
 void tether__worker_fd_freed(tether__worker *w);
 
-/* proxy.c */
+/* proto/h1.c */
 void tether__client_accept(tether__worker *w, int fd); /* fd: a connection accept4 returned */
 void tether__worker_close_idle(tether__worker *w);  /* stopping: close what carries no request */
 void tether__worker_close_all(tether__worker *w);   /* grace period over */
@@ -91,6 +90,7 @@ void tether__access_log_close(void);
 void tether__access_log_flush(tether__worker *w);
 void tether__access_log_line(tether__worker *w, const char *line, size_t n);
 void tether__log_escape(tether__buf *b, const char *s, int json); /* client bytes in a log line */
+void tether__log_request(tether__client *c, uint64_t us);          /* the line of a request ending now */
 
 /* Opens a listening socket with SO_REUSEPORT (libuv 1.44 has no flag for it). Returns fd or -errno. */
 int tether__listen_socket(const tether__addr *a, int backlog);
