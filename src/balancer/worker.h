@@ -66,6 +66,7 @@ struct tether__worker {
   size_t log_len, log_cap;
   uv_timer_t accept_timer;           /* accepting paused: out of descriptors */
   int accept_paused;                 /* since the last successful accept (logged once) */
+  void (*accept)(tether__worker *w, int fd); /* takes an accepted client socket (the protocol's) */
 };
 
 /* Starts n workers on the listening sockets (already bound, SO_REUSEPORT, one set per worker). */
@@ -74,9 +75,6 @@ int tether__workers_start(tether__worker *ws, int n, tether__runtime *rt);
 void tether__workers_reload(tether__worker *ws, int n, tether__runtime *rt);
 /* Graceful stop: listeners close, idle connections close, in-flight requests get grace_ms. Joins. */
 void tether__workers_stop(tether__worker *ws, int n);
-
-/* A client connection of this worker closed: accepting resumes if it was paused for lack of descriptors. */
-void tether__worker_fd_freed(tether__worker *w);
 
 /* proto/h1.c */
 void tether__client_accept(tether__worker *w, int fd); /* fd: a connection accept4 returned */

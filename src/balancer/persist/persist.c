@@ -11,15 +11,6 @@
 const char *const tether__outcome_names[TETHER__OUT_COUNT][2] = {
     {"hit", ""}, {"new", ""}, {"break", "down"}, {"break", "drain"}, {"break", "unknown"}, {"break", "overload"}};
 
-int tether__persist_by_weight(const tether__cf_upstream *cu, unsigned w) {
-  for (size_t i = 0; i < cu->nservers; i++) {
-    if (cu->servers[i].backup) continue;
-    if (w < (unsigned)cu->servers[i].weight) return (int)i;
-    w -= (unsigned)cu->servers[i].weight;
-  }
-  return -1;
-}
-
 int tether__persist_build(tether__upstream_rt *u) {
   const tether__cf_upstream *cu = u->cf;
   if (cu->persist.kind == TETHER__PERSIST_NONE) return 0;

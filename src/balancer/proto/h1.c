@@ -16,6 +16,7 @@
 #include "../upstream/exchange.h"
 #include "../upstream/pool.h"
 #include "../upstream/tunnel.h"
+#include "../io/listen.h"
 #include "../worker.h"
 
 #define LINGER_TIMEOUT_MS 5000 /* nginx's lingering_timeout: silence that ends a lingering close */
@@ -380,7 +381,7 @@ static void client_close(tether__client *c) {
   uv_timer_stop(&c->timer);
   uv_close((uv_handle_t *)&c->timer, client_timer_closed);
   tether__io_close(&c->io, client_free);
-  tether__worker_fd_freed(w);
+  tether__listen_fd_freed(w);
 }
 
 void tether__client_accept(tether__worker *w, int fd) {

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../io/listen.h"
 #include "../worker.h"
 
 #define IDLE_TIMEOUT_MS 60000 /* an idle pooled connection is closed after this */
@@ -69,7 +70,7 @@ void tether__up_close(tether__upconn *u) {
   uv_timer_stop(&u->timer);
   uv_close((uv_handle_t *)&u->timer, up_timer_closed);
   tether__io_close(&u->io, up_free);
-  tether__worker_fd_freed(u->w);
+  tether__listen_fd_freed(u->w);
 }
 
 static void idle_timeout(uv_timer_t *t) { tether__up_close(t->data); }
