@@ -31,6 +31,7 @@ typedef struct tether__conf_parser {
   uint64_t header_buffer;     /* client_header_buffer_size (or client_header_buffer); 0: not given */
   int large_buffers;          /* large_client_header_buffers N SIZE: N, 0 when not given */
   uint64_t large_buffer_size; /* ... and SIZE */
+  int server_line;            /* the server { } block's line: there is one virtual server */
 } tether__conf_parser;
 
 typedef struct tether__conf_directive {

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,15 +18,22 @@
 
 #define MAX_DEPTH 4
 
+/* listen [IP:]PORT [backlog=N] [reuseport] [default_server]; admin_listen [IP:]PORT. */
 static void listen_line(tether__conf_parser *ps, tether__conf_directive *d, int admin) {
   tether__config *cf = ps->cf;
   if (d->nargs < 2 || d->block) {
     tether__conf_error(ps, d->line, "\"%s\" takes an address", d->args[0]);
     return;
   }
-  for (int i = 2; i < d->nargs; i++)
-    if (strcmp(d->args[i], "reuseport") != 0 && strcmp(d->args[i], "default_server") != 0)
-      tether__conf_error(ps, d->line, "unknown listen parameter \"%s\"", d->args[i]);
+  int backlog = TETHER__LISTEN_BACKLOG;
+  for (int i = 2; i < d->nargs; i++) {
+    if (admin) tether__conf_error(ps, d->line, "\"admin_listen\" takes an address and no parameter");
+    else if (strncmp(d->args[i], "backlog=", 8) == 0)
+      tether__conf_int(ps, d, "backlog", d->args[i] + 8, 1, 65535, &backlog);
+    else if (strcmp(d->args[i], "reuseport") != 0 && strcmp(d->args[i], "default_server") != 0)
+      tether__conf_error(ps, d->line, "unknown listen parameter \"%s\" (backlog=N; reuseport and default_server are "
+                         "implied)", d->args[i]);
+  }
   tether__addr a;
   if (tether__addr_parse(d->args[1], &a) < 0) {
     tether__conf_error(ps, d->line, "invalid address \"%s\" (expected [IP:]PORT)", d->args[1]);
@@ -41,6 +49,7 @@ static void listen_line(tether__conf_parser *ps, tether__conf_directive *d, int 
   } else if (cf->nlisten == TETHER__ARRAY_SIZE(cf->listen)) {
     tether__conf_error(ps, d->line, "too many listen addresses");
   } else {
+    cf->listen_backlog[cf->nlisten] = backlog;
     cf->listen[cf->nlisten++] = a;
   }
 }
@@ -79,111 +88,236 @@ static int is_loopback(const tether__addr *a) {
   return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 }
 
+/* Directives of one time, size or integer argument, and the field each sets. */
+static const struct {
+  const char *name;
+  char kind;          /* 't' a time in ms (int64_t), 's' a size (uint64_t), 'i' an integer from min to max */
+  size_t offset;      /* in tether__config */
+  const char *what;   /* 'i': the value's name in errors */
+  long min, max;
+} scalars[] = {
+    {"client_max_body_size", 's', offsetof(tether__config, client_max_body_size), NULL, 0, 0},
+    {"client_header_timeout", 't', offsetof(tether__config, client_header_timeout_ms), NULL, 0, 0},
+    {"client_body_timeout", 't', offsetof(tether__config, client_body_timeout_ms), NULL, 0, 0},
+    {"client_body_time", 't', offsetof(tether__config, client_body_time_ms), NULL, 0, 0},
+    {"keepalive_timeout", 't', offsetof(tether__config, keepalive_timeout_ms), NULL, 0, 0},
+    {"proxy_connect_timeout", 't', offsetof(tether__config, proxy_connect_timeout_ms), NULL, 0, 0},
+    {"proxy_read_timeout", 't', offsetof(tether__config, proxy_read_timeout_ms), NULL, 0, 0},
+    {"proxy_send_timeout", 't', offsetof(tether__config, proxy_send_timeout_ms), NULL, 0, 0},
+    {"shutdown_timeout", 't', offsetof(tether__config, shutdown_grace_ms), NULL, 0, 0},
+    {"proxy_next_upstream_tries", 'i', offsetof(tether__config, proxy_next_upstream_tries), "tries", 0, 100},
+    {"worker_rlimit_nofile", 'i', offsetof(tether__config, rlimit_nofile), "worker_rlimit_nofile", 32, 16777216},
+};
+
+static int scalar_directive(tether__conf_parser *ps, tether__conf_directive *d) {
+  for (size_t i = 0; i < TETHER__ARRAY_SIZE(scalars); i++) {
+    if (strcmp(d->args[0], scalars[i].name) != 0) continue;
+    if (tether__conf_want_args(ps, d, 1, 1) < 0) return 1;
+    void *field = (char *)ps->cf + scalars[i].offset;
+    if (scalars[i].kind == 't') tether__conf_time(ps, d, d->args[1], field);
+    else if (scalars[i].kind == 's') tether__conf_size(ps, d, d->args[1], field);
+    else tether__conf_int(ps, d, scalars[i].what, d->args[1], scalars[i].min, scalars[i].max, field);
+    return 1;
+  }
+  return 0;
+}
+
+/* worker_processes auto: one per core, but no more than Tether runs (a notice says so: not the user's number). */
+static int auto_workers(long cores) {
+  if (cores < 1) return 1;
+  return cores > TETHER__MAX_WORKERS ? TETHER__MAX_WORKERS : (int)cores;
+}
+
+static void worker_processes_line(tether__conf_parser *ps, tether__conf_directive *d) {
+  tether__config *cf = ps->cf;
+  if (tether__conf_want_args(ps, d, 1, 1) < 0) return;
+  cf->workers_auto_cores = 0;
+  if (strcmp(d->args[1], "auto") == 0) {
+    cf->workers_auto_cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    cf->workers = auto_workers(cf->workers_auto_cores);
+  } else {
+    tether__conf_int(ps, d, "worker_processes", d->args[1], 1, TETHER__MAX_WORKERS, &cf->workers);
+  }
+}
+
+/* error_log PATH [LEVEL]: nginx's levels, onto Tether's four. */
+static void error_log_line(tether__conf_parser *ps, tether__conf_directive *d) {
+  static const struct {
+    const char *name;
+    int level;
+  } levels[] = {{"debug", TETHER_LOG_DEBUG}, {"info", TETHER_LOG_INFO},   {"notice", TETHER_LOG_INFO},
+                {"warn", TETHER_LOG_WARN},   {"error", TETHER_LOG_ERROR}, {"crit", TETHER_LOG_ERROR},
+                {"alert", TETHER_LOG_ERROR}, {"emerg", TETHER_LOG_ERROR}};
+  tether__config *cf = ps->cf;
+  if (tether__conf_want_args(ps, d, 1, 2) < 0) return;
+  if (strncmp(d->args[1], "syslog:", 7) == 0 || strncmp(d->args[1], "memory:", 7) == 0 ||
+      strlen(d->args[1]) >= sizeof(cf->error_log)) {
+    tether__conf_error(ps, d->line, "\"error_log\" takes a file or stderr (no syslog: or memory:)");
+    return;
+  }
+  snprintf(cf->error_log, sizeof(cf->error_log), "%s", d->args[1]);
+  if (d->nargs < 3) return;
+  for (size_t i = 0; i < TETHER__ARRAY_SIZE(levels); i++)
+    if (strcmp(d->args[2], levels[i].name) == 0) {
+      cf->error_log_level = levels[i].level;
+      return;
+    }
+  tether__conf_error(ps, d->line, "error_log: unknown level \"%s\" (debug, info, notice, warn, error, crit, alert or "
+                     "emerg)", d->args[2]);
+}
+
+static void access_log_line(tether__conf_parser *ps, tether__conf_directive *d) {
+  tether__config *cf = ps->cf;
+  if (tether__conf_want_args(ps, d, 1, 2) < 0) return;
+  if (strcmp(d->args[1], "off") == 0) cf->access_log[0] = '\0';
+  else snprintf(cf->access_log, sizeof(cf->access_log), "%s", d->args[1]);
+  if (d->nargs == 3) {
+    if (strcmp(d->args[2], "json") == 0) cf->access_log_json = 1;
+    else if (strcmp(d->args[2], "combined") == 0) cf->access_log_json = 0;
+    else tether__conf_error(ps, d->line, "access_log format must be combined or json");
+  }
+}
+
+static void sticky_key_file_line(tether__conf_parser *ps, tether__conf_directive *d) {
+  tether__config *cf = ps->cf;
+  /* only named here: the file is read (or created) when the configuration is loaded, not parsed */
+  if (tether__conf_want_args(ps, d, 1, 1) < 0) return;
+  if (d->args[1][0] == '\0' || strlen(d->args[1]) >= sizeof(cf->sticky_key_file))
+    tether__conf_error(ps, d->line, "\"sticky_key_file\" takes a path (under 512 characters)");
+  else snprintf(cf->sticky_key_file, sizeof(cf->sticky_key_file), "%s", d->args[1]);
+  cf->sticky_key_file_line = d->line;
+}
+
+/* nginx's events { }: its directives have no counterpart here (libuv picks epoll, each worker accepts in
+ * batches, SO_REUSEPORT spreads connections, and connections are bounded by the descriptor limit); they are
+ * accepted so nginx files load, anything else in the block is an error. */
+static void events_block(tether__conf_parser *ps, tether__conf_directive *d) {
+  static const char *const known[] = {"worker_connections", "use", "multi_accept", "accept_mutex",
+                                      "accept_mutex_delay"};
+  if (d->nargs != 1) tether__conf_error(ps, d->line, "\"events\" takes a block and no argument");
+  tether__conf_directive c;
+  int rc;
+  while ((rc = tether__conf_read(ps, &c)) == 1) {
+    int ok = 0;
+    for (size_t i = 0; i < TETHER__ARRAY_SIZE(known); i++) ok |= strcmp(c.args[0], known[i]) == 0;
+    if (!ok) tether__conf_error(ps, c.line, "unknown directive \"%s\" in events", c.args[0]);
+    else if (c.block) tether__conf_error(ps, c.line, "\"%s\" takes no block", c.args[0]);
+    else tether__conf_want_args(ps, &c, 1, 1);
+    if (c.block) tether__conf_skip_block(ps);
+    tether__conf_free_directive(&c);
+  }
+  if (rc == 0) tether__conf_error(ps, d->line, "events: missing \"}\"");
+}
+
+/* Process-wide directives. Returns 1 when d was one of them. */
+static int process_directive(tether__conf_parser *ps, tether__conf_directive *d) {
+  const char *n = d->args[0];
+  if (strcmp(n, "worker_processes") == 0) worker_processes_line(ps, d);
+  else if (strcmp(n, "listen") == 0) listen_line(ps, d, 0);
+  else if (strcmp(n, "admin_listen") == 0) listen_line(ps, d, 1);
+  else if (strcmp(n, "admin_auth_token") == 0) {
+    if (tether__conf_want_args(ps, d, 1, 1) == 0) admin_token_line(ps, d);
+  } else if (strcmp(n, "error_log") == 0) error_log_line(ps, d);
+  else if (strcmp(n, "access_log") == 0) access_log_line(ps, d);
+  else if (strcmp(n, "sticky_key_file") == 0) sticky_key_file_line(ps, d);
+  else if (strcmp(n, "events") == 0 && d->block) events_block(ps, d);
+  else return 0;
+  return 1;
+}
+
+/* client_header_buffer_size SIZE (and Tether's older client_header_buffer), large_client_header_buffers N
+ * SIZE: gathered here, combined into Tether's one header buffer once the file is read (header_limits). */
+static void header_buffer_line(tether__conf_parser *ps, tether__conf_directive *d) {
+  uint64_t sz;
+  int large = strcmp(d->args[0], "large_client_header_buffers") == 0, n = 1;
+  if (tether__conf_want_args(ps, d, large ? 2 : 1, large ? 2 : 1) < 0) return;
+  if (large && tether__conf_int(ps, d, "the number of buffers", d->args[1], 1, 1024, &n) < 0) return;
+  if (tether__conf_size(ps, d, d->args[d->nargs - 1], &sz) < 0) return;
+  if (sz < 1024 || sz > 1024 * 1024) {
+    tether__conf_error(ps, d->line, "\"%s\": the size must be from 1k to 1m", d->args[0]);
+  } else if (large && (uint64_t)n * sz > 1024 * 1024) {
+    tether__conf_error(ps, d->line, "\"large_client_header_buffers %d %s\": Tether reads a request head into one "
+                       "buffer of N x SIZE, at most 1m", n, d->args[2]);
+  } else if (large) {
+    ps->large_buffers = n;
+    ps->large_buffer_size = sz;
+  } else {
+    ps->header_buffer = sz;
+  }
+}
+
+/* The client's address: set_real_ip_from, real_ip_header, real_ip_recursive. */
+static void real_ip_line(tether__conf_parser *ps, tether__conf_directive *d) {
+  tether__config *cf = ps->cf;
+  const char *n = d->args[0];
+  if (tether__conf_want_args(ps, d, 1, 1) < 0) return;
+  if (strcmp(n, "set_real_ip_from") == 0) {
+    if (cf->nreal_ip_from == TETHER__CF_MAX_REALIP) tether__conf_error(ps, d->line, "too many set_real_ip_from");
+    else if (tether__cidr_parse(d->args[1], &cf->real_ip_from[cf->nreal_ip_from]) < 0)
+      tether__conf_error(ps, d->line, "invalid address or CIDR \"%s\"", d->args[1]);
+    else cf->nreal_ip_from++;
+  } else if (strcmp(n, "real_ip_header") == 0) {
+    if (strcmp(d->args[1], "proxy_protocol") == 0) cf->real_ip_proxy_protocol = 1;
+    else if (strcasecmp(d->args[1], "X-Forwarded-For") == 0) cf->real_ip_proxy_protocol = 0;
+    else tether__conf_error(ps, d->line, "\"real_ip_header\" takes X-Forwarded-For or proxy_protocol");
+  } else if (strcmp(d->args[1], "on") != 0) { /* real_ip_recursive */
+    tether__conf_error(ps, d->line, "\"real_ip_recursive\": only on (Tether takes the rightmost address in "
+                       "X-Forwarded-For that is not a set_real_ip_from proxy)");
+  }
+}
+
+/* Request and forwarding directives. Returns 1 when d was one of them. */
+static int request_directive(tether__conf_parser *ps, tether__conf_directive *d) {
+  tether__config *cf = ps->cf;
+  const char *n = d->args[0];
+  if (strcmp(n, "client_header_buffer_size") == 0 || strcmp(n, "client_header_buffer") == 0 ||
+      strcmp(n, "large_client_header_buffers") == 0)
+    header_buffer_line(ps, d);
+  else if (strcmp(n, "set_real_ip_from") == 0 || strcmp(n, "real_ip_header") == 0 ||
+           strcmp(n, "real_ip_recursive") == 0)
+    real_ip_line(ps, d);
+  else if (strcmp(n, "forwarded") == 0) {
+    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_flag(ps, d, d->args[1], &cf->add_forwarded);
+  } else if (strcmp(n, "proxy_set_header") == 0) tether__conf_set_header(ps, d, &cf->headers);
+  else if (strcmp(n, "proxy_http_version") == 0) tether__conf_http_version(ps, d);
+  else return 0;
+  return 1;
+}
+
 static void block_body(tether__conf_parser *ps, int depth, const char *ctx);
+
+/* http { } and server { }: Tether serves one virtual server, so a second server { } is refused rather than
+ * merged into the first (nginx would choose between them by Host). */
+static void http_or_server(tether__conf_parser *ps, tether__conf_directive *d, int depth) {
+  const char *n = d->args[0];
+  if (!d->block || d->nargs != 1 || depth >= MAX_DEPTH) {
+    tether__conf_error(ps, d->line, "\"%s\" takes a block and no argument", n);
+    if (d->block) tether__conf_skip_block(ps);
+    return;
+  }
+  if (strcmp(n, "server") == 0 && ps->server_line) {
+    tether__conf_error(ps, d->line, "a second \"server\" block (the first is at line %d): Tether serves one virtual "
+                       "server; put every location in one", ps->server_line);
+    tether__conf_skip_block(ps);
+    return;
+  }
+  if (strcmp(n, "server") == 0) ps->server_line = d->line;
+  block_body(ps, depth + 1, n);
+}
 
 /* Directives allowed at the top, in http { } and in server { } alike: nginx users nest them freely. */
 static void common_directive(tether__conf_parser *ps, tether__conf_directive *d, int depth, const char *ctx) {
-  tether__config *cf = ps->cf;
   const char *n = d->args[0];
-  uint64_t sz;
   if (strcmp(n, "upstream") == 0) tether__conf_upstream(ps, d);
   else if (strcmp(n, "location") == 0) tether__conf_location(ps, d);
-  else if (tether__conf_jwt(ps, d, &cf->jwt)) { /* a default for every location */ }
-  else if (strcmp(n, "listen") == 0) listen_line(ps, d, 0);
-  else if (strcmp(n, "admin_listen") == 0) listen_line(ps, d, 1);
-  else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0) {
-    if (!d->block || d->nargs != 1 || depth >= MAX_DEPTH) {
-      tether__conf_error(ps, d->line, "\"%s\" takes a block and no argument", n);
-      if (d->block) tether__conf_skip_block(ps);
-    } else {
-      block_body(ps, depth + 1, n);
-    }
-  } else if (strcmp(n, "worker_processes") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) {
-      if (strcmp(d->args[1], "auto") == 0) cf->workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
-      else tether__conf_int(ps, d, "worker_processes", d->args[1], 1, 256, &cf->workers);
-    }
-  } else if (strcmp(n, "client_header_buffer") == 0 || strcmp(n, "large_client_header_buffers") == 0) {
-    const char *v = d->args[d->nargs - 1];
-    if (d->nargs >= 2 && d->nargs <= 3 && tether__conf_size(ps, d, v, &sz) == 0) {
-      if (sz < 1024 || sz > 1024 * 1024) tether__conf_error(ps, d->line, "\"%s\" must be from 1k to 1m", n);
-      else cf->client_header_buffer = sz;
-    } else if (d->nargs < 2 || d->nargs > 3) {
-      tether__conf_error(ps, d->line, "\"%s\" takes a size", n);
-    }
-  } else if (strcmp(n, "client_max_body_size") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_size(ps, d, d->args[1], &cf->client_max_body_size);
-  } else if (strcmp(n, "client_header_timeout") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_time(ps, d, d->args[1], &cf->client_header_timeout_ms);
-  } else if (strcmp(n, "client_body_timeout") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_time(ps, d, d->args[1], &cf->client_body_timeout_ms);
-  } else if (strcmp(n, "keepalive_timeout") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_time(ps, d, d->args[1], &cf->keepalive_timeout_ms);
-  } else if (strcmp(n, "proxy_connect_timeout") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_time(ps, d, d->args[1], &cf->proxy_connect_timeout_ms);
-  } else if (strcmp(n, "proxy_read_timeout") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_time(ps, d, d->args[1], &cf->proxy_read_timeout_ms);
-  } else if (strcmp(n, "proxy_send_timeout") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_time(ps, d, d->args[1], &cf->proxy_send_timeout_ms);
-  } else if (strcmp(n, "proxy_next_upstream_tries") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_int(ps, d, "tries", d->args[1], 0, 100, &cf->proxy_next_upstream_tries);
-  } else if (strcmp(n, "shutdown_timeout") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_time(ps, d, d->args[1], &cf->shutdown_grace_ms);
-  } else if (strcmp(n, "forwarded") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) {
-      if (strcmp(d->args[1], "on") == 0) cf->add_forwarded = 1;
-      else if (strcmp(d->args[1], "off") == 0) cf->add_forwarded = 0;
-      else tether__conf_error(ps, d->line, "\"forwarded\" takes on or off");
-    }
-  } else if (strcmp(n, "set_real_ip_from") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) {
-      if (cf->nreal_ip_from == TETHER__CF_MAX_REALIP) tether__conf_error(ps, d->line, "too many set_real_ip_from");
-      else if (tether__cidr_parse(d->args[1], &cf->real_ip_from[cf->nreal_ip_from]) < 0)
-        tether__conf_error(ps, d->line, "invalid address or CIDR \"%s\"", d->args[1]);
-      else cf->nreal_ip_from++;
-    }
-  } else if (strcmp(n, "real_ip_header") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) {
-      if (strcmp(d->args[1], "proxy_protocol") == 0) cf->real_ip_proxy_protocol = 1;
-      else if (strcasecmp(d->args[1], "X-Forwarded-For") == 0) cf->real_ip_proxy_protocol = 0;
-      else tether__conf_error(ps, d->line, "\"real_ip_header\" takes X-Forwarded-For or proxy_protocol");
-    }
-  } else if (strcmp(n, "access_log") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 2) == 0) {
-      if (strcmp(d->args[1], "off") == 0) cf->access_log[0] = '\0';
-      else snprintf(cf->access_log, sizeof(cf->access_log), "%s", d->args[1]);
-      if (d->nargs == 3) {
-        if (strcmp(d->args[2], "json") == 0) cf->access_log_json = 1;
-        else if (strcmp(d->args[2], "combined") == 0) cf->access_log_json = 0;
-        else tether__conf_error(ps, d->line, "access_log format must be combined or json");
-      }
-    }
-  } else if (strcmp(n, "sticky_key_file") == 0) {
-    /* only named here: the file is read (or created) when the configuration is loaded, not parsed */
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) {
-      if (d->args[1][0] == '\0' || strlen(d->args[1]) >= sizeof(cf->sticky_key_file))
-        tether__conf_error(ps, d->line, "\"sticky_key_file\" takes a path (under 512 characters)");
-      else snprintf(cf->sticky_key_file, sizeof(cf->sticky_key_file), "%s", d->args[1]);
-      cf->sticky_key_file_line = d->line;
-    }
-  } else if (strcmp(n, "error_log") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 2) == 0) snprintf(cf->error_log, sizeof(cf->error_log), "%s", d->args[1]);
-  } else if (strcmp(n, "proxy_set_header") == 0) {
-    tether__conf_set_header(ps, d, &cf->headers);
-  } else if (strcmp(n, "proxy_http_version") == 0) {
-    tether__conf_http_version(ps, d);
-  } else if (strcmp(n, "client_body_time") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_time(ps, d, d->args[1], &cf->client_body_time_ms);
-  } else if (strcmp(n, "admin_auth_token") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) admin_token_line(ps, d);
-  } else if (strcmp(n, "worker_rlimit_nofile") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0)
-      tether__conf_int(ps, d, "worker_rlimit_nofile", d->args[1], 32, 16777216, &cf->rlimit_nofile);
-  } else if (strcmp(n, "events") == 0 && d->block) {
-    tether__conf_skip_block(ps); /* nginx's events { worker_connections ...; }: libuv needs none of it */
-  } else if (strcmp(n, "server_name") == 0 || strcmp(n, "include") == 0) {
-    /* server_name is accepted (one virtual server); include is not supported */
-    if (strcmp(n, "include") == 0) tether__conf_error(ps, d->line, "\"include\" is not supported");
+  else if (tether__conf_jwt(ps, d, &ps->cf->jwt)) { /* a default for every location */ }
+  else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0) http_or_server(ps, d, depth);
+  else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d)) { /* done */ }
+  else if (strcmp(n, "server_name") == 0) {
+    /* one virtual server answers every name, as nginx's only server does */
+    if (d->nargs < 2) tether__conf_error(ps, d->line, "\"server_name\" takes at least one name");
+  } else if (strcmp(n, "include") == 0) {
+    tether__conf_error(ps, d->line, "\"include\" is not supported");
   } else {
     tether__conf_error(ps, d->line, "unknown directive \"%s\"%s%s", n, depth ? " in " : "", depth ? ctx : "");
     if (d->block) tether__conf_skip_block(ps);
@@ -214,6 +348,21 @@ static void block_body(tether__conf_parser *ps, int depth, const char *ctx) {
   }
 }
 
+/* Tether reads a request head into one buffer: the whole head must fit (431). nginx reads it into
+ * client_header_buffer_size first and, when that is too small, into up to N large buffers of SIZE, a request
+ * line no longer than one of them (414). So the buffer is the larger of client_header_buffer_size and N x SIZE,
+ * the URI is bounded by SIZE (or the first buffer, when larger), and a request line must fit the buffer. */
+static void header_limits(tether__conf_parser *ps) {
+  tether__config *cf = ps->cf;
+  uint64_t large = (uint64_t)ps->large_buffers * ps->large_buffer_size;
+  uint64_t buffer = ps->header_buffer > large ? ps->header_buffer : large;
+  if (buffer) cf->client_header_buffer = buffer;
+  if (ps->large_buffers)
+    cf->large_uri = ps->header_buffer > ps->large_buffer_size ? ps->header_buffer : ps->large_buffer_size;
+  /* as in nginx, a request line that cannot fit the header buffer is a 414, not a 431 */
+  if (cf->large_uri + 1024 > cf->client_header_buffer) cf->large_uri = cf->client_header_buffer > 1536 ? cf->client_header_buffer - 1024 : 512;
+}
+
 void tether__config_release(tether__config *cf) {
   explicit_bzero(cf->admin_token, sizeof(cf->admin_token));
   for (size_t i = 0; i < cf->nlocations; i++) {
@@ -229,8 +378,9 @@ void tether__config_free(tether__config *cf) {
 }
 
 static void defaults(tether__config *cf) {
-  cf->workers = (int)sysconf(_SC_NPROCESSORS_ONLN);
-  if (cf->workers < 1) cf->workers = 1;
+  cf->workers_auto_cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  cf->workers = auto_workers(cf->workers_auto_cores);
+  cf->error_log_level = -1;
   cf->client_header_buffer = 16384;
   cf->large_uri = 8192;
   cf->client_max_body_size = 1024 * 1024;
@@ -264,8 +414,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
   if (cf->admin.len && !is_loopback(&cf->admin) && cf->admin_token_line == 0)
     tether__conf_error(psp, cf->admin_line, "admin_listen %s is not a loopback address: it needs \"admin_auth_token env:NAME;\"",
           cf->admin.text);
-  /* as in nginx, a request line that cannot fit the header buffer is a 414, not a 431 */
-  if (cf->large_uri + 1024 > cf->client_header_buffer) cf->large_uri = cf->client_header_buffer > 1536 ? cf->client_header_buffer - 1024 : 512;
+  header_limits(psp);
   if (cf->nlisten == 0 && psp->nerrors == 0) tether__conf_error(psp, psp->line, "no \"listen\" address");
   if (cf->nlocations == 0 && cf->nupstreams == 1 && psp->nerrors == 0) {
     /* a single upstream and no location: proxy everything to it */

@@ -14,6 +14,32 @@ int tether__conf_token_ok(const char *s) {
   return 1;
 }
 
+/* auth_jwt_key SPEC [ALG] [weak_secret_ok] */
+static void jwt_key_line(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_jwt *j) {
+  if (tether__conf_want_args(ps, d, 1, 3) < 0) return;
+  int nargs = d->nargs; /* d's words are freed by its caller: count without the flag rather than drop it */
+  if (strcmp(d->args[nargs - 1], "weak_secret_ok") == 0) { /* HS* secrets under 32 bytes, knowingly */
+    j->weak_secret_ok = 1;
+    nargs--;
+  }
+  if (nargs < 2 || nargs > 3) {
+    tether__conf_error(ps, d->line, "auth_jwt_key takes a key, optionally an algorithm, and optionally weak_secret_ok");
+  } else if (j->nkeys == TETHER__JWT_MAX_KEYS) {
+    tether__conf_error(ps, d->line, "auth_jwt_key: at most %d keys", TETHER__JWT_MAX_KEYS);
+  } else if (strlen(d->args[1]) >= sizeof(j->keys[0].spec)) {
+    tether__conf_error(ps, d->line, "auth_jwt_key: the key specification is too long");
+  } else {
+    snprintf(j->keys[j->nkeys].spec, sizeof(j->keys[0].spec), "%s", d->args[1]);
+    j->keys[j->nkeys].alg[0] = '\0';
+    if (nargs == 3) {
+      if (tether_jwt_alg_from_name(d->args[2]) == TETHER_JWT_ALG_UNKNOWN)
+        tether__conf_error(ps, d->line, "auth_jwt_key: unknown algorithm \"%s\" (HS256, RS256, PS256, ES256, EdDSA, ...)", d->args[2]);
+      else snprintf(j->keys[j->nkeys].alg, sizeof(j->keys[0].alg), "%s", d->args[2]);
+    }
+    j->nkeys++;
+  }
+}
+
 int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_jwt *j) {
   const char *n = d->args[0];
   if (strncmp(n, "auth_jwt", 8) != 0) return 0;
@@ -36,32 +62,16 @@ int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether_
       snprintf(j->realm, sizeof(j->realm), "%s", d->args[1]);
     }
   } else if (strcmp(n, "auth_jwt_key") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 3) < 0) return 1;
-    if (strcmp(d->args[d->nargs - 1], "weak_secret_ok") == 0) { /* HS* secrets under 32 bytes, knowingly */
-      j->weak_secret_ok = 1;
-      d->nargs--;
-    }
-    if (d->nargs > 3) {
-      tether__conf_error(ps, d->line, "auth_jwt_key takes a key, optionally an algorithm, and optionally weak_secret_ok");
-    } else if (j->nkeys == TETHER__JWT_MAX_KEYS) {
-      tether__conf_error(ps, d->line, "auth_jwt_key: at most %d keys", TETHER__JWT_MAX_KEYS);
-    } else if (strlen(d->args[1]) >= sizeof(j->keys[0].spec)) {
-      tether__conf_error(ps, d->line, "auth_jwt_key: the key specification is too long");
-    } else {
-      snprintf(j->keys[j->nkeys].spec, sizeof(j->keys[0].spec), "%s", d->args[1]);
-      j->keys[j->nkeys].alg[0] = '\0';
-      if (d->nargs == 3) {
-        if (tether_jwt_alg_from_name(d->args[2]) == TETHER_JWT_ALG_UNKNOWN)
-          tether__conf_error(ps, d->line, "auth_jwt_key: unknown algorithm \"%s\" (HS256, RS256, PS256, ES256, EdDSA, ...)", d->args[2]);
-        else snprintf(j->keys[j->nkeys].alg, sizeof(j->keys[0].alg), "%s", d->args[2]);
-      }
-      j->nkeys++;
-    }
+    jwt_key_line(ps, d, j);
   } else if (strcmp(n, "auth_jwt_issuer") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) snprintf(j->issuer, sizeof(j->issuer), "%s", d->args[1]);
+    if (tether__conf_want_args(ps, d, 1, 1) < 0) return 1;
+    if (strlen(d->args[1]) >= sizeof(j->issuer)) tether__conf_error(ps, d->line, "auth_jwt_issuer: at most 255 bytes");
+    else snprintf(j->issuer, sizeof(j->issuer), "%s", d->args[1]);
   } else if (strcmp(n, "auth_jwt_audience") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) < 0) return 1;
     if (j->naudience == 4) tether__conf_error(ps, d->line, "auth_jwt_audience: at most 4");
+    else if (strlen(d->args[1]) >= sizeof(j->audience[0]))
+      tether__conf_error(ps, d->line, "auth_jwt_audience: at most 127 bytes");
     else snprintf(j->audience[j->naudience++], sizeof(j->audience[0]), "%s", d->args[1]);
   } else if (strcmp(n, "auth_jwt_leeway") == 0) {
     int64_t t;
@@ -70,7 +80,7 @@ int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether_
       else j->leeway_ms = t;
     }
   } else if (strcmp(n, "auth_jwt_require_exp") == 0) {
-    if (tether__conf_want_args(ps, d, 1, 1) == 0) j->require_exp = strcmp(d->args[1], "on") == 0;
+    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_flag(ps, d, d->args[1], &j->require_exp);
   } else if (strcmp(n, "auth_jwt_cookie") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) == 0) {
       if (!tether__conf_token_ok(d->args[1]) || strlen(d->args[1]) >= sizeof(j->cookie)) tether__conf_error(ps, d->line, "auth_jwt_cookie: bad cookie name");
@@ -150,26 +160,53 @@ void tether__conf_http_version(tether__conf_parser *ps, tether__conf_directive *
     tether__conf_error(ps, d->line, "proxy_http_version: Tether speaks HTTP/1.1 to servers; only 1.1 is accepted");
 }
 
-static void location_body(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_location *loc, char proxy[128], int *proxy_line) {
+/* proxy_pass http://UPSTREAM: the request target goes to the server as the client sent it. nginx replaces the
+ * location's prefix with a URI after the upstream's name, which Tether does not do, so a URI is refused (but
+ * "/" in "location /", which replaces "/" with "/"). */
+static void proxy_pass_line(tether__conf_parser *ps, tether__conf_directive *c, const tether__cf_location *loc,
+                            char proxy[128], int *proxy_line) {
+  if (tether__conf_want_args(ps, c, 1, 1) < 0) return;
+  const char *v = c->args[1], *slash = strchr(v + 7, '/');
+  if (strncmp(v, "http://", 7) != 0 || strlen(v + 7) >= 128) {
+    tether__conf_error(ps, c->line, "proxy_pass must be http://UPSTREAM, got \"%s\"", v);
+  } else if (slash && (slash[1] != '\0' || loc->exact || strcmp(loc->prefix, "/") != 0)) {
+    tether__conf_error(ps, c->line, "proxy_pass %s: a URI after the upstream's name is not supported (nginx would put "
+                       "it in place of the location's prefix; Tether passes the request target unchanged): write "
+                       "http://%.*s", v, (int)(slash - v - 7), v + 7);
+  } else {
+    snprintf(proxy, 128, "%.*s", slash ? (int)(slash - v - 7) : 127, v + 7);
+    *proxy_line = c->line;
+  }
+}
+
+/* return CODE [TEXT]: TEXT is the body. nginx's redirects (301, 302, 303, 307, 308 with a URL: a Location
+ * header) and 444 (close without answering) are not done here, so they are refused. */
+static void return_line(tether__conf_parser *ps, tether__conf_directive *c, tether__cf_location *loc) {
+  int status;
+  if (tether__conf_want_args(ps, c, 1, 2) < 0 || tether__conf_int(ps, c, "status", c->args[1], 200, 599, &status) < 0)
+    return;
+  int redirect = status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+  if (status == 444) {
+    tether__conf_error(ps, c->line, "return 444 (close without an answer) is not supported");
+  } else if (redirect && c->nargs == 3) {
+    tether__conf_error(ps, c->line, "return %d URL: redirects are not supported (Tether would send the URL as the "
+                       "body, without a Location header)", status);
+  } else {
+    loc->return_status = status;
+    if (c->nargs == 3) snprintf(loc->return_body, sizeof(loc->return_body), "%s", c->args[2]);
+  }
+}
+
+static void location_body(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_location *loc, char proxy[128],
+                          int *proxy_line) {
   tether__conf_directive c;
   int rc;
   while ((rc = tether__conf_read(ps, &c)) == 1) {
     const char *n = c.args[0];
     if (strcmp(n, "proxy_pass") == 0) {
-      if (tether__conf_want_args(ps, &c, 1, 1) == 0) {
-        if (strncmp(c.args[1], "http://", 7) != 0 || strlen(c.args[1] + 7) >= 128)
-          tether__conf_error(ps, c.line, "proxy_pass must be http://UPSTREAM, got \"%s\"", c.args[1]);
-        else {
-          snprintf(proxy, 128, "%s", c.args[1] + 7);
-          size_t l = strlen(proxy);
-          if (l && proxy[l - 1] == '/') proxy[l - 1] = '\0';
-          *proxy_line = c.line;
-        }
-      }
+      proxy_pass_line(ps, &c, loc, proxy, proxy_line);
     } else if (strcmp(n, "return") == 0) {
-      if (tether__conf_want_args(ps, &c, 1, 2) == 0 && tether__conf_int(ps, &c, "status", c.args[1], 200, 599, &loc->return_status) == 0 &&
-          c.nargs == 3)
-        snprintf(loc->return_body, sizeof(loc->return_body), "%s", c.args[2]);
+      return_line(ps, &c, loc);
     } else if (tether__conf_jwt(ps, &c, &loc->jwt)) {
       /* handled */
     } else if (strcmp(n, "proxy_set_header") == 0) {

@@ -188,6 +188,29 @@ static void persist_line(tether__conf_parser *ps, tether__conf_directive *d, tet
   }
 }
 
+/* What an upstream's lines cannot say alone: servers, ids and routes that clash, a balance factor without a
+ * consistent hash. */
+static void upstream_checks(tether__conf_parser *ps, tether__conf_directive *d, const tether__cf_upstream *u) {
+  if (u->nservers == 0) tether__conf_error(ps, d->line, "upstream \"%s\" has no server", u->name);
+  for (size_t i = 0; i < u->nservers; i++)
+    for (size_t k = i + 1; k < u->nservers; k++)
+      if (u->servers[i].cookie_id[0] && strcmp(u->servers[i].cookie_id, u->servers[k].cookie_id) == 0)
+        tether__conf_error(ps, d->line, "upstream \"%s\": servers %s and %s have the same cookie id", u->name,
+              u->servers[i].name, u->servers[k].name);
+  for (size_t i = 0; i < u->nservers; i++)
+    for (size_t k = i + 1; k < u->nservers; k++) {
+      const tether__cf_server *a = &u->servers[i], *b = &u->servers[k];
+      if ((a->route[0] || b->route[0]) &&
+          strcmp(a->route[0] ? a->route : a->name, b->route[0] ? b->route : b->name) == 0)
+        tether__conf_error(ps, d->line, "upstream \"%s\": servers %s and %s have the same route", u->name, a->name, b->name);
+    }
+  if (u->balance_factor && u->persist.kind != TETHER__PERSIST_HASH && u->persist.kind != TETHER__PERSIST_APP_COOKIE)
+    tether__conf_error(ps, d->line, "upstream \"%s\": hash_balance_factor needs \"hash ... consistent|maglev\" or "
+                       "\"sticky app_cookie\"", u->name);
+  if (u->balance_factor && u->persist.kind == TETHER__PERSIST_HASH && u->persist.method == TETHER__HASH_MODULO)
+    tether__conf_error(ps, d->line, "upstream \"%s\": hash_balance_factor needs a consistent or maglev hash", u->name);
+}
+
 void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d) {
   tether__config *cf = ps->cf;
   if (d->nargs != 2 || !d->block) {
@@ -250,24 +273,7 @@ void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d) {
     tether__conf_free_directive(&c);
   }
   if (rc == 0) tether__conf_error(ps, d->line, "upstream \"%s\": missing \"}\"", u->name);
-  if (u->nservers == 0) tether__conf_error(ps, d->line, "upstream \"%s\" has no server", u->name);
-  for (size_t i = 0; i < u->nservers; i++)
-    for (size_t k = i + 1; k < u->nservers; k++)
-      if (u->servers[i].cookie_id[0] && strcmp(u->servers[i].cookie_id, u->servers[k].cookie_id) == 0)
-        tether__conf_error(ps, d->line, "upstream \"%s\": servers %s and %s have the same cookie id", u->name,
-              u->servers[i].name, u->servers[k].name);
-  for (size_t i = 0; i < u->nservers; i++)
-    for (size_t k = i + 1; k < u->nservers; k++) {
-      const tether__cf_server *a = &u->servers[i], *b = &u->servers[k];
-      if ((a->route[0] || b->route[0]) &&
-          strcmp(a->route[0] ? a->route : a->name, b->route[0] ? b->route : b->name) == 0)
-        tether__conf_error(ps, d->line, "upstream \"%s\": servers %s and %s have the same route", u->name, a->name, b->name);
-    }
-  if (u->balance_factor && u->persist.kind != TETHER__PERSIST_HASH && u->persist.kind != TETHER__PERSIST_APP_COOKIE)
-    tether__conf_error(ps, d->line, "upstream \"%s\": hash_balance_factor needs \"hash ... consistent|maglev\" or "
-                       "\"sticky app_cookie\"", u->name);
-  if (u->balance_factor && u->persist.kind == TETHER__PERSIST_HASH && u->persist.method == TETHER__HASH_MODULO)
-    tether__conf_error(ps, d->line, "upstream \"%s\": hash_balance_factor needs a consistent or maglev hash", u->name);
+  upstream_checks(ps, d, u);
   cf->nupstreams++;
 }
 

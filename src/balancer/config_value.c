@@ -173,6 +173,27 @@ int tether__conf_int(tether__conf_parser *ps, tether__conf_directive *d, const c
 }
 
 
+int tether__conf_flag(tether__conf_parser *ps, tether__conf_directive *d, const char *v, int *out) {
+  if (strcmp(v, "on") == 0) *out = 1;
+  else if (strcmp(v, "off") == 0) *out = 0;
+  else {
+    tether__conf_error(ps, d->line, "\"%s\" takes on or off, got \"%s\"", d->args[0], v);
+    return -1;
+  }
+  return 0;
+}
+
+static void unknown_variable(tether__conf_parser *ps, tether__conf_directive *d, const char *text, int for_header) {
+  const char *what = for_header ? "proxy_set_header value" : "hash key";
+  if (for_header)
+    tether__conf_error(ps, d->line, "%s \"%s\": unknown variable (use $host, $remote_addr, $scheme, "
+                       "$proxy_add_x_forwarded_for, $request_method, $request_uri, $http_NAME, $cookie_NAME, "
+                       "$arg_NAME or $jwt_claim_NAME)", what, text);
+  else
+    tether__conf_error(ps, d->line, "%s \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
+                       "$jwt_claim_NAME or $request_uri)", what, text);
+}
+
 /* Text and variables, concatenated: a hash key, or (for_header) a proxy_set_header value, which may also
  * use $host, $scheme, $proxy_add_x_forwarded_for and $request_method. Returns the number of parts or -1
  * after an error; literal text longer than a part is split over several. */
@@ -245,13 +266,7 @@ int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const
       p0 = brace_end ? brace_end + 1 : p0 + pl + nl;
     }
     if (!found) {
-      if (for_header)
-        tether__conf_error(ps, d->line, "%s \"%s\": unknown variable (use $host, $remote_addr, $scheme, "
-                           "$proxy_add_x_forwarded_for, $request_method, $request_uri, $http_NAME, $cookie_NAME, "
-                           "$arg_NAME or $jwt_claim_NAME)", what, text);
-      else
-        tether__conf_error(ps, d->line, "%s \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
-                           "$jwt_claim_NAME or $request_uri)", what, text);
+      unknown_variable(ps, d, text, for_header);
       return -1;
     }
     n++;

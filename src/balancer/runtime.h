@@ -9,8 +9,6 @@
 
 #include "config.h"
 
-#define TETHER__MAX_WORKERS 64
-
 typedef enum tether__admin_state {
   TETHER__ADMIN_UP = 0,   /* in service */
   TETHER__ADMIN_DRAIN,    /* bound clients keep coming; no new ones */

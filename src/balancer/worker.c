@@ -15,13 +15,12 @@ const double tether__latency_bounds_s[TETHER__LATENCY_NB] = {0.0005, 0.001, 0.00
                                                            0.1,    0.25,  0.5,    1,     2.5,  5,    10};
 
 int tether__listen_socket(const tether__addr *a, int backlog) {
-  (void)backlog;
   int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-      bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
+      bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 || listen(fd, backlog) < 0) {
     int e = -errno;
     close(fd);
     return e;
@@ -155,8 +154,7 @@ int tether__workers_start(tether__worker *ws, int n, tether__runtime *rt) {
     uv_timer_init(&w->loop, &w->accept_timer);
     w->accept_timer.data = w;
     for (int k = 0; k < w->nlisteners; k++) {
-      int rc = listen(w->listen_fds[k], 4096) < 0 ? -errno : 0;
-      if (rc == 0) rc = uv_poll_init(&w->loop, &w->listeners[k], w->listen_fds[k]);
+      int rc = uv_poll_init(&w->loop, &w->listeners[k], w->listen_fds[k]); /* listening already */
       w->listeners[k].data = w;
       if (rc == 0) rc = uv_poll_start(&w->listeners[k], UV_READABLE, on_acceptable);
       if (rc < 0) {
