@@ -27,12 +27,15 @@ static void listen_line(tether__conf_parser *ps, tether__conf_directive *d, int 
   }
   int backlog = TETHER__LISTEN_BACKLOG;
   for (int i = 2; i < d->nargs; i++) {
-    if (admin) tether__conf_error(ps, d->line, "\"admin_listen\" takes an address and no parameter");
+    if (admin)
+      tether__conf_error(ps, d->line, "\"admin_listen\" takes an address and no parameter");
     else if (strncmp(d->args[i], "backlog=", 8) == 0)
       tether__conf_int(ps, d, "backlog", d->args[i] + 8, 1, 65535, &backlog);
     else if (strcmp(d->args[i], "reuseport") != 0 && strcmp(d->args[i], "default_server") != 0)
-      tether__conf_error(ps, d->line, "unknown listen parameter \"%s\" (backlog=N; reuseport and default_server are "
-                         "implied)", d->args[i]);
+      tether__conf_error(ps, d->line,
+                         "unknown listen parameter \"%s\" (backlog=N; reuseport and default_server are "
+                         "implied)",
+                         d->args[i]);
   }
   tether__addr a;
   if (tether__addr_parse(d->args[1], &a) < 0) {
@@ -59,7 +62,8 @@ static void listen_line(tether__conf_parser *ps, tether__conf_directive *d, int 
 static void admin_token_line(tether__conf_parser *ps, tether__conf_directive *d) {
   tether__config *cf = ps->cf;
   if (strncmp(d->args[1], "env:", 4) != 0 || d->args[1][4] == '\0') {
-    tether__conf_error(ps, d->line, "\"admin_auth_token\" takes env:NAME (the token is read from that environment variable)");
+    tether__conf_error(ps, d->line,
+                       "\"admin_auth_token\" takes env:NAME (the token is read from that environment variable)");
     return;
   }
   const char *name = d->args[1] + 4, *v = getenv(name);
@@ -67,13 +71,15 @@ static void admin_token_line(tether__conf_parser *ps, tether__conf_directive *d)
   size_t n = v ? strlen(v) : 0;
   int printable = 1;
   for (size_t i = 0; i < n; i++) printable &= v[i] > 0x20 && v[i] < 0x7f;
-  if (v == NULL) tether__conf_error(ps, d->line, "admin_auth_token: environment variable %s is not set", name);
-  else if (n == 0) tether__conf_error(ps, d->line, "admin_auth_token: environment variable %s is empty", name);
+  if (v == NULL)
+    tether__conf_error(ps, d->line, "admin_auth_token: environment variable %s is not set", name);
+  else if (n == 0)
+    tether__conf_error(ps, d->line, "admin_auth_token: environment variable %s is empty", name);
   else if (n < 16)
     tether__conf_error(ps, d->line, "admin_auth_token: the token in %s is too short (at least 16 characters)", name);
   else if (n >= sizeof(cf->admin_token))
     tether__conf_error(ps, d->line, "admin_auth_token: the token in %s is too long (at most %zu characters)", name,
-          sizeof(cf->admin_token) - 1);
+                       sizeof(cf->admin_token) - 1);
   else if (!printable)
     tether__conf_error(ps, d->line, "admin_auth_token: the token in %s must be printable ASCII without spaces", name);
   else {
@@ -82,8 +88,7 @@ static void admin_token_line(tether__conf_parser *ps, tether__conf_directive *d)
 }
 
 static int is_loopback(const tether__addr *a) {
-  if (a->sa.ss_family == AF_INET)
-    return (ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) >> 24) == 127;
+  if (a->sa.ss_family == AF_INET) return (ntohl(((const struct sockaddr_in *)&a->sa)->sin_addr.s_addr) >> 24) == 127;
   const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&a->sa)->sin6_addr;
   return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 }
@@ -91,9 +96,9 @@ static int is_loopback(const tether__addr *a) {
 /* Directives of one time, size or integer argument, and the field each sets. */
 static const struct {
   const char *name;
-  char kind;          /* 't' a time in ms (int64_t), 's' a size (uint64_t), 'i' an integer from min to max */
-  size_t offset;      /* in tether__config */
-  const char *what;   /* 'i': the value's name in errors */
+  char kind;        /* 't' a time in ms (int64_t), 's' a size (uint64_t), 'i' an integer from min to max */
+  size_t offset;    /* in tether__config */
+  const char *what; /* 'i': the value's name in errors */
   long min, max;
 } scalars[] = {
     {"client_max_body_size", 's', offsetof(tether__config, client_max_body_size), NULL, 0, 0},
@@ -114,9 +119,12 @@ static int scalar_directive(tether__conf_parser *ps, tether__conf_directive *d) 
     if (strcmp(d->args[0], scalars[i].name) != 0) continue;
     if (tether__conf_want_args(ps, d, 1, 1) < 0) return 1;
     void *field = (char *)ps->cf + scalars[i].offset;
-    if (scalars[i].kind == 't') tether__conf_time(ps, d, d->args[1], field);
-    else if (scalars[i].kind == 's') tether__conf_size(ps, d, d->args[1], field);
-    else tether__conf_int(ps, d, scalars[i].what, d->args[1], scalars[i].min, scalars[i].max, field);
+    if (scalars[i].kind == 't')
+      tether__conf_time(ps, d, d->args[1], field);
+    else if (scalars[i].kind == 's')
+      tether__conf_size(ps, d, d->args[1], field);
+    else
+      tether__conf_int(ps, d, scalars[i].what, d->args[1], scalars[i].min, scalars[i].max, field);
     return 1;
   }
   return 0;
@@ -162,19 +170,26 @@ static void error_log_line(tether__conf_parser *ps, tether__conf_directive *d) {
       cf->error_log_level = levels[i].level;
       return;
     }
-  tether__conf_error(ps, d->line, "error_log: unknown level \"%s\" (debug, info, notice, warn, error, crit, alert or "
-                     "emerg)", d->args[2]);
+  tether__conf_error(ps, d->line,
+                     "error_log: unknown level \"%s\" (debug, info, notice, warn, error, crit, alert or "
+                     "emerg)",
+                     d->args[2]);
 }
 
 static void access_log_line(tether__conf_parser *ps, tether__conf_directive *d) {
   tether__config *cf = ps->cf;
   if (tether__conf_want_args(ps, d, 1, 2) < 0) return;
-  if (strcmp(d->args[1], "off") == 0) cf->access_log[0] = '\0';
-  else snprintf(cf->access_log, sizeof(cf->access_log), "%s", d->args[1]);
+  if (strcmp(d->args[1], "off") == 0)
+    cf->access_log[0] = '\0';
+  else
+    snprintf(cf->access_log, sizeof(cf->access_log), "%s", d->args[1]);
   if (d->nargs == 3) {
-    if (strcmp(d->args[2], "json") == 0) cf->access_log_json = 1;
-    else if (strcmp(d->args[2], "combined") == 0) cf->access_log_json = 0;
-    else tether__conf_error(ps, d->line, "access_log format must be combined or json");
+    if (strcmp(d->args[2], "json") == 0)
+      cf->access_log_json = 1;
+    else if (strcmp(d->args[2], "combined") == 0)
+      cf->access_log_json = 0;
+    else
+      tether__conf_error(ps, d->line, "access_log format must be combined or json");
   }
 }
 
@@ -184,7 +199,8 @@ static void sticky_key_file_line(tether__conf_parser *ps, tether__conf_directive
   if (tether__conf_want_args(ps, d, 1, 1) < 0) return;
   if (d->args[1][0] == '\0' || strlen(d->args[1]) >= sizeof(cf->sticky_key_file))
     tether__conf_error(ps, d->line, "\"sticky_key_file\" takes a path (under 512 characters)");
-  else snprintf(cf->sticky_key_file, sizeof(cf->sticky_key_file), "%s", d->args[1]);
+  else
+    snprintf(cf->sticky_key_file, sizeof(cf->sticky_key_file), "%s", d->args[1]);
   cf->sticky_key_file_line = d->line;
 }
 
@@ -200,9 +216,12 @@ static void events_block(tether__conf_parser *ps, tether__conf_directive *d) {
   while ((rc = tether__conf_read(ps, &c)) == 1) {
     int ok = 0;
     for (size_t i = 0; i < TETHER__ARRAY_SIZE(known); i++) ok |= strcmp(c.args[0], known[i]) == 0;
-    if (!ok) tether__conf_error(ps, c.line, "unknown directive \"%s\" in events", c.args[0]);
-    else if (c.block) tether__conf_error(ps, c.line, "\"%s\" takes no block", c.args[0]);
-    else tether__conf_want_args(ps, &c, 1, 1);
+    if (!ok)
+      tether__conf_error(ps, c.line, "unknown directive \"%s\" in events", c.args[0]);
+    else if (c.block)
+      tether__conf_error(ps, c.line, "\"%s\" takes no block", c.args[0]);
+    else
+      tether__conf_want_args(ps, &c, 1, 1);
     if (c.block) tether__conf_skip_block(ps);
     tether__conf_free_directive(&c);
   }
@@ -212,16 +231,24 @@ static void events_block(tether__conf_parser *ps, tether__conf_directive *d) {
 /* Process-wide directives. Returns 1 when d was one of them. */
 static int process_directive(tether__conf_parser *ps, tether__conf_directive *d) {
   const char *n = d->args[0];
-  if (strcmp(n, "worker_processes") == 0) worker_processes_line(ps, d);
-  else if (strcmp(n, "listen") == 0) listen_line(ps, d, 0);
-  else if (strcmp(n, "admin_listen") == 0) listen_line(ps, d, 1);
+  if (strcmp(n, "worker_processes") == 0)
+    worker_processes_line(ps, d);
+  else if (strcmp(n, "listen") == 0)
+    listen_line(ps, d, 0);
+  else if (strcmp(n, "admin_listen") == 0)
+    listen_line(ps, d, 1);
   else if (strcmp(n, "admin_auth_token") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) == 0) admin_token_line(ps, d);
-  } else if (strcmp(n, "error_log") == 0) error_log_line(ps, d);
-  else if (strcmp(n, "access_log") == 0) access_log_line(ps, d);
-  else if (strcmp(n, "sticky_key_file") == 0) sticky_key_file_line(ps, d);
-  else if (strcmp(n, "events") == 0 && d->block) events_block(ps, d);
-  else return 0;
+  } else if (strcmp(n, "error_log") == 0)
+    error_log_line(ps, d);
+  else if (strcmp(n, "access_log") == 0)
+    access_log_line(ps, d);
+  else if (strcmp(n, "sticky_key_file") == 0)
+    sticky_key_file_line(ps, d);
+  else if (strcmp(n, "events") == 0 && d->block)
+    events_block(ps, d);
+  else
+    return 0;
   return 1;
 }
 
@@ -236,8 +263,10 @@ static void header_buffer_line(tether__conf_parser *ps, tether__conf_directive *
   if (sz < 1024 || sz > 1024 * 1024) {
     tether__conf_error(ps, d->line, "\"%s\": the size must be from 1k to 1m", d->args[0]);
   } else if (large && (uint64_t)n * sz > 1024 * 1024) {
-    tether__conf_error(ps, d->line, "\"large_client_header_buffers %d %s\": Tether reads a request head into one "
-                       "buffer of N x SIZE, at most 1m", n, d->args[2]);
+    tether__conf_error(ps, d->line,
+                       "\"large_client_header_buffers %d %s\": Tether reads a request head into one "
+                       "buffer of N x SIZE, at most 1m",
+                       n, d->args[2]);
   } else if (large) {
     ps->large_buffers = n;
     ps->large_buffer_size = sz;
@@ -252,16 +281,22 @@ static void real_ip_line(tether__conf_parser *ps, tether__conf_directive *d) {
   const char *n = d->args[0];
   if (tether__conf_want_args(ps, d, 1, 1) < 0) return;
   if (strcmp(n, "set_real_ip_from") == 0) {
-    if (cf->nreal_ip_from == TETHER__CF_MAX_REALIP) tether__conf_error(ps, d->line, "too many set_real_ip_from");
+    if (cf->nreal_ip_from == TETHER__CF_MAX_REALIP)
+      tether__conf_error(ps, d->line, "too many set_real_ip_from");
     else if (tether__cidr_parse(d->args[1], &cf->real_ip_from[cf->nreal_ip_from]) < 0)
       tether__conf_error(ps, d->line, "invalid address or CIDR \"%s\"", d->args[1]);
-    else cf->nreal_ip_from++;
+    else
+      cf->nreal_ip_from++;
   } else if (strcmp(n, "real_ip_header") == 0) {
-    if (strcmp(d->args[1], "proxy_protocol") == 0) cf->real_ip_proxy_protocol = 1;
-    else if (strcasecmp(d->args[1], "X-Forwarded-For") == 0) cf->real_ip_proxy_protocol = 0;
-    else tether__conf_error(ps, d->line, "\"real_ip_header\" takes X-Forwarded-For or proxy_protocol");
+    if (strcmp(d->args[1], "proxy_protocol") == 0)
+      cf->real_ip_proxy_protocol = 1;
+    else if (strcasecmp(d->args[1], "X-Forwarded-For") == 0)
+      cf->real_ip_proxy_protocol = 0;
+    else
+      tether__conf_error(ps, d->line, "\"real_ip_header\" takes X-Forwarded-For or proxy_protocol");
   } else if (strcmp(d->args[1], "on") != 0) { /* real_ip_recursive */
-    tether__conf_error(ps, d->line, "\"real_ip_recursive\": only on (Tether takes the rightmost address in "
+    tether__conf_error(ps, d->line,
+                       "\"real_ip_recursive\": only on (Tether takes the rightmost address in "
                        "X-Forwarded-For that is not a set_real_ip_from proxy)");
   }
 }
@@ -278,9 +313,12 @@ static int request_directive(tether__conf_parser *ps, tether__conf_directive *d)
     real_ip_line(ps, d);
   else if (strcmp(n, "forwarded") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_flag(ps, d, d->args[1], &cf->add_forwarded);
-  } else if (strcmp(n, "proxy_set_header") == 0) tether__conf_set_header(ps, d, &cf->headers);
-  else if (strcmp(n, "proxy_http_version") == 0) tether__conf_http_version(ps, d);
-  else return 0;
+  } else if (strcmp(n, "proxy_set_header") == 0)
+    tether__conf_set_header(ps, d, &cf->headers);
+  else if (strcmp(n, "proxy_http_version") == 0)
+    tether__conf_http_version(ps, d);
+  else
+    return 0;
   return 1;
 }
 
@@ -296,8 +334,10 @@ static void http_or_server(tether__conf_parser *ps, tether__conf_directive *d, i
     return;
   }
   if (strcmp(n, "server") == 0 && ps->server_line) {
-    tether__conf_error(ps, d->line, "a second \"server\" block (the first is at line %d): Tether serves one virtual "
-                       "server; put every location in one", ps->server_line);
+    tether__conf_error(ps, d->line,
+                       "a second \"server\" block (the first is at line %d): Tether serves one virtual "
+                       "server; put every location in one",
+                       ps->server_line);
     tether__conf_skip_block(ps);
     return;
   }
@@ -308,12 +348,15 @@ static void http_or_server(tether__conf_parser *ps, tether__conf_directive *d, i
 /* Directives allowed at the top, in http { } and in server { } alike: nginx users nest them freely. */
 static void common_directive(tether__conf_parser *ps, tether__conf_directive *d, int depth, const char *ctx) {
   const char *n = d->args[0];
-  if (strcmp(n, "upstream") == 0) tether__conf_upstream(ps, d);
-  else if (strcmp(n, "location") == 0) tether__conf_location(ps, d);
-  else if (tether__conf_jwt(ps, d, &ps->cf->jwt)) { /* a default for every location */ }
-  else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0) http_or_server(ps, d, depth);
-  else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d)) { /* done */ }
-  else if (strcmp(n, "server_name") == 0) {
+  if (strcmp(n, "upstream") == 0)
+    tether__conf_upstream(ps, d);
+  else if (strcmp(n, "location") == 0)
+    tether__conf_location(ps, d);
+  else if (tether__conf_jwt(ps, d, &ps->cf->jwt)) { /* a default for every location */
+  } else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0)
+    http_or_server(ps, d, depth);
+  else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d)) { /* done */
+  } else if (strcmp(n, "server_name") == 0) {
     /* one virtual server answers every name, as nginx's only server does */
     if (d->nargs < 2) tether__conf_error(ps, d->line, "\"server_name\" takes at least one name");
   } else if (strcmp(n, "include") == 0) {
@@ -333,7 +376,7 @@ static void block_body(tether__conf_parser *ps, int depth, const char *ctx) {
     for (size_t i = 0; i < TETHER__ARRAY_SIZE(blocks); i++) takes_block |= strcmp(d.args[0], blocks[i]) == 0;
     if (d.block && !takes_block) {
       tether__conf_error(ps, d.line, "\"%s\" takes no block: a \";\" is missing before \"%s\"?", d.args[0],
-            d.nargs > 1 ? d.args[d.nargs - 1] : "{");
+                         d.nargs > 1 ? d.args[d.nargs - 1] : "{");
       tether__conf_skip_block(ps);
     } else {
       common_directive(ps, &d, depth, ctx);
@@ -360,7 +403,8 @@ static void header_limits(tether__conf_parser *ps) {
   if (ps->large_buffers)
     cf->large_uri = ps->header_buffer > ps->large_buffer_size ? ps->header_buffer : ps->large_buffer_size;
   /* as in nginx, a request line that cannot fit the header buffer is a 414, not a 431 */
-  if (cf->large_uri + 1024 > cf->client_header_buffer) cf->large_uri = cf->client_header_buffer > 1536 ? cf->client_header_buffer - 1024 : 512;
+  if (cf->large_uri + 1024 > cf->client_header_buffer)
+    cf->large_uri = cf->client_header_buffer > 1536 ? cf->client_header_buffer - 1024 : 512;
 }
 
 void tether__config_release(tether__config *cf) {
@@ -394,14 +438,14 @@ static void defaults(tether__config *cf) {
   cf->client_body_time_ms = 300000;
 }
 
-int tether__config_parse(const char *path, const char *text, size_t len, tether__config *cf, char *err,
-                         size_t errlen) {
+int tether__config_parse(const char *path, const char *text, size_t len, tether__config *cf, char *err, size_t errlen) {
   memset(cf, 0, sizeof(*cf));
   defaults(cf);
   snprintf(cf->file, sizeof(cf->file), "%s", path);
   if (errlen) err[0] = '\0';
   tether__conf_parser *psp = tether__calloc(1, sizeof(tether__conf_parser)); /* large: keep it off the stack */
-  *psp = (tether__conf_parser){.file = path, .p = text, .end = text + len, .line = 1, .cf = cf, .err = err, .errlen = errlen};
+  *psp = (tether__conf_parser){
+      .file = path, .p = text, .end = text + len, .line = 1, .cf = cf, .err = err, .errlen = errlen};
   block_body(psp, 0, "");
   for (size_t i = 0; i < cf->nlocations; i++) {
     if (psp->pendings[i].name[0] == '\0') continue;
@@ -412,8 +456,9 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
   }
   tether__conf_build_jwt(psp, cf);
   if (cf->admin.len && !is_loopback(&cf->admin) && cf->admin_token_line == 0)
-    tether__conf_error(psp, cf->admin_line, "admin_listen %s is not a loopback address: it needs \"admin_auth_token env:NAME;\"",
-          cf->admin.text);
+    tether__conf_error(psp, cf->admin_line,
+                       "admin_listen %s is not a loopback address: it needs \"admin_auth_token env:NAME;\"",
+                       cf->admin.text);
   header_limits(psp);
   if (cf->nlisten == 0 && psp->nerrors == 0) tether__conf_error(psp, psp->line, "no \"listen\" address");
   if (cf->nlocations == 0 && cf->nupstreams == 1 && psp->nerrors == 0) {
@@ -426,7 +471,8 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
     tether__cf_upstream *u = &cf->upstreams[k];
     int primaries = 0;
     for (size_t i = 0; i < u->nservers; i++) primaries += !u->servers[i].backup;
-    if (u->nservers && primaries == 0) tether__conf_error(psp, u->line, "upstream \"%s\" has only backup servers", u->name);
+    if (u->nservers && primaries == 0)
+      tether__conf_error(psp, u->line, "upstream \"%s\" has only backup servers", u->name);
   }
   int nerrors = psp->nerrors;
   free(psp);

@@ -14,7 +14,7 @@
 #define TETHER__CF_MAX_LOCATIONS 64
 #define TETHER__CF_MAX_REALIP 32
 #define TETHER__CF_MAX_STRIP 64
-#define TETHER__MAX_WORKERS 64     /* worker_processes: at most this many */
+#define TETHER__MAX_WORKERS 64      /* worker_processes: at most this many */
 #define TETHER__LISTEN_BACKLOG 4096 /* listen's backlog= when not given (nginx's is 511 on Linux) */
 
 typedef struct tether__addr {
@@ -178,7 +178,7 @@ typedef struct tether__config {
   int workers;            /* worker_processes: threads */
   int workers_auto_cores; /* worker_processes auto (the default): the cores counted, 0 for a number */
   tether__addr listen[8];
-  int listen_backlog[8];  /* listen ... backlog=N, for listen[i] */
+  int listen_backlog[8]; /* listen ... backlog=N, for listen[i] */
   size_t nlisten;
   tether__addr admin;     /* admin_listen; admin.len == 0 when absent */
   tether__cf_upstream upstreams[TETHER__CF_MAX_UPSTREAMS];

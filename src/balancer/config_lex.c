@@ -59,8 +59,8 @@ static int next_token(tether__conf_parser *ps, char **word) {
     }
     ps->p++;
   } else {
-    while (ps->p < ps->end && !isspace((unsigned char)*ps->p) && *ps->p != ';' && *ps->p != '{' &&
-           *ps->p != '}' && *ps->p != '#') {
+    while (ps->p < ps->end && !isspace((unsigned char)*ps->p) && *ps->p != ';' && *ps->p != '{' && *ps->p != '}' &&
+           *ps->p != '#') {
       if (*ps->p == '\\' && ps->p + 1 < ps->end) ps->p++;
       tether__buf_append(&b, ps->p, 1);
       ps->p++;
@@ -138,8 +138,10 @@ void tether__conf_skip_block(tether__conf_parser *ps) {
 int tether__conf_want_args(tether__conf_parser *ps, tether__conf_directive *d, int min, int max) {
   int n = d->nargs - 1;
   if (n < min || n > max) {
-    if (min == max) tether__conf_error(ps, d->line, "\"%s\" takes %d argument%s", d->args[0], min, min == 1 ? "" : "s");
-    else tether__conf_error(ps, d->line, "\"%s\" takes %d to %d arguments", d->args[0], min, max);
+    if (min == max)
+      tether__conf_error(ps, d->line, "\"%s\" takes %d argument%s", d->args[0], min, min == 1 ? "" : "s");
+    else
+      tether__conf_error(ps, d->line, "\"%s\" takes %d to %d arguments", d->args[0], min, max);
     return -1;
   }
   if (d->block) {

@@ -33,8 +33,10 @@ static void jwt_key_line(tether__conf_parser *ps, tether__conf_directive *d, tet
     j->keys[j->nkeys].alg[0] = '\0';
     if (nargs == 3) {
       if (tether_jwt_alg_from_name(d->args[2]) == TETHER_JWT_ALG_UNKNOWN)
-        tether__conf_error(ps, d->line, "auth_jwt_key: unknown algorithm \"%s\" (HS256, RS256, PS256, ES256, EdDSA, ...)", d->args[2]);
-      else snprintf(j->keys[j->nkeys].alg, sizeof(j->keys[0].alg), "%s", d->args[2]);
+        tether__conf_error(
+            ps, d->line, "auth_jwt_key: unknown algorithm \"%s\" (HS256, RS256, PS256, ES256, EdDSA, ...)", d->args[2]);
+      else
+        snprintf(j->keys[j->nkeys].alg, sizeof(j->keys[0].alg), "%s", d->args[2]);
     }
     j->nkeys++;
   }
@@ -65,26 +67,34 @@ int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether_
     jwt_key_line(ps, d, j);
   } else if (strcmp(n, "auth_jwt_issuer") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) < 0) return 1;
-    if (strlen(d->args[1]) >= sizeof(j->issuer)) tether__conf_error(ps, d->line, "auth_jwt_issuer: at most 255 bytes");
-    else snprintf(j->issuer, sizeof(j->issuer), "%s", d->args[1]);
+    if (strlen(d->args[1]) >= sizeof(j->issuer))
+      tether__conf_error(ps, d->line, "auth_jwt_issuer: at most 255 bytes");
+    else
+      snprintf(j->issuer, sizeof(j->issuer), "%s", d->args[1]);
   } else if (strcmp(n, "auth_jwt_audience") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) < 0) return 1;
-    if (j->naudience == 4) tether__conf_error(ps, d->line, "auth_jwt_audience: at most 4");
+    if (j->naudience == 4)
+      tether__conf_error(ps, d->line, "auth_jwt_audience: at most 4");
     else if (strlen(d->args[1]) >= sizeof(j->audience[0]))
       tether__conf_error(ps, d->line, "auth_jwt_audience: at most 127 bytes");
-    else snprintf(j->audience[j->naudience++], sizeof(j->audience[0]), "%s", d->args[1]);
+    else
+      snprintf(j->audience[j->naudience++], sizeof(j->audience[0]), "%s", d->args[1]);
   } else if (strcmp(n, "auth_jwt_leeway") == 0) {
     int64_t t;
     if (tether__conf_want_args(ps, d, 1, 1) == 0 && tether__conf_time(ps, d, d->args[1], &t) == 0) {
-      if (t > 300000) tether__conf_error(ps, d->line, "auth_jwt_leeway: at most 5m");
-      else j->leeway_ms = t;
+      if (t > 300000)
+        tether__conf_error(ps, d->line, "auth_jwt_leeway: at most 5m");
+      else
+        j->leeway_ms = t;
     }
   } else if (strcmp(n, "auth_jwt_require_exp") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_flag(ps, d, d->args[1], &j->require_exp);
   } else if (strcmp(n, "auth_jwt_cookie") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) == 0) {
-      if (!tether__conf_token_ok(d->args[1]) || strlen(d->args[1]) >= sizeof(j->cookie)) tether__conf_error(ps, d->line, "auth_jwt_cookie: bad cookie name");
-      else snprintf(j->cookie, sizeof(j->cookie), "%s", d->args[1]);
+      if (!tether__conf_token_ok(d->args[1]) || strlen(d->args[1]) >= sizeof(j->cookie))
+        tether__conf_error(ps, d->line, "auth_jwt_cookie: bad cookie name");
+      else
+        snprintf(j->cookie, sizeof(j->cookie), "%s", d->args[1]);
     }
   } else if (strcmp(n, "auth_jwt_claim_header") == 0) {
     if (tether__conf_want_args(ps, d, 2, 2) < 0) return 1;
@@ -115,24 +125,27 @@ void tether__conf_set_header(tether__conf_parser *ps, tether__conf_directive *d,
     tether__conf_error(ps, d->line, "proxy_set_header: \"%s\" is not a header name", name);
     return;
   }
-  static const char *const framing[] = {"content-length", "transfer-encoding", "te",       "keep-alive",
-                                        "proxy-connection", "http2-settings", "trailer"};
+  static const char *const framing[] = {"content-length",   "transfer-encoding", "te",     "keep-alive",
+                                        "proxy-connection", "http2-settings",    "trailer"};
   for (size_t i = 0; i < TETHER__ARRAY_SIZE(framing); i++)
     if (strcasecmp(name, framing[i]) == 0) {
-      tether__conf_error(ps, d->line, "proxy_set_header %s: Tether frames requests to servers itself; this header cannot be set",
-            name);
+      tether__conf_error(ps, d->line,
+                         "proxy_set_header %s: Tether frames requests to servers itself; this header cannot be set",
+                         name);
       return;
     }
   if (strcasecmp(name, "connection") == 0) {
     if (value[0] != '\0' && strcasecmp(value, "upgrade") != 0 && strcmp(value, "$connection_upgrade") != 0)
-      tether__conf_error(ps, d->line, "proxy_set_header Connection: Tether keeps server connections alive and forwards WebSocket "
+      tether__conf_error(ps, d->line,
+                         "proxy_set_header Connection: Tether keeps server connections alive and forwards WebSocket "
                          "upgrades itself; only \"\", \"upgrade\" or $connection_upgrade (the keep-alive and "
                          "WebSocket recipes) are accepted");
     return;
   }
   if (strcasecmp(name, "upgrade") == 0) {
     if (strcmp(value, "$http_upgrade") != 0)
-      tether__conf_error(ps, d->line, "proxy_set_header Upgrade: only $http_upgrade (the WebSocket recipe) is accepted; Tether "
+      tether__conf_error(ps, d->line,
+                         "proxy_set_header Upgrade: only $http_upgrade (the WebSocket recipe) is accepted; Tether "
                          "forwards WebSocket upgrades itself");
     return;
   }
@@ -170,9 +183,11 @@ static void proxy_pass_line(tether__conf_parser *ps, tether__conf_directive *c, 
   if (strncmp(v, "http://", 7) != 0 || strlen(v + 7) >= 128) {
     tether__conf_error(ps, c->line, "proxy_pass must be http://UPSTREAM, got \"%s\"", v);
   } else if (slash && (slash[1] != '\0' || loc->exact || strcmp(loc->prefix, "/") != 0)) {
-    tether__conf_error(ps, c->line, "proxy_pass %s: a URI after the upstream's name is not supported (nginx would put "
+    tether__conf_error(ps, c->line,
+                       "proxy_pass %s: a URI after the upstream's name is not supported (nginx would put "
                        "it in place of the location's prefix; Tether passes the request target unchanged): write "
-                       "http://%.*s", v, (int)(slash - v - 7), v + 7);
+                       "http://%.*s",
+                       v, (int)(slash - v - 7), v + 7);
   } else {
     snprintf(proxy, 128, "%.*s", slash ? (int)(slash - v - 7) : 127, v + 7);
     *proxy_line = c->line;
@@ -189,8 +204,10 @@ static void return_line(tether__conf_parser *ps, tether__conf_directive *c, teth
   if (status == 444) {
     tether__conf_error(ps, c->line, "return 444 (close without an answer) is not supported");
   } else if (redirect && c->nargs == 3) {
-    tether__conf_error(ps, c->line, "return %d URL: redirects are not supported (Tether would send the URL as the "
-                       "body, without a Location header)", status);
+    tether__conf_error(ps, c->line,
+                       "return %d URL: redirects are not supported (Tether would send the URL as the "
+                       "body, without a Location header)",
+                       status);
   } else {
     loc->return_status = status;
     if (c->nargs == 3) snprintf(loc->return_body, sizeof(loc->return_body), "%s", c->args[2]);
@@ -226,8 +243,9 @@ void tether__conf_location(tether__conf_parser *ps, tether__conf_directive *d) {
   tether__config *cf = ps->cf;
   int exact = d->nargs == 3 && strcmp(d->args[1], "=") == 0;
   if (d->nargs == 3 && !exact && d->block) {
-    tether__conf_error(ps, d->line, "location \"%s %s\": regex locations are not supported (use a prefix or \"= /path\")",
-          d->args[1], d->args[2]);
+    tether__conf_error(ps, d->line,
+                       "location \"%s %s\": regex locations are not supported (use a prefix or \"= /path\")",
+                       d->args[1], d->args[2]);
     tether__conf_skip_block(ps);
     return;
   }
@@ -288,8 +306,10 @@ void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf) {
     }
     /* the key's specification may be a literal secret: errors name the key by its position, never its text */
     for (int k = 0; k < j->nkeys; k++)
-      if (tether_jwt_verifier_add_key(j->verifier, j->keys[k].spec, j->keys[k].alg[0] ? j->keys[k].alg : NULL, NULL) < 0)
-        tether__conf_error(ps, j->line, "auth_jwt_key #%d of auth_jwt \"%s\": %s", k + 1, j->realm, tether_last_error());
+      if (tether_jwt_verifier_add_key(j->verifier, j->keys[k].spec, j->keys[k].alg[0] ? j->keys[k].alg : NULL, NULL) <
+          0)
+        tether__conf_error(ps, j->line, "auth_jwt_key #%d of auth_jwt \"%s\": %s", k + 1, j->realm,
+                           tether_last_error());
   }
   /* every claim header any level names is removed from every request, authenticated or not: a client must
    * never speak for the token where no token is checked */
@@ -302,11 +322,11 @@ void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf) {
         seen = strcasecmp(cf->claim_headers[k], j->claim_headers[h].header) == 0;
       if (seen) continue;
       if (cf->nclaim_headers == TETHER__CF_MAX_STRIP) {
-        tether__conf_error(ps, j->line, "auth_jwt_claim_header: at most %d distinct header names", TETHER__CF_MAX_STRIP);
+        tether__conf_error(ps, j->line, "auth_jwt_claim_header: at most %d distinct header names",
+                           TETHER__CF_MAX_STRIP);
         return;
       }
       snprintf(cf->claim_headers[cf->nclaim_headers++], sizeof(cf->claim_headers[0]), "%s", j->claim_headers[h].header);
     }
   }
 }
-

@@ -16,9 +16,12 @@ int64_t tether__parse_size(const char *s) {
   long long v = strtoll(s, &end, 10);
   if (errno || end == s || v < 0) return -1;
   int64_t mul = 1;
-  if (*end == 'k' || *end == 'K') mul = 1024, end++;
-  else if (*end == 'm' || *end == 'M') mul = 1024 * 1024, end++;
-  else if (*end == 'g' || *end == 'G') mul = 1024LL * 1024 * 1024, end++;
+  if (*end == 'k' || *end == 'K')
+    mul = 1024, end++;
+  else if (*end == 'm' || *end == 'M')
+    mul = 1024 * 1024, end++;
+  else if (*end == 'g' || *end == 'G')
+    mul = 1024LL * 1024 * 1024, end++;
   if (*end != '\0' || v > INT64_MAX / mul) return -1;
   return v * mul;
 }
@@ -29,12 +32,18 @@ int64_t tether__parse_time_ms(const char *s) {
   long long v = strtoll(s, &end, 10);
   if (errno || end == s || v < 0) return -1;
   int64_t mul = 1000;
-  if (strcmp(end, "ms") == 0) mul = 1;
-  else if (strcmp(end, "s") == 0 || *end == '\0') mul = 1000;
-  else if (strcmp(end, "m") == 0) mul = 60000;
-  else if (strcmp(end, "h") == 0) mul = 3600000;
-  else if (strcmp(end, "d") == 0) mul = 86400000;
-  else return -1;
+  if (strcmp(end, "ms") == 0)
+    mul = 1;
+  else if (strcmp(end, "s") == 0 || *end == '\0')
+    mul = 1000;
+  else if (strcmp(end, "m") == 0)
+    mul = 60000;
+  else if (strcmp(end, "h") == 0)
+    mul = 3600000;
+  else if (strcmp(end, "d") == 0)
+    mul = 86400000;
+  else
+    return -1;
   if (v > INT64_MAX / mul) return -1;
   return v * mul;
 }
@@ -160,22 +169,25 @@ int tether__conf_size(tether__conf_parser *ps, tether__conf_directive *d, const 
   return 0;
 }
 
-int tether__conf_int(tether__conf_parser *ps, tether__conf_directive *d, const char *what, const char *v, long min, long max, int *out) {
+int tether__conf_int(tether__conf_parser *ps, tether__conf_directive *d, const char *what, const char *v, long min,
+                     long max, int *out) {
   char *end;
   errno = 0;
   long n = strtol(v, &end, 10);
   if (errno || *v == '\0' || *end != '\0' || n < min || n > max) {
-    tether__conf_error(ps, d->line, "\"%s\": %s must be an integer from %ld to %ld, got \"%s\"", d->args[0], what, min, max, v);
+    tether__conf_error(ps, d->line, "\"%s\": %s must be an integer from %ld to %ld, got \"%s\"", d->args[0], what, min,
+                       max, v);
     return -1;
   }
   *out = (int)n;
   return 0;
 }
 
-
 int tether__conf_flag(tether__conf_parser *ps, tether__conf_directive *d, const char *v, int *out) {
-  if (strcmp(v, "on") == 0) *out = 1;
-  else if (strcmp(v, "off") == 0) *out = 0;
+  if (strcmp(v, "on") == 0)
+    *out = 1;
+  else if (strcmp(v, "off") == 0)
+    *out = 0;
   else {
     tether__conf_error(ps, d->line, "\"%s\" takes on or off, got \"%s\"", d->args[0], v);
     return -1;
@@ -186,34 +198,35 @@ int tether__conf_flag(tether__conf_parser *ps, tether__conf_directive *d, const 
 static void unknown_variable(tether__conf_parser *ps, tether__conf_directive *d, const char *text, int for_header) {
   const char *what = for_header ? "proxy_set_header value" : "hash key";
   if (for_header)
-    tether__conf_error(ps, d->line, "%s \"%s\": unknown variable (use $host, $remote_addr, $scheme, "
+    tether__conf_error(ps, d->line,
+                       "%s \"%s\": unknown variable (use $host, $remote_addr, $scheme, "
                        "$proxy_add_x_forwarded_for, $request_method, $request_uri, $http_NAME, $cookie_NAME, "
-                       "$arg_NAME or $jwt_claim_NAME)", what, text);
+                       "$arg_NAME or $jwt_claim_NAME)",
+                       what, text);
   else
-    tether__conf_error(ps, d->line, "%s \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
-                       "$jwt_claim_NAME or $request_uri)", what, text);
+    tether__conf_error(ps, d->line,
+                       "%s \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
+                       "$jwt_claim_NAME or $request_uri)",
+                       what, text);
 }
 
 /* Text and variables, concatenated: a hash key, or (for_header) a proxy_set_header value, which may also
  * use $host, $scheme, $proxy_add_x_forwarded_for and $request_method. Returns the number of parts or -1
  * after an error; literal text longer than a part is split over several. */
-int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const char *text, tether__key_part *parts, int max, int for_header) {
+int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const char *text, tether__key_part *parts,
+                       int max, int for_header) {
   static const struct {
     const char *prefix;
     int type;
     int has_name;
     int header_only;
-  } vars[] = {{"$remote_addr", TETHER__KEY_REMOTE_ADDR, 0, 0},
-              {"$binary_remote_addr", TETHER__KEY_REMOTE_ADDR, 0, 0},
-              {"$request_uri", TETHER__KEY_REQUEST_URI, 0, 0},
-              {"$http_", TETHER__KEY_HTTP, 1, 0},
-              {"$cookie_", TETHER__KEY_COOKIE, 1, 0},
-              {"$arg_", TETHER__KEY_ARG, 1, 0},
-              {"$jwt_claim_", TETHER__KEY_JWT_CLAIM, 1, 0},
-              {"$host", TETHER__KEY_HOST, 0, 1},
-              {"$scheme", TETHER__KEY_SCHEME, 0, 1},
-              {"$proxy_add_x_forwarded_for", TETHER__KEY_PROXY_ADD_XFF, 0, 1},
-              {"$request_method", TETHER__KEY_METHOD, 0, 1}};
+  } vars[] = {
+      {"$remote_addr", TETHER__KEY_REMOTE_ADDR, 0, 0}, {"$binary_remote_addr", TETHER__KEY_REMOTE_ADDR, 0, 0},
+      {"$request_uri", TETHER__KEY_REQUEST_URI, 0, 0}, {"$http_", TETHER__KEY_HTTP, 1, 0},
+      {"$cookie_", TETHER__KEY_COOKIE, 1, 0},          {"$arg_", TETHER__KEY_ARG, 1, 0},
+      {"$jwt_claim_", TETHER__KEY_JWT_CLAIM, 1, 0},    {"$host", TETHER__KEY_HOST, 0, 1},
+      {"$scheme", TETHER__KEY_SCHEME, 0, 1},           {"$proxy_add_x_forwarded_for", TETHER__KEY_PROXY_ADD_XFF, 0, 1},
+      {"$request_method", TETHER__KEY_METHOD, 0, 1}};
   const char *what = for_header ? "proxy_set_header value" : "hash key";
   const char *p0 = text;
   int n = 0;
@@ -273,4 +286,3 @@ int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const
   }
   return n;
 }
-

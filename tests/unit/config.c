@@ -273,8 +273,10 @@ static void test_agreement(void **state) {
   if (parse(text) != 0) fail_msg("%s", err);
   assert_int_equal(cf.error_log_level, -1);
   /* real_ip_recursive on is what Tether does; server_name with one server; events with nginx's directives */
-  snprintf(text, sizeof(text), "events { worker_connections 512; multi_accept on; }\nhttp { server { listen 8080;\n"
-           "server_name a.example b.example; real_ip_recursive on; auth_jwt_require_exp off; %s } }\n", up);
+  snprintf(text, sizeof(text),
+           "events { worker_connections 512; multi_accept on; }\nhttp { server { listen 8080;\n"
+           "server_name a.example b.example; real_ip_recursive on; auth_jwt_require_exp off; %s } }\n",
+           up);
   if (parse(text) != 0) fail_msg("%s", err);
   assert_int_equal(cf.jwt.require_exp, 0);
   /* proxy_pass http://b/ in location / is the same request target */
@@ -287,7 +289,7 @@ static void test_agreement(void **state) {
     const char *want;
   } cases[] = {
       {"listen 8080;\nworker_processes 65;\n", "t.conf:2: \"worker_processes\": worker_processes must be an integer "
-                                                "from 1 to 64, got \"65\""},
+                                               "from 1 to 64, got \"65\""},
       {"listen 8080;\nworker_processes 256;\n", "t.conf:2: \"worker_processes\": worker_processes must be"},
       {"listen 8080 backlog=0;\n", "t.conf:1: \"listen\": backlog must be an integer from 1 to 65535"},
       {"listen 8080 backlog=many;\n", "t.conf:1: \"listen\": backlog must be"},
@@ -296,13 +298,13 @@ static void test_agreement(void **state) {
       {"listen 8080;\nerror_log /tmp/e.log loud;\n", "t.conf:2: error_log: unknown level \"loud\""},
       {"listen 8080;\nerror_log syslog:server=127.0.0.1;\n", "t.conf:2: \"error_log\" takes a file or stderr"},
       {"listen 8080;\nlarge_client_header_buffers 16k;\n", "t.conf:2: \"large_client_header_buffers\" takes 2 "
-                                                            "arguments"},
+                                                           "arguments"},
       {"listen 8080;\nlarge_client_header_buffers 0 8k;\n", "t.conf:2: \"large_client_header_buffers\": the number "
-                                                             "of buffers must be"},
+                                                            "of buffers must be"},
       {"listen 8080;\nlarge_client_header_buffers 4 512k;\n", "t.conf:2: \"large_client_header_buffers 4 512k\": "
-                                                               "Tether reads a request head into one buffer"},
+                                                              "Tether reads a request head into one buffer"},
       {"listen 8080;\nclient_header_buffer_size 512;\n", "t.conf:2: \"client_header_buffer_size\": the size must be "
-                                                          "from 1k to 1m"},
+                                                         "from 1k to 1m"},
       {"listen 8080;\nclient_header_buffer 4 16k;\n", "t.conf:2: \"client_header_buffer\" takes 1 argument"},
       {"listen 8080;\nreal_ip_recursive off;\n", "t.conf:2: \"real_ip_recursive\": only on"},
       {"listen 8080;\nreal_ip_header X-Real-IP;\n", "t.conf:2: \"real_ip_header\" takes X-Forwarded-For or"},
