@@ -179,7 +179,7 @@ void tether__conf_http_version(tether__conf_parser *ps, tether__conf_directive *
 static void proxy_pass_line(tether__conf_parser *ps, tether__conf_directive *c, const tether__cf_location *loc,
                             char proxy[128], int *proxy_line) {
   if (tether__conf_want_args(ps, c, 1, 1) < 0) return;
-  const char *v = c->args[1], *slash = strchr(v + 7, '/');
+  const char *v = c->args[1], *slash = strncmp(v, "http://", 7) == 0 ? strchr(v + 7, '/') : NULL;
   if (strncmp(v, "http://", 7) != 0 || strlen(v + 7) >= 128) {
     tether__conf_error(ps, c->line, "proxy_pass must be http://UPSTREAM, got \"%s\"", v);
   } else if (slash && (slash[1] != '\0' || loc->exact || strcmp(loc->prefix, "/") != 0)) {

@@ -321,6 +321,7 @@ static void test_agreement(void **state) {
                                                                    "upstream's name is not supported"},
       {"listen 8080;\nlocation / { proxy_pass http://b/v1; }\n", "write http://b"},
       {"listen 8080;\nauth_jwt_key weak_secret_ok;\n", "t.conf:2: auth_jwt_key takes a key"},
+      {"listen 8080;\nlocation / { proxy_pass b; }\n", "t.conf:2: proxy_pass must be http://UPSTREAM"}, /* short */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     snprintf(text, sizeof(text), "%s%s", cases[i].conf, up);
