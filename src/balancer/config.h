@@ -14,6 +14,8 @@
 #define TETHER__CF_MAX_LOCATIONS 64
 #define TETHER__CF_MAX_REALIP 32
 #define TETHER__CF_MAX_STRIP 64
+#define TETHER__MAX_WORKERS 64      /* worker_processes: at most this many */
+#define TETHER__LISTEN_BACKLOG 4096 /* listen's backlog= when not given (nginx's is 511 on Linux) */
 
 typedef struct tether__addr {
   struct sockaddr_storage sa;
@@ -174,7 +176,9 @@ typedef struct tether__cidr {
 typedef struct tether__config {
   char file[512];
   int workers;            /* worker_processes: threads */
+  int workers_auto_cores; /* worker_processes auto (the default): the cores counted, 0 for a number */
   tether__addr listen[8];
+  int listen_backlog[8]; /* listen ... backlog=N, for listen[i] */
   size_t nlisten;
   tether__addr admin;     /* admin_listen; admin.len == 0 when absent */
   tether__cf_upstream upstreams[TETHER__CF_MAX_UPSTREAMS];
@@ -200,6 +204,7 @@ typedef struct tether__config {
   char access_log[512];             /* "" off */
   int access_log_json;
   char error_log[512];              /* "" stderr */
+  int error_log_level;              /* error_log's level as a tether_log_level; -1: not given (info) */
   tether__cf_jwt jwt;               /* auth_jwt at the top, http or server level: every location's default */
   tether__cf_headers headers;       /* proxy_set_header at the top, http or server level */
   /* every header any auth_jwt_claim_header names: removed from every request, in every location */

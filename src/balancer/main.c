@@ -72,7 +72,7 @@ static void sticky_key_note(const tether__config *cf) {
 static int same_listeners(const tether__config *a, const tether__config *b) {
   if (a->nlisten != b->nlisten || a->workers != b->workers) return 0;
   for (size_t i = 0; i < a->nlisten; i++)
-    if (strcmp(a->listen[i].text, b->listen[i].text) != 0) return 0;
+    if (strcmp(a->listen[i].text, b->listen[i].text) != 0 || a->listen_backlog[i] != b->listen_backlog[i]) return 0;
   return 1;
 }
 
@@ -100,6 +100,23 @@ static void apply_nofile(const tether__config *cf) {
               (unsigned long long)rl.rlim_max, cf->rlimit_nofile ? " (worker_rlimit_nofile)" : "");
 }
 
+/* error_log's level, unless TETHER_LOG_LEVEL in the environment says otherwise. */
+static void log_level(const tether__config *cf) {
+  if (getenv("TETHER_LOG_LEVEL") == NULL)
+    tether_log_set_level(cf->error_log_level >= 0 ? (tether_log_level)cf->error_log_level : TETHER_LOG_INFO);
+}
+
+/* worker_processes auto on a machine with more cores than Tether runs workers: not the user's number. */
+static void workers_note(const tether__config *cf, FILE *out) {
+  if (cf->workers_auto_cores <= cf->workers) return;
+  if (out)
+    fprintf(out, "note: worker_processes auto: %d cores, %d workers (the most Tether runs)\n", cf->workers_auto_cores,
+            cf->workers);
+  else
+    tether__log(TETHER_LOG_INFO, "worker_processes auto: %d cores, %d workers (the most Tether runs)",
+                cf->workers_auto_cores, cf->workers);
+}
+
 static void reload(void) {
   tether__log(TETHER_LOG_INFO, "reloading %s", config_path);
   tether__config *cf = load(config_path);
@@ -109,6 +126,9 @@ static void reload(void) {
   }
   if (!same_listeners(ctl.rt->cf, cf))
     tether__log(TETHER_LOG_WARN, "reload: listen addresses and worker_processes change only on restart");
+  if (strcmp(ctl.rt->cf->error_log, cf->error_log) != 0)
+    tether__log(TETHER_LOG_WARN, "reload: the error_log file changes only on restart (its level changes now)");
+  log_level(cf);
   if (tether__access_log_open(cf->access_log) < 0)
     tether__log(TETHER_LOG_ERROR, "access_log %s: cannot open", cf->access_log);
   if (cf->rlimit_nofile != ctl.rt->cf->rlimit_nofile) apply_nofile(cf);
@@ -164,6 +184,7 @@ int main(int argc, char **argv) {
   if (test) {
     printf("configuration OK\n");
     sticky_key_note(cf);
+    workers_note(cf, stderr);
     tether__config_free(cf);
     return 0;
   }
@@ -176,7 +197,7 @@ int main(int argc, char **argv) {
     }
   }
   tether_log_set(log_to_file, error_log);
-  if (getenv("TETHER_LOG_LEVEL") == NULL) tether_log_set_level(TETHER_LOG_INFO);
+  log_level(cf);
   if (tether__access_log_open(cf->access_log) < 0) {
     fprintf(stderr, "access_log %s: cannot open\n", cf->access_log);
     return 1;
@@ -191,11 +212,12 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_hup, on_signal, SIGHUP);
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_start(&sig_int, on_signal, SIGINT);
-  ctl.nworkers = cf->workers > TETHER__MAX_WORKERS ? TETHER__MAX_WORKERS : cf->workers;
+  ctl.nworkers = cf->workers; /* at most TETHER__MAX_WORKERS: the configuration refuses more */
+  workers_note(cf, NULL);
   workers = tether__calloc((size_t)ctl.nworkers, sizeof(*workers));
   for (int i = 0; i < ctl.nworkers; i++) {
     for (size_t k = 0; k < cf->nlisten; k++) {
-      int fd = tether__listen_socket(&cf->listen[k], 4096);
+      int fd = tether__listen_socket(&cf->listen[k], cf->listen_backlog[k]);
       if (fd < 0) {
         fprintf(stderr, "listen %s: %s\n", cf->listen[k].text, strerror(-fd));
         return 1;

@@ -9,7 +9,6 @@
 #include "config.h"
 #include "persist/persist-t.h"
 
-#define TETHER__MAX_WORKERS 64
 
 typedef enum tether__admin_state {
   TETHER__ADMIN_UP = 0,   /* in service */

@@ -14,13 +14,12 @@
 
 
 int tether__listen_socket(const tether__addr *a, int backlog) {
-  (void)backlog;
   int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-      bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
+      bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 || listen(fd, backlog) < 0) {
     int e = -errno;
     close(fd);
     return e;

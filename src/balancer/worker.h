@@ -90,7 +90,8 @@ void tether__access_log_line(tether__worker *w, const char *line, size_t n);
 void tether__log_escape(tether__buf *b, const char *s, int json); /* client bytes in a log line */
 void tether__log_request(tether__client *c, uint64_t us);          /* the line of a request ending now */
 
-/* Opens a listening socket with SO_REUSEPORT (libuv 1.44 has no flag for it). Returns fd or -errno. */
+/* Opens a listening socket with SO_REUSEPORT (libuv 1.44 has no flag for it) and listen()'s backlog (the
+ * kernel caps it at net.core.somaxconn). Returns fd or -errno. */
 int tether__listen_socket(const tether__addr *a, int backlog);
 
 #endif

@@ -108,6 +108,39 @@ static void test_config_check(void **state) {
   assert_true(tb_file_contains(out, "bogus_directive"));
   assert_false(tb_log_has_sanitizer_report(out));
 
+  /* nginx's words do what nginx's do, or are refused with file:line */
+  snprintf(conf, sizeof(conf), "%s/agree.conf", dir);
+  f = fopen(conf, "w");
+  fprintf(f, "worker_processes 2;\nerror_log stderr warn;\nevents { worker_connections 1024; }\n"
+             "http {\n  client_header_buffer_size 32k;\n  large_client_header_buffers 4 8k;\n"
+             "  proxy_send_timeout 30s;\n  upstream app { server 127.0.0.1:9001; }\n"
+             "  server {\n    listen 127.0.0.1:8080 backlog=511 reuseport;\n    server_name example.test;\n"
+             "    location / { proxy_pass http://app/; }\n  }\n}\n");
+  fclose(f);
+  const char *agree_args[] = {"-t", "-c", conf, NULL};
+  assert_int_equal(tb_tether_cmd(out, agree_args), 0);
+  assert_true(tb_file_contains(out, "configuration OK"));
+  snprintf(conf, sizeof(conf), "%s/refused.conf", dir);
+  f = fopen(conf, "w");
+  fprintf(f, "worker_processes 65;\n"                                   /* 1: above 64 */
+             "listen 127.0.0.1:8080 backlog=0;\n"                       /* 2: bad backlog */
+             "error_log stderr loud;\n"                                 /* 3: no such level */
+             "large_client_header_buffers 8 256k;\n"                    /* 4: more than one 1m buffer */
+             "upstream app { server 127.0.0.1:9001; }\n"                /* 5 */
+             "location /api/ { proxy_pass http://app/v1/; }\n"          /* 6: a URI in proxy_pass */
+             "location = /old { return 301 https://example.com/; }\n"); /* 7: a redirect */
+  fclose(f);
+  const char *refused_args[] = {"-t", "-c", conf, NULL};
+  assert_int_equal(tb_tether_cmd(out, refused_args), 1);
+  assert_false(tb_file_contains(out, "configuration OK"));
+  for (int line = 1; line <= 7; line++) {
+    if (line == 5) continue;
+    char where[700];
+    snprintf(where, sizeof(where), "%s:%d: ", conf, line);
+    if (!tb_file_contains(out, where)) tt_system("cat '%s' >&2", out);
+    assert_true(tb_file_contains(out, where));
+  }
+
   /* a missing file, and a syntax error */
   snprintf(conf, sizeof(conf), "%s/missing.conf", dir);
   const char *missing[] = {"-t", "-c", conf, NULL};

@@ -63,8 +63,7 @@ int tether__listen_start(tether__worker *w) {
   uv_timer_init(&w->loop, &w->accept_timer);
   w->accept_timer.data = w;
   for (int k = 0; k < w->nlisteners; k++) {
-    int rc = listen(w->listen_fds[k], 4096) < 0 ? -errno : 0;
-    if (rc == 0) rc = uv_poll_init(&w->loop, &w->listeners[k], w->listen_fds[k]);
+    int rc = uv_poll_init(&w->loop, &w->listeners[k], w->listen_fds[k]); /* listening already (main.c) */
     w->listeners[k].data = w;
     if (rc == 0) rc = uv_poll_start(&w->listeners[k], UV_READABLE, on_acceptable);
     if (rc < 0) return rc;
