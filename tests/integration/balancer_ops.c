@@ -65,6 +65,61 @@ static void sample(int port, int n, int count[4], void *curl) {
   }
 }
 
+/* Passive health counts what docs/configuration.md says it counts: a reset halfway through a response and
+ * an invalid response head each take a server with max_fails=1 out for fail_timeout. */
+static void test_passive_health_counts_broken_responses(void **state) {
+  (void)state;
+  const char *kinds[] = {"cut", "junk"};
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(tb_tether_start(&T, 1,
+                                     "upstream app {\n  server %s max_fails=1 fail_timeout=30s;\n"
+                                     "  server %s max_fails=1 fail_timeout=30s;\n}\n"
+                                     "location / { proxy_pass http://app; }\n",
+                                     b1.addr, b2.addr),
+                     0);
+    assert_int_equal(tb_server_up(&T, "app", &b1), 1);
+    char path[64];
+    snprintf(path, sizeof(path), "/bad?kind=%s", kinds[k]);
+    /* round robin: the first request goes to b1, which breaks it */
+    tb_resp r;
+    long st = tb_get(NULL, T.port, path, &r);
+    tb_resp_free(&r);
+    assert_true(st != 200 || k == 0); /* a cut answer may have shown its 200 before the reset */
+    if (tb_server_up(&T, "app", &b1) != 0) fprintf(stderr, "%s did not take b1 out\n", kinds[k]);
+    assert_int_equal(tb_server_up(&T, "app", &b1), 0);
+    assert_int_equal(tb_server_up(&T, "app", &b2), 1);
+    int count[4];
+    sample(T.port, 6, count, NULL);
+    assert_int_equal(count[2], 6); /* b1 is out for fail_timeout */
+    stop_clean(&T);
+  }
+}
+
+/* proxy_send_timeout: a server that stops taking the request body times out between two writes, long
+ * before proxy_read_timeout. */
+static void test_proxy_send_timeout(void **state) {
+  (void)state;
+  assert_int_equal(tb_tether_start(&T, 1,
+                                   "client_max_body_size 64m;\nproxy_send_timeout 500ms;\nproxy_read_timeout 20s;\n"
+                                   "upstream app { server %s max_fails=0; }\nlocation / { proxy_pass http://app; }\n",
+                                   b1.addr),
+                   0);
+  size_t n = 32u << 20; /* more than the kernel buffers between the balancer and the server hold */
+  char *body = malloc(n);
+  assert_non_null(body);
+  memset(body, 'x', n);
+  long long t0 = tb_now_ms();
+  tb_resp r;
+  long st = tb_request(NULL, "POST", T.port, "/stall?ms=10000", body, n, NULL, &r);
+  long long took = tb_now_ms() - t0;
+  tb_resp_free(&r);
+  free(body);
+  if (st != 504 || took > 5000) fprintf(stderr, "status %ld after %lld ms\n", st, took);
+  assert_int_equal(st, 504);
+  assert_true(took < 5000);
+  stop_clean(&T);
+}
+
 /* ---- tether -t ---- */
 
 static void test_config_check(void **state) {
@@ -751,6 +806,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_reload_during_retry, test_teardown),
       cmocka_unit_test_teardown(test_graceful_stop, test_teardown),
       cmocka_unit_test_teardown(test_nginx_shape, test_teardown),
+      cmocka_unit_test_teardown(test_passive_health_counts_broken_responses, test_teardown),
+      cmocka_unit_test_teardown(test_proxy_send_timeout, test_teardown),
   };
   return cmocka_run_group_tests_name("balancer operations", tests, group_setup, group_teardown);
 }
