@@ -535,11 +535,10 @@ static void sticky_cookie(parser *ps, directive *d, tether__cf_persist *p) {
     return;
   }
   snprintf(p->cookie, sizeof(p->cookie), "%s", d->args[2]);
-  for (const char *q = d->args[2]; *q; q++)
-    if ((unsigned char)*q <= ' ' || strchr("()<>@,;:\\\"/[]?={}", *q) || (unsigned char)*q >= 127) {
-      error(ps, d->line, "sticky cookie name \"%s\" is not a token", d->args[2]);
-      return;
-    }
+  if (d->args[2][0] != '\0' && !tether__token_valid(d->args[2])) {
+    error(ps, d->line, "sticky cookie name \"%s\" is not a token", d->args[2]);
+    return;
+  }
   for (int i = 3; i < d->nargs; i++) {
     const char *a = d->args[i];
     int64_t t;
@@ -703,13 +702,6 @@ static void upstream_block(parser *ps, directive *d) {
   cf->nupstreams++;
 }
 
-static int token_ok(const char *s) {
-  if (*s == '\0') return 0;
-  for (; *s; s++)
-    if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 127 || strchr("()<>@,;:\\\"/[]?={}", *s)) return 0;
-  return 1;
-}
-
 /* auth_jwt, auth_jwt_key, ... into j. Returns 1 when d was one of them. */
 static int jwt_directive(parser *ps, directive *d, tether__cf_jwt *j) {
   const char *n = d->args[0];
@@ -770,14 +762,14 @@ static int jwt_directive(parser *ps, directive *d, tether__cf_jwt *j) {
     if (want_args(ps, d, 1, 1) == 0) j->require_exp = strcmp(d->args[1], "on") == 0;
   } else if (strcmp(n, "auth_jwt_cookie") == 0) {
     if (want_args(ps, d, 1, 1) == 0) {
-      if (!token_ok(d->args[1]) || strlen(d->args[1]) >= sizeof(j->cookie)) error(ps, d->line, "auth_jwt_cookie: bad cookie name");
+      if (!tether__token_valid(d->args[1]) || strlen(d->args[1]) >= sizeof(j->cookie)) error(ps, d->line, "auth_jwt_cookie: bad cookie name");
       else snprintf(j->cookie, sizeof(j->cookie), "%s", d->args[1]);
     }
   } else if (strcmp(n, "auth_jwt_claim_header") == 0) {
     if (want_args(ps, d, 2, 2) < 0) return 1;
     if (j->nclaim_headers == TETHER__JWT_MAX_CLAIM_HEADERS) {
       error(ps, d->line, "auth_jwt_claim_header: at most %d", TETHER__JWT_MAX_CLAIM_HEADERS);
-    } else if (strlen(d->args[1]) >= 64 || !token_ok(d->args[2]) || strlen(d->args[2]) >= 64) {
+    } else if (strlen(d->args[1]) >= 64 || !tether__token_valid(d->args[2]) || strlen(d->args[2]) >= 64) {
       error(ps, d->line, "auth_jwt_claim_header: CLAIM HEADER-NAME (a header name is a token)");
     } else {
       snprintf(j->claim_headers[j->nclaim_headers].claim, 64, "%s", d->args[1]);
@@ -798,7 +790,7 @@ static void set_header_line(parser *ps, directive *d, tether__cf_headers *h) {
   if (want_args(ps, d, 2, 2) < 0) return;
   const char *name = d->args[1], *value = d->args[2];
   h->defined = 1;
-  if (!token_ok(name) || strlen(name) >= sizeof(h->set[0].name)) {
+  if (!tether__token_valid(name) || strlen(name) >= sizeof(h->set[0].name)) {
     error(ps, d->line, "proxy_set_header: \"%s\" is not a header name", name);
     return;
   }

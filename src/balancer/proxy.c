@@ -407,8 +407,8 @@ static int authenticate(tether__client *c, const tether__h1_msg *m, const tether
   int tl = bearer_token(m, j, token, sizeof(w->jwt_token));
   int rc = tl == -1   ? 1
            : tl == -2 ? TETHER_JWT_ETOOLARGE
-                      : tether_jwt_verify(j->verifier, token, (size_t)tl, &w->claims);
-  if (rc == 0 && !tether__claim_headers_ok(j, &w->claims)) rc = 2; /* a claim no header can carry */
+                      : tether_jwt_verify(j->verifier, token, (size_t)tl, w->claims);
+  if (rc == 0 && !tether__claim_headers_ok(j, w->claims)) rc = 2; /* a claim no header can carry */
   int slot = rc == 0                        ? 0
              : rc == 1                      ? TETHER__JWT_MISSING
              : rc == 2                      ? TETHER__JWT_BAD_CLAIM
@@ -794,7 +794,7 @@ static void start_request_once(tether__client *c) {
   const tether_jwt_claims *claims = NULL;
   if (loc && loc->jwt.enabled) {
     if (authenticate(c, m, &loc->jwt, n) < 0) return;
-    claims = &w->claims;
+    claims = w->claims;
   }
   if (loc == NULL || loc->upstream < 0) {
     int status = loc ? loc->return_status : 404;
