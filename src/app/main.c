@@ -374,10 +374,11 @@ static enum MHD_Result token_login(struct MHD_Connection *conn, const request *r
     answer = json_pack("{s:s}", "error", "a user name (1-64 characters) is required");
   } else {
     json_t *payload = json_pack("{s:s,s:s}", "userId", user, "role", TOKEN_ROLE);
+    char *text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
     char *token = NULL;
     if (payload == NULL) { /* jansson refuses text that is not UTF-8 */
       answer = json_pack("{s:s}", "error", "the user name must be UTF-8");
-    } else if (tether_jwt_sign(the_app.signer, payload, TOKEN_TTL_S, &token) < 0) {
+    } else if (text == NULL || tether_jwt_sign(the_app.signer, text, strlen(text), TOKEN_TTL_S, &token) < 0) {
       status = 500;
       log_detail("signing a token", tether_last_error());
       answer = json_pack("{s:s}", "error", "cannot sign the token");
@@ -386,6 +387,7 @@ static enum MHD_Result token_login(struct MHD_Connection *conn, const request *r
       answer = json_pack("{s:s}", "token", token);
     }
     json_decref(payload);
+    free(text);
     free(token);
   }
   free(user);
@@ -415,16 +417,17 @@ static enum MHD_Result api_me(struct MHD_Connection *conn) {
   size_t len = strlen(token);
   while (len > 0 && (token[len - 1] == ' ' || token[len - 1] == '\t')) len--;
   if (len == 0) return unauthorized(conn, 0);
-  tether_jwt_claims c;
-  tether_jwt_claims_init(&c);
-  int rc = tether_jwt_verify(the_app.verifier, token, len, &c);
+  tether_jwt_claims *c = tether_jwt_claims_new();
+  int rc = tether_jwt_verify(the_app.verifier, token, len, c);
   if (rc < 0) {
-    tether_jwt_claims_free(&c);
+    tether_jwt_claims_free(c);
     return unauthorized(conn, rc);
   }
-  json_t *claims = tether_jwt_claims_json(&c);
-  json_t *answer = claims ? json_pack("{s:s,s:O}", "server", the_app.name, "user", claims) : NULL;
-  tether_jwt_claims_free(&c);
+  size_t plen;
+  const char *payload = tether_jwt_claims_payload(c, &plen);
+  json_t *claims = payload ? json_loadb(payload, plen, 0, NULL) : NULL;
+  json_t *answer = claims ? json_pack("{s:s,s:o}", "server", the_app.name, "user", claims) : NULL;
+  tether_jwt_claims_free(c);
   if (answer == NULL)
     return send_json(conn, R_API_ME, 500, json_pack("{s:s}", "error", "cannot read the token's claims"), NULL);
   return send_json(conn, R_API_ME, 200, answer, NULL);

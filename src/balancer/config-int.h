@@ -62,7 +62,6 @@ int tether__conf_flag(tether__conf_parser *ps, tether__conf_directive *d, const 
 /* Text and variables (a hash key, or with for_header a proxy_set_header value): the number of parts or -1. */
 int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const char *text, tether__key_part *parts,
                        int max, int for_header);
-int tether__conf_token_ok(const char *s); /* an HTTP token: a header or cookie name */
 
 /* config_upstream.c: upstream NAME { server ...; persistence; balancing; health_check } */
 void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d);

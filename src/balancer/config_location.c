@@ -7,13 +7,6 @@
 #include "config-int.h"
 #include "tether/jwt.h"
 
-int tether__conf_token_ok(const char *s) {
-  if (*s == '\0') return 0;
-  for (; *s; s++)
-    if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 127 || strchr("()<>@,;:\\\"/[]?={}", *s)) return 0;
-  return 1;
-}
-
 /* auth_jwt_key SPEC [ALG] [weak_secret_ok] */
 static void jwt_key_line(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_jwt *j) {
   if (tether__conf_want_args(ps, d, 1, 3) < 0) return;
@@ -91,7 +84,7 @@ int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether_
     if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_flag(ps, d, d->args[1], &j->require_exp);
   } else if (strcmp(n, "auth_jwt_cookie") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) == 0) {
-      if (!tether__conf_token_ok(d->args[1]) || strlen(d->args[1]) >= sizeof(j->cookie))
+      if (!tether__token_valid(d->args[1]) || strlen(d->args[1]) >= sizeof(j->cookie))
         tether__conf_error(ps, d->line, "auth_jwt_cookie: bad cookie name");
       else
         snprintf(j->cookie, sizeof(j->cookie), "%s", d->args[1]);
@@ -100,7 +93,7 @@ int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether_
     if (tether__conf_want_args(ps, d, 2, 2) < 0) return 1;
     if (j->nclaim_headers == TETHER__JWT_MAX_CLAIM_HEADERS) {
       tether__conf_error(ps, d->line, "auth_jwt_claim_header: at most %d", TETHER__JWT_MAX_CLAIM_HEADERS);
-    } else if (strlen(d->args[1]) >= 64 || !tether__conf_token_ok(d->args[2]) || strlen(d->args[2]) >= 64) {
+    } else if (strlen(d->args[1]) >= 64 || !tether__token_valid(d->args[2]) || strlen(d->args[2]) >= 64) {
       tether__conf_error(ps, d->line, "auth_jwt_claim_header: CLAIM HEADER-NAME (a header name is a token)");
     } else {
       snprintf(j->claim_headers[j->nclaim_headers].claim, 64, "%s", d->args[1]);
@@ -121,7 +114,7 @@ void tether__conf_set_header(tether__conf_parser *ps, tether__conf_directive *d,
   if (tether__conf_want_args(ps, d, 2, 2) < 0) return;
   const char *name = d->args[1], *value = d->args[2];
   h->defined = 1;
-  if (!tether__conf_token_ok(name) || strlen(name) >= sizeof(h->set[0].name)) {
+  if (!tether__token_valid(name) || strlen(name) >= sizeof(h->set[0].name)) {
     tether__conf_error(ps, d->line, "proxy_set_header: \"%s\" is not a header name", name);
     return;
   }

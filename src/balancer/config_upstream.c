@@ -120,11 +120,10 @@ static void sticky_cookie(tether__conf_parser *ps, tether__conf_directive *d, te
     return;
   }
   snprintf(p->cookie, sizeof(p->cookie), "%s", d->args[2]);
-  for (const char *q = d->args[2]; *q; q++)
-    if ((unsigned char)*q <= ' ' || strchr("()<>@,;:\\\"/[]?={}", *q) || (unsigned char)*q >= 127) {
-      tether__conf_error(ps, d->line, "sticky cookie name \"%s\" is not a token", d->args[2]);
-      return;
-    }
+  if (d->args[2][0] != '\0' && !tether__token_valid(d->args[2])) {
+    tether__conf_error(ps, d->line, "sticky cookie name \"%s\" is not a token", d->args[2]);
+    return;
+  }
   for (int i = 3; i < d->nargs; i++) {
     const char *a = d->args[i];
     int64_t t;

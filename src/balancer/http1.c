@@ -3,18 +3,8 @@
 
 #include <string.h>
 
-/* tchar of RFC 9110: the characters of methods, header names and transfer codings. */
-static const uint8_t tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
-    ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
-    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
-    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
+#include "../lib/util.h"
+
 
 static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
@@ -122,7 +112,7 @@ static size_t skip_ows(tether__slice v, size_t i) {
 }
 
 static size_t skip_token(tether__slice v, size_t i) {
-  while (i < v.n && tchar[(unsigned char)v.p[i]]) i++;
+  while (i < v.n && tether__tchar[(unsigned char)v.p[i]]) i++;
   return i;
 }
 
@@ -211,7 +201,7 @@ static int parse_headers(const char *buf, size_t len, size_t pos, const tether__
     if (line.n == 0) return 0;
     if (line.p[0] == ' ' || line.p[0] == '\t') return -400; /* obs-fold */
     size_t c = 0;
-    while (c < line.n && tchar[(unsigned char)line.p[c]]) c++;
+    while (c < line.n && tether__tchar[(unsigned char)line.p[c]]) c++;
     if (c == 0 || c == line.n || line.p[c] != ':') return -400;
     size_t a = c + 1, b = line.n;
     while (a < b && (line.p[a] == ' ' || line.p[a] == '\t')) a++;
@@ -372,7 +362,7 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
   if (next_line(buf, end, &pos, &line) < 0) return -400;
   /* method SP request-target SP HTTP-version */
   size_t i = 0;
-  while (i < line.n && tchar[(unsigned char)line.p[i]]) i++;
+  while (i < line.n && tether__tchar[(unsigned char)line.p[i]]) i++;
   if (i == 0 || i == line.n || line.p[i] != ' ') return -400;
   m->method = (tether__slice){line.p, i};
   size_t t0 = ++i;
@@ -482,13 +472,6 @@ void tether__h1_body_init(tether__h1_body *b, const tether__h1_msg *m) {
   b->done = m->framing == TETHER__H1_NO_BODY;
 }
 
-static int hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
   size_t i = 0;
   while (i < len && !b->done) {
@@ -496,7 +479,7 @@ static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
     switch (b->state) {
     case C_SIZE0:
     case C_SIZE: {
-      int h = hex(c);
+      int h = tether__hexval(c);
       if (h >= 0) {
         if (b->chunk_size >> 56) return -400; /* beyond any sane size: overflow guard */
         b->chunk_size = b->chunk_size * 16 + (uint64_t)h;
@@ -550,14 +533,14 @@ static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
       break;
     case C_TRAILER0:
       if (c == '\r') b->state = C_END_LF;
-      else if (!tchar[(unsigned char)c]) return -400;
+      else if (!tether__tchar[(unsigned char)c]) return -400;
       else b->state = C_TRAILER_NAME;
       if (++b->line_len > MAX_TRAILERS) return -400;
       i++;
       break;
     case C_TRAILER_NAME:
       if (c == ':') b->state = C_TRAILER;
-      else if (!tchar[(unsigned char)c]) return -400;
+      else if (!tether__tchar[(unsigned char)c]) return -400;
       if (++b->line_len > MAX_TRAILERS) return -400;
       i++;
       break;

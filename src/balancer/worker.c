@@ -86,7 +86,7 @@ int tether__workers_start(tether__worker *ws, int n, tether__runtime *rt) {
   for (int i = 0; i < n; i++) {
     tether__worker *w = &ws[i];
     w->id = i;
-    tether_jwt_claims_init(&w->claims);
+    w->claims = tether_jwt_claims_new();
     uv_loop_init(&w->loop);
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
@@ -136,7 +136,7 @@ void tether__workers_stop(tether__worker *ws, int n) {
     }
     free(w->pools);
     free(w->log_buf);
-    tether_jwt_claims_free(&w->claims);
+    tether_jwt_claims_free(w->claims);
     tether__buf_free(&w->scratch_out);
     tether__buf_free(&w->scratch_log);
     tether__buf_free(&w->scratch_path);

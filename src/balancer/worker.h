@@ -59,7 +59,7 @@ struct tether__worker {
   tether__buf scratch_path;          /* the normalized path of the request being routed */
   tether__h1_msg msg;                /* the head being parsed (one at a time per worker) */
   char rbuf[65536];                  /* every client read lands here first */
-  tether_jwt_claims claims;          /* the claims of the token verified last (edge authentication) */
+  tether_jwt_claims *claims;         /* the claims of the token verified last (edge authentication) */
   char jwt_token[16384];             /* the token being verified */
   _Atomic uint64_t jwt_results[TETHER__JWT_RESULTS]; /* ok, each tether_jwt_error, missing, other */
   char *log_buf;                     /* access log lines not yet written */

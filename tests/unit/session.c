@@ -998,7 +998,9 @@ static void test_absolute_timeout_jwt(void **state) {
   /* a token whose session was created 8.5 s ago */
   char *json = session_json_aged(8500, ",\"user\":\"bob\"");
   int err = 0;
-  char *tok = tether__jwt_cookie_encode(GOOD_ID, json, tether_now_ms() + 3600000, SECRET, &err);
+  tether__jwt_codec *jc = NULL;
+  assert_int_equal(tether__jwt_codec_new((const char *const[]){SECRET}, 1, &jc), 0);
+  char *tok = tether__jwt_cookie_encode(jc, GOOD_ID, json, tether_now_ms() + 3600000, &err);
   assert_non_null(tok);
   free(json);
   char *hdr = tether__asprintf("connect.sid=%s", tok);
@@ -1020,7 +1022,8 @@ static void test_absolute_timeout_jwt(void **state) {
   tether_session_free(s);
   /* a token the store itself signed without an exp limit: the stored creation time still ends it */
   json = session_json_aged(20000, "");
-  tok = tether__jwt_cookie_encode(GOOD_ID, json, tether_now_ms() + 3600000, SECRET, &err);
+  tok = tether__jwt_cookie_encode(jc, GOOD_ID, json, tether_now_ms() + 3600000, &err);
+  tether__jwt_codec_free(jc);
   free(json);
   char *hdr3 = tether__asprintf("connect.sid=%s", tok);
   free(tok);

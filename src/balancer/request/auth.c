@@ -63,8 +63,8 @@ int tether__authenticate(tether__client *c, const tether__h1_msg *m, const tethe
   int tl = bearer_token(m, j, token, sizeof(w->jwt_token));
   int rc = tl == -1   ? NO_TOKEN
            : tl == -2 ? TETHER_JWT_ETOOLARGE
-                      : tether_jwt_verify(j->verifier, token, (size_t)tl, &w->claims);
-  if (rc == 0 && !tether__claim_headers_ok(j, &w->claims)) rc = BAD_CLAIM;
+                      : tether_jwt_verify(j->verifier, token, (size_t)tl, w->claims);
+  if (rc == 0 && !tether__claim_headers_ok(j, w->claims)) rc = BAD_CLAIM;
   int slot = rc == 0                        ? 0
              : rc == NO_TOKEN               ? TETHER__JWT_MISSING
              : rc == BAD_CLAIM              ? TETHER__JWT_BAD_CLAIM

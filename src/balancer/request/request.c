@@ -74,7 +74,7 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   const tether_jwt_claims *claims = NULL;
   if (loc && loc->jwt.enabled) {
     if (tether__authenticate(c, m, &loc->jwt, head_len) < 0) return 0;
-    claims = &w->claims;
+    claims = w->claims;
   }
   if (loc == NULL || loc->upstream < 0) {
     tether__skip_body(c, m, head_len);

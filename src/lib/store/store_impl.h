@@ -141,10 +141,16 @@ char *tether__url_redact(const char *text);
 
 /* ---- pieces of the client-side store used by session.c ---- */
 
-/* Encodes a session (its JSON) as the cookie value: a compact HS256 JWT signed with secret. Returns a
- * malloc'd token, or NULL with TETHER_E2BIG set in *err when it would exceed 4096 bytes. */
-char *tether__jwt_cookie_encode(const char *sid, const char *json, int64_t expires_ms, const char *secret, int *err);
+/* The signer (the first secret) and the verifier (every secret, weak ones allowed) of the cookies, built
+ * once by the session manager that holds the secrets. */
+typedef struct tether__jwt_codec tether__jwt_codec;
+int tether__jwt_codec_new(const char *const *secrets, size_t n, tether__jwt_codec **out);
+void tether__jwt_codec_free(tether__jwt_codec *c);
+/* Encodes a session (its JSON) as the cookie value: a compact HS256 JWT signed with the first secret. Returns
+ * a malloc'd token, or NULL with TETHER_E2BIG set in *err when it would exceed 4096 bytes. */
+char *tether__jwt_cookie_encode(const tether__jwt_codec *c, const char *sid, const char *json, int64_t expires_ms,
+                                int *err);
 /* Verifies a token with any of the secrets and checks its expiry; gives the sid and the JSON. */
-int tether__jwt_cookie_decode(const char *token, const char *const *secrets, size_t n, char **sid, char **json);
+int tether__jwt_cookie_decode(const tether__jwt_codec *c, const char *token, char **sid, char **json);
 
 #endif

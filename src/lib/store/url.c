@@ -7,13 +7,6 @@
 #include "../util.h"
 #include "store_impl.h"
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string; NULL on a bad escape or an embedded NUL. */
 static char *pct_decode(const char *s, size_t n) {
   char *out = tether__malloc(n + 1);
@@ -22,8 +15,8 @@ static char *pct_decode(const char *s, size_t n) {
     if (s[i] == '%') {
       int h, l;
       if (i + 2 >= n) goto bad;
-      h = hexval(s[i + 1]);
-      l = hexval(s[i + 2]);
+      h = tether__hexval(s[i + 1]);
+      l = tether__hexval(s[i + 2]);
       if (h < 0 || l < 0 || (h == 0 && l == 0)) goto bad;
       out[o++] = (char)(h << 4 | l);
       i += 2;
