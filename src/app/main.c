@@ -91,7 +91,8 @@ int main(int argc, char **argv) {
     }
   }
   fprintf(stderr, "tether-app %s: listening on %s, %d threads, sessions in %s, API tokens %s\n", the_app.name,
-          o.listen_at, o.threads, tether_store_url(the_app.store), the_app.signer ? "on (HS256)" : "off (no JWT secret)");
+          o.listen_at, o.threads, tether_store_url(the_app.store),
+          the_app.signer ? "on (HS256)" : "off (no JWT secret)");
   int sig = 0;
   sigwait(&stop_set, &sig);
   atomic_store(&stopping, 1);
