@@ -59,6 +59,13 @@ static const char *resolve_secret(const char *arg) {
   return arg;
 }
 
+/* A whole number in [lo, hi] into *out; "" counts as 0 when empty_ok. 0, or -1. */
+static int number(const char *arg, int empty_ok, long lo, long hi, long *out) {
+  char *end;
+  *out = strtol(arg, &end, 10);
+  return (end == arg && !empty_ok) || *end || *out < lo || *out > hi ? -1 : 0;
+}
+
 /* --cookie-secure[=auto|on|off]. 0, or -1 with a message. */
 static int cookie_secure(options *o, int argc, char **argv) {
   /* "--cookie-secure auto" as well as "--cookie-secure=auto"; alone it means on (as it always did) */
@@ -77,6 +84,22 @@ static int cookie_secure(options *o, int argc, char **argv) {
     return -1;
   }
   return 0;
+}
+
+/* The secrets from the environment when the command line gave none; the token signer. -1 to go on, or 2
+ * with a message. */
+static int secrets(options *o) {
+  if (o->so.secret_count == 0 && getenv("TETHER_SECRET")) o->so.secret[o->so.secret_count++] = getenv("TETHER_SECRET");
+  if (o->so.secret_count == 0) {
+    fprintf(stderr, "tether-app: a cookie secret is required: --secret S (or env:NAME, or $TETHER_SECRET)\n");
+    return 2;
+  }
+  const char *jwt_secret = getenv("JWT_SECRET"); /* --jwt-secret has set it */
+  if (jwt_secret && *jwt_secret && tokens_setup(jwt_secret, o->weak_secret_ok) < 0) {
+    fprintf(stderr, "tether-app: --jwt-secret: %s\n", tether_last_error());
+    return 2;
+  }
+  return -1;
 }
 
 int options_parse(int argc, char **argv, options *o) {
@@ -120,9 +143,8 @@ int options_parse(int argc, char **argv, options *o) {
       }
       break;
     case 'A': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      if (end == optarg || *end || v < 0 || v > 400L * 86400) {
+      long v;
+      if (number(optarg, 0, 0, 400L * 86400, &v) < 0) {
         fprintf(stderr, "tether-app: --absolute-timeout takes seconds (0 to 400 days)\n");
         return 2;
       }
@@ -133,9 +155,8 @@ int options_parse(int argc, char **argv, options *o) {
       o->weak_secret_ok = 1;
       break;
     case 'm': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      if (*end || v < 0 || v > 400L * 86400) {
+      long v;
+      if (number(optarg, 1, 0, 400L * 86400, &v) < 0) {
         fprintf(stderr, "tether-app: --max-age takes seconds (0 to 400 days)\n");
         return 2;
       }
@@ -143,9 +164,8 @@ int options_parse(int argc, char **argv, options *o) {
       break;
     }
     case 't': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      if (end == optarg || *end || v < 1 || v > 256) {
+      long v;
+      if (number(optarg, 0, 1, 256, &v) < 0) {
         fprintf(stderr, "tether-app: --threads takes 1 to 256, got %s\n", optarg);
         return 2;
       }
@@ -164,15 +184,5 @@ int options_parse(int argc, char **argv, options *o) {
     fprintf(stderr, "tether-app: unexpected argument %s (see --help)\n", argv[optind]);
     return 2;
   }
-  if (o->so.secret_count == 0 && getenv("TETHER_SECRET")) o->so.secret[o->so.secret_count++] = getenv("TETHER_SECRET");
-  if (o->so.secret_count == 0) {
-    fprintf(stderr, "tether-app: a cookie secret is required: --secret S (or env:NAME, or $TETHER_SECRET)\n");
-    return 2;
-  }
-  const char *jwt_secret = getenv("JWT_SECRET"); /* --jwt-secret has set it */
-  if (jwt_secret && *jwt_secret && tokens_setup(jwt_secret, o->weak_secret_ok) < 0) {
-    fprintf(stderr, "tether-app: --jwt-secret: %s\n", tether_last_error());
-    return 2;
-  }
-  return -1;
+  return secrets(o);
 }
