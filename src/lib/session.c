@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "session_data.h"
 #include "store/store_impl.h"
 #include "tether/session.h"
 #include "tether/store_async.h"
@@ -372,7 +373,7 @@ int tether_session_load(tether_sessions *m, const char *header, tether_session *
 
 const char *tether_session_id(const tether_session *s) { return s->id; }
 int tether_session_is_new(const tether_session *s) { return s->is_new; }
-json_t *tether_session_data(tether_session *s) { return s->data; }
+json_t *tether__session_json(const tether_session *s) { return s->data; }
 int64_t tether_session_expires(const tether_session *s) { return s->cookie.expires_ms; }
 
 void tether_session_set_max_age(tether_session *s, int64_t ms) {
