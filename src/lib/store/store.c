@@ -25,6 +25,8 @@ static const struct {
     {"jwt:", &tether__store_jwt},
 };
 
+static const tether__store_api api;
+
 int tether_store_open(const char *url, tether_store **out) {
   *out = NULL;
   if (url == NULL || *url == '\0') return tether__fail(TETHER_EINVAL, "store URL is empty");
@@ -46,6 +48,7 @@ int tether_store_open(const char *url, tether_store **out) {
   }
   tether_store *st = tether__calloc(1, sizeof(*st));
   st->ops = ops;
+  st->api = &api;
   st->url = tether__url_redact(url);
   int rc = ops->open(st, url);
   if (rc < 0) {
@@ -152,13 +155,6 @@ const char *tether_store_url(const tether_store *st) { return st->url; }
 
 int tether_store_client_side(const tether_store *st) { return st->ops->client_side; }
 
-int64_t tether__ttl_seconds(int64_t expires_ms, int64_t now_ms) {
-  if (expires_ms == 0) return 86400;
-  int64_t ms = expires_ms - now_ms;
-  if (ms <= 0) return 0;
-  return (ms + 999) / 1000;
-}
-
 void tether_store_metrics(const tether_store *cst, tether_metrics *m) {
   tether_store *st = (tether_store *)cst;
   memset(m, 0, sizeof(*m));
@@ -182,3 +178,11 @@ void tether_store_metrics(const tether_store *cst, tether_metrics *m) {
     m->latency[op].sum_us = atomic_load_explicit(&st->lat_sum_us[op], memory_order_relaxed);
   }
 }
+
+static const tether__store_api api = {.open = tether_store_open,
+                                       .close = tether_store_close,
+                                       .get = tether_store_get,
+                                       .write = tether_store_write,
+                                       .destroy = tether_store_destroy,
+                                       .purge = tether_store_purge,
+                                       .ping = tether_store_ping};

@@ -43,8 +43,22 @@ typedef struct tether__store_ops {
   int client_side; /* jwt: sessions live in the cookie */
 } tether__store_ops;
 
+/* The public calls, for stores made of stores (dual:): handed to them in tether_store, so that they do not
+ * call back into store.c by name (no file depends on another in a circle). */
+typedef struct tether__store_api {
+  int (*open)(const char *url, tether_store **out);
+  void (*close)(tether_store *st);
+  int (*get)(tether_store *st, const char *sid, char **json, size_t *len);
+  int (*write)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms,
+               tether_write_mode mode);
+  int (*destroy)(tether_store *st, const char *sid);
+  int (*purge)(tether_store *st);
+  int (*ping)(tether_store *st);
+} tether__store_api;
+
 struct tether_store {
   const tether__store_ops *ops;
+  const tether__store_api *api; /* the public calls (see above) */
   void *impl; /* the implementation's state */
   char *url;  /* as given, with any password replaced by "***" */
   _Atomic uint64_t counters[TETHER__C_COUNT];
