@@ -108,9 +108,9 @@ typedef struct tether_jwt_verify_options {
   void *clock_arg;
   int weak_secret_ok; /* accept HS256/384/512 secrets shorter than TETHER_JWT_MIN_SECRET (32) bytes; default 0:
                        * adding one fails with TETHER_EINVAL (RFC 7518 section 3.2) */
-  int cache; /* remember the last 1024 verified RSA, ECDSA and EdDSA tokens per thread (by SHA-256 of the whole
-              * token), so a client sending its token again skips the signature check; the claims are still
-              * checked every time. Default 0 (off) */
+  int cache;          /* remember the last 1024 verified RSA, ECDSA and EdDSA tokens per thread (by SHA-256 of the whole
+                       * token), so a client sending its token again skips the signature check; the claims are still
+                       * checked every time. Default 0 (off) */
 } tether_jwt_verify_options;
 
 /* HS* secrets shorter than this many bytes are refused (RFC 7518 section 3.2: at least the hash size; 256

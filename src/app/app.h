@@ -33,18 +33,18 @@ typedef struct app {
   _Atomic uint64_t requests[R_COUNT][6]; /* route x status class */
 } app;
 
-extern app the_app;         /* app.c */
+extern app the_app;          /* app.c */
 extern _Atomic int stopping; /* answers say Connection: close */
 
 /* One worker thread: its loop, its daemon on the shared listening socket, its store handle. */
 typedef struct worker {
   pthread_t thread;
   uv_loop_t loop;
-  uv_poll_t poll;   /* the daemon's epoll set */
-  uv_timer_t timer; /* the daemon's next timeout */
-  uv_async_t stop;  /* the main thread asks it to finish */
-  uv_timer_t drain; /* while stopping: waits for the requests in flight */
-  uv_idle_t kick;   /* a resumed connection: run the daemon before the loop sleeps again */
+  uv_poll_t poll;     /* the daemon's epoll set */
+  uv_timer_t timer;   /* the daemon's next timeout */
+  uv_async_t stop;    /* the main thread asks it to finish */
+  uv_timer_t drain;   /* while stopping: waits for the requests in flight */
+  uv_idle_t kick;     /* a resumed connection: run the daemon before the loop sleeps again */
   uv_idle_cb on_kick; /* what kick runs (server.c), so that job.c resumes without calling back into it */
   int64_t drain_until_ms;
   struct MHD_Daemon *d;

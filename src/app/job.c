@@ -93,4 +93,3 @@ void job_commit(request *rq) {
     job_done(rq);
   }
 }
-

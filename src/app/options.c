@@ -22,29 +22,30 @@ static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
                                      {NULL, 0, NULL, 0}};
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: tether-app [options]\n"
-               "  --listen ADDR:PORT   where to listen (default 127.0.0.1:9001)\n"
-               "  --name NAME          this instance's name, shown in every answer (default app)\n"
-               "  --sessions URL       session store (default sqlite:./var/sessions.db); any libtether store URL:\n"
-               "                       memory:, sqlite:PATH, redis://, redis-sentinel://, memcached://, postgres://,\n"
-               "                       dual:LOCAL+SHARED, jwt:\n"
-               "  --secret S           cookie signing secret (repeatable: the first signs, all verify; env:NAME reads\n"
-               "                       the environment); default: $TETHER_SECRET\n"
-               "  --jwt-secret S       HS256 secret for API tokens (env:NAME reads the environment); default:\n"
-               "                       $JWT_SECRET. POST /login?token=1 (or \"token\":true, token=1 in the body)\n"
-               "                       answers {\"token\":JWT} valid 1 h, with no session; GET /api/me verifies\n"
-               "                       Authorization: Bearer JWT. Without it both answer 501\n"
-               "  --weak-secret-ok     accept a --jwt-secret shorter than 32 bytes (RFC 7518 3.2 asks for 32)\n"
-               "  --cookie-secure[=auto|on|off]  Secure session cookie: on (no value) sends the cookie only in answer\n"
-               "                       to secure requests; auto marks it Secure iff the request is secure (default off)\n"
-               "  --trust-proxy CIDR   a proxy whose X-Forwarded-Proto says whether a request is secure\n"
-               "                       (repeatable; e.g. 127.0.0.1/32). Without one, no request is secure\n"
-               "  --absolute-timeout SECONDS  a session ends this long after it was created, whatever its activity\n"
-               "                       (default 0: no absolute lifetime)\n"
-               "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
-               "  --threads N          worker threads, each an event loop (default: one per core); stores other than\n"
-               "                       redis:// run on libuv's thread pool (UV_THREADPOOL_SIZE, default here 16)\n"
-               "  --help\n");
+  fprintf(out,
+          "usage: tether-app [options]\n"
+          "  --listen ADDR:PORT   where to listen (default 127.0.0.1:9001)\n"
+          "  --name NAME          this instance's name, shown in every answer (default app)\n"
+          "  --sessions URL       session store (default sqlite:./var/sessions.db); any libtether store URL:\n"
+          "                       memory:, sqlite:PATH, redis://, redis-sentinel://, memcached://, postgres://,\n"
+          "                       dual:LOCAL+SHARED, jwt:\n"
+          "  --secret S           cookie signing secret (repeatable: the first signs, all verify; env:NAME reads\n"
+          "                       the environment); default: $TETHER_SECRET\n"
+          "  --jwt-secret S       HS256 secret for API tokens (env:NAME reads the environment); default:\n"
+          "                       $JWT_SECRET. POST /login?token=1 (or \"token\":true, token=1 in the body)\n"
+          "                       answers {\"token\":JWT} valid 1 h, with no session; GET /api/me verifies\n"
+          "                       Authorization: Bearer JWT. Without it both answer 501\n"
+          "  --weak-secret-ok     accept a --jwt-secret shorter than 32 bytes (RFC 7518 3.2 asks for 32)\n"
+          "  --cookie-secure[=auto|on|off]  Secure session cookie: on (no value) sends the cookie only in answer\n"
+          "                       to secure requests; auto marks it Secure iff the request is secure (default off)\n"
+          "  --trust-proxy CIDR   a proxy whose X-Forwarded-Proto says whether a request is secure\n"
+          "                       (repeatable; e.g. 127.0.0.1/32). Without one, no request is secure\n"
+          "  --absolute-timeout SECONDS  a session ends this long after it was created, whatever its activity\n"
+          "                       (default 0: no absolute lifetime)\n"
+          "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
+          "  --threads N          worker threads, each an event loop (default: one per core); stores other than\n"
+          "                       redis:// run on libuv's thread pool (UV_THREADPOOL_SIZE, default here 16)\n"
+          "  --help\n");
 }
 
 static const char *resolve_secret(const char *arg) {

@@ -148,7 +148,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- the worker threads ---- */
 
-
 static void arm_daemon_timer(worker *w);
 
 static void run_daemon(worker *w) {

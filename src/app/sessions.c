@@ -258,4 +258,3 @@ enum MHD_Result start_job(request *rq, struct MHD_Connection *conn, int route, i
   MHD_suspend_connection(conn);
   return MHD_YES;
 }
-

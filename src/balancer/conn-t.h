@@ -42,46 +42,46 @@ typedef struct tether__proto_ops {
 struct tether__client {
   tether__io io; /* first */
   uv_timer_t timer;
-  uv_shutdown_t shut;                /* a lingering close */
+  uv_shutdown_t shut; /* a lingering close */
   const tether__proto_ops *proto;
   int64_t linger_until_ms;
-  int64_t body_deadline_ms;          /* client_body_time: the body must be in by then (0: no bound) */
+  int64_t body_deadline_ms; /* client_body_time: the body must be in by then (0: no bound) */
   tether__worker *w;
-  tether__client *prev, *next;       /* in the worker's list */
+  tether__client *prev, *next; /* in the worker's list */
   int state;
-  char *in;                          /* bytes read and not yet consumed */
+  char *in; /* bytes read and not yet consumed */
   size_t in_len, in_cap;
   /* the request in progress */
-  tether__runtime *rt;               /* referenced while a request is in progress */
-  int active;                        /* a request is in progress */
-  int ups, srv;                      /* upstream and server indexes in rt */
+  tether__runtime *rt; /* referenced while a request is in progress */
+  int active;          /* a request is in progress */
+  int ups, srv;        /* upstream and server indexes in rt */
   uint8_t tried[TETHER__CF_MAX_SERVERS];
   int tries;
   tether__upconn *up;
   tether__h1_body reqbody;
-  int req_done;                      /* the whole request was read */
-  int keep_alive;                    /* the client connection may carry another request */
+  int req_done;   /* the whole request was read */
+  int keep_alive; /* the client connection may carry another request */
   int version_minor, is_head, idempotent, upgrade;
-  tether__buf replay;                /* bytes sent upstream, while they fit TETHER__REPLAY_MAX */
+  tether__buf replay; /* bytes sent upstream, while they fit TETHER__REPLAY_MAX */
   int replay_ok;
-  int resp_started;                  /* bytes of a final (or 101) response went to the client */
-  int sent_interim;                  /* a 1xx went to the client: the request is bound to this server */
+  int resp_started; /* bytes of a final (or 101) response went to the client */
+  int sent_interim; /* a 1xx went to the client: the request is bound to this server */
   int resp_done;
   int status;
   uint64_t bytes_sent;
   uint64_t start_us;
   char method[16];
   char target[200];
-  char peer[64];                     /* the client's address (or the trusted X-Forwarded-For one) */
-  const char *scheme;                /* "http", or what a trusted proxy's X-Forwarded-Proto says */
-  const char *server_name;           /* the server that last took the request (the access log's "server") */
-  char ip[64];                       /* the client's address as text (the PROXY header's when trusted) */
-  struct sockaddr_storage addr;      /* the socket's peer */
-  struct sockaddr_storage real;      /* the client: addr, or what a trusted proxy said */
-  tether__persist_req pr;            /* what persistence found in the request */
+  char peer[64];                /* the client's address (or the trusted X-Forwarded-For one) */
+  const char *scheme;           /* "http", or what a trusted proxy's X-Forwarded-Proto says */
+  const char *server_name;      /* the server that last took the request (the access log's "server") */
+  char ip[64];                  /* the client's address as text (the PROXY header's when trusted) */
+  struct sockaddr_storage addr; /* the socket's peer */
+  struct sockaddr_storage real; /* the client: addr, or what a trusted proxy said */
+  tether__persist_req pr;       /* what persistence found in the request */
   int closing;
-  int served;                        /* requests started on this connection */
-  int starting, restart;             /* in the request loop; a pipelined request is next */
+  int served;            /* requests started on this connection */
+  int starting, restart; /* in the request loop; a pipelined request is next */
 };
 
 struct tether__upconn {
@@ -90,14 +90,14 @@ struct tether__upconn {
   uv_timer_t timer;
   tether__worker *w;
   tether__server_state *srv;
-  struct tether__pool *pool;         /* set while idle in a pool */
+  struct tether__pool *pool; /* set while idle in a pool */
   tether__upconn *pool_next, *pool_prev;
-  tether__client *c;                 /* attached client, NULL when idle */
+  tether__client *c; /* attached client, NULL when idle */
   int state;
-  int head_done;                     /* the response head was forwarded */
+  int head_done; /* the response head was forwarded */
   char *in;
   size_t in_len, in_cap;
-  tether__h1_body body;              /* response body framing */
+  tether__h1_body body; /* response body framing */
   int resp_keep_alive;
   int reused;
   int got_bytes;

@@ -5,7 +5,6 @@
 
 #include "../lib/util.h"
 
-
 static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
 int tether__h1_token_eq(tether__slice s, const char *lit) {
@@ -90,9 +89,12 @@ typedef struct conn_tokens {
 
 static int conn_token(tether__slice el, void *arg) {
   conn_tokens *t = arg;
-  if (tether__h1_token_eq(el, "close")) t->close = 1;
-  else if (tether__h1_token_eq(el, "keep-alive")) t->keep_alive = 1;
-  else if (tether__h1_token_eq(el, "upgrade")) t->upgrade = 1;
+  if (tether__h1_token_eq(el, "close"))
+    t->close = 1;
+  else if (tether__h1_token_eq(el, "keep-alive"))
+    t->keep_alive = 1;
+  else if (tether__h1_token_eq(el, "upgrade"))
+    t->upgrade = 1;
   return 0;
 }
 
@@ -218,8 +220,7 @@ static int parse_headers(const char *buf, size_t len, size_t pos, const tether__
 }
 
 /* What the framing headers say, shared by requests and responses. Returns 0 or a negative status. */
-static int read_framing(tether__h1_msg *m, int is_request, conn_tokens *ct, te_state *te, int *has_cl,
-                        int *has_host) {
+static int read_framing(tether__h1_msg *m, int is_request, conn_tokens *ct, te_state *te, int *has_cl, int *has_host) {
   int bad = is_request ? -400 : -502;
   for (size_t i = 0; i < m->nheaders; i++) {
     tether__slice n = m->headers[i].name, v = m->headers[i].value;
@@ -243,7 +244,7 @@ static int read_framing(tether__h1_msg *m, int is_request, conn_tokens *ct, te_s
       if (tether__h1_token_eq(v, "100-continue")) m->expect_continue = 1;
     }
   }
-  if (te->count && *has_cl) return bad;         /* the classic smuggling pair */
+  if (te->count && *has_cl) return bad; /* the classic smuggling pair */
   if (te->count && m->version_minor == 0) return bad;
   if (te->chunked > 1 || te->chunked_params) return bad;
   return 0;
@@ -270,8 +271,8 @@ static int te_request(const te_state *t) {
 /* RFC 3986 reg-name characters but pct-encoded: unreserved / sub-delims. */
 static int reg_name_char(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-         c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
-         c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
+         c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
+         c == '+' || c == ',' || c == ';' || c == '=';
 }
 
 /* authority = host [ ":" port ] without userinfo; host = IP-literal / IPv4address / reg-name, never
@@ -345,7 +346,8 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
   /* RFC 9112 section 2.2: ignore empty lines before the request line (a few; clients send one after a
    * body) */
   size_t start = 0;
-  while (start < 8 && start < len && (buf[start] == '\n' || (buf[start] == '\r' && start + 1 < len && buf[start + 1] == '\n')))
+  while (start < 8 && start < len &&
+         (buf[start] == '\n' || (buf[start] == '\r' && start + 1 < len && buf[start + 1] == '\n')))
     start += buf[start] == '\r' ? 2 : 1;
   size_t end = head_end(buf + start, len - start);
   if (end == 0) {
@@ -448,18 +450,18 @@ int tether__h1_parse_response(const char *buf, size_t len, const tether__h1_limi
 /* ---- bodies ---- */
 
 enum {
-  C_SIZE0 = 0, /* expecting the first hex digit of a chunk size */
-  C_SIZE,      /* in the hex digits */
-  C_EXT,       /* in chunk extensions, until CR */
-  C_SIZE_LF,   /* after the size line's CR */
-  C_DATA,      /* in chunk data */
-  C_DATA_CR,   /* expecting CR after data */
-  C_DATA_LF,   /* expecting LF after data */
-  C_TRAILER0,  /* at the start of a trailer line (or the final CRLF) */
+  C_SIZE0 = 0,    /* expecting the first hex digit of a chunk size */
+  C_SIZE,         /* in the hex digits */
+  C_EXT,          /* in chunk extensions, until CR */
+  C_SIZE_LF,      /* after the size line's CR */
+  C_DATA,         /* in chunk data */
+  C_DATA_CR,      /* expecting CR after data */
+  C_DATA_LF,      /* expecting LF after data */
+  C_TRAILER0,     /* at the start of a trailer line (or the final CRLF) */
   C_TRAILER_NAME, /* in a trailer field name, until ':' */
-  C_TRAILER,   /* in a trailer field value, until CR */
-  C_TRAILER_LF,/* after a trailer line's CR */
-  C_END_LF     /* after the final CR */
+  C_TRAILER,      /* in a trailer field value, until CR */
+  C_TRAILER_LF,   /* after a trailer line's CR */
+  C_END_LF        /* after the final CR */
 };
 
 #define MAX_CHUNK_LINE 4096
@@ -496,8 +498,10 @@ static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
       break;
     }
     case C_EXT:
-      if (c == '\r') b->state = C_SIZE_LF;
-      else if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f) return -400;
+      if (c == '\r')
+        b->state = C_SIZE_LF;
+      else if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f)
+        return -400;
       if (++b->line_len > MAX_CHUNK_LINE) return -400;
       i++;
       break;
@@ -532,21 +536,28 @@ static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
       i++;
       break;
     case C_TRAILER0:
-      if (c == '\r') b->state = C_END_LF;
-      else if (!tether__tchar[(unsigned char)c]) return -400;
-      else b->state = C_TRAILER_NAME;
+      if (c == '\r')
+        b->state = C_END_LF;
+      else if (!tether__tchar[(unsigned char)c])
+        return -400;
+      else
+        b->state = C_TRAILER_NAME;
       if (++b->line_len > MAX_TRAILERS) return -400;
       i++;
       break;
     case C_TRAILER_NAME:
-      if (c == ':') b->state = C_TRAILER;
-      else if (!tether__tchar[(unsigned char)c]) return -400;
+      if (c == ':')
+        b->state = C_TRAILER;
+      else if (!tether__tchar[(unsigned char)c])
+        return -400;
       if (++b->line_len > MAX_TRAILERS) return -400;
       i++;
       break;
     case C_TRAILER:
-      if (c == '\r') b->state = C_TRAILER_LF;
-      else if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f) return -400;
+      if (c == '\r')
+        b->state = C_TRAILER_LF;
+      else if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f)
+        return -400;
       if (++b->line_len > MAX_TRAILERS) return -400;
       i++;
       break;

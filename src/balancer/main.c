@@ -22,13 +22,12 @@ static uv_signal_t sig_hup, sig_term, sig_int;
 static FILE *error_log;
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: tether -c FILE [-t]\n"
-          "  -c, --config FILE   configuration file (nginx syntax; see docs/configuration.md)\n"
-          "  -t, --test          check the configuration, print \"configuration OK\" or the errors, and exit\n"
-          "  -h, --help          this text\n"
-          "  -v, --version       the version\n"
-          "Signals: HUP reloads the configuration, TERM or INT stop gracefully (in-flight requests finish).\n");
+  fprintf(out, "usage: tether -c FILE [-t]\n"
+               "  -c, --config FILE   configuration file (nginx syntax; see docs/configuration.md)\n"
+               "  -t, --test          check the configuration, print \"configuration OK\" or the errors, and exit\n"
+               "  -h, --help          this text\n"
+               "  -v, --version       the version\n"
+               "Signals: HUP reloads the configuration, TERM or INT stop gracefully (in-flight requests finish).\n");
 }
 
 static void log_to_file(tether_log_level level, const char *msg, void *arg) {
@@ -83,14 +82,18 @@ static void apply_nofile(const tether__config *cf) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
   struct rlimit want = rl;
-  if (cf->rlimit_nofile == 0) want.rlim_cur = rl.rlim_max;
-  else if ((rlim_t)cf->rlimit_nofile <= rl.rlim_max) want.rlim_cur = (rlim_t)cf->rlimit_nofile;
-  else want.rlim_cur = want.rlim_max = (rlim_t)cf->rlimit_nofile;
+  if (cf->rlimit_nofile == 0)
+    want.rlim_cur = rl.rlim_max;
+  else if ((rlim_t)cf->rlimit_nofile <= rl.rlim_max)
+    want.rlim_cur = (rlim_t)cf->rlimit_nofile;
+  else
+    want.rlim_cur = want.rlim_max = (rlim_t)cf->rlimit_nofile;
   if (want.rlim_cur != rl.rlim_cur || want.rlim_max != rl.rlim_max) {
     if (setrlimit(RLIMIT_NOFILE, &want) < 0 && want.rlim_max != rl.rlim_max) {
-      tether__log(TETHER_LOG_WARN, "worker_rlimit_nofile %d: above the hard limit %llu, which this process may not "
-                  "raise; using %llu", cf->rlimit_nofile, (unsigned long long)rl.rlim_max,
-                  (unsigned long long)rl.rlim_max);
+      tether__log(TETHER_LOG_WARN,
+                  "worker_rlimit_nofile %d: above the hard limit %llu, which this process may not "
+                  "raise; using %llu",
+                  cf->rlimit_nofile, (unsigned long long)rl.rlim_max, (unsigned long long)rl.rlim_max);
       want.rlim_cur = want.rlim_max = rl.rlim_max;
       setrlimit(RLIMIT_NOFILE, &want);
     }
@@ -162,17 +165,29 @@ static void on_signal(uv_signal_t *h, int signum) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-                                       {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'v'},
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"test", no_argument, NULL, 't'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'v'},
                                        {NULL, 0, NULL, 0}};
   int test = 0, ch;
   while ((ch = getopt_long(argc, argv, "c:thv", opts, NULL)) != -1) {
     switch (ch) {
-    case 'c': snprintf(config_path, sizeof(config_path), "%s", optarg); break;
-    case 't': test = 1; break;
-    case 'h': usage(stdout); return 0;
-    case 'v': printf("tether %s\n", TETHER_VERSION); return 0;
-    default: usage(stderr); return 2;
+    case 'c':
+      snprintf(config_path, sizeof(config_path), "%s", optarg);
+      break;
+    case 't':
+      test = 1;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'v':
+      printf("tether %s\n", TETHER_VERSION);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
     }
   }
   if (config_path[0] == '\0' || optind != argc) {

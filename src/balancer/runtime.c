@@ -124,4 +124,3 @@ void tether__runtime_shutdown(void) {
   nureg = 0;
   pthread_mutex_unlock(&registry_lock);
 }
-

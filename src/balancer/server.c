@@ -41,12 +41,12 @@ void tether__server_failed(tether__server_state *s, const tether__cf_server *cf,
     atomic_store_explicit(&s->down_until_ms, now + cf->fail_timeout_ms, memory_order_relaxed);
     atomic_store_explicit(&s->up_since_ms, now + cf->fail_timeout_ms, memory_order_relaxed);
     atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
-    tether__log(TETHER_LOG_WARN, "upstream %s: server %s failed %d time(s), out for %lld ms", s->upstream, s->name,
-                f, (long long)cf->fail_timeout_ms);
+    tether__log(TETHER_LOG_WARN, "upstream %s: server %s failed %d time(s), out for %lld ms", s->upstream, s->name, f,
+                (long long)cf->fail_timeout_ms);
   }
 }
 
 void tether__server_succeeded(tether__server_state *s) {
-  if (atomic_load_explicit(&s->fails, memory_order_relaxed) != 0) atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
+  if (atomic_load_explicit(&s->fails, memory_order_relaxed) != 0)
+    atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
 }
-

@@ -12,7 +12,6 @@
 #include "../lib/util.h"
 #include "io/listen.h"
 
-
 int tether__listen_socket(const tether__addr *a, int backlog) {
   int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;

@@ -202,4 +202,3 @@ void lab_xfer_cleanup(lab_xfer *x) {
   free(x->body);
   memset(x, 0, sizeof(*x));
 }
-

@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "lab.h"
-#include "xalloc.h"
 #include "tether/store.h"
+#include "xalloc.h"
 
 volatile int lab_interrupted; /* set by main.c's signal handler; every wait here ends on it */
 

@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tether/session.h"
 #include "mac.h"
+#include "tether/session.h"
 #include "util.h"
 
 static int utf8_valid(const uint8_t *s, size_t n) {

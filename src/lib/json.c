@@ -257,8 +257,6 @@ int tether__json_scan_object(const char *p, size_t n, tether__json_member *m, in
   return complex ? TETHER__SCAN_COMPLEX : TETHER__SCAN_OK;
 }
 
-
-
 size_t tether__json_skip_string(const char *p, size_t n, size_t i) {
   for (i++; i < n; i++) {
     if (p[i] == '\\')
@@ -305,7 +303,6 @@ size_t tether__json_skip_value(const char *p, size_t n, size_t i, uint8_t *type)
   }
   return i;
 }
-
 
 void tether__json_walk_begin(tether__json_walker *w, const char *p, size_t n) {
   w->p = p;
@@ -444,4 +441,3 @@ long tether__json_str_unescape(const char *s, size_t n, int esc, char *out, size
 int tether__json_member_is(const char *p, const tether__json_member *m, const char *name, size_t nlen) {
   return tether__json_str_equal(p + m->key, m->key_len, (m->type & TETHER__JSON_KEY_ESC) != 0, name, nlen);
 }
-

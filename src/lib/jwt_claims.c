@@ -17,7 +17,6 @@ int tether__jwt_scan_verdict(const char *p, size_t n) {
   return tether__json_scan_object(p, n, m, TETHER__JWT_CLAIMS_MEMBERS, &count);
 }
 
-
 static char *claims_buf(const tether_jwt_claims *c) { return c->payload_cap ? c->payload : (char *)c->inline_buf; }
 
 void tether__jwt_claims_init(tether_jwt_claims *c) {
@@ -120,7 +119,8 @@ static int audience_ok(const tether_jwt_verifier *v, const char *p, const tether
     uint8_t t;
     size_t e = tether__json_skip_value(p, end, i, &t);
     if (t == TETHER__JSON_STRING) {
-      tether__json_member el = {.value = (uint32_t)i + 1, .value_len = (uint32_t)(e - i - 2), .type = TETHER__JSON_STRING};
+      tether__json_member el = {
+          .value = (uint32_t)i + 1, .value_len = (uint32_t)(e - i - 2), .type = TETHER__JSON_STRING};
       if (memchr(p + i + 1, '\\', el.value_len)) el.type |= TETHER__JSON_VAL_ESC;
       for (size_t a = 0; a < v->audience_count; a++)
         if (string_member_is(p, &el, v->audience[a])) return 1;
@@ -204,7 +204,8 @@ int tether__jwt_claims_load(tether_jwt_claims *c, const char *b64, size_t n) {
     c->payload_cap = need;
   }
   char *buf = claims_buf(c);
-  int len = tether__base64url_decode_quiet(b64, n, (uint8_t *)buf, c->payload_cap ? c->payload_cap : TETHER__JWT_CLAIMS_INLINE);
+  int len = tether__base64url_decode_quiet(b64, n, (uint8_t *)buf,
+                                           c->payload_cap ? c->payload_cap : TETHER__JWT_CLAIMS_INLINE);
   if (len < 0) return tether__fail(TETHER_JWT_EENCODING, "jwt payload is not strict base64url");
   c->payload_len = (size_t)len;
   int count;
@@ -298,7 +299,6 @@ int tether_jwt_claim_text(const tether_jwt_claims *c, const char *name, char *bu
   if (n < 0) return tether__fail(TETHER_E2BIG, "jwt claim '%s' does not fit in %zu bytes", name, cap);
   return (int)n;
 }
-
 
 int tether_jwt_claim_int(const tether_jwt_claims *c, const char *name, int64_t *out) {
   tether__json_member m;

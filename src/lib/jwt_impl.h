@@ -22,7 +22,14 @@
 
 /* ---- jwt.c: algorithms ---- */
 
-enum tether__jwt_family { TETHER__FAM_NONE = 0, TETHER__FAM_HMAC, TETHER__FAM_RSA, TETHER__FAM_PSS, TETHER__FAM_EC, TETHER__FAM_EDDSA };
+enum tether__jwt_family {
+  TETHER__FAM_NONE = 0,
+  TETHER__FAM_HMAC,
+  TETHER__FAM_RSA,
+  TETHER__FAM_PSS,
+  TETHER__FAM_EC,
+  TETHER__FAM_EDDSA
+};
 
 struct tether__jwt_alg_info {
   const char *name;
@@ -76,7 +83,8 @@ int tether__jwt_key_set_secret(tether__jwt_key *k, const void *secret, size_t le
 int tether__jwt_key_set_pkey(tether__jwt_key *k, EVP_PKEY *pkey, tether_jwt_alg alg);
 int tether__jwt_pem_load(const char *pem, size_t len, EVP_PKEY **out);
 /* A JWK or a JWKS ({"keys":[...]}) into l: the number of keys added, or an error. */
-int tether__jwt_jwk_load(const char *json, size_t len, tether_jwt_alg alg, const char *want_kid, tether__jwt_key_list *l);
+int tether__jwt_jwk_load(const char *json, size_t len, tether_jwt_alg alg, const char *want_kid,
+                         tether__jwt_key_list *l);
 /* Loads the keys a specification names into l (a JWKS may give several). */
 int tether__jwt_keys_from_spec(const char *spec, const char *alg_name, const char *kid, tether__jwt_key_list *l);
 
@@ -123,7 +131,7 @@ struct tether_jwt_verifier {
 #define TETHER__JWT_CLAIMS_MEMBERS 32
 
 struct tether_jwt_claims {
-  char *payload;      /* the decoded claims JSON when malloc'd (else in inline_buf) */
+  char *payload; /* the decoded claims JSON when malloc'd (else in inline_buf) */
   size_t payload_len;
   size_t payload_cap; /* bytes malloc'd, 0 when inline */
   json_t *json;       /* jansson's parse, when the scanner left the payload to it */

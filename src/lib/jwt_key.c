@@ -1,5 +1,6 @@
 /* libtether: JWT keys. HMAC secrets, PEM keys and certificates, JWKs and JWKS, and the key specifications
  * (env:, file:, literal:) that name them, each bound to one algorithm. */
+#include <errno.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -10,7 +11,6 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +47,8 @@ tether__jwt_key *tether__jwt_keys_push(tether__jwt_key_list *l) {
 
 int tether__jwt_key_set_kid(tether__jwt_key *k, const char *kid, size_t len) {
   if (kid == NULL) return 0;
-  if (len > TETHER__JWT_MAX_KID) return tether__fail(TETHER_EINVAL, "jwt key: kid longer than %d bytes", TETHER__JWT_MAX_KID);
+  if (len > TETHER__JWT_MAX_KID)
+    return tether__fail(TETHER_EINVAL, "jwt key: kid longer than %d bytes", TETHER__JWT_MAX_KID);
   k->kid = tether__strndup(kid, len);
   k->kid_len = len;
   return 0;
@@ -135,8 +136,8 @@ int tether__jwt_key_set_pkey(tether__jwt_key *k, EVP_PKEY *pkey, tether_jwt_alg 
   }
   if (alg == TETHER_JWT_ALG_UNKNOWN) alg = def;
   enum tether__jwt_family fam = alg < TETHER_JWT_ALG_COUNT ? tether__jwt_algs[alg].fam : TETHER__FAM_NONE;
-  int fits =
-      (fam == TETHER__FAM_RSA && ok_rsa) || (fam == TETHER__FAM_PSS && ok_pss) || ((fam == TETHER__FAM_EC || fam == TETHER__FAM_EDDSA) && alg == def);
+  int fits = (fam == TETHER__FAM_RSA && ok_rsa) || (fam == TETHER__FAM_PSS && ok_pss) ||
+             ((fam == TETHER__FAM_EC || fam == TETHER__FAM_EDDSA) && alg == def);
   if (!fits) {
     EVP_PKEY_free(pkey);
     return tether__fail(TETHER_EINVAL, "jwt key: a %s key cannot be used with %s (it does %s)",
@@ -156,7 +157,8 @@ int tether__jwt_key_set_pkey(tether__jwt_key *k, EVP_PKEY *pkey, tether_jwt_alg 
     if (g == NULL || BN_bn2binpad(EC_GROUP_get0_order(g), k->order, (int)tether__jwt_algs[alg].coord) < 0) {
       EC_GROUP_free(g);
       EVP_PKEY_free(pkey);
-      return tether__fail(TETHER_EINVAL, "jwt key: cannot read the order of the curve of %s", tether__jwt_algs[alg].name);
+      return tether__fail(TETHER_EINVAL, "jwt key: cannot read the order of the curve of %s",
+                          tether__jwt_algs[alg].name);
     }
     EC_GROUP_free(g);
     k->sig_len = 2 * tether__jwt_algs[alg].coord;
@@ -419,7 +421,8 @@ static int jwk_one(json_t *jwk, tether_jwt_alg alg, const char *want_kid, tether
 }
 
 /* A JWK or a JWKS ({"keys":[...]}). */
-int tether__jwt_jwk_load(const char *json, size_t len, tether_jwt_alg alg, const char *want_kid, tether__jwt_key_list *l) {
+int tether__jwt_jwk_load(const char *json, size_t len, tether_jwt_alg alg, const char *want_kid,
+                         tether__jwt_key_list *l) {
   json_error_t err;
   json_t *doc = json_loadb(json, len, JSON_REJECT_DUPLICATES, &err);
   if (doc == NULL) return tether__fail(TETHER_EINVAL, "jwk: not JSON: %s (line %d)", err.text, err.line);
@@ -512,7 +515,8 @@ static int spec_resolve(const char *spec, tether_jwt_alg alg, char **data, size_
     OPENSSL_clear_free(*data, *len);
     *data = NULL;
     return tether__fail(TETHER_EINVAL, "jwt key: %s%s is a PEM key; it cannot be an %s secret",
-                        is_file ? "file " : "the key", is_file ? spec + (spec[0] == 'f' ? 5 : 0) : "", tether__jwt_algs[alg].name);
+                        is_file ? "file " : "the key", is_file ? spec + (spec[0] == 'f' ? 5 : 0) : "",
+                        tether__jwt_algs[alg].name);
   }
   return 0;
 }
@@ -562,4 +566,3 @@ int tether__jwt_keys_from_spec(const char *spec, const char *alg_name, const cha
   OPENSSL_clear_free(data, len);
   return rc;
 }
-

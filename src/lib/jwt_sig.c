@@ -209,8 +209,8 @@ int tether__jwt_sig_sign(const tether__jwt_key *k, const char *in, size_t n, uin
   EVP_PKEY_CTX *pctx = NULL;
   uint8_t der[TETHER__JWT_MAX_SIG + 16];
   size_t len = sizeof(der);
-  int ok = md != NULL &&
-           EVP_DigestSignInit_ex(md, &pctx, fam == TETHER__FAM_EDDSA ? NULL : tether__jwt_algs[k->alg].md, NULL, NULL, k->pkey, NULL) == 1;
+  int ok = md != NULL && EVP_DigestSignInit_ex(md, &pctx, fam == TETHER__FAM_EDDSA ? NULL : tether__jwt_algs[k->alg].md,
+                                               NULL, NULL, k->pkey, NULL) == 1;
   if (ok && fam == TETHER__FAM_PSS)
     ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
          EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
@@ -237,4 +237,3 @@ int tether__jwt_sig_sign(const tether__jwt_key *k, const char *in, size_t n, uin
   if (!ok) return tether__fail(TETHER_EINVAL, "jwt: cannot convert the ECDSA signature");
   return (int)(2 * c);
 }
-

@@ -78,7 +78,8 @@ void tether_jwt_signer_set_clock(tether_jwt_signer *s, tether_jwt_clock_fn clock
 tether_jwt_alg tether_jwt_signer_alg(const tether_jwt_signer *s) { return s ? s->key.alg : TETHER_JWT_ALG_UNKNOWN; }
 
 /* header.payload (both JSON texts) signed: a malloc'd compact JWS, or NULL with *err set. */
-static char *jws_compact(const tether__jwt_key *k, const char *header, size_t hn, const char *payload, size_t pn, int *err) {
+static char *jws_compact(const tether__jwt_key *k, const char *header, size_t hn, const char *payload, size_t pn,
+                         int *err) {
   size_t cap = (hn + 2) / 3 * 4 + 1 + (pn + 2) / 3 * 4 + 1 + (TETHER__JWT_MAX_SIG + 2) / 3 * 4 + 2;
   char *tok = tether__malloc(cap);
   size_t o = tether__base64url_encode((const uint8_t *)header, hn, tok);
@@ -148,8 +149,7 @@ int tether_jwt_sign(const tether_jwt_signer *s, const char *payload, size_t len,
   *token = NULL;
   json_t *claims = payload ? json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
   int rc = 0;
-  if (s == NULL || !json_is_object(claims))
-    rc = tether__fail(TETHER_EINVAL, "jwt sign: payload must be a JSON object");
+  if (s == NULL || !json_is_object(claims)) rc = tether__fail(TETHER_EINVAL, "jwt sign: payload must be a JSON object");
   if (rc == 0) rc = add_dates(s, claims, expires_in_s);
   char *p = rc == 0 ? json_dumps(claims, JSON_COMPACT) : NULL;
   json_decref(claims);

@@ -178,7 +178,8 @@ static int header_from_members(const char *p, const tether__json_member *m, int 
   if (alg == NULL || TETHER__JSON_TYPE(alg->type) != TETHER__JSON_STRING)
     return tether__fail(TETHER_JWT_EMALFORMED, "jwt malformed: header has no \"alg\" string");
   char a[16];
-  long an = tether__json_str_unescape(p + alg->value, alg->value_len, (alg->type & TETHER__JSON_VAL_ESC) != 0, a, sizeof(a));
+  long an =
+      tether__json_str_unescape(p + alg->value, alg->value_len, (alg->type & TETHER__JSON_VAL_ESC) != 0, a, sizeof(a));
   if (an < 0) return tether__fail(TETHER_JWT_EALG, "invalid algorithm (%u bytes)", alg->value_len);
   if (strcasecmp(a, "none") == 0) return tether__fail(TETHER_JWT_EUNSIGNED, "jwt signature is required (alg none)");
   h->alg = tether__jwt_alg_from_span(a, (size_t)an);
@@ -187,7 +188,8 @@ static int header_from_members(const char *p, const tether__json_member *m, int 
     if (TETHER__JSON_TYPE(kid->type) != TETHER__JSON_STRING)
       return tether__fail(TETHER_JWT_EMALFORMED, "jwt malformed: \"kid\" is not a string");
     h->has_kid = 1;
-    long kn = tether__json_str_unescape(p + kid->value, kid->value_len, (kid->type & TETHER__JSON_VAL_ESC) != 0, h->kid, sizeof(h->kid));
+    long kn = tether__json_str_unescape(p + kid->value, kid->value_len, (kid->type & TETHER__JSON_VAL_ESC) != 0, h->kid,
+                                        sizeof(h->kid));
     h->kid_len = kn < 0 ? TETHER__JWT_MAX_KID + 1 : (size_t)kn;
     if (kn < 0) h->kid[TETHER__JWT_MAX_KID] = '\0';
   }
@@ -305,7 +307,8 @@ static int jws_check(const tether_jwt_verifier *v, const char *tok, size_t len, 
       return 0;
     }
   }
-  if (candidates > 0) return tether__fail(TETHER_JWT_ESIGNATURE, "invalid signature (%s)", tether__jwt_algs[h.alg].name);
+  if (candidates > 0)
+    return tether__fail(TETHER_JWT_ESIGNATURE, "invalid signature (%s)", tether__jwt_algs[h.alg].name);
   if (alg_other_kid && !kid_other_alg)
     return tether__fail(TETHER_JWT_ENOKEY, "no %s key has kid '%.64s'", tether__jwt_algs[h.alg].name, h.kid);
   if (v->keys.n == 0) return tether__fail(TETHER_JWT_ENOKEY, "jwt verifier has no key");
@@ -353,4 +356,3 @@ int tether_jwt_verify(const tether_jwt_verifier *v, const char *token, size_t le
   if (c == &local) tether__jwt_claims_release(c);
   return rc;
 }
-

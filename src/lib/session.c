@@ -616,7 +616,7 @@ enum { COMMIT_NONE, COMMIT_SET, COMMIT_TOUCH, COMMIT_DONE };
 typedef struct commit_plan {
   int op;
   tether_write_mode mode; /* COMMIT_SET */
-  char *json, *hash; /* the value to write; the data's dump (saved_hash after a successful save) */
+  char *json, *hash;      /* the value to write; the data's dump (saved_hash after a successful save) */
   int send_cookie;
 } commit_plan;
 

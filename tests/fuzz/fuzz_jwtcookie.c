@@ -69,7 +69,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(tok);
   } else if (mode == 2) {
     int err = 0;
-    char *tok = tether__jwt_cookie_encode(codec(), "kX3J0bUw2pQ-hq_Zsc9aN1eT7vYbLmRo", s, tether_now_ms() + 3600000, &err);
+    char *tok =
+        tether__jwt_cookie_encode(codec(), "kX3J0bUw2pQ-hq_Zsc9aN1eT7vYbLmRo", s, tether_now_ms() + 3600000, &err);
     json_t *in = json_loads(s, 0, NULL);
     if (tok != NULL) {
       char *sid = NULL, *json = NULL;

@@ -15,8 +15,8 @@
 #include <jansson.h>
 
 #include "procs.h"
-#include "tether/session.h"
 #include "session_test.h"
+#include "tether/session.h"
 #include "tether/store.h"
 
 #define TETHER_ARRAY_LAST(a) (sizeof(a) / sizeof((a)[0]) - 1)
@@ -61,7 +61,8 @@ static void expect_missing(tether_store *st, const char *sid) {
   char *json = NULL;
   size_t len = 0;
   int rc = tether_store_get(st, sid, &json, &len);
-  if (rc != TETHER_ENOTFOUND) fail_msg("expected ENOTFOUND for %s, got %s %s", sid, tether_strerror(rc), json ? json : "");
+  if (rc != TETHER_ENOTFOUND)
+    fail_msg("expected ENOTFOUND for %s, got %s %s", sid, tether_strerror(rc), json ? json : "");
   assert_null(json);
 }
 
@@ -347,7 +348,7 @@ static void test_session_flow(void **state) {
   assert_int_equal(visits, 1);
   tether_session_set_int(s, "visits", 2);
   assert_int_equal(tether_session_commit(s, &sc), 0);
-  assert_non_null(sc); /* has an expiry and was modified */
+  assert_non_null(sc);                                /* has an expiry and was modified */
   cookie_from_set_cookie(sc, cookie, sizeof(cookie)); /* as a browser does (the jwt: store needs it) */
   free(sc);
   tether_session_free(s);

@@ -17,8 +17,8 @@
 #include <uv.h>
 
 #include "procs.h"
-#include "tether/session.h"
 #include "session_test.h"
+#include "tether/session.h"
 #include "tether/store.h"
 #include "tether/store_async.h"
 

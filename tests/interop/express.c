@@ -20,8 +20,8 @@
 
 #include "http.h"
 #include "procs.h"
-#include "tether/session.h"
 #include "session_test.h"
+#include "tether/session.h"
 #include "tether/store.h"
 #include "util.h"
 

@@ -84,8 +84,10 @@ static void test_errors_name_the_line(void **state) {
       {"listen 8080;\nupstream b {\n server 127.0.0.1:1 weight=0;\n}\nlocation / { proxy_pass http://b; }\n",
        "t.conf:3: \"server\": weight must be an integer from 1 to 1000"},
       {"listen 8080;\nupstream b {\n server nowhere.example:80;\n}\n", "t.conf:3: invalid server address"},
-      {"listen 8080;\nupstream b { server 127.0.0.1:1 fail_timeout=ten; }\n", "t.conf:2: \"server\": invalid time \"ten\""},
-      {"listen 8080;\nlocation / { proxy_pass http://missing; }\n", "t.conf:2: proxy_pass: no upstream named \"missing\""},
+      {"listen 8080;\nupstream b { server 127.0.0.1:1 fail_timeout=ten; }\n",
+       "t.conf:2: \"server\": invalid time \"ten\""},
+      {"listen 8080;\nlocation / { proxy_pass http://missing; }\n",
+       "t.conf:2: proxy_pass: no upstream named \"missing\""},
       {"listen 99999;\n", "t.conf:1: invalid address \"99999\""},
       {"listen 8080\nupstream b { server 127.0.0.1:1; }\n", "t.conf:1: \"listen\" takes no block: a \";\" is missing"},
       {"listen 8080;\nupstream b {\n server 127.0.0.1:1;\n", "t.conf:2: upstream \"b\": missing \"}\""},
@@ -202,8 +204,10 @@ static void test_admin_and_limits(void **state) {
   setenv("UNIT_ADMIN_SHORT", "0123456789abcde", 1);
   setenv("UNIT_ADMIN_EMPTY", "", 1);
   unsetenv("UNIT_ADMIN_UNSET");
-  snprintf(text, sizeof(text), "listen 8080;\nadmin_listen 0.0.0.0:8081;\nadmin_auth_token env:UNIT_ADMIN_TOKEN;\n"
-           "worker_rlimit_nofile 65536;\n%s", up);
+  snprintf(text, sizeof(text),
+           "listen 8080;\nadmin_listen 0.0.0.0:8081;\nadmin_auth_token env:UNIT_ADMIN_TOKEN;\n"
+           "worker_rlimit_nofile 65536;\n%s",
+           up);
   if (parse(text) != 0) fail_msg("%s", err);
   assert_string_equal(cf.admin_token, "0123456789abcdef");
   assert_int_equal(cf.rlimit_nofile, 65536);

@@ -1,6 +1,6 @@
-/* Unit tests of src/lib/jwt*.c (jwt.c, jwt_sig.c and jwt_sign.c included, to reach their statics): the RFC vectors (RFC 7515 A.1-A.3, RFC 7520
- * 4.1-4.4, RFC 8037 A.4), a negative test for each attack in shared/reference/jwt.md, tampered, truncated,
- * expired and not-yet-valid tokens, wrong keys, claims (aud, iss, sub, leeway bounds), key specifications
+/* Unit tests of src/lib/jwt*.c (jwt.c, jwt_sig.c and jwt_sign.c included, to reach their statics): the RFC vectors (RFC
+ * 7515 A.1-A.3, RFC 7520 4.1-4.4, RFC 8037 A.4), a negative test for each attack in shared/reference/jwt.md, tampered,
+ * truncated, expired and not-yet-valid tokens, wrong keys, claims (aud, iss, sub, leeway bounds), key specifications
  * (env:, files, PEM, JWKS with kid), signing as jsonwebtoken does, the JSON scanner against jansson, and
  * verification from several threads at once. */
 #include <setjmp.h>
@@ -309,7 +309,8 @@ static void test_rfc8037_ed25519(void **state) {
   tether__jwt_key_list l = jwk_keys(RFC8037_A1_JWK, 0);
   const char *d2 = strrchr(RFC8037_A4_TOKEN, '.');
   uint8_t sig[128];
-  assert_int_equal(tether__jwt_sig_sign(&l.k[0], RFC8037_A4_TOKEN, (size_t)(d2 - RFC8037_A4_TOKEN), sig, sizeof(sig)), 64);
+  assert_int_equal(tether__jwt_sig_sign(&l.k[0], RFC8037_A4_TOKEN, (size_t)(d2 - RFC8037_A4_TOKEN), sig, sizeof(sig)),
+                   64);
   char enc[100];
   tether__base64url_encode(sig, 64, enc);
   assert_string_equal(enc, d2 + 1);
@@ -875,7 +876,7 @@ static void test_claims_access(void **state) {
   assert_jwt(tether_jwt_verify(v, t, strlen(t), c), 0);
   char buf[128];
   assert_int_equal(tether_jwt_claim_text(c, "name", buf, sizeof(buf)), strlen("Ren\xc3\xa9"
-                                                                               "e \"R\" \xf0\x9f\x98\x80\n"));
+                                                                              "e \"R\" \xf0\x9f\x98\x80\n"));
   assert_string_equal(buf, "Ren\xc3\xa9"
                            "e \"R\" \xf0\x9f\x98\x80\n");
   assert_int_equal(tether_jwt_claim_text(c, "name", buf, 5), TETHER_E2BIG);
@@ -1039,7 +1040,8 @@ static void test_sign_like_jsonwebtoken(void **state) {
     tether_jwt_claims_free(c);
     uint8_t hdr[128];
     int hn = tether__base64url_decode(tok, (size_t)(strchr(tok, '.') - tok), hdr, sizeof(hdr));
-    char *want = tether__asprintf("{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"k-1\"}", tether__jwt_algs[gen[i].alg].name);
+    char *want =
+        tether__asprintf("{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"k-1\"}", tether__jwt_algs[gen[i].alg].name);
     assert_int_equal(hn, (int)strlen(want));
     assert_memory_equal(hdr, want, (size_t)hn);
     free(want);
@@ -1142,11 +1144,12 @@ static void test_key_specs(void **state) {
   X509_free(x);
   /* a JWKS file: kid selects; keys for encryption and unknown types are skipped */
   char *secret_b64 = b64(SECRET);
-  char *jwks = tether__asprintf("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"enc\",\"use\":\"enc\",\"k\":\"AAAA\"},"
-                                "{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"%s\"},"
-                                "{\"kty\":\"oct\",\"kid\":\"b\",\"alg\":\"HS384\",\"k\":\"YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi\"},"
-                                "{\"kty\":\"X448\",\"kid\":\"c\"},%s]}",
-                                secret_b64, RFC8037_A2_JWK);
+  char *jwks = tether__asprintf(
+      "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"enc\",\"use\":\"enc\",\"k\":\"AAAA\"},"
+      "{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"%s\"},"
+      "{\"kty\":\"oct\",\"kid\":\"b\",\"alg\":\"HS384\",\"k\":\"YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi\"},"
+      "{\"kty\":\"X448\",\"kid\":\"c\"},%s]}",
+      secret_b64, RFC8037_A2_JWK);
   char *jpath = write_tmp(dir, "jwks.json", jwks);
   tether_jwt_verifier *jv = verifier();
   assert_int_equal(tether_jwt_verifier_add_key(jv, jpath, NULL, NULL), 3);
@@ -1277,7 +1280,8 @@ static void test_scanner_vs_jansson(void **state) {
     json_error_t err;
     json_t *j = json_loadb(texts[i], n, JSON_REJECT_DUPLICATES, &err);
     int jansson_ok = j != NULL && json_is_object(j);
-    if (verdict == TETHER__SCAN_OK && !jansson_ok) fprintf(stderr, "scanner accepts, jansson refuses: %zu %s\n", i, texts[i]);
+    if (verdict == TETHER__SCAN_OK && !jansson_ok)
+      fprintf(stderr, "scanner accepts, jansson refuses: %zu %s\n", i, texts[i]);
     if (verdict < 0 && jansson_ok) fprintf(stderr, "scanner refuses, jansson accepts: %zu %s\n", i, texts[i]);
     assert_false(verdict == TETHER__SCAN_OK && !jansson_ok);
     assert_false(verdict < 0 && jansson_ok);
@@ -1392,7 +1396,7 @@ static void test_threads(void **state) {
     tether_jwt_verifier_add_jwk(i ? cv : v, RFC7515_A2_JWK, strlen(RFC7515_A2_JWK), 0);
   }
   tether__jwt_key_list hs = secret_key(SECRET, TETHER_JWT_HS256), es = jwk_keys(RFC7515_A3_JWK, 0),
-           rs = jwk_keys(RFC7515_A2_JWK, 0);
+                       rs = jwk_keys(RFC7515_A2_JWK, 0);
   thread_arg arg = {.v = v};
   char *t0 = craft("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", "{\"userId\":42}", &hs.k[0]);
   char *t1 = craft("{\"alg\":\"ES256\",\"typ\":\"JWT\"}", "{\"userId\":42}", &es.k[0]);

@@ -13,9 +13,9 @@
 #include <jansson.h>
 
 #include "procs.h"
+#include "session_test.h"
 #include "store/store_impl.h"
 #include "tether/session.h"
-#include "session_test.h"
 #include "util.h"
 #include "vectors/cookie_vectors.h"
 

@@ -16,7 +16,6 @@ int tether__p2c_pick(const tether__upstream_rt *u, tether__balance_state *bs, co
 
 /* Picks a server for an unbound request: among usable primaries by the upstream's algorithm, else among
  * usable backups; skips those in `tried` (a bitmap of server indexes, may be NULL). -1 when none. */
-int tether__balance_pick(const tether__upstream_rt *u, tether__balance_state *bs, const uint8_t *tried,
-                         int64_t now_ms);
+int tether__balance_pick(const tether__upstream_rt *u, tether__balance_state *bs, const uint8_t *tried, int64_t now_ms);
 
 #endif

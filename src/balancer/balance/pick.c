@@ -16,9 +16,12 @@ int tether__balance_pick(const tether__upstream_rt *u, tether__balance_state *bs
     }
     if (c.n == 0) continue;
     switch (u->cf->balance) {
-    case TETHER__BALANCE_LEAST_CONN: return tether__leastconn_pick(u, bs, &c);
-    case TETHER__BALANCE_RANDOM_TWO: return tether__p2c_pick(u, bs, &c);
-    default: return tether__rr_pick(u, bs, &c);
+    case TETHER__BALANCE_LEAST_CONN:
+      return tether__leastconn_pick(u, bs, &c);
+    case TETHER__BALANCE_RANDOM_TWO:
+      return tether__p2c_pick(u, bs, &c);
+    default:
+      return tether__rr_pick(u, bs, &c);
     }
   }
   return -1;

@@ -11,7 +11,7 @@
 #include "../worker.h"
 
 #define ACCEPT_RETRY_MS 1000 /* out of descriptors: accept again after this, or when a client of ours closes */
-#define ACCEPT_BATCH 64     /* accepts per readiness, so one busy listener does not starve the loop */
+#define ACCEPT_BATCH 64      /* accepts per readiness, so one busy listener does not starve the loop */
 
 static void on_acceptable(uv_poll_t *p, int status, int events);
 
@@ -36,8 +36,10 @@ static void accept_pause(tether__worker *w, int err) {
   for (int i = 0; i < w->nlisteners; i++) uv_poll_stop(&w->listeners[i]);
   uv_timer_start(&w->accept_timer, accept_resume, ACCEPT_RETRY_MS, 0);
   if (!w->accept_paused)
-    tether__log(TETHER_LOG_WARN, "worker %d: accept: %s: paused, new clients wait in the backlog (see "
-                "worker_rlimit_nofile)", w->id, strerror(err));
+    tether__log(TETHER_LOG_WARN,
+                "worker %d: accept: %s: paused, new clients wait in the backlog (see "
+                "worker_rlimit_nofile)",
+                w->id, strerror(err));
   w->accept_paused = 1;
 }
 

@@ -17,13 +17,13 @@ typedef void (*tether__io_read_cb)(tether__io *io, ssize_t nread, const char *da
 typedef void (*tether__io_write_cb)(tether__io *io, int status);
 
 struct tether__io {
-  uv_tcp_t tcp;    /* first: libuv's stream is the transport; tcp.data belongs to the owner */
-  void *owner;     /* the client or server connection */
-  char *rbuf;      /* where reads land */
+  uv_tcp_t tcp; /* first: libuv's stream is the transport; tcp.data belongs to the owner */
+  void *owner;  /* the client or server connection */
+  char *rbuf;   /* where reads land */
   size_t rbuf_len;
-  size_t pending;  /* bytes queued for writing */
-  int paused;      /* reading stopped by the owner (backpressure) */
-  int closing;     /* closed: no callback anymore */
+  size_t pending; /* bytes queued for writing */
+  int paused;     /* reading stopped by the owner (backpressure) */
+  int closing;    /* closed: no callback anymore */
   tether__io_read_cb on_read;
   tether__io_write_cb on_written;
 };

@@ -48,7 +48,8 @@ static int read_key(const char *path, uint8_t key[KEY_LEN], char *why, size_t ca
   int ok = n >= 2 * KEY_LEN && (size_t)n < sizeof(text);
   for (ssize_t i = 0; ok && i < n; i++)
     ok = i < 2 * KEY_LEN ? tether__hexval((unsigned char)text[i]) >= 0 : strchr(" \t\r\n", text[i]) != NULL;
-  for (int i = 0; ok && i < KEY_LEN; i++) key[i] = (uint8_t)(tether__hexval(text[2 * i]) << 4 | tether__hexval(text[2 * i + 1]));
+  for (int i = 0; ok && i < KEY_LEN; i++)
+    key[i] = (uint8_t)(tether__hexval(text[2 * i]) << 4 | tether__hexval(text[2 * i + 1]));
   memset(text, 0, sizeof(text));
   if (!ok) snprintf(why, cap, "malformed: expected %d hexadecimal digits (%d random bytes)", 2 * KEY_LEN, KEY_LEN);
   return ok ? 0 : -1;

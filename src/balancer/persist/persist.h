@@ -15,17 +15,15 @@
 #include "tether/hash.h"
 #include "tether/jwt.h"
 
-
 extern const char *const tether__outcome_names[TETHER__OUT_COUNT][2]; /* {outcome, reason} */
 
 /* Per upstream, per configuration generation: what the policy precomputes. */
 typedef struct tether__persist_rt {
-  tether_ketama *ring;      /* hash ... consistent, sticky app_cookie */
-  tether_maglev *maglev;    /* hash ... maglev */
-  char (*values)[64];       /* sticky cookie: each server's opaque value */
-  int total_weight;         /* primaries, for ip_hash and hash */
+  tether_ketama *ring;   /* hash ... consistent, sticky app_cookie */
+  tether_maglev *maglev; /* hash ... maglev */
+  char (*values)[64];    /* sticky cookie: each server's opaque value */
+  int total_weight;      /* primaries, for ip_hash and hash */
 } tether__persist_rt;
-
 
 int tether__persist_build(tether__upstream_rt *u);
 void tether__persist_free(tether__upstream_rt *u);
@@ -36,8 +34,8 @@ void tether__persist_request(const tether__upstream_rt *u, const tether__h1_msg 
 
 /* Picks the server for a request's first try and counts the outcome. Returns the index, -1 when no
  * server is usable, -2 when `strict` refuses to move a bound client. */
-int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, tether__balance_state *bs,
-                         int worker, int64_t now_ms);
+int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, tether__balance_state *bs, int worker,
+                         int64_t now_ms);
 
 /* A retry after the chosen server failed: counts the move as a break (once per request) and, for hash
  * policies, picks the next server in the policy's own order (-1: let the balance algorithm pick). */
@@ -59,7 +57,8 @@ int tether__raw_cookie(const tether__h1_msg *m, const char *name, tether__slice 
 int tether__query_arg(tether__slice target, const char *name, tether__slice *out);
 
 /* policies, one file each */
-void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *m, tether__persist_req *pr, int64_t now_s);
+void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *m, tether__persist_req *pr,
+                            int64_t now_s);
 int tether__cookie_values(tether__upstream_rt *u);
 /* Whether an upstream's sticky cookie needs the key file: no sticky_secret, and some server without a
  * cookie= id. */

@@ -9,4 +9,3 @@ int tether__persist_by_weight(const tether__cf_upstream *cu, unsigned w) {
   }
   return -1;
 }
-

@@ -9,6 +9,7 @@
 
 #include "../answer.h"
 #include "../conn.h"
+#include "../io/listen.h"
 #include "../proxyproto.h"
 #include "../request/finish.h"
 #include "../request/realip.h"
@@ -16,7 +17,6 @@
 #include "../upstream/exchange.h"
 #include "../upstream/pool.h"
 #include "../upstream/tunnel.h"
-#include "../io/listen.h"
 #include "../worker.h"
 
 #define LINGER_TIMEOUT_MS 5000 /* nginx's lingering_timeout: silence that ends a lingering close */
@@ -49,8 +49,8 @@ static void client_timeout(uv_timer_t *t) {
   if (c->state == TETHER__CS_LINGER || (c->state == TETHER__CS_HEAD && c->in_len == 0 && !c->active)) {
     client_close(c); /* the end of a lingering close, or an idle keep-alive connection */
   } else if (c->state == TETHER__CS_HEAD && !c->active) {
-    c->keep_alive = 0; /* a head not complete in time (slowloris): 408, then close */
-    c->is_head = 0;    /* of the previous request */
+    c->keep_alive = 0;                /* a head not complete in time (slowloris): 408, then close */
+    c->is_head = 0;                   /* of the previous request */
     tether__respond(c, 408, NULL, 0); /* no request is in progress: finishing will not close it */
     if (!c->closing && c->io.pending == 0) client_close(c);
   } else if (!c->resp_started) {

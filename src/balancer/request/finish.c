@@ -4,7 +4,7 @@
 #include "../worker.h"
 
 const double tether__latency_bounds_s[TETHER__LATENCY_NB] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                           0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+                                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 void tether__request_finish(tether__client *c) {
   if (!c->active) return;

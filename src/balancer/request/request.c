@@ -67,8 +67,9 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   if (status) {
     if (status != 413) c->keep_alive = 0;
     c->in_len = 0;
-    tether__respond(c, status, status == 400 && header_count(m, "authorization") > 1
-                                   ? "more than one Authorization header" : NULL, 0);
+    tether__respond(c, status,
+                    status == 400 && header_count(m, "authorization") > 1 ? "more than one Authorization header" : NULL,
+                    0);
     return 0;
   }
   const tether_jwt_claims *claims = NULL;
@@ -84,8 +85,14 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   c->ups = loc->upstream;
   const tether__upstream_rt *ur = &c->rt->ups[c->ups];
   tether__persist_request(ur, m, (const struct sockaddr *)&c->real, claims, &c->pr);
-  tether__fwd x = {.cf = cf, .loc = loc, .ur = ur, .claims = claims, .conn_ip = c->ip,
-                   .remote_addr = c->peer, .scheme = c->scheme, .upgrade = c->upgrade};
+  tether__fwd x = {.cf = cf,
+                   .loc = loc,
+                   .ur = ur,
+                   .claims = claims,
+                   .conn_ip = c->ip,
+                   .remote_addr = c->peer,
+                   .scheme = c->scheme,
+                   .upgrade = c->upgrade};
   tether__rewrite_request(m, &x, &c->replay);
   c->replay_ok = 1;
   return 1;

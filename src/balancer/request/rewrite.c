@@ -10,7 +10,6 @@
 
 #define CLAIM_VALUE_MAX 512
 
-
 void tether__put_header(tether__buf *b, tether__slice name, const char *value, size_t vn) {
   tether__buf_reserve(b, name.n + vn + 4);
   memcpy(b->data + b->len, name.p, name.n);

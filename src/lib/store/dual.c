@@ -17,8 +17,8 @@ typedef struct dual {
 
 /* Splits "LOCAL+SHARED" at the '+' that starts a store scheme, so '+' inside a path or password is kept. */
 static const char *find_split(const char *s) {
-  static const char *schemes[] = {"memory:", "sqlite:", "redis://", "redis-sentinel://", "memcached://",
-                                  "postgres://", "postgresql://"};
+  static const char *schemes[] = {"memory:",      "sqlite:",     "redis://",     "redis-sentinel://",
+                                  "memcached://", "postgres://", "postgresql://"};
   for (const char *p = strchr(s, '+'); p; p = strchr(p + 1, '+'))
     for (size_t i = 0; i < TETHER__ARRAY_SIZE(schemes); i++)
       if (strncasecmp(p + 1, schemes[i], strlen(schemes[i])) == 0) return p;
@@ -34,8 +34,7 @@ static int dual_open(tether_store *st, const char *text) {
   dual *d = tether__calloc(1, sizeof(*d));
   d->api = st->api;
   int rc = 0;
-  if (strncasecmp(left, "dual:", 5) == 0 || strncasecmp(plus + 1, "dual:", 5) == 0 ||
-      strncasecmp(left, "jwt:", 4) == 0)
+  if (strncasecmp(left, "dual:", 5) == 0 || strncasecmp(plus + 1, "dual:", 5) == 0 || strncasecmp(left, "jwt:", 4) == 0)
     rc = tether__fail(TETHER_EINVAL, "dual store: LOCAL and SHARED must be server-side stores");
   if (rc == 0) rc = d->api->open(left, &d->local);
   if (rc == 0) rc = d->api->open(plus + 1, &d->shared);

@@ -7,4 +7,3 @@ int64_t tether__ttl_seconds(int64_t expires_ms, int64_t now_ms) {
   if (ms <= 0) return 0;
   return (ms + 999) / 1000;
 }
-

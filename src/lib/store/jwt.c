@@ -11,7 +11,7 @@
 #include "../util.h"
 #include "store_impl.h"
 
-#define JWT_COOKIE_MAX 4096 /* what browsers keep per cookie */
+#define JWT_COOKIE_MAX 4096                                                  /* what browsers keep per cookie */
 static const char jwt_header_b64[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* {"alg":"HS256","typ":"JWT"} */
 
 static int jwt_open(tether_store *st, const char *text) {
@@ -98,8 +98,9 @@ char *tether__jwt_cookie_encode(const tether__jwt_codec *c, const char *sid, con
     return NULL;
   }
   if (strlen(tok) > JWT_COOKIE_MAX) {
-    *err = tether__fail(TETHER_E2BIG, "jwt store: session needs a %zu-byte cookie, more than the %d bytes browsers keep",
-                        strlen(tok), JWT_COOKIE_MAX);
+    *err =
+        tether__fail(TETHER_E2BIG, "jwt store: session needs a %zu-byte cookie, more than the %d bytes browsers keep",
+                     strlen(tok), JWT_COOKIE_MAX);
     free(tok);
     return NULL;
   }

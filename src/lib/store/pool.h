@@ -17,8 +17,8 @@ typedef struct tether__pool_conn {
 
 typedef struct tether__pool_ops {
   int (*open)(void *owner, tether__pool_conn **out); /* a new connection, or an error code (message set) */
-  void (*close)(tether__pool_conn *c);                /* must not block: it may run under the pool's lock */
-  int (*alive)(tether__pool_conn *c);                 /* an idle connection still usable? NULL: always */
+  void (*close)(tether__pool_conn *c);               /* must not block: it may run under the pool's lock */
+  int (*alive)(tether__pool_conn *c);                /* an idle connection still usable? NULL: always */
 } tether__pool_ops;
 
 typedef struct tether__pool {

@@ -610,9 +610,7 @@ static int pg_open(tether_store *st, const char *text) {
   return 0;
 }
 
-static void pg_close(tether_store *st) {
-  store_free(st->impl);
-}
+static void pg_close(tether_store *st) { store_free(st->impl); }
 
 const tether__store_ops tether__store_postgres = {
     .kind = "postgres",

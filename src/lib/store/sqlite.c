@@ -32,7 +32,7 @@ enum { Q_GET, Q_SET, Q_CREATE, Q_UPDATE, Q_TOUCH, Q_DEL, Q_PURGE, Q_PING, Q_COUN
 #define SQ_DAY_MS 86400000 /* a session without expiry is kept for a day (connect-redis's rule) */
 
 typedef struct sqconn {
-  tether__pool_conn link;      /* first: the pool's view of it */
+  tether__pool_conn link; /* first: the pool's view of it */
   sqlite3 *db;
   sqlite3_stmt *stmt[Q_COUNT]; /* prepared on first use, kept for the connection's life */
 } sqconn;
@@ -491,9 +491,7 @@ static int sq_open(tether_store *st, const char *text) {
   return 0;
 }
 
-static void sq_close(tether_store *st) {
-  store_free(st->impl);
-}
+static void sq_close(tether_store *st) { store_free(st->impl); }
 
 const tether__store_ops tether__store_sqlite = {
     .kind = "sqlite",

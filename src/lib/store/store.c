@@ -7,8 +7,8 @@
 #include "../util.h"
 #include "store_impl.h"
 
-const uint32_t tether_latency_bounds_us[TETHER_LATENCY_BUCKETS] = {
-    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000};
+const uint32_t tether_latency_bounds_us[TETHER_LATENCY_BUCKETS] = {50,   100,   250,   500,   1000,   2500,
+                                                                   5000, 10000, 25000, 50000, 100000, 1000000};
 
 static const struct {
   const char *prefix; /* what the URL starts with */
@@ -80,7 +80,10 @@ void tether__store_observe(tether_store *st, tether_store_op op, uint64_t start_
     int64_t now = tether_now_ms(), last = atomic_load_explicit(&st->last_warn_ms, memory_order_relaxed);
     if (now - last < 1000 || !atomic_compare_exchange_strong(&st->last_warn_ms, &last, now)) return;
     tether__log(TETHER_LOG_WARN, "store %s: %s failed: %s", st->ops->kind,
-                op == TETHER_OP_GET ? "get" : op == TETHER_OP_SET ? "set" : op == TETHER_OP_TOUCH ? "touch" : "destroy",
+                op == TETHER_OP_GET     ? "get"
+                : op == TETHER_OP_SET   ? "set"
+                : op == TETHER_OP_TOUCH ? "touch"
+                                        : "destroy",
                 tether_last_error());
   }
 }
@@ -180,9 +183,9 @@ void tether_store_metrics(const tether_store *cst, tether_metrics *m) {
 }
 
 static const tether__store_api api = {.open = tether_store_open,
-                                       .close = tether_store_close,
-                                       .get = tether_store_get,
-                                       .write = tether_store_write,
-                                       .destroy = tether_store_destroy,
-                                       .purge = tether_store_purge,
-                                       .ping = tether_store_ping};
+                                      .close = tether_store_close,
+                                      .get = tether_store_get,
+                                      .write = tether_store_write,
+                                      .destroy = tether_store_destroy,
+                                      .purge = tether_store_purge,
+                                      .ping = tether_store_ping};

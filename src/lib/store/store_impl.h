@@ -59,8 +59,8 @@ typedef struct tether__store_api {
 struct tether_store {
   const tether__store_ops *ops;
   const tether__store_api *api; /* the public calls (see above) */
-  void *impl; /* the implementation's state */
-  char *url;  /* as given, with any password replaced by "***" */
+  void *impl;                   /* the implementation's state */
+  char *url;                    /* as given, with any password replaced by "***" */
   _Atomic uint64_t counters[TETHER__C_COUNT];
   _Atomic uint64_t lat_buckets[TETHER_OP_COUNT][TETHER_LATENCY_BUCKETS + 1];
   _Atomic uint64_t lat_count[TETHER_OP_COUNT];

@@ -39,8 +39,7 @@ static int parse_port(const char *s, size_t n, int *port, const char *text) {
       return tether__fail(TETHER_EINVAL, "store URL '%s': bad port '%.*s'", text, (int)n, s);
     v = v * 10 + (s[i] - '0');
   }
-  if (v < 1 || v > 65535)
-    return tether__fail(TETHER_EINVAL, "store URL '%s': port %d out of range 1-65535", text, v);
+  if (v < 1 || v > 65535) return tether__fail(TETHER_EINVAL, "store URL '%s': port %d out of range 1-65535", text, v);
   *port = v;
   return 0;
 }
@@ -227,8 +226,8 @@ int tether__url_param_int(const tether__url *url, const char *key, long def, lon
   errno = 0;
   long n = strtol(v, &end, 10);
   if (errno || end == v || *end != '\0' || n < min || n > max)
-    return tether__fail(TETHER_EINVAL, "%s store: parameter %s=%s is not an integer in [%ld, %ld]", url->scheme,
-                        key, v, min, max);
+    return tether__fail(TETHER_EINVAL, "%s store: parameter %s=%s is not an integer in [%ld, %ld]", url->scheme, key, v,
+                        min, max);
   *out = n;
   return 0;
 }
