@@ -11,7 +11,7 @@ JOBS       ?= $(shell nproc)
 CTEST_ARGS ?=
 FUZZ_SECONDS ?= 15
 
-.PHONY: all build deps test test-plain test-asan fuzz run bench lab clean format
+.PHONY: all build deps test test-plain test-asan fuzz run bench lab clean format format-check
 
 all: build
 
@@ -25,6 +25,7 @@ build: $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
 test: deps
+	$(MAKE) --no-print-directory format-check
 	$(MAKE) --no-print-directory test-plain
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-asan
@@ -55,6 +56,10 @@ lab: deps build
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# The checked-in .clang-format, over every C file of the tree (make format fixes what it finds).
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

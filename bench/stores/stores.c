@@ -147,12 +147,11 @@ static int create_session(worker *w) {
   tether_session *s;
   int rc = tether_session_load(w->sh->mgr, NULL, &s);
   if (rc < 0) return rc;
-  json_t *d = tether_session_data(s);
   char user[32];
   snprintf(user, sizeof(user), "bench-user-%d", w->idx);
-  json_object_set_new(d, "visits", json_integer(0));
-  json_object_set_new(d, "user", json_string(user));
-  json_object_set_new(d, "pad", json_string(""));
+  tether_session_set_int(s, "visits", 0);
+  tether_session_set_string(s, "user", user);
+  tether_session_set_string(s, "pad", "");
   char *json = tether_session_serialize(s);
   size_t base = strlen(json);
   free(json);
@@ -160,7 +159,7 @@ static int create_session(worker *w) {
   char *pad = malloc(padn + 1);
   memset(pad, 'x', padn);
   pad[padn] = '\0';
-  json_object_set_new(d, "pad", json_string(pad));
+  tether_session_set_string(s, "pad", pad);
   free(pad);
   json = tether_session_serialize(s);
   w->value_bytes = strlen(json);
@@ -182,8 +181,9 @@ static int session_round_trip(worker *w) {
   int rc = tether_session_load(w->sh->mgr, w->cookie, &s);
   if (rc < 0) return rc;
   if (tether_session_is_new(s)) rc = TETHER_ENOTFOUND; /* lost: counted, and the loop goes on */
-  json_t *d = tether_session_data(s);
-  json_object_set_new(d, "visits", json_integer(json_integer_value(json_object_get(d, "visits")) + 1));
+  int64_t visits = 0;
+  tether_session_get_int(s, "visits", &visits);
+  tether_session_set_int(s, "visits", visits + 1);
   char *sc = NULL;
   int crc = tether_session_commit(s, &sc);
   free(sc);

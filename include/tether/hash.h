@@ -20,8 +20,7 @@ typedef struct tether_ketama tether_ketama;
 
 /* Builds a ring over n servers named as in the configuration ("host:port"), each with its weight
  * (NULL: all 1). Returns TETHER_EINVAL for n == 0 or a zero weight. */
-TETHER_EXTERN int tether_ketama_new(const char *const *names, const uint32_t *weights, size_t n,
-                                    tether_ketama **out);
+TETHER_EXTERN int tether_ketama_new(const char *const *names, const uint32_t *weights, size_t n, tether_ketama **out);
 TETHER_EXTERN void tether_ketama_free(tether_ketama *ring);
 
 /* The server index that owns key. */
@@ -29,8 +28,8 @@ TETHER_EXTERN size_t tether_ketama_server(const tether_ketama *ring, const void 
 
 /* The servers in ring order from key's point: each server once, the owner first. Writes at most max
  * indexes into out and returns how many (min(max, number of servers)). */
-TETHER_EXTERN size_t tether_ketama_walk(const tether_ketama *ring, const void *key, size_t len,
-                                        size_t *out, size_t max);
+TETHER_EXTERN size_t tether_ketama_walk(const tether_ketama *ring, const void *key, size_t len, size_t *out,
+                                        size_t max);
 
 TETHER_EXTERN size_t tether_ketama_points(const tether_ketama *ring);
 

@@ -7,14 +7,14 @@
  *   tether_jwt_verifier *v;
  *   tether_jwt_verifier_new(&o, &v);
  *   tether_jwt_verifier_add_key(v, "env:JWT_SECRET", "HS256", NULL);   // or a PEM or JWKS file
+ *   tether_jwt_claims *c = tether_jwt_claims_new();  // once per thread, reused for every request
  *   ...per request:
- *   tether_jwt_claims c;
- *   tether_jwt_claims_init(&c);
- *   int rc = tether_jwt_verify(v, token, token_len, &c);
+ *   int rc = tether_jwt_verify(v, token, token_len, c);
  *   if (rc < 0) -> 401 with tether_jwt_reason(rc) as the metric label, tether_last_error() for the log
  *   char role[64];
- *   if (tether_jwt_claim_text(&c, "role", role, sizeof(role)) >= 0) -> use it
- *   tether_jwt_claims_free(&c);
+ *   if (tether_jwt_claim_text(c, "role", role, sizeof(role)) >= 0) -> use it
+ *   ...at the end:
+ *   tether_jwt_claims_free(c);
  *
  * The algorithm is pinned by the key: a token is checked only against configured keys of the algorithm
  * its header names, so an RSA or EC public key never verifies an HS* token and "none" is never accepted.
@@ -22,7 +22,6 @@
 #ifndef TETHER_JWT_H
 #define TETHER_JWT_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,9 +108,9 @@ typedef struct tether_jwt_verify_options {
   void *clock_arg;
   int weak_secret_ok; /* accept HS256/384/512 secrets shorter than TETHER_JWT_MIN_SECRET (32) bytes; default 0:
                        * adding one fails with TETHER_EINVAL (RFC 7518 section 3.2) */
-  int cache; /* remember the last 1024 verified RSA, ECDSA and EdDSA tokens per thread (by SHA-256 of the whole
-              * token), so a client sending its token again skips the signature check; the claims are still
-              * checked every time. Default 0 (off) */
+  int cache;          /* remember the last 1024 verified RSA, ECDSA and EdDSA tokens per thread (by SHA-256 of the whole
+                       * token), so a client sending its token again skips the signature check; the claims are still
+                       * checked every time. Default 0 (off) */
 } tether_jwt_verify_options;
 
 /* HS* secrets shorter than this many bytes are refused (RFC 7518 section 3.2: at least the hash size; 256
@@ -154,30 +153,15 @@ TETHER_EXTERN int tether_jwt_verifier_add_pem(tether_jwt_verifier *v, const char
 TETHER_EXTERN int tether_jwt_verifier_add_jwk(tether_jwt_verifier *v, const char *json, size_t len, tether_jwt_alg alg);
 TETHER_EXTERN size_t tether_jwt_verifier_key_count(const tether_jwt_verifier *v);
 
-/* What a verified token carries. Put it on the stack, tether_jwt_claims_init() it once, pass it to any
- * number of tether_jwt_verify() calls (each replaces the previous token's claims), and
- * tether_jwt_claims_free() it at the end. Payloads up to TETHER_JWT_CLAIMS_INLINE bytes live inside the
- * struct, so the common case allocates nothing. The fields are private: use the functions below. */
-#define TETHER_JWT_CLAIMS_INLINE 1024
-#define TETHER_JWT_CLAIMS_MEMBERS 32
+/* What a verified token carries: an object of the library's (its layout is private). Make one with
+ * tether_jwt_claims_new(), pass it to any number of tether_jwt_verify() calls (each replaces the previous
+ * token's claims) and free it at the end. Usual payloads (up to 1 KiB) live inside the object, so verifying
+ * into one that is reused (one per thread) allocates nothing in the common case. Not thread-safe: one per
+ * thread. */
+typedef struct tether_jwt_claims tether_jwt_claims;
 
-typedef struct tether_jwt_claims {
-  char *payload;      /* private: the decoded claims JSON when malloc'd (else in inline_buf) */
-  size_t payload_len; /* private */
-  size_t payload_cap; /* private: bytes malloc'd, 0 when inline */
-  json_t *json;       /* private: built on demand by tether_jwt_claims_json() */
-  int nmembers;       /* private: members indexed below; -1 when there were more */
-  int valid;          /* private: 1 after a successful verification */
-  tether_jwt_alg alg; /* private */
-  int key_index;      /* private */
-  struct tether_jwt__member {
-    uint32_t key, key_len, value, value_len; /* offsets into the payload */
-    uint8_t type;
-  } member[TETHER_JWT_CLAIMS_MEMBERS];       /* private: the top-level members */
-  char inline_buf[TETHER_JWT_CLAIMS_INLINE]; /* private */
-} tether_jwt_claims;
-
-TETHER_EXTERN void tether_jwt_claims_init(tether_jwt_claims *c);
+/* Never NULL (allocation failure is fatal). */
+TETHER_EXTERN tether_jwt_claims *tether_jwt_claims_new(void);
 TETHER_EXTERN void tether_jwt_claims_free(tether_jwt_claims *c);
 
 /* Verifies a compact JWS JWT (token need not be NUL-terminated) and its claims: size, strict base64url,
@@ -192,18 +176,18 @@ TETHER_EXTERN int tether_jwt_verify(const tether_jwt_verifier *v, const char *to
 TETHER_EXTERN int tether_jws_verify(const tether_jwt_verifier *v, const char *token, size_t len, uint8_t *out,
                                     size_t cap, size_t *out_len);
 
-/* The claims as a jansson object, borrowed: owned by c, valid until the next verification into c or
- * tether_jwt_claims_free(); json_incref() it to keep it. Built on the first call (the fast path never
- * builds it). NULL when c holds no verified token. */
-TETHER_EXTERN json_t *tether_jwt_claims_json(tether_jwt_claims *c);
-
 /* Copies claim NAME (a top-level member) as text into buf (NUL-terminated): a string's value unescaped
  * (UTF-8; it may contain any character but NUL, so sanitize before putting it in a header), a number,
  * true, false or null as its JSON text, an array or object as compact JSON. Returns its length,
  * TETHER_ENOTFOUND when absent (or no token), TETHER_E2BIG when cap is too small. */
 TETHER_EXTERN int tether_jwt_claim_text(const tether_jwt_claims *c, const char *name, char *buf, size_t cap);
+/* Claim NAME as an integer (a JSON number without fraction or exponent, within int64) into *out: 0,
+ * TETHER_ENOTFOUND when absent (or no token), TETHER_EINVAL when it is not such an integer. */
+TETHER_EXTERN int tether_jwt_claim_int(const tether_jwt_claims *c, const char *name, int64_t *out);
 
-/* The decoded claims JSON exactly as signed (not NUL-terminated), and its length in *len. */
+/* The decoded claims JSON exactly as signed (not NUL-terminated), and its length in *len: hand it to a JSON
+ * parser for anything the accessors do not give. Owned by c, valid until the next verification into c.
+ * NULL (and *len 0) when c holds no verified token. */
 TETHER_EXTERN const char *tether_jwt_claims_payload(const tether_jwt_claims *c, size_t *len);
 /* The algorithm of the verified token, and the index (in the order added) of the key that verified it. */
 TETHER_EXTERN tether_jwt_alg tether_jwt_claims_alg(const tether_jwt_claims *c);
@@ -238,9 +222,11 @@ TETHER_EXTERN tether_jwt_alg tether_jwt_signer_alg(const tether_jwt_signer *s);
 
 /* jwt.sign(payload, secret, { expiresIn }): header {"alg":ALG,"typ":"JWT"[,"kid":KID]}, the payload's
  * members in order, then iat = floor(now) (a number iat already in payload is kept, as jsonwebtoken does)
- * and exp = iat + expires_in_s unless it is TETHER_JWT_NO_EXPIRY. payload must be an object without exp
- * when expires_in_s is given. *token is malloc'd (free() it). Thread-safe. */
-TETHER_EXTERN int tether_jwt_sign(const tether_jwt_signer *s, const json_t *payload, int64_t expires_in_s,
+ * and exp = iat + expires_in_s unless it is TETHER_JWT_NO_EXPIRY. payload is the text of a JSON object
+ * (len bytes, need not be NUL-terminated; no member name twice) without exp when expires_in_s is given;
+ * it is written compact. *token is malloc'd (free() it). TETHER_EINVAL for a payload that is not such an
+ * object. Thread-safe. */
+TETHER_EXTERN int tether_jwt_sign(const tether_jwt_signer *s, const char *payload, size_t len, int64_t expires_in_s,
                                   char **token);
 
 /* Frees the calling thread's cached MAC and signature contexts and verified tokens (also freed when the thread

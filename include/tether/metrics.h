@@ -32,13 +32,13 @@ typedef struct tether_histogram {
 /* A snapshot of one store's counters. "missing" counts lost sessions: a validly signed cookie whose
  * session the store no longer has (see docs/sessions.md). */
 typedef struct tether_metrics {
-  uint64_t created;   /* new sessions generated (no valid cookie, or regenerate) */
-  uint64_t loaded;    /* sessions found in the store */
-  uint64_t missing;   /* valid cookie, session not in the store: a lost session */
-  uint64_t saved;     /* successful writes */
-  uint64_t touched;   /* successful TTL refreshes */
-  uint64_t destroyed; /* successful deletes */
-  uint64_t errors;    /* failed store operations (unreachable, timeout, error reply, corrupt data) */
+  uint64_t created;      /* new sessions generated (no valid cookie, or regenerate) */
+  uint64_t loaded;       /* sessions found in the store */
+  uint64_t missing;      /* valid cookie, session not in the store: a lost session */
+  uint64_t saved;        /* successful writes */
+  uint64_t touched;      /* successful TTL refreshes */
+  uint64_t destroyed;    /* successful deletes */
+  uint64_t errors;       /* failed store operations (unreachable, timeout, error reply, corrupt data) */
   uint64_t reads_local;  /* dual store: reads answered by LOCAL */
   uint64_t reads_shared; /* dual store: reads answered by SHARED (LOCAL missed) */
   uint64_t revoked;      /* commits that found their session destroyed meanwhile (logout): nothing saved */

@@ -3,7 +3,9 @@
  * Typical request:
  *   tether_session *s;
  *   if (tether_session_load(sessions, cookie_header, &s) < 0) -> answer 503 (store down)
- *   json_t *data = tether_session_data(s);  // read and modify the application's fields
+ *   int64_t visits = 0;
+ *   tether_session_get_int(s, "visits", &visits);  // read and modify the application's fields
+ *   tether_session_set_int(s, "visits", visits + 1);
  *   char *set_cookie = NULL;
  *   if (tether_session_commit(s, &set_cookie) < 0) -> answer 503
  *   if (set_cookie) -> add "Set-Cookie: <set_cookie>" to the response, then free(set_cookie)
@@ -12,7 +14,6 @@
 #ifndef TETHER_SESSION_H
 #define TETHER_SESSION_H
 
-#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,8 +90,45 @@ TETHER_EXTERN int tether_session_load(tether_sessions *sessions, const char *coo
 TETHER_EXTERN const char *tether_session_id(const tether_session *s);
 TETHER_EXTERN int tether_session_is_new(const tether_session *s); /* no valid session came in */
 
-/* The application's data: a JSON object without the "cookie" member; modify it in place. */
-TETHER_EXTERN json_t *tether_session_data(tether_session *s);
+/* ---- the application's data: the members of a JSON object (without "cookie") ----
+ * Keys and strings are UTF-8, NUL-terminated. A change is a modification when the data's JSON differs at
+ * commit (express-session's hash rule): setting a member to the value it has saves nothing. The calls that
+ * take JSON text accept any JSON value (JSON_DECODE_ANY) and return TETHER_EINVAL for anything else. */
+
+/* The number of members. */
+TETHER_EXTERN size_t tether_session_count(const tether_session *s);
+/* 1 when the data has a member called key. */
+TETHER_EXTERN int tether_session_has(const tether_session *s, const char *key);
+/* A string member, borrowed: valid until that member changes or the session is freed. NULL when absent or
+ * not a string. */
+TETHER_EXTERN const char *tether_session_get_string(const tether_session *s, const char *key);
+/* An integer member into *out. TETHER_ENOTFOUND (and *out = 0) when absent or not an integer. */
+TETHER_EXTERN int tether_session_get_int(const tether_session *s, const char *key, int64_t *out);
+/* A member of any type as compact JSON text (malloc'd), or NULL when absent. */
+TETHER_EXTERN char *tether_session_get_json(const tether_session *s, const char *key);
+/* Sets (adds or replaces) a member. 0, or TETHER_EINVAL for text that is not UTF-8 or JSON. */
+TETHER_EXTERN int tether_session_set_string(tether_session *s, const char *key, const char *value);
+TETHER_EXTERN int tether_session_set_int(tether_session *s, const char *key, int64_t value);
+TETHER_EXTERN int tether_session_set_bool(tether_session *s, const char *key, int value);
+TETHER_EXTERN int tether_session_set_json(tether_session *s, const char *key, const char *json);
+/* Removes a member: 0, or TETHER_ENOTFOUND when there was none. */
+TETHER_EXTERN int tether_session_remove(tether_session *s, const char *key);
+/* The length of an array member, or TETHER_ENOTFOUND when absent or not an array. */
+TETHER_EXTERN int tether_session_array_length(const tether_session *s, const char *key);
+/* Appends a string to an array member, which is made an empty array first when it is absent or not an
+ * array (a cart). 0, or TETHER_EINVAL for text that is not UTF-8 (nothing changes then). */
+TETHER_EXTERN int tether_session_array_append_string(tether_session *s, const char *key, const char *value);
+/* Calls cb with each member's name, in order, until it returns nonzero; returns that value, or 0. The
+ * data must not change meanwhile. */
+typedef int (*tether_session_key_cb)(void *arg, const char *key);
+TETHER_EXTERN int tether_session_foreach_key(const tether_session *s, tether_session_key_cb cb, void *arg);
+/* The whole data as a compact JSON object (malloc'd), members in order: "{}" when empty. */
+TETHER_EXTERN char *tether_session_data_json(const tether_session *s);
+/* Sets every member of a JSON object (text), keeping the others (express: Object.assign(req.session, o)).
+ * TETHER_EINVAL when the text is not a JSON object (nothing changes then). */
+TETHER_EXTERN int tether_session_merge_json(tether_session *s, const char *json);
+/* Replaces the whole data with a JSON object (text). TETHER_EINVAL as above. */
+TETHER_EXTERN int tether_session_replace_json(tether_session *s, const char *json);
 
 /* Sets this session's cookie lifetime (express: req.session.cookie.maxAge = ms); < 0 for none. */
 TETHER_EXTERN void tether_session_set_max_age(tether_session *s, int64_t max_age_ms);

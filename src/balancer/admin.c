@@ -26,22 +26,22 @@
 
 typedef struct admin_conn {
   uv_tcp_t tcp;
-  uv_timer_t timer;      /* ADMIN_TIMEOUT_MS: idle connections do not stay */
+  uv_timer_t timer; /* ADMIN_TIMEOUT_MS: idle connections do not stay */
   tether__control *ctl;
   char buf[8192];
   size_t len;
   int done;
-  int closing;           /* handles whose close callback is still due */
-  char peer[64];         /* for the log */
+  int closing;   /* handles whose close callback is still due */
+  char peer[64]; /* for the log */
 } admin_conn;
 
 /* The listening socket, polled for readability; freed once its handles have closed (a reload that moves
  * it opens the next one at once). */
 struct tether__admin_listener {
   uv_poll_t poll;
-  uv_timer_t retry;      /* accepting paused: out of descriptors */
+  uv_timer_t retry; /* accepting paused: out of descriptors */
   int fd;
-  int reserve;           /* an open /dev/null given up to accept one admin connection, or -1 */
+  int reserve; /* an open /dev/null given up to accept one admin connection, or -1 */
   int closing;
   tether__control *ctl;
 };
@@ -79,7 +79,8 @@ char *tether__metrics_text(tether__control *ctl) {
       tether__server_state *s = rt->ups[k].servers[i];
       for (int cls = 0; cls < TETHER__NCLASSES; cls++)
         tether__buf_appendf(&b, "tether_requests_total{upstream=\"%s\",server=\"%s\",code_class=\"%s\"} %llu\n",
-                            s->upstream, s->name, class_names[cls], (unsigned long long)sum_class(s, cls, ctl->nworkers));
+                            s->upstream, s->name, class_names[cls],
+                            (unsigned long long)sum_class(s, cls, ctl->nworkers));
     }
   tether__buf_appendf(&b, "# HELP tether_persistence_total Requests by persistence outcome: hit, new, or break "
                           "with a reason (down, drain, unknown, overload).\n# TYPE tether_persistence_total counter\n");
@@ -89,8 +90,8 @@ char *tether__metrics_text(tether__control *ctl) {
     for (int o = 0; o < TETHER__OUT_COUNT; o++) {
       uint64_t n = 0;
       for (int i = 0; i < ctl->nworkers; i++) n += atomic_load_explicit(&us->outcomes[i][o], memory_order_relaxed);
-      tether__buf_appendf(&b, "tether_persistence_total{upstream=\"%s\",outcome=\"%s\",reason=\"%s\"} %llu\n",
-                          us->name, tether__outcome_names[o][0], tether__outcome_names[o][1], (unsigned long long)n);
+      tether__buf_appendf(&b, "tether_persistence_total{upstream=\"%s\",outcome=\"%s\",reason=\"%s\"} %llu\n", us->name,
+                          tether__outcome_names[o][0], tether__outcome_names[o][1], (unsigned long long)n);
     }
   }
   tether__buf_appendf(&b, "# HELP tether_server_up Whether a server is up (configured in, passing health checks).\n"
@@ -106,16 +107,16 @@ char *tether__metrics_text(tether__control *ctl) {
   for (size_t k = 0; k < rt->cf->nupstreams; k++)
     for (size_t i = 0; i < rt->cf->upstreams[k].nservers; i++) {
       tether__server_state *s = rt->ups[k].servers[i];
-      tether__buf_appendf(&b, "tether_server_active_requests{upstream=\"%s\",server=\"%s\"} %d\n", s->upstream,
-                          s->name, atomic_load(&s->active));
+      tether__buf_appendf(&b, "tether_server_active_requests{upstream=\"%s\",server=\"%s\"} %d\n", s->upstream, s->name,
+                          atomic_load(&s->active));
     }
   tether__buf_appendf(&b, "# HELP tether_upstream_connect_errors_total Failed connections to servers.\n"
                           "# TYPE tether_upstream_connect_errors_total counter\n");
   for (size_t k = 0; k < rt->cf->nupstreams; k++)
     for (size_t i = 0; i < rt->cf->upstreams[k].nservers; i++) {
       tether__server_state *s = rt->ups[k].servers[i];
-      tether__buf_appendf(&b, "tether_upstream_connect_errors_total{upstream=\"%s\",server=\"%s\"} %llu\n",
-                          s->upstream, s->name, (unsigned long long)sum_field(s, 0, ctl->nworkers));
+      tether__buf_appendf(&b, "tether_upstream_connect_errors_total{upstream=\"%s\",server=\"%s\"} %llu\n", s->upstream,
+                          s->name, (unsigned long long)sum_field(s, 0, ctl->nworkers));
     }
   tether__buf_appendf(&b, "# HELP tether_upstream_retries_total Requests retried on another server.\n"
                           "# TYPE tether_upstream_retries_total counter\n");
@@ -148,7 +149,8 @@ char *tether__metrics_text(tether__control *ctl) {
   tether__buf_appendf(&b, "# HELP tether_refused_requests_total Requests the balancer answered itself with an error.\n"
                           "# TYPE tether_refused_requests_total counter\n");
   for (int e = 0; e < 6; e++)
-    tether__buf_appendf(&b, "tether_refused_requests_total{status=\"%s\"} %llu\n", err_names[e], (unsigned long long)errs[e]);
+    tether__buf_appendf(&b, "tether_refused_requests_total{status=\"%s\"} %llu\n", err_names[e],
+                        (unsigned long long)errs[e]);
   tether__buf_appendf(&b, "# HELP tether_request_duration_seconds Time from a request's head to its last byte.\n"
                           "# TYPE tether_request_duration_seconds histogram\n");
   uint64_t cum = 0;
@@ -174,8 +176,9 @@ char *tether__metrics_text(tether__control *ctl) {
     if (n || r == 0 || r == TETHER__JWT_MISSING)
       tether__buf_appendf(&b, "tether_jwt_total{result=\"%s\"} %llu\n", label, (unsigned long long)n);
   }
-  tether__buf_appendf(&b, "# HELP tether_config_generation Configuration loads so far (reloads + 1).\n"
-                          "# TYPE tether_config_generation gauge\ntether_config_generation %llu\n",
+  tether__buf_appendf(&b,
+                      "# HELP tether_config_generation Configuration loads so far (reloads + 1).\n"
+                      "# TYPE tether_config_generation gauge\ntether_config_generation %llu\n",
                       (unsigned long long)rt->generation);
   return b.data;
 }
@@ -258,12 +261,18 @@ static void reply_hdr(admin_conn *a, int status, const char *extra, const char *
   a->done = 1;
   uv_read_stop((uv_stream_t *)&a->tcp);
   uv_timer_start(&a->timer, conn_timeout, ADMIN_TIMEOUT_MS, 0);
-  const char *reason = status == 200 ? "OK" : status == 400 ? "Bad Request" : status == 401 ? "Unauthorized"
-                       : status == 403 ? "Forbidden" : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed"
-                       : status == 415 ? "Unsupported Media Type" : "Error";
+  const char *reason = status == 200   ? "OK"
+                       : status == 400 ? "Bad Request"
+                       : status == 401 ? "Unauthorized"
+                       : status == 403 ? "Forbidden"
+                       : status == 404 ? "Not Found"
+                       : status == 405 ? "Method Not Allowed"
+                       : status == 415 ? "Unsupported Media Type"
+                                       : "Error";
   size_t blen = strlen(body);
-  char *msg = tether__asprintf("HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                               status, reason, extra, type, blen, body);
+  char *msg =
+      tether__asprintf("HTTP/1.1 %d %s\r\n%sContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                       status, reason, extra, type, blen, body);
   uv_write_t *req = tether__malloc(sizeof(*req) + strlen(msg));
   memcpy((char *)(req + 1), msg, strlen(msg));
   uv_buf_t buf = uv_buf_init((char *)(req + 1), (unsigned)strlen(msg));
@@ -372,7 +381,8 @@ static void server_action(admin_conn *a, tether__slice method, const char *path,
     char *end;
     long wgt = strtol(body, &end, 10);
     while (*end == ' ' || *end == '\n' || *end == '\r') end++;
-    if (*body == '\0' || *end != '\0' || wgt < 1 || wgt > 1000) return reply(a, 400, "text/plain", "weight must be 1-1000\n");
+    if (*body == '\0' || *end != '\0' || wgt < 1 || wgt > 1000)
+      return reply(a, 400, "text/plain", "weight must be 1-1000\n");
     atomic_store(&s->weight, (int)wgt);
   } else {
     if (!tether__h1_token_eq(method, "POST")) return reply(a, 405, "text/plain", "use POST\n");
@@ -433,10 +443,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   tether__h1_limits lim = {.max_head = sizeof(a->buf) - 1, .max_uri = 1024, .max_headers = 50};
   tether__h1_msg *m = tether__malloc(sizeof(*m));
   int rc = tether__h1_parse_request(a->buf, a->len, &lim, m);
-  if (rc < 0) reply(a, 400, "text/plain", "bad request\n");
+  if (rc < 0)
+    reply(a, 400, "text/plain", "bad request\n");
   else if (rc > 0) {
     size_t need = m->framing == TETHER__H1_LENGTH ? (size_t)m->content_length : 0;
-    if (m->framing == TETHER__H1_CHUNKED || need > 1024) reply(a, 400, "text/plain", "body too large\n");
+    if (m->framing == TETHER__H1_CHUNKED || need > 1024)
+      reply(a, 400, "text/plain", "body too large\n");
     else if (a->len - (size_t)rc >= need) {
       char body[1100];
       memcpy(body, a->buf + rc, need);

@@ -11,9 +11,9 @@ typedef struct tether__control {
   uv_loop_t *loop;
   tether__worker *workers;
   int nworkers;
-  tether__runtime *rt; /* current (a reference held) */
+  tether__runtime *rt;                     /* current (a reference held) */
   struct tether__admin_listener *listener; /* admin_listen, when open */
-  void *checks;        /* health checkers of rt */
+  void *checks;                            /* health checkers of rt */
   int nchecks;
 } tether__control;
 

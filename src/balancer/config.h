@@ -14,6 +14,8 @@
 #define TETHER__CF_MAX_LOCATIONS 64
 #define TETHER__CF_MAX_REALIP 32
 #define TETHER__CF_MAX_STRIP 64
+#define TETHER__MAX_WORKERS 64      /* worker_processes: at most this many */
+#define TETHER__LISTEN_BACKLOG 4096 /* listen's backlog= when not given (nginx's is 511 on Linux) */
 
 typedef struct tether__addr {
   struct sockaddr_storage sa;
@@ -24,21 +26,21 @@ typedef struct tether__addr {
 typedef enum tether__balance_kind {
   TETHER__BALANCE_ROUND_ROBIN = 0, /* smooth weighted round robin, nginx's default */
   TETHER__BALANCE_LEAST_CONN,
-  TETHER__BALANCE_RANDOM_TWO       /* power of two choices */
+  TETHER__BALANCE_RANDOM_TWO /* power of two choices */
 } tether__balance_kind;
 
 typedef struct tether__cf_server {
   tether__addr addr;
-  char name[64];          /* the address as written: the name nginx's consistent hash uses */
-  int weight;             /* default 1 */
-  int max_fails;          /* default 1; 0 disables passive health accounting */
-  int64_t fail_timeout_ms;/* default 10 s */
+  char name[64];           /* the address as written: the name nginx's consistent hash uses */
+  int weight;              /* default 1 */
+  int max_fails;           /* default 1; 0 disables passive health accounting */
+  int64_t fail_timeout_ms; /* default 10 s */
   int backup;
   int down;
-  int64_t slow_start_ms;  /* ramp-up after recovery, 0: none */
-  int drain;              /* starts draining: bound clients only */
-  char cookie_id[64];     /* HAProxy's `cookie web1`: the sticky cookie value for this server */
-  char route[64];         /* NGINX Plus's `route=`: the server's identity for the sticky cookie, "" its name */
+  int64_t slow_start_ms; /* ramp-up after recovery, 0: none */
+  int drain;             /* starts draining: bound clients only */
+  char cookie_id[64];    /* HAProxy's `cookie web1`: the sticky cookie value for this server */
+  char route[64];        /* NGINX Plus's `route=`: the server's identity for the sticky cookie, "" its name */
 } tether__cf_server;
 
 typedef enum tether__persist_kind {
@@ -60,10 +62,20 @@ typedef enum tether__hash_method {
 /* A hash key: literal text and variables ($remote_addr, $http_NAME, $cookie_NAME, $arg_NAME,
  * $request_uri), concatenated. */
 typedef struct tether__key_part {
-  enum { TETHER__KEY_TEXT, TETHER__KEY_REMOTE_ADDR, TETHER__KEY_HTTP, TETHER__KEY_COOKIE, TETHER__KEY_ARG,
-         TETHER__KEY_REQUEST_URI, TETHER__KEY_JWT_CLAIM,
-         /* header values only (proxy_set_header) */
-         TETHER__KEY_HOST, TETHER__KEY_SCHEME, TETHER__KEY_PROXY_ADD_XFF, TETHER__KEY_METHOD } type;
+  enum {
+    TETHER__KEY_TEXT,
+    TETHER__KEY_REMOTE_ADDR,
+    TETHER__KEY_HTTP,
+    TETHER__KEY_COOKIE,
+    TETHER__KEY_ARG,
+    TETHER__KEY_REQUEST_URI,
+    TETHER__KEY_JWT_CLAIM,
+    /* header values only (proxy_set_header) */
+    TETHER__KEY_HOST,
+    TETHER__KEY_SCHEME,
+    TETHER__KEY_PROXY_ADD_XFF,
+    TETHER__KEY_METHOD
+  } type;
   char text[64]; /* literal text, or the header/cookie/argument name */
 } tether__key_part;
 
@@ -84,12 +96,12 @@ typedef struct tether__cf_headers {
 typedef struct tether__cf_persist {
   tether__persist_kind kind;
   /* sticky cookie */
-  char cookie[64];        /* cookie name (srv_id); app cookie name for app_cookie */
-  int64_t expires_s;      /* -1: a browser-session cookie */
+  char cookie[64];   /* cookie name (srv_id); app cookie name for app_cookie */
+  int64_t expires_s; /* -1: a browser-session cookie */
   char domain[128];
-  char path[128];         /* default "/" */
+  char path[128]; /* default "/" */
   int httponly, secure;
-  int samesite;           /* 0 unset, 1 strict, 2 lax, 3 none */
+  int samesite; /* 0 unset, 1 strict, 2 lax, 3 none */
   int indirect, nocache, preserve, strict;
   int64_t maxidle_s, maxlife_s; /* 0: off */
   /* hash policies */
@@ -103,8 +115,8 @@ typedef struct tether__cf_health {
   int enabled;
   char uri[256];
   int64_t interval_ms;
-  int fails;              /* consecutive failures to mark down */
-  int passes;             /* consecutive successes to mark up */
+  int fails;                  /* consecutive failures to mark down */
+  int passes;                 /* consecutive successes to mark up */
   int status_min, status_max; /* accepted statuses, default 200-399 */
   int64_t timeout_ms;
 } tether__cf_health;
@@ -114,7 +126,7 @@ typedef struct tether__cf_upstream {
   tether__cf_server servers[TETHER__CF_MAX_SERVERS];
   size_t nservers;
   tether__balance_kind balance;
-  int keepalive;          /* idle connections kept per worker, 0: none */
+  int keepalive; /* idle connections kept per worker, 0: none */
   tether__cf_health health;
   tether__cf_persist persist;
   int balance_factor;       /* hash_balance_factor: cap at N% of the mean load, 0: off */
@@ -132,21 +144,21 @@ struct tether_jwt_verifier;
 
 /* Edge authentication (auth_jwt): the seed's authenticate() middleware at the balancer. */
 typedef struct tether__cf_jwt {
-  int set;                /* some auth_jwt directive appeared at this level */
-  int enabled;            /* auth_jwt REALM (1) or auth_jwt off (0) */
+  int set;     /* some auth_jwt directive appeared at this level */
+  int enabled; /* auth_jwt REALM (1) or auth_jwt off (0) */
   char realm[64];
   struct {
-    char spec[256];       /* env:NAME, a file, or a secret */
-    char alg[16];         /* "" : from the key */
+    char spec[256]; /* env:NAME, a file, or a secret */
+    char alg[16];   /* "" : from the key */
   } keys[TETHER__JWT_MAX_KEYS];
   int nkeys;
   char issuer[256];
   char audience[4][128];
   int naudience;
-  int64_t leeway_ms;      /* -1: the library's default (30 s) */
+  int64_t leeway_ms; /* -1: the library's default (30 s) */
   int require_exp;
-  int weak_secret_ok;     /* auth_jwt_key ... weak_secret_ok: HS* secrets under 32 bytes are accepted */
-  char cookie[64];        /* auth_jwt_cookie: also take the token from this cookie */
+  int weak_secret_ok; /* auth_jwt_key ... weak_secret_ok: HS* secrets under 32 bytes are accepted */
+  char cookie[64];    /* auth_jwt_cookie: also take the token from this cookie */
   struct {
     char claim[64];
     char header[64];
@@ -158,11 +170,11 @@ typedef struct tether__cf_jwt {
 
 typedef struct tether__cf_location {
   char prefix[256];
-  int exact;              /* "location = /x" */
-  int upstream;           /* index into upstreams, or -1 with a return */
-  int return_status;      /* "return 200 text;" for simple answers, 0: proxy */
+  int exact;         /* "location = /x" */
+  int upstream;      /* index into upstreams, or -1 with a return */
+  int return_status; /* "return 200 text;" for simple answers, 0: proxy */
   char return_body[256];
-  tether__cf_jwt jwt;     /* enabled: requests must carry a valid token */
+  tether__cf_jwt jwt;         /* enabled: requests must carry a valid token */
   tether__cf_headers headers; /* proxy_set_header (the outer level's when none is given here) */
 } tether__cf_location;
 
@@ -174,9 +186,11 @@ typedef struct tether__cidr {
 typedef struct tether__config {
   char file[512];
   int workers;            /* worker_processes: threads */
+  int workers_auto_cores; /* worker_processes auto (the default): the cores counted, 0 for a number */
   tether__addr listen[8];
+  int listen_backlog[8]; /* listen ... backlog=N, for listen[i] */
   size_t nlisten;
-  tether__addr admin;     /* admin_listen; admin.len == 0 when absent */
+  tether__addr admin; /* admin_listen; admin.len == 0 when absent */
   tether__cf_upstream upstreams[TETHER__CF_MAX_UPSTREAMS];
   size_t nupstreams;
   tether__cf_location locations[TETHER__CF_MAX_LOCATIONS];
@@ -187,31 +201,32 @@ typedef struct tether__config {
   uint64_t client_max_body_size;    /* 413 past it, 0: unlimited */
   int64_t client_header_timeout_ms; /* 408 */
   int64_t client_body_timeout_ms;
-  int64_t keepalive_timeout_ms;     /* idle client connections */
+  int64_t keepalive_timeout_ms; /* idle client connections */
   int64_t proxy_connect_timeout_ms;
   int64_t proxy_read_timeout_ms;
   int64_t proxy_send_timeout_ms;
-  int proxy_next_upstream_tries;    /* 0: as many as servers */
-  int64_t shutdown_grace_ms;        /* SIGTERM: in-flight requests get this long */
-  int add_forwarded;                /* also add RFC 7239 Forwarded */
+  int proxy_next_upstream_tries; /* 0: as many as servers */
+  int64_t shutdown_grace_ms;     /* SIGTERM: in-flight requests get this long */
+  int add_forwarded;             /* also add RFC 7239 Forwarded */
   tether__cidr real_ip_from[TETHER__CF_MAX_REALIP];
   size_t nreal_ip_from;
-  int real_ip_proxy_protocol;       /* real_ip_header proxy_protocol */
-  char access_log[512];             /* "" off */
+  int real_ip_proxy_protocol; /* real_ip_header proxy_protocol */
+  char access_log[512];       /* "" off */
   int access_log_json;
-  char error_log[512];              /* "" stderr */
-  tether__cf_jwt jwt;               /* auth_jwt at the top, http or server level: every location's default */
-  tether__cf_headers headers;       /* proxy_set_header at the top, http or server level */
+  char error_log[512];        /* "" stderr */
+  int error_log_level;        /* error_log's level as a tether_log_level; -1: not given (info) */
+  tether__cf_jwt jwt;         /* auth_jwt at the top, http or server level: every location's default */
+  tether__cf_headers headers; /* proxy_set_header at the top, http or server level */
   /* every header any auth_jwt_claim_header names: removed from every request, in every location */
   char claim_headers[TETHER__CF_MAX_STRIP][64];
   int nclaim_headers;
-  int64_t client_body_time_ms;      /* a whole request body must arrive within this (0: no bound) */
-  char sticky_key_file[512];        /* sticky_key_file as written, "" the default (TETHER__STICKY_KEY_FILE) */
+  int64_t client_body_time_ms; /* a whole request body must arrive within this (0: no bound) */
+  char sticky_key_file[512];   /* sticky_key_file as written, "" the default (TETHER__STICKY_KEY_FILE) */
   int sticky_key_file_line;
-  int admin_line;                   /* where admin_listen is, for errors found once the file is read */
-  char admin_token[256];            /* admin_auth_token: the secret itself (read from the environment) */
+  int admin_line;        /* where admin_listen is, for errors found once the file is read */
+  char admin_token[256]; /* admin_auth_token: the secret itself (read from the environment) */
   int admin_token_line;
-  int rlimit_nofile;                /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
+  int rlimit_nofile; /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */
@@ -220,8 +235,7 @@ typedef struct tether__config {
 /* Reads and checks a configuration. On failure returns -1 and writes "file:line: reason" lines (one per
  * error found) into err. */
 int tether__config_load(const char *path, tether__config *cf, char *err, size_t errlen);
-int tether__config_parse(const char *path, const char *text, size_t len, tether__config *cf, char *err,
-                         size_t errlen);
+int tether__config_parse(const char *path, const char *text, size_t len, tether__config *cf, char *err, size_t errlen);
 /* Frees what a loaded configuration owns (JWT verifiers), and with _free the configuration itself. */
 void tether__config_release(tether__config *cf);
 void tether__config_free(tether__config *cf);

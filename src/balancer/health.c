@@ -21,9 +21,9 @@ typedef struct checker {
   char req[512];
   char buf[512];
   size_t len;
-  int busy;       /* a check is in flight (tcp open) */
+  int busy; /* a check is in flight (tcp open) */
   int stopping;
-  int handles;    /* open handles, for freeing */
+  int handles; /* open handles, for freeing */
 } checker;
 
 static void handle_closed(uv_handle_t *h) {
@@ -134,8 +134,9 @@ void tether__health_start(tether__control *ctl) {
       k->cu = cu;
       k->cs = &cu->servers[s];
       k->srv = rt->ups[u].servers[s];
-      snprintf(k->req, sizeof(k->req), "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tether-health\r\nConnection: close\r\n\r\n",
-               cu->health.uri, k->cs->name);
+      snprintf(k->req, sizeof(k->req),
+               "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tether-health\r\nConnection: close\r\n\r\n", cu->health.uri,
+               k->cs->name);
       uv_timer_init(ctl->loop, &k->interval);
       uv_timer_init(ctl->loop, &k->timeout);
       k->interval.data = k->timeout.data = k;

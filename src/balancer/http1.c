@@ -3,18 +3,7 @@
 
 #include <string.h>
 
-/* tchar of RFC 9110: the characters of methods, header names and transfer codings. */
-static const uint8_t tchar[256] = {
-    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1,
-    ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
-    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
-    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
-    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
-    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
-};
+#include "../lib/util.h"
 
 static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
 
@@ -100,9 +89,12 @@ typedef struct conn_tokens {
 
 static int conn_token(tether__slice el, void *arg) {
   conn_tokens *t = arg;
-  if (tether__h1_token_eq(el, "close")) t->close = 1;
-  else if (tether__h1_token_eq(el, "keep-alive")) t->keep_alive = 1;
-  else if (tether__h1_token_eq(el, "upgrade")) t->upgrade = 1;
+  if (tether__h1_token_eq(el, "close"))
+    t->close = 1;
+  else if (tether__h1_token_eq(el, "keep-alive"))
+    t->keep_alive = 1;
+  else if (tether__h1_token_eq(el, "upgrade"))
+    t->upgrade = 1;
   return 0;
 }
 
@@ -122,7 +114,7 @@ static size_t skip_ows(tether__slice v, size_t i) {
 }
 
 static size_t skip_token(tether__slice v, size_t i) {
-  while (i < v.n && tchar[(unsigned char)v.p[i]]) i++;
+  while (i < v.n && tether__tchar[(unsigned char)v.p[i]]) i++;
   return i;
 }
 
@@ -211,7 +203,7 @@ static int parse_headers(const char *buf, size_t len, size_t pos, const tether__
     if (line.n == 0) return 0;
     if (line.p[0] == ' ' || line.p[0] == '\t') return -400; /* obs-fold */
     size_t c = 0;
-    while (c < line.n && tchar[(unsigned char)line.p[c]]) c++;
+    while (c < line.n && tether__tchar[(unsigned char)line.p[c]]) c++;
     if (c == 0 || c == line.n || line.p[c] != ':') return -400;
     size_t a = c + 1, b = line.n;
     while (a < b && (line.p[a] == ' ' || line.p[a] == '\t')) a++;
@@ -228,8 +220,7 @@ static int parse_headers(const char *buf, size_t len, size_t pos, const tether__
 }
 
 /* What the framing headers say, shared by requests and responses. Returns 0 or a negative status. */
-static int read_framing(tether__h1_msg *m, int is_request, conn_tokens *ct, te_state *te, int *has_cl,
-                        int *has_host) {
+static int read_framing(tether__h1_msg *m, int is_request, conn_tokens *ct, te_state *te, int *has_cl, int *has_host) {
   int bad = is_request ? -400 : -502;
   for (size_t i = 0; i < m->nheaders; i++) {
     tether__slice n = m->headers[i].name, v = m->headers[i].value;
@@ -253,7 +244,7 @@ static int read_framing(tether__h1_msg *m, int is_request, conn_tokens *ct, te_s
       if (tether__h1_token_eq(v, "100-continue")) m->expect_continue = 1;
     }
   }
-  if (te->count && *has_cl) return bad;         /* the classic smuggling pair */
+  if (te->count && *has_cl) return bad; /* the classic smuggling pair */
   if (te->count && m->version_minor == 0) return bad;
   if (te->chunked > 1 || te->chunked_params) return bad;
   return 0;
@@ -280,8 +271,8 @@ static int te_request(const te_state *t) {
 /* RFC 3986 reg-name characters but pct-encoded: unreserved / sub-delims. */
 static int reg_name_char(unsigned char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-         c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
-         c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
+         c == '_' || c == '~' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' || c == '*' ||
+         c == '+' || c == ',' || c == ';' || c == '=';
 }
 
 /* authority = host [ ":" port ] without userinfo; host = IP-literal / IPv4address / reg-name, never
@@ -355,7 +346,8 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
   /* RFC 9112 section 2.2: ignore empty lines before the request line (a few; clients send one after a
    * body) */
   size_t start = 0;
-  while (start < 8 && start < len && (buf[start] == '\n' || (buf[start] == '\r' && start + 1 < len && buf[start + 1] == '\n')))
+  while (start < 8 && start < len &&
+         (buf[start] == '\n' || (buf[start] == '\r' && start + 1 < len && buf[start + 1] == '\n')))
     start += buf[start] == '\r' ? 2 : 1;
   size_t end = head_end(buf + start, len - start);
   if (end == 0) {
@@ -372,7 +364,7 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
   if (next_line(buf, end, &pos, &line) < 0) return -400;
   /* method SP request-target SP HTTP-version */
   size_t i = 0;
-  while (i < line.n && tchar[(unsigned char)line.p[i]]) i++;
+  while (i < line.n && tether__tchar[(unsigned char)line.p[i]]) i++;
   if (i == 0 || i == line.n || line.p[i] != ' ') return -400;
   m->method = (tether__slice){line.p, i};
   size_t t0 = ++i;
@@ -458,18 +450,18 @@ int tether__h1_parse_response(const char *buf, size_t len, const tether__h1_limi
 /* ---- bodies ---- */
 
 enum {
-  C_SIZE0 = 0, /* expecting the first hex digit of a chunk size */
-  C_SIZE,      /* in the hex digits */
-  C_EXT,       /* in chunk extensions, until CR */
-  C_SIZE_LF,   /* after the size line's CR */
-  C_DATA,      /* in chunk data */
-  C_DATA_CR,   /* expecting CR after data */
-  C_DATA_LF,   /* expecting LF after data */
-  C_TRAILER0,  /* at the start of a trailer line (or the final CRLF) */
+  C_SIZE0 = 0,    /* expecting the first hex digit of a chunk size */
+  C_SIZE,         /* in the hex digits */
+  C_EXT,          /* in chunk extensions, until CR */
+  C_SIZE_LF,      /* after the size line's CR */
+  C_DATA,         /* in chunk data */
+  C_DATA_CR,      /* expecting CR after data */
+  C_DATA_LF,      /* expecting LF after data */
+  C_TRAILER0,     /* at the start of a trailer line (or the final CRLF) */
   C_TRAILER_NAME, /* in a trailer field name, until ':' */
-  C_TRAILER,   /* in a trailer field value, until CR */
-  C_TRAILER_LF,/* after a trailer line's CR */
-  C_END_LF     /* after the final CR */
+  C_TRAILER,      /* in a trailer field value, until CR */
+  C_TRAILER_LF,   /* after a trailer line's CR */
+  C_END_LF        /* after the final CR */
 };
 
 #define MAX_CHUNK_LINE 4096
@@ -482,13 +474,6 @@ void tether__h1_body_init(tether__h1_body *b, const tether__h1_msg *m) {
   b->done = m->framing == TETHER__H1_NO_BODY;
 }
 
-static int hex(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
   size_t i = 0;
   while (i < len && !b->done) {
@@ -496,7 +481,7 @@ static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
     switch (b->state) {
     case C_SIZE0:
     case C_SIZE: {
-      int h = hex(c);
+      int h = tether__hexval(c);
       if (h >= 0) {
         if (b->chunk_size >> 56) return -400; /* beyond any sane size: overflow guard */
         b->chunk_size = b->chunk_size * 16 + (uint64_t)h;
@@ -513,8 +498,10 @@ static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
       break;
     }
     case C_EXT:
-      if (c == '\r') b->state = C_SIZE_LF;
-      else if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f) return -400;
+      if (c == '\r')
+        b->state = C_SIZE_LF;
+      else if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f)
+        return -400;
       if (++b->line_len > MAX_CHUNK_LINE) return -400;
       i++;
       break;
@@ -549,21 +536,28 @@ static int64_t chunked_feed(tether__h1_body *b, const char *buf, size_t len) {
       i++;
       break;
     case C_TRAILER0:
-      if (c == '\r') b->state = C_END_LF;
-      else if (!tchar[(unsigned char)c]) return -400;
-      else b->state = C_TRAILER_NAME;
+      if (c == '\r')
+        b->state = C_END_LF;
+      else if (!tether__tchar[(unsigned char)c])
+        return -400;
+      else
+        b->state = C_TRAILER_NAME;
       if (++b->line_len > MAX_TRAILERS) return -400;
       i++;
       break;
     case C_TRAILER_NAME:
-      if (c == ':') b->state = C_TRAILER;
-      else if (!tchar[(unsigned char)c]) return -400;
+      if (c == ':')
+        b->state = C_TRAILER;
+      else if (!tether__tchar[(unsigned char)c])
+        return -400;
       if (++b->line_len > MAX_TRAILERS) return -400;
       i++;
       break;
     case C_TRAILER:
-      if (c == '\r') b->state = C_TRAILER_LF;
-      else if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f) return -400;
+      if (c == '\r')
+        b->state = C_TRAILER_LF;
+      else if (((unsigned char)c < 0x20 && c != '\t') || c == 0x7f)
+        return -400;
       if (++b->line_len > MAX_TRAILERS) return -400;
       i++;
       break;

@@ -27,41 +27,42 @@ typedef struct tether__h1_limits {
   size_t max_headers; /* header count, at most TETHER__H1_MAX_HEADERS */
 } tether__h1_limits;
 
-#define TETHER__H1_DEFAULT_LIMITS {.max_head = 16384, .max_uri = 8192, .max_headers = 100}
+#define TETHER__H1_DEFAULT_LIMITS                                                                                      \
+  { .max_head = 16384, .max_uri = 8192, .max_headers = 100 }
 
 /* How the body that follows the head is framed. */
 typedef enum tether__h1_framing {
-  TETHER__H1_NO_BODY = 0,   /* nothing follows (GET without length, HEAD responses, 1xx/204/304) */
-  TETHER__H1_LENGTH,        /* exactly content_length bytes */
-  TETHER__H1_CHUNKED,       /* chunked, ended by a zero chunk and trailers */
-  TETHER__H1_UNTIL_CLOSE    /* responses only: until the server closes */
+  TETHER__H1_NO_BODY = 0, /* nothing follows (GET without length, HEAD responses, 1xx/204/304) */
+  TETHER__H1_LENGTH,      /* exactly content_length bytes */
+  TETHER__H1_CHUNKED,     /* chunked, ended by a zero chunk and trailers */
+  TETHER__H1_UNTIL_CLOSE  /* responses only: until the server closes */
 } tether__h1_framing;
 
 typedef struct tether__h1_msg {
   /* request line or status line */
-  tether__slice method;   /* requests */
-  tether__slice target;   /* requests: the request-target as sent */
-  tether__slice path;     /* requests: what to route on, origin-form (path ["?" query]): the target itself
-                           * in origin-form; in absolute-form what follows the authority ("/" when nothing
-                           * does, a static string then, not in the buffer); "*" for OPTIONS *. Raw: not
-                           * decoded nor normalized (see tether__uri_normalize in uri.h) */
-  tether__slice authority;/* requests: host [":" port], the absolute-form target's (RFC 9112 section 3.2.2:
-                           * it wins over Host), else the Host header value (may be empty; p == NULL when
-                           * there is no Host, as in HTTP/1.0) */
-  int status;             /* responses */
-  tether__slice reason;   /* responses */
-  int version_minor;      /* HTTP/1.x: 0 or 1 */
+  tether__slice method;    /* requests */
+  tether__slice target;    /* requests: the request-target as sent */
+  tether__slice path;      /* requests: what to route on, origin-form (path ["?" query]): the target itself
+                            * in origin-form; in absolute-form what follows the authority ("/" when nothing
+                            * does, a static string then, not in the buffer); "*" for OPTIONS *. Raw: not
+                            * decoded nor normalized (see tether__uri_normalize in uri.h) */
+  tether__slice authority; /* requests: host [":" port], the absolute-form target's (RFC 9112 section 3.2.2:
+                            * it wins over Host), else the Host header value (may be empty; p == NULL when
+                            * there is no Host, as in HTTP/1.0) */
+  int status;              /* responses */
+  tether__slice reason;    /* responses */
+  int version_minor;       /* HTTP/1.x: 0 or 1 */
   tether__h1_header headers[TETHER__H1_MAX_HEADERS];
   size_t nheaders;
-  size_t head_len;        /* bytes of the head, CRLF CRLF included */
+  size_t head_len; /* bytes of the head, CRLF CRLF included */
   /* what the headers mean */
   tether__h1_framing framing;
   uint64_t content_length;
-  int keep_alive;         /* the connection may carry another message after this one */
-  int expect_continue;    /* Expect: 100-continue */
-  int upgrade;            /* Connection: upgrade with an Upgrade header */
-  tether__slice host;     /* Host header (requests) */
-  int is_head;            /* method HEAD */
+  int keep_alive;      /* the connection may carry another message after this one */
+  int expect_continue; /* Expect: 100-continue */
+  int upgrade;         /* Connection: upgrade with an Upgrade header */
+  tether__slice host;  /* Host header (requests) */
+  int is_head;         /* method HEAD */
 } tether__h1_msg;
 
 /* Parses a request head from buf[0..len). Returns head_len (> 0) when complete, 0 when more bytes are
@@ -99,12 +100,12 @@ tether__slice tether__h1_header_get(const tether__h1_msg *m, const char *name);
 
 typedef struct tether__h1_body {
   tether__h1_framing framing;
-  uint64_t remaining; /* LENGTH: bytes left; CHUNKED: bytes left in the current chunk's data */
-  int state;          /* CHUNKED: where in the framing we are */
-  uint64_t chunk_size;/* CHUNKED: size being parsed */
-  size_t line_len;    /* CHUNKED: length of the size line or trailer line so far (bounded) */
-  uint64_t total;     /* body bytes seen (data only for chunked) */
-  int done;           /* the body is complete */
+  uint64_t remaining;  /* LENGTH: bytes left; CHUNKED: bytes left in the current chunk's data */
+  int state;           /* CHUNKED: where in the framing we are */
+  uint64_t chunk_size; /* CHUNKED: size being parsed */
+  size_t line_len;     /* CHUNKED: length of the size line or trailer line so far (bounded) */
+  uint64_t total;      /* body bytes seen (data only for chunked) */
+  int done;            /* the body is complete */
 } tether__h1_body;
 
 void tether__h1_body_init(tether__h1_body *b, const tether__h1_msg *m);

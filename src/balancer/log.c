@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../lib/util.h"
+#include "conn.h"
 #include "worker.h"
 
 static FILE *log_file;
@@ -79,4 +80,41 @@ void tether__access_log_line(tether__worker *w, const char *line, size_t n) {
   memcpy(w->log_buf + w->log_len, line, n);
   w->log_len += n;
   if (w->log_len >= 65536) tether__access_log_flush(w);
+}
+
+/* One access log line for the request ending now (us: its duration). */
+void tether__log_request(tether__client *c, uint64_t us) {
+  tether__config *cf = c->rt->cf;
+  if (cf->access_log[0] == '\0') return;
+  char date[40], num[96];
+  tether__http_date(tether_now_ms(), date);
+  const char *server = c->server_name ? c->server_name : "-";
+  int json = cf->access_log_json;
+  tether__buf *b = &c->w->scratch_log;
+  b->len = 0;
+  if (json) {
+    tether__buf_appendf(b, "{\"time\":\"%s\",\"client\":\"", date);
+    tether__log_escape(b, c->peer, 1);
+    tether__put_s(b, "\",\"method\":\"");
+    tether__log_escape(b, c->method, 1);
+    tether__put_s(b, "\",\"uri\":\"");
+    tether__log_escape(b, c->target, 1);
+    snprintf(num, sizeof(num), "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,\"server\":\"", c->status,
+             (unsigned long long)c->bytes_sent, us / 1000.0);
+    tether__put_s(b, num);
+    tether__log_escape(b, server, 1);
+    tether__put_s(b, "\"}\n");
+  } else {
+    tether__log_escape(b, c->peer, 0);
+    tether__buf_appendf(b, " - - [%s] \"", date);
+    tether__log_escape(b, c->method, 0);
+    tether__put(b, " ", 1);
+    tether__log_escape(b, c->target, 0);
+    snprintf(num, sizeof(num), " HTTP/1.%d\" %d %llu \"-\" \"-\" %.3f \"", c->version_minor, c->status,
+             (unsigned long long)c->bytes_sent, us / 1e6);
+    tether__put_s(b, num);
+    tether__log_escape(b, server, 0);
+    tether__put_s(b, "\"\n");
+  }
+  tether__access_log_line(c->w, b->data, b->len);
 }

@@ -22,13 +22,12 @@ static uv_signal_t sig_hup, sig_term, sig_int;
 static FILE *error_log;
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "usage: tether -c FILE [-t]\n"
-          "  -c, --config FILE   configuration file (nginx syntax; see docs/configuration.md)\n"
-          "  -t, --test          check the configuration, print \"configuration OK\" or the errors, and exit\n"
-          "  -h, --help          this text\n"
-          "  -v, --version       the version\n"
-          "Signals: HUP reloads the configuration, TERM or INT stop gracefully (in-flight requests finish).\n");
+  fprintf(out, "usage: tether -c FILE [-t]\n"
+               "  -c, --config FILE   configuration file (nginx syntax; see docs/configuration.md)\n"
+               "  -t, --test          check the configuration, print \"configuration OK\" or the errors, and exit\n"
+               "  -h, --help          this text\n"
+               "  -v, --version       the version\n"
+               "Signals: HUP reloads the configuration, TERM or INT stop gracefully (in-flight requests finish).\n");
 }
 
 static void log_to_file(tether_log_level level, const char *msg, void *arg) {
@@ -72,7 +71,7 @@ static void sticky_key_note(const tether__config *cf) {
 static int same_listeners(const tether__config *a, const tether__config *b) {
   if (a->nlisten != b->nlisten || a->workers != b->workers) return 0;
   for (size_t i = 0; i < a->nlisten; i++)
-    if (strcmp(a->listen[i].text, b->listen[i].text) != 0) return 0;
+    if (strcmp(a->listen[i].text, b->listen[i].text) != 0 || a->listen_backlog[i] != b->listen_backlog[i]) return 0;
   return 1;
 }
 
@@ -83,14 +82,18 @@ static void apply_nofile(const tether__config *cf) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return;
   struct rlimit want = rl;
-  if (cf->rlimit_nofile == 0) want.rlim_cur = rl.rlim_max;
-  else if ((rlim_t)cf->rlimit_nofile <= rl.rlim_max) want.rlim_cur = (rlim_t)cf->rlimit_nofile;
-  else want.rlim_cur = want.rlim_max = (rlim_t)cf->rlimit_nofile;
+  if (cf->rlimit_nofile == 0)
+    want.rlim_cur = rl.rlim_max;
+  else if ((rlim_t)cf->rlimit_nofile <= rl.rlim_max)
+    want.rlim_cur = (rlim_t)cf->rlimit_nofile;
+  else
+    want.rlim_cur = want.rlim_max = (rlim_t)cf->rlimit_nofile;
   if (want.rlim_cur != rl.rlim_cur || want.rlim_max != rl.rlim_max) {
     if (setrlimit(RLIMIT_NOFILE, &want) < 0 && want.rlim_max != rl.rlim_max) {
-      tether__log(TETHER_LOG_WARN, "worker_rlimit_nofile %d: above the hard limit %llu, which this process may not "
-                  "raise; using %llu", cf->rlimit_nofile, (unsigned long long)rl.rlim_max,
-                  (unsigned long long)rl.rlim_max);
+      tether__log(TETHER_LOG_WARN,
+                  "worker_rlimit_nofile %d: above the hard limit %llu, which this process may not "
+                  "raise; using %llu",
+                  cf->rlimit_nofile, (unsigned long long)rl.rlim_max, (unsigned long long)rl.rlim_max);
       want.rlim_cur = want.rlim_max = rl.rlim_max;
       setrlimit(RLIMIT_NOFILE, &want);
     }
@@ -98,6 +101,23 @@ static void apply_nofile(const tether__config *cf) {
   }
   tether__log(TETHER_LOG_INFO, "file descriptor limit: %llu (hard %llu)%s", (unsigned long long)rl.rlim_cur,
               (unsigned long long)rl.rlim_max, cf->rlimit_nofile ? " (worker_rlimit_nofile)" : "");
+}
+
+/* error_log's level, unless TETHER_LOG_LEVEL in the environment says otherwise. */
+static void log_level(const tether__config *cf) {
+  if (getenv("TETHER_LOG_LEVEL") == NULL)
+    tether_log_set_level(cf->error_log_level >= 0 ? (tether_log_level)cf->error_log_level : TETHER_LOG_INFO);
+}
+
+/* worker_processes auto on a machine with more cores than Tether runs workers: not the user's number. */
+static void workers_note(const tether__config *cf, FILE *out) {
+  if (cf->workers_auto_cores <= cf->workers) return;
+  if (out)
+    fprintf(out, "note: worker_processes auto: %d cores, %d workers (the most Tether runs)\n", cf->workers_auto_cores,
+            cf->workers);
+  else
+    tether__log(TETHER_LOG_INFO, "worker_processes auto: %d cores, %d workers (the most Tether runs)",
+                cf->workers_auto_cores, cf->workers);
 }
 
 static void reload(void) {
@@ -109,6 +129,9 @@ static void reload(void) {
   }
   if (!same_listeners(ctl.rt->cf, cf))
     tether__log(TETHER_LOG_WARN, "reload: listen addresses and worker_processes change only on restart");
+  if (strcmp(ctl.rt->cf->error_log, cf->error_log) != 0)
+    tether__log(TETHER_LOG_WARN, "reload: the error_log file changes only on restart (its level changes now)");
+  log_level(cf);
   if (tether__access_log_open(cf->access_log) < 0)
     tether__log(TETHER_LOG_ERROR, "access_log %s: cannot open", cf->access_log);
   if (cf->rlimit_nofile != ctl.rt->cf->rlimit_nofile) apply_nofile(cf);
@@ -142,17 +165,29 @@ static void on_signal(uv_signal_t *h, int signum) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option opts[] = {{"config", required_argument, NULL, 'c'}, {"test", no_argument, NULL, 't'},
-                                       {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'v'},
+  static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+                                       {"test", no_argument, NULL, 't'},
+                                       {"help", no_argument, NULL, 'h'},
+                                       {"version", no_argument, NULL, 'v'},
                                        {NULL, 0, NULL, 0}};
   int test = 0, ch;
   while ((ch = getopt_long(argc, argv, "c:thv", opts, NULL)) != -1) {
     switch (ch) {
-    case 'c': snprintf(config_path, sizeof(config_path), "%s", optarg); break;
-    case 't': test = 1; break;
-    case 'h': usage(stdout); return 0;
-    case 'v': printf("tether %s\n", TETHER_VERSION); return 0;
-    default: usage(stderr); return 2;
+    case 'c':
+      snprintf(config_path, sizeof(config_path), "%s", optarg);
+      break;
+    case 't':
+      test = 1;
+      break;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'v':
+      printf("tether %s\n", TETHER_VERSION);
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
     }
   }
   if (config_path[0] == '\0' || optind != argc) {
@@ -164,6 +199,7 @@ int main(int argc, char **argv) {
   if (test) {
     printf("configuration OK\n");
     sticky_key_note(cf);
+    workers_note(cf, stderr);
     tether__config_free(cf);
     return 0;
   }
@@ -176,7 +212,7 @@ int main(int argc, char **argv) {
     }
   }
   tether_log_set(log_to_file, error_log);
-  if (getenv("TETHER_LOG_LEVEL") == NULL) tether_log_set_level(TETHER_LOG_INFO);
+  log_level(cf);
   if (tether__access_log_open(cf->access_log) < 0) {
     fprintf(stderr, "access_log %s: cannot open\n", cf->access_log);
     return 1;
@@ -191,11 +227,12 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_hup, on_signal, SIGHUP);
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_start(&sig_int, on_signal, SIGINT);
-  ctl.nworkers = cf->workers > TETHER__MAX_WORKERS ? TETHER__MAX_WORKERS : cf->workers;
+  ctl.nworkers = cf->workers; /* at most TETHER__MAX_WORKERS: the configuration refuses more */
+  workers_note(cf, NULL);
   workers = tether__calloc((size_t)ctl.nworkers, sizeof(*workers));
   for (int i = 0; i < ctl.nworkers; i++) {
     for (size_t k = 0; k < cf->nlisten; k++) {
-      int fd = tether__listen_socket(&cf->listen[k], 4096);
+      int fd = tether__listen_socket(&cf->listen[k], cf->listen_backlog[k]);
       if (fd < 0) {
         fprintf(stderr, "listen %s: %s\n", cf->listen[k].text, strerror(-fd));
         return 1;

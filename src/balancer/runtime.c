@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "../lib/util.h"
-#include "balance/balance.h"
 #include "persist/persist.h"
 
 /* Server states by (upstream, name), created by the main thread, read by every worker. */
@@ -124,73 +123,4 @@ void tether__runtime_shutdown(void) {
   ureg = NULL;
   nureg = 0;
   pthread_mutex_unlock(&registry_lock);
-}
-
-static int healthy(const tether__server_state *s, const tether__cf_server *cf, int64_t now) {
-  if (cf->down) return 0;
-  if (!atomic_load_explicit(&s->health_up, memory_order_relaxed)) return 0;
-  return atomic_load_explicit(&s->down_until_ms, memory_order_relaxed) <= now;
-}
-
-int tether__server_usable(const tether__server_state *s, const tether__cf_server *cf, int64_t now) {
-  return atomic_load_explicit(&s->admin, memory_order_relaxed) == TETHER__ADMIN_UP && healthy(s, cf, now);
-}
-
-int tether__server_usable_bound(const tether__server_state *s, const tether__cf_server *cf, int64_t now) {
-  return atomic_load_explicit(&s->admin, memory_order_relaxed) != TETHER__ADMIN_DISABLED && healthy(s, cf, now);
-}
-
-int tether__server_weight(const tether__server_state *s, const tether__cf_server *cf, int64_t now) {
-  int w = atomic_load_explicit(&s->weight, memory_order_relaxed);
-  if (w < 1) w = 1;
-  int64_t since = atomic_load_explicit(&s->up_since_ms, memory_order_relaxed);
-  if (cf->slow_start_ms > 0 && since > 0 && now - since < cf->slow_start_ms) {
-    int64_t ramp = (int64_t)w * 100 * (now - since) / cf->slow_start_ms; /* in hundredths */
-    w = (int)(ramp / 100);
-    if (w < 1) w = 1;
-  }
-  return w;
-}
-
-void tether__server_failed(tether__server_state *s, const tether__cf_server *cf, int64_t now) {
-  if (cf->max_fails == 0) return;
-  int64_t start = atomic_load_explicit(&s->fail_window_ms, memory_order_relaxed);
-  if (now - start > cf->fail_timeout_ms) {
-    atomic_store_explicit(&s->fail_window_ms, now, memory_order_relaxed);
-    atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
-  }
-  int f = atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed) + 1;
-  if (f >= cf->max_fails) {
-    atomic_store_explicit(&s->down_until_ms, now + cf->fail_timeout_ms, memory_order_relaxed);
-    atomic_store_explicit(&s->up_since_ms, now + cf->fail_timeout_ms, memory_order_relaxed);
-    atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
-    tether__log(TETHER_LOG_WARN, "upstream %s: server %s failed %d time(s), out for %lld ms", s->upstream, s->name,
-                f, (long long)cf->fail_timeout_ms);
-  }
-}
-
-void tether__server_succeeded(tether__server_state *s) {
-  if (atomic_load_explicit(&s->fails, memory_order_relaxed) != 0) atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
-}
-
-int tether__balance_pick(const tether__upstream_rt *u, tether__balance_state *bs, const uint8_t *tried, int64_t now) {
-  tether__candidates c;
-  for (int backup = 0; backup < 2; backup++) {
-    c.n = 0;
-    for (size_t i = 0; i < u->cf->nservers; i++) {
-      const tether__cf_server *cs = &u->cf->servers[i];
-      if (cs->backup != backup || (tried && tried[i])) continue;
-      if (!tether__server_usable(u->servers[i], cs, now)) continue;
-      c.idx[c.n] = (int)i;
-      c.weight[c.n] = tether__server_weight(u->servers[i], cs, now);
-      c.n++;
-    }
-    if (c.n == 0) continue;
-    switch (u->cf->balance) {
-    case TETHER__BALANCE_LEAST_CONN: return tether__leastconn_pick(u, bs, &c);
-    case TETHER__BALANCE_RANDOM_TWO: return tether__p2c_pick(u, bs, &c);
-    default: return tether__rr_pick(u, bs, &c);
-    }
-  }
-  return -1;
 }

@@ -3,12 +3,7 @@
 
 #include <limits.h>
 
-static int unhex(unsigned char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  c |= 0x20;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
+#include "../lib/util.h"
 
 /* The segment out[seg..w) just ended (at a '/' or at the end of the path). Removes it when it is "."
  * and it and the one before when it is ".."; the slash before it stays. Returns the new w or -1 when
@@ -32,7 +27,7 @@ int tether__uri_normalize(const char *target, size_t n, char *out, size_t cap) {
     unsigned char c = t[i];
     if (c <= 0x20 || c == 0x7f) return -400;
     if (c == '%') {
-      int hi = i + 2 < n ? unhex(t[i + 1]) : -1, lo = hi >= 0 ? unhex(t[i + 2]) : -1;
+      int hi = i + 2 < n ? tether__hexval(t[i + 1]) : -1, lo = hi >= 0 ? tether__hexval(t[i + 2]) : -1;
       if (lo < 0) return -400;
       c = (unsigned char)(hi << 4 | lo);
       if (c == 0) return -400;

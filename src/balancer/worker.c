@@ -10,18 +10,15 @@
 #include <unistd.h>
 
 #include "../lib/util.h"
-
-const double tether__latency_bounds_s[TETHER__LATENCY_NB] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                           0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+#include "io/listen.h"
 
 int tether__listen_socket(const tether__addr *a, int backlog) {
-  (void)backlog;
   int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -errno;
   int one = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
-      bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0) {
+      bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 || listen(fd, backlog) < 0) {
     int e = -errno;
     close(fd);
     return e;
@@ -42,55 +39,6 @@ static void rebuild_balance(tether__worker *w) {
   }
 }
 
-#define ACCEPT_RETRY_MS 1000 /* out of descriptors: accept again after this, or when a client of ours closes */
-#define ACCEPT_BATCH 64     /* accepts per readiness, so one busy listener does not starve the loop */
-
-static void on_acceptable(uv_poll_t *p, int status, int events);
-
-static void accept_resume(uv_timer_t *t) {
-  tether__worker *w = t->data;
-  if (w->stopping) return;
-  for (int i = 0; i < w->nlisteners; i++) uv_poll_start(&w->listeners[i], UV_READABLE, on_acceptable);
-}
-
-/* A descriptor of ours was freed: try again now. Between such moments a paused worker stays off the
- * descriptor table, so the admin listener's reserve (given up on another thread) is not taken from it. */
-void tether__worker_fd_freed(tether__worker *w) {
-  if (!w->accept_paused || w->stopping) return;
-  uv_timer_stop(&w->accept_timer);
-  accept_resume(&w->accept_timer);
-}
-
-/* Out of descriptors (EMFILE, ENFILE) or kernel memory: stop watching the listeners for a while. Clients
- * wait in the backlog until a descriptor is free. libuv's answer (its "EMFILE trick") accepts and closes
- * whatever is pending: a reset for every client that was waiting. */
-static void accept_pause(tether__worker *w, int err) {
-  for (int i = 0; i < w->nlisteners; i++) uv_poll_stop(&w->listeners[i]);
-  uv_timer_start(&w->accept_timer, accept_resume, ACCEPT_RETRY_MS, 0);
-  if (!w->accept_paused)
-    tether__log(TETHER_LOG_WARN, "worker %d: accept: %s: paused, new clients wait in the backlog (see "
-                "worker_rlimit_nofile)", w->id, strerror(err));
-  w->accept_paused = 1;
-}
-
-static void on_acceptable(uv_poll_t *p, int status, int events) {
-  (void)events;
-  tether__worker *w = p->data;
-  uv_os_fd_t lfd;
-  if (status < 0 || w->stopping || uv_fileno((uv_handle_t *)p, &lfd) < 0) return;
-  for (int i = 0; i < ACCEPT_BATCH; i++) {
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) accept_pause(w, errno);
-      return;
-    }
-    if (w->accept_paused) tether__log(TETHER_LOG_INFO, "worker %d: accepting again", w->id);
-    w->accept_paused = 0;
-    tether__client_accept(w, fd);
-  }
-}
-
 static void flush_cb(uv_timer_t *t) { tether__access_log_flush(t->data); }
 
 static void grace_over(uv_timer_t *t) {
@@ -102,11 +50,7 @@ static void grace_over(uv_timer_t *t) {
 static void begin_stop(tether__worker *w) {
   if (w->stopping) return;
   w->stopping = 1;
-  for (int i = 0; i < w->nlisteners; i++) {
-    uv_close((uv_handle_t *)&w->listeners[i], NULL);
-    close(w->listen_fds[i]);
-  }
-  uv_close((uv_handle_t *)&w->accept_timer, NULL);
+  tether__listen_stop(w);
   tether__worker_close_idle(w);
   uv_timer_init(&w->loop, &w->stop_timer);
   w->stop_timer.data = w;
@@ -141,7 +85,7 @@ int tether__workers_start(tether__worker *ws, int n, tether__runtime *rt) {
   for (int i = 0; i < n; i++) {
     tether__worker *w = &ws[i];
     w->id = i;
-    tether_jwt_claims_init(&w->claims);
+    w->claims = tether_jwt_claims_new();
     uv_loop_init(&w->loop);
     uv_async_init(&w->loop, &w->wakeup, on_wakeup);
     w->wakeup.data = w;
@@ -152,17 +96,11 @@ int tether__workers_start(tether__worker *ws, int n, tether__runtime *rt) {
     tether__runtime_ref(rt);
     w->rt = rt;
     rebuild_balance(w);
-    uv_timer_init(&w->loop, &w->accept_timer);
-    w->accept_timer.data = w;
-    for (int k = 0; k < w->nlisteners; k++) {
-      int rc = listen(w->listen_fds[k], 4096) < 0 ? -errno : 0;
-      if (rc == 0) rc = uv_poll_init(&w->loop, &w->listeners[k], w->listen_fds[k]);
-      w->listeners[k].data = w;
-      if (rc == 0) rc = uv_poll_start(&w->listeners[k], UV_READABLE, on_acceptable);
-      if (rc < 0) {
-        tether__log(TETHER_LOG_ERROR, "worker %d: listen: %s", i, uv_strerror(rc));
-        return rc;
-      }
+    w->accept = tether__client_accept;
+    int rc = tether__listen_start(w);
+    if (rc < 0) {
+      tether__log(TETHER_LOG_ERROR, "worker %d: listen: %s", i, uv_strerror(rc));
+      return rc;
     }
   }
   for (int i = 0; i < n; i++) {
@@ -197,7 +135,7 @@ void tether__workers_stop(tether__worker *ws, int n) {
     }
     free(w->pools);
     free(w->log_buf);
-    tether_jwt_claims_free(&w->claims);
+    tether_jwt_claims_free(w->claims);
     tether__buf_free(&w->scratch_out);
     tether__buf_free(&w->scratch_log);
     tether__buf_free(&w->scratch_path);

@@ -9,6 +9,7 @@
 
 #include "../lib/util.h"
 #include "config.h"
+#include "conn-t.h"
 #include "http1.h"
 #include "runtime.h"
 #include "tether/jwt.h"
@@ -19,10 +20,6 @@
 #define TETHER__JWT_BAD_CLAIM 20 /* verified, but a claim header cannot carry a claim's value */
 #define TETHER__JWT_RESULTS 21
 extern const double tether__latency_bounds_s[TETHER__LATENCY_NB];
-
-typedef struct tether__worker tether__worker;
-typedef struct tether__client tether__client;
-typedef struct tether__upconn tether__upconn;
 
 /* Idle keep-alive connections to one server, per worker. */
 typedef struct tether__pool {
@@ -35,20 +32,20 @@ struct tether__worker {
   int id;
   uv_loop_t loop;
   uv_thread_t thread;
-  uv_async_t wakeup;                 /* reload or stop requested */
-  uv_poll_t listeners[8];            /* readable: accept4 here (see accept_pause in worker.c) */
+  uv_async_t wakeup;      /* reload or stop requested */
+  uv_poll_t listeners[8]; /* readable: accept4 here (see accept_pause in worker.c) */
   int nlisteners;
-  int listen_fds[8];                 /* opened by the main thread (SO_REUSEPORT), adopted here */
-  tether__runtime *rt;               /* current configuration (a reference held) */
-  _Atomic(tether__runtime *) next_rt;/* set by the main thread on reload */
-  _Atomic int stop;                  /* 1: graceful stop requested */
-  int stopping;                      /* this loop has started stopping */
-  uv_timer_t stop_timer;             /* grace period */
-  uv_timer_t flush_timer;            /* access log */
-  tether__balance_state *bs;         /* per upstream of rt */
+  int listen_fds[8];                  /* opened by the main thread (SO_REUSEPORT), adopted here */
+  tether__runtime *rt;                /* current configuration (a reference held) */
+  _Atomic(tether__runtime *) next_rt; /* set by the main thread on reload */
+  _Atomic int stop;                   /* 1: graceful stop requested */
+  int stopping;                       /* this loop has started stopping */
+  uv_timer_t stop_timer;              /* grace period */
+  uv_timer_t flush_timer;             /* access log */
+  tether__balance_state *bs;          /* per upstream of rt */
   tether__pool *pools;
   int npools, cap_pools;
-  tether__client *clients;           /* every open client connection */
+  tether__client *clients; /* every open client connection */
   /* counters read by the admin thread */
   _Atomic int64_t active_connections;
   _Atomic uint64_t accepted;
@@ -56,17 +53,19 @@ struct tether__worker {
   _Atomic uint64_t errors_by_status[6]; /* 400,408,413,414,431,other 4xx/5xx answered by us */
   _Atomic uint64_t latency_buckets[TETHER__LATENCY_NB + 1];
   _Atomic uint64_t latency_sum_us;
-  tether__buf scratch_out;           /* response heads are assembled here */
-  tether__buf scratch_log;           /* access log lines are assembled here */
-  tether__buf scratch_path;          /* the normalized path of the request being routed */
-  char rbuf[65536];                  /* every client read lands here first */
-  tether_jwt_claims claims;          /* the claims of the token verified last (edge authentication) */
-  char jwt_token[16384];             /* the token being verified */
+  tether__buf scratch_out;                           /* response heads are assembled here */
+  tether__buf scratch_log;                           /* access log lines are assembled here */
+  tether__buf scratch_path;                          /* the normalized path of the request being routed */
+  tether__h1_msg msg;                                /* the head being parsed (one at a time per worker) */
+  char rbuf[65536];                                  /* every client read lands here first */
+  tether_jwt_claims *claims;                         /* the claims of the token verified last (edge authentication) */
+  char jwt_token[16384];                             /* the token being verified */
   _Atomic uint64_t jwt_results[TETHER__JWT_RESULTS]; /* ok, each tether_jwt_error, missing, other */
-  char *log_buf;                     /* access log lines not yet written */
+  char *log_buf;                                     /* access log lines not yet written */
   size_t log_len, log_cap;
-  uv_timer_t accept_timer;           /* accepting paused: out of descriptors */
-  int accept_paused;                 /* since the last successful accept (logged once) */
+  uv_timer_t accept_timer;                   /* accepting paused: out of descriptors */
+  int accept_paused;                         /* since the last successful accept (logged once) */
+  void (*accept)(tether__worker *w, int fd); /* takes an accepted client socket (the protocol's) */
 };
 
 /* Starts n workers on the listening sockets (already bound, SO_REUSEPORT, one set per worker). */
@@ -76,13 +75,10 @@ void tether__workers_reload(tether__worker *ws, int n, tether__runtime *rt);
 /* Graceful stop: listeners close, idle connections close, in-flight requests get grace_ms. Joins. */
 void tether__workers_stop(tether__worker *ws, int n);
 
-/* A client connection of this worker closed: accepting resumes if it was paused for lack of descriptors. */
-void tether__worker_fd_freed(tether__worker *w);
-
-/* proxy.c */
+/* proto/h1.c */
 void tether__client_accept(tether__worker *w, int fd); /* fd: a connection accept4 returned */
-void tether__worker_close_idle(tether__worker *w);  /* stopping: close what carries no request */
-void tether__worker_close_all(tether__worker *w);   /* grace period over */
+void tether__worker_close_idle(tether__worker *w);     /* stopping: close what carries no request */
+void tether__worker_close_all(tether__worker *w);      /* grace period over */
 void tether__worker_drop_pools(tether__worker *w);
 
 /* log.c */
@@ -91,8 +87,10 @@ void tether__access_log_close(void);
 void tether__access_log_flush(tether__worker *w);
 void tether__access_log_line(tether__worker *w, const char *line, size_t n);
 void tether__log_escape(tether__buf *b, const char *s, int json); /* client bytes in a log line */
+void tether__log_request(tether__client *c, uint64_t us);         /* the line of a request ending now */
 
-/* Opens a listening socket with SO_REUSEPORT (libuv 1.44 has no flag for it). Returns fd or -errno. */
+/* Opens a listening socket with SO_REUSEPORT (libuv 1.44 has no flag for it) and listen()'s backlog (the
+ * kernel caps it at net.core.somaxconn). Returns fd or -errno. */
 int tether__listen_socket(const tether__addr *a, int backlog);
 
 #endif

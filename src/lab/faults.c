@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lab.h"
+#include "xalloc.h"
 
 int64_t lab_parse_duration(const char *s) {
   if (s == NULL || *s == '\0') return -1;
@@ -124,7 +125,7 @@ static void on_fault(uv_timer_t *h) {
 }
 
 lab_faults *lab_faults_arm(uv_loop_t *loop, const lab_opts *o, lab_topology *t, lab_measure *m) {
-  lab_faults *fs = calloc(1, sizeof(*fs));
+  lab_faults *fs = xcalloc(1, sizeof(*fs));
   size_t used = 0;
   uv_update_time(loop); /* the timers count from now, as the measurement's clock does */
   m->faults_text[0] = '\0';
@@ -133,7 +134,7 @@ lab_faults *lab_faults_arm(uv_loop_t *loop, const lab_opts *o, lab_topology *t, 
     char text[64];
     if (lab_topology_find(t, f->target) == NULL) continue; /* e.g. a memcached node in a Redis topology */
     if (f->at_ms >= o->duration_ms) continue;
-    fault_timer *ft = calloc(1, sizeof(*ft));
+    fault_timer *ft = xcalloc(1, sizeof(*ft));
     ft->f = *f;
     ft->t = t;
     ft->m = m;

@@ -1,5 +1,5 @@
 /* tether-lab: the interfaces between its parts. One libuv loop drives everything: the processes of a
- * topology (topology.c), the simulated users over libcurl's multi interface (users.c), the faults on timers
+ * topology (topology.c), the simulated users (users.c) over libcurl's multi interface (http.c), the faults on timers
  * (faults.c), the scrapes of every process's metrics (measure.c); report.c turns the measurements into a
  * table, JSON and an HTML page. */
 #ifndef TETHER_LAB_H
@@ -155,7 +155,7 @@ int lab_wait(uv_loop_t *loop, int (*done)(void *), void *arg, int64_t timeout_ms
 void lab_kill_everything(void);
 int lab_free_port(void);
 
-/* ---- HTTP over libcurl's multi interface on the loop (users.c) ---- */
+/* ---- HTTP over libcurl's multi interface on the loop (http.c) ---- */
 
 typedef struct lab_http lab_http;
 typedef struct lab_xfer lab_xfer;

@@ -12,8 +12,7 @@
 #include <unistd.h>
 
 #include "lab.h"
-
-volatile int lab_interrupted;
+#include "xalloc.h"
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -158,7 +157,7 @@ static int run_strategy(uv_loop_t *loop, const lab_strategy *st, const lab_opts 
 static char *command_line(int argc, char **argv) {
   size_t n = 1;
   for (int i = 0; i < argc; i++) n += strlen(argv[i]) + 3;
-  char *s = calloc(1, n);
+  char *s = xcalloc(1, n);
   for (int i = 0; i < argc; i++) {
     const char *a = i == 0 ? "tether-lab" : argv[i];
     int quote = strpbrk(a, " $\"'") != NULL;
@@ -178,7 +177,11 @@ static int write_results(lab_measure *const *ms, size_t n, const lab_opts *o, co
   if (!o->json) snprintf(json_path, sizeof(json_path), "%s/%s.json", o->out_dir, name);
   if (!o->html) snprintf(html_path, sizeof(html_path), "%s/%s.html", o->out_dir, name);
   json_t *doc = lab_report_json(ms, n, o, command);
-  int rc = lab_report_write_json(json_path, doc);
+  int rc = -1;
+  if (doc == NULL) /* jansson refuses text that is not UTF-8 (an argument), or ran out of memory */
+    fprintf(stderr, "tether-lab: cannot build the JSON results for %s\n", json_path);
+  else
+    rc = lab_report_write_json(json_path, doc);
   json_decref(doc);
   if (lab_report_write_html(html_path, ms, n, o, title, command) < 0) rc = -1;
   if (rc == 0) fprintf(stderr, "tether-lab: results in %s and %s\n", json_path, html_path);
@@ -187,8 +190,8 @@ static int write_results(lab_measure *const *ms, size_t n, const lab_opts *o, co
 
 static int cmd_compare(uv_loop_t *loop, const lab_opts *o, const lab_strategy **sts, size_t n, const char *name,
                        const char *command) {
-  lab_measure *ms = calloc(n, sizeof(*ms));
-  lab_measure **done = calloc(n, sizeof(*done));
+  lab_measure *ms = xcalloc(n, sizeof(*ms));
+  lab_measure **done = xcalloc(n, sizeof(*done));
   size_t ndone = 0;
   int rc = 0;
   progress pg = {.enabled = o->progress, .total = (int)n};
@@ -497,6 +500,7 @@ static int int_arg(const char *name, const char *v, int lo, int hi, int *out) {
 }
 
 int main(int argc, char **argv) {
+  xalloc_set_program("tether-lab");
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
@@ -661,7 +665,7 @@ int main(int argc, char **argv) {
     if (strategies == NULL) {
       for (size_t i = 0; i < lab_nstrategies; i++) sts[nsts++] = &lab_strategies[i];
     } else {
-      char *list = strdup(strategies), *save = NULL;
+      char *list = xstrdup(strategies), *save = NULL;
       for (char *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
         const lab_strategy *found = lab_strategy_find(s);
         if (found == NULL || nsts == 64) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lab.h"
+#include "xalloc.h"
 
 void lab_measure_init(lab_measure *m, const char *label, const lab_strategy *st, const lab_opts *o, int napps) {
   memset(m, 0, sizeof(*m));
@@ -19,10 +20,10 @@ void lab_measure_init(lab_measure *m, const char *label, const lab_strategy *st,
   m->duration_ms = o->duration_ms;
   m->users = o->users;
   m->nbuckets = (size_t)(o->duration_ms / LAB_BUCKET_MS) + 12; /* the stop phase lands in the last ones */
-  m->served = calloc(m->nbuckets, sizeof(*m->served));
-  m->req_b = calloc(m->nbuckets, sizeof(uint32_t));
-  m->err_b = calloc(m->nbuckets, sizeof(uint32_t));
-  m->lost_b = calloc(m->nbuckets, sizeof(uint32_t));
+  m->served = xcalloc(m->nbuckets, sizeof(*m->served));
+  m->req_b = xcalloc(m->nbuckets, sizeof(uint32_t));
+  m->err_b = xcalloc(m->nbuckets, sizeof(uint32_t));
+  m->lost_b = xcalloc(m->nbuckets, sizeof(uint32_t));
   m->latcap = 4u << 20;
   for (int i = 0; i < LAB_MAX_APPS; i++) m->last_served_ms[i] = -1;
 }
@@ -62,7 +63,7 @@ void lab_measure_request(lab_measure *m, const lab_xfer *x) {
   }
   if (st > 0) {
     if (m->nlat == m->latcap) return;
-    if (m->nlat % 65536 == 0) m->lat_us = realloc(m->lat_us, (m->nlat + 65536) * sizeof(uint32_t));
+    if (m->nlat % 65536 == 0) m->lat_us = xrealloc(m->lat_us, (m->nlat + 65536) * sizeof(uint32_t));
     m->lat_us[m->nlat++] = x->latency_us > UINT32_MAX ? UINT32_MAX : (uint32_t)x->latency_us;
   }
   for (int i = 0; i < m->napps; i++)
@@ -273,14 +274,14 @@ static void on_scrape_timer(uv_timer_t *h) {
 }
 
 lab_scraper *lab_scraper_new(uv_loop_t *loop, lab_http *http, lab_topology *t, lab_measure *m) {
-  lab_scraper *s = calloc(1, sizeof(*s));
+  lab_scraper *s = xcalloc(1, sizeof(*s));
   s->loop = loop;
   s->http = http;
   s->t = t;
   s->m = m;
   for (int i = 0; i < LAB_MAX_APPS; i++) lab_xfer_init(&s->apps[i], http, s, on_app_metrics);
   lab_xfer_init(&s->bal, http, s, on_bal_metrics);
-  s->timer = malloc(sizeof(*s->timer));
+  s->timer = xmalloc(sizeof(*s->timer));
   uv_timer_init(loop, s->timer);
   s->timer->data = s;
   uv_timer_start(s->timer, on_scrape_timer, 250, 250); /* a killed app takes at most 250 ms of counts with it */

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "html.h"
 #include "lab.h"
 
 /* ---- terminal ---- */
@@ -179,27 +180,6 @@ int lab_report_write_json(const char *path, json_t *doc) {
 static const char *const palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd",
                                       "#8c564b", "#e377c2", "#17becf", "#bcbd22"};
 
-static void esc(FILE *f, const char *s) {
-  for (; *s; s++) {
-    switch (*s) {
-    case '<':
-      fputs("&lt;", f);
-      break;
-    case '>':
-      fputs("&gt;", f);
-      break;
-    case '&':
-      fputs("&amp;", f);
-      break;
-    case '"':
-      fputs("&quot;", f);
-      break;
-    default:
-      fputc(*s, f);
-    }
-  }
-}
-
 /* Horizontal bars from `base` (0 for a share of users, 1 for max/mean), a dashed mark at `mark` (0: none). */
 static void bar_chart(FILE *f, const char *title, lab_measure *const *ms, size_t n,
                       double (*value)(const lab_measure *), const char *unit, double base, double mark) {
@@ -214,13 +194,13 @@ static void bar_chart(FILE *f, const char *title, lab_measure *const *ms, size_t
           "font-size=\"12\">\n",
           w, h);
   fprintf(f, "<text x=\"0\" y=\"16\" font-size=\"14\" font-weight=\"bold\">");
-  esc(f, title);
+  html_escape(f, title);
   fprintf(f, "</text>\n");
   for (size_t i = 0; i < n; i++) {
     int y = top + (int)i * (bar + 6);
     double v = value(ms[i]), len = v > base ? (v - base) * scale : 0;
     fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">", left - 6, y + 15);
-    esc(f, ms[i]->label);
+    html_escape(f, ms[i]->label);
     fprintf(f,
             "</text><rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\"/>"
             "<text x=\"%.1f\" y=\"%d\">%.2f%s</text>\n",
@@ -252,7 +232,7 @@ static void load_chart(FILE *f, const lab_measure *m) {
           "font-size=\"11\">\n",
           w, h);
   fprintf(f, "<text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">");
-  esc(f, m->label);
+  html_escape(f, m->label);
   fprintf(f, ": requests per second served by each app</text>\n");
   fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n", left, h - bottom, w - right,
           h - bottom);
@@ -291,7 +271,7 @@ static void load_chart(FILE *f, const lab_measure *m) {
             "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-dasharray=\"5 3\"/>"
             "<text x=\"%.1f\" y=\"%d\" fill=\"%s\">",
             x, x, top, h - bottom, color, x + 3, top + 10 + 12 * (k % 3), color);
-    esc(f, m->events[k].what);
+    html_escape(f, m->events[k].what);
     fprintf(f, "</text>\n");
   }
   fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#d62728\">red bars: sessions lost</text>\n", w - right - 130, h - 2);
@@ -307,15 +287,15 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
     return -1;
   }
   fprintf(f, "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>");
-  esc(f, title);
+  html_escape(f, title);
   fprintf(f,
           "</title>\n<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
           "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
           "td:first-child,th:first-child{text-align:left}code,pre{background:#f4f4f4}svg{display:block;margin:1em 0}"
           "</style></head><body>\n<h1>");
-  esc(f, title);
+  html_escape(f, title);
   fprintf(f, "</h1>\n<p>Command: <code>");
-  esc(f, command);
+  html_escape(f, command);
   fprintf(f, "</code><br>%d apps, %d users%s, think time %d ms, %d requests per login session, %.1f s of load.</p>\n",
           o->apps, o->users, o->nat ? " behind NAT" : "", o->think_ms, o->session_requests,
           (double)o->duration_ms / 1000);
@@ -328,9 +308,9 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
     char errs[128];
     errors_text(m, errs, sizeof(errs));
     fprintf(f, "<tr><td>");
-    esc(f, m->label);
+    html_escape(f, m->label);
     fprintf(f, "</td><td>");
-    esc(f, m->faults_text[0] ? m->faults_text : "none");
+    html_escape(f, m->faults_text[0] ? m->faults_text : "none");
     fprintf(f, "</td><td>%llu</td><td>%s</td><td>%d (%.1f%%)</td><td>%llu / %.0f</td><td>%.2f</td><td>%.3f</td>",
             (unsigned long long)m->requests, errs, m->users_lost, m->users ? 100.0 * m->users_lost / m->users : 0.0,
             (unsigned long long)m->lost_events, m->missing_server, m->max_mean, m->cv);

@@ -19,6 +19,9 @@
 
 #include "lab.h"
 #include "tether/store.h"
+#include "xalloc.h"
+
+volatile int lab_interrupted; /* set by main.c's signal handler; every wait here ends on it */
 
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 
@@ -129,8 +132,8 @@ static char **argv_dup(const char *first, ...) {
   va_start(ap, first);
   for (const char *a = first; a && n < 39; a = va_arg(ap, const char *)) items[n++] = a;
   va_end(ap);
-  char **v = calloc(n + 1, sizeof(*v));
-  for (size_t i = 0; i < n; i++) v[i] = strdup(items[i]);
+  char **v = xcalloc(n + 1, sizeof(*v));
+  for (size_t i = 0; i < n; i++) v[i] = xstrdup(items[i]);
   return v;
 }
 
@@ -157,7 +160,7 @@ static void free_handle(uv_handle_t *h) { free(h); }
 
 static int wait_for(uv_loop_t *loop, int (*done)(void *), void *arg, int64_t timeout_ms, int honor_interrupt) {
   uint64_t deadline = uv_hrtime() + (uint64_t)timeout_ms * 1000000u;
-  uv_timer_t *tick = malloc(sizeof(*tick));
+  uv_timer_t *tick = xmalloc(sizeof(*tick));
   uv_timer_init(loop, tick);
   uv_timer_start(tick, tick_noop, 20, 20); /* uv_run(ONCE) returns at least this often */
   int ok = 0;

@@ -1,20 +1,10 @@
 /* libtether: cookie parsing (jshttp/cookie), signing (cookie-signature) and session ids (uid-safe). */
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "mac.h"
 #include "tether/session.h"
 #include "util.h"
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 static int utf8_valid(const uint8_t *s, size_t n) {
   size_t i = 0;
@@ -61,7 +51,7 @@ static int decode_value(const char *v, size_t n, char *out, size_t cap) {
       continue;
     }
     if (i + 2 >= n) goto raw;
-    int h = hexval(v[i + 1]), l = hexval(v[i + 2]);
+    int h = tether__hexval(v[i + 1]), l = tether__hexval(v[i + 2]);
     if (h < 0 || l < 0) goto raw;
     out[o++] = (char)(h << 4 | l);
     i += 2;
@@ -112,81 +102,11 @@ int tether_cookie_get(const char *header, const char *name, char *out, size_t ca
   return TETHER_ENOTFOUND;
 }
 
-/* HMAC-SHA256 contexts keyed once per secret and thread: OpenSSL 3's one-shot HMAC() fetches the digest
- * and sets the key on every call (~1.2 us), a keyed context only re-initialises (~0.2 us). A few secrets
- * per thread (rotation lists are short); the oldest is replaced past that. */
-#define HMAC_SLOTS 4
-typedef struct hmac_slot {
-  char *secret; /* a copy, compared to find the slot; NULL: empty */
-  EVP_MAC_CTX *ctx;
-} hmac_slot;
-typedef struct hmac_cache {
-  hmac_slot slot[HMAC_SLOTS];
-  unsigned next;
-  int registered;
-} hmac_cache;
-
-static _Thread_local hmac_cache hmacs;
-static pthread_key_t hmac_key;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-static EVP_MAC *hmac_alg;
-
-static void hmac_slot_clear(hmac_slot *s) {
-  if (s->secret) {
-    explicit_bzero(s->secret, strlen(s->secret));
-    free(s->secret);
-  }
-  EVP_MAC_CTX_free(s->ctx);
-  s->secret = NULL;
-  s->ctx = NULL;
-}
-
-static void hmac_cache_destroy(void *arg) {
-  hmac_cache *c = arg;
-  for (int i = 0; i < HMAC_SLOTS; i++) hmac_slot_clear(&c->slot[i]);
-  c->registered = 0;
-}
-
-static void hmac_init_once(void) {
-  hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
-  pthread_key_create(&hmac_key, hmac_cache_destroy);
-}
-
-static EVP_MAC_CTX *hmac_ctx(const char *secret) {
-  for (int i = 0; i < HMAC_SLOTS; i++)
-    if (hmacs.slot[i].secret && strcmp(hmacs.slot[i].secret, secret) == 0) return hmacs.slot[i].ctx;
-  pthread_once(&hmac_once, hmac_init_once);
-  if (hmac_alg == NULL) return NULL;
-  if (!hmacs.registered) {
-    pthread_setspecific(hmac_key, &hmacs);
-    hmacs.registered = 1;
-  }
-  EVP_MAC_CTX *ctx = EVP_MAC_CTX_new(hmac_alg);
-  OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-                         OSSL_PARAM_construct_end()};
-  if (ctx == NULL || EVP_MAC_init(ctx, (const unsigned char *)secret, strlen(secret), params) != 1) {
-    EVP_MAC_CTX_free(ctx);
-    return NULL;
-  }
-  hmac_slot *s = &hmacs.slot[hmacs.next++ % HMAC_SLOTS];
-  hmac_slot_clear(s);
-  s->secret = tether__strdup(secret);
-  s->ctx = ctx;
-  return ctx;
-}
-
+/* HMAC-SHA256 of value under secret, as cookie-signature's base64 without padding (43 characters). */
 static void hmac_b64(const char *value, size_t vlen, const char *secret, char sig[TETHER_SIG_LEN + 2]) {
-  uint8_t mac[EVP_MAX_MD_SIZE];
-  size_t maclen = 0;
-  EVP_MAC_CTX *ctx = hmac_ctx(secret);
-  if (ctx && EVP_MAC_init(ctx, NULL, 0, NULL) == 1 && EVP_MAC_update(ctx, (const uint8_t *)value, vlen) == 1 &&
-      EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) == 1 && maclen == 32) {
-    tether__base64_encode(mac, maclen, sig); /* 32 bytes: 43 characters, no padding emitted */
-    return;
-  }
-  unsigned int n = 0; /* the context could not be made: the one-shot call */
-  HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)value, vlen, mac, &n);
-  tether__base64_encode(mac, n, sig);
+  uint8_t mac[TETHER__MAC_MAX];
+  int n = tether__hmac(TETHER__MAC_SHA256, secret, strlen(secret), value, vlen, mac);
+  tether__base64_encode(mac, n > 0 ? (size_t)n : 0, sig);
 }
 
 int tether_cookie_sign(const char *value, const char *secret, char *out, size_t cap) {

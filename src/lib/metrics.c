@@ -8,8 +8,8 @@
 static const char *op_names[TETHER_OP_COUNT] = {"get", "set", "touch", "destroy"};
 
 static void counter(tether__buf *b, const char *name, const char *help, const char *kind, uint64_t v) {
-  tether__buf_appendf(b, "# HELP %s %s\n# TYPE %s counter\n%s{store=\"%s\"} %llu\n", name, help, name, name,
-                      kind, (unsigned long long)v);
+  tether__buf_appendf(b, "# HELP %s %s\n# TYPE %s counter\n%s{store=\"%s\"} %llu\n", name, help, name, name, kind,
+                      (unsigned long long)v);
 }
 
 int tether_metrics_prometheus(const tether_store *st, char *out, size_t cap) {

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "session_data.h"
 #include "store/store_impl.h"
 #include "tether/session.h"
 #include "tether/store_async.h"
@@ -24,6 +25,7 @@ struct tether_sessions {
   size_t max_value;             /* stored values longer than this are corrupt */
   tether_cookie_options cookie; /* domain and path owned */
   tether_store *store;          /* borrowed */
+  tether__jwt_codec *jwt;       /* the cookie codec of a client-side store */
 };
 
 typedef struct cookie_state {
@@ -61,16 +63,6 @@ void tether_session_options_init(tether_session_options *o) {
   o->cookie.path = "/";
 }
 
-static int token_char_ok(const char *s) {
-  /* RFC 6265 cookie-name is an RFC 7230 token */
-  if (*s == '\0') return 0;
-  for (; *s; s++) {
-    unsigned char c = (unsigned char)*s;
-    if (c <= 32 || c >= 127 || strchr("()<>@,;:\\\"/[]?={}", c)) return 0;
-  }
-  return 1;
-}
-
 /* Cookie attribute values: no control characters, no ';', ASCII only (jshttp/cookie refuses the rest). */
 static int attr_ok(const char *s) {
   for (; *s; s++) {
@@ -88,7 +80,7 @@ int tether_sessions_new(const tether_session_options *o, tether_sessions **out) 
     if (o->secret[i] == NULL || o->secret[i][0] == '\0')
       return tether__fail(TETHER_EINVAL, "sessions: secret %zu is empty", i + 1);
   const char *name = o->name ? o->name : "connect.sid";
-  if (!token_char_ok(name)) return tether__fail(TETHER_EINVAL, "sessions: cookie name '%s' is not a token", name);
+  if (!tether__token_valid(name)) return tether__fail(TETHER_EINVAL, "sessions: cookie name '%s' is not a token", name);
   const char *path = o->cookie.path ? o->cookie.path : "/";
   if (!attr_ok(path) || (o->cookie.domain && !attr_ok(o->cookie.domain)))
     return tether__fail(TETHER_EINVAL, "sessions: cookie path or domain contains a control character or ';'");
@@ -110,6 +102,13 @@ int tether_sessions_new(const tether_session_options *o, tether_sessions **out) 
   m->cookie.path = tether__strdup(path);
   m->cookie.domain = o->cookie.domain ? tether__strdup(o->cookie.domain) : NULL;
   m->store = o->store;
+  int rc = tether_store_client_side(m->store)
+               ? tether__jwt_codec_new((const char *const *)m->secret, m->nsecret, &m->jwt)
+               : 0;
+  if (rc < 0) {
+    tether_sessions_free(m);
+    return rc;
+  }
   *out = m;
   return 0;
 }
@@ -117,6 +116,7 @@ int tether_sessions_new(const tether_session_options *o, tether_sessions **out) 
 void tether_sessions_free(tether_sessions *m) {
   if (m == NULL) return;
   for (size_t i = 0; i < m->nsecret; i++) free(m->secret[i]);
+  tether__jwt_codec_free(m->jwt);
   free(m->name);
   free((char *)m->cookie.path);
   free((char *)m->cookie.domain);
@@ -271,7 +271,7 @@ static int read_cookie(tether_session *s, const char *header, char **client_json
   if (n <= 0) goto done;
   if (tether_store_client_side(m->store)) {
     char *sid = NULL;
-    if (tether__jwt_cookie_decode(raw, (const char *const *)m->secret, m->nsecret, &sid, client_json) == 0) {
+    if (tether__jwt_cookie_decode(m->jwt, raw, &sid, client_json) == 0) {
       if (tether__sid_valid(sid))
         snprintf(s->cookie_id, SID_CAP, "%s", sid);
       else {
@@ -373,7 +373,7 @@ int tether_session_load(tether_sessions *m, const char *header, tether_session *
 
 const char *tether_session_id(const tether_session *s) { return s->id; }
 int tether_session_is_new(const tether_session *s) { return s->is_new; }
-json_t *tether_session_data(tether_session *s) { return s->data; }
+json_t *tether__session_json(const tether_session *s) { return s->data; }
 int64_t tether_session_expires(const tether_session *s) { return s->cookie.expires_ms; }
 
 void tether_session_set_max_age(tether_session *s, int64_t ms) {
@@ -557,7 +557,7 @@ static char *set_cookie_value(tether_session *s, int *err) {
   tether__buf_appendf(&b, "%s=", m->name);
   if (tether_store_client_side(m->store)) {
     char *json = tether_session_serialize(s);
-    char *tok = tether__jwt_cookie_encode(s->id, json, store_expires(s), m->secret[0], err);
+    char *tok = tether__jwt_cookie_encode(m->jwt, s->id, json, store_expires(s), err);
     free(json);
     if (tok == NULL) {
       tether__buf_free(&b);
@@ -616,7 +616,7 @@ enum { COMMIT_NONE, COMMIT_SET, COMMIT_TOUCH, COMMIT_DONE };
 typedef struct commit_plan {
   int op;
   tether_write_mode mode; /* COMMIT_SET */
-  char *json, *hash; /* the value to write; the data's dump (saved_hash after a successful save) */
+  char *json, *hash;      /* the value to write; the data's dump (saved_hash after a successful save) */
   int send_cookie;
 } commit_plan;
 

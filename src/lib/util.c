@@ -76,18 +76,30 @@ const char *tether_last_error(void) { return last_error; }
 
 const char *tether_strerror(int code) {
   switch (code) {
-  case TETHER_OK: return "OK";
-  case TETHER_ENOTFOUND: return "ENOTFOUND";
-  case TETHER_EINVAL: return "EINVAL";
-  case TETHER_ENOMEM: return "ENOMEM";
-  case TETHER_E2BIG: return "E2BIG";
-  case TETHER_ESTORE: return "ESTORE";
-  case TETHER_EUNAVAIL: return "EUNAVAIL";
-  case TETHER_ETIMEDOUT: return "ETIMEDOUT";
-  case TETHER_ECORRUPT: return "ECORRUPT";
-  case TETHER_ENOTSUP: return "ENOTSUP";
-  case TETHER_EEXIST: return "EEXIST";
-  default: return "EUNKNOWN";
+  case TETHER_OK:
+    return "OK";
+  case TETHER_ENOTFOUND:
+    return "ENOTFOUND";
+  case TETHER_EINVAL:
+    return "EINVAL";
+  case TETHER_ENOMEM:
+    return "ENOMEM";
+  case TETHER_E2BIG:
+    return "E2BIG";
+  case TETHER_ESTORE:
+    return "ESTORE";
+  case TETHER_EUNAVAIL:
+    return "EUNAVAIL";
+  case TETHER_ETIMEDOUT:
+    return "ETIMEDOUT";
+  case TETHER_ECORRUPT:
+    return "ECORRUPT";
+  case TETHER_ENOTSUP:
+    return "ENOTSUP";
+  case TETHER_EEXIST:
+    return "EEXIST";
+  default:
+    return "EUNKNOWN";
   }
 }
 
@@ -235,7 +247,6 @@ int tether__base64url_decode_quiet(const char *in, size_t n, uint8_t *out, size_
   return (int)o;
 }
 
-
 int tether__base64url_decode(const char *in, size_t n, uint8_t *out, size_t cap) {
   int rc = tether__base64url_decode_quiet(in, n, out, cap);
   if (rc == TETHER_E2BIG) return tether__fail(rc, "base64url: %zu characters do not fit in %zu bytes", n, cap);
@@ -300,14 +311,13 @@ void tether__iso8601(int64_t ms, char out[32]) {
 
 void tether__http_date(int64_t ms, char out[40]) {
   static const char *days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-  static const char *mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                               "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  static const char *mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   struct tm tm;
   int millis;
   split_ms(ms, &tm, &millis);
   int year = tm.tm_year + 1900 > 9999 ? 9999 : tm.tm_year + 1900 < 0 ? 0 : tm.tm_year + 1900;
-  snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday % 100,
-           mons[tm.tm_mon % 12], year, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+  snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday % 100, mons[tm.tm_mon % 12],
+           year, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
 }
 
 static int digits(const char *s, int n, int *out) {
@@ -403,4 +413,22 @@ int tether__sid_valid(const char *sid) {
     if (n >= 128 || b64url_value(sid[n]) < 0) return 0;
   }
   return n > 0;
+}
+
+const uint8_t tether__tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1,
+    ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1, ['0'] = 1,  ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1,  ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1,
+    ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,  ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1,
+    ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,  ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1,
+    ['Z'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1,  ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1,  ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1,
+    ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,  ['z'] = 1,
+};
+
+int tether__token_valid(const char *s) {
+  if (*s == '\0') return 0;
+  for (; *s; s++)
+    if (!tether__tchar[(unsigned char)*s]) return 0;
+  return 1;
 }

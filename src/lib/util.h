@@ -67,4 +67,18 @@ void tether__buf_free(tether__buf *b);
  * older deployment may be longer or differ; anything else is refused before it becomes a key. */
 int tether__sid_valid(const char *sid);
 
+/* RFC 9110 (formerly RFC 7230) tchar: 1 for the characters of a token (methods, header and cookie names,
+ * transfer codings), 0 for every other byte. A table, for parsers that test one byte at a time. */
+extern const uint8_t tether__tchar[256];
+/* 1 when s is a non-empty token. */
+int tether__token_valid(const char *s);
+
+/* The value of a hexadecimal digit (either case), or -1. */
+static inline int tether__hexval(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 #endif

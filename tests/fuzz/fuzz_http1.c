@@ -48,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (r > 0) {
     if ((size_t)r > n || m.head_len != (size_t)r) abort();
     for (size_t i = 0; i < m.nheaders; i++)
-      if (m.headers[i].name.n == 0 || m.headers[i].name.p < copy || m.headers[i].value.p + m.headers[i].value.n > copy + r)
+      if (m.headers[i].name.n == 0 || m.headers[i].name.p < copy ||
+          m.headers[i].value.p + m.headers[i].value.n > copy + r)
         abort();
     if (mode == 0) {
       /* path: in the target, or the static "/" of an absolute-form target without one; authority: in
@@ -65,7 +66,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* a prefix either needs more bytes, or finds the same head, or is refused for a reason the whole
      * input is refused for too (limits apply to what has arrived) */
     size_t cut = n / 2;
-    int r2 = mode == 0 ? tether__h1_parse_request(copy, cut, &lim, &m2) : tether__h1_parse_response(copy, cut, &lim, 0, &m2);
+    int r2 =
+        mode == 0 ? tether__h1_parse_request(copy, cut, &lim, &m2) : tether__h1_parse_response(copy, cut, &lim, 0, &m2);
     if (r2 > 0 && r2 != r) abort();
   }
   free(copy);

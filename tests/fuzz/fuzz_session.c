@@ -69,7 +69,7 @@ static tether_session *request(tether_sessions *m, const char *header, int modif
   int rc = tether_session_load(m, header, &s);
   if (rc != 0 || s == NULL) abort(); /* the memory store never fails: a new session at worst */
   if (!tether__sid_valid(tether_session_id(s))) abort();
-  if (modify == 1) json_object_set_new(tether_session_data(s), "fuzz", json_integer(1));
+  if (modify == 1) tether_session_set_int(s, "fuzz", 1);
   if (modify == 2 && tether_session_regenerate(s) != 0) abort();
   if (modify == 3 && tether_session_destroy(s) != 0) abort();
   char *set_cookie = NULL;

@@ -21,7 +21,7 @@ static int reference(const char *t, size_t n, char *out) {
     if (c <= 0x20 || c == 0x7f) goto bad;
     if (c == '%') {
       if (i + 2 >= e) goto bad; /* '?' and '#' are not hex digits */
-      int hi = unhex((unsigned char)t[i + 1]), lo = unhex((unsigned char)t[i + 2]);
+      int hi = tether__hexval(t[i + 1]), lo = tether__hexval(t[i + 2]);
       if (hi < 0 || lo < 0) goto bad;
       c = (unsigned char)(hi << 4 | lo);
       if (c == 0) goto bad;

@@ -144,10 +144,14 @@ static void test_token_config_checks(void **state) {
                {"short-0123456", "TB_ADMIN_TOKEN_CASE is too short"},
                {"has a space 0123456789", "must be printable ASCII without spaces"}};
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    if (cases[i].value) setenv("TB_ADMIN_TOKEN_CASE", cases[i].value, 1);
-    else unsetenv("TB_ADMIN_TOKEN_CASE");
-    write_conf(&T, "listen 127.0.0.1:%d;\nadmin_listen 0.0.0.0:%d;\n\nadmin_auth_token env:TB_ADMIN_TOKEN_CASE;\n"
-               "upstream app { server %s; }\n", T.port, T.admin, b1.addr);
+    if (cases[i].value)
+      setenv("TB_ADMIN_TOKEN_CASE", cases[i].value, 1);
+    else
+      unsetenv("TB_ADMIN_TOKEN_CASE");
+    write_conf(&T,
+               "listen 127.0.0.1:%d;\nadmin_listen 0.0.0.0:%d;\n\nadmin_auth_token env:TB_ADMIN_TOKEN_CASE;\n"
+               "upstream app { server %s; }\n",
+               T.port, T.admin, b1.addr);
     assert_int_equal(tb_tether_cmd(out, args), 1);
     snprintf(want, sizeof(want), "%s:4: admin_auth_token: ", T.conf);
     assert_true(tb_file_contains(out, want));
@@ -156,8 +160,10 @@ static void test_token_config_checks(void **state) {
     if (cases[i].value && cases[i].value[0]) assert_false(tb_file_contains(out, cases[i].value));
   }
   unsetenv("TB_ADMIN_TOKEN_CASE");
-  write_conf(&T, "listen 127.0.0.1:%d;\nadmin_listen 0.0.0.0:%d;\nadmin_auth_token 'env:" TOKEN_ENV "';\n"
-             "upstream app { server %s; }\n", T.port, T.admin, b1.addr);
+  write_conf(&T,
+             "listen 127.0.0.1:%d;\nadmin_listen 0.0.0.0:%d;\nadmin_auth_token 'env:" TOKEN_ENV "';\n"
+             "upstream app { server %s; }\n",
+             T.port, T.admin, b1.addr);
   assert_int_equal(tb_tether_cmd(out, args), 0);
   assert_false(tb_file_contains(out, TOKEN));
 }
@@ -194,8 +200,10 @@ static void check_token_required(void) {
 static void test_token_off_loopback(void **state) {
   (void)state;
   tb_tether_init(&T, 1);
-  write_conf(&T, "worker_processes 1;\nlisten 127.0.0.1:%d;\nadmin_listen 0.0.0.0:%d;\nadmin_auth_token env:"
-             TOKEN_ENV ";\nupstream app { server %s; }\n", T.port, T.admin, b1.addr);
+  write_conf(&T,
+             "worker_processes 1;\nlisten 127.0.0.1:%d;\nadmin_listen 0.0.0.0:%d;\nadmin_auth_token env:" TOKEN_ENV
+             ";\nupstream app { server %s; }\n",
+             T.port, T.admin, b1.addr);
   assert_int_equal(tb_tether_run(&T), 0);
   check_token_required();
   /* a token makes any Host acceptable: the name an operator reaches the host by */
@@ -208,8 +216,8 @@ static void test_token_off_loopback(void **state) {
 /* On loopback a configured token is required too. */
 static void test_token_on_loopback(void **state) {
   (void)state;
-  assert_int_equal(tb_tether_start(&T, 1, "admin_auth_token env:" TOKEN_ENV ";\nupstream app { server %s; }\n",
-                                   b1.addr), 0);
+  assert_int_equal(
+      tb_tether_start(&T, 1, "admin_auth_token env:" TOKEN_ENV ";\nupstream app { server %s; }\n", b1.addr), 0);
   check_token_required();
   assert_false(tb_file_contains(T.log, TOKEN));
   stop_clean(&T);
@@ -223,8 +231,10 @@ static void test_reload_moves_admin(void **state) {
   int old = T.admin, moved;
   do moved = tt_free_port();
   while (moved == old || moved == T.port);
-  write_conf(&T, "worker_processes 1;\nlisten 127.0.0.1:%d;\nadmin_listen %d;\nadmin_auth_token env:" TOKEN_ENV
-             ";\nupstream app { server %s; }\n", T.port, moved, b1.addr);
+  write_conf(&T,
+             "worker_processes 1;\nlisten 127.0.0.1:%d;\nadmin_listen %d;\nadmin_auth_token env:" TOKEN_ENV
+             ";\nupstream app { server %s; }\n",
+             T.port, moved, b1.addr);
   kill(T.pid, SIGHUP);
   assert_true(tt_wait_port(moved, 5000));
   T.admin = moved;
@@ -277,8 +287,8 @@ static void test_cross_site_writes(void **state) {
   assert_int_equal(admin_req("GET", "/metrics", NULL, rebound_read, NULL), 403);
   assert_string_equal(b1_state(NULL), "up");
   /* IP literals and localhost are fine, and so is our own origin */
-  static const char *const local_hosts[][2] = {{"Host: localhost", NULL}, {"Host: [::1]:1234", NULL},
-                                               {"Host: 127.0.0.1", NULL}};
+  static const char *const local_hosts[][2] = {
+      {"Host: localhost", NULL}, {"Host: [::1]:1234", NULL}, {"Host: 127.0.0.1", NULL}};
   for (size_t i = 0; i < sizeof(local_hosts) / sizeof(local_hosts[0]); i++)
     assert_int_equal(admin_req("GET", "/status", NULL, local_hosts[i], NULL), 200);
   snprintf(origin, sizeof(origin), "Origin: http://127.0.0.1:%d", T.admin);

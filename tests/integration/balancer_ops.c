@@ -65,6 +65,61 @@ static void sample(int port, int n, int count[4], void *curl) {
   }
 }
 
+/* Passive health counts what docs/configuration.md says it counts: a reset halfway through a response and
+ * an invalid response head each take a server with max_fails=1 out for fail_timeout. */
+static void test_passive_health_counts_broken_responses(void **state) {
+  (void)state;
+  const char *kinds[] = {"cut", "junk"};
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(tb_tether_start(&T, 1,
+                                     "upstream app {\n  server %s max_fails=1 fail_timeout=30s;\n"
+                                     "  server %s max_fails=1 fail_timeout=30s;\n}\n"
+                                     "location / { proxy_pass http://app; }\n",
+                                     b1.addr, b2.addr),
+                     0);
+    assert_int_equal(tb_server_up(&T, "app", &b1), 1);
+    char path[64];
+    snprintf(path, sizeof(path), "/bad?kind=%s", kinds[k]);
+    /* round robin: the first request goes to b1, which breaks it */
+    tb_resp r;
+    long st = tb_get(NULL, T.port, path, &r);
+    tb_resp_free(&r);
+    assert_true(st != 200 || k == 0); /* a cut answer may have shown its 200 before the reset */
+    if (tb_server_up(&T, "app", &b1) != 0) fprintf(stderr, "%s did not take b1 out\n", kinds[k]);
+    assert_int_equal(tb_server_up(&T, "app", &b1), 0);
+    assert_int_equal(tb_server_up(&T, "app", &b2), 1);
+    int count[4];
+    sample(T.port, 6, count, NULL);
+    assert_int_equal(count[2], 6); /* b1 is out for fail_timeout */
+    stop_clean(&T);
+  }
+}
+
+/* proxy_send_timeout: a server that stops taking the request body times out between two writes, long
+ * before proxy_read_timeout. */
+static void test_proxy_send_timeout(void **state) {
+  (void)state;
+  assert_int_equal(tb_tether_start(&T, 1,
+                                   "client_max_body_size 64m;\nproxy_send_timeout 500ms;\nproxy_read_timeout 20s;\n"
+                                   "upstream app { server %s max_fails=0; }\nlocation / { proxy_pass http://app; }\n",
+                                   b1.addr),
+                   0);
+  size_t n = 32u << 20; /* more than the kernel buffers between the balancer and the server hold */
+  char *body = malloc(n);
+  assert_non_null(body);
+  memset(body, 'x', n);
+  long long t0 = tb_now_ms();
+  tb_resp r;
+  long st = tb_request(NULL, "POST", T.port, "/stall?ms=10000", body, n, NULL, &r);
+  long long took = tb_now_ms() - t0;
+  tb_resp_free(&r);
+  free(body);
+  if (st != 504 || took > 5000) fprintf(stderr, "status %ld after %lld ms\n", st, took);
+  assert_int_equal(st, 504);
+  assert_true(took < 5000);
+  stop_clean(&T);
+}
+
 /* ---- tether -t ---- */
 
 static void test_config_check(void **state) {
@@ -107,6 +162,39 @@ static void test_config_check(void **state) {
   }
   assert_true(tb_file_contains(out, "bogus_directive"));
   assert_false(tb_log_has_sanitizer_report(out));
+
+  /* nginx's words do what nginx's do, or are refused with file:line */
+  snprintf(conf, sizeof(conf), "%s/agree.conf", dir);
+  f = fopen(conf, "w");
+  fprintf(f, "worker_processes 2;\nerror_log stderr warn;\nevents { worker_connections 1024; }\n"
+             "http {\n  client_header_buffer_size 32k;\n  large_client_header_buffers 4 8k;\n"
+             "  proxy_send_timeout 30s;\n  upstream app { server 127.0.0.1:9001; }\n"
+             "  server {\n    listen 127.0.0.1:8080 backlog=511 reuseport;\n    server_name example.test;\n"
+             "    location / { proxy_pass http://app/; }\n  }\n}\n");
+  fclose(f);
+  const char *agree_args[] = {"-t", "-c", conf, NULL};
+  assert_int_equal(tb_tether_cmd(out, agree_args), 0);
+  assert_true(tb_file_contains(out, "configuration OK"));
+  snprintf(conf, sizeof(conf), "%s/refused.conf", dir);
+  f = fopen(conf, "w");
+  fprintf(f, "worker_processes 65;\n"                                   /* 1: above 64 */
+             "listen 127.0.0.1:8080 backlog=0;\n"                       /* 2: bad backlog */
+             "error_log stderr loud;\n"                                 /* 3: no such level */
+             "large_client_header_buffers 8 256k;\n"                    /* 4: more than one 1m buffer */
+             "upstream app { server 127.0.0.1:9001; }\n"                /* 5 */
+             "location /api/ { proxy_pass http://app/v1/; }\n"          /* 6: a URI in proxy_pass */
+             "location = /old { return 301 https://example.com/; }\n"); /* 7: a redirect */
+  fclose(f);
+  const char *refused_args[] = {"-t", "-c", conf, NULL};
+  assert_int_equal(tb_tether_cmd(out, refused_args), 1);
+  assert_false(tb_file_contains(out, "configuration OK"));
+  for (int line = 1; line <= 7; line++) {
+    if (line == 5) continue;
+    char where[700];
+    snprintf(where, sizeof(where), "%s:%d: ", conf, line);
+    if (!tb_file_contains(out, where)) tt_system("cat '%s' >&2", out);
+    assert_true(tb_file_contains(out, where));
+  }
 
   /* a missing file, and a syntax error */
   snprintf(conf, sizeof(conf), "%s/missing.conf", dir);
@@ -718,6 +806,8 @@ int main(void) {
       cmocka_unit_test_teardown(test_reload_during_retry, test_teardown),
       cmocka_unit_test_teardown(test_graceful_stop, test_teardown),
       cmocka_unit_test_teardown(test_nginx_shape, test_teardown),
+      cmocka_unit_test_teardown(test_passive_health_counts_broken_responses, test_teardown),
+      cmocka_unit_test_teardown(test_proxy_send_timeout, test_teardown),
   };
   return cmocka_run_group_tests_name("balancer operations", tests, group_setup, group_teardown);
 }

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "balancer.h"
+#include "sign_json.h"
 #include "tether/jwt.h"
 
 static tb_backend be[3];
@@ -581,10 +582,10 @@ static void test_edge_jwt(void **state) {
   assert_int_equal(tether_jwt_signer_new("env:TETHER_TEST_JWT_SECRET", "HS256", NULL, &sg), 0);
   char *good, *wrong_aud;
   json_t *p = json_pack("{s:i,s:s,s:s}", "userId", 42, "role", "admin", "aud", "api");
-  assert_int_equal(tether_jwt_sign(sg, p, 3600, &good), 0);
+  assert_int_equal(tt_sign_json(sg, p, 3600, &good), 0);
   json_decref(p);
   p = json_pack("{s:i,s:s}", "userId", 42, "aud", "other");
-  assert_int_equal(tether_jwt_sign(sg, p, 3600, &wrong_aud), 0);
+  assert_int_equal(tt_sign_json(sg, p, 3600, &wrong_aud), 0);
   json_decref(p);
   tb_resp r;
   char www[512];

@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "procs.h"
+#include "session_test.h"
 #include "tether/session.h"
 #include "tether/store.h"
 
@@ -60,7 +61,8 @@ static void expect_missing(tether_store *st, const char *sid) {
   char *json = NULL;
   size_t len = 0;
   int rc = tether_store_get(st, sid, &json, &len);
-  if (rc != TETHER_ENOTFOUND) fail_msg("expected ENOTFOUND for %s, got %s %s", sid, tether_strerror(rc), json ? json : "");
+  if (rc != TETHER_ENOTFOUND)
+    fail_msg("expected ENOTFOUND for %s, got %s %s", sid, tether_strerror(rc), json ? json : "");
   assert_null(json);
 }
 
@@ -328,7 +330,7 @@ static void test_session_flow(void **state) {
   /* request 1: new session, modified -> saved, cookie sent */
   assert_int_equal(tether_session_load(m, NULL, &s), 0);
   assert_true(tether_session_is_new(s));
-  json_object_set_new(tether_session_data(s), "visits", json_integer(1));
+  tether_session_set_int(s, "visits", 1);
   assert_int_equal(tether_session_commit(s, &sc), 0);
   assert_non_null(sc);
   cookie_from_set_cookie(sc, cookie, sizeof(cookie));
@@ -341,20 +343,21 @@ static void test_session_flow(void **state) {
   assert_int_equal(tether_session_load(m, cookie, &s), 0);
   assert_false(tether_session_is_new(s));
   assert_string_equal(tether_session_id(s), id1);
-  json_t *visits = json_object_get(tether_session_data(s), "visits");
-  assert_int_equal(json_integer_value(visits), 1);
-  json_object_set_new(tether_session_data(s), "visits", json_integer(2));
+  int64_t visits = 0;
+  assert_int_equal(tether_session_get_int(s, "visits", &visits), 0);
+  assert_int_equal(visits, 1);
+  tether_session_set_int(s, "visits", 2);
   assert_int_equal(tether_session_commit(s, &sc), 0);
-  assert_non_null(sc); /* has an expiry and was modified */
+  assert_non_null(sc);                                /* has an expiry and was modified */
   cookie_from_set_cookie(sc, cookie, sizeof(cookie)); /* as a browser does (the jwt: store needs it) */
   free(sc);
   tether_session_free(s);
 
   /* request 3: regenerate (login) -> old id gone, new id saved */
   assert_int_equal(tether_session_load(m, cookie, &s), 0);
-  assert_int_equal(json_integer_value(json_object_get(tether_session_data(s), "visits")), 2);
+  assert_int_equal(session_int(s, "visits"), 2);
   assert_int_equal(tether_session_regenerate(s), 0);
-  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  tether_session_set_string(s, "user", "bob");
   assert_int_equal(tether_session_commit(s, &sc), 0);
   assert_non_null(sc);
   assert_string_not_equal(tether_session_id(s), id1);
@@ -366,7 +369,7 @@ static void test_session_flow(void **state) {
 
   /* request 4: logout destroys */
   assert_int_equal(tether_session_load(m, cookie2, &s), 0);
-  assert_string_equal(json_string_value(json_object_get(tether_session_data(s), "user")), "bob");
+  assert_string_equal(tether_session_get_string(s, "user"), "bob");
   char id2[TETHER_SID_LEN + 1];
   snprintf(id2, sizeof(id2), "%s", tether_session_id(s));
   assert_int_equal(tether_session_destroy(s), 0);
@@ -414,7 +417,7 @@ static void test_logout_race(void **state) {
   char *sc = NULL;
   char cookie[8192];
   assert_int_equal(tether_session_load(m, NULL, &s), 0);
-  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  tether_session_set_string(s, "user", "bob");
   assert_int_equal(tether_session_commit(s, &sc), 0);
   assert_non_null(sc);
   cookie_from_set_cookie(sc, cookie, sizeof(cookie));
@@ -428,7 +431,7 @@ static void test_logout_race(void **state) {
   for (int i = 0; i <= N; i++) {
     assert_int_equal(tether_session_load(m, cookie, &inflight[i]), 0);
     assert_false(tether_session_is_new(inflight[i]));
-    if (i < N) json_object_set_new(tether_session_data(inflight[i]), "cart", json_integer(i)); /* modified */
+    if (i < N) tether_session_set_int(inflight[i], "cart", i); /* modified */
   }
   /* the logout */
   assert_int_equal(tether_session_load(m, cookie, &s), 0);
@@ -500,7 +503,7 @@ void tt_oversized_session(tether_store *st) {
   char *sc = NULL;
   char cookie[8192];
   assert_int_equal(tether_session_load(m, NULL, &s), 0);
-  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  tether_session_set_string(s, "user", "bob");
   assert_int_equal(tether_session_commit(s, &sc), 0);
   cookie_from_set_cookie(sc, cookie, sizeof(cookie));
   free(sc);

@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "procs.h"
+#include "session_test.h"
 #include "tether/session.h"
 #include "tether/store.h"
 #include "tether/store_async.h"
@@ -457,7 +458,7 @@ static void test_sessions_on_the_loop(void **state) {
   assert_int_equal(r.rc, 0);
   tether_session *s = r.s;
   assert_true(tether_session_is_new(s));
-  json_object_set_new(tether_session_data(s), "visits", json_integer(1));
+  tether_session_set_int(s, "visits", 1);
   sres c = {0};
   assert_int_equal(tether_session_commit_async(s, a, s_committed, &c), 0);
   wait_s(&c);
@@ -474,7 +475,7 @@ static void test_sessions_on_the_loop(void **state) {
   tether_session *b = NULL;
   assert_int_equal(tether_session_load(m, cookie, &b), 0);
   assert_false(tether_session_is_new(b));
-  assert_int_equal(json_integer_value(json_object_get(tether_session_data(b), "visits")), 1);
+  assert_int_equal(session_int(b, "visits"), 1);
   tether_session_free(b);
   memset(&r, 0, sizeof(r));
   assert_int_equal(tether_session_load_async(m, a, cookie, s_loaded, &r), 0);
@@ -496,7 +497,7 @@ static void test_sessions_on_the_loop(void **state) {
   wait_s(&g);
   assert_int_equal(g.rc, 0);
   assert_string_not_equal(tether_session_id(r.s), sid);
-  json_object_set_new(tether_session_data(r.s), "user", json_string("alice"));
+  tether_session_set_string(r.s, "user", "alice");
   memset(&c, 0, sizeof(c));
   assert_int_equal(tether_session_commit_async(r.s, a, s_committed, &c), 0);
   wait_s(&c);
@@ -550,7 +551,7 @@ static void logout_race_on(const char *url) {
   sres r = {0}, c = {0};
   assert_int_equal(tether_session_load_async(m, a, NULL, s_loaded, &r), 0);
   wait_s(&r);
-  json_object_set_new(tether_session_data(r.s), "user", json_string("bob"));
+  tether_session_set_string(r.s, "user", "bob");
   assert_int_equal(tether_session_commit_async(r.s, a, s_committed, &c), 0);
   wait_s(&c);
   assert_non_null(c.set_cookie);
@@ -567,7 +568,7 @@ static void logout_race_on(const char *url) {
     wait_s(&in[i]);
     assert_int_equal(in[i].rc, 0);
     assert_false(tether_session_is_new(in[i].s));
-    json_object_set_new(tether_session_data(in[i].s), "cart", json_integer(i));
+    tether_session_set_int(in[i].s, "cart", i);
   }
   sres lo = {0}, g = {0};
   assert_int_equal(tether_session_load_async(m, a, cookie, s_loaded, &lo), 0);

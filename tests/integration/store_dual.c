@@ -92,7 +92,7 @@ static void test_sticky_sessions_reach_shared(void **state) {
   tether_session *sess;
   char *sc;
   assert_int_equal(tether_session_load(local_mgr, NULL, &sess), 0);
-  json_object_set_new(tether_session_data(sess), "cart", json_string("book"));
+  tether_session_set_string(sess, "cart", "book");
   assert_int_equal(tether_session_commit(sess, &sc), 0);
   sc[strcspn(sc, ";")] = '\0';
   tether_session_free(sess);
@@ -106,7 +106,7 @@ static void test_sticky_sessions_reach_shared(void **state) {
   /* phase 4: SHARED only */
   assert_int_equal(tether_session_load(shared_mgr, sc, &sess), 0);
   assert_false(tether_session_is_new(sess));
-  assert_string_equal(json_string_value(json_object_get(tether_session_data(sess), "cart")), "book");
+  assert_string_equal(tether_session_get_string(sess, "cart"), "book");
   tether_session_free(sess);
   free(sc);
   tether_sessions_free(local_mgr);

@@ -29,7 +29,7 @@ static char *issue(tether_sessions *m, const char *user) {
   tether_session *s;
   char *sc;
   assert_int_equal(tether_session_load(m, NULL, &s), 0);
-  json_object_set_new(tether_session_data(s), "user", json_string(user));
+  tether_session_set_string(s, "user", user);
   assert_int_equal(tether_session_commit(s, &sc), 0);
   assert_non_null(sc);
   tether_session_free(s);
@@ -41,8 +41,8 @@ static const char *user_of(tether_sessions *m, const char *cookie) {
   static char user[64];
   tether_session *s;
   assert_int_equal(tether_session_load(m, cookie, &s), 0);
-  json_t *u = json_object_get(tether_session_data(s), "user");
-  snprintf(user, sizeof(user), "%s", json_is_string(u) ? json_string_value(u) : "");
+  const char *u = tether_session_get_string(s, "user");
+  snprintf(user, sizeof(user), "%s", u ? u : "");
   tether_session_free(s);
   return user;
 }
@@ -80,7 +80,7 @@ static void test_size_bound(void **state) {
   char big[5000];
   memset(big, 'x', sizeof(big) - 1);
   big[sizeof(big) - 1] = '\0';
-  json_object_set_new(tether_session_data(s), "blob", json_string(big));
+  tether_session_set_string(s, "blob", big);
   assert_int_equal(tether_session_commit(s, &sc), TETHER_E2BIG);
   assert_null(sc);
   assert_non_null(strstr(tether_last_error(), "4096"));

@@ -20,6 +20,7 @@
 
 #include "http.h"
 #include "procs.h"
+#include "session_test.h"
 #include "tether/session.h"
 #include "tether/store.h"
 #include "util.h"
@@ -123,7 +124,7 @@ static char *lt_create(tether_sessions *m, json_t *fields, char id[TETHER_SID_LE
   tether_session *s;
   assert_int_equal(tether_session_load(m, NULL, &s), 0);
   assert_true(tether_session_is_new(s));
-  assert_int_equal(json_object_update(tether_session_data(s), fields), 0);
+  assert_int_equal(session_merge(s, fields), 0);
   char *sc = NULL;
   int rc = tether_session_commit(s, &sc);
   if (rc < 0) fprintf(stderr, "commit: %s\n", tether_last_error());
@@ -260,7 +261,9 @@ static void test_libtether_session_read_by_express(void **state) {
   assert_false(tether_session_is_new(s));
   assert_string_equal(tether_session_id(s), id);
   json_object_set_new(fields, "visits", json_integer(2));
-  assert_json_equal(tether_session_data(s), fields);
+  json_t *got = session_json(s);
+  assert_json_equal(got, fields);
+  json_decref(got);
   tether_session_free(s);
   json_decref(fields);
   free(cookie);
@@ -293,13 +296,14 @@ static void test_express_session_loaded_by_libtether(void **state) {
   tether_session *s = lt_load(W.mgr_a, cookie);
   assert_false(tether_session_is_new(s));
   assert_string_equal(tether_session_id(s), id);
-  assert_json_equal(tether_session_data(s), fields);
+  json_t *d = session_json(s);
+  assert_json_equal(d, fields);
   assert_true(tether_session_expires(s) == node_expires);
 
-  json_t *d = tether_session_data(s);
   json_object_set_new(d, "visits", json_integer(6));
   json_array_append_new(json_object_get(d, "cart"), json_pack("{s:s, s:i}", "sku", "D4", "qty", 3));
-  json_t *want = json_deep_copy(d);
+  assert_int_equal(session_merge(s, d), 0);
+  json_t *want = d;
   char *sc = NULL;
   assert_int_equal(tether_session_commit(s, &sc), 0);
   /* express-session's rule: an existing session with an expiry that changed gets a Set-Cookie; same id
@@ -356,8 +360,8 @@ static void test_absolute_lifetime_survives_express(void **state) {
   tether_session *s = lt_load(m, cookie);
   assert_false(tether_session_is_new(s));
   assert_int_equal(tether_session_created(s), created_ms);
-  assert_int_equal(json_integer_value(json_object_get(tether_session_data(s), "visits")), 2);
-  assert_null(json_object_get(tether_session_data(s), "_tetherCreated"));
+  assert_int_equal(session_int(s, "visits"), 2);
+  assert_false(tether_session_has(s, "_tetherCreated"));
   tether_session_free(s);
   json_decref(fields);
   free(cookie);
@@ -451,7 +455,7 @@ static void test_stored_values_and_ttls(void **state) {
   assert_ttl_is_max_age(lt_id);
 
   s = lt_load(W.mgr_a, node_cookie);
-  json_object_set_new(tether_session_data(s), "visits", json_integer(7));
+  tether_session_set_int(s, "visits", 7);
   assert_int_equal(tether_session_commit(s, &sc), 0);
   free(sc);
   tether_session_free(s);
@@ -493,8 +497,9 @@ static void test_secret_rotation(void **state) {
   s = lt_load(W.mgr_ba, cookie_a);
   assert_false(tether_session_is_new(s));
   assert_string_equal(tether_session_id(s), id);
-  assert_str(tether_session_data(s), "user", "rotating");
-  json_object_set_new(tether_session_data(s), "visits", json_integer(2));
+  assert_non_null(tether_session_get_string(s, "user"));
+  assert_string_equal(tether_session_get_string(s, "user"), "rotating");
+  tether_session_set_int(s, "visits", 2);
   char *sc = NULL;
   assert_int_equal(tether_session_commit(s, &sc), 0);
   tether_session_free(s);
@@ -539,7 +544,8 @@ static void test_secret_rotation(void **state) {
     assert_int_equal(tether_session_is_new(s), i == 2);
     if (i < 2) {
       assert_string_equal(tether_session_id(s), id2);
-      assert_str(tether_session_data(s), "user", "fresh");
+      assert_non_null(tether_session_get_string(s, "user"));
+      assert_string_equal(tether_session_get_string(s, "user"), "fresh");
     }
     tether_session_free(s);
   }

@@ -18,12 +18,14 @@
  *   /bad [kind]     a malformed response (cl2, te_cl, space, fold, status, junk, chunk, bare_cr; extra:
  *                   a response followed by bytes past its body, the connection kept; stray: a second,
  *                   unrequested response [ms] (30) ms after the first; noreason, noreason_nosp: a status line
- *                   without a reason phrase; hop: hop-by-hop headers, some named by Connection)
+ *                   without a reason phrase; hop: hop-by-hop headers, some named by Connection; cut: a head and part of
+ *                   the body, then a reset)
  *   /drop [name,ms] when name is empty or NAME: a reset without an answer (body unread) after ms
  *                   milliseconds; else "NAME\n"
  *   /stats          "connections=N requests=M\n"
  *   /trickle [n]    a chunked response of n lines with a trailer, written one byte at a time
  *   /early          "early\n" at once, before (and without) reading the request body
+ *   /stall [ms]     reads nothing for ms milliseconds (1000), then "stalled\n" and a close
  * Expect: 100-continue is answered with 100 Continue before the body is read. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -240,6 +242,11 @@ static int bad_response(conn *c, const char *kind, long ms) {
     sleep_ms(ms);
     write_str(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nsmuggled\n");
     return 0;
+  } else if (strcmp(kind, "cut") == 0) { /* a head and half the body, then a reset */
+    write_str(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf of it");
+    sleep_ms(50);
+    reset_close(c);
+    return -1;
   } else if (strcmp(kind, "noreason") == 0) { /* RFC 9112 allows an empty reason phrase */
     write_str(c->fd, "HTTP/1.1 200 \r\nContent-Length: 3\r\n\r\nok\n");
     return 0;
@@ -286,6 +293,11 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
     char sink[16384];
     while (recv(c->fd, sink, sizeof(sink), 0) > 0) {
     }
+    return -1;
+  }
+  if (strcmp(path, "/stall") == 0) { /* neither reads the body nor answers for ms, then answers and closes */
+    sleep_ms(query_long(target, "ms", 1000));
+    respond(c, 200, NULL, "stalled\n", 8, head_only, 0, minor);
     return -1;
   }
   if (strcmp(path, "/continue-drop") == 0) { /* invites the body, then dies */

@@ -157,8 +157,8 @@ int tt_redis_start(tt_server *s, int port) {
   prepare(s, "redis", port);
   char p[16];
   snprintf(p, sizeof(p), "%d", s->port);
-  char *argv[] = {"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                  "--dir", s->dir, "--daemonize", "no", NULL};
+  char *argv[] = {"redis-server", "--port", p,       "--bind", "127.0.0.1",   "--save", "",
+                  "--appendonly", "no",     "--dir", s->dir,   "--daemonize", "no",     NULL};
   snprintf(s->url, sizeof(s->url), "redis://127.0.0.1:%d", s->port);
   return start(s, "redis", argv, NULL, 10000);
 }
@@ -168,8 +168,9 @@ int tt_redis_start_replica(tt_server *s, int port, int master_port) {
   char p[16], mp[16];
   snprintf(p, sizeof(p), "%d", s->port);
   snprintf(mp, sizeof(mp), "%d", master_port);
-  char *argv[] = {"redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                  "--dir", s->dir, "--daemonize", "no", "--replicaof", "127.0.0.1", mp, NULL};
+  char *argv[] = {"redis-server", "--port", p,       "--bind", "127.0.0.1",   "--save", "",
+                  "--appendonly", "no",     "--dir", s->dir,   "--daemonize", "no",     "--replicaof",
+                  "127.0.0.1",    mp,       NULL};
   snprintf(s->url, sizeof(s->url), "redis://127.0.0.1:%d", s->port);
   return start(s, "redis", argv, NULL, 10000);
 }
@@ -228,8 +229,22 @@ int tt_postgres_start(tt_server *s, int port) {
   snprintf(p, sizeof(p), "%d", s->port);
   snprintf(exe, sizeof(exe), "%s/postgres", bin);
   snprintf(data, sizeof(data), "%s/data", s->dir);
-  char *argv[] = {exe, "-D", data, "-p", p, "-k", s->dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                  "-c", "synchronous_commit=off", "-c", "full_page_writes=off", NULL};
+  char *argv[] = {exe,
+                  "-D",
+                  data,
+                  "-p",
+                  p,
+                  "-k",
+                  s->dir,
+                  "-c",
+                  "listen_addresses=127.0.0.1",
+                  "-c",
+                  "fsync=off",
+                  "-c",
+                  "synchronous_commit=off",
+                  "-c",
+                  "full_page_writes=off",
+                  NULL};
   snprintf(s->url, sizeof(s->url), "postgres://postgres@127.0.0.1:%d/postgres", s->port);
   char log[512];
   snprintf(log, sizeof(log), "%s/server.log", s->dir);

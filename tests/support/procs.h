@@ -8,11 +8,11 @@
 #include <sys/types.h>
 
 typedef struct tt_server {
-  pid_t pid;      /* 0 when not running */
+  pid_t pid; /* 0 when not running */
   int port;
-  char dir[256];  /* its temporary directory (data, logs) */
-  char url[512];  /* a store URL reaching it */
-  char kind[32];  /* "redis", "sentinel", "memcached", "postgres" */
+  char dir[256]; /* its temporary directory (data, logs) */
+  char url[512]; /* a store URL reaching it */
+  char kind[32]; /* "redis", "sentinel", "memcached", "postgres" */
 } tt_server;
 
 /* A port that was free on 127.0.0.1 a moment ago (the kernel's choice, so parallel tests do not clash). */

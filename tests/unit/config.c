@@ -84,8 +84,10 @@ static void test_errors_name_the_line(void **state) {
       {"listen 8080;\nupstream b {\n server 127.0.0.1:1 weight=0;\n}\nlocation / { proxy_pass http://b; }\n",
        "t.conf:3: \"server\": weight must be an integer from 1 to 1000"},
       {"listen 8080;\nupstream b {\n server nowhere.example:80;\n}\n", "t.conf:3: invalid server address"},
-      {"listen 8080;\nupstream b { server 127.0.0.1:1 fail_timeout=ten; }\n", "t.conf:2: \"server\": invalid time \"ten\""},
-      {"listen 8080;\nlocation / { proxy_pass http://missing; }\n", "t.conf:2: proxy_pass: no upstream named \"missing\""},
+      {"listen 8080;\nupstream b { server 127.0.0.1:1 fail_timeout=ten; }\n",
+       "t.conf:2: \"server\": invalid time \"ten\""},
+      {"listen 8080;\nlocation / { proxy_pass http://missing; }\n",
+       "t.conf:2: proxy_pass: no upstream named \"missing\""},
       {"listen 99999;\n", "t.conf:1: invalid address \"99999\""},
       {"listen 8080\nupstream b { server 127.0.0.1:1; }\n", "t.conf:1: \"listen\" takes no block: a \";\" is missing"},
       {"listen 8080;\nupstream b {\n server 127.0.0.1:1;\n", "t.conf:2: upstream \"b\": missing \"}\""},
@@ -202,8 +204,10 @@ static void test_admin_and_limits(void **state) {
   setenv("UNIT_ADMIN_SHORT", "0123456789abcde", 1);
   setenv("UNIT_ADMIN_EMPTY", "", 1);
   unsetenv("UNIT_ADMIN_UNSET");
-  snprintf(text, sizeof(text), "listen 8080;\nadmin_listen 0.0.0.0:8081;\nadmin_auth_token env:UNIT_ADMIN_TOKEN;\n"
-           "worker_rlimit_nofile 65536;\n%s", up);
+  snprintf(text, sizeof(text),
+           "listen 8080;\nadmin_listen 0.0.0.0:8081;\nadmin_auth_token env:UNIT_ADMIN_TOKEN;\n"
+           "worker_rlimit_nofile 65536;\n%s",
+           up);
   if (parse(text) != 0) fail_msg("%s", err);
   assert_string_equal(cf.admin_token, "0123456789abcdef");
   assert_int_equal(cf.rlimit_nofile, 65536);
@@ -238,6 +242,132 @@ static void test_admin_and_limits(void **state) {
   }
 }
 
+/* Config, docs and code agree: each directive does what nginx's does, or is refused with file:line. */
+static void test_agreement(void **state) {
+  (void)state;
+  const char *up = "upstream b { server 127.0.0.1:1; }\n";
+  char text[1024];
+  /* proxy_send_timeout is read (the upstream layer times the request's writes with it) */
+  snprintf(text, sizeof(text), "listen 8080;\nproxy_send_timeout 7s;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.proxy_send_timeout_ms, 7000);
+  /* worker_processes: at most TETHER__MAX_WORKERS; auto is capped there */
+  snprintf(text, sizeof(text), "listen 8080;\nworker_processes 64;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.workers, 64);
+  assert_int_equal(cf.workers_auto_cores, 0);
+  assert_int_equal(auto_workers(200), TETHER__MAX_WORKERS);
+  assert_int_equal(auto_workers(3), 3);
+  assert_int_equal(auto_workers(0), 1);
+  snprintf(text, sizeof(text), "listen 8080;\nworker_processes auto;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_true(cf.workers >= 1 && cf.workers <= TETHER__MAX_WORKERS);
+  assert_true(cf.workers_auto_cores >= cf.workers);
+  /* listen backlog=N reaches listen(); the default is TETHER__LISTEN_BACKLOG */
+  snprintf(text, sizeof(text), "listen 8080 backlog=511 reuseport;\nlisten 8081;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.listen_backlog[0], 511);
+  assert_int_equal(cf.listen_backlog[1], TETHER__LISTEN_BACKLOG);
+  /* error_log PATH LEVEL: the level is used */
+  snprintf(text, sizeof(text), "listen 8080;\nerror_log /tmp/e.log warn;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_string_equal(cf.error_log, "/tmp/e.log");
+  assert_int_equal(cf.error_log_level, TETHER_LOG_WARN);
+  snprintf(text, sizeof(text), "listen 8080;\nerror_log stderr;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.error_log_level, -1);
+  /* real_ip_recursive on is what Tether does; server_name with one server; events with nginx's directives */
+  snprintf(text, sizeof(text),
+           "events { worker_connections 512; multi_accept on; }\nhttp { server { listen 8080;\n"
+           "server_name a.example b.example; real_ip_recursive on; auth_jwt_require_exp off; %s } }\n",
+           up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.jwt.require_exp, 0);
+  /* proxy_pass http://b/ in location / is the same request target */
+  snprintf(text, sizeof(text), "listen 8080;\n%slocation / { proxy_pass http://b/; }\n", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.locations[0].upstream, 0);
+
+  static const struct {
+    const char *conf;
+    const char *want;
+  } cases[] = {
+      {"listen 8080;\nworker_processes 65;\n", "t.conf:2: \"worker_processes\": worker_processes must be an integer "
+                                               "from 1 to 64, got \"65\""},
+      {"listen 8080;\nworker_processes 256;\n", "t.conf:2: \"worker_processes\": worker_processes must be"},
+      {"listen 8080 backlog=0;\n", "t.conf:1: \"listen\": backlog must be an integer from 1 to 65535"},
+      {"listen 8080 backlog=many;\n", "t.conf:1: \"listen\": backlog must be"},
+      {"listen 8080 ssl;\n", "t.conf:1: unknown listen parameter \"ssl\""},
+      {"listen 8080;\nadmin_listen 8081 backlog=10;\n", "t.conf:2: \"admin_listen\" takes an address and no parameter"},
+      {"listen 8080;\nerror_log /tmp/e.log loud;\n", "t.conf:2: error_log: unknown level \"loud\""},
+      {"listen 8080;\nerror_log syslog:server=127.0.0.1;\n", "t.conf:2: \"error_log\" takes a file or stderr"},
+      {"listen 8080;\nlarge_client_header_buffers 16k;\n", "t.conf:2: \"large_client_header_buffers\" takes 2 "
+                                                           "arguments"},
+      {"listen 8080;\nlarge_client_header_buffers 0 8k;\n", "t.conf:2: \"large_client_header_buffers\": the number "
+                                                            "of buffers must be"},
+      {"listen 8080;\nlarge_client_header_buffers 4 512k;\n", "t.conf:2: \"large_client_header_buffers 4 512k\": "
+                                                              "Tether reads a request head into one buffer"},
+      {"listen 8080;\nclient_header_buffer_size 512;\n", "t.conf:2: \"client_header_buffer_size\": the size must be "
+                                                         "from 1k to 1m"},
+      {"listen 8080;\nclient_header_buffer 4 16k;\n", "t.conf:2: \"client_header_buffer\" takes 1 argument"},
+      {"listen 8080;\nreal_ip_recursive off;\n", "t.conf:2: \"real_ip_recursive\": only on"},
+      {"listen 8080;\nreal_ip_header X-Real-IP;\n", "t.conf:2: \"real_ip_header\" takes X-Forwarded-For or"},
+      {"listen 8080;\nserver_name;\n", "t.conf:2: \"server_name\" takes at least one name"},
+      {"listen 8080;\nserver { }\nserver { }\n", "t.conf:3: a second \"server\" block (the first is at line 2)"},
+      {"listen 8080;\nevents { worker_connections 1024; frobnicate 1; }\n", "t.conf:2: unknown directive "
+                                                                            "\"frobnicate\" in events"},
+      {"listen 8080;\nforwarded yes;\n", "t.conf:2: \"forwarded\" takes on or off"},
+      {"listen 8080;\nauth_jwt_require_exp yes;\n", "t.conf:2: \"auth_jwt_require_exp\" takes on or off"},
+      {"listen 8080;\nlocation / { return 301 https://example.com/; }\n", "t.conf:2: return 301 URL: redirects are "
+                                                                          "not supported"},
+      {"listen 8080;\nlocation / { return 444; }\n", "t.conf:2: return 444"},
+      {"listen 8080;\nlocation /api/ { proxy_pass http://b/; }\n", "t.conf:2: proxy_pass http://b/: a URI after the "
+                                                                   "upstream's name is not supported"},
+      {"listen 8080;\nlocation / { proxy_pass http://b/v1; }\n", "write http://b"},
+      {"listen 8080;\nauth_jwt_key weak_secret_ok;\n", "t.conf:2: auth_jwt_key takes a key"},
+      {"listen 8080;\nlocation / { proxy_pass b; }\n", "t.conf:2: proxy_pass must be http://UPSTREAM"}, /* short */
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    snprintf(text, sizeof(text), "%s%s", cases[i].conf, up);
+    if (parse(text) != -1) fail_msg("case %zu accepted: %s", i, text);
+    if (strstr(err, cases[i].want) == NULL) fail_msg("case %zu: wanted \"%s\" in:\n%s", i, cases[i].want, err);
+  }
+}
+
+/* One header buffer: nginx's client_header_buffer_size (alias client_header_buffer) sets it;
+ * large_client_header_buffers N SIZE maps to N x SIZE for the head and SIZE for the URI; the larger wins. */
+static void test_header_buffers(void **state) {
+  (void)state;
+  const char *up = "upstream b { server 127.0.0.1:1; }\n";
+  char text[512];
+  snprintf(text, sizeof(text), "listen 8080;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.client_header_buffer, 16384);
+  assert_int_equal(cf.large_uri, 8192);
+  snprintf(text, sizeof(text), "listen 8080;\nclient_header_buffer_size 32k;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.client_header_buffer, 32768);
+  assert_int_equal(cf.large_uri, 8192);
+  snprintf(text, sizeof(text), "listen 8080;\nclient_header_buffer 8k;\n%s", up); /* the older name */
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.client_header_buffer, 8192);
+  assert_int_equal(cf.large_uri, 7168); /* a request line must fit the buffer */
+  snprintf(text, sizeof(text), "listen 8080;\nlarge_client_header_buffers 4 8k;\n%s", up); /* nginx's default */
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.client_header_buffer, 32768);
+  assert_int_equal(cf.large_uri, 8192);
+  snprintf(text, sizeof(text), "listen 8080;\nclient_header_buffer_size 1k;\nlarge_client_header_buffers 2 4k;\n%s",
+           up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.client_header_buffer, 8192);
+  assert_int_equal(cf.large_uri, 4096);
+  snprintf(text, sizeof(text), "listen 8080;\nclient_header_buffer_size 64k;\nlarge_client_header_buffers 4 8k;\n%s",
+           up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.client_header_buffer, 65536);
+  assert_int_equal(cf.large_uri, 65536 - 1024);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_issue_example),
@@ -247,6 +377,8 @@ int main(void) {
       cmocka_unit_test(test_values),
       cmocka_unit_test(test_sticky_route_and_key_file),
       cmocka_unit_test(test_admin_and_limits),
+      cmocka_unit_test(test_agreement),
+      cmocka_unit_test(test_header_buffers),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

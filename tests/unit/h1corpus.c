@@ -34,7 +34,7 @@ static size_t unescape(const char *s, size_t n, char *out) {
     else if (c == 't')
       out[w++] = '\t';
     else if (c == 'x' && i + 2 < n) {
-      out[w++] = (char)(hex(s[i + 1]) << 4 | hex(s[i + 2]));
+      out[w++] = (char)(tether__hexval(s[i + 1]) << 4 | tether__hexval(s[i + 2]));
       i += 2;
     } else
       out[w++] = c;

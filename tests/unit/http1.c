@@ -87,23 +87,23 @@ static void test_refused(void **state) {
       {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
       {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", -501},
       {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
-      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", -400},           /* obs-fold */
-      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", -400},              /* bare CR */
-      {"GET / HTTP/1.1\r\nHost: h\r\nX : a\r\n\r\n", -400},                /* space before colon */
-      {"GET / HTTP/1.1\r\nHost: h\r\nX\x01Y: a\r\n\r\n", -400},            /* control in name */
-      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", -400},             /* DEL in value */
-      {"GET / HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n", -400},                  /* empty name */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", -400}, /* obs-fold */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", -400},    /* bare CR */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX : a\r\n\r\n", -400},      /* space before colon */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX\x01Y: a\r\n\r\n", -400},  /* control in name */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", -400},   /* DEL in value */
+      {"GET / HTTP/1.1\r\nHost: h\r\n: a\r\n\r\n", -400},        /* empty name */
       {"GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n", -400},
-      {"GET / HTTP/1.1\r\n\r\n", -400},                                    /* no Host */
-      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", -400},              /* two Hosts */
+      {"GET / HTTP/1.1\r\n\r\n", -400},                       /* no Host */
+      {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", -400}, /* two Hosts */
       {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", -400},
-      {"G(T / HTTP/1.1\r\nHost: h\r\n\r\n", -400},                         /* bad method */
-      {"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", -400},                        /* double space */
+      {"G(T / HTTP/1.1\r\nHost: h\r\n\r\n", -400},  /* bad method */
+      {"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", -400}, /* double space */
       {"GET / HTTP/2.0\r\nHost: h\r\n\r\n", -400},
       {"GET / HTTP/1.10\r\nHost: h\r\n\r\n", -400},
       {"GET / http/1.1\r\nHost: h\r\n\r\n", -400},
-      {"GET /\r\n\r\n", -400},                                             /* HTTP/0.9 */
-      {"GET x HTTP/1.1\r\nHost: h\r\n\r\n", -400},                         /* target form */
+      {"GET /\r\n\r\n", -400},                     /* HTTP/0.9 */
+      {"GET x HTTP/1.1\r\nHost: h\r\n\r\n", -400}, /* target form */
       {"CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", -400},
       {"GET * HTTP/1.1\r\nHost: h\r\n\r\n", -400},
       {"GET /\x01 HTTP/1.1\r\nHost: h\r\n\r\n", -400},
@@ -128,43 +128,45 @@ static void test_transfer_encoding(void **state) {
     const char *te; /* one or more header values, separated by '|' for several lines */
     int status;     /* 0: accepted as chunked */
   } cases[] = {
-      {"chunked", 0},                   /* nginx 200, haproxy fwd */
-      {"Chunked", 0},                   /* nginx 200, haproxy fwd */
-      {"CHUNKED", 0},                   /* nginx 200, haproxy fwd */
-      {" chunked\t", 0},                /* nginx 501 (it trims no HTAB), haproxy fwd "chunked" */
-      {"chunked x", -400},              /* nginx 501, haproxy 400 */
-      {"chunked chunked", -400},        /* nginx 501, haproxy 400 */
-      {"chunked;", -400},               /* nginx 501, haproxy 400 */
-      {"chunked;foo", -400},            /* nginx 501, haproxy 400 */
-      {"chunked;q=1", -400},            /* nginx 501, haproxy 400 */
-      {"chunked ; q=1", -400},          /* nginx 501, haproxy 400 */
+      {"chunked", 0},            /* nginx 200, haproxy fwd */
+      {"Chunked", 0},            /* nginx 200, haproxy fwd */
+      {"CHUNKED", 0},            /* nginx 200, haproxy fwd */
+      {" chunked\t", 0},         /* nginx 501 (it trims no HTAB), haproxy fwd "chunked" */
+      {"chunked x", -400},       /* nginx 501, haproxy 400 */
+      {"chunked chunked", -400}, /* nginx 501, haproxy 400 */
+      {"chunked;", -400},        /* nginx 501, haproxy 400 */
+      {"chunked;foo", -400},     /* nginx 501, haproxy 400 */
+      {"chunked;q=1", -400},     /* nginx 501, haproxy 400 */
+      {"chunked ; q=1", -400},   /* nginx 501, haproxy 400 */
       {"chunked;q=\"1\"", -400},
-      {"gzip, chunked", -501},          /* nginx 501, haproxy 422 */
-      {"gzip;q=1, chunked", -501},      /* nginx 501, haproxy 422 */
+      {"gzip, chunked", -501},     /* nginx 501, haproxy 422 */
+      {"gzip;q=1, chunked", -501}, /* nginx 501, haproxy 422 */
       {"gzip ; level = \"a\\\"b\" , chunked", -501},
-      {"gzip|chunked", -501},           /* two lines, one list: nginx 400 (duplicate header), haproxy 422 */
-      {"x-custom, chunked", -501},      /* nginx 501, haproxy 422 */
-      {"chunked, gzip", -400},          /* nginx 501, haproxy 400 */
-      {"chunked|gzip", -400},           /* nginx 400, haproxy 400 */
-      {"chunked, chunked", -400},       /* nginx 501, haproxy 400 */
-      {"chunked|chunked", -400},        /* nginx 400, haproxy 400 */
+      {"gzip|chunked", -501},      /* two lines, one list: nginx 400 (duplicate header), haproxy 422 */
+      {"x-custom, chunked", -501}, /* nginx 501, haproxy 422 */
+      {"chunked, gzip", -400},     /* nginx 501, haproxy 400 */
+      {"chunked|gzip", -400},      /* nginx 400, haproxy 400 */
+      {"chunked, chunked", -400},  /* nginx 501, haproxy 400 */
+      {"chunked|chunked", -400},   /* nginx 400, haproxy 400 */
       {"chunked|Chunked", -400},
-      {"gzip", -400},                   /* nginx 501, haproxy 400 */
-      {"deflate", -400},                /* nginx 501, haproxy 400 */
-      {"xchunked", -501},               /* nginx 501, haproxy 400 */
-      {"identity", -501},               /* nginx 501, haproxy 400 */
-      {"chunked,", -400},               /* nginx 501, haproxy fwd "chunked," as is: the desync we refuse */
-      {", chunked", -400},              /* nginx 501, haproxy 422 */
-      {"gzip,,chunked", -400},          /* nginx 501, haproxy 422 */
-      {"", -400},                       /* nginx 501, haproxy 400 */
-      {"\"chunked\"", -400},            /* nginx 501, haproxy 400 */
-      {"chunked\x0b", -400},            /* nginx 501, haproxy 400 */
-      {"chu nked", -400},               /* nginx 501, haproxy 400 */
+      {"gzip", -400},          /* nginx 501, haproxy 400 */
+      {"deflate", -400},       /* nginx 501, haproxy 400 */
+      {"xchunked", -501},      /* nginx 501, haproxy 400 */
+      {"identity", -501},      /* nginx 501, haproxy 400 */
+      {"chunked,", -400},      /* nginx 501, haproxy fwd "chunked," as is: the desync we refuse */
+      {", chunked", -400},     /* nginx 501, haproxy 422 */
+      {"gzip,,chunked", -400}, /* nginx 501, haproxy 422 */
+      {"", -400},              /* nginx 501, haproxy 400 */
+      {"\"chunked\"", -400},   /* nginx 501, haproxy 400 */
+      {"chunked\x0b", -400},   /* nginx 501, haproxy 400 */
+      {"chu nked", -400},      /* nginx 501, haproxy 400 */
       {"chunked;a=\"unterminated", -400},
-      {"chunked;a=", -400},             /* nginx 501, haproxy 400 */
+      {"chunked;a=", -400}, /* nginx 501, haproxy 400 */
       {"chunked;=b", -400},
       {"gzip;a=b;c=\"d\", chunked", -501},
-      {"\xe2\x80\x8b" "chunked", -400}, /* a zero-width space before the name */
+      {"\xe2\x80\x8b"
+       "chunked",
+       -400}, /* a zero-width space before the name */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     char buf[512], *w = buf;
@@ -189,7 +191,7 @@ static void test_transfer_encoding(void **state) {
 static void test_targets(void **state) {
   (void)state;
   static const struct {
-    const char *line; /* method and target */
+    const char *line;             /* method and target */
     const char *path, *authority; /* NULL path: 400 */
   } cases[] = {
       {"GET /a?b", "/a?b", "h"},
@@ -260,7 +262,8 @@ static void test_response_te(void **state) {
   assert_int_equal(m.framing, TETHER__H1_UNTIL_CLOSE);
   assert_true(resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: x-custom;a=1\r\n\r\n", 0, &m) > 0);
   assert_int_equal(m.framing, TETHER__H1_UNTIL_CLOSE);
-  static const char *bad[] = {"chunked x", "chunked;", "chunked;q=1", "chunked, chunked", "chunked,", "", "\"chunked\""};
+  static const char *bad[] = {"chunked x", "chunked;", "chunked;q=1", "chunked, chunked",
+                              "chunked,",  "",         "\"chunked\""};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     char buf[256];
     snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\nTransfer-Encoding: %s\r\n\r\n", bad[i]);
@@ -320,7 +323,8 @@ static int64_t feed_all(tether__h1_body *b, const char *s, size_t n, int bytewis
 static void test_chunked(void **state) {
   (void)state;
   tether__h1_msg m = {.framing = TETHER__H1_CHUNKED};
-  const char *good = "5\r\nhello\r\n1a;ext=1;q=\"x\"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: v\r\nT2: w\r\n\r\nNEXT";
+  const char *good =
+      "5\r\nhello\r\n1a;ext=1;q=\"x\"\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: v\r\nT2: w\r\n\r\nNEXT";
   for (int bytewise = 0; bytewise < 2; bytewise++) {
     tether__h1_body b;
     tether__h1_body_init(&b, &m);
@@ -330,12 +334,12 @@ static void test_chunked(void **state) {
     assert_int_equal(b.total, 31);
   }
   static const char *bad[] = {
-      "x\r\n",                      /* not hex */
-      "\r\n",                       /* empty size */
-      "5 \r\nhello\r\n",            /* space after size */
-      "5\nhello\r\n",               /* LF without CR */
-      "5\r\nhelloX\r\n",            /* data longer than the size */
-      "fffffffffffffffffff\r\n",    /* overflow */
+      "x\r\n",                   /* not hex */
+      "\r\n",                    /* empty size */
+      "5 \r\nhello\r\n",         /* space after size */
+      "5\nhello\r\n",            /* LF without CR */
+      "5\r\nhelloX\r\n",         /* data longer than the size */
+      "fffffffffffffffffff\r\n", /* overflow */
       "-1\r\n",
       "0\r\nBad Trailer: x\r\n\r\n", /* space in trailer name */
       "0\r\n\r\r\n",
@@ -382,10 +386,18 @@ static void test_responses(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_simple_get),  cmocka_unit_test(test_incremental), cmocka_unit_test(test_lf_only_and_leading_crlf),
-      cmocka_unit_test(test_keep_alive_rules), cmocka_unit_test(test_refused), cmocka_unit_test(test_limits),
-      cmocka_unit_test(test_pipelined),   cmocka_unit_test(test_chunked),     cmocka_unit_test(test_responses),
-      cmocka_unit_test(test_transfer_encoding), cmocka_unit_test(test_targets), cmocka_unit_test(test_response_te),
+      cmocka_unit_test(test_simple_get),
+      cmocka_unit_test(test_incremental),
+      cmocka_unit_test(test_lf_only_and_leading_crlf),
+      cmocka_unit_test(test_keep_alive_rules),
+      cmocka_unit_test(test_refused),
+      cmocka_unit_test(test_limits),
+      cmocka_unit_test(test_pipelined),
+      cmocka_unit_test(test_chunked),
+      cmocka_unit_test(test_responses),
+      cmocka_unit_test(test_transfer_encoding),
+      cmocka_unit_test(test_targets),
+      cmocka_unit_test(test_response_te),
   };
   return cmocka_run_group_tests_name("http1", tests, NULL, NULL);
 }

@@ -1,6 +1,6 @@
-/* Unit tests of src/lib/jwt.c (included, to reach its statics): the RFC vectors (RFC 7515 A.1-A.3, RFC 7520
- * 4.1-4.4, RFC 8037 A.4), a negative test for each attack in shared/reference/jwt.md, tampered, truncated,
- * expired and not-yet-valid tokens, wrong keys, claims (aud, iss, sub, leeway bounds), key specifications
+/* Unit tests of src/lib/jwt*.c (jwt.c, jwt_sig.c and jwt_sign.c included, to reach their statics): the RFC vectors (RFC
+ * 7515 A.1-A.3, RFC 7520 4.1-4.4, RFC 8037 A.4), a negative test for each attack in shared/reference/jwt.md, tampered,
+ * truncated, expired and not-yet-valid tokens, wrong keys, claims (aud, iss, sub, leeway bounds), key specifications
  * (env:, files, PEM, JWKS with kid), signing as jsonwebtoken does, the JSON scanner against jansson, and
  * verification from several threads at once. */
 #include <setjmp.h>
@@ -11,8 +11,14 @@
 
 #include <cmocka.h>
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "../../src/lib/jwt.c"
+#include "../../src/lib/jwt_sig.c"
+#include "../../src/lib/jwt_sign.c"
 #include "procs.h"
+#include "sign_json.h"
 #include "vectors/jwt_vectors.h"
 
 /* ---- helpers ---- */
@@ -50,22 +56,22 @@ static int verify(const tether_jwt_verifier *v, const char *tok) {
   } while (0)
 
 /* A key made from a JWK, for signing tokens by hand. */
-static key_list jwk_keys(const char *jwk, tether_jwt_alg alg) {
-  pthread_once(&crypto_once, crypto_init);
-  key_list l = {0};
-  assert_int_equal(jwk_load(jwk, strlen(jwk), alg, NULL, &l), 1);
+static tether__jwt_key_list jwk_keys(const char *jwk, tether_jwt_alg alg) {
+  tether__jwt_crypto_init();
+  tether__jwt_key_list l = {0};
+  assert_int_equal(tether__jwt_jwk_load(jwk, strlen(jwk), alg, NULL, &l), 1);
   return l;
 }
 
-static key_list secret_key(const char *secret, tether_jwt_alg alg) {
-  pthread_once(&crypto_once, crypto_init);
-  key_list l = {0};
-  assert_int_equal(key_set_secret(key_list_push(&l), secret, strlen(secret), alg), 0);
+static tether__jwt_key_list secret_key(const char *secret, tether_jwt_alg alg) {
+  tether__jwt_crypto_init();
+  tether__jwt_key_list l = {0};
+  assert_int_equal(tether__jwt_key_set_secret(tether__jwt_keys_push(&l), secret, strlen(secret), alg), 0);
   return l;
 }
 
 /* header and payload JSON texts, signed with k (NULL: the signature is "sig" as given). */
-static char *craft(const char *header, const char *payload, const jwt_key *k) {
+static char *craft(const char *header, const char *payload, const tether__jwt_key *k) {
   int err = 0;
   char *t = jws_compact(k, header, strlen(header), payload, strlen(payload), &err);
   assert_non_null(t);
@@ -116,23 +122,22 @@ static void test_rfc7515_a1_hs256(void **state) {
   tether_jwt_verifier *v = verifier();
   assert_int_equal(tether_jwt_verifier_add_jwk(v, RFC7515_A1_JWK, strlen(RFC7515_A1_JWK), 0), 1);
   clock_ms = (int64_t)(RFC7515_EXP - 600) * 1000;
-  tether_jwt_claims c;
-  tether_jwt_claims_init(&c);
-  assert_jwt(tether_jwt_verify(v, RFC7515_A1_TOKEN, strlen(RFC7515_A1_TOKEN), &c), 0);
+  tether_jwt_claims *c = tether_jwt_claims_new();
+  assert_jwt(tether_jwt_verify(v, RFC7515_A1_TOKEN, strlen(RFC7515_A1_TOKEN), c), 0);
   size_t n;
-  const char *p = tether_jwt_claims_payload(&c, &n);
+  const char *p = tether_jwt_claims_payload(c, &n);
   assert_int_equal(n, strlen(RFC7515_PAYLOAD));
   assert_memory_equal(p, RFC7515_PAYLOAD, n);
   char buf[64];
-  assert_int_equal(tether_jwt_claim_text(&c, "iss", buf, sizeof(buf)), 3);
+  assert_int_equal(tether_jwt_claim_text(c, "iss", buf, sizeof(buf)), 3);
   assert_string_equal(buf, "joe");
-  assert_int_equal(tether_jwt_claim_text(&c, "http://example.com/is_root", buf, sizeof(buf)), 4);
+  assert_int_equal(tether_jwt_claim_text(c, "http://example.com/is_root", buf, sizeof(buf)), 4);
   assert_string_equal(buf, "true");
-  assert_int_equal(tether_jwt_claim_text(&c, "exp", buf, sizeof(buf)), 10);
+  assert_int_equal(tether_jwt_claim_text(c, "exp", buf, sizeof(buf)), 10);
   assert_string_equal(buf, "1300819380");
-  assert_int_equal(tether_jwt_claim_text(&c, "sub", buf, sizeof(buf)), TETHER_ENOTFOUND);
-  assert_int_equal(tether_jwt_claims_alg(&c), TETHER_JWT_HS256);
-  json_t *j = tether_jwt_claims_json(&c);
+  assert_int_equal(tether_jwt_claim_text(c, "sub", buf, sizeof(buf)), TETHER_ENOTFOUND);
+  assert_int_equal(tether_jwt_claims_alg(c), TETHER_JWT_HS256);
+  json_t *j = tether__jwt_claims_json(c);
   assert_string_equal(json_string_value(json_object_get(j, "iss")), "joe");
   assert_true(json_is_true(json_object_get(j, "http://example.com/is_root")));
   /* the header the RFC signed (CR LF, typ first) is what was verified, not a re-serialisation */
@@ -141,19 +146,19 @@ static void test_rfc7515_a1_hs256(void **state) {
   assert_memory_equal(hdr, RFC7515_A1_HEADER, strlen(RFC7515_A1_HEADER));
   /* exp with the default leeway of 30 s: valid until exp + 29, expired from exp + 30 */
   clock_ms = (int64_t)(RFC7515_EXP + 29) * 1000 + 999;
-  assert_jwt(tether_jwt_verify(v, RFC7515_A1_TOKEN, strlen(RFC7515_A1_TOKEN), &c), 0);
+  assert_jwt(tether_jwt_verify(v, RFC7515_A1_TOKEN, strlen(RFC7515_A1_TOKEN), c), 0);
   clock_ms = (int64_t)(RFC7515_EXP + 30) * 1000;
-  assert_jwt(tether_jwt_verify(v, RFC7515_A1_TOKEN, strlen(RFC7515_A1_TOKEN), &c), TETHER_JWT_EEXPIRED);
+  assert_jwt(tether_jwt_verify(v, RFC7515_A1_TOKEN, strlen(RFC7515_A1_TOKEN), c), TETHER_JWT_EEXPIRED);
   assert_non_null(strstr(tether_last_error(), "2011-03-22T18:43:00"));
-  assert_null(tether_jwt_claims_json(&c));
-  assert_int_equal(tether_jwt_claim_text(&c, "iss", buf, sizeof(buf)), TETHER_ENOTFOUND);
+  assert_null(tether__jwt_claims_json(c));
+  assert_int_equal(tether_jwt_claim_text(c, "iss", buf, sizeof(buf)), TETHER_ENOTFOUND);
   /* the real clock: long expired */
   tether_jwt_verifier *rv;
   assert_int_equal(tether_jwt_verifier_new(NULL, &rv), 0);
   assert_int_equal(tether_jwt_verifier_add_jwk(rv, RFC7515_A1_JWK, strlen(RFC7515_A1_JWK), 0), 1);
   assert_jwt(verify(rv, RFC7515_A1_TOKEN), TETHER_JWT_EEXPIRED);
   tether_jwt_verifier_free(rv);
-  tether_jwt_claims_free(&c);
+  tether_jwt_claims_free(c);
   tether_jwt_verifier_free(v);
 }
 
@@ -204,11 +209,11 @@ static void test_rfc7515_a2_rs256(void **state) {
   assert_int_equal(tether_jwt_verifier_add_jwk(v, RFC7515_A2_JWK, strlen(RFC7515_A2_JWK), 0), 1);
   assert_jwt(verify(v, RFC7515_A2_TOKEN), 0);
   /* RSASSA-PKCS1-v1_5 is deterministic: signing the same input gives the RFC's signature */
-  key_list l = jwk_keys(RFC7515_A2_JWK, TETHER_JWT_RS256);
+  tether__jwt_key_list l = jwk_keys(RFC7515_A2_JWK, TETHER_JWT_RS256);
   assert_true(l.k[0].has_private);
   const char *d2 = strrchr(RFC7515_A2_TOKEN, '.');
   uint8_t sig[512];
-  int sl = sig_sign(&l.k[0], RFC7515_A2_TOKEN, (size_t)(d2 - RFC7515_A2_TOKEN), sig, sizeof(sig));
+  int sl = tether__jwt_sig_sign(&l.k[0], RFC7515_A2_TOKEN, (size_t)(d2 - RFC7515_A2_TOKEN), sig, sizeof(sig));
   assert_int_equal(sl, 256);
   char out[400];
   tether__base64url_encode(sig, (size_t)sl, out);
@@ -221,7 +226,7 @@ static void test_rfc7515_a2_rs256(void **state) {
   assert_jwt(verify(pv, RFC7515_A1_TOKEN), TETHER_JWT_EALG); /* an RSA key never verifies HS256 */
   free(pem);
   tether_jwt_verifier_free(pv);
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   tether_jwt_verifier_free(v);
 }
 
@@ -233,7 +238,7 @@ static void test_rfc7515_a3_es256(void **state) {
   assert_int_equal(v->keys.k[0].alg, TETHER_JWT_ES256);
   assert_jwt(verify(v, RFC7515_A3_TOKEN), 0);
   /* ECDSA is randomised: sign anew and verify, twice, different bytes */
-  key_list l = jwk_keys(RFC7515_A3_JWK, 0);
+  tether__jwt_key_list l = jwk_keys(RFC7515_A3_JWK, 0);
   char *t1 = craft("{\"alg\":\"ES256\"}", RFC7515_PAYLOAD, &l.k[0]);
   char *t2 = craft("{\"alg\":\"ES256\"}", RFC7515_PAYLOAD, &l.k[0]);
   assert_string_not_equal(t1, t2);
@@ -241,7 +246,7 @@ static void test_rfc7515_a3_es256(void **state) {
   assert_jwt(verify(v, t2), 0);
   free(t1);
   free(t2);
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   tether_jwt_verifier_free(v);
 }
 
@@ -274,14 +279,14 @@ static void test_rfc7520(void **state) {
   /* not JSON, so not a JWT */
   assert_jwt(verify(v, RFC7520_4_4_TOKEN), TETHER_JWT_EMALFORMED);
   /* 4.1 is deterministic */
-  key_list l = jwk_keys(RFC7520_RSA_JWK, 0);
+  tether__jwt_key_list l = jwk_keys(RFC7520_RSA_JWK, 0);
   const char *d2 = strrchr(RFC7520_4_1_TOKEN, '.');
   uint8_t sig[512];
-  int sl = sig_sign(&l.k[0], RFC7520_4_1_TOKEN, (size_t)(d2 - RFC7520_4_1_TOKEN), sig, sizeof(sig));
+  int sl = tether__jwt_sig_sign(&l.k[0], RFC7520_4_1_TOKEN, (size_t)(d2 - RFC7520_4_1_TOKEN), sig, sizeof(sig));
   char enc[400];
   tether__base64url_encode(sig, (size_t)sl, enc);
   assert_string_equal(enc, d2 + 1);
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   /* a JWKS holding all three, selected by kid: two keys share the cookbook's kid */
   char *jwks = tether__asprintf("{\"keys\":[%s,%s,%s]}", RFC7520_RSA_JWK, RFC7520_EC_JWK, RFC7520_HMAC_JWK);
   tether_jwt_verifier *kv = verifier();
@@ -301,10 +306,11 @@ static void test_rfc8037_ed25519(void **state) {
   assert_int_equal(v->keys.k[0].alg, TETHER_JWT_EDDSA);
   jws_expect(v, RFC8037_A4_TOKEN, RFC8037_PAYLOAD);
   /* Ed25519 is deterministic: the private key (A.1) reproduces A.4 */
-  key_list l = jwk_keys(RFC8037_A1_JWK, 0);
+  tether__jwt_key_list l = jwk_keys(RFC8037_A1_JWK, 0);
   const char *d2 = strrchr(RFC8037_A4_TOKEN, '.');
   uint8_t sig[128];
-  assert_int_equal(sig_sign(&l.k[0], RFC8037_A4_TOKEN, (size_t)(d2 - RFC8037_A4_TOKEN), sig, sizeof(sig)), 64);
+  assert_int_equal(tether__jwt_sig_sign(&l.k[0], RFC8037_A4_TOKEN, (size_t)(d2 - RFC8037_A4_TOKEN), sig, sizeof(sig)),
+                   64);
   char enc[100];
   tether__base64url_encode(sig, 64, enc);
   assert_string_equal(enc, d2 + 1);
@@ -320,7 +326,7 @@ static void test_rfc8037_ed25519(void **state) {
   const char *bad = "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"d\":\"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A\","
                     "\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}";
   assert_int_equal(tether_jwt_verifier_add_jwk(v, bad, strlen(bad), 0), TETHER_EINVAL);
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   tether_jwt_verifier_free(v);
 }
 
@@ -382,13 +388,13 @@ static void test_attack_alg_confusion(void **state) {
     assert_int_equal(tether_jwt_verifier_add_pem(v, pub, strlen(pub), 0, NULL), 1);
     /* the attacker uses the public key's PEM text (and its DER) as an HMAC secret */
     for (tether_jwt_alg a = TETHER_JWT_HS256; a <= TETHER_JWT_HS512; a++) {
-      key_list l = secret_key(pub, a);
-      char *hdr = tether__asprintf("{\"alg\":\"%s\",\"typ\":\"JWT\"}", algs[a].name);
+      tether__jwt_key_list l = secret_key(pub, a);
+      char *hdr = tether__asprintf("{\"alg\":\"%s\",\"typ\":\"JWT\"}", tether__jwt_algs[a].name);
       char *t = craft(hdr, payload, &l.k[0]);
       assert_jwt(verify(v, t), TETHER_JWT_EALG);
       free(t);
       free(hdr);
-      key_list_free(&l);
+      tether__jwt_keys_free(&l);
     }
     /* configuring the PEM as a secret is refused outright */
     char dir_tpl[] = "/tmp/tether-jwt-XXXXXX";
@@ -405,12 +411,12 @@ static void test_attack_alg_confusion(void **state) {
   /* the other way round: an HS256 verifier and RS256/ES256 tokens */
   tether_jwt_verifier *hv = verifier();
   tether_jwt_verifier_add_secret(hv, SECRET, strlen(SECRET), TETHER_JWT_HS256, NULL);
-  key_list l = {0};
-  assert_int_equal(key_set_pkey(key_list_push(&l), rsa, TETHER_JWT_RS256), 0);
+  tether__jwt_key_list l = {0};
+  assert_int_equal(tether__jwt_key_set_pkey(tether__jwt_keys_push(&l), rsa, TETHER_JWT_RS256), 0);
   char *t = craft("{\"alg\":\"RS256\"}", payload, &l.k[0]);
   assert_jwt(verify(hv, t), TETHER_JWT_EALG);
   free(t);
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   EVP_PKEY_free(ec);
   tether_jwt_verifier_free(hv);
 }
@@ -432,8 +438,8 @@ static void test_attack_kid(void **state) {
   tether_jwt_verifier *v = verifier();
   tether_jwt_verifier_add_secret(v, SECRET, strlen(SECRET), 0, "key1");
   tether_jwt_verifier_add_secret(v, "second secret of enough length 0123", 35, 0, "key2");
-  key_list empty = secret_key("x", TETHER_JWT_HS256); /* what an attacker might guess for /dev/null */
-  key_list good = secret_key(SECRET, TETHER_JWT_HS256);
+  tether__jwt_key_list empty = secret_key("x", TETHER_JWT_HS256); /* what an attacker might guess for /dev/null */
+  tether__jwt_key_list good = secret_key(SECRET, TETHER_JWT_HS256);
   for (size_t i = 0; i < TETHER__ARRAY_SIZE(evil); i++) {
     json_t *h = json_pack("{s:s,s:s}", "alg", "HS256", "kid", evil[i]);
     char *hs = json_dumps(h, JSON_COMPACT);
@@ -461,8 +467,8 @@ static void test_attack_kid(void **state) {
   t = craft("{\"alg\":\"HS256\",\"kid\":\"../../../../dev/null\"}", payload, &empty.k[0]);
   assert_jwt(verify(nv, t), TETHER_JWT_ESIGNATURE);
   free(t);
-  key_list_free(&empty);
-  key_list_free(&good);
+  tether__jwt_keys_free(&empty);
+  tether__jwt_keys_free(&good);
   tether_jwt_verifier_free(nv);
   tether_jwt_verifier_free(v);
 }
@@ -471,10 +477,10 @@ static void test_attack_embedded_keys(void **state) {
   (void)state;
   clock_ms = tether_now_ms();
   const char *payload = "{\"userId\":1,\"role\":\"admin\"}";
-  key_list legit = jwk_keys(RFC7515_A3_JWK, 0);
+  tether__jwt_key_list legit = jwk_keys(RFC7515_A3_JWK, 0);
   EVP_PKEY *attacker = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-  key_list evil = {0};
-  assert_int_equal(key_set_pkey(key_list_push(&evil), attacker, 0), 0);
+  tether__jwt_key_list evil = {0};
+  assert_int_equal(tether__jwt_key_set_pkey(tether__jwt_keys_push(&evil), attacker, 0), 0);
   tether_jwt_verifier *v = verifier();
   tether_jwt_verifier_add_jwk(v, RFC7515_A3_JWK, strlen(RFC7515_A3_JWK), 0);
   /* the attacker's key in jwk, or behind jku / x5u / x5c: never fetched, never trusted */
@@ -502,8 +508,8 @@ static void test_attack_embedded_keys(void **state) {
   t = craft("{\"alg\":\"ES256\",\"crit\":[],\"jwk\":{\"kty\":\"EC\"}}", payload, &legit.k[0]); /* jansson path */
   assert_jwt(verify(v, t), TETHER_JWT_ECRIT);
   free(t);
-  key_list_free(&legit);
-  key_list_free(&evil);
+  tether__jwt_keys_free(&legit);
+  tether__jwt_keys_free(&evil);
   tether_jwt_verifier_free(v);
 }
 
@@ -513,14 +519,14 @@ static void test_attack_psychic_signatures(void **state) {
   for (tether_jwt_alg a = TETHER_JWT_ES256; a <= TETHER_JWT_ES512; a++) {
     const char *curve = a == TETHER_JWT_ES256 ? "P-256" : a == TETHER_JWT_ES384 ? "P-384" : "P-521";
     EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", curve);
-    key_list l = {0};
-    assert_int_equal(key_set_pkey(key_list_push(&l), pk, 0), 0);
-    jwt_key *k = &l.k[0];
+    tether__jwt_key_list l = {0};
+    assert_int_equal(tether__jwt_key_set_pkey(tether__jwt_keys_push(&l), pk, 0), 0);
+    tether__jwt_key *k = &l.k[0];
     char *pub = pem_of(k->pkey, 0);
     tether_jwt_verifier *v = verifier();
     assert_int_equal(tether_jwt_verifier_add_pem(v, pub, strlen(pub), 0, NULL), 1);
-    size_t c = algs[a].coord;
-    char *hdr = tether__asprintf("{\"alg\":\"%s\"}", algs[a].name);
+    size_t c = tether__jwt_algs[a].coord;
+    char *hdr = tether__asprintf("{\"alg\":\"%s\"}", tether__jwt_algs[a].name);
     char *good = craft(hdr, "{\"u\":1}", k);
     assert_jwt(verify(v, good), 0);
     char *prefix = tether__strndup(good, (size_t)(strrchr(good, '.') - good));
@@ -556,7 +562,7 @@ static void test_attack_psychic_signatures(void **state) {
     uint8_t der[200];
     size_t dl = sizeof(der);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    assert_int_equal(EVP_DigestSignInit_ex(md, NULL, algs[a].md, NULL, NULL, k->pkey, NULL), 1);
+    assert_int_equal(EVP_DigestSignInit_ex(md, NULL, tether__jwt_algs[a].md, NULL, NULL, k->pkey, NULL), 1);
     assert_int_equal(EVP_DigestSign(md, der, &dl, (const uint8_t *)prefix, strlen(prefix)), 1);
     EVP_MD_CTX_free(md);
     tether__base64url_encode(der, dl, enc);
@@ -570,7 +576,7 @@ static void test_attack_psychic_signatures(void **state) {
     free(good);
     free(hdr);
     free(pub);
-    key_list_free(&l);
+    tether__jwt_keys_free(&l);
     tether_jwt_verifier_free(v);
   }
 }
@@ -595,7 +601,7 @@ static void test_attack_oversized(void **state) {
   assert_jwt(tether_jwt_verify(v, NULL, 0, NULL), TETHER_JWT_EMALFORMED);
   free(dots);
   /* a valid token just under and just over a configured cap */
-  key_list l = secret_key(SECRET, TETHER_JWT_HS256);
+  tether__jwt_key_list l = secret_key(SECRET, TETHER_JWT_HS256);
   char *t = craft("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", "{\"userId\":1}", &l.k[0]);
   tether_jwt_verify_options o;
   tether_jwt_verify_options_init(&o);
@@ -619,19 +625,18 @@ static void test_attack_oversized(void **state) {
   for (int i = 0; i < 5000; i++) tether__buf_append(&b, "x", 1);
   tether__buf_append(&b, "\",\"u\":2}", 8);
   char *bt = craft("{\"alg\":\"HS256\"}", b.data, &l.k[0]);
-  tether_jwt_claims c;
-  tether_jwt_claims_init(&c);
-  assert_jwt(tether_jwt_verify(v, bt, strlen(bt), &c), 0);
+  tether_jwt_claims *c = tether_jwt_claims_new();
+  assert_jwt(tether_jwt_verify(v, bt, strlen(bt), c), 0);
   char u[8];
-  assert_int_equal(tether_jwt_claim_text(&c, "u", u, sizeof(u)), 1);
-  assert_int_equal(tether_jwt_claim_text(&c, "pad", u, sizeof(u)), TETHER_E2BIG);
-  assert_jwt(tether_jwt_verify(v, t, strlen(t), &c), 0); /* reuse after a big one */
-  assert_int_equal(tether_jwt_claim_text(&c, "userId", u, sizeof(u)), 1);
-  tether_jwt_claims_free(&c);
+  assert_int_equal(tether_jwt_claim_text(c, "u", u, sizeof(u)), 1);
+  assert_int_equal(tether_jwt_claim_text(c, "pad", u, sizeof(u)), TETHER_E2BIG);
+  assert_jwt(tether_jwt_verify(v, t, strlen(t), c), 0); /* reuse after a big one */
+  assert_int_equal(tether_jwt_claim_text(c, "userId", u, sizeof(u)), 1);
+  tether_jwt_claims_free(c);
   tether__buf_free(&b);
   free(bt);
   free(t);
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   tether_jwt_verifier_free(sv);
   tether_jwt_verifier_free(tv);
   tether_jwt_verifier_free(v);
@@ -642,7 +647,7 @@ static void test_attack_duplicates(void **state) {
   clock_ms = tether_now_ms();
   tether_jwt_verifier *v = verifier();
   tether_jwt_verifier_add_secret(v, SECRET, strlen(SECRET), 0, NULL);
-  key_list l = secret_key(SECRET, TETHER_JWT_HS256);
+  tether__jwt_key_list l = secret_key(SECRET, TETHER_JWT_HS256);
   static const char *const payloads[] = {
       "{\"role\":\"user\",\"role\":\"admin\"}",
       "{\"exp\":1,\"exp\":99999999999}",
@@ -664,7 +669,7 @@ static void test_attack_duplicates(void **state) {
   t = craft("{\"alg\":\"HS256\",\"\\u0061lg\":\"none\"}", "{}", &l.k[0]);
   assert_jwt(verify(v, t), TETHER_JWT_EDUPLICATE);
   free(t);
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   tether_jwt_verifier_free(v);
 }
 
@@ -673,7 +678,7 @@ static void test_attack_dates(void **state) {
   clock_ms = 1796032000000LL;
   tether_jwt_verifier *v = verifier();
   tether_jwt_verifier_add_secret(v, SECRET, strlen(SECRET), 0, NULL);
-  key_list l = secret_key(SECRET, TETHER_JWT_HS256);
+  tether__jwt_key_list l = secret_key(SECRET, TETHER_JWT_HS256);
   static const struct {
     const char *payload;
     int want;
@@ -730,7 +735,7 @@ static void test_attack_dates(void **state) {
   t = craft("{\"alg\":\"HS256\"}", "{\"exp\":1796032000}", &l.k[0]); /* exp == now: jsonwebtoken says expired */
   assert_jwt(verify(strict, t), TETHER_JWT_EEXPIRED);
   free(t);
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   tether_jwt_verifier_free(wide);
   tether_jwt_verifier_free(strict);
   tether_jwt_verifier_free(v);
@@ -746,7 +751,7 @@ static void test_tampered_truncated_wrong_key(void **state) {
   tether_jwt_signer_set_clock(s, fixed_clock, &clock_ms);
   json_t *payload = json_pack("{s:i,s:s}", "userId", 42, "role", "user");
   char *tok;
-  assert_int_equal(tether_jwt_sign(s, payload, 3600, &tok), 0);
+  assert_int_equal(tt_sign_json(s, payload, 3600, &tok), 0);
   tether_jwt_verifier *v = verifier();
   tether_jwt_verifier_add_secret(v, SECRET, strlen(SECRET), 0, NULL);
   assert_jwt(verify(v, tok), 0);
@@ -785,11 +790,10 @@ static void test_tampered_truncated_wrong_key(void **state) {
   assert_jwt(verify(w384, tok), TETHER_JWT_EALG);
   /* rotation: two secrets, either verifies */
   tether_jwt_verifier_add_secret(w, SECRET, strlen(SECRET), 0, NULL);
-  tether_jwt_claims c;
-  tether_jwt_claims_init(&c);
-  assert_jwt(tether_jwt_verify(w, tok, strlen(tok), &c), 0);
-  assert_int_equal(tether_jwt_claims_key_index(&c), 1);
-  tether_jwt_claims_free(&c);
+  tether_jwt_claims *c = tether_jwt_claims_new();
+  assert_jwt(tether_jwt_verify(w, tok, strlen(tok), c), 0);
+  assert_int_equal(tether_jwt_claims_key_index(c), 1);
+  tether_jwt_claims_free(c);
   /* a verifier without keys */
   tether_jwt_verifier *none = verifier();
   assert_jwt(verify(none, tok), TETHER_JWT_ENOKEY);
@@ -806,7 +810,7 @@ static void test_tampered_truncated_wrong_key(void **state) {
 static void test_claim_checks(void **state) {
   (void)state;
   clock_ms = 1796032000000LL;
-  key_list l = secret_key(SECRET, TETHER_JWT_HS256);
+  tether__jwt_key_list l = secret_key(SECRET, TETHER_JWT_HS256);
   tether_jwt_verify_options o;
   tether_jwt_verify_options_init(&o);
   o.issuer = "https://auth.example.com";
@@ -854,53 +858,52 @@ static void test_claim_checks(void **state) {
     assert_jwt(rc, cases[i].want);
     free(t);
   }
-  key_list_free(&l);
+  tether__jwt_keys_free(&l);
   tether_jwt_verifier_free(v);
 }
 
 static void test_claims_access(void **state) {
   (void)state;
   clock_ms = 1796032000000LL;
-  key_list l = secret_key(SECRET, TETHER_JWT_HS256);
+  tether__jwt_key_list l = secret_key(SECRET, TETHER_JWT_HS256);
   tether_jwt_verifier *v = verifier();
   tether_jwt_verifier_add_secret(v, SECRET, strlen(SECRET), 0, NULL);
   const char *payload =
       "{ \"name\" : \"Ren\\u00e9e \\\"R\\\" \\ud83d\\ude00\\n\", \"n\": -12.5e0,\"ok\":false,"
       "\"z\":null, \"list\": [ 1, \"a b\" , true ], \"obj\":{\"k\": [ {} ] } , \"big\":12345678901234567890.5}";
   char *t = craft("{\"alg\":\"HS256\"}", payload, &l.k[0]);
-  tether_jwt_claims c;
-  tether_jwt_claims_init(&c);
-  assert_jwt(tether_jwt_verify(v, t, strlen(t), &c), 0);
+  tether_jwt_claims *c = tether_jwt_claims_new();
+  assert_jwt(tether_jwt_verify(v, t, strlen(t), c), 0);
   char buf[128];
-  assert_int_equal(tether_jwt_claim_text(&c, "name", buf, sizeof(buf)), strlen("Ren\xc3\xa9"
-                                                                               "e \"R\" \xf0\x9f\x98\x80\n"));
+  assert_int_equal(tether_jwt_claim_text(c, "name", buf, sizeof(buf)), strlen("Ren\xc3\xa9"
+                                                                              "e \"R\" \xf0\x9f\x98\x80\n"));
   assert_string_equal(buf, "Ren\xc3\xa9"
                            "e \"R\" \xf0\x9f\x98\x80\n");
-  assert_int_equal(tether_jwt_claim_text(&c, "name", buf, 5), TETHER_E2BIG);
-  assert_int_equal(tether_jwt_claim_text(&c, "n", buf, sizeof(buf)), 7);
+  assert_int_equal(tether_jwt_claim_text(c, "name", buf, 5), TETHER_E2BIG);
+  assert_int_equal(tether_jwt_claim_text(c, "n", buf, sizeof(buf)), 7);
   assert_string_equal(buf, "-12.5e0");
-  tether_jwt_claim_text(&c, "ok", buf, sizeof(buf));
+  tether_jwt_claim_text(c, "ok", buf, sizeof(buf));
   assert_string_equal(buf, "false");
-  tether_jwt_claim_text(&c, "z", buf, sizeof(buf));
+  tether_jwt_claim_text(c, "z", buf, sizeof(buf));
   assert_string_equal(buf, "null");
-  tether_jwt_claim_text(&c, "list", buf, sizeof(buf));
+  tether_jwt_claim_text(c, "list", buf, sizeof(buf));
   assert_string_equal(buf, "[1,\"a b\",true]");
-  tether_jwt_claim_text(&c, "obj", buf, sizeof(buf));
+  tether_jwt_claim_text(c, "obj", buf, sizeof(buf));
   assert_string_equal(buf, "{\"k\":[{}]}");
-  tether_jwt_claim_text(&c, "big", buf, sizeof(buf));
+  tether_jwt_claim_text(c, "big", buf, sizeof(buf));
   assert_string_equal(buf, "12345678901234567890.5");
-  assert_int_equal(tether_jwt_claim_text(&c, "nope", buf, sizeof(buf)), TETHER_ENOTFOUND);
-  json_t *j = tether_jwt_claims_json(&c);
+  assert_int_equal(tether_jwt_claim_text(c, "nope", buf, sizeof(buf)), TETHER_ENOTFOUND);
+  json_t *j = tether__jwt_claims_json(c);
   assert_non_null(j);
-  assert_ptr_equal(j, tether_jwt_claims_json(&c)); /* built once, borrowed */
+  assert_ptr_equal(j, tether__jwt_claims_json(c)); /* built once, borrowed */
   assert_int_equal(json_object_size(j), 7);
   free(t);
   /* the fast path (flat claims), and more members than the index holds */
   t = craft("{\"alg\":\"HS256\"}", "{\"userId\":42,\"role\":\"admin\",\"aud\":[\"a\",\"b\"]}", &l.k[0]);
-  assert_jwt(tether_jwt_verify(v, t, strlen(t), &c), 0);
-  assert_null(c.json);
-  assert_int_equal(c.nmembers, 3);
-  tether_jwt_claim_text(&c, "aud", buf, sizeof(buf));
+  assert_jwt(tether_jwt_verify(v, t, strlen(t), c), 0);
+  assert_null(c->json);
+  assert_int_equal(c->nmembers, 3);
+  tether_jwt_claim_text(c, "aud", buf, sizeof(buf));
   assert_string_equal(buf, "[\"a\",\"b\"]");
   free(t);
   tether__buf b = {0};
@@ -908,14 +911,14 @@ static void test_claims_access(void **state) {
   for (int i = 0; i < 40; i++) tether__buf_appendf(&b, "%s\"k%d\":%d", i ? "," : "", i, i);
   tether__buf_append(&b, "}", 1);
   t = craft("{\"alg\":\"HS256\"}", b.data, &l.k[0]);
-  assert_jwt(tether_jwt_verify(v, t, strlen(t), &c), 0);
-  assert_int_equal(c.nmembers, -1);
-  assert_int_equal(tether_jwt_claim_text(&c, "k39", buf, sizeof(buf)), 2);
+  assert_jwt(tether_jwt_verify(v, t, strlen(t), c), 0);
+  assert_int_equal(c->nmembers, -1);
+  assert_int_equal(tether_jwt_claim_text(c, "k39", buf, sizeof(buf)), 2);
   assert_string_equal(buf, "39");
   free(t);
   tether__buf_free(&b);
-  tether_jwt_claims_free(&c);
-  key_list_free(&l);
+  tether_jwt_claims_free(c);
+  tether__jwt_keys_free(&l);
   tether_jwt_verifier_free(v);
 }
 
@@ -983,12 +986,12 @@ static void test_sign_like_jsonwebtoken(void **state) {
   assert_int_equal(tether_jwt_signer_alg(s), TETHER_JWT_HS256);
   json_t *payload = json_pack("{s:i,s:s}", "userId", 42, "role", "admin");
   char *tok;
-  assert_int_equal(tether_jwt_sign(s, payload, 3600, &tok), 0);
+  assert_int_equal(tt_sign_json(s, payload, 3600, &tok), 0);
   assert_string_equal(tok, node_token);
   free(tok);
   /* an iat in the payload keeps its place and anchors exp; an exp and expires_in together are refused */
   json_t *p2 = json_pack("{s:i,s:i}", "iat", 1000, "u", 1);
-  assert_int_equal(tether_jwt_sign(s, p2, 60, &tok), 0);
+  assert_int_equal(tt_sign_json(s, p2, 60, &tok), 0);
   char *dot = strchr(tok, '.');
   uint8_t pl[128];
   int n = tether__base64url_decode(dot + 1, (size_t)(strrchr(tok, '.') - dot - 1), pl, sizeof(pl));
@@ -996,12 +999,12 @@ static void test_sign_like_jsonwebtoken(void **state) {
   assert_memory_equal(pl, "{\"iat\":1000,\"u\":1,\"exp\":1060}", (size_t)n);
   free(tok);
   json_object_set_new(p2, "exp", json_integer(5));
-  assert_int_equal(tether_jwt_sign(s, p2, 60, &tok), TETHER_EINVAL);
+  assert_int_equal(tt_sign_json(s, p2, 60, &tok), TETHER_EINVAL);
   assert_null(tok);
-  assert_int_equal(tether_jwt_sign(s, p2, TETHER_JWT_NO_EXPIRY, &tok), 0);
+  assert_int_equal(tt_sign_json(s, p2, TETHER_JWT_NO_EXPIRY, &tok), 0);
   free(tok);
   json_t *arr = json_array();
-  assert_int_equal(tether_jwt_sign(s, arr, 60, &tok), TETHER_EINVAL);
+  assert_int_equal(tt_sign_json(s, arr, 60, &tok), TETHER_EINVAL);
   json_decref(arr);
   json_decref(p2);
   tether_jwt_signer_free(s);
@@ -1028,17 +1031,17 @@ static void test_sign_like_jsonwebtoken(void **state) {
     assert_int_equal(tether_jwt_signer_new_pem(priv, strlen(priv), gen[i].alg, "k-1", &s), 0);
     assert_int_equal(tether_jwt_signer_new_pem(pub, strlen(pub), gen[i].alg, NULL, &(tether_jwt_signer *){NULL}),
                      TETHER_EINVAL); /* a public key cannot sign */
-    assert_int_equal(tether_jwt_sign(s, payload, 60, &tok), 0);
+    assert_int_equal(tt_sign_json(s, payload, 60, &tok), 0);
     tether_jwt_verifier *v = verifier();
     assert_int_equal(tether_jwt_verifier_add_pem(v, pub, strlen(pub), gen[i].alg, "k-1"), 1);
-    tether_jwt_claims c;
-    tether_jwt_claims_init(&c);
-    assert_jwt(tether_jwt_verify(v, tok, strlen(tok), &c), 0);
-    assert_int_equal(tether_jwt_claims_alg(&c), gen[i].alg);
-    tether_jwt_claims_free(&c);
+    tether_jwt_claims *c = tether_jwt_claims_new();
+    assert_jwt(tether_jwt_verify(v, tok, strlen(tok), c), 0);
+    assert_int_equal(tether_jwt_claims_alg(c), gen[i].alg);
+    tether_jwt_claims_free(c);
     uint8_t hdr[128];
     int hn = tether__base64url_decode(tok, (size_t)(strchr(tok, '.') - tok), hdr, sizeof(hdr));
-    char *want = tether__asprintf("{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"k-1\"}", algs[gen[i].alg].name);
+    char *want =
+        tether__asprintf("{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"k-1\"}", tether__jwt_algs[gen[i].alg].name);
     assert_int_equal(hn, (int)strlen(want));
     assert_memory_equal(hdr, want, (size_t)hn);
     free(want);
@@ -1063,7 +1066,7 @@ static void test_key_specs(void **state) {
   assert_int_equal(tether_jwt_signer_new_secret(SECRET, strlen(SECRET), 0, NULL, &s), 0);
   json_t *payload = json_pack("{s:i}", "userId", 7);
   char *tok;
-  assert_int_equal(tether_jwt_sign(s, payload, 60, &tok), 0);
+  assert_int_equal(tt_sign_json(s, payload, 60, &tok), 0);
   struct {
     const char *spec;
     int want;
@@ -1141,11 +1144,12 @@ static void test_key_specs(void **state) {
   X509_free(x);
   /* a JWKS file: kid selects; keys for encryption and unknown types are skipped */
   char *secret_b64 = b64(SECRET);
-  char *jwks = tether__asprintf("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"enc\",\"use\":\"enc\",\"k\":\"AAAA\"},"
-                                "{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"%s\"},"
-                                "{\"kty\":\"oct\",\"kid\":\"b\",\"alg\":\"HS384\",\"k\":\"YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi\"},"
-                                "{\"kty\":\"X448\",\"kid\":\"c\"},%s]}",
-                                secret_b64, RFC8037_A2_JWK);
+  char *jwks = tether__asprintf(
+      "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"enc\",\"use\":\"enc\",\"k\":\"AAAA\"},"
+      "{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"%s\"},"
+      "{\"kty\":\"oct\",\"kid\":\"b\",\"alg\":\"HS384\",\"k\":\"YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJi\"},"
+      "{\"kty\":\"X448\",\"kid\":\"c\"},%s]}",
+      secret_b64, RFC8037_A2_JWK);
   char *jpath = write_tmp(dir, "jwks.json", jwks);
   tether_jwt_verifier *jv = verifier();
   assert_int_equal(tether_jwt_verifier_add_key(jv, jpath, NULL, NULL), 3);
@@ -1160,7 +1164,7 @@ static void test_key_specs(void **state) {
   assert_int_equal(tether_jwt_signer_new(jpath, NULL, NULL, &js), TETHER_EINVAL);
   assert_int_equal(tether_jwt_signer_new(jpath, NULL, "a", &js), 0);
   char *tok2;
-  assert_int_equal(tether_jwt_sign(js, payload, 60, &tok2), 0);
+  assert_int_equal(tt_sign_json(js, payload, 60, &tok2), 0);
   assert_jwt(verify(kv, tok2), 0); /* header kid "a" */
   free(tok2);
   tether_jwt_signer_free(js);
@@ -1276,15 +1280,16 @@ static void test_scanner_vs_jansson(void **state) {
     json_error_t err;
     json_t *j = json_loadb(texts[i], n, JSON_REJECT_DUPLICATES, &err);
     int jansson_ok = j != NULL && json_is_object(j);
-    if (verdict == SCAN_OK && !jansson_ok) fprintf(stderr, "scanner accepts, jansson refuses: %zu %s\n", i, texts[i]);
+    if (verdict == TETHER__SCAN_OK && !jansson_ok)
+      fprintf(stderr, "scanner accepts, jansson refuses: %zu %s\n", i, texts[i]);
     if (verdict < 0 && jansson_ok) fprintf(stderr, "scanner refuses, jansson accepts: %zu %s\n", i, texts[i]);
-    assert_false(verdict == SCAN_OK && !jansson_ok);
+    assert_false(verdict == TETHER__SCAN_OK && !jansson_ok);
     assert_false(verdict < 0 && jansson_ok);
     json_decref(j);
   }
   /* the flat common case takes the fast path */
   const char *flat = "{\"userId\":42,\"role\":\"admin\",\"iat\":1,\"exp\":2}";
-  assert_int_equal(tether__jwt_scan_verdict(flat, strlen(flat)), SCAN_OK);
+  assert_int_equal(tether__jwt_scan_verdict(flat, strlen(flat)), TETHER__SCAN_OK);
 }
 
 /* The verifier's base64url decoder is util.c's, only faster: same results on the same inputs. */
@@ -1303,7 +1308,7 @@ static void test_b64url_same_as_util(void **state) {
       in[i] = alphabet[x % (clean ? 64 : sizeof(alphabet) - 1)];
     }
     size_t cap = (x >> 20) % 2 ? sizeof(a) : n / 2;
-    int ra = b64url_decode(in, n, a, cap), rb = tether__base64url_decode(in, n, b, cap);
+    int ra = tether__base64url_decode_quiet(in, n, a, cap), rb = tether__base64url_decode(in, n, b, cap);
     assert_int_equal(ra, rb);
     if (ra > 0) assert_memory_equal(a, b, (size_t)ra);
   }
@@ -1321,16 +1326,15 @@ static void test_verified_cache(void **state) {
   tether_jwt_verifier_add_jwk(v, RFC7515_A3_JWK, strlen(RFC7515_A3_JWK), 0);
   uint8_t d[32];
   assert_int_equal(EVP_Digest(RFC7515_A3_TOKEN, strlen(RFC7515_A3_TOKEN), d, NULL, EVP_sha256(), NULL), 1);
-  assert_int_equal(vcache_lookup(v->id, d), -1);
+  assert_int_equal(tether__jwt_vcache_lookup(v->id, d), -1);
   assert_jwt(verify(v, RFC7515_A3_TOKEN), 0);
-  assert_int_equal(vcache_lookup(v->id, d), 1); /* the second key verified it */
-  tether_jwt_claims c;
-  tether_jwt_claims_init(&c);
-  assert_jwt(tether_jwt_verify(v, RFC7515_A3_TOKEN, strlen(RFC7515_A3_TOKEN), &c), 0); /* a hit */
-  assert_int_equal(tether_jwt_claims_key_index(&c), 1);
+  assert_int_equal(tether__jwt_vcache_lookup(v->id, d), 1); /* the second key verified it */
+  tether_jwt_claims *c = tether_jwt_claims_new();
+  assert_jwt(tether_jwt_verify(v, RFC7515_A3_TOKEN, strlen(RFC7515_A3_TOKEN), c), 0); /* a hit */
+  assert_int_equal(tether_jwt_claims_key_index(c), 1);
   char iss[8];
-  assert_int_equal(tether_jwt_claim_text(&c, "iss", iss, sizeof(iss)), 3);
-  tether_jwt_claims_free(&c);
+  assert_int_equal(tether_jwt_claim_text(c, "iss", iss, sizeof(iss)), 3);
+  tether_jwt_claims_free(c);
   /* claims are checked on hits too */
   clock_ms = (int64_t)(RFC7515_EXP + 60) * 1000;
   assert_jwt(verify(v, RFC7515_A3_TOKEN), TETHER_JWT_EEXPIRED);
@@ -1344,7 +1348,7 @@ static void test_verified_cache(void **state) {
   /* HMAC is never cached (as cheap as the hash), and another verifier does not see this one's entries */
   assert_jwt(verify(v, RFC7515_A1_TOKEN), 0);
   assert_int_equal(EVP_Digest(RFC7515_A1_TOKEN, strlen(RFC7515_A1_TOKEN), d, NULL, EVP_sha256(), NULL), 1);
-  assert_int_equal(vcache_lookup(v->id, d), -1);
+  assert_int_equal(tether__jwt_vcache_lookup(v->id, d), -1);
   tether_jwt_verifier *other = verifier_opts(&o);
   EVP_PKEY *pk = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
   char *pem = pem_of(pk, 0);
@@ -1366,17 +1370,16 @@ typedef struct thread_arg {
 
 static void *verify_loop(void *p) {
   thread_arg *a = p;
-  tether_jwt_claims c;
-  tether_jwt_claims_init(&c);
+  tether_jwt_claims *c = tether_jwt_claims_new();
   char buf[32];
   for (int i = 0; i < 1500; i++) {
     const char *t = a->tokens[i % 3];
-    if (tether_jwt_verify(a->v, t, strlen(t), &c) != 0)
+    if (tether_jwt_verify(a->v, t, strlen(t), c) != 0)
       a->failures++;
-    else if (tether_jwt_claim_text(&c, "userId", buf, sizeof(buf)) != 2 || strcmp(buf, "42") != 0)
+    else if (tether_jwt_claim_text(c, "userId", buf, sizeof(buf)) != 2 || strcmp(buf, "42") != 0)
       a->failures++;
   }
-  tether_jwt_claims_free(&c);
+  tether_jwt_claims_free(c);
   return NULL;
 }
 
@@ -1392,8 +1395,8 @@ static void test_threads(void **state) {
     tether_jwt_verifier_add_jwk(i ? cv : v, RFC7515_A3_JWK, strlen(RFC7515_A3_JWK), 0);
     tether_jwt_verifier_add_jwk(i ? cv : v, RFC7515_A2_JWK, strlen(RFC7515_A2_JWK), 0);
   }
-  key_list hs = secret_key(SECRET, TETHER_JWT_HS256), es = jwk_keys(RFC7515_A3_JWK, 0),
-           rs = jwk_keys(RFC7515_A2_JWK, 0);
+  tether__jwt_key_list hs = secret_key(SECRET, TETHER_JWT_HS256), es = jwk_keys(RFC7515_A3_JWK, 0),
+                       rs = jwk_keys(RFC7515_A2_JWK, 0);
   thread_arg arg = {.v = v};
   char *t0 = craft("{\"alg\":\"HS256\",\"typ\":\"JWT\"}", "{\"userId\":42}", &hs.k[0]);
   char *t1 = craft("{\"alg\":\"ES256\",\"typ\":\"JWT\"}", "{\"userId\":42}", &es.k[0]);
@@ -1413,9 +1416,9 @@ static void test_threads(void **state) {
   free(t0);
   free(t1);
   free(t2);
-  key_list_free(&hs);
-  key_list_free(&es);
-  key_list_free(&rs);
+  tether__jwt_keys_free(&hs);
+  tether__jwt_keys_free(&es);
+  tether__jwt_keys_free(&rs);
   tether_jwt_verifier_free(v);
   tether_jwt_verifier_free(cv);
   tether_jwt_thread_cleanup();

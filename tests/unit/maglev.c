@@ -30,7 +30,8 @@ static void test_spread(void **state) {
     }
     double mean = 100000.0 / (double)n;
     for (size_t s = 0; s < n; s++)
-      if (count[s] < mean * 0.9 || count[s] > mean * 1.1) fail_msg("%zu servers: server %zu got %d keys (mean %.0f)", n, s, count[s], mean);
+      if (count[s] < mean * 0.9 || count[s] > mean * 1.1)
+        fail_msg("%zu servers: server %zu got %d keys (mean %.0f)", n, s, count[s], mean);
     tether_maglev_free(m);
   }
 }

@@ -77,7 +77,7 @@ static void test_session_counters(void **state) {
   tether_session *s;
   char *sc;
   assert_int_equal(tether_session_load(m, NULL, &s), 0);
-  json_object_set_new(tether_session_data(s), "u", json_string("bob"));
+  tether_session_set_string(s, "u", "bob");
   assert_int_equal(tether_session_commit(s, &sc), 0);
   char hdr[256];
   snprintf(hdr, sizeof(hdr), "%.*s", (int)strcspn(sc, ";"), sc);

@@ -30,14 +30,11 @@ static void test_v1(void **state) {
   assert_int_equal(ss.ss_family, AF_UNSPEC);
   for (size_t k = 0; k < 20; k++) assert_int_equal(parse("PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n", k, &ss), 0);
   static const char *bad[] = {
-      "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",          /* no CR */
-      "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",       /* two spaces */
-      "PROXY TCP4 1.2.3.400 5.6.7.8 1 2\r\n",
-      "PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
-      "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
-      "PROXY TCP4 ::1 ::1 1 2\r\n",
-      "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",
-      "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
+      "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",    /* no CR */
+      "PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n", /* two spaces */
+      "PROXY TCP4 1.2.3.400 5.6.7.8 1 2\r\n", "PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n",
+      "PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",  "PROXY TCP4 ::1 ::1 1 2\r\n",
+      "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n",   "PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
     if (parse(bad[i], strlen(bad[i]), &ss) != -1) fail_msg("accepted: %s", bad[i]);
@@ -52,8 +49,8 @@ static void test_v1(void **state) {
 static void test_v2(void **state) {
   (void)state;
   struct sockaddr_storage ss;
-  unsigned char h[64] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n', 0x21, 0x11, 0, 12,
-                         10, 1, 2, 3, 10, 9, 9, 9, 0x1f, 0x90, 0x01, 0xbb};
+  unsigned char h[64] = {'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T',  '\n', 0x21, 0x11,
+                         0,    12,   10,   1,    2, 3,    10,   9,   9,   9,   0x1f, 0x90, 0x01, 0xbb};
   assert_int_equal(parse((char *)h, 28, &ss), 28);
   assert_int_equal(ss.ss_family, AF_INET);
   assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 8080);

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "procs.h"
+#include "session_test.h"
 #include "store/store_impl.h"
 #include "tether/session.h"
 #include "util.h"
@@ -114,7 +115,7 @@ static char *commit(tether_session *s) {
 static char *create_session(tether_sessions *m, const char *key, const char *value, char id[129]) {
   tether_session *s = load(m, NULL);
   assert_true(tether_session_is_new(s));
-  json_object_set_new(tether_session_data(s), key, json_string(value));
+  tether_session_set_string(s, key, value);
   char *sc = commit(s);
   snprintf(id, 129, "%s", tether_session_id(s));
   tether_session_free(s);
@@ -138,7 +139,7 @@ static void test_new_unmodified_not_saved(void **state) {
   tether_session *s = load(m, NULL);
   assert_true(tether_session_is_new(s));
   assert_int_equal(strlen(tether_session_id(s)), TETHER_SID_LEN);
-  assert_int_equal(json_object_size(tether_session_data(s)), 0);
+  assert_int_equal(tether_session_count(s), 0);
   assert_null(commit(s));
   tether_metrics after = snap(st);
   assert_int_equal(after.created - before.created, 1);
@@ -191,8 +192,8 @@ static void test_new_modified(void **state) {
   tether_session *s = load(m, hdr);
   assert_false(tether_session_is_new(s));
   assert_string_equal(tether_session_id(s), id);
-  assert_string_equal(json_string_value(json_object_get(tether_session_data(s), "user")), "bob");
-  assert_null(json_object_get(tether_session_data(s), "cookie")); /* the cookie is not application data */
+  assert_string_equal(tether_session_get_string(s, "user"), "bob");
+  assert_false(tether_session_has(s, "cookie")); /* the cookie is not application data */
   tether_session_free(s);
   free(hdr), free(json), free(want), free(sc);
   tether_sessions_free(m);
@@ -240,7 +241,7 @@ static void test_loaded_modified(void **state) {
     char *hdr = cookie_from(sc);
     tether_metrics before = snap(st);
     tether_session *s = load(m, hdr);
-    json_object_set_new(tether_session_data(s), "visits", json_integer(2));
+    tether_session_set_int(s, "visits", 2);
     char *sc2 = commit(s);
     tether_metrics after = snap(st);
     assert_int_equal(after.saved - before.saved, 1);
@@ -333,7 +334,7 @@ static void test_regenerate(void **state) {
   tether_session *s = load(m, hdr);
   assert_int_equal(tether_session_regenerate(s), 0);
   assert_string_not_equal(tether_session_id(s), id);
-  assert_int_equal(json_object_size(tether_session_data(s)), 0);
+  assert_int_equal(tether_session_count(s), 0);
   assert_null(stored(st, id)); /* the old session is gone at once */
   char *sc2 = commit(s);       /* unmodified data, but a new id: saved and sent */
   char *want = cookie_for("connect.sid", tether_session_id(s), SECRET);
@@ -371,7 +372,7 @@ static void test_destroy(void **state) {
   char *hdr = cookie_from(sc);
   tether_metrics before = snap(st);
   tether_session *s = load(m, hdr);
-  json_object_set_new(tether_session_data(s), "more", json_true());
+  tether_session_set_bool(s, "more", 1);
   assert_int_equal(tether_session_destroy(s), 0);
   assert_null(stored(st, id));
   assert_null(commit(s)); /* even with rolling and resave: nothing saved, no cookie */
@@ -393,7 +394,7 @@ static void test_explicit_save(void **state) {
   opts_init(&o, st);
   tether_sessions *m = make(&o);
   tether_session *s = load(m, NULL);
-  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  tether_session_set_string(s, "user", "bob");
   assert_int_equal(tether_session_save(s), 0);
   assert_int_equal(snap(st).saved, 1);
   char *sc = commit(s); /* already saved as it is: not again, but the cookie goes out */
@@ -507,7 +508,7 @@ static void test_secret_rotation(void **state) {
   tether_session *s = load(rotated, hdr);
   assert_false(tether_session_is_new(s)); /* the old cookie still works */
   assert_string_equal(tether_session_id(s), id);
-  json_object_set_new(tether_session_data(s), "n", json_integer(1));
+  tether_session_set_int(s, "n", 1);
   char *sc2 = commit(s);
   char *want = cookie_for("connect.sid", id, "new secret"); /* new cookies: the first secret */
   assert_prefix(sc2, want);
@@ -649,7 +650,7 @@ static void test_cookie_options_format(void **state) {
   m = make(&o);
   tether_session *s = load(m, NULL);
   tether_session_set_max_age(s, 60000);
-  json_object_set_new(tether_session_data(s), "k", json_true());
+  tether_session_set_bool(s, "k", 1);
   sc = commit(s);
   assert_non_null(strstr(sc, "; Expires="));
   assert_true(tether_session_expires(s) > tether_now_ms() + 59000);
@@ -682,9 +683,11 @@ static void test_stored_json_from_node(void **state) {
   assert_int_equal(tether__parse_iso8601("2099-11-30T10:01:40.570Z", &want), 0);
   assert_int_equal(tether_session_expires(s), want);
   json_t *expect = json_pack("{s:s}", "user", "bob");
-  assert_true(json_equal(tether_session_data(s), expect));
+  json_t *got = session_json(s);
+  assert_true(json_equal(got, expect));
+  json_decref(got);
   json_decref(expect);
-  json_object_set_new(tether_session_data(s), "n", json_integer(1));
+  tether_session_set_int(s, "n", 1);
   char *sc = commit(s); /* touched (now + originalMaxAge), saved, sent: it has an expiry */
   assert_non_null(sc);
   char *json = stored(st, GOOD_ID);
@@ -704,7 +707,7 @@ static void test_stored_json_from_node(void **state) {
   s = load(m, hdr);
   assert_false(tether_session_is_new(s));
   assert_int_equal(tether_session_expires(s), 0);
-  assert_int_equal(json_array_size(json_object_get(tether_session_data(s), "cart")), 3);
+  assert_int_equal(tether_session_array_length(s, "cart"), 3);
   assert_null(commit(s)); /* unmodified: touched only */
   tether_session_free(s);
 
@@ -795,7 +798,7 @@ static void test_expired_and_missing(void **state) {
   tether_metrics before = snap(st);
   tether_session *s = load(m, hdr);
   assert_true(tether_session_is_new(s));
-  assert_null(json_object_get(tether_session_data(s), "user"));
+  assert_false(tether_session_has(s, "user"));
   tether_metrics after = snap(st);
   assert_int_equal(after.missing - before.missing, 0);
   assert_int_equal(after.errors - before.errors, 0);
@@ -833,14 +836,14 @@ static void test_jwt(void **state) {
   tether_session *s = load(m, hdr);
   assert_false(tether_session_is_new(s));
   assert_string_equal(tether_session_id(s), id);
-  assert_string_equal(json_string_value(json_object_get(tether_session_data(s), "user")), "bob");
-  json_object_set_new(tether_session_data(s), "n", json_integer(2));
+  assert_string_equal(tether_session_get_string(s, "user"), "bob");
+  tether_session_set_int(s, "n", 2);
   char *sc2 = commit(s); /* modified: a new token */
   assert_prefix(sc2, "connect.sid=eyJ");
   tether_session_free(s);
   char *hdr2 = cookie_from(sc2);
   s = load(m, hdr2);
-  assert_int_equal(json_integer_value(json_object_get(tether_session_data(s), "n")), 2);
+  assert_int_equal(session_int(s, "n"), 2);
   tether_session_free(s);
 
   /* tampered tokens: each position of the header, payload and signature */
@@ -881,7 +884,7 @@ static void test_jwt(void **state) {
   char big[5000];
   memset(big, 'x', sizeof(big) - 1);
   big[sizeof(big) - 1] = '\0';
-  json_object_set_new(tether_session_data(s), "blob", json_string(big));
+  tether_session_set_string(s, "blob", big);
   char *sc3 = (char *)1;
   assert_int_equal(tether_session_commit(s, &sc3), TETHER_E2BIG);
   assert_null(sc3);
@@ -921,11 +924,11 @@ static void test_absolute_timeout(void **state) {
   free(json);
   tether_session *s = load(m, hdr);
   assert_false(tether_session_is_new(s));
-  assert_null(json_object_get(tether_session_data(s), "_tetherCreated")); /* not application data */
+  assert_false(tether_session_has(s, "_tetherCreated")); /* not application data */
   int64_t end = tether_session_created(s) + 10000;
   assert_true(end <= tether_now_ms() + 1000 + 50);
   assert_true(tether_session_expires(s) <= end);
-  json_object_set_new(tether_session_data(s), "n", json_integer(1));
+  tether_session_set_int(s, "n", 1);
   char *sc = commit(s);
   assert_non_null(sc);
   assert_true(tether_session_expires(s) <= end);
@@ -944,7 +947,7 @@ static void test_absolute_timeout(void **state) {
   free(json);
   s = load(m, hdr);
   assert_true(tether_session_is_new(s));
-  assert_null(json_object_get(tether_session_data(s), "user"));
+  assert_false(tether_session_has(s, "user"));
   assert_true(tether_session_created(s) >= tether_now_ms() - 1000);
   tether_session_free(s);
 
@@ -970,7 +973,7 @@ static void test_absolute_timeout(void **state) {
   assert_false(tether_session_is_new(s));
   tether_session_free(s);
   s = load(off, NULL);
-  json_object_set_new(tether_session_data(s), "x", json_integer(1));
+  tether_session_set_int(s, "x", 1);
   free(commit(s));
   json = stored(st, tether_session_id(s));
   assert_null(strstr(json, "_tetherCreated"));
@@ -998,7 +1001,9 @@ static void test_absolute_timeout_jwt(void **state) {
   /* a token whose session was created 8.5 s ago */
   char *json = session_json_aged(8500, ",\"user\":\"bob\"");
   int err = 0;
-  char *tok = tether__jwt_cookie_encode(GOOD_ID, json, tether_now_ms() + 3600000, SECRET, &err);
+  tether__jwt_codec *jc = NULL;
+  assert_int_equal(tether__jwt_codec_new((const char *const[]){SECRET}, 1, &jc), 0);
+  char *tok = tether__jwt_cookie_encode(jc, GOOD_ID, json, tether_now_ms() + 3600000, &err);
   assert_non_null(tok);
   free(json);
   char *hdr = tether__asprintf("connect.sid=%s", tok);
@@ -1020,7 +1025,8 @@ static void test_absolute_timeout_jwt(void **state) {
   tether_session_free(s);
   /* a token the store itself signed without an exp limit: the stored creation time still ends it */
   json = session_json_aged(20000, "");
-  tok = tether__jwt_cookie_encode(GOOD_ID, json, tether_now_ms() + 3600000, SECRET, &err);
+  tok = tether__jwt_cookie_encode(jc, GOOD_ID, json, tether_now_ms() + 3600000, &err);
+  tether__jwt_codec_free(jc);
   free(json);
   char *hdr3 = tether__asprintf("connect.sid=%s", tok);
   free(tok);
@@ -1076,7 +1082,7 @@ static void test_secure_cookie(void **state) {
   /* secure on, insecure request: saved, but no Set-Cookie (express-session) */
   tether_session *s = load(m, NULL);
   tether_session_set_secure(s, 0);
-  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  tether_session_set_string(s, "user", "bob");
   assert_null(commit(s));
   char *json = stored(st, tether_session_id(s));
   assert_non_null(json);
@@ -1085,7 +1091,7 @@ static void test_secure_cookie(void **state) {
   /* secure on, secure request */
   s = load(m, NULL);
   tether_session_set_secure(s, 1);
-  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  tether_session_set_string(s, "user", "bob");
   char *sc = commit(s);
   assert_non_null(strstr(sc, "; Secure"));
   free(sc);
@@ -1097,7 +1103,7 @@ static void test_secure_cookie(void **state) {
   m = make(&o);
   s = load(m, NULL);
   tether_session_set_secure(s, 0);
-  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  tether_session_set_string(s, "user", "bob");
   sc = commit(s);
   assert_non_null(sc);
   assert_null(strstr(sc, "Secure"));
@@ -1108,7 +1114,7 @@ static void test_secure_cookie(void **state) {
   tether_session_free(s);
   s = load(m, NULL);
   tether_session_set_secure(s, 1);
-  json_object_set_new(tether_session_data(s), "user", json_string("bob"));
+  tether_session_set_string(s, "user", "bob");
   sc = commit(s);
   assert_non_null(strstr(sc, "; Secure"));
   json = stored(st, tether_session_id(s));
@@ -1209,7 +1215,7 @@ static void test_options_validation(void **state) {
   name[0] = 'X';
   assert_true(tether_sessions_store(m) == st);
   tether_session *s = load(m, NULL);
-  json_object_set_new(tether_session_data(s), "k", json_true());
+  tether_session_set_bool(s, "k", 1);
   char *sc = commit(s);
   assert_prefix(sc, "__Host-sid=s%3A");
   free(sc);

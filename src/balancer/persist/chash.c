@@ -69,10 +69,13 @@ void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m
     for (int i = 0; i < cp->nkey; i++) {
       const tether__key_part *k = &cp->key[i];
       switch (k->type) {
-      case TETHER__KEY_TEXT: append(pr, k->text, strlen(k->text)); break;
+      case TETHER__KEY_TEXT:
+        append(pr, k->text, strlen(k->text));
+        break;
       case TETHER__KEY_REMOTE_ADDR: {
         char ip[INET6_ADDRSTRLEN] = "";
-        if (client->sa_family == AF_INET) inet_ntop(AF_INET, &((const struct sockaddr_in *)client)->sin_addr, ip, sizeof(ip));
+        if (client->sa_family == AF_INET)
+          inet_ntop(AF_INET, &((const struct sockaddr_in *)client)->sin_addr, ip, sizeof(ip));
         else if (client->sa_family == AF_INET6)
           inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)client)->sin6_addr, ip, sizeof(ip));
         append(pr, ip, strlen(ip));
@@ -88,8 +91,11 @@ void tether__chash_request(const tether__upstream_rt *u, const tether__h1_msg *m
       case TETHER__KEY_ARG:
         if (tether__query_arg(m->target, k->text, &v)) append(pr, v.p, v.n);
         break;
-      case TETHER__KEY_REQUEST_URI: append(pr, m->target.p, m->target.n); break;
-      default: break; /* header-only variables are refused in hash keys */
+      case TETHER__KEY_REQUEST_URI:
+        append(pr, m->target.p, m->target.n);
+        break;
+      default:
+        break;                      /* header-only variables are refused in hash keys */
       case TETHER__KEY_JWT_CLAIM: { /* a verified claim (auth_jwt on the location); nothing otherwise */
         char claim[256];
         int n = claims ? tether_jwt_claim_text(claims, k->text, claim, sizeof(claim)) : -1;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../lib/util.h"
 #include "persist.h"
 
 #define KEY_LEN 32
@@ -22,13 +23,6 @@ void tether__cookie_key_path(const tether__config *cf, char *out, size_t cap) {
     snprintf(out, cap, "%s", p);
   else
     snprintf(out, cap, "%.*s/%s", (int)(slash - cf->file), cf->file, p); /* beside the configuration */
-}
-
-static int unhex(int c) {
-  return c >= '0' && c <= '9'   ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                : -1;
 }
 
 /* 0, -ENOENT when the file is missing, or -1 with the reason in why. */
@@ -53,8 +47,9 @@ static int read_key(const char *path, uint8_t key[KEY_LEN], char *why, size_t ca
   if (n < 0) return -1;
   int ok = n >= 2 * KEY_LEN && (size_t)n < sizeof(text);
   for (ssize_t i = 0; ok && i < n; i++)
-    ok = i < 2 * KEY_LEN ? unhex((unsigned char)text[i]) >= 0 : strchr(" \t\r\n", text[i]) != NULL;
-  for (int i = 0; ok && i < KEY_LEN; i++) key[i] = (uint8_t)(unhex(text[2 * i]) << 4 | unhex(text[2 * i + 1]));
+    ok = i < 2 * KEY_LEN ? tether__hexval((unsigned char)text[i]) >= 0 : strchr(" \t\r\n", text[i]) != NULL;
+  for (int i = 0; ok && i < KEY_LEN; i++)
+    key[i] = (uint8_t)(tether__hexval(text[2 * i]) << 4 | tether__hexval(text[2 * i + 1]));
   memset(text, 0, sizeof(text));
   if (!ok) snprintf(why, cap, "malformed: expected %d hexadecimal digits (%d random bytes)", 2 * KEY_LEN, KEY_LEN);
   return ok ? 0 : -1;

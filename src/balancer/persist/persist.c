@@ -11,15 +11,6 @@
 const char *const tether__outcome_names[TETHER__OUT_COUNT][2] = {
     {"hit", ""}, {"new", ""}, {"break", "down"}, {"break", "drain"}, {"break", "unknown"}, {"break", "overload"}};
 
-int tether__persist_by_weight(const tether__cf_upstream *cu, unsigned w) {
-  for (size_t i = 0; i < cu->nservers; i++) {
-    if (cu->servers[i].backup) continue;
-    if (w < (unsigned)cu->servers[i].weight) return (int)i;
-    w -= (unsigned)cu->servers[i].weight;
-  }
-  return -1;
-}
-
 int tether__persist_build(tether__upstream_rt *u) {
   const tether__cf_upstream *cu = u->cf;
   if (cu->persist.kind == TETHER__PERSIST_NONE) return 0;
@@ -28,7 +19,8 @@ int tether__persist_build(tether__upstream_rt *u) {
   for (size_t i = 0; i < cu->nservers; i++)
     if (!cu->servers[i].backup) p->total_weight += cu->servers[i].weight;
   switch (cu->persist.kind) {
-  case TETHER__PERSIST_COOKIE: return tether__cookie_values(u);
+  case TETHER__PERSIST_COOKIE:
+    return tether__cookie_values(u);
   case TETHER__PERSIST_APP_COOKIE:
   case TETHER__PERSIST_HASH: {
     if (cu->persist.kind == TETHER__PERSIST_HASH && cu->persist.method == TETHER__HASH_MODULO) return 0;
@@ -46,7 +38,8 @@ int tether__persist_build(tether__upstream_rt *u) {
       return tether_maglev_new(names, weights, n, 0, &p->maglev);
     return tether_ketama_new(names, weights, n, &p->ring);
   }
-  default: return 0;
+  default:
+    return 0;
   }
 }
 
@@ -65,11 +58,18 @@ void tether__persist_request(const tether__upstream_rt *u, const tether__h1_msg 
   memset(pr, 0, sizeof(*pr));
   pr->bound = -1;
   switch (u->cf->persist.kind) {
-  case TETHER__PERSIST_COOKIE: tether__cookie_request(u, m, pr, tether_now_ms() / 1000); break;
-  case TETHER__PERSIST_IP_HASH: tether__iphash_request(client, pr); break;
+  case TETHER__PERSIST_COOKIE:
+    tether__cookie_request(u, m, pr, tether_now_ms() / 1000);
+    break;
+  case TETHER__PERSIST_IP_HASH:
+    tether__iphash_request(client, pr);
+    break;
   case TETHER__PERSIST_HASH:
-  case TETHER__PERSIST_APP_COOKIE: tether__chash_request(u, m, client, claims, pr); break;
-  default: break;
+  case TETHER__PERSIST_APP_COOKIE:
+    tether__chash_request(u, m, client, claims, pr);
+    break;
+  default:
+    break;
   }
 }
 
@@ -102,8 +102,10 @@ static int hash_pick(const tether__upstream_rt *u, const tether__persist_req *pr
     int i = order[k];
     const tether__server_state *s = u->servers[i];
     int why = -1;
-    if (!tether__server_usable_bound(s, &u->cf->servers[i], now)) why = TETHER__OUT_BREAK_DOWN;
-    else if (drain_expired(u, s, now)) why = TETHER__OUT_BREAK_DRAIN;
+    if (!tether__server_usable_bound(s, &u->cf->servers[i], now))
+      why = TETHER__OUT_BREAK_DOWN;
+    else if (drain_expired(u, s, now))
+      why = TETHER__OUT_BREAK_DRAIN;
     else if (cap && (uint64_t)atomic_load_explicit(&s->active, memory_order_relaxed) >= cap)
       why = TETHER__OUT_BREAK_OVERLOAD;
     if (why < 0) return i;
@@ -112,12 +114,13 @@ static int hash_pick(const tether__upstream_rt *u, const tether__persist_req *pr
   return -1;
 }
 
-int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, tether__balance_state *bs,
-                         int worker, int64_t now) {
+int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, tether__balance_state *bs, int worker,
+                         int64_t now) {
   const tether__cf_persist *cp = &u->cf->persist;
   int outcome = TETHER__OUT_NEW, idx = -1;
   switch (cp->kind) {
-  case TETHER__PERSIST_NONE: return tether__balance_pick(u, bs, NULL, now);
+  case TETHER__PERSIST_NONE:
+    return tether__balance_pick(u, bs, NULL, now);
   case TETHER__PERSIST_COOKIE:
     if (pr->bound >= 0) {
       const tether__server_state *s = u->servers[pr->bound];
@@ -156,11 +159,13 @@ int tether__persist_retry(const tether__upstream_rt *u, tether__persist_req *pr,
   const tether__cf_persist *cp = &u->cf->persist;
   if (cp->kind == TETHER__PERSIST_NONE) return -1;
   /* the server persistence chose failed: the request moves, and that is a break */
-  if (first_retry) atomic_fetch_add_explicit(&u->state->outcomes[worker][TETHER__OUT_BREAK_DOWN], 1, memory_order_relaxed);
+  if (first_retry)
+    atomic_fetch_add_explicit(&u->state->outcomes[worker][TETHER__OUT_BREAK_DOWN], 1, memory_order_relaxed);
   if (cp->kind == TETHER__PERSIST_COOKIE || !pr->have_key) return -1;
   /* hash policies retry along their own order, as nginx does, so the next request goes where this one did */
   int order[64];
-  int n = cp->kind == TETHER__PERSIST_IP_HASH ? tether__iphash_walk(u, pr, order, 64) : tether__chash_walk(u, pr, order, 64);
+  int n = cp->kind == TETHER__PERSIST_IP_HASH ? tether__iphash_walk(u, pr, order, 64)
+                                              : tether__chash_walk(u, pr, order, 64);
   for (int k = 0; k < n; k++) {
     int i = order[k];
     if (i < 0 || tried[i]) continue;

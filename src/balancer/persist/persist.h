@@ -9,44 +9,21 @@
 #include <sys/socket.h>
 
 #include "../http1.h"
-#include "../runtime.h"
+#include "../runtime-t.h"
+#include "../server.h"
+#include "persist-t.h"
 #include "tether/hash.h"
 #include "tether/jwt.h"
-
-typedef enum tether__outcome {
-  TETHER__OUT_HIT = 0,      /* went where persistence said */
-  TETHER__OUT_NEW,          /* no binding yet */
-  TETHER__OUT_BREAK_DOWN,   /* the bound server is down or disabled */
-  TETHER__OUT_BREAK_DRAIN,  /* the bound server drains and its drain_timeout has passed */
-  TETHER__OUT_BREAK_UNKNOWN,/* a binding that names no server (forged, stale, expired) */
-  TETHER__OUT_BREAK_OVERLOAD,/* bounded load: the bound server is above its cap */
-  TETHER__OUT_COUNT
-} tether__outcome;
 
 extern const char *const tether__outcome_names[TETHER__OUT_COUNT][2]; /* {outcome, reason} */
 
 /* Per upstream, per configuration generation: what the policy precomputes. */
 typedef struct tether__persist_rt {
-  tether_ketama *ring;      /* hash ... consistent, sticky app_cookie */
-  tether_maglev *maglev;    /* hash ... maglev */
-  char (*values)[64];       /* sticky cookie: each server's opaque value */
-  int total_weight;         /* primaries, for ip_hash and hash */
+  tether_ketama *ring;   /* hash ... consistent, sticky app_cookie */
+  tether_maglev *maglev; /* hash ... maglev */
+  char (*values)[64];    /* sticky cookie: each server's opaque value */
+  int total_weight;      /* primaries, for ip_hash and hash */
 } tether__persist_rt;
-
-/* What the request brought, computed once from its head. */
-typedef struct tether__persist_req {
-  int bound;          /* the server the policy names (-1: none) */
-  int unknown;        /* a binding was presented but names no usable server identity */
-  int have_key;       /* hash policies: a key was computed */
-  uint32_t key_hash;  /* CRC32 of the key (ketama, maglev) */
-  uint8_t key[256];   /* the key itself, for nginx's hash rounds (truncated) */
-  size_t key_len;
-  uint8_t ip[16];     /* ip_hash: the address bytes nginx hashes */
-  int ip_len;
-  int64_t first_seen; /* sticky cookie with maxlife: when the binding began (s) */
-  int64_t last_seen;  /* with maxidle: when it was last refreshed (s) */
-  int set_cookie;     /* the response must carry a sticky cookie for the chosen server */
-} tether__persist_req;
 
 int tether__persist_build(tether__upstream_rt *u);
 void tether__persist_free(tether__upstream_rt *u);
@@ -57,8 +34,8 @@ void tether__persist_request(const tether__upstream_rt *u, const tether__h1_msg 
 
 /* Picks the server for a request's first try and counts the outcome. Returns the index, -1 when no
  * server is usable, -2 when `strict` refuses to move a bound client. */
-int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, tether__balance_state *bs,
-                         int worker, int64_t now_ms);
+int tether__persist_pick(const tether__upstream_rt *u, tether__persist_req *pr, tether__balance_state *bs, int worker,
+                         int64_t now_ms);
 
 /* A retry after the chosen server failed: counts the move as a break (once per request) and, for hash
  * policies, picks the next server in the policy's own order (-1: let the balance algorithm pick). */
@@ -80,7 +57,8 @@ int tether__raw_cookie(const tether__h1_msg *m, const char *name, tether__slice 
 int tether__query_arg(tether__slice target, const char *name, tether__slice *out);
 
 /* policies, one file each */
-void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *m, tether__persist_req *pr, int64_t now_s);
+void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *m, tether__persist_req *pr,
+                            int64_t now_s);
 int tether__cookie_values(tether__upstream_rt *u);
 /* Whether an upstream's sticky cookie needs the key file: no sticky_secret, and some server without a
  * cookie= id. */

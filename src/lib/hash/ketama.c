@@ -20,9 +20,7 @@ struct tether_ketama {
   size_t nservers;
 };
 
-uint32_t tether_crc32(const void *data, size_t len) {
-  return (uint32_t)crc32(0L, (const Bytef *)data, (uInt)len);
-}
+uint32_t tether_crc32(const void *data, size_t len) { return (uint32_t)crc32(0L, (const Bytef *)data, (uInt)len); }
 
 static int cmp_point(const void *a, const void *b) {
   const point *x = a, *y = b;
@@ -62,7 +60,8 @@ int tether_ketama_new(const char *const *names, const uint32_t *weights, size_t 
   size_t total = 0;
   for (size_t i = 0; i < n; i++) {
     uint32_t w = weights ? weights[i] : 1;
-    if (w == 0 || w > 1000) return tether__fail(TETHER_EINVAL, "consistent hash: weight of '%s' must be 1-1000", names[i]);
+    if (w == 0 || w > 1000)
+      return tether__fail(TETHER_EINVAL, "consistent hash: weight of '%s' must be 1-1000", names[i]);
     total += (size_t)w * 160;
   }
   tether_ketama *r = tether__calloc(1, sizeof(*r));
@@ -102,8 +101,10 @@ static size_t find_point(const tether_ketama *r, uint32_t hash) {
   size_t lo = 0, hi = r->npoints;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (hash > r->points[mid].hash) lo = mid + 1;
-    else hi = mid;
+    if (hash > r->points[mid].hash)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo % r->npoints;
 }

@@ -34,7 +34,8 @@ int tether_maglev_new(const char *const *names, const uint32_t *weights, size_t 
   *out = NULL;
   if (size == 0) size = TETHER_MAGLEV_SIZE;
   if (n == 0) return tether__fail(TETHER_EINVAL, "maglev: no servers");
-  if (!is_prime(size) || size < n * 10) return tether__fail(TETHER_EINVAL, "maglev: table size must be a prime >= 10x servers");
+  if (!is_prime(size) || size < n * 10)
+    return tether__fail(TETHER_EINVAL, "maglev: table size must be a prime >= 10x servers");
   uint32_t maxw = 0;
   for (size_t i = 0; i < n; i++) {
     uint32_t w = weights ? weights[i] : 1;

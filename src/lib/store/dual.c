@@ -10,14 +10,15 @@
 #include "store_impl.h"
 
 typedef struct dual {
+  const tether__store_api *api; /* the public calls, on LOCAL and SHARED */
   tether_store *local;
   tether_store *shared;
 } dual;
 
 /* Splits "LOCAL+SHARED" at the '+' that starts a store scheme, so '+' inside a path or password is kept. */
 static const char *find_split(const char *s) {
-  static const char *schemes[] = {"memory:", "sqlite:", "redis://", "redis-sentinel://", "memcached://",
-                                  "postgres://", "postgresql://"};
+  static const char *schemes[] = {"memory:",      "sqlite:",     "redis://",     "redis-sentinel://",
+                                  "memcached://", "postgres://", "postgresql://"};
   for (const char *p = strchr(s, '+'); p; p = strchr(p + 1, '+'))
     for (size_t i = 0; i < TETHER__ARRAY_SIZE(schemes); i++)
       if (strncasecmp(p + 1, schemes[i], strlen(schemes[i])) == 0) return p;
@@ -31,15 +32,15 @@ static int dual_open(tether_store *st, const char *text) {
     return tether__fail(TETHER_EINVAL, "dual store: expected dual:LOCAL+SHARED (two store URLs), got '%s'", st->url);
   char *left = tether__strndup(spec, (size_t)(plus - spec));
   dual *d = tether__calloc(1, sizeof(*d));
+  d->api = st->api;
   int rc = 0;
-  if (strncasecmp(left, "dual:", 5) == 0 || strncasecmp(plus + 1, "dual:", 5) == 0 ||
-      strncasecmp(left, "jwt:", 4) == 0)
+  if (strncasecmp(left, "dual:", 5) == 0 || strncasecmp(plus + 1, "dual:", 5) == 0 || strncasecmp(left, "jwt:", 4) == 0)
     rc = tether__fail(TETHER_EINVAL, "dual store: LOCAL and SHARED must be server-side stores");
-  if (rc == 0) rc = tether_store_open(left, &d->local);
-  if (rc == 0) rc = tether_store_open(plus + 1, &d->shared);
+  if (rc == 0) rc = d->api->open(left, &d->local);
+  if (rc == 0) rc = d->api->open(plus + 1, &d->shared);
   free(left);
   if (rc < 0) {
-    tether_store_close(d->local);
+    d->api->close(d->local);
     free(d);
     return rc;
   }
@@ -51,8 +52,8 @@ static int dual_open(tether_store *st, const char *text) {
 
 static void dual_close(tether_store *st) {
   dual *d = st->impl;
-  tether_store_close(d->local);
-  tether_store_close(d->shared);
+  d->api->close(d->local);
+  d->api->close(d->shared);
   free(d);
 }
 
@@ -69,16 +70,16 @@ static int64_t expires_of(const char *json, size_t len) {
 
 static int dual_get(tether_store *st, const char *sid, char **json, size_t *len) {
   dual *d = st->impl;
-  int rc = tether_store_get(d->local, sid, json, len);
+  int rc = d->api->get(d->local, sid, json, len);
   if (rc == 0) {
     tether__count(st, TETHER__C_READS_LOCAL);
     return 0;
   }
   /* LOCAL failing is not fatal: SHARED is the source of truth being migrated to. */
-  rc = tether_store_get(d->shared, sid, json, len);
+  rc = d->api->get(d->shared, sid, json, len);
   if (rc == 0) {
     tether__count(st, TETHER__C_READS_SHARED);
-    if (tether_store_write(d->local, sid, *json, *len, expires_of(*json, *len), TETHER_WRITE_CREATE) < 0)
+    if (d->api->write(d->local, sid, *json, *len, expires_of(*json, *len), TETHER_WRITE_CREATE) < 0)
       tether__log(TETHER_LOG_INFO, "dual store: refilling LOCAL failed: %s", tether_last_error());
   }
   return rc;
@@ -89,16 +90,16 @@ static int dual_get(tether_store *st, const char *sid, char **json, size_t *len)
  * dual-write began) is created in SHARED, one destroyed in both stays destroyed. */
 static int dual_set(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms, int mode) {
   dual *d = st->impl;
-  int rl = tether_store_write(d->local, sid, json, len, expires_ms, (tether_write_mode)mode);
-  int rs = tether_store_write(d->shared, sid, json, len, expires_ms, (tether_write_mode)mode);
+  int rl = d->api->write(d->local, sid, json, len, expires_ms, (tether_write_mode)mode);
+  int rs = d->api->write(d->shared, sid, json, len, expires_ms, (tether_write_mode)mode);
   if (mode == TETHER_WRITE_UPDATE && rs == TETHER_ENOTFOUND && rl == 0)
-    rs = tether_store_write(d->shared, sid, json, len, expires_ms, TETHER_WRITE_CREATE);
+    rs = d->api->write(d->shared, sid, json, len, expires_ms, TETHER_WRITE_CREATE);
   if (mode == TETHER_WRITE_UPDATE && rl == TETHER_ENOTFOUND) rl = 0; /* LOCAL is refilled by reads */
   if (mode == TETHER_WRITE_CREATE && rl == TETHER_EEXIST) rl = 0;
   if (rl < 0 && rs == 0) {
     /* LOCAL is read first: never leave an older copy there to be served. */
     tether__log(TETHER_LOG_INFO, "dual store: LOCAL write failed, dropping its copy");
-    tether_store_destroy(d->local, sid);
+    d->api->destroy(d->local, sid);
   }
   return rs;
 }
@@ -113,21 +114,21 @@ static int dual_touch(tether_store *st, const char *sid, const char *json, size_
 
 static int dual_destroy(tether_store *st, const char *sid) {
   dual *d = st->impl;
-  int rl = tether_store_destroy(d->local, sid);
-  int rs = tether_store_destroy(d->shared, sid);
+  int rl = d->api->destroy(d->local, sid);
+  int rs = d->api->destroy(d->shared, sid);
   return rs < 0 ? rs : rl;
 }
 
 static int dual_purge(tether_store *st) {
   dual *d = st->impl;
-  int a = tether_store_purge(d->local);
-  int b = tether_store_purge(d->shared);
+  int a = d->api->purge(d->local);
+  int b = d->api->purge(d->shared);
   return (a < 0 ? 0 : a) + (b < 0 ? 0 : b);
 }
 
 static int dual_ping(tether_store *st) {
   dual *d = st->impl;
-  return tether_store_ping(d->shared);
+  return d->api->ping(d->shared);
 }
 
 const tether__store_ops tether__store_dual = {

@@ -1,17 +1,17 @@
 /* libtether: the client-side store. The whole session travels in the cookie as a compact HS256 JWT
  * {"jti": id, "iat": s, "exp": s (when the session expires), "sess": <express-session JSON>}, signed with
- * the first session secret and verified with any of them. Nothing is stored server-side. URL: jwt: */
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+ * the first session secret and verified with any of them, by libtether's JWT signer and verifier (built
+ * once per session manager: tether__jwt_codec). Nothing is stored server-side. URL: jwt: */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "../jwt_impl.h"
 #include "../util.h"
 #include "store_impl.h"
 
-#define JWT_COOKIE_MAX 4096 /* what browsers keep per cookie */
+#define JWT_COOKIE_MAX 4096                                                  /* what browsers keep per cookie */
 static const char jwt_header_b64[] = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"; /* {"alg":"HS256","typ":"JWT"} */
 
 static int jwt_open(tether_store *st, const char *text) {
@@ -43,14 +43,39 @@ static int jwt_destroy(tether_store *st, const char *sid) {
   return 0; /* the client drops the cookie; nothing server-side to delete */
 }
 
-static void sign(const char *input, size_t n, const char *secret, char out[44]) {
-  uint8_t mac[EVP_MAX_MD_SIZE];
-  unsigned int maclen = 0;
-  HMAC(EVP_sha256(), secret, (int)strlen(secret), (const uint8_t *)input, n, mac, &maclen);
-  tether__base64url_encode(mac, maclen, out);
+struct tether__jwt_codec {
+  tether_jwt_signer *signer;     /* the first secret */
+  tether_jwt_verifier *verifier; /* every secret */
+};
+
+int tether__jwt_codec_new(const char *const *secrets, size_t n, tether__jwt_codec **out) {
+  *out = NULL;
+  if (n == 0) return tether__fail(TETHER_EINVAL, "jwt store: no secret");
+  tether__jwt_codec *c = tether__calloc(1, sizeof(*c));
+  tether_jwt_verify_options o;
+  tether_jwt_verify_options_init(&o);
+  o.weak_secret_ok = 1; /* session secrets are express's, often shorter than 32 bytes */
+  int rc = tether_jwt_signer_new_secret_ex(secrets[0], strlen(secrets[0]), TETHER_JWT_HS256, NULL,
+                                           TETHER_JWT_WEAK_SECRET_OK, &c->signer);
+  if (rc == 0) rc = tether_jwt_verifier_new(&o, &c->verifier);
+  for (size_t i = 0; i < n && rc >= 0; i++)
+    rc = tether_jwt_verifier_add_secret(c->verifier, secrets[i], strlen(secrets[i]), TETHER_JWT_HS256, NULL);
+  if (rc < 0) {
+    tether__jwt_codec_free(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
 }
 
-char *tether__jwt_cookie_encode(const char *sid, const char *json, int64_t expires_ms, const char *secret,
+void tether__jwt_codec_free(tether__jwt_codec *c) {
+  if (c == NULL) return;
+  tether_jwt_signer_free(c->signer);
+  tether_jwt_verifier_free(c->verifier);
+  free(c);
+}
+
+char *tether__jwt_cookie_encode(const tether__jwt_codec *c, const char *sid, const char *json, int64_t expires_ms,
                                 int *err) {
   json_error_t jerr;
   json_t *sess = json_loads(json, 0, &jerr);
@@ -65,56 +90,38 @@ char *tether__jwt_cookie_encode(const char *sid, const char *json, int64_t expir
   json_object_set_new(claims, "sess", sess);
   char *payload = json_dumps(claims, JSON_COMPACT | JSON_PRESERVE_ORDER);
   json_decref(claims);
-  size_t plen = strlen(payload);
-  size_t hlen = sizeof(jwt_header_b64) - 1;
-  size_t total = hlen + 1 + (plen + 2) / 3 * 4 + 1 + 43;
-  char *tok = tether__malloc(total + 1);
-  memcpy(tok, jwt_header_b64, hlen);
-  tok[hlen] = '.';
-  size_t n = hlen + 1 + tether__base64url_encode((const uint8_t *)payload, plen, tok + hlen + 1);
+  char *tok = NULL;
+  int rc = tether__jwt_sign_raw(c->signer, payload, strlen(payload), &tok); /* header: jwt_header_b64 */
   free(payload);
-  tok[n] = '.';
-  sign(tok, n, secret, tok + n + 1);
+  if (rc < 0) {
+    *err = rc;
+    return NULL;
+  }
   if (strlen(tok) > JWT_COOKIE_MAX) {
-    *err = tether__fail(TETHER_E2BIG, "jwt store: session needs a %zu-byte cookie, more than the %d bytes browsers keep",
-                        strlen(tok), JWT_COOKIE_MAX);
+    *err =
+        tether__fail(TETHER_E2BIG, "jwt store: session needs a %zu-byte cookie, more than the %d bytes browsers keep",
+                     strlen(tok), JWT_COOKIE_MAX);
     free(tok);
     return NULL;
   }
   return tok;
 }
 
-int tether__jwt_cookie_decode(const char *token, const char *const *secrets, size_t n, char **sid, char **json) {
+int tether__jwt_cookie_decode(const tether__jwt_codec *c, const char *token, char **sid, char **json) {
   *sid = NULL;
   *json = NULL;
   size_t tlen = strlen(token);
   if (tlen > JWT_COOKIE_MAX) return tether__fail(TETHER_E2BIG, "jwt cookie longer than %d bytes", JWT_COOKIE_MAX);
-  const char *d1 = strchr(token, '.');
-  const char *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-  if (d2 == NULL || strchr(d2 + 1, '.') != NULL) return tether__fail(TETHER_EINVAL, "jwt cookie: malformed");
-  size_t hlen = (size_t)(d1 - token);
   /* Algorithm pinned: only the exact header this store writes is accepted (no alg negotiation). */
-  if (hlen != sizeof(jwt_header_b64) - 1 || memcmp(token, jwt_header_b64, hlen) != 0)
+  size_t hlen = sizeof(jwt_header_b64) - 1;
+  if (tlen <= hlen || memcmp(token, jwt_header_b64, hlen) != 0 || token[hlen] != '.')
     return tether__fail(TETHER_EINVAL, "jwt cookie: unexpected header");
-  size_t signed_len = (size_t)(d2 - token);
-  if (strlen(d2 + 1) != 43) return tether__fail(TETHER_EINVAL, "jwt cookie: bad signature length");
-  int ok = 0;
-  for (size_t i = 0; i < n; i++) {
-    char sig[48];
-    sign(token, signed_len, secrets[i], sig);
-    ok |= tether__ct_equal(sig, d2 + 1, 43);
-  }
-  if (!ok) return tether__fail(TETHER_EINVAL, "jwt cookie: invalid signature");
-  size_t plen_b64 = (size_t)(d2 - d1 - 1);
-  uint8_t *payload = tether__malloc(plen_b64 + 1);
-  int plen = tether__base64url_decode(d1 + 1, plen_b64, payload, plen_b64);
-  if (plen < 0) {
-    free(payload);
-    return tether__fail(TETHER_EINVAL, "jwt cookie: payload is not base64url");
-  }
+  uint8_t payload[JWT_COOKIE_MAX];
+  size_t plen = 0;
+  int vrc = tether_jws_verify(c->verifier, token, tlen, payload, sizeof(payload), &plen);
+  if (vrc < 0) return tether__fail(TETHER_EINVAL, "jwt cookie: %s", tether_jwt_message(vrc));
   json_error_t jerr;
-  json_t *claims = json_loadb((const char *)payload, (size_t)plen, JSON_REJECT_DUPLICATES, &jerr);
-  free(payload);
+  json_t *claims = json_loadb((const char *)payload, plen, JSON_REJECT_DUPLICATES, &jerr);
   json_t *jti = json_object_get(claims, "jti");
   json_t *exp = json_object_get(claims, "exp");
   json_t *sess = json_object_get(claims, "sess");

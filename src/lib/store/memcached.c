@@ -424,12 +424,8 @@ static int write_replicas_cmd(mcstore *m, mc_cmd cmd, const char *key, size_t kl
   size_t order[MC_MAX_NODES], nwalk = walk(m, key, klen, order), took = 0, tried = 0, refused = 0;
   int big = 0, answered_error = 0;
   tether__buf errs = {0};
-  mc_op op = {.cmd = cmd,
-              .key = key,
-              .klen = klen,
-              .val = raw,
-              .vlen = rawlen,
-              .exp = mc_expiration(ttl_s, tether_now_ms())};
+  mc_op op = {
+      .cmd = cmd, .key = key, .klen = klen, .val = raw, .vlen = rawlen, .exp = mc_expiration(ttl_s, tether_now_ms())};
   for (size_t i = 0; i < nwalk && took + refused < m->replicas; i++) {
     mc_node *nd = &m->nodes[order[i]];
     if (!node_usable(m, nd)) continue;

@@ -8,7 +8,7 @@
 #include "store_impl.h"
 
 typedef struct entry {
-  struct entry *hnext;          /* hash chain */
+  struct entry *hnext;               /* hash chain */
   struct entry *lru_prev, *lru_next; /* most recent at the head */
   uint32_t hash;
   char *sid;
@@ -33,10 +33,14 @@ static uint32_t fnv1a(const char *s) {
 }
 
 static void lru_unlink(memstore *m, entry *e) {
-  if (e->lru_prev) e->lru_prev->lru_next = e->lru_next;
-  else m->lru_head = e->lru_next;
-  if (e->lru_next) e->lru_next->lru_prev = e->lru_prev;
-  else m->lru_tail = e->lru_prev;
+  if (e->lru_prev)
+    e->lru_prev->lru_next = e->lru_next;
+  else
+    m->lru_head = e->lru_next;
+  if (e->lru_next)
+    e->lru_next->lru_prev = e->lru_prev;
+  else
+    m->lru_tail = e->lru_prev;
   e->lru_prev = e->lru_next = NULL;
 }
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "../util.h"
+#include "pool.h"
 #include "store_impl.h"
 
 enum { P_GET, P_SET, P_CREATE, P_UPDATE, P_TOUCH, P_DEL, P_PURGE, P_PING, P_COUNT };
@@ -44,21 +45,14 @@ static const int stmt_nparams[P_COUNT] = {2, 3, 4, 4, 3, 1, 1, 0};
 #define PG_TS(n) "(to_timestamp($" #n "::float8 / 1000) AT TIME ZONE 'UTC')"
 
 typedef struct pgconn {
+  tether__pool_conn link; /* first: the pool's view of it */
   PGconn *c;
-  unsigned prepared;   /* bit i: statement i is prepared on this connection */
-  struct pgconn *next; /* idle list */
+  unsigned prepared; /* bit i: statement i is prepared on this connection */
 } pgconn;
 
 typedef struct pgstore {
-  pthread_mutex_t lock;              /* guards the pool and the backoff state */
-  pthread_cond_t freed;              /* a connection went back to the pool (or was dropped) */
-  pgconn *idle;                      /* connections ready for a caller */
-  int nconns;                        /* open connections, idle or in use */
-  int max;                           /* bound on nconns */
-  pid_t pid;                         /* the process that made the connections */
-  uint64_t retry_at_us;              /* no connect attempt before this (monotonic), after a failure */
-  int backoff_ms;                    /* the current backoff, 0 after a successful connect */
-  char last_error[384];              /* why the last connect failed */
+  tether__pool pool;                 /* the connections, with the connect backoff */
+  int max;                           /* bound on the pool's connections (pool=) */
   _Atomic int schema_ready;          /* the table was found or created */
   const char *keys[PG_MAX_KEYS + 1]; /* libpq connection parameters, NULL-terminated */
   char *vals[PG_MAX_KEYS + 1];
@@ -335,102 +329,31 @@ static int conn_alive(pgconn *pc) {
   return 1;
 }
 
-/* After fork() the child must not use or close the parent's connections (closing sends Terminate on the
- * shared socket): forget them and connect afresh. */
-static void forget_inherited(pgstore *p) {
-  p->idle = NULL; /* leaked on purpose, see above */
-  p->nconns = 0;
-  p->pid = getpid();
+static int pool_open(void *owner, tether__pool_conn **out) {
+  pgconn *pc = NULL;
+  int rc = conn_open(owner, &pc);
+  if (rc == 0) *out = &pc->link;
+  return rc;
 }
 
-static void deadline_timespec(uint64_t deadline_us, struct timespec *ts) {
-  uint64_t now = tether__mono_us();
-  uint64_t left = deadline_us > now ? deadline_us - now : 0;
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += (time_t)(left / 1000000);
-  ts->tv_nsec += (long)(left % 1000000) * 1000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
+static void pool_close(tether__pool_conn *c) { conn_close((pgconn *)c); }
 
-/* A connect failed: wait longer before the next attempt. Called with the lock held. */
-static void backoff_locked(pgstore *p) {
-  p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : PG_BACKOFF_MIN_MS;
-  if (p->backoff_ms > PG_BACKOFF_MAX_MS) p->backoff_ms = PG_BACKOFF_MAX_MS;
-  p->retry_at_us = tether__mono_us() + (uint64_t)p->backoff_ms * 1000;
-  snprintf(p->last_error, sizeof(p->last_error), "%s", tether_last_error());
-}
+static int pool_alive(tether__pool_conn *c) { return conn_alive((pgconn *)c); }
+
+static const tether__pool_ops pool_ops = {.open = pool_open, .close = pool_close, .alive = pool_alive};
 
 /* Takes a live idle connection, connects a new one while under the bound (unless backing off), or waits for
  * one until the deadline. *fresh tells a new connection from a pooled one. */
 static int acquire(pgstore *p, uint64_t deadline_us, pgconn **out, int *fresh) {
-  pthread_mutex_lock(&p->lock);
-  if (p->pid != getpid()) forget_inherited(p);
-  for (;;) {
-    while (p->idle) {
-      pgconn *pc = p->idle;
-      p->idle = pc->next;
-      if (conn_alive(pc)) {
-        pthread_mutex_unlock(&p->lock);
-        *out = pc;
-        *fresh = 0;
-        return 0;
-      }
-      p->nconns--;
-      conn_close(pc); /* closes a socket, does not block */
-    }
-    if (p->nconns < p->max) {
-      uint64_t now = tether__mono_us();
-      if (now < p->retry_at_us) {
-        int rc = tether__fail(TETHER_EUNAVAIL, "postgres store %s: unavailable, next connect in %d ms (last error: %s)",
-                              p->label, (int)((p->retry_at_us - now + 999) / 1000), p->last_error);
-        pthread_mutex_unlock(&p->lock);
-        return rc;
-      }
-      p->nconns++;
-      pthread_mutex_unlock(&p->lock);
-      int rc = conn_open(p, out);
-      pthread_mutex_lock(&p->lock);
-      if (rc < 0) {
-        p->nconns--;
-        backoff_locked(p);
-        pthread_cond_signal(&p->freed);
-      } else {
-        p->backoff_ms = 0;
-        p->retry_at_us = 0;
-        *fresh = 1;
-      }
-      pthread_mutex_unlock(&p->lock);
-      return rc;
-    }
-    struct timespec ts;
-    deadline_timespec(deadline_us, &ts);
-    if (pthread_cond_timedwait(&p->freed, &p->lock, &ts) == ETIMEDOUT && p->idle == NULL && p->nconns >= p->max) {
-      pthread_mutex_unlock(&p->lock);
-      return tether__fail(TETHER_ETIMEDOUT, "postgres store %s: all %d connections busy for %d ms", p->label, p->max,
-                          p->timeout_ms);
-    }
-  }
+  tether__pool_conn *c = NULL;
+  int rc = tether__pool_acquire(&p->pool, deadline_us, &c, fresh);
+  *out = (pgconn *)c;
+  return rc;
 }
 
 static void release(pgstore *p, pgconn *pc, int drop) {
   if (!drop && (PQstatus(pc->c) != CONNECTION_OK || PQtransactionStatus(pc->c) != PQTRANS_IDLE)) drop = 1;
-  pthread_mutex_lock(&p->lock);
-  if (p->pid != getpid()) {
-    pthread_mutex_unlock(&p->lock); /* forked meanwhile: the connection is the parent's */
-    return;
-  }
-  if (drop) {
-    p->nconns--;
-  } else {
-    pc->next = p->idle;
-    p->idle = pc;
-  }
-  pthread_cond_signal(&p->freed);
-  pthread_mutex_unlock(&p->lock);
-  if (drop) conn_close(pc);
+  tether__pool_release(&p->pool, &pc->link, drop);
 }
 
 /* Runs statement i on a pooled connection. A pooled connection found broken (the server restarted since
@@ -591,19 +514,18 @@ static void build_sql(pgstore *p) {
   p->sql[P_PING] = tether__strdup("SELECT 1");
 }
 
-static void store_free(pgstore *p) {
-  while (p->idle) {
-    pgconn *pc = p->idle;
-    p->idle = pc->next;
-    conn_close(pc);
-  }
+/* Frees what configure() and build_sql() made. */
+static void store_free_config(pgstore *p) {
   for (int i = 0; i < P_COUNT; i++) free(p->sql[i]);
   for (int i = 0; p->keys[i]; i++) free(p->vals[i]);
   free(p->label);
   free(p->table);
-  pthread_cond_destroy(&p->freed);
-  pthread_mutex_destroy(&p->lock);
   free(p);
+}
+
+static void store_free(pgstore *p) {
+  tether__pool_destroy(&p->pool);
+  store_free_config(p);
 }
 
 /* Turns the parsed URL into libpq's connection parameters (never a conninfo string: no quoting to get
@@ -672,31 +594,23 @@ static int pg_open(tether_store *st, const char *text) {
   if (strncmp(text + strlen(url.scheme) + 1, "//", 2) != 0)
     rc = tether__fail(TETHER_EINVAL, "postgres store: expected postgres://user@host:port/db");
   pgstore *p = tether__calloc(1, sizeof(*p));
-  pthread_mutex_init(&p->lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->freed, &ca);
-  pthread_condattr_destroy(&ca);
-  p->pid = getpid();
   atomic_init(&p->schema_ready, 0);
   atomic_init(&p->next_purge_ms, tether_now_ms() + 1000); /* not in the very first request */
   if (rc == 0) rc = configure(p, &url);
   tether__url_free(&url);
   if (rc < 0) {
-    store_free(p);
+    store_free_config(p);
     return rc;
   }
+  char *name = tether__asprintf("postgres store %s", p->label);
+  tether__pool_init(&p->pool, name, p->max, p->timeout_ms, &pool_ops, p, PG_BACKOFF_MIN_MS, PG_BACKOFF_MAX_MS);
+  free(name);
   build_sql(p);
   st->impl = p;
   return 0;
 }
 
-static void pg_close(tether_store *st) {
-  pgstore *p = st->impl;
-  if (p->pid != getpid()) forget_inherited(p);
-  store_free(p);
-}
+static void pg_close(tether_store *st) { store_free(st->impl); }
 
 const tether__store_ops tether__store_postgres = {
     .kind = "postgres",

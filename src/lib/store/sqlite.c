@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "../util.h"
+#include "pool.h"
 #include "store_impl.h"
 
 enum { Q_GET, Q_SET, Q_CREATE, Q_UPDATE, Q_TOUCH, Q_DEL, Q_PURGE, Q_PING, Q_COUNT };
@@ -31,18 +32,13 @@ enum { Q_GET, Q_SET, Q_CREATE, Q_UPDATE, Q_TOUCH, Q_DEL, Q_PURGE, Q_PING, Q_COUN
 #define SQ_DAY_MS 86400000 /* a session without expiry is kept for a day (connect-redis's rule) */
 
 typedef struct sqconn {
+  tether__pool_conn link; /* first: the pool's view of it */
   sqlite3 *db;
   sqlite3_stmt *stmt[Q_COUNT]; /* prepared on first use, kept for the connection's life */
-  struct sqconn *next;         /* idle list */
 } sqconn;
 
 typedef struct sqstore {
-  pthread_mutex_t lock;          /* guards idle, nconns, pid */
-  pthread_cond_t freed;          /* a connection went back to the idle list (or was closed) */
-  sqconn *idle;                  /* connections ready for a caller */
-  int nconns;                    /* open connections, idle or in use */
-  int max;                       /* bound on nconns */
-  pid_t pid;                     /* the process that opened the connections */
+  tether__pool pool;             /* the connections, one per concurrent caller up to pool= */
   char *path;                    /* absolute */
   char *table;                   /* validated identifier */
   char *sql[Q_COUNT];            /* the statements, with the table name in place */
@@ -179,77 +175,29 @@ fail:
   return rc;
 }
 
-/* After fork() the child must not touch the parent's connections (SQLite's locks are per process, and
- * closing them could release the parent's locks or remove its WAL): leave them be and start afresh. */
-static void forget_inherited(sqstore *s) {
-  s->idle = NULL; /* leaked on purpose, see above */
-  s->nconns = 0;
-  s->pid = getpid();
+static int pool_open(void *owner, tether__pool_conn **out) {
+  sqconn *c = NULL;
+  int rc = conn_open(owner, 0, &c);
+  if (rc == 0) *out = &c->link;
+  return rc;
 }
 
-static void deadline_timespec(int64_t deadline_ms, struct timespec *ts) {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  int64_t left = deadline_ms - mono_ms();
-  if (left < 0) left = 0;
-  ts->tv_sec += (time_t)(left / 1000);
-  ts->tv_nsec += (long)(left % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
+static void pool_close(tether__pool_conn *c) { conn_close((sqconn *)c); }
 
-/* Takes an idle connection, opens one while under the bound, or waits for one until the deadline. */
+static const tether__pool_ops pool_ops = {.open = pool_open, .close = pool_close};
+
 static int acquire(sqstore *s, int64_t deadline, sqconn **out) {
-  pthread_mutex_lock(&s->lock);
-  if (s->pid != getpid()) forget_inherited(s);
-  for (;;) {
-    if (s->idle) {
-      *out = s->idle;
-      s->idle = s->idle->next;
-      pthread_mutex_unlock(&s->lock);
-      return 0;
-    }
-    if (s->nconns < s->max) {
-      s->nconns++;
-      pthread_mutex_unlock(&s->lock);
-      int rc = conn_open(s, 0, out);
-      if (rc < 0) {
-        pthread_mutex_lock(&s->lock);
-        s->nconns--;
-        pthread_cond_signal(&s->freed);
-        pthread_mutex_unlock(&s->lock);
-      }
-      return rc;
-    }
-    struct timespec ts;
-    deadline_timespec(deadline, &ts);
-    if (pthread_cond_timedwait(&s->freed, &s->lock, &ts) == ETIMEDOUT && s->idle == NULL && s->nconns >= s->max) {
-      pthread_mutex_unlock(&s->lock);
-      return tether__fail(TETHER_ETIMEDOUT, "sqlite store '%s': all %d connections busy for %d ms", s->path, s->max,
-                          s->timeout_ms);
-    }
-  }
+  tether__pool_conn *c = NULL;
+  int rc = tether__pool_acquire(&s->pool, (uint64_t)deadline * 1000, &c, NULL);
+  *out = (sqconn *)c;
+  return rc;
 }
 
 /* Gives a connection back. One that failed for another reason than a busy database or a too-big value
  * is closed (the file may have been replaced or damaged); the next caller opens a fresh one. */
 static void release(sqstore *s, sqconn *c, int rc) {
   int keep = rc >= 0 || rc == TETHER_ENOTFOUND || rc == TETHER_ETIMEDOUT || rc == TETHER_E2BIG;
-  pthread_mutex_lock(&s->lock);
-  if (s->pid != getpid()) {
-    pthread_mutex_unlock(&s->lock); /* forked while we held it: the child's pool no longer counts it */
-    return;
-  }
-  if (keep) {
-    c->next = s->idle;
-    s->idle = c;
-  } else {
-    s->nconns--;
-  }
-  pthread_cond_signal(&s->freed);
-  pthread_mutex_unlock(&s->lock);
-  if (!keep) conn_close(c);
+  tether__pool_release(&s->pool, &c->link, !keep);
 }
 
 /* The cached statement i of connection c, prepared on first use. */
@@ -476,16 +424,10 @@ static void build_sql(sqstore *s) {
 }
 
 static void store_free(sqstore *s) {
-  while (s->idle) {
-    sqconn *c = s->idle;
-    s->idle = c->next;
-    conn_close(c);
-  }
+  tether__pool_destroy(&s->pool);
   for (int i = 0; i < Q_COUNT; i++) free(s->sql[i]);
   free(s->path);
   free(s->table);
-  pthread_cond_destroy(&s->freed);
-  pthread_mutex_destroy(&s->lock);
   free(s);
 }
 
@@ -524,18 +466,13 @@ static int sq_open(tether_store *st, const char *text) {
   int rc = parse(text, &path, &table, &timeout_ms, &purge_s, &pool);
   if (rc < 0) return rc;
   sqstore *s = tether__calloc(1, sizeof(*s));
-  pthread_mutex_init(&s->lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&s->freed, &ca);
-  pthread_condattr_destroy(&ca);
   s->path = path;
   s->table = table;
   s->timeout_ms = (int)timeout_ms;
   s->purge_every_ms = purge_s * 1000;
-  s->max = (int)pool;
-  s->pid = getpid();
+  char *name = tether__asprintf("sqlite store '%s'", path);
+  tether__pool_init(&s->pool, name, (int)pool, (int)timeout_ms, &pool_ops, s, 0, 0);
+  free(name);
   atomic_init(&s->next_purge_ms, 0);
   build_sql(s);
   /* A new file is made 0600 before SQLite opens it (SQLite would make it 0644 less the umask): its -wal and
@@ -549,17 +486,12 @@ static int sq_open(tether_store *st, const char *text) {
     store_free(s);
     return rc;
   }
-  s->idle = c;
-  s->nconns = 1;
+  tether__pool_add_idle(&s->pool, &c->link);
   st->impl = s;
   return 0;
 }
 
-static void sq_close(tether_store *st) {
-  sqstore *s = st->impl;
-  if (s->pid != getpid()) forget_inherited(s);
-  store_free(s);
-}
+static void sq_close(tether_store *st) { store_free(st->impl); }
 
 const tether__store_ops tether__store_sqlite = {
     .kind = "sqlite",

@@ -7,8 +7,8 @@
 #include "../util.h"
 #include "store_impl.h"
 
-const uint32_t tether_latency_bounds_us[TETHER_LATENCY_BUCKETS] = {
-    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 1000000};
+const uint32_t tether_latency_bounds_us[TETHER_LATENCY_BUCKETS] = {50,   100,   250,   500,   1000,   2500,
+                                                                   5000, 10000, 25000, 50000, 100000, 1000000};
 
 static const struct {
   const char *prefix; /* what the URL starts with */
@@ -24,6 +24,8 @@ static const struct {
     {"dual:", &tether__store_dual},
     {"jwt:", &tether__store_jwt},
 };
+
+static const tether__store_api api;
 
 int tether_store_open(const char *url, tether_store **out) {
   *out = NULL;
@@ -46,6 +48,7 @@ int tether_store_open(const char *url, tether_store **out) {
   }
   tether_store *st = tether__calloc(1, sizeof(*st));
   st->ops = ops;
+  st->api = &api;
   st->url = tether__url_redact(url);
   int rc = ops->open(st, url);
   if (rc < 0) {
@@ -77,7 +80,10 @@ void tether__store_observe(tether_store *st, tether_store_op op, uint64_t start_
     int64_t now = tether_now_ms(), last = atomic_load_explicit(&st->last_warn_ms, memory_order_relaxed);
     if (now - last < 1000 || !atomic_compare_exchange_strong(&st->last_warn_ms, &last, now)) return;
     tether__log(TETHER_LOG_WARN, "store %s: %s failed: %s", st->ops->kind,
-                op == TETHER_OP_GET ? "get" : op == TETHER_OP_SET ? "set" : op == TETHER_OP_TOUCH ? "touch" : "destroy",
+                op == TETHER_OP_GET     ? "get"
+                : op == TETHER_OP_SET   ? "set"
+                : op == TETHER_OP_TOUCH ? "touch"
+                                        : "destroy",
                 tether_last_error());
   }
 }
@@ -152,13 +158,6 @@ const char *tether_store_url(const tether_store *st) { return st->url; }
 
 int tether_store_client_side(const tether_store *st) { return st->ops->client_side; }
 
-int64_t tether__ttl_seconds(int64_t expires_ms, int64_t now_ms) {
-  if (expires_ms == 0) return 86400;
-  int64_t ms = expires_ms - now_ms;
-  if (ms <= 0) return 0;
-  return (ms + 999) / 1000;
-}
-
 void tether_store_metrics(const tether_store *cst, tether_metrics *m) {
   tether_store *st = (tether_store *)cst;
   memset(m, 0, sizeof(*m));
@@ -182,3 +181,11 @@ void tether_store_metrics(const tether_store *cst, tether_metrics *m) {
     m->latency[op].sum_us = atomic_load_explicit(&st->lat_sum_us[op], memory_order_relaxed);
   }
 }
+
+static const tether__store_api api = {.open = tether_store_open,
+                                      .close = tether_store_close,
+                                      .get = tether_store_get,
+                                      .write = tether_store_write,
+                                      .destroy = tether_store_destroy,
+                                      .purge = tether_store_purge,
+                                      .ping = tether_store_ping};

@@ -43,10 +43,24 @@ typedef struct tether__store_ops {
   int client_side; /* jwt: sessions live in the cookie */
 } tether__store_ops;
 
+/* The public calls, for stores made of stores (dual:): handed to them in tether_store, so that they do not
+ * call back into store.c by name (no file depends on another in a circle). */
+typedef struct tether__store_api {
+  int (*open)(const char *url, tether_store **out);
+  void (*close)(tether_store *st);
+  int (*get)(tether_store *st, const char *sid, char **json, size_t *len);
+  int (*write)(tether_store *st, const char *sid, const char *json, size_t len, int64_t expires_ms,
+               tether_write_mode mode);
+  int (*destroy)(tether_store *st, const char *sid);
+  int (*purge)(tether_store *st);
+  int (*ping)(tether_store *st);
+} tether__store_api;
+
 struct tether_store {
   const tether__store_ops *ops;
-  void *impl; /* the implementation's state */
-  char *url;  /* as given, with any password replaced by "***" */
+  const tether__store_api *api; /* the public calls (see above) */
+  void *impl;                   /* the implementation's state */
+  char *url;                    /* as given, with any password replaced by "***" */
   _Atomic uint64_t counters[TETHER__C_COUNT];
   _Atomic uint64_t lat_buckets[TETHER_OP_COUNT][TETHER_LATENCY_BUCKETS + 1];
   _Atomic uint64_t lat_count[TETHER_OP_COUNT];
@@ -141,10 +155,16 @@ char *tether__url_redact(const char *text);
 
 /* ---- pieces of the client-side store used by session.c ---- */
 
-/* Encodes a session (its JSON) as the cookie value: a compact HS256 JWT signed with secret. Returns a
- * malloc'd token, or NULL with TETHER_E2BIG set in *err when it would exceed 4096 bytes. */
-char *tether__jwt_cookie_encode(const char *sid, const char *json, int64_t expires_ms, const char *secret, int *err);
+/* The signer (the first secret) and the verifier (every secret, weak ones allowed) of the cookies, built
+ * once by the session manager that holds the secrets. */
+typedef struct tether__jwt_codec tether__jwt_codec;
+int tether__jwt_codec_new(const char *const *secrets, size_t n, tether__jwt_codec **out);
+void tether__jwt_codec_free(tether__jwt_codec *c);
+/* Encodes a session (its JSON) as the cookie value: a compact HS256 JWT signed with the first secret. Returns
+ * a malloc'd token, or NULL with TETHER_E2BIG set in *err when it would exceed 4096 bytes. */
+char *tether__jwt_cookie_encode(const tether__jwt_codec *c, const char *sid, const char *json, int64_t expires_ms,
+                                int *err);
 /* Verifies a token with any of the secrets and checks its expiry; gives the sid and the JSON. */
-int tether__jwt_cookie_decode(const char *token, const char *const *secrets, size_t n, char **sid, char **json);
+int tether__jwt_cookie_decode(const tether__jwt_codec *c, const char *token, char **sid, char **json);
 
 #endif

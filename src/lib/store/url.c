@@ -7,13 +7,6 @@
 #include "../util.h"
 #include "store_impl.h"
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 /* Percent-decodes s[0..n) into a new string; NULL on a bad escape or an embedded NUL. */
 static char *pct_decode(const char *s, size_t n) {
   char *out = tether__malloc(n + 1);
@@ -22,8 +15,8 @@ static char *pct_decode(const char *s, size_t n) {
     if (s[i] == '%') {
       int h, l;
       if (i + 2 >= n) goto bad;
-      h = hexval(s[i + 1]);
-      l = hexval(s[i + 2]);
+      h = tether__hexval(s[i + 1]);
+      l = tether__hexval(s[i + 2]);
       if (h < 0 || l < 0 || (h == 0 && l == 0)) goto bad;
       out[o++] = (char)(h << 4 | l);
       i += 2;
@@ -46,8 +39,7 @@ static int parse_port(const char *s, size_t n, int *port, const char *text) {
       return tether__fail(TETHER_EINVAL, "store URL '%s': bad port '%.*s'", text, (int)n, s);
     v = v * 10 + (s[i] - '0');
   }
-  if (v < 1 || v > 65535)
-    return tether__fail(TETHER_EINVAL, "store URL '%s': port %d out of range 1-65535", text, v);
+  if (v < 1 || v > 65535) return tether__fail(TETHER_EINVAL, "store URL '%s': port %d out of range 1-65535", text, v);
   *port = v;
   return 0;
 }
@@ -234,8 +226,8 @@ int tether__url_param_int(const tether__url *url, const char *key, long def, lon
   errno = 0;
   long n = strtol(v, &end, 10);
   if (errno || end == v || *end != '\0' || n < min || n > max)
-    return tether__fail(TETHER_EINVAL, "%s store: parameter %s=%s is not an integer in [%ld, %ld]", url->scheme,
-                        key, v, min, max);
+    return tether__fail(TETHER_EINVAL, "%s store: parameter %s=%s is not an integer in [%ld, %ld]", url->scheme, key, v,
+                        min, max);
   *out = n;
   return 0;
 }

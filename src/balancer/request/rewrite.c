@@ -2,16 +2,13 @@
 #include "rewrite.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "persist/persist.h"
+#include "../conn.h"
+#include "../persist/persist.h"
 
 #define CLAIM_VALUE_MAX 512
-
-static void put(tether__buf *b, const void *p, size_t n) {
-  if (n) tether__buf_append(b, p, n);
-}
-static void put_s(tether__buf *b, const char *s) { put(b, s, strlen(s)); }
 
 void tether__put_header(tether__buf *b, tether__slice name, const char *value, size_t vn) {
   tether__buf_reserve(b, name.n + vn + 4);
@@ -138,51 +135,51 @@ static void put_host(tether__buf *b, tether__slice host) {
 static void put_xff(tether__buf *b, const tether__h1_msg *m, const tether__fwd *x) {
   tether__slice xff = tether__h1_header_get(m, "x-forwarded-for");
   if (xff.p && xff.n) {
-    put(b, xff.p, xff.n);
-    put(b, ", ", 2);
+    tether__put(b, xff.p, xff.n);
+    tether__put(b, ", ", 2);
   }
-  put_s(b, x->conn_ip);
+  tether__put_s(b, x->conn_ip);
 }
 
 static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_msg *m, const tether__fwd *x) {
   tether__slice v;
   switch (k->type) {
   case TETHER__KEY_TEXT:
-    put_s(b, k->text);
+    tether__put_s(b, k->text);
     break;
   case TETHER__KEY_REMOTE_ADDR:
-    put_s(b, x->remote_addr);
+    tether__put_s(b, x->remote_addr);
     break;
   case TETHER__KEY_HTTP:
     v = tether__h1_header_get(m, k->text);
-    if (v.p) put(b, v.p, v.n);
+    if (v.p) tether__put(b, v.p, v.n);
     break;
   case TETHER__KEY_COOKIE:
-    if (tether__raw_cookie(m, k->text, &v)) put(b, v.p, v.n);
+    if (tether__raw_cookie(m, k->text, &v)) tether__put(b, v.p, v.n);
     break;
   case TETHER__KEY_ARG:
-    if (tether__query_arg(m->target, k->text, &v)) put(b, v.p, v.n);
+    if (tether__query_arg(m->target, k->text, &v)) tether__put(b, v.p, v.n);
     break;
   case TETHER__KEY_REQUEST_URI:
-    put(b, m->target.p, m->target.n);
+    tether__put(b, m->target.p, m->target.n);
     break;
   case TETHER__KEY_JWT_CLAIM: {
     char claim[CLAIM_VALUE_MAX];
     int n = x->claims ? tether_jwt_claim_text(x->claims, k->text, claim, sizeof(claim)) : -1;
-    if (n > 0) put(b, claim, (size_t)n);
+    if (n > 0) tether__put(b, claim, (size_t)n);
     break;
   }
   case TETHER__KEY_HOST:
     if (m->host.p) put_host(b, m->host);
     break;
   case TETHER__KEY_SCHEME:
-    put_s(b, x->scheme);
+    tether__put_s(b, x->scheme);
     break;
   case TETHER__KEY_PROXY_ADD_XFF:
     put_xff(b, m, x);
     break;
   case TETHER__KEY_METHOD:
-    put(b, m->method.p, m->method.n);
+    tether__put(b, m->method.p, m->method.n);
     break;
   }
 }
@@ -248,37 +245,37 @@ static void put_set_headers(const tether__h1_msg *m, const tether__fwd *x, const
     const tether__cf_set_header *sh = &hs->set[i];
     if (sh->nvalue == 0) continue;
     size_t start = b->len;
-    put_s(b, sh->name);
-    put(b, ": ", 2);
+    tether__put_s(b, sh->name);
+    tether__put(b, ": ", 2);
     size_t vstart = b->len;
     for (int k = 0; k < sh->nvalue; k++) put_var(b, &sh->value[k], m, x);
     if (b->len == vstart) { /* nginx: a value that comes out empty sends no header */
       b->len = start;
       continue;
     }
-    put(b, "\r\n", 2);
+    tether__put(b, "\r\n", 2);
   }
 }
 
 void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, tether__buf *b) {
   const tether__cf_headers *hs = set_headers(x);
   b->len = 0;
-  put(b, m->method.p, m->method.n);
-  put(b, " ", 1);
-  put(b, m->target.p, m->target.n);
-  put_s(b, m->version_minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
+  tether__put(b, m->method.p, m->method.n);
+  tether__put(b, " ", 1);
+  tether__put(b, m->target.p, m->target.n);
+  tether__put_s(b, m->version_minor ? " HTTP/1.1\r\n" : " HTTP/1.0\r\n");
   put_client_headers(m, x, hs, b);
   put_set_headers(m, x, hs, b);
   if (!named(hs, "X-Forwarded-For")) {
-    put_s(b, "X-Forwarded-For: ");
+    tether__put_s(b, "X-Forwarded-For: ");
     put_xff(b, m, x);
-    put(b, "\r\n", 2);
+    tether__put(b, "\r\n", 2);
   }
   if (x->claims) put_claim_headers(b, &x->loc->jwt, x->claims);
   if (!named(hs, "X-Forwarded-Proto")) {
-    put_s(b, "X-Forwarded-Proto: ");
-    put_s(b, x->scheme);
-    put(b, "\r\n", 2);
+    tether__put_s(b, "X-Forwarded-Proto: ");
+    tether__put_s(b, x->scheme);
+    tether__put(b, "\r\n", 2);
   }
   if (m->host.p && !named(hs, "X-Forwarded-Host")) put_lit_header(b, "X-Forwarded-Host", m->host.p, m->host.n);
   if (x->cf->add_forwarded && !named(hs, "Forwarded")) {
@@ -286,16 +283,73 @@ void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, teth
     tether__buf_appendf(b, "Forwarded: for=%s%s%s;proto=%s", v6 ? "\"[" : "", x->remote_addr, v6 ? "]\"" : "",
                         x->scheme);
     if (m->host.p) tether__buf_appendf(b, ";host=\"%.*s\"", (int)m->host.n, m->host.p);
-    put(b, "\r\n", 2);
+    tether__put(b, "\r\n", 2);
   }
   if (x->upgrade) {
     tether__slice up = tether__h1_header_get(m, "upgrade");
-    put_s(b, "Connection: upgrade\r\n");
+    tether__put_s(b, "Connection: upgrade\r\n");
     put_lit_header(b, "Upgrade", up.p, up.n);
   } else if (x->ur->cf->keepalive > 0 && m->version_minor == 1) {
     /* HTTP/1.1 keep-alive is the default: nothing to add */
   } else {
-    put_s(b, "Connection: close\r\n");
+    tether__put_s(b, "Connection: close\r\n");
   }
-  put(b, "\r\n", 2);
+  tether__put(b, "\r\n", 2);
+}
+
+/* ---- the response ---- */
+
+/* The sticky cookie to set with this response, unless the server set it itself (`preserve`). */
+static char *sticky_cookie(const tether__client *c, const tether__upstream_rt *ur, const tether__h1_msg *m) {
+  const tether__cf_persist *cp = &ur->cf->persist;
+  char *sticky = tether__persist_set_cookie(ur, &c->pr, c->srv, tether_now_ms());
+  if (sticky == NULL || !cp->preserve) return sticky;
+  size_t nl = strlen(cp->cookie);
+  for (size_t i = 0; i < m->nheaders; i++)
+    if (tether__h1_token_eq(m->headers[i].name, "set-cookie") && m->headers[i].value.n > nl &&
+        memcmp(m->headers[i].value.p, cp->cookie, nl) == 0 && m->headers[i].value.p[nl] == '=') {
+      free(sticky);
+      return NULL;
+    }
+  return sticky;
+}
+
+void tether__rewrite_response(tether__client *c, const tether__h1_msg *m, tether__buf *b) {
+  tether__put_s(b, "HTTP/1.1 ");
+  tether__put_uint(b, (unsigned)m->status);
+  tether__put(b, " ", 1);
+  tether__put(b, m->reason.p, m->reason.n);
+  tether__put(b, "\r\n", 2);
+  const tether__upstream_rt *ur = c->rt ? &c->rt->ups[c->ups] : NULL;
+  char *sticky = ur && m->status >= 200 && c->srv >= 0 ? sticky_cookie(c, ur, m) : NULL;
+  int nocache = sticky && ur->cf->persist.nocache;
+  tether__hop hop;
+  tether__hop_init(&hop, m);
+  for (size_t i = 0; i < m->nheaders; i++) {
+    const tether__h1_header *h = &m->headers[i];
+    if (nocache && tether__h1_token_eq(h->name, "cache-control")) continue;
+    int upgrade = m->status == 101 && tether__h1_token_eq(h->name, "upgrade");
+    if (!upgrade && tether__hop_by_hop(&hop, h->name)) continue;
+    tether__put_header(b, h->name, h->value.p, h->value.n);
+  }
+  if (sticky) {
+    put_lit_header(b, "Set-Cookie", sticky, strlen(sticky));
+    /* a shared cache must not hand one client's binding to everyone */
+    if (nocache) tether__put_s(b, "Cache-Control: private\r\n");
+    free(sticky);
+  }
+  if (m->status == 101) {
+    tether__put_s(b, "Connection: upgrade\r\n");
+  } else if (m->status >= 200) {
+    if (m->framing == TETHER__H1_UNTIL_CLOSE) c->keep_alive = 0;
+    if (!c->keep_alive)
+      tether__put_s(b, "Connection: close\r\n");
+    else if (c->version_minor == 0)
+      tether__put_s(b, "Connection: keep-alive\r\n");
+  }
+  tether__put(b, "\r\n", 2);
+  if (m->status >= 200 || m->status == 101)
+    c->resp_started = 1; /* after a 1xx a failure still gets its 502 */
+  else
+    c->sent_interim = 1;
 }

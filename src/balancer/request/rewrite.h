@@ -5,10 +5,11 @@
 #ifndef TETHER_BALANCER_REWRITE_H
 #define TETHER_BALANCER_REWRITE_H
 
-#include "../lib/util.h"
-#include "config.h"
-#include "http1.h"
-#include "runtime.h"
+#include "../../lib/util.h"
+#include "../config.h"
+#include "../conn-t.h"
+#include "../http1.h"
+#include "../runtime.h"
 #include "tether/jwt.h"
 
 typedef struct tether__fwd {
@@ -44,6 +45,11 @@ const char *tether__forwarded_proto(const tether__h1_msg *m);
 /* Whether every claim header of j can carry its claim's value (present claims only): a value with control
  * characters or too long for a header makes the token unusable here (401). */
 int tether__claim_headers_ok(const tether__cf_jwt *j, const tether_jwt_claims *claims);
+
+/* The response head for the client, into b: the server's head without hop-by-hop headers, with the
+ * sticky cookie and the balancer's Connection header. Marks the response started (or an interim one
+ * sent). */
+void tether__rewrite_response(tether__client *c, const tether__h1_msg *m, tether__buf *b);
 
 /* "Name: value\r\n" into b. */
 void tether__put_header(tether__buf *b, tether__slice name, const char *value, size_t vn);

@@ -1,0 +1,78 @@
+/* The configuration reader's insides, shared by its files and by nothing else. Data flows one way:
+ * config.c (the block walker) reads directives through config_lex.c and hands each to the directive
+ * handlers of its context (config_upstream.c, config_location.c), which check values with config_value.c;
+ * no handler calls back into the walker, and the lexer calls none of them. */
+#ifndef TETHER_BALANCER_CONFIG_INT_H
+#define TETHER_BALANCER_CONFIG_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+#define TETHER__CONF_MAX_ARGS 16
+
+/* a location's proxy_pass name, resolved once every upstream is known */
+typedef struct tether__conf_pending {
+  char name[128];
+  int line;
+} tether__conf_pending;
+
+typedef struct tether__conf_parser {
+  tether__conf_pending pendings[TETHER__CF_MAX_LOCATIONS];
+  const char *file;
+  const char *p, *end;
+  int line;
+  tether__config *cf;
+  char *err;
+  size_t errlen, errused;
+  int nerrors;
+  /* the header buffer directives, combined once the file is read (see header_limits in config.c) */
+  uint64_t header_buffer;     /* client_header_buffer_size (or client_header_buffer); 0: not given */
+  int large_buffers;          /* large_client_header_buffers N SIZE: N, 0 when not given */
+  uint64_t large_buffer_size; /* ... and SIZE */
+  int server_line;            /* the server { } block's line: there is one virtual server */
+} tether__conf_parser;
+
+typedef struct tether__conf_directive {
+  char *args[TETHER__CONF_MAX_ARGS]; /* args[0] is the name */
+  int nargs;
+  int line;
+  int block; /* ends with '{' rather than ';' */
+} tether__conf_directive;
+
+/* config_lex.c: tokens and directives */
+void tether__conf_error(tether__conf_parser *ps, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Reads the next directive: words up to ';' or '{'. 0 at the end of input, -1 at a '}' (end of block),
+ * 1 with a directive, -2 on a syntax error. */
+int tether__conf_read(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_free_directive(tether__conf_directive *d);
+/* Skips a block's contents after an error so parsing can go on and report more. */
+void tether__conf_skip_block(tether__conf_parser *ps);
+/* min..max arguments and no block, or an error and -1. */
+int tether__conf_want_args(tether__conf_parser *ps, tether__conf_directive *d, int min, int max);
+
+/* config_value.c: values of a directive's arguments; an error names the directive and the value */
+int tether__conf_time(tether__conf_parser *ps, tether__conf_directive *d, const char *v, int64_t *out);
+int tether__conf_size(tether__conf_parser *ps, tether__conf_directive *d, const char *v, uint64_t *out);
+int tether__conf_int(tether__conf_parser *ps, tether__conf_directive *d, const char *what, const char *v, long min,
+                     long max, int *out);
+/* on or off, into *out. */
+int tether__conf_flag(tether__conf_parser *ps, tether__conf_directive *d, const char *v, int *out);
+/* Text and variables (a hash key, or with for_header a proxy_set_header value): the number of parts or -1. */
+int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const char *text, tether__key_part *parts,
+                       int max, int for_header);
+
+/* config_upstream.c: upstream NAME { server ...; persistence; balancing; health_check } */
+void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d);
+
+/* config_location.c: location blocks, auth_jwt and header directives */
+void tether__conf_location(tether__conf_parser *ps, tether__conf_directive *d);
+/* auth_jwt, auth_jwt_key, ... into j. Returns 1 when d was one of them. */
+int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_jwt *j);
+void tether__conf_set_header(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_headers *h);
+void tether__conf_http_version(tether__conf_parser *ps, tether__conf_directive *d);
+/* Once the file is read: locations inherit auth_jwt, verifiers are built, claim headers are collected. */
+void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf);
+
+#endif

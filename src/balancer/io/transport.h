@@ -1,0 +1,47 @@
+/* The transport under a connection, client or server: read, write, shutdown and close, over plain TCP
+ * (io/tcp.c) now and TLS next. Reads land in a buffer the owner lends (the worker's one read buffer);
+ * writes go out at once when nothing is queued, the rest is copied and queued, and `pending` counts it for
+ * backpressure. The owner hears of reads and of finished queued writes through its two callbacks. */
+#ifndef TETHER_BALANCER_IO_TRANSPORT_H
+#define TETHER_BALANCER_IO_TRANSPORT_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+typedef struct tether__io tether__io;
+
+/* nread > 0: data[0..nread) was read; nread < 0: a libuv error (UV_EOF at the end). */
+typedef void (*tether__io_read_cb)(tether__io *io, ssize_t nread, const char *data);
+/* A queued write finished (status < 0: it failed); io->pending has already been reduced. */
+typedef void (*tether__io_write_cb)(tether__io *io, int status);
+
+struct tether__io {
+  uv_tcp_t tcp; /* first: libuv's stream is the transport; tcp.data belongs to the owner */
+  void *owner;  /* the client or server connection */
+  char *rbuf;   /* where reads land */
+  size_t rbuf_len;
+  size_t pending; /* bytes queued for writing */
+  int paused;     /* reading stopped by the owner (backpressure) */
+  int closing;    /* closed: no callback anymore */
+  tether__io_read_cb on_read;
+  tether__io_write_cb on_written;
+};
+
+void tether__io_init(tether__io *io, uv_loop_t *loop, void *owner, char *rbuf, size_t rbuf_len,
+                     tether__io_read_cb on_read, tether__io_write_cb on_written);
+/* Adopts an accepted socket; the peer's address into *peer. */
+int tether__io_open(tether__io *io, int fd, struct sockaddr_storage *peer);
+int tether__io_connect(tether__io *io, uv_connect_t *req, const struct sockaddr *sa, uv_connect_cb cb);
+void tether__io_nodelay(tether__io *io);
+int tether__io_write(tether__io *io, const char *data, size_t len);
+int tether__io_read_start(tether__io *io);
+void tether__io_pause(tether__io *io);  /* reads stop until tether__io_resume */
+void tether__io_resume(tether__io *io); /* only when paused */
+int tether__io_shutdown(tether__io *io, uv_shutdown_t *req);
+/* Closes the transport; cb runs with the handle once libuv is done with it. */
+void tether__io_close(tether__io *io, uv_close_cb cb);
+/* Whether an idle connection has nothing to say: 1 quiet, -1 bytes are waiting, 0 closed by the peer. */
+int tether__io_quiet(tether__io *io);
+
+#endif

@@ -1,0 +1,48 @@
+/* The client as trusted proxies report it. */
+#include "realip.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "rewrite.h"
+
+int tether__trusted_peer(const tether__config *cf, const struct sockaddr_storage *ss) {
+  for (size_t i = 0; i < cf->nreal_ip_from; i++)
+    if (tether__cidr_match(&cf->real_ip_from[i], (const struct sockaddr *)ss)) return 1;
+  return 0;
+}
+
+/* The client address a trusted proxy reports: the rightmost X-Forwarded-For entry not itself trusted. */
+static void forwarded_for(tether__client *c, const tether__config *cf, const tether__h1_msg *m) {
+  tether__slice xff = tether__h1_header_get(m, "x-forwarded-for");
+  if (xff.p == NULL) return;
+  size_t end = xff.n;
+  while (end > 0) {
+    size_t start = end;
+    while (start > 0 && xff.p[start - 1] != ',') start--;
+    size_t a = start, b = end;
+    while (a < b && (xff.p[a] == ' ' || xff.p[a] == '\t')) a++;
+    while (b > a && (xff.p[b - 1] == ' ' || xff.p[b - 1] == '\t')) b--;
+    char ip[64];
+    if (b - a == 0 || b - a >= sizeof(ip)) return;
+    memcpy(ip, xff.p + a, b - a);
+    ip[b - a] = '\0';
+    tether__cidr probe;
+    if (tether__cidr_parse(ip, &probe) < 0) return;
+    snprintf(c->peer, sizeof(c->peer), "%s", ip);
+    c->real = probe.net;
+    if (!tether__trusted_peer(cf, &probe.net)) return;
+    end = start > 0 ? start - 1 : 0;
+  }
+}
+
+void tether__real_client(tether__client *c, const tether__config *cf, const tether__h1_msg *m) {
+  memcpy(c->peer, c->ip, sizeof(c->peer));
+  /* a PROXY header's address holds for the connection; X-Forwarded-For is read per request */
+  if (!cf->real_ip_proxy_protocol) c->real = c->addr;
+  c->scheme = "http";
+  if (cf->nreal_ip_from == 0 || !tether__trusted_peer(cf, &c->addr)) return;
+  if (!cf->real_ip_proxy_protocol) forwarded_for(c, cf, m);
+  const char *proto = tether__forwarded_proto(m); /* a proxy we trust says how the client came (TLS ended there) */
+  if (proto) c->scheme = proto;
+}

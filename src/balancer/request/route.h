@@ -1,0 +1,17 @@
+/* Which location a request is for: nginx's normalized path against the configured prefixes. */
+#ifndef TETHER_BALANCER_REQUEST_ROUTE_H
+#define TETHER_BALANCER_REQUEST_ROUTE_H
+
+#include "../../lib/util.h"
+#include "../config.h"
+#include "../http1.h"
+
+/* Locations see the path as nginx's $uri: decoded, slashes merged, dot segments resolved, so that
+ * "/%61pi/me", "//api/me" or "/x/../api/me" meet "location /api/" as the server will read them (the server
+ * receives the original target). An exact match wins, else the longest prefix (case-sensitive, as nginx).
+ * Returns the location (NULL: none) or sets *status for a path that cannot be routed (400). scratch holds
+ * the normalized path. */
+const tether__cf_location *tether__route(const tether__config *cf, const tether__h1_msg *m, tether__buf *scratch,
+                                         int *status);
+
+#endif
