@@ -75,4 +75,8 @@ void tether__conf_http_version(tether__conf_parser *ps, tether__conf_directive *
 /* Once the file is read: locations inherit auth_jwt, verifiers are built, claim headers are collected. */
 void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf);
 
+/* config_ssl.c: the ssl_* directives (1 when d was one of them), and their checks once the file is read. */
+int tether__conf_ssl(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_ssl_check(tether__conf_parser *ps, tether__config *cf);
+
 #endif

@@ -15,22 +15,27 @@
 #include "../lib/util.h"
 #include "config-int.h"
 #include "tether/jwt.h"
+#include "tls/context.h"
 
 #define MAX_DEPTH 4
 
-/* listen [IP:]PORT [backlog=N] [reuseport] [default_server]; admin_listen [IP:]PORT. */
+/* listen [IP:]PORT [ssl] [backlog=N] [reuseport] [default_server]; admin_listen [IP:]PORT. */
 static void listen_line(tether__conf_parser *ps, tether__conf_directive *d, int admin) {
   tether__config *cf = ps->cf;
   if (d->nargs < 2 || d->block) {
     tether__conf_error(ps, d->line, "\"%s\" takes an address", d->args[0]);
     return;
   }
-  int backlog = TETHER__LISTEN_BACKLOG;
+  int backlog = TETHER__LISTEN_BACKLOG, ssl = 0;
   for (int i = 2; i < d->nargs; i++) {
     if (admin)
       tether__conf_error(ps, d->line, "\"admin_listen\" takes an address and no parameter");
     else if (strncmp(d->args[i], "backlog=", 8) == 0)
       tether__conf_int(ps, d, "backlog", d->args[i] + 8, 1, 65535, &backlog);
+    else if (strcmp(d->args[i], "ssl") == 0)
+      ssl = 1;
+    else if (strcmp(d->args[i], "http2") == 0)
+      tether__conf_error(ps, d->line, "listen ... http2: HTTP/2 is not served yet");
     else if (strcmp(d->args[i], "reuseport") != 0 && strcmp(d->args[i], "default_server") != 0)
       tether__conf_error(ps, d->line,
                          "unknown listen parameter \"%s\" (backlog=N; reuseport and default_server are "
@@ -53,6 +58,8 @@ static void listen_line(tether__conf_parser *ps, tether__conf_directive *d, int 
     tether__conf_error(ps, d->line, "too many listen addresses");
   } else {
     cf->listen_backlog[cf->nlisten] = backlog;
+    cf->listen_ssl[cf->nlisten] = ssl;
+    cf->listen_line[cf->nlisten] = d->line;
     cf->listen[cf->nlisten++] = a;
   }
 }
@@ -355,7 +362,8 @@ static void common_directive(tether__conf_parser *ps, tether__conf_directive *d,
   else if (tether__conf_jwt(ps, d, &ps->cf->jwt)) { /* a default for every location */
   } else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0)
     http_or_server(ps, d, depth);
-  else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d)) { /* done */
+  else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d) ||
+           tether__conf_ssl(ps, d)) { /* done */
   } else if (strcmp(n, "server_name") == 0) {
     /* one virtual server answers every name, as nginx's only server does */
     if (d->nargs < 2) tether__conf_error(ps, d->line, "\"server_name\" takes at least one name");
@@ -413,6 +421,7 @@ void tether__config_release(tether__config *cf) {
     tether_jwt_verifier_free(cf->locations[i].jwt.verifier);
     cf->locations[i].jwt.verifier = NULL;
   }
+  tether__tls_release(cf);
 }
 
 void tether__config_free(tether__config *cf) {
@@ -422,6 +431,9 @@ void tether__config_free(tether__config *cf) {
 }
 
 static void defaults(tether__config *cf) {
+  cf->tls.protocols = TETHER__TLS_V12 | TETHER__TLS_V13;
+  cf->tls.session_timeout_ms = 300000;
+  cf->tls.session_tickets = 1;
   cf->workers_auto_cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
   cf->workers = auto_workers(cf->workers_auto_cores);
   cf->error_log_level = -1;
@@ -455,6 +467,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
       tether__conf_error(psp, psp->pendings[i].line, "proxy_pass: no upstream named \"%s\"", psp->pendings[i].name);
   }
   tether__conf_build_jwt(psp, cf);
+  tether__conf_ssl_check(psp, cf);
   if (cf->admin.len && !is_loopback(&cf->admin) && cf->admin_token_line == 0)
     tether__conf_error(psp, cf->admin_line,
                        "admin_listen %s is not a loopback address: it needs \"admin_auth_token env:NAME;\"",

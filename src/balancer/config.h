@@ -178,6 +178,29 @@ typedef struct tether__cf_location {
   tether__cf_headers headers; /* proxy_set_header (the outer level's when none is given here) */
 } tether__cf_location;
 
+/* TLS on `listen ... ssl` addresses (nginx's ssl_* directives), Mozilla's "intermediate" profile by
+ * default. The OpenSSL context is built when the configuration is loaded (tls/context.c), not parsed. */
+#define TETHER__TLS_MAX_CERTS 4
+#define TETHER__TLS_MAX_TICKET_KEYS 8
+#define TETHER__TLS_V12 1
+#define TETHER__TLS_V13 2
+typedef struct tether__cf_tls {
+  char cert[TETHER__TLS_MAX_CERTS][512]; /* ssl_certificate: PEM chains (an RSA and an ECDSA one may pair) */
+  char key[TETHER__TLS_MAX_CERTS][512];  /* ssl_certificate_key, in the same order */
+  int cert_line[TETHER__TLS_MAX_CERTS];
+  int ncert, nkey;
+  int protocols;            /* TETHER__TLS_V12 | TETHER__TLS_V13 */
+  char ciphers[1024];       /* TLS 1.2 suites, "" for the profile's */
+  char conf_cmd[8][2][256]; /* ssl_conf_command NAME VALUE */
+  int nconf_cmd;
+  int prefer_server_ciphers;
+  int64_t session_timeout_ms;
+  int session_tickets;
+  char ticket_key[TETHER__TLS_MAX_TICKET_KEYS][512]; /* ssl_session_ticket_key: the first encrypts */
+  int nticket_key;
+  int line; /* the first ssl_* directive */
+} tether__cf_tls;
+
 typedef struct tether__cidr {
   struct sockaddr_storage net;
   int bits;
@@ -189,6 +212,7 @@ typedef struct tether__config {
   int workers_auto_cores; /* worker_processes auto (the default): the cores counted, 0 for a number */
   tether__addr listen[8];
   int listen_backlog[8]; /* listen ... backlog=N, for listen[i] */
+  int listen_ssl[8];     /* listen ... ssl */
   size_t nlisten;
   tether__addr admin; /* admin_listen; admin.len == 0 when absent */
   tether__cf_upstream upstreams[TETHER__CF_MAX_UPSTREAMS];
@@ -226,7 +250,10 @@ typedef struct tether__config {
   int admin_line;        /* where admin_listen is, for errors found once the file is read */
   char admin_token[256]; /* admin_auth_token: the secret itself (read from the environment) */
   int admin_token_line;
-  int rlimit_nofile; /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
+  int rlimit_nofile;  /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
+  tether__cf_tls tls; /* ssl_* */
+  int listen_line[8]; /* where listen[i] is */
+  void *tls_ctx;      /* the SSL_CTX for ssl listeners, built at load (tls/context.c) */
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */

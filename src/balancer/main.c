@@ -11,6 +11,7 @@
 #include "../lib/util.h"
 #include "admin.h"
 #include "persist/persist.h"
+#include "tls/context.h"
 #include "worker.h"
 
 #define TETHER_VERSION "0.1.0"
@@ -43,7 +44,8 @@ static tether__config *load(const char *path) {
   tether__config *cf = tether__malloc(sizeof(*cf));
   char err[8192];
   int rc = tether__config_load(path, cf, err, sizeof(err));
-  if (rc == 0 && tether__cookie_key_load(cf, err, sizeof(err)) < 0) { /* loaded, not parsed: files are read */
+  if (rc == 0 && (tether__cookie_key_load(cf, err, sizeof(err)) < 0 || /* loaded, not parsed: files are read */
+                  tether__tls_build(cf, err, sizeof(err)) < 0)) {
     tether__config_release(cf);
     rc = -1;
   }

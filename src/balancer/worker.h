@@ -63,9 +63,9 @@ struct tether__worker {
   _Atomic uint64_t jwt_results[TETHER__JWT_RESULTS]; /* ok, each tether_jwt_error, missing, other */
   char *log_buf;                                     /* access log lines not yet written */
   size_t log_len, log_cap;
-  uv_timer_t accept_timer;                   /* accepting paused: out of descriptors */
-  int accept_paused;                         /* since the last successful accept (logged once) */
-  void (*accept)(tether__worker *w, int fd); /* takes an accepted client socket (the protocol's) */
+  uv_timer_t accept_timer;                                 /* accepting paused: out of descriptors */
+  int accept_paused;                                       /* since the last successful accept (logged once) */
+  void (*accept)(tether__worker *w, int fd, int listener); /* takes an accepted client socket (the protocol's) */
 };
 
 /* Starts n workers on the listening sockets (already bound, SO_REUSEPORT, one set per worker). */
@@ -76,9 +76,9 @@ void tether__workers_reload(tether__worker *ws, int n, tether__runtime *rt);
 void tether__workers_stop(tether__worker *ws, int n);
 
 /* proto/h1.c */
-void tether__client_accept(tether__worker *w, int fd); /* fd: a connection accept4 returned */
-void tether__worker_close_idle(tether__worker *w);     /* stopping: close what carries no request */
-void tether__worker_close_all(tether__worker *w);      /* grace period over */
+void tether__client_accept(tether__worker *w, int fd, int listener); /* fd: accepted on listen[listener] */
+void tether__worker_close_idle(tether__worker *w);                   /* stopping: close what carries no request */
+void tether__worker_close_all(tether__worker *w);                    /* grace period over */
 void tether__worker_drop_pools(tether__worker *w);
 
 /* log.c */

@@ -57,7 +57,7 @@ static void on_acceptable(uv_poll_t *p, int status, int events) {
     }
     if (w->accept_paused) tether__log(TETHER_LOG_INFO, "worker %d: accepting again", w->id);
     w->accept_paused = 0;
-    w->accept(w, fd);
+    w->accept(w, fd, (int)(p - w->listeners));
   }
 }
 

@@ -24,6 +24,8 @@ void tether__io_init(tether__io *io, uv_loop_t *loop, void *owner, char *rbuf, s
   io->closing = 0;
   io->on_read = on_read;
   io->on_written = on_written;
+  io->filter = NULL;
+  io->filter_state = NULL;
 }
 
 int tether__io_open(tether__io *io, int fd, struct sockaddr_storage *peer) {
@@ -51,6 +53,11 @@ static void on_written(uv_write_t *req, int status) {
 }
 
 int tether__io_write(tether__io *io, const char *data, size_t len) {
+  if (io->filter) return io->filter->write(io, data, len);
+  return tether__io_write_raw(io, data, len);
+}
+
+int tether__io_write_raw(tether__io *io, const char *data, size_t len) {
   if (len == 0) return 0;
   if (io->pending == 0) {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -86,7 +93,10 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   tether__io *io = (tether__io *)s;
   if (io->closing || nread == 0) return;
-  io->on_read(io, nread, buf->base);
+  if (io->filter)
+    io->filter->read(io, nread, buf->base);
+  else
+    io->on_read(io, nread, buf->base);
 }
 
 int tether__io_read_start(tether__io *io) {
@@ -103,7 +113,9 @@ void tether__io_pause(tether__io *io) {
 }
 
 void tether__io_resume(tether__io *io) {
-  if (io->paused && !io->closing) tether__io_read_start(io);
+  if (!io->paused || io->closing) return;
+  tether__io_read_start(io);
+  if (io->filter) io->filter->drain(io);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
@@ -112,11 +124,18 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 }
 
 int tether__io_shutdown(tether__io *io, uv_shutdown_t *req) {
+  if (io->filter) return io->filter->shutdown(io, req);
+  return tether__io_shutdown_raw(io, req);
+}
+
+int tether__io_shutdown_raw(tether__io *io, uv_shutdown_t *req) {
   return uv_shutdown(req, (uv_stream_t *)&io->tcp, on_shutdown);
 }
 
 void tether__io_close(tether__io *io, uv_close_cb cb) {
   io->closing = 1;
+  if (io->filter) io->filter->free(io);
+  io->filter = NULL;
   uv_close((uv_handle_t *)&io->tcp, cb);
 }
 

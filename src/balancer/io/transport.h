@@ -11,6 +11,16 @@
 
 typedef struct tether__io tether__io;
 
+/* A filter between the socket and the owner (TLS): it takes the raw bytes read, and the owner's writes, and
+ * speaks to the socket through tether__io_write_raw. Lower layers reach it only through this table. */
+typedef struct tether__io_filter {
+  void (*read)(tether__io *io, ssize_t nread, char *data); /* raw bytes in (data may be reused) */
+  int (*write)(tether__io *io, const char *data, size_t len);
+  void (*drain)(tether__io *io); /* reading resumed: deliver what the filter already holds */
+  int (*shutdown)(tether__io *io, uv_shutdown_t *req);
+  void (*free)(tether__io *io);
+} tether__io_filter;
+
 /* nread > 0: data[0..nread) was read; nread < 0: a libuv error (UV_EOF at the end). */
 typedef void (*tether__io_read_cb)(tether__io *io, ssize_t nread, const char *data);
 /* A queued write finished (status < 0: it failed); io->pending has already been reduced. */
@@ -26,6 +36,8 @@ struct tether__io {
   int closing;    /* closed: no callback anymore */
   tether__io_read_cb on_read;
   tether__io_write_cb on_written;
+  const tether__io_filter *filter; /* NULL: plain TCP */
+  void *filter_state;
 };
 
 void tether__io_init(tether__io *io, uv_loop_t *loop, void *owner, char *rbuf, size_t rbuf_len,
@@ -35,6 +47,9 @@ int tether__io_open(tether__io *io, int fd, struct sockaddr_storage *peer);
 int tether__io_connect(tether__io *io, uv_connect_t *req, const struct sockaddr *sa, uv_connect_cb cb);
 void tether__io_nodelay(tether__io *io);
 int tether__io_write(tether__io *io, const char *data, size_t len);
+/* Bytes to the socket itself, under any filter (the filter's own output). */
+int tether__io_write_raw(tether__io *io, const char *data, size_t len);
+int tether__io_shutdown_raw(tether__io *io, uv_shutdown_t *req);
 int tether__io_read_start(tether__io *io);
 void tether__io_pause(tether__io *io);  /* reads stop until tether__io_resume */
 void tether__io_resume(tether__io *io); /* only when paused */

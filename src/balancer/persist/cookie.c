@@ -126,7 +126,8 @@ void tether__cookie_request(const tether__upstream_rt *u, const tether__h1_msg *
   }
 }
 
-char *tether__persist_set_cookie(const tether__upstream_rt *u, const tether__persist_req *pr, int idx, int64_t now_ms) {
+char *tether__persist_set_cookie(const tether__upstream_rt *u, const tether__persist_req *pr, int idx, int64_t now_ms,
+                                 int tls) {
   const tether__cf_persist *cp = &u->cf->persist;
   if (cp->kind != TETHER__PERSIST_COOKIE || !pr->set_cookie || idx < 0) return NULL;
   int64_t now_s = now_ms / 1000;
@@ -146,7 +147,7 @@ char *tether__persist_set_cookie(const tether__upstream_rt *u, const tether__per
   if (cp->domain[0]) tether__buf_appendf(&b, "; Domain=%s", cp->domain);
   tether__buf_appendf(&b, "; Path=%s", cp->path);
   if (cp->httponly) tether__buf_appendf(&b, "; HttpOnly");
-  if (cp->secure) tether__buf_appendf(&b, "; Secure");
+  if (cp->secure || tls) tether__buf_appendf(&b, "; Secure");
   static const char *ss[] = {NULL, "Strict", "Lax", "None"};
   if (cp->samesite) tether__buf_appendf(&b, "; SameSite=%s", ss[cp->samesite]);
   return b.data;

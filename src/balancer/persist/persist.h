@@ -44,7 +44,9 @@ int tether__persist_retry(const tether__upstream_rt *u, tether__persist_req *pr,
 
 /* Sticky cookie: the Set-Cookie value for server idx (NULL when the policy sets no cookie or it is not
  * needed), and whether a Cookie header must lose the sticky cookie before it reaches the server. */
-char *tether__persist_set_cookie(const tether__upstream_rt *u, const tether__persist_req *pr, int idx, int64_t now_ms);
+/* tls: the client came over TLS, so the cookie is Secure whatever the configuration says. */
+char *tether__persist_set_cookie(const tether__upstream_rt *u, const tether__persist_req *pr, int idx, int64_t now_ms,
+                                 int tls);
 /* Rewrites a Cookie header value without the sticky cookie into out; returns its length (0: drop it). */
 size_t tether__persist_strip_cookie(const tether__upstream_rt *u, tether__slice value, char *out, size_t cap);
 

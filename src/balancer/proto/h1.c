@@ -10,6 +10,7 @@
 #include "../answer.h"
 #include "../conn.h"
 #include "../io/listen.h"
+#include "../io/tls.h"
 #include "../proxyproto.h"
 #include "../request/finish.h"
 #include "../request/realip.h"
@@ -384,7 +385,7 @@ static void client_close(tether__client *c) {
   tether__listen_fd_freed(w);
 }
 
-void tether__client_accept(tether__worker *w, int fd) {
+void tether__client_accept(tether__worker *w, int fd, int listener) {
   tether__client *c = tether__calloc(1, sizeof(*c));
   c->w = w;
   c->proto = &h1_ops;
@@ -400,6 +401,11 @@ void tether__client_accept(tether__worker *w, int fd) {
   atomic_fetch_add_explicit(&w->active_connections, 1, memory_order_relaxed);
   if (tether__io_open(&c->io, fd, &c->addr) < 0) {
     close(fd);
+    client_close(c);
+    return;
+  }
+  const tether__config *cf = w->rt->cf;
+  if (cf->listen_ssl[listener] && (cf->tls_ctx == NULL || tether__tls_accept(&c->io, cf->tls_ctx) < 0)) {
     client_close(c);
     return;
   }

@@ -40,7 +40,7 @@ void tether__real_client(tether__client *c, const tether__config *cf, const teth
   memcpy(c->peer, c->ip, sizeof(c->peer));
   /* a PROXY header's address holds for the connection; X-Forwarded-For is read per request */
   if (!cf->real_ip_proxy_protocol) c->real = c->addr;
-  c->scheme = "http";
+  c->scheme = c->io.filter ? "https" : "http"; /* the filter is TLS */
   if (cf->nreal_ip_from == 0 || !tether__trusted_peer(cf, &c->addr)) return;
   if (!cf->real_ip_proxy_protocol) forwarded_for(c, cf, m);
   const char *proto = tether__forwarded_proto(m); /* a proxy we trust says how the client came (TLS ended there) */

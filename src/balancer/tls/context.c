@@ -1,0 +1,208 @@
+/* Building the server context: Mozilla's "intermediate" profile by default (TLS 1.2 and 1.3, ECDHE with
+ * AES-GCM or ChaCha20-Poly1305, so forward secrecy only), certificate chains of several key types, and
+ * stateless resumption by session tickets whose keys may come from files that a fleet shares (nginx's
+ * ssl_session_ticket_key format: 80 bytes name | HMAC key | AES-256 key, or 48 bytes with 16-byte keys). */
+#include "context.h"
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../lib/util.h"
+
+#define INTERMEDIATE_CIPHERS                                                                                      \
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                      \
+  "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define GROUPS "X25519:prime256v1:secp384r1"
+
+typedef struct ticket_key {
+  unsigned char name[16];
+  unsigned char hmac[32];
+  unsigned char aes[32];
+  size_t size; /* 16 (a 48-byte file) or 32 (an 80-byte one) */
+} ticket_key;
+
+typedef struct ticket_keys {
+  ticket_key key[TETHER__TLS_MAX_TICKET_KEYS];
+  int n;
+} ticket_keys;
+
+static int keys_index = -1;
+
+typedef struct errbuf {
+  char *p;
+  size_t cap, used;
+  const char *file;
+  int n;
+} errbuf;
+
+static void fail(errbuf *e, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void fail(errbuf *e, int line, const char *fmt, ...) {
+  e->n++;
+  if (e->used + 1 >= e->cap) return;
+  int k = snprintf(e->p + e->used, e->cap - e->used, "%s:%d: ", e->file, line);
+  if (k > 0 && (size_t)k < e->cap - e->used) e->used += (size_t)k;
+  va_list ap;
+  va_start(ap, fmt);
+  k = vsnprintf(e->p + e->used, e->cap - e->used, fmt, ap);
+  va_end(ap);
+  if (k > 0) e->used += (size_t)k < e->cap - e->used ? (size_t)k : e->cap - e->used - 1;
+  unsigned long code = ERR_peek_last_error();
+  if (code && e->used + 1 < e->cap) {
+    k = snprintf(e->p + e->used, e->cap - e->used, ": %s", ERR_reason_error_string(code));
+    if (k > 0) e->used += (size_t)k < e->cap - e->used ? (size_t)k : e->cap - e->used - 1;
+  }
+  ERR_clear_error();
+  if (e->used + 1 < e->cap) e->p[e->used++] = '\n';
+  e->p[e->used] = '\0';
+}
+
+/* A key with a passphrase is refused: a server cannot type it, and a passphrase in the configuration
+ * would be a secret in a file anyway. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u) {
+  (void)buf, (void)size, (void)rwflag;
+  *(int *)u = 1;
+  return -1;
+}
+
+static void load_pair(SSL_CTX *ctx, const tether__cf_tls *t, int i, errbuf *e) {
+  int line = t->cert_line[i];
+  if (SSL_CTX_use_certificate_chain_file(ctx, t->cert[i]) != 1) {
+    fail(e, line, "ssl_certificate %s: cannot load the certificate chain", t->cert[i]);
+    return;
+  }
+  BIO *b = BIO_new_file(t->key[i], "r");
+  int asked = 0;
+  EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, &asked) : NULL;
+  BIO_free(b);
+  if (key == NULL) {
+    if (asked)
+      fail(e, line, "ssl_certificate_key %s: the key is protected by a passphrase; Tether reads unencrypted keys "
+                    "only (openssl pkey -in KEY -out PLAIN)", t->key[i]);
+    else
+      fail(e, line, "ssl_certificate_key %s: cannot read the private key", t->key[i]);
+    return;
+  }
+  if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+    fail(e, line, "ssl_certificate_key %s does not match ssl_certificate %s", t->key[i], t->cert[i]);
+  EVP_PKEY_free(key);
+}
+
+/* ---- session tickets ---- */
+
+static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx,
+                     int enc) {
+  const ticket_keys *ks = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), keys_index);
+  if (ks == NULL || ks->n == 0) return -1;
+  int i = 0;
+  if (!enc) {
+    while (i < ks->n && memcmp(name, ks->key[i].name, 16) != 0) i++;
+    if (i == ks->n) return 0; /* an unknown key: a full handshake */
+  }
+  const ticket_key *k = &ks->key[i];
+  const EVP_CIPHER *cipher = k->size == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc();
+  OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, k->size),
+                         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0), OSSL_PARAM_construct_end()};
+  if (enc) {
+    memcpy(name, k->name, 16);
+    if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(cipher)) != 1) return -1;
+    if (EVP_EncryptInit_ex(cctx, cipher, NULL, k->aes, iv) != 1) return -1;
+  } else if (EVP_DecryptInit_ex(cctx, cipher, NULL, k->aes, iv) != 1) {
+    return -1;
+  }
+  if (EVP_MAC_CTX_set_params(hctx, params) != 1) return -1;
+  /* decrypting with an older key, or any TLS 1.3 ticket (as nginx): a fresh ticket with the first key */
+  return enc ? 1 : (i != 0 || SSL_version(ssl) == TLS1_3_VERSION) ? 2 : 1;
+}
+
+static void free_keys(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+  (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+  if (ptr) OPENSSL_clear_free(ptr, sizeof(ticket_keys));
+}
+
+static void load_ticket_keys(SSL_CTX *ctx, const tether__cf_tls *t, errbuf *e) {
+  ticket_keys *ks = OPENSSL_zalloc(sizeof(*ks));
+  for (int i = 0; i < t->nticket_key; i++) {
+    unsigned char buf[81];
+    FILE *f = fopen(t->ticket_key[i], "rb");
+    size_t n = f ? fread(buf, 1, sizeof(buf), f) : 0;
+    if (f) fclose(f);
+    ticket_key *k = &ks->key[ks->n];
+    if (f == NULL || (n != 48 && n != 80)) {
+      fail(e, t->line, "ssl_session_ticket_key %s: %s", t->ticket_key[i],
+           f == NULL ? "cannot read it" : "must be 48 or 80 bytes (openssl rand 80 > FILE)");
+    } else {
+      k->size = n == 48 ? 16 : 32;
+      memcpy(k->name, buf, 16);
+      memcpy(n == 48 ? k->aes : k->hmac, buf + 16, k->size);
+      memcpy(n == 48 ? k->hmac : k->aes, buf + 16 + k->size, k->size);
+      ks->n++;
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+  }
+  SSL_CTX_set_ex_data(ctx, keys_index, ks);
+  if (ks->n) SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
+}
+
+/* ---- the context ---- */
+
+static void protocols_and_suites(SSL_CTX *ctx, const tether__cf_tls *t, errbuf *e) {
+  SSL_CTX_set_min_proto_version(ctx, t->protocols & TETHER__TLS_V12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, t->protocols & TETHER__TLS_V13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+  uint64_t opts = SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION;
+  if (t->prefer_server_ciphers) opts |= SSL_OP_CIPHER_SERVER_PREFERENCE;
+  if (!t->session_tickets) opts |= SSL_OP_NO_TICKET;
+  SSL_CTX_set_options(ctx, opts);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* an idle connection gives its buffers back */
+  if (SSL_CTX_set_cipher_list(ctx, t->ciphers[0] ? t->ciphers : INTERMEDIATE_CIPHERS) != 1)
+    fail(e, t->line, "ssl_ciphers \"%s\": no usable cipher", t->ciphers);
+  if (SSL_CTX_set1_groups_list(ctx, GROUPS) != 1) fail(e, t->line, "cannot set the key exchange groups");
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* resumption is by tickets: stateless */
+  SSL_CTX_set_timeout(ctx, (long)(t->session_timeout_ms / 1000));
+  if (t->nconf_cmd == 0) return;
+  SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
+  SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_SERVER | SSL_CONF_FLAG_CERTIFICATE);
+  SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
+  for (int i = 0; i < t->nconf_cmd; i++)
+    if (SSL_CONF_cmd(cc, t->conf_cmd[i][0], t->conf_cmd[i][1]) <= 0)
+      fail(e, t->line, "ssl_conf_command %s %s: refused by OpenSSL", t->conf_cmd[i][0], t->conf_cmd[i][1]);
+  SSL_CONF_CTX_finish(cc);
+  SSL_CONF_CTX_free(cc);
+}
+
+int tether__tls_build(tether__config *cf, char *err, size_t errlen) {
+  int ssl = 0;
+  for (size_t i = 0; i < cf->nlisten; i++) ssl |= cf->listen_ssl[i];
+  if (!ssl) return 0;
+  if (keys_index < 0) keys_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_keys);
+  errbuf e = {.p = err, .cap = errlen, .file = cf->file};
+  if (errlen) err[0] = '\0';
+  ERR_clear_error();
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == NULL) {
+    fail(&e, cf->tls.line, "cannot create a TLS context");
+    return -1;
+  }
+  protocols_and_suites(ctx, &cf->tls, &e);
+  for (int i = 0; i < cf->tls.ncert; i++) load_pair(ctx, &cf->tls, i, &e);
+  load_ticket_keys(ctx, &cf->tls, &e);
+  if (e.n) {
+    SSL_CTX_free(ctx);
+    return -1;
+  }
+  cf->tls_ctx = ctx;
+  return 0;
+}
+
+void tether__tls_release(tether__config *cf) {
+  SSL_CTX_free(cf->tls_ctx);
+  cf->tls_ctx = NULL;
+}
+
+const char *tether__tls_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
