@@ -74,9 +74,9 @@ static void value_line(tether__conf_parser *ps, tether__conf_directive *d, tethe
 }
 
 int tether__conf_ssl(tether__conf_parser *ps, tether__conf_directive *d) {
-  static const char *const one[] = {"ssl_certificate",        "ssl_certificate_key",  "ssl_ciphers",
+  static const char *const one[] = {"ssl_certificate",           "ssl_certificate_key", "ssl_ciphers",
                                     "ssl_prefer_server_ciphers", "ssl_session_tickets", "ssl_session_timeout",
-                                    "ssl_session_ticket_key", "ssl_stapling",         "ssl_dhparam",
+                                    "ssl_session_ticket_key",    "ssl_stapling",        "ssl_dhparam",
                                     "ssl_session_cache"};
   const char *n = d->args[0];
   if (strncmp(n, "ssl_", 4) != 0) return 0;

@@ -117,8 +117,10 @@ static long https_get(int port, const char *path, long sslversion, sink *out, si
   curl_easy_setopt(h, CURLOPT_HEADERDATA, head);
   long status = 0;
   CURLcode rc = curl_easy_perform(h);
-  if (rc == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  else fprintf(stderr, "curl: %s\n", curl_easy_strerror(rc));
+  if (rc == CURLE_OK)
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  else
+    fprintf(stderr, "curl: %s\n", curl_easy_strerror(rc));
   curl_easy_cleanup(h);
   return status;
 }
@@ -155,9 +157,12 @@ static void test_weak_protocols_and_suites_refused(void **state) {
   char out[600];
   snprintf(out, sizeof(out), "%s/s_client.out", pki);
   /* the client offers them (its own security level lowered), the server must say no */
-  const char *refused[] = {"-tls1 -cipher DEFAULT@SECLEVEL=0", "-tls1_1 -cipher DEFAULT@SECLEVEL=0",
-                           "-tls1_2 -cipher AES128-SHA@SECLEVEL=0", "-tls1_2 -cipher ECDHE-RSA-AES128-SHA@SECLEVEL=0",
-                           "-tls1_2 -cipher AES128-GCM-SHA256@SECLEVEL=0", "-tls1_2 -cipher 'RC4:NULL:eNULL@SECLEVEL=0'"};
+  const char *refused[] = {"-tls1 -cipher DEFAULT@SECLEVEL=0",
+                           "-tls1_1 -cipher DEFAULT@SECLEVEL=0",
+                           "-tls1_2 -cipher AES128-SHA@SECLEVEL=0",
+                           "-tls1_2 -cipher ECDHE-RSA-AES128-SHA@SECLEVEL=0",
+                           "-tls1_2 -cipher AES128-GCM-SHA256@SECLEVEL=0",
+                           "-tls1_2 -cipher 'RC4:NULL:eNULL@SECLEVEL=0'"};
   for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
     s_client(tls_port, refused[i], out);
     int handshook = tb_file_contains(out, "Verify return code: 0") && !tb_file_contains(out, "Cipher is (NONE)");
@@ -275,7 +280,7 @@ static void test_refused_directives(void **state) {
   snprintf(out, sizeof(out), "%s/refused.out", pki);
   FILE *f = fopen(conf, "w");
   fprintf(f,
-          "listen 127.0.0.1:1 ssl;\n"            /* 1 */
+          "listen 127.0.0.1:1 ssl;\n"           /* 1 */
           "ssl_certificate %s/ec.pem;\n"        /* 2 */
           "ssl_certificate_key %s/ec.key;\n"    /* 3 */
           "ssl_protocols TLSv1 TLSv1.2;\n"      /* 4 */
@@ -300,8 +305,9 @@ static void test_refused_directives(void **state) {
   assert_int_equal(tb_tether_cmd(out, args), 1);
   assert_true(tb_file_contains(out, "no \"ssl_certificate\""));
   f = fopen(conf, "w");
-  fprintf(f, "listen 127.0.0.1:1 ssl;\nssl_certificate %s/rsa.pem;\nssl_certificate_key %s/locked.key;\n"
-             "location / { return 200; }\n",
+  fprintf(f,
+          "listen 127.0.0.1:1 ssl;\nssl_certificate %s/rsa.pem;\nssl_certificate_key %s/locked.key;\n"
+          "location / { return 200; }\n",
           pki, pki);
   fclose(f);
   assert_int_equal(tb_tether_cmd(out, args), 1);

@@ -25,6 +25,26 @@ static int flush(tether__io *io, tls_state *t) {
   return rc;
 }
 
+/* Between requests a connection keeps no buffer: memory BIOs keep the capacity their biggest message (the
+ * handshake's certificates) gave them, so empty ones are replaced by fresh ones (OpenSSL frees the old). */
+static void release_buffers(tls_state *t) {
+  if (BIO_ctrl_pending(t->rbio) == 0) {
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b) {
+      BIO_set_mem_eof_return(b, -1);
+      SSL_set0_rbio(t->ssl, b);
+      t->rbio = b;
+    }
+  }
+  if (BIO_ctrl_pending(t->wbio) == 0) {
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b) {
+      SSL_set0_wbio(t->ssl, b);
+      t->wbio = b;
+    }
+  }
+}
+
 /* Plaintext out of OpenSSL to the owner, while the owner reads. */
 static void deliver(tether__io *io, tls_state *t) {
   if (!t->handshaken) {
@@ -50,7 +70,9 @@ static void deliver(tether__io *io, tls_state *t) {
     io->on_read(io, e == SSL_ERROR_ZERO_RETURN ? UV_EOF : UV_EPROTO, NULL); /* close_notify, or broken */
     return;
   }
-  if (!io->closing) flush(io, t); /* tickets, key updates */
+  if (io->closing) return;
+  flush(io, t); /* tickets, key updates */
+  release_buffers(t);
 }
 
 static void tls_read(tether__io *io, ssize_t nread, char *data) {

@@ -16,8 +16,8 @@
 
 #include "../../lib/util.h"
 
-#define INTERMEDIATE_CIPHERS                                                                                      \
-  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                      \
+#define INTERMEDIATE_CIPHERS                                                                                           \
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                           \
   "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define GROUPS "X25519:prime256v1:secp384r1"
 
@@ -83,8 +83,10 @@ static void load_pair(SSL_CTX *ctx, const tether__cf_tls *t, int i, errbuf *e) {
   BIO_free(b);
   if (key == NULL) {
     if (asked)
-      fail(e, line, "ssl_certificate_key %s: the key is protected by a passphrase; Tether reads unencrypted keys "
-                    "only (openssl pkey -in KEY -out PLAIN)", t->key[i]);
+      fail(e, line,
+           "ssl_certificate_key %s: the key is protected by a passphrase; Tether reads unencrypted keys "
+           "only (openssl pkey -in KEY -out PLAIN)",
+           t->key[i]);
     else
       fail(e, line, "ssl_certificate_key %s: cannot read the private key", t->key[i]);
     return;
@@ -108,7 +110,8 @@ static int ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv, EVP_CIPHE
   const ticket_key *k = &ks->key[i];
   const EVP_CIPHER *cipher = k->size == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc();
   OSSL_PARAM params[] = {OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)k->hmac, k->size),
-                         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0), OSSL_PARAM_construct_end()};
+                         OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                         OSSL_PARAM_construct_end()};
   if (enc) {
     memcpy(name, k->name, 16);
     if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(cipher)) != 1) return -1;
