@@ -226,7 +226,10 @@ typedef struct tether__config {
   int admin_line;        /* where admin_listen is, for errors found once the file is read */
   char admin_token[256]; /* admin_auth_token: the secret itself (read from the environment) */
   int admin_token_line;
-  int rlimit_nofile; /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
+  int rlimit_nofile;  /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
+  char user[64];      /* user USER [GROUP]: who the process becomes once its ports are bound; "" stays */
+  char group[64];     /* "" : the user's primary group */
+  char pid_file[512]; /* pid FILE; "" : none */
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */
