@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +216,10 @@ static void user_line(tether__conf_parser *ps, tether__conf_directive *d) {
   }
   snprintf(cf->user, sizeof(cf->user), "%s", d->args[1]);
   snprintf(cf->group, sizeof(cf->group), "%s", d->nargs == 3 ? d->args[2] : "");
+  /* checked here, as nginx does, so that `tether -t` finds a misspelt name before a start does */
+  if (getpwnam(cf->user) == NULL) tether__conf_error(ps, d->line, "\"user\": no user \"%s\"", cf->user);
+  if (cf->group[0] && getgrnam(cf->group) == NULL)
+    tether__conf_error(ps, d->line, "\"user\": no group \"%s\"", cf->group);
 }
 
 static void pid_line(tether__conf_parser *ps, tether__conf_directive *d) {
