@@ -5,6 +5,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +213,33 @@ static void sticky_key_file_line(tether__conf_parser *ps, tether__conf_directive
   cf->sticky_key_file_line = d->line;
 }
 
+/* user USER [GROUP] (nginx's), pid FILE: the process after its ports are bound (main.c does both). */
+static void user_line(tether__conf_parser *ps, tether__conf_directive *d) {
+  tether__config *cf = ps->cf;
+  if (tether__conf_want_args(ps, d, 1, 2) < 0) return;
+  if (strlen(d->args[1]) >= sizeof(cf->user) || (d->nargs == 3 && strlen(d->args[2]) >= sizeof(cf->group))) {
+    tether__conf_error(ps, d->line, "\"user\": names under 64 characters");
+    return;
+  }
+  snprintf(cf->user, sizeof(cf->user), "%s", d->args[1]);
+  snprintf(cf->group, sizeof(cf->group), "%s", d->nargs == 3 ? d->args[2] : "");
+  /* checked here, as nginx does, so that `tether -t` finds a misspelt name before a start does */
+  if (getpwnam(cf->user) == NULL) tether__conf_error(ps, d->line, "\"user\": no user \"%s\"", cf->user);
+  if (cf->group[0] && getgrnam(cf->group) == NULL)
+    tether__conf_error(ps, d->line, "\"user\": no group \"%s\"", cf->group);
+}
+
+static void pid_line(tether__conf_parser *ps, tether__conf_directive *d) {
+  tether__config *cf = ps->cf;
+  if (tether__conf_want_args(ps, d, 1, 1) < 0) return;
+  if (strcmp(d->args[1], "off") == 0)
+    cf->pid_file[0] = '\0';
+  else if (d->args[1][0] == '\0' || strlen(d->args[1]) >= sizeof(cf->pid_file))
+    tether__conf_error(ps, d->line, "\"pid\" takes a path (under 512 characters) or off");
+  else
+    snprintf(cf->pid_file, sizeof(cf->pid_file), "%s", d->args[1]);
+}
+
 /* nginx's events { }: its directives have no counterpart here (libuv picks epoll, each worker accepts in
  * batches, SO_REUSEPORT spreads connections, and connections are bounded by the descriptor limit); they are
  * accepted so nginx files load, anything else in the block is an error. */
@@ -254,6 +283,10 @@ static int process_directive(tether__conf_parser *ps, tether__conf_directive *d)
     sticky_key_file_line(ps, d);
   else if (strcmp(n, "events") == 0 && d->block)
     events_block(ps, d);
+  else if (strcmp(n, "user") == 0)
+    user_line(ps, d);
+  else if (strcmp(n, "pid") == 0)
+    pid_line(ps, d);
   else
     return 0;
   return 1;

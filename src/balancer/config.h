@@ -254,6 +254,9 @@ typedef struct tether__config {
   tether__cf_tls tls; /* ssl_* */
   int listen_line[8]; /* where listen[i] is */
   void *tls_ctx;      /* the SSL_CTX for ssl listeners, built at load (tls/context.c) */
+  char user[64];      /* user USER [GROUP]: who the process becomes once its ports are bound; "" stays */
+  char group[64];     /* "" : the user's primary group */
+  char pid_file[512]; /* pid FILE; "" : none */
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */

@@ -1,5 +1,8 @@
 /* tether: the balancer. `tether -c FILE` runs in the foreground; `tether -t -c FILE` checks a
- * configuration. SIGHUP reloads without dropping a connection; SIGTERM/SIGINT stop gracefully. */
+ * configuration. SIGHUP reloads without dropping a connection; SIGTERM/SIGINT stop gracefully; SIGUSR1
+ * reopens the logs. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,16 +14,20 @@
 #include "../lib/util.h"
 #include "admin.h"
 #include "persist/persist.h"
+#include "process.h"
 #include "tls/context.h"
 #include "worker.h"
 
-#define TETHER_VERSION "0.1.0"
+#ifndef TETHER_VERSION
+#define TETHER_VERSION "0.1.0" /* CMake passes the project's version */
+#endif
 
 static tether__control ctl;
 static tether__worker *workers;
 static char config_path[512];
-static uv_signal_t sig_hup, sig_term, sig_int;
+static uv_signal_t sig_hup, sig_term, sig_int, sig_usr1;
 static FILE *error_log;
+static char pid_path[512]; /* pid FILE as started with: removed at the end */
 
 static void usage(FILE *out) {
   fprintf(out, "usage: tether -c FILE [-t]\n"
@@ -28,7 +35,9 @@ static void usage(FILE *out) {
                "  -t, --test          check the configuration, print \"configuration OK\" or the errors, and exit\n"
                "  -h, --help          this text\n"
                "  -v, --version       the version\n"
-               "Signals: HUP reloads the configuration, TERM or INT stop gracefully (in-flight requests finish).\n");
+               "  -V                  the version and the libraries it runs with (OpenSSL, libuv)\n"
+               "Signals: HUP reloads the configuration, TERM or INT stop gracefully (in-flight requests finish),\n"
+               "USR1 reopens the error and access logs.\n");
 }
 
 static void log_to_file(tether_log_level level, const char *msg, void *arg) {
@@ -122,11 +131,32 @@ static void workers_note(const tether__config *cf, FILE *out) {
                 cf->workers_auto_cores, cf->workers);
 }
 
+/* SIGUSR1: the logs again by name (logrotate has moved them). The error log's descriptor is replaced in
+ * place (dup2), so threads that are writing to it never see a closed stream. */
+static void reopen_logs(void) {
+  const tether__config *cf = ctl.rt->cf;
+  if (error_log) {
+    int fd = open(cf->error_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      tether__log(TETHER_LOG_ERROR, "error_log %s: cannot reopen: %s", cf->error_log, strerror(errno));
+    } else {
+      fflush(error_log);
+      dup2(fd, fileno(error_log));
+      close(fd);
+    }
+  }
+  if (tether__access_log_open(cf->access_log) < 0)
+    tether__log(TETHER_LOG_ERROR, "access_log %s: cannot reopen", cf->access_log);
+  tether__log(TETHER_LOG_INFO, "logs reopened");
+}
+
 static void reload(void) {
   tether__log(TETHER_LOG_INFO, "reloading %s", config_path);
+  tether__notify("RELOADING=1");
   tether__config *cf = load(config_path);
   if (cf == NULL) {
     tether__log(TETHER_LOG_ERROR, "reload refused: the configuration has errors; the running one stays");
+    tether__notify("READY=1");
     return;
   }
   if (!same_listeners(ctl.rt->cf, cf))
@@ -150,6 +180,7 @@ static void reload(void) {
   }
   tether__runtime_unref(old);
   tether__log(TETHER_LOG_INFO, "configuration generation %llu in service", (unsigned long long)rt->generation);
+  tether__notify("READY=1");
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -158,12 +189,31 @@ static void on_signal(uv_signal_t *h, int signum) {
     reload();
     return;
   }
+  if (signum == SIGUSR1) {
+    reopen_logs();
+    return;
+  }
   tether__log(TETHER_LOG_INFO, "stopping (signal %d): finishing in-flight requests", signum);
+  tether__notify("STOPPING=1");
   tether__health_stop(&ctl);
   tether__admin_stop(&ctl);
   uv_close((uv_handle_t *)&sig_hup, NULL);
   uv_close((uv_handle_t *)&sig_term, NULL);
   uv_close((uv_handle_t *)&sig_int, NULL);
+  uv_close((uv_handle_t *)&sig_usr1, NULL);
+}
+
+/* Once the ports are bound: the pid file, then (as root, with `user`) the unprivileged user. */
+static int become_server(const tether__config *cf) {
+  if (cf->pid_file[0] && tether__pid_file_write(cf->pid_file) < 0) return -1;
+  snprintf(pid_path, sizeof(pid_path), "%s", cf->pid_file);
+  if (cf->user[0] == '\0') return 0;
+  char key[1024];
+  tether__cookie_key_path(cf, key, sizeof(key));
+  const char *files[] = {cf->error_log, cf->access_log, key, cf->pid_file};
+  if (tether__drop_privileges(cf->user, cf->group, files, 4) < 0) return -1;
+  tether__log(TETHER_LOG_INFO, "running as user %s", cf->user);
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -173,7 +223,7 @@ int main(int argc, char **argv) {
                                        {"version", no_argument, NULL, 'v'},
                                        {NULL, 0, NULL, 0}};
   int test = 0, ch;
-  while ((ch = getopt_long(argc, argv, "c:thv", opts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, "c:thvV", opts, NULL)) != -1) {
     switch (ch) {
     case 'c':
       snprintf(config_path, sizeof(config_path), "%s", optarg);
@@ -186,6 +236,9 @@ int main(int argc, char **argv) {
       return 0;
     case 'v':
       printf("tether %s\n", TETHER_VERSION);
+      return 0;
+    case 'V':
+      tether__print_versions(stdout, TETHER_VERSION);
       return 0;
     default:
       usage(stderr);
@@ -229,6 +282,8 @@ int main(int argc, char **argv) {
   uv_signal_start(&sig_hup, on_signal, SIGHUP);
   uv_signal_start(&sig_term, on_signal, SIGTERM);
   uv_signal_start(&sig_int, on_signal, SIGINT);
+  uv_signal_init(ctl.loop, &sig_usr1);
+  uv_signal_start(&sig_usr1, on_signal, SIGUSR1);
   ctl.nworkers = cf->workers; /* at most TETHER__MAX_WORKERS: the configuration refuses more */
   workers_note(cf, NULL);
   workers = tether__calloc((size_t)ctl.nworkers, sizeof(*workers));
@@ -245,10 +300,12 @@ int main(int argc, char **argv) {
   ctl.rt = tether__runtime_new(cf);
   ctl.workers = workers;
   if (tether__admin_start(&ctl) < 0) return 1;
+  if (become_server(cf) < 0) return 1;
   if (tether__workers_start(workers, ctl.nworkers, ctl.rt) < 0) return 1;
   tether__health_start(&ctl);
   tether__log(TETHER_LOG_INFO, "tether %s: %d worker(s), listening on %s", TETHER_VERSION, ctl.nworkers,
               cf->listen[0].text);
+  tether__notify("READY=1");
   uv_run(ctl.loop, UV_RUN_DEFAULT);
   tether__workers_stop(workers, ctl.nworkers);
   uv_run(ctl.loop, UV_RUN_DEFAULT);
@@ -257,6 +314,7 @@ int main(int argc, char **argv) {
   tether__runtime_shutdown();
   tether__access_log_close();
   free(workers);
+  if (pid_path[0]) tether__pid_file_remove(pid_path);
   tether__log(TETHER_LOG_INFO, "stopped");
   if (error_log) fclose(error_log);
   return 0;

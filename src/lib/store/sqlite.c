@@ -200,8 +200,10 @@ static void release(sqstore *s, sqconn *c, int rc) {
   tether__pool_release(&s->pool, &c->link, !keep);
 }
 
-/* The cached statement i of connection c, prepared on first use. */
+/* The cached statement i of connection c, prepared on first use. *out is always written (NULL on an error):
+ * the callers' statement is never left unset, whatever sq_fail returns. */
 static int prepare(const sqstore *s, sqconn *c, int i, int64_t deadline, sqlite3_stmt **out) {
+  *out = NULL;
   for (int attempt = 0; c->stmt[i] == NULL; attempt++) {
     int r = sqlite3_prepare_v3(c->db, s->sql[i], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[i], NULL);
     if (r == SQLITE_OK) break;
