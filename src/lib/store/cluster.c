@@ -52,10 +52,10 @@ typedef struct cnode {
 } cnode;
 
 typedef struct cstore {
-  tether_store *st;            /* for the counters */
-  pthread_mutex_t lock;        /* nodes and the map */
-  pthread_mutex_t refresh;     /* one map read at a time */
-  cnode **nodes;               /* never freed before the store: pointers stay valid */
+  tether_store *st;        /* for the counters */
+  pthread_mutex_t lock;    /* nodes and the map */
+  pthread_mutex_t refresh; /* one map read at a time */
+  cnode **nodes;           /* never freed before the store: pointers stay valid */
   size_t nnodes;
   uint16_t master[TETHER__CLUSTER_SLOTS];  /* index into nodes, or TETHER__CLUSTER_NONE */
   uint16_t replica[TETHER__CLUSTER_SLOTS]; /* the same, for read_from=replica */
@@ -330,7 +330,8 @@ static cnode *route(cstore *c, unsigned slot, int read) {
   pthread_mutex_unlock(&c->lock);
   if (!have && refresh(c, 0) < 0) return NULL;
   pthread_mutex_lock(&c->lock);
-  uint16_t i = read && c->replica_reads && c->replica[slot] != TETHER__CLUSTER_NONE ? c->replica[slot] : c->master[slot];
+  uint16_t i =
+      read && c->replica_reads && c->replica[slot] != TETHER__CLUSTER_NONE ? c->replica[slot] : c->master[slot];
   cnode *n = i == TETHER__CLUSTER_NONE ? NULL : c->nodes[i];
   pthread_mutex_unlock(&c->lock);
   if (n == NULL && have) tether__fail(TETHER_EUNAVAIL, "redis-cluster: no node serves slot %u", slot);
@@ -569,8 +570,8 @@ static void cstore_free(cstore *c) {
 }
 
 static int parse_params(tether_store *st, cstore *c, tether__url *u) {
-  static const char *const allowed[] = {"prefix", "timeout_ms",      "connect_timeout_ms", "pool",          "max_value",
-                                        "wait",   "wait_timeout_ms", "read_from",          "retry_ms",      "max_redirects",
+  static const char *const allowed[] = {"prefix", "timeout_ms",      "connect_timeout_ms", "pool",     "max_value",
+                                        "wait",   "wait_timeout_ms", "read_from",          "retry_ms", "max_redirects",
                                         NULL};
   long timeout, connect_timeout, pool, max_value, wait, wait_timeout, retry, redirects;
   int rc = tether__url_check_params(u, allowed);

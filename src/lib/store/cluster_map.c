@@ -55,7 +55,9 @@ static const redisReply *field(const redisReply *map, const char *name) {
   return NULL;
 }
 
-static int is_str(const redisReply *r, const char *s) { return r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, s); }
+static int is_str(const redisReply *r, const char *s) {
+  return r && r->type == REDIS_REPLY_STRING && !strcmp(r->str, s);
+}
 
 /* One shard: {"slots": [from, to, ...], "nodes": [{"ip", "port", "role", "health", ...}, ...]}. */
 static int parse_shard(const redisReply *shard, tether__cluster_map *m) {
