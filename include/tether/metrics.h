@@ -32,17 +32,20 @@ typedef struct tether_histogram {
 /* A snapshot of one store's counters. "missing" counts lost sessions: a validly signed cookie whose
  * session the store no longer has (see docs/sessions.md). */
 typedef struct tether_metrics {
-  uint64_t created;      /* new sessions generated (no valid cookie, or regenerate) */
-  uint64_t loaded;       /* sessions found in the store */
-  uint64_t missing;      /* valid cookie, session not in the store: a lost session */
-  uint64_t saved;        /* successful writes */
-  uint64_t touched;      /* successful TTL refreshes */
-  uint64_t destroyed;    /* successful deletes */
-  uint64_t errors;       /* failed store operations (unreachable, timeout, error reply, corrupt data) */
-  uint64_t reads_local;  /* dual store: reads answered by LOCAL */
-  uint64_t reads_shared; /* dual store: reads answered by SHARED (LOCAL missed) */
-  uint64_t revoked;      /* commits that found their session destroyed meanwhile (logout): nothing saved */
-  uint64_t oversized;    /* stored sessions over the size limit, treated as corrupt (a new session) */
+  uint64_t created;       /* new sessions generated (no valid cookie, or regenerate) */
+  uint64_t loaded;        /* sessions found in the store */
+  uint64_t missing;       /* valid cookie, session not in the store: a lost session */
+  uint64_t saved;         /* successful writes */
+  uint64_t touched;       /* successful TTL refreshes */
+  uint64_t destroyed;     /* successful deletes */
+  uint64_t errors;        /* failed store operations (unreachable, timeout, error reply, corrupt data) */
+  uint64_t reads_local;   /* dual store: reads answered by LOCAL */
+  uint64_t reads_shared;  /* dual store: reads answered by SHARED (LOCAL missed) */
+  uint64_t revoked;       /* commits that found their session destroyed meanwhile (logout): nothing saved */
+  uint64_t oversized;     /* stored sessions over the size limit, treated as corrupt (a new session) */
+  uint64_t redirects;     /* redis-cluster: MOVED and ASK redirections followed */
+  uint64_t map_refreshes; /* redis-cluster: slot maps read (CLUSTER SHARDS or SLOTS) */
+  uint64_t wait_failures; /* redis-cluster wait=N: writes that fewer than N replicas confirmed in time (errors) */
   tether_histogram latency[TETHER_OP_COUNT];
 } tether_metrics;
 
@@ -56,7 +59,10 @@ TETHER_EXTERN void tether_store_metrics(const tether_store *store, tether_metric
  *   tether_sessions_{created,loaded,missing,saved,touched,destroyed,revoked,oversized}_total{store=...}
  *   tether_store_errors_total{store=...}
  *   tether_store_reads_total{store=...,tier="local"|"shared"}        (dual store only)
- *   tether_store_latency_seconds{store=...,op="get"|"set"|"touch"|"destroy"} (histogram) */
+ *   tether_store_latency_seconds{store=...,op="get"|"set"|"touch"|"destroy"} (histogram)
+ *   redis-cluster only: tether_store_{redirects,map_refreshes,wait_failures}_total{store=...},
+ *   tether_store_node_errors_total{store=...,node="host:port"},
+ *   tether_store_node_latency_seconds_{sum,count}{store=...,node="host:port"} */
 TETHER_EXTERN int tether_metrics_prometheus(const tether_store *store, char *buf, size_t cap);
 
 #ifdef __cplusplus

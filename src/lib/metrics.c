@@ -37,6 +37,13 @@ int tether_metrics_prometheus(const tether_store *st, char *out, size_t cap) {
                         "tether_store_reads_total{store=\"dual\",tier=\"shared\"} %llu\n",
                         (unsigned long long)m.reads_local, (unsigned long long)m.reads_shared);
   }
+  if (strcmp(k, "redis-cluster") == 0) {
+    counter(&b, "tether_store_redirects_total", "MOVED and ASK redirections followed.", k, m.redirects);
+    counter(&b, "tether_store_map_refreshes_total", "Cluster slot maps read.", k, m.map_refreshes);
+    counter(&b, "tether_store_wait_failures_total", "Writes that fewer than wait=N replicas confirmed in time.", k,
+            m.wait_failures);
+  }
+  if (st->ops->metrics_text) st->ops->metrics_text(st, &b);
   tether__buf_appendf(&b, "# HELP tether_store_latency_seconds Latency of store operations.\n"
                           "# TYPE tether_store_latency_seconds histogram\n");
   for (int op = 0; op < TETHER_OP_COUNT; op++) {

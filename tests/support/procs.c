@@ -175,6 +175,66 @@ int tt_redis_start_replica(tt_server *s, int port, int master_port) {
   return start(s, "redis", argv, NULL, 10000);
 }
 
+int tt_redis_cluster_node_start(tt_server *s, int port) {
+  prepare(s, "rcluster", port);
+  char p[16], bus[16];
+  snprintf(p, sizeof(p), "%d", s->port);
+  snprintf(bus, sizeof(bus), "%d", tt_free_port()); /* port + 10000 may be taken or out of range */
+  char *argv[] = {"redis-server",
+                  "--port",
+                  p,
+                  "--bind",
+                  "127.0.0.1",
+                  "--save",
+                  "",
+                  "--appendonly",
+                  "no",
+                  "--dir",
+                  s->dir,
+                  "--daemonize",
+                  "no",
+                  "--cluster-enabled",
+                  "yes",
+                  "--cluster-config-file",
+                  "nodes.conf",
+                  "--cluster-node-timeout",
+                  "1000",
+                  "--cluster-port",
+                  bus,
+                  NULL};
+  snprintf(s->url, sizeof(s->url), "redis-cluster://127.0.0.1:%d", s->port);
+  return start(s, "redis", argv, NULL, 10000);
+}
+
+int tt_redis_cluster_start(tt_server *nodes, int masters, int replicas) {
+  int n = masters * (1 + replicas);
+  char hosts[2048] = "";
+  for (int i = 0; i < n; i++) {
+    if (tt_redis_cluster_node_start(&nodes[i], 0) != 0) return -1;
+    size_t len = strlen(hosts);
+    snprintf(hosts + len, sizeof(hosts) - len, " 127.0.0.1:%d", nodes[i].port);
+  }
+  if (tt_system("redis-cli --cluster create%s --cluster-replicas %d --cluster-yes >%s/create.log 2>&1", hosts, replicas,
+                nodes[0].dir) != 0) {
+    fprintf(stderr, "redis-cli --cluster create failed\n");
+    tt_system("tail -n 20 %s/create.log >&2", nodes[0].dir);
+    return -1;
+  }
+  /* every node must see the whole cluster as ok, and every replica be in sync, before a test starts */
+  for (int waited = 0; waited < 20000; waited += 100) {
+    int ok = 1;
+    for (int i = 0; i < n && ok; i++)
+      ok = tt_system("redis-cli -p %d cluster info | grep -q 'cluster_state:ok' && "
+                     "[ $(redis-cli -p %d cluster nodes | grep -c connected) -eq %d ] && "
+                     "! redis-cli -p %d info replication | grep -q 'master_link_status:down'",
+                     nodes[i].port, nodes[i].port, n, nodes[i].port) == 0;
+    if (ok) return 0;
+    tt_sleep_ms(100);
+  }
+  fprintf(stderr, "the cluster did not become ok within 20 s\n");
+  return -1;
+}
+
 int tt_sentinel_start(tt_server *s, int port, const char *master_name, int master_port, int quorum) {
   prepare(s, "sentinel", port);
   char conf[512];

@@ -37,6 +37,12 @@ void tt_sleep_ms(int ms);
 int tt_redis_start(tt_server *s, int port);
 int tt_redis_start_replica(tt_server *s, int port, int master_port);
 int tt_sentinel_start(tt_server *s, int port, const char *master_name, int master_port, int quorum);
+/* A Redis Cluster node (cluster-enabled, cluster-node-timeout 1000, its bus on another free port); a restart
+ * on s->port keeps its nodes.conf. url: redis-cluster://127.0.0.1:PORT. */
+int tt_redis_cluster_node_start(tt_server *s, int port);
+/* masters * (1 + replicas) nodes joined by redis-cli --cluster create (the first `masters` are the masters),
+ * returning once every node says cluster_state:ok and sees every other. */
+int tt_redis_cluster_start(tt_server *nodes, int masters, int replicas);
 int tt_memcached_start(tt_server *s, int port);
 int tt_postgres_start(tt_server *s, int port);
 /* Stops with SIGTERM (graceful) or SIGKILL (crash); the directory is kept until tt_server_cleanup. */

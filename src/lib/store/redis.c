@@ -78,12 +78,7 @@ static struct timeval tv_ms(int ms) { return (struct timeval){.tv_sec = ms / 100
 
 /* Writing to a socket the server closed raises SIGPIPE, which would kill the application. As libpq does,
  * block it in this thread for the duration of a call and swallow one that we caused. */
-typedef struct sigpipe_guard {
-  int was_blocked; /* SIGPIPE was already blocked in this thread */
-  int was_pending; /* one was already pending: not ours to swallow */
-} sigpipe_guard;
-
-static void sigpipe_block(sigpipe_guard *g) {
+void tether__sigpipe_block(tether__sigpipe_guard *g) {
   sigset_t set, old, pending;
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
@@ -92,7 +87,7 @@ static void sigpipe_block(sigpipe_guard *g) {
   g->was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
 }
 
-static void sigpipe_restore(const sigpipe_guard *g) {
+void tether__sigpipe_restore(const tether__sigpipe_guard *g) {
   sigset_t set, pending;
   sigemptyset(&set);
   sigaddset(&set, SIGPIPE);
@@ -437,8 +432,8 @@ static void drop(rstore *r, rconn *c) {
  * (sentinel: the master was demoted) get one more try on a new connection; every command we send is
  * idempotent. Error replies come back as replies. */
 static int run(rstore *r, int argc, const char **argv, const size_t *lens, redisReply **out) {
-  sigpipe_guard guard;
-  sigpipe_block(&guard);
+  tether__sigpipe_guard guard;
+  tether__sigpipe_block(&guard);
   int rc;
   *out = NULL;
   for (int attempt = 0;; attempt++) {
@@ -468,7 +463,7 @@ static int run(rstore *r, int argc, const char **argv, const size_t *lens, redis
     rc = 0;
     break;
   }
-  sigpipe_restore(&guard);
+  tether__sigpipe_restore(&guard);
   return rc;
 }
 

@@ -18,6 +18,7 @@ static const struct {
     {"sqlite:", &tether__store_sqlite},
     {"redis://", &tether__store_redis},
     {"redis-sentinel://", &tether__store_redis_sentinel},
+    {"redis-cluster://", &tether__store_redis_cluster},
     {"memcached://", &tether__store_memcached},
     {"postgres://", &tether__store_postgres},
     {"postgresql://", &tether__store_postgres},
@@ -41,7 +42,7 @@ int tether_store_open(const char *url, tether_store **out) {
     char *shown = tether__url_redact(url);
     int rc = tether__fail(TETHER_EINVAL,
                           "store URL '%.64s': unknown scheme (expected memory:, sqlite:PATH, redis://, "
-                          "redis-sentinel://, memcached://, postgres://, dual:LOCAL+SHARED or jwt:)",
+                          "redis-sentinel://, redis-cluster://, memcached://, postgres://, dual:LOCAL+SHARED or jwt:)",
                           shown);
     free(shown);
     return rc;
@@ -173,6 +174,9 @@ void tether_store_metrics(const tether_store *cst, tether_metrics *m) {
   m->reads_shared = LOAD(TETHER__C_READS_SHARED);
   m->revoked = LOAD(TETHER__C_REVOKED);
   m->oversized = LOAD(TETHER__C_OVERSIZED);
+  m->redirects = LOAD(TETHER__C_REDIRECTS);
+  m->map_refreshes = LOAD(TETHER__C_MAP_REFRESHES);
+  m->wait_failures = LOAD(TETHER__C_WAIT_FAILURES);
 #undef LOAD
   for (int op = 0; op < TETHER_OP_COUNT; op++) {
     for (int b = 0; b <= TETHER_LATENCY_BUCKETS; b++)

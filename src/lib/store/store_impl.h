@@ -22,8 +22,13 @@ typedef enum tether__counter {
   TETHER__C_READS_SHARED,
   TETHER__C_REVOKED,
   TETHER__C_OVERSIZED,
+  TETHER__C_REDIRECTS,     /* redis-cluster: MOVED and ASK replies followed */
+  TETHER__C_MAP_REFRESHES, /* redis-cluster: slot maps read */
+  TETHER__C_WAIT_FAILURES, /* redis-cluster wait=N: writes fewer than N replicas confirmed in time */
   TETHER__C_COUNT
 } tether__counter;
+
+struct tether__buf;
 
 typedef struct tether__store_ops {
   const char *kind; /* "redis", "sqlite", ... as tether_store_kind() returns */
@@ -41,6 +46,8 @@ typedef struct tether__store_ops {
   int (*purge)(tether_store *st); /* NULL: the store expires entries by itself */
   int (*ping)(tether_store *st);
   int client_side; /* jwt: sessions live in the cookie */
+  /* NULL, or appends the store's own Prometheus lines (redis-cluster: per-node errors and latency) */
+  void (*metrics_text)(const tether_store *st, struct tether__buf *b);
 } tether__store_ops;
 
 /* The public calls, for stores made of stores (dual:): handed to them in tether_store, so that they do not
@@ -72,6 +79,7 @@ extern const tether__store_ops tether__store_memory;
 extern const tether__store_ops tether__store_sqlite;
 extern const tether__store_ops tether__store_redis;
 extern const tether__store_ops tether__store_redis_sentinel;
+extern const tether__store_ops tether__store_redis_cluster;
 extern const tether__store_ops tether__store_memcached;
 extern const tether__store_ops tether__store_postgres;
 extern const tether__store_ops tether__store_dual;
@@ -108,6 +116,15 @@ int tether__redis_get_reply(const struct redisReply *rep, const char *who, const
                             long max_value, char **json, size_t *len);
 /* The read command for a key: GET, or GETRANGE key 0 max_value. argv needs 4 slots; returns argc. */
 int tether__redis_get_argv(const char *key, long max_value, char range_end[24], const char **argv);
+
+/* redis.c: writing to a socket the server closed raises SIGPIPE; a blocking call blocks it in its thread and
+ * swallows one it caused (as libpq does). */
+typedef struct tether__sigpipe_guard {
+  int was_blocked; /* SIGPIPE was already blocked in this thread */
+  int was_pending; /* one was already pending: not ours to swallow */
+} tether__sigpipe_guard;
+void tether__sigpipe_block(tether__sigpipe_guard *g);
+void tether__sigpipe_restore(const tether__sigpipe_guard *g);
 
 /* A SET [NX|XX] reply (not an error reply): 0, or TETHER_ENOTFOUND (XX) / TETHER_EEXIST (NX) for nil. */
 int tether__redis_set_reply(const struct redisReply *rep, int mode);
