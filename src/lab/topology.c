@@ -527,6 +527,11 @@ static void random_hex(char *out, size_t bytes) {
     for (size_t i = 0; i < bytes; i++) r[i] = (unsigned char)rand();
   for (size_t i = 0; i < bytes; i++) sprintf(out + 2 * i, "%02x", r[i]);
 }
+/* The balancer next to tether-lab (a build tree), or in ../sbin (an installed one: tether is in sbin). */
+static void balancer_path(const lab_topology *t, char *out, size_t cap) {
+  snprintf(out, cap, "%s/tether", t->bin);
+  if (access(out, X_OK) != 0) snprintf(out, cap, "%s/../sbin/tether", t->bin);
+}
 
 static int start_all(lab_topology *t) {
   switch (t->st->store) {
@@ -569,7 +574,7 @@ static int start_all(lab_topology *t) {
   policy_lines(t);
   if (write_conf(t) < 0) return -1;
   char exe[600];
-  snprintf(exe, sizeof(exe), "%s/tether", t->bin);
+  balancer_path(t, exe, sizeof(exe));
   proc_setup(t, &t->balancer, "balancer", t->port, argv_dup(exe, "-c", t->conf, NULL));
   if (proc_spawn(&t->balancer) < 0 || proc_wait_port(&t->balancer, t->port, 10000) < 0 ||
       proc_wait_port(&t->balancer, t->admin_port, 10000) < 0)
@@ -588,7 +593,7 @@ int lab_topology_start(lab_topology *t, uv_loop_t *loop, const lab_strategy *st,
     return -1;
   }
   char exe[600];
-  snprintf(exe, sizeof(exe), "%s/tether", t->bin);
+  balancer_path(t, exe, sizeof(exe));
   if (access(exe, X_OK) != 0) {
     fprintf(stderr, "tether-lab: %s is missing (build it, or use --bin DIR)\n", exe);
     return -1;
