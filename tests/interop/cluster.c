@@ -51,7 +51,7 @@ static void test_tether_writes_node_reads(void **state) {
     snprintf(want, sizeof(want), "{\"sess\":%s,\"ttl\":", json);
     if (strncmp(out, want, strlen(want)) != 0) fail_msg("node read %s, expected %s...", out, want);
     long ttl = strtol(out + strlen(want), NULL, 10);
-    assert_true(ttl >= 599 && ttl <= 600);
+    assert_true(ttl >= 570 && ttl <= 600); /* the Node peer starts per call: seconds pass under load */
     free(out);
   }
   tether_store_close(st);
