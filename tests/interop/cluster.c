@@ -74,7 +74,7 @@ static void test_node_writes_tether_reads(void **state) {
     free(json);
     out = peer("get %d %s", nodes[0].port, sid); /* connect-redis's TTL rule: 300 s */
     long ttl = strtol(strstr(out, "\"ttl\":") + 6, NULL, 10);
-    assert_true(ttl >= 299 && ttl <= 300);
+    assert_true(ttl >= 270 && ttl <= 300); /* a Node peer per call: seconds pass on a loaded machine */
     free(out);
   }
   tether_store_close(st);
