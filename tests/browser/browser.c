@@ -2,7 +2,10 @@
  * sharing one SQLite store and the balancer in front of them (examples/demo.conf's upstream), then runs
  * browser.js, which drives Debian's headless chromium through puppeteer-core: open /, log in with the form,
  * reload ten times (the counter goes up by one each time whatever app answers), SIGTERM the app that
- * served the last page, reload (the counter goes on). Here we check that exactly that app stopped, with
+ * served the last page, reload (the counter goes on). All of it over HTTPS, as `make run` serves it: a
+ * certificate of a local CA made here with openssl, which chromium trusts by its SPKI hash
+ * (--ignore-certificate-errors-spki-list); the apps run with --cookie-secure auto behind the balancer, so the
+ * session cookie must be Secure there, and not on the plain listen. Here we check that exactly that app stopped, with
  * exit status 0, and that the others and the balancer stop cleanly too. The screenshot is saved under
  * TETHER_BROWSER_OUT.
  * Skips (exit 0, "SKIP:") only when chromium is not installed and cannot be installed on this machine. */
@@ -46,6 +49,8 @@ typedef struct app_proc {
 
 static struct {
   char *dir;
+  int tls_port;  /* the balancer's https listen */
+  char spki[64]; /* base64 SHA-256 of the certificate's SubjectPublicKeyInfo */
   app_proc app[NAPPS];
   tb_tether lb;
 } W;
@@ -57,9 +62,11 @@ static int app_start(app_proc *a, int i, const char *sessions) {
   a->status = -1;
   char listen_at[32];
   snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", a->port);
-  char *argv[] = {
-      TETHER_APP_BIN,        "--listen", listen_at, "--name", a->name, "--sessions", (char *)sessions, "--secret",
-      "browser-test-secret", NULL};
+  char *argv[] = {TETHER_APP_BIN,    "--listen", listen_at,
+                  "--name",          a->name,    "--sessions",
+                  (char *)sessions,  "--secret", "browser-test-secret",
+                  "--cookie-secure", "auto",     "--trust-proxy",
+                  "127.0.0.1/32",    NULL};
   a->pid = tt_spawn(argv, a->log, NULL);
   if (a->pid < 0 || !tt_wait_port(a->port, 10000)) {
     fprintf(stderr, "%s did not start; its log:\n", a->name);
@@ -100,8 +107,10 @@ static int app_stop(app_proc *a) {
 /* Runs browser.js (in its own process group, with chromium under it); its exit status. */
 static int run_browser(const char *log) {
   char cfg[2048];
-  int n = snprintf(cfg, sizeof(cfg), "{\"url\":\"http://127.0.0.1:%d\",\"out\":\"%s\",\"apps\":{", W.lb.port,
-                   TETHER_BROWSER_OUT);
+  int n = snprintf(cfg, sizeof(cfg),
+                   "{\"url\":\"https://127.0.0.1:%d\",\"plain\":\"http://127.0.0.1:%d\",\"spki\":\"%s\","
+                   "\"out\":\"%s\",\"apps\":{",
+                   W.tls_port, W.lb.port, W.spki, TETHER_BROWSER_OUT);
   for (int i = 0; i < NAPPS; i++)
     n += snprintf(cfg + n, sizeof(cfg) - (size_t)n, "%s\"%s\":{\"pid\":%d,\"port\":%d}", i ? "," : "", W.app[i].name,
                   (int)W.app[i].pid, W.app[i].port);
@@ -156,6 +165,34 @@ static int chromium_installable(void) {
   return tt_system("apt-cache policy chromium 2>/dev/null | grep -q 'Candidate: [0-9]'") == 0;
 }
 
+/* A local CA and a certificate it signs for 127.0.0.1 (as scripts/demo makes), and the certificate's SPKI hash. */
+static int make_cert(void) {
+  int rc = tt_system(
+      "cd '%s' && { "
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 "
+      "-subj /CN=tether-browser-ca -addext basicConstraints=critical,CA:TRUE && "
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr "
+      "-subj /CN=localhost && "
+      "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > server.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -sha256 "
+      "-extfile server.ext -out server.pem && "
+      "openssl x509 -in server.pem -pubkey -noout | openssl pkey -pubin -outform der | "
+      "openssl dgst -sha256 -binary | base64 > spki.txt; } > openssl.log 2>&1",
+      W.dir);
+  char path[600];
+  snprintf(path, sizeof(path), "%s/spki.txt", W.dir);
+  FILE *f = rc == 0 ? fopen(path, "r") : NULL;
+  if (f == NULL || fgets(W.spki, sizeof(W.spki), f) == NULL || strlen(W.spki) < 44) {
+    fprintf(stderr, "openssl could not make the test's certificate; its log:\n");
+    tt_system("cat '%s/openssl.log' >&2", W.dir);
+    if (f) fclose(f);
+    return -1;
+  }
+  fclose(f);
+  W.spki[strcspn(W.spki, "\n")] = '\0';
+  return 0;
+}
+
 static int setup_world(void) {
   tb_curl_init();
   if (access(TETHER_BROWSER_DIR "/node_modules/puppeteer-core/package.json", R_OK) != 0) {
@@ -169,16 +206,21 @@ static int setup_world(void) {
   W.dir = tt_tmpdir("browser");
   char sessions[600];
   snprintf(sessions, sizeof(sessions), "sqlite:%s/sessions.db", W.dir);
+  if (make_cert() < 0) return -1;
   for (int i = 0; i < NAPPS; i++)
     if (app_start(&W.app[i], i, sessions) < 0) return -1;
-  /* examples/demo.conf's upstream, on this test's ports */
-  return tb_tether_start(&W.lb, 2,
-                         "upstream apps {\n"
-                         "    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n"
-                         "    health_check uri=/health interval=1s fails=1 passes=2;\n"
-                         "    keepalive 32;\n}\n"
-                         "location / { proxy_pass http://apps; }\n",
-                         W.app[0].port, W.app[1].port, W.app[2].port);
+  /* examples/demo.conf's upstream and scripts/demo's https listen, on this test's ports */
+  W.tls_port = tt_free_port();
+  if (tb_tether_start(&W.lb, 2,
+                      "listen 127.0.0.1:%d ssl;\nssl_certificate %s/server.pem;\nssl_certificate_key %s/server.key;\n"
+                      "upstream apps {\n"
+                      "    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n"
+                      "    health_check uri=/health interval=1s fails=1 passes=2;\n"
+                      "    keepalive 32;\n}\n"
+                      "location / { proxy_pass http://apps; }\n",
+                      W.tls_port, W.dir, W.dir, W.app[0].port, W.app[1].port, W.app[2].port) < 0)
+    return -1;
+  return tt_wait_port(W.tls_port, 10000) ? 0 : -1;
 }
 
 static int teardown_world(void) {

@@ -1,7 +1,12 @@
 // The demo in a real browser: Debian's chromium, headless, driven by puppeteer-core (no browser download),
 // through the balancer in front of three tether-apps. browser.c starts the processes and runs this:
 //
-//   node browser.js '{"url":"http://127.0.0.1:PORT","apps":{"app1":{"pid":N,"port":P},...},"out":"DIR"}'
+//   node browser.js '{"url":"https://127.0.0.1:PORT","plain":"http://127.0.0.1:PORT2","spki":"BASE64",
+//                     "apps":{"app1":{"pid":N,"port":P},...},"out":"DIR"}'
+//
+// spki (optional): the base64 SHA-256 of the server certificate's SubjectPublicKeyInfo, which chromium then
+// trusts (--ignore-certificate-errors-spki-list) without a system store. Over https the session cookie must
+// be Secure; plain (optional) is the balancer's http listen, where a new session's cookie must not be.
 //
 // Open /, log in with the form, add to the cart with the form, reload ten times: the visit counter goes up by one each time whatever
 // app answered. Stop the app that served the last page (SIGTERM to its pid), reload: the counter goes on,
@@ -65,6 +70,7 @@ async function main() {
       '--disable-sync',
       '--disable-dev-shm-usage',
       '--no-proxy-server',
+      ...(cfg.spki ? [`--ignore-certificate-errors-spki-list=${cfg.spki}`] : []),
     ],
   });
   const page = await browser.newPage();
@@ -108,6 +114,10 @@ async function main() {
     const cookies = await page.cookies();
     const sid = cookies.find((c) => c.name === 'connect.sid');
     check(sid && sid.httpOnly, 'login: no HttpOnly connect.sid cookie in the browser');
+    const https = cfg.url.startsWith('https:');
+    const scheme = https ? 'https' : 'http';
+    check(sid.secure === https, `login: connect.sid is ${sid.secure ? '' : 'not '}Secure over ${scheme}`);
+    check(sid.expires > Date.now() / 1000 + 3000, `login: connect.sid expires ${sid.expires}, want about 1 h ahead`);
 
     // the cart form: one item (POST /cart, 303 to /, a page load that counts)
     s = await load('cart', async () => {
@@ -142,6 +152,13 @@ async function main() {
       check(s.visits === visits + 1, `after stopping ${last}: visits ${s.visits} after ${visits} (from ${s.server})`);
       check(s.user === 'alice' && s.cart === 'book', `after stopping ${last}: user ${s.user}, cart ${s.cart}`);
       visits = s.visits;
+    }
+    if (cfg.plain) {
+      // the plain listen keeps working, and there the new session's cookie is not Secure (--cookie-secure auto)
+      const resp = await fetch(`${cfg.plain}/`);
+      const set = resp.headers.get('set-cookie') || '';
+      check(resp.status === 200, `plain http: status ${resp.status}`);
+      check(/connect\.sid=/.test(set) && !/;\s*secure/i.test(set), `plain http: Set-Cookie ${set}`);
     }
     const shot = path.join(cfg.out, 'browser-demo.png');
     await page.screenshot({ path: shot, fullPage: true });
