@@ -91,14 +91,18 @@ static void test_user_drops_root(void **state) {
   assert_int_equal(tb_tether_run(&T), 0);
   char status[64], line[256];
   snprintf(status, sizeof(status), "/proc/%d/status", (int)T.pid);
-  FILE *f = fopen(status, "r");
-  assert_non_null(f);
   int uid = -1, euid = -1, gid = -1;
-  while (fgets(line, sizeof(line), f)) {
-    if (strncmp(line, "Uid:", 4) == 0) sscanf(line + 4, "%d %d", &uid, &euid);
-    if (strncmp(line, "Gid:", 4) == 0) sscanf(line + 4, "%d", &gid);
+  /* the ports answer as soon as they are bound; the drop follows a moment later */
+  for (int tries = 0; tries < 100 && uid != 65534; tries++) {
+    if (tries) tt_sleep_ms(50);
+    FILE *f = fopen(status, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+      if (strncmp(line, "Uid:", 4) == 0) sscanf(line + 4, "%d %d", &uid, &euid);
+      if (strncmp(line, "Gid:", 4) == 0) sscanf(line + 4, "%d", &gid);
+    }
+    fclose(f);
   }
-  fclose(f);
   assert_int_equal(uid, 65534);
   assert_int_equal(euid, 65534);
   assert_int_equal(gid, 65534);
