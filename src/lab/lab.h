@@ -13,7 +13,7 @@
 #include <uv.h>
 
 #define LAB_MAX_APPS 8
-#define LAB_MAX_NODES 3
+#define LAB_MAX_NODES 6
 #define LAB_MAX_FAULTS 16
 #define LAB_MAX_EVENTS 64
 #define LAB_MAX_USERS 5000
@@ -36,7 +36,8 @@ typedef enum lab_store_kind {
   LAB_STORE_SQLITE,   /* one file in the lab's directory */
   LAB_STORE_REDIS,
   LAB_STORE_POSTGRES,
-  LAB_STORE_MEMCACHED, /* three nodes, replicas=2 */
+  LAB_STORE_MEMCACHED,     /* three nodes, replicas=2 */
+  LAB_STORE_REDIS_CLUSTER, /* three masters, three replicas, wait=1 */
 } lab_store_kind;
 
 typedef struct lab_strategy {
@@ -59,7 +60,7 @@ typedef enum lab_fault_kind { LAB_KILL_APP, LAB_RESTART_APP, LAB_KILL_STORE, LAB
 
 typedef struct lab_fault {
   lab_fault_kind kind;
-  char target[32]; /* "app2", "memcached1", "redis", "postgres" */
+  char target[32]; /* "app2", "memcached1", "redis", "postgres", "redis-master1" */
   int64_t at_ms;   /* from the start of the load */
 } lab_fault;
 
