@@ -56,7 +56,13 @@ const char *lab_policy_text(lab_policy p); /* "sticky cookie", "ip_hash", ... */
 
 /* ---- options ---- */
 
-typedef enum lab_fault_kind { LAB_KILL_APP, LAB_RESTART_APP, LAB_KILL_STORE, LAB_RESTART_STORE } lab_fault_kind;
+typedef enum lab_fault_kind {
+  LAB_KILL_APP,
+  LAB_RESTART_APP,
+  LAB_KILL_STORE,
+  LAB_RESTART_STORE,
+  LAB_RESHARD, /* target: the number of slots moved from redis-master1 to redis-master2 */
+} lab_fault_kind;
 
 typedef struct lab_fault {
   lab_fault_kind kind;
@@ -126,6 +132,7 @@ struct lab_topology {
   lab_proc balancer;
   lab_proc apps[LAB_MAX_APPS];
   lab_proc nodes[LAB_MAX_NODES]; /* store processes */
+  lab_proc tool;                 /* a one-shot command run beside the load (redis-cli --cluster reshard) */
   int nnodes;
   char sessions[1024]; /* the apps' --sessions URL */
   char shared[900];    /* the store's URL alone (for dual and migrate) */
@@ -146,6 +153,9 @@ int lab_proc_kill(lab_proc *p, int sig);
 int lab_proc_restart(lab_proc *p);
 /* Starts a store's processes in a running topology (migrate: "add the shared store"); sets t->shared. */
 int lab_topology_add_store(lab_topology *t, lab_store_kind kind);
+/* Starts moving slots from redis-master1 to redis-master2 (redis-cli --cluster reshard) and returns at once:
+ * the migration runs under the load. -1 when there is no cluster or a reshard is still running. */
+int lab_topology_reshard(lab_topology *t, int slots);
 /* Rewrites the balancer's configuration with new persistence lines and sends SIGHUP. */
 int lab_topology_reload(lab_topology *t, const char *policy_conf);
 /* Restarts app i with another --sessions URL (rolling deploys in `migrate`). */

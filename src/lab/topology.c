@@ -432,6 +432,23 @@ static int start_redis_cluster(lab_topology *t) {
   return 0;
 }
 
+int lab_topology_reshard(lab_topology *t, int slots) {
+  lab_proc *from = lab_topology_find(t, "redis-master1"), *to = lab_topology_find(t, "redis-master2");
+  lab_proc *p = &t->tool;
+  if (from == NULL || to == NULL || p->running || p->closing) return -1;
+  char script[600];
+  snprintf(script, sizeof(script),
+           "from=$(redis-cli -p %d cluster myid) && to=$(redis-cli -p %d cluster myid) && "
+           "exec redis-cli --cluster reshard 127.0.0.1:%d --cluster-from \"$from\" --cluster-to \"$to\" "
+           "--cluster-slots %d --cluster-yes",
+           from->port, to->port, to->port, slots);
+  argv_free(p->argv);
+  proc_setup(t, p, "reshard", 0, argv_dup("/bin/sh", "-c", script, NULL));
+  if (proc_spawn(p) < 0) return -1;
+  p->killed = 1; /* its exit is expected */
+  return 0;
+}
+
 static int start_memcached(lab_topology *t) {
   char urls[300] = "";
   for (int i = 0; i < 3; i++) {
@@ -718,7 +735,7 @@ static void check_log(lab_topology *t, const lab_proc *p) {
 
 void lab_topology_stop(lab_topology *t) {
   if (t->loop == NULL) return;
-  lab_proc *ps[1 + LAB_MAX_APPS + LAB_MAX_NODES];
+  lab_proc *ps[2 + LAB_MAX_APPS + LAB_MAX_NODES];
   size_t n = 0;
   ps[n++] = &t->balancer;
   stop_procs(t->loop, ps, n, 5000);
@@ -726,6 +743,7 @@ void lab_topology_stop(lab_topology *t) {
   for (int i = 0; i < t->napps; i++) ps[n++] = &t->apps[i];
   stop_procs(t->loop, ps, n, 5000);
   n = 0;
+  ps[n++] = &t->tool;
   for (int i = 0; i < t->nnodes; i++) ps[n++] = &t->nodes[i];
   stop_procs(t->loop, ps, n, 10000);
   check_log(t, &t->balancer);
@@ -738,6 +756,9 @@ void lab_topology_stop(lab_topology *t) {
     argv_free(t->apps[i].argv);
     t->apps[i].argv = NULL;
   }
+  untrack(&t->tool);
+  argv_free(t->tool.argv);
+  t->tool.argv = NULL;
   for (int i = 0; i < LAB_MAX_NODES; i++) {
     untrack(&t->nodes[i]);
     argv_free(t->nodes[i].argv);

@@ -4,7 +4,7 @@
  * killed app's share of the users, and both sides count the same losses; ip_hash behind a 2-address NAT is
  * visibly uneven; consistent hashing with bounded load keeps max/mean under its factor; the migration from
  * sticky + local sessions to a shared store loses nothing, step by step; Redis Cluster loses nothing when an app
- * and then a master are killed. */
+ * and then a master are killed, with slots moving between masters. */
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -136,13 +136,14 @@ static void spread(void **state) {
   json_decref(doc);
 }
 
-/* Redis Cluster: an app killed, then a master (its replica takes over its slots): no session lost. Writes to
+/* Redis Cluster: slots moved between masters under the load, an app killed, then another master (its replica
+ * takes over its slots): no session lost. Writes to
  * the dead master's slots wait for the failover, then fail WAIT (wait=1, and the promoted replica has no
  * replica of its own): clear 503s, never a lost session. */
 static void cluster(void **state) {
   (void)state;
   json_t *doc = run_lab("cluster", "run --strategy shared-redis-cluster --apps 3 --users 60 --think 100 --duration 6s "
-                                   "--kill app2@2s --kill-store redis-master1@3s");
+                                   "--reshard 500@1s --kill app2@2s --kill-store redis-master3@4s");
   json_t *r = result_of(doc, "shared-redis-cluster");
   json_int_t req = int_at(r, "requests", NULL), err = int_at(r, "errors", NULL);
   print_message("shared-redis-cluster: %lld requests, %lld errors, lost %lld users, %lld events, apps' metric %lld\n",
@@ -155,7 +156,16 @@ static void cluster(void **state) {
   assert_int_equal(int_at(r, "sessions_lost", "app_missing"), 0);
   const char *faults = json_string_value(json_object_get(r, "faults"));
   assert_non_null(strstr(faults, "kill app2"));
-  assert_non_null(strstr(faults, "kill-store redis-master1"));
+  assert_non_null(strstr(faults, "kill-store redis-master3"));
+  assert_non_null(strstr(faults, "reshard 500"));
+  size_t i;
+  json_t *e;
+  int resharded = 0;
+  json_array_foreach(json_object_get(r, "events"), i, e) {
+    const char *what = json_string_value(json_object_get(e, "what"));
+    resharded |= strncmp(what, "reshard:", 8) == 0 && strstr(what, "failed") == NULL;
+  }
+  assert_true(resharded);
   json_decref(doc);
 }
 
