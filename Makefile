@@ -68,7 +68,8 @@ bench: deps build
 	@scripts/bench
 
 lab: deps build
-	@$(BUILD)/bin/tether-lab compare --kill app2@4s --kill-store memcached1@7s $(LAB_ARGS)
+	@$(BUILD)/bin/tether-lab compare --kill app2@4s --kill-store memcached1@7s \
+		--kill-store redis-master1@6s --restart-store redis-master1@9s $(LAB_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

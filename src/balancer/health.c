@@ -21,13 +21,15 @@ typedef struct checker {
   char req[512];
   char buf[512];
   size_t len;
-  int busy; /* a check is in flight (tcp open) */
+  int busy;        /* a check is in flight (tcp open) */
+  int tcp_closing; /* tcp's close callback has not run yet: it cannot be initialised again before */
   int stopping;
   int handles; /* open handles, for freeing */
 } checker;
 
 static void handle_closed(uv_handle_t *h) {
   checker *k = h->data;
+  if (h == (uv_handle_t *)&k->tcp) k->tcp_closing = 0;
   if (--k->handles == 0 && k->stopping) free(k);
 }
 
@@ -52,7 +54,10 @@ static void end_check(checker *k, int ok, const char *why) {
   if (!k->busy) return;
   k->busy = 0;
   uv_timer_stop(&k->timeout);
-  if (!uv_is_closing((uv_handle_t *)&k->tcp)) uv_close((uv_handle_t *)&k->tcp, handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&k->tcp)) {
+    k->tcp_closing = 1;
+    uv_close((uv_handle_t *)&k->tcp, handle_closed);
+  }
   if (!k->stopping) result(k, ok, why);
 }
 
@@ -104,7 +109,8 @@ static void on_connect(uv_connect_t *req, int status) {
 
 static void tick(uv_timer_t *t) {
   checker *k = t->data;
-  if (k->busy || k->stopping) return;
+  /* a check that timed out in this same turn of the loop has its close pending: next tick */
+  if (k->busy || k->stopping || k->tcp_closing) return;
   k->busy = 1;
   k->len = 0;
   uv_tcp_init(k->ctl->loop, &k->tcp);

@@ -1,6 +1,7 @@
 /* tether-lab: faults. "--kill app2@10s" is a SIGKILL (a crash, not a graceful stop) at 10 s into the load;
  * "--restart app2@20s" starts it again on the same port; "--kill-store memcached1@12s" kills a store
- * process. Each fault is a one-shot timer on the loop and an event in the measurements. */
+ * process; "--reshard 1000@6s" moves 1000 slots from redis-master1 to redis-master2 under the load. Each fault is a
+ * one-shot timer on the loop and an event in the measurements. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,8 @@ static const char *kind_text(lab_fault_kind k) {
     return "restart";
   case LAB_KILL_STORE:
     return "kill-store";
+  case LAB_RESHARD:
+    return "reshard";
   default:
     return "restart-store";
   }
@@ -45,7 +48,8 @@ int lab_fault_parse(lab_fault_kind kind, const char *arg, lab_fault *f) {
   memset(f, 0, sizeof(*f));
   f->kind = kind;
   if (at == NULL || at == arg || (size_t)(at - arg) >= sizeof(f->target)) {
-    fprintf(stderr, "tether-lab: --%s takes NAME@TIME (e.g. app2@10s), got '%s'\n", kind_text(kind), arg);
+    fprintf(stderr, "tether-lab: --%s takes %s@TIME (e.g. %s@10s), got '%s'\n", kind_text(kind),
+            kind == LAB_RESHARD ? "SLOTS" : "NAME", kind == LAB_RESHARD ? "1000" : "app2", arg);
     return -1;
   }
   memcpy(f->target, arg, (size_t)(at - arg));
@@ -54,6 +58,14 @@ int lab_fault_parse(lab_fault_kind kind, const char *arg, lab_fault *f) {
   if (f->at_ms < 0) {
     fprintf(stderr, "tether-lab: --%s %s: bad time '%s' (10s, 500ms, 1m)\n", kind_text(kind), arg, at + 1);
     return -1;
+  }
+  if (kind == LAB_RESHARD) {
+    char *end;
+    long n = strtol(f->target, &end, 10);
+    if (n < 1 || n > 16384 || *end) {
+      fprintf(stderr, "tether-lab: --reshard %s: the number of slots to move, 1 to 16384\n", arg);
+      return -1;
+    }
   }
   if (kind == LAB_KILL_APP || kind == LAB_RESTART_APP) {
     char *end;
@@ -78,6 +90,11 @@ static int app_index(lab_topology *t, const lab_proc *p) {
 }
 
 int lab_fault_apply(lab_topology *t, lab_measure *m, const lab_fault *f) {
+  if (f->kind == LAB_RESHARD) {
+    int rc = lab_topology_reshard(t, atoi(f->target));
+    lab_measure_event(m, "reshard: %s slots redis-master1 -> redis-master2%s", f->target, rc < 0 ? " (failed)" : "");
+    return rc;
+  }
   lab_proc *p = lab_topology_find(t, f->target);
   int is_app = p ? app_index(t, p) : -1;
   if (p == NULL || ((f->kind == LAB_KILL_APP || f->kind == LAB_RESTART_APP) && is_app < 0) ||
@@ -132,7 +149,8 @@ lab_faults *lab_faults_arm(uv_loop_t *loop, const lab_opts *o, lab_topology *t, 
   for (int i = 0; i < o->nfaults; i++) {
     const lab_fault *f = &o->faults[i];
     char text[64];
-    if (lab_topology_find(t, f->target) == NULL) continue; /* e.g. a memcached node in a Redis topology */
+    /* e.g. a memcached node in a Redis topology */
+    if (lab_topology_find(t, f->kind == LAB_RESHARD ? "redis-master1" : f->target) == NULL) continue;
     if (f->at_ms >= o->duration_ms) continue;
     fault_timer *ft = xcalloc(1, sizeof(*ft));
     ft->f = *f;

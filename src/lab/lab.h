@@ -13,7 +13,7 @@
 #include <uv.h>
 
 #define LAB_MAX_APPS 8
-#define LAB_MAX_NODES 3
+#define LAB_MAX_NODES 6
 #define LAB_MAX_FAULTS 16
 #define LAB_MAX_EVENTS 64
 #define LAB_MAX_USERS 5000
@@ -36,7 +36,8 @@ typedef enum lab_store_kind {
   LAB_STORE_SQLITE,   /* one file in the lab's directory */
   LAB_STORE_REDIS,
   LAB_STORE_POSTGRES,
-  LAB_STORE_MEMCACHED, /* three nodes, replicas=2 */
+  LAB_STORE_MEMCACHED,     /* three nodes, replicas=2 */
+  LAB_STORE_REDIS_CLUSTER, /* three masters, three replicas, wait=1 */
 } lab_store_kind;
 
 typedef struct lab_strategy {
@@ -55,11 +56,17 @@ const char *lab_policy_text(lab_policy p); /* "sticky cookie", "ip_hash", ... */
 
 /* ---- options ---- */
 
-typedef enum lab_fault_kind { LAB_KILL_APP, LAB_RESTART_APP, LAB_KILL_STORE, LAB_RESTART_STORE } lab_fault_kind;
+typedef enum lab_fault_kind {
+  LAB_KILL_APP,
+  LAB_RESTART_APP,
+  LAB_KILL_STORE,
+  LAB_RESTART_STORE,
+  LAB_RESHARD, /* target: the number of slots moved from redis-master1 to redis-master2 */
+} lab_fault_kind;
 
 typedef struct lab_fault {
   lab_fault_kind kind;
-  char target[32]; /* "app2", "memcached1", "redis", "postgres" */
+  char target[32]; /* "app2", "memcached1", "redis", "postgres", "redis-master1" */
   int64_t at_ms;   /* from the start of the load */
 } lab_fault;
 
@@ -125,6 +132,7 @@ struct lab_topology {
   lab_proc balancer;
   lab_proc apps[LAB_MAX_APPS];
   lab_proc nodes[LAB_MAX_NODES]; /* store processes */
+  lab_proc tool;                 /* a one-shot command run beside the load (redis-cli --cluster reshard) */
   int nnodes;
   char sessions[1024]; /* the apps' --sessions URL */
   char shared[900];    /* the store's URL alone (for dual and migrate) */
@@ -145,6 +153,9 @@ int lab_proc_kill(lab_proc *p, int sig);
 int lab_proc_restart(lab_proc *p);
 /* Starts a store's processes in a running topology (migrate: "add the shared store"); sets t->shared. */
 int lab_topology_add_store(lab_topology *t, lab_store_kind kind);
+/* Starts moving slots from redis-master1 to redis-master2 (redis-cli --cluster reshard) and returns at once:
+ * the migration runs under the load. -1 when there is no cluster or a reshard is still running. */
+int lab_topology_reshard(lab_topology *t, int slots);
 /* Rewrites the balancer's configuration with new persistence lines and sends SIGHUP. */
 int lab_topology_reload(lab_topology *t, const char *policy_conf);
 /* Restarts app i with another --sessions URL (rolling deploys in `migrate`). */

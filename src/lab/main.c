@@ -29,8 +29,10 @@ static void usage(FILE *out) {
           "  --session-requests N  requests per login session, then logout (default 40; migrate: 20)\n"
           "  --kill appN@T         SIGKILL an app at T into the load (repeatable)\n"
           "  --restart appN@T      start it again\n"
-          "  --kill-store NODE@T   SIGKILL a store process: memcached1..3, redis, postgres\n"
+          "  --kill-store NODE@T   SIGKILL a store process: memcached1..3, redis, postgres,\n"
+          "                        redis-master1..3, redis-replica1..3\n"
           "  --restart-store NODE@T\n"
+          "  --reshard N@T         move N slots from redis-master1 to redis-master2 (shared-redis-cluster)\n"
           "  --nat K               all users behind K source addresses (default: one address each)\n"
           "  --balance-factor N    hash_balance_factor of chash-bounded-local (default 125)\n"
           "  --json FILE --html FILE  where the results go (default lab-results/COMMAND.json and .html)\n"
@@ -475,6 +477,7 @@ enum {
   O_RESTART,
   O_KILL_STORE,
   O_RESTART_STORE,
+  O_RESHARD,
   O_NAT,
   O_FACTOR,
   O_JSON,
@@ -529,6 +532,7 @@ int main(int argc, char **argv) {
                                        {"restart", required_argument, NULL, O_RESTART},
                                        {"kill-store", required_argument, NULL, O_KILL_STORE},
                                        {"restart-store", required_argument, NULL, O_RESTART_STORE},
+                                       {"reshard", required_argument, NULL, O_RESHARD},
                                        {"nat", required_argument, NULL, O_NAT},
                                        {"balance-factor", required_argument, NULL, O_FACTOR},
                                        {"json", required_argument, NULL, O_JSON},
@@ -589,6 +593,9 @@ int main(int argc, char **argv) {
       goto fault;
     case O_RESTART_STORE:
       fk = LAB_RESTART_STORE;
+      goto fault;
+    case O_RESHARD:
+      fk = LAB_RESHARD;
       goto fault;
     case O_KILL:
     fault:

@@ -38,6 +38,8 @@ const lab_strategy lab_strategies[] = {
     {"jwt", LAB_POLICY_NONE, LAB_STORE_NONE, "jwt:", 1, "round robin; the session travels in a signed cookie"},
     {"sticky-replicated", LAB_POLICY_STICKY, LAB_STORE_MEMCACHED, "dual", 1,
      "sticky cookie; sessions in memory, written through to replicated memcached"},
+    {"shared-redis-cluster", LAB_POLICY_NONE, LAB_STORE_REDIS_CLUSTER, "shared", 1,
+     "round robin; sessions in a Redis Cluster of 3 masters and 3 replicas, wait=1"},
 };
 const size_t lab_nstrategies = sizeof(lab_strategies) / sizeof(lab_strategies[0]);
 
@@ -371,6 +373,82 @@ static int start_redis(lab_topology *t) {
   return 0;
 }
 
+/* Redis Cluster: redis-master1..3 and redis-replica1..3 (redis-cli makes the first three given masters on one
+ * host, and the wait below checks it). No persistence, as for shared-redis: a master's sessions survive its
+ * death on its replica only (the apps write with wait=1). Coverage is not required, so the other masters'
+ * slots keep being served while a failover runs. */
+static int cluster_node(lab_topology *t, const char *name, char *hosts, size_t cap) {
+  char port[16], bus[16], dir[300];
+  lab_proc *p = &t->nodes[t->nnodes];
+  int pt = lab_free_port();
+  snprintf(port, sizeof(port), "%d", pt);
+  snprintf(bus, sizeof(bus), "%d", lab_free_port()); /* port + 10000 may be taken */
+  snprintf(dir, sizeof(dir), "%s/%s", t->dir, name);
+  mkdir(dir, 0755);
+  proc_setup(t, p, name, pt,
+             argv_dup("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                      "--dir", dir, "--daemonize", "no", "--cluster-enabled", "yes", "--cluster-config-file",
+                      "nodes.conf", "--cluster-node-timeout", "1000", "--cluster-port", bus,
+                      "--cluster-require-full-coverage", "no", NULL));
+  t->nnodes++;
+  size_t l = strlen(hosts);
+  snprintf(hosts + l, cap - l, "%s127.0.0.1:%d", l ? " " : "", pt);
+  return proc_spawn(p);
+}
+
+static int start_redis_cluster(lab_topology *t) {
+  char hosts[200] = "", seeds[200] = "", name[32];
+  for (int i = 0; i < 6; i++) {
+    snprintf(name, sizeof(name), "redis-%s%d", i < 3 ? "master" : "replica", i % 3 + 1);
+    if (cluster_node(t, name, hosts, sizeof(hosts)) < 0) return -1;
+  }
+  for (int i = 0; i < 6; i++)
+    if (proc_wait_port(&t->nodes[i], t->nodes[i].port, 10000) < 0) return -1;
+  char script[1500];
+  /* create, then wait until every node sees all six connected and the cluster ok, every replica is in sync,
+   * and the first three nodes are the masters */
+  snprintf(script, sizeof(script),
+           "redis-cli --cluster create %s --cluster-replicas 1 --cluster-yes >/dev/null || exit 1\n"
+           "for _ in $(seq 200); do ok=1; n=0\n"
+           "  for h in %s; do n=$((n+1)); p=${h#*:}\n"
+           "    redis-cli -p $p cluster info | grep -q cluster_state:ok || ok=0\n"
+           "    [ $(redis-cli -p $p cluster nodes | grep -c connected) -eq 6 ] || ok=0\n"
+           "    redis-cli -p $p info replication | grep -q master_link_status:down && ok=0\n"
+           "    role=$(redis-cli -p $p role | head -n 1)\n"
+           "    if [ $n -le 3 ]; then [ \"$role\" = master ] || ok=0; else [ \"$role\" = slave ] || ok=0; fi\n"
+           "  done\n"
+           "  [ $ok = 1 ] && exit 0; sleep 0.1\n"
+           "done\necho 'the cluster did not become ok in 20 s'; exit 1\n",
+           hosts, hosts);
+  if (run_to_end(t, "cluster-create", argv_dup("/bin/sh", "-c", script, NULL), 0, 60000) != 0) {
+    fprintf(stderr, "tether-lab: redis-cli --cluster create failed\n");
+    return -1;
+  }
+  for (int i = 0; i < 3; i++) {
+    size_t l = strlen(seeds);
+    snprintf(seeds + l, sizeof(seeds) - l, "%s127.0.0.1:%d", i ? "," : "", t->nodes[i].port);
+  }
+  snprintf(t->shared, sizeof(t->shared), "redis-cluster://%s?wait=1", seeds);
+  return 0;
+}
+
+int lab_topology_reshard(lab_topology *t, int slots) {
+  lab_proc *from = lab_topology_find(t, "redis-master1"), *to = lab_topology_find(t, "redis-master2");
+  lab_proc *p = &t->tool;
+  if (from == NULL || to == NULL || p->running || p->closing) return -1;
+  char script[600];
+  snprintf(script, sizeof(script),
+           "from=$(redis-cli -p %d cluster myid) && to=$(redis-cli -p %d cluster myid) && "
+           "exec redis-cli --cluster reshard 127.0.0.1:%d --cluster-from \"$from\" --cluster-to \"$to\" "
+           "--cluster-slots %d --cluster-yes",
+           from->port, to->port, to->port, slots);
+  argv_free(p->argv);
+  proc_setup(t, p, "reshard", 0, argv_dup("/bin/sh", "-c", script, NULL));
+  if (proc_spawn(p) < 0) return -1;
+  p->killed = 1; /* its exit is expected */
+  return 0;
+}
+
 static int start_memcached(lab_topology *t) {
   char urls[300] = "";
   for (int i = 0; i < 3; i++) {
@@ -547,6 +625,9 @@ static int start_all(lab_topology *t) {
   case LAB_STORE_MEMCACHED:
     if (start_memcached(t) < 0) return -1;
     break;
+  case LAB_STORE_REDIS_CLUSTER:
+    if (start_redis_cluster(t) < 0) return -1;
+    break;
   default:
     break;
   }
@@ -654,7 +735,7 @@ static void check_log(lab_topology *t, const lab_proc *p) {
 
 void lab_topology_stop(lab_topology *t) {
   if (t->loop == NULL) return;
-  lab_proc *ps[1 + LAB_MAX_APPS + LAB_MAX_NODES];
+  lab_proc *ps[2 + LAB_MAX_APPS + LAB_MAX_NODES];
   size_t n = 0;
   ps[n++] = &t->balancer;
   stop_procs(t->loop, ps, n, 5000);
@@ -662,6 +743,7 @@ void lab_topology_stop(lab_topology *t) {
   for (int i = 0; i < t->napps; i++) ps[n++] = &t->apps[i];
   stop_procs(t->loop, ps, n, 5000);
   n = 0;
+  ps[n++] = &t->tool;
   for (int i = 0; i < t->nnodes; i++) ps[n++] = &t->nodes[i];
   stop_procs(t->loop, ps, n, 10000);
   check_log(t, &t->balancer);
@@ -674,6 +756,9 @@ void lab_topology_stop(lab_topology *t) {
     argv_free(t->apps[i].argv);
     t->apps[i].argv = NULL;
   }
+  untrack(&t->tool);
+  argv_free(t->tool.argv);
+  t->tool.argv = NULL;
   for (int i = 0; i < LAB_MAX_NODES; i++) {
     untrack(&t->nodes[i]);
     argv_free(t->nodes[i].argv);

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -322,6 +324,32 @@ static void test_backup_and_no_server(void **state) {
   assert_int_equal(tb_get(NULL, T.port, "/", &r), 503);
   tb_resp_free(&r);
   stop_clean(&T);
+}
+
+/* A server that accepts connections and never answers: every health check times out. With the timeout twice
+ * the interval, the timeout and the next tick fall due in the same millisecond and fire in one turn of the
+ * loop, the timeout first; the tick must not reinitialise the connection whose close is still pending
+ * (libuv's assertion aborted the balancer). */
+static void test_health_check_timeouts(void **state) {
+  (void)state;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  assert_true(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 128) == 0 &&
+              getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+  assert_int_equal(tb_tether_start(&T, 1,
+                                   "upstream app { server 127.0.0.1:%d;"
+                                   " health_check uri=/health interval=100ms timeout=200ms; }\n"
+                                   "location / { proxy_pass http://app; }\n",
+                                   ntohs(a.sin_port)),
+                   0);
+  tt_sleep_ms(3000); /* about 30 checks, each timed out */
+  tb_resp r;
+  assert_int_equal(tb_get(NULL, T.port, "/", &r), 503); /* the server is down, and the balancer is up */
+  tb_resp_free(&r);
+  stop_clean(&T);
+  close(fd);
 }
 
 /* ---- admin API ---- */
@@ -795,11 +823,14 @@ static int test_teardown(void **state) {
   return 0;
 }
 
-int main(void) {
+/* argv[1], when given, runs only the tests whose name matches it. */
+int main(int argc, char **argv) {
+  if (argc > 1) cmocka_set_test_filter(argv[1]);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_config_check, test_teardown),
       cmocka_unit_test_teardown(test_weighted_shares, test_teardown),
       cmocka_unit_test_teardown(test_backup_and_no_server, test_teardown),
+      cmocka_unit_test_teardown(test_health_check_timeouts, test_teardown),
       cmocka_unit_test_teardown(test_admin_api, test_teardown),
       cmocka_unit_test_teardown(test_sigkill_under_load, test_teardown),
       cmocka_unit_test_teardown(test_reload_under_load, test_teardown),

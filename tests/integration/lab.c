@@ -3,7 +3,8 @@
  * memcached node), and the apps' tether_sessions_missing_total agrees; sticky-local loses about the
  * killed app's share of the users, and both sides count the same losses; ip_hash behind a 2-address NAT is
  * visibly uneven; consistent hashing with bounded load keeps max/mean under its factor; the migration from
- * sticky + local sessions to a shared store loses nothing, step by step. */
+ * sticky + local sessions to a shared store loses nothing, step by step; Redis Cluster loses nothing when an app
+ * and then a master are killed, with slots moving between masters. */
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -135,6 +136,39 @@ static void spread(void **state) {
   json_decref(doc);
 }
 
+/* Redis Cluster: slots moved between masters under the load, an app killed, then another master (its replica
+ * takes over its slots): no session lost. Writes to
+ * the dead master's slots wait for the failover, then fail WAIT (wait=1, and the promoted replica has no
+ * replica of its own): clear 503s, never a lost session. */
+static void cluster(void **state) {
+  (void)state;
+  json_t *doc = run_lab("cluster", "run --strategy shared-redis-cluster --apps 3 --users 60 --think 100 --duration 6s "
+                                   "--reshard 500@1s --kill app2@2s --kill-store redis-master3@4s");
+  json_t *r = result_of(doc, "shared-redis-cluster");
+  json_int_t req = int_at(r, "requests", NULL), err = int_at(r, "errors", NULL);
+  print_message("shared-redis-cluster: %lld requests, %lld errors, lost %lld users, %lld events, apps' metric %lld\n",
+                (long long)req, (long long)err, (long long)int_at(r, "sessions_lost", "users"),
+                (long long)int_at(r, "sessions_lost", "events"), (long long)int_at(r, "sessions_lost", "app_missing"));
+  assert_int_equal(int_at(r, "sanitizer_reports", NULL), 0);
+  assert_true(req > 500);
+  assert_int_equal(int_at(r, "sessions_lost", "users"), 0);
+  assert_int_equal(int_at(r, "sessions_lost", "events"), 0);
+  assert_int_equal(int_at(r, "sessions_lost", "app_missing"), 0);
+  const char *faults = json_string_value(json_object_get(r, "faults"));
+  assert_non_null(strstr(faults, "kill app2"));
+  assert_non_null(strstr(faults, "kill-store redis-master3"));
+  assert_non_null(strstr(faults, "reshard 500"));
+  size_t i;
+  json_t *e;
+  int resharded = 0;
+  json_array_foreach(json_object_get(r, "events"), i, e) {
+    const char *what = json_string_value(json_object_get(e, "what"));
+    resharded |= strncmp(what, "reshard:", 8) == 0 && strstr(what, "failed") == NULL;
+  }
+  assert_true(resharded);
+  json_decref(doc);
+}
+
 /* The seed's migration, live: sticky + local sessions to a shared store without stickiness. */
 static void migrate(void **state) {
   (void)state;
@@ -163,12 +197,12 @@ static void migrate(void **state) {
   json_decref(doc);
 }
 
-/* argv[1], when given, runs only the tests whose name matches it (kill, spread, migrate): ctest runs them
+/* argv[1], when given, runs only the tests whose name matches it (kill, spread, cluster, migrate): ctest runs them
  * side by side. */
 int main(int argc, char **argv) {
   if (argc > 1) cmocka_set_test_filter(argv[1]);
   dir = tt_tmpdir("lab");
-  const struct CMUnitTest tests[] = {cmocka_unit_test(kill_an_app), cmocka_unit_test(spread),
+  const struct CMUnitTest tests[] = {cmocka_unit_test(kill_an_app), cmocka_unit_test(spread), cmocka_unit_test(cluster),
                                      cmocka_unit_test(migrate)};
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   tt_rmrf(dir);
