@@ -40,14 +40,17 @@ test: deps
 test-plain: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
 
-# What a packager builds: Release (-O3) with GCC and with Clang, warnings as errors; the programs and
-# libraries only (no test runs), so that a warning only the optimizer sees cannot come back.
+# What a packager builds: Release (-O3) with GCC and with Clang, and Debug (-O0) with GCC, whose warnings
+# differ (no value ranges at -O0); warnings as errors; the programs and libraries only (no test runs), so that
+# a warning only one of them sees cannot come back.
 RELEASE_TARGETS = tether tether-app tether-lab tether_shared tether_static
 test-release:
 	cmake -S . -B build-release-gcc -DCMAKE_BUILD_TYPE=Release $(WERROR) -DTETHER_TESTS=OFF -DCMAKE_C_COMPILER=gcc
 	cmake --build build-release-gcc -j$(JOBS) --target $(RELEASE_TARGETS)
 	cmake -S . -B build-release-clang -DCMAKE_BUILD_TYPE=Release $(WERROR) -DTETHER_TESTS=OFF -DCMAKE_C_COMPILER=clang
 	cmake --build build-release-clang -j$(JOBS) --target $(RELEASE_TARGETS)
+	cmake -S . -B build-debug-gcc -DCMAKE_BUILD_TYPE=Debug $(WERROR) -DTETHER_TESTS=OFF -DCMAKE_C_COMPILER=gcc
+	cmake --build build-debug-gcc -j$(JOBS) --target $(RELEASE_TARGETS)
 
 test-asan:
 	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DTETHER_SANITIZE=ON -DCMAKE_C_COMPILER=clang $(WERROR)
