@@ -94,4 +94,4 @@ deb:
 	mkdir -p deb && mv ../tether_*.deb ../tether-dbgsym_*.deb ../libtether0_*.deb ../libtether0-dbgsym_*.deb ../libtether-dev_*.deb ../tether_*.changes ../tether_*.buildinfo deb/ 2>/dev/null; ls deb/
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-release-gcc build-release-clang build-install deb
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-release-gcc build-release-clang build-debug-gcc build-install deb
