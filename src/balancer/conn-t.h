@@ -34,7 +34,6 @@ enum { TETHER__US_CONNECTING = 0, TETHER__US_SENDING, TETHER__US_IDLE, TETHER__U
 typedef struct tether__proto_ops {
   void (*finished)(tether__client *c); /* the request is over: the next one, or the end of the connection */
   void (*abort)(tether__client *c);    /* the connection must go now (a write failed, an answer broke off) */
-  void (*pause)(tether__client *c);    /* stop reading: the server is slow to take the body */
   void (*resume)(tether__client *c);
   void (*send_body)(tether__client *c); /* stream the request body the client has sent so far to c->up */
 } tether__proto_ops;

@@ -154,8 +154,3 @@ int tether__tls_accept(tether__io *io, void *ctx) {
   io->filter_state = t;
   return 0;
 }
-
-const char *tether__tls_protocol(const tether__io *io) {
-  const tls_state *t = io->filter_state;
-  return io->filter == &tls_filter && t ? SSL_get_version(t->ssl) : NULL;
-}

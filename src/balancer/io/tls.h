@@ -6,7 +6,5 @@
 
 /* Makes io a TLS server connection with ctx (an SSL_CTX). 0, or a negative code (the caller closes). */
 int tether__tls_accept(tether__io *io, void *ctx);
-/* The negotiated protocol ("TLSv1.3"), or NULL on a plain connection. */
-const char *tether__tls_protocol(const tether__io *io);
 
 #endif

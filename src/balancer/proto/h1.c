@@ -139,11 +139,8 @@ static void request_finished(tether__client *c) {
   client_next(c);
 }
 
-static const tether__proto_ops h1_ops = {.finished = request_finished,
-                                         .abort = client_close,
-                                         .pause = client_hold,
-                                         .resume = client_resume,
-                                         .send_body = forward_body};
+static const tether__proto_ops h1_ops = {
+    .finished = request_finished, .abort = client_close, .resume = client_resume, .send_body = forward_body};
 
 /* ---- the request body ---- */
 

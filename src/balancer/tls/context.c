@@ -207,5 +207,3 @@ void tether__tls_release(tether__config *cf) {
   SSL_CTX_free(cf->tls_ctx);
   cf->tls_ctx = NULL;
 }
-
-const char *tether__tls_version(void) { return OpenSSL_version(OPENSSL_VERSION); }

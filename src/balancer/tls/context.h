@@ -11,7 +11,5 @@
 /* Builds cf->tls_ctx when a listen has ssl. 0, or -1 with "file:line: reason" lines in err (no secret in them). */
 int tether__tls_build(tether__config *cf, char *err, size_t errlen);
 void tether__tls_release(tether__config *cf);
-/* The OpenSSL version Tether runs with (tether -V). */
-const char *tether__tls_version(void);
 
 #endif
