@@ -16,6 +16,8 @@
 typedef struct tether__conf_pending {
   char name[128];
   int line;
+  int https;                /* proxy_pass https:// */
+  tether__cf_proxy_ssl ssl; /* the location's own proxy_ssl_* (merged with the outer level's once read) */
 } tether__conf_pending;
 
 typedef struct tether__conf_parser {
@@ -32,6 +34,7 @@ typedef struct tether__conf_parser {
   int large_buffers;          /* large_client_header_buffers N SIZE: N, 0 when not given */
   uint64_t large_buffer_size; /* ... and SIZE */
   int server_line;            /* the server { } block's line: there is one virtual server */
+  tether__cf_proxy_ssl proxy_ssl; /* proxy_ssl_* at the top, http or server level: every location's default */
 } tether__conf_parser;
 
 typedef struct tether__conf_directive {
@@ -78,5 +81,11 @@ void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf);
 /* config_ssl.c: the ssl_* directives (1 when d was one of them), and their checks once the file is read. */
 int tether__conf_ssl(tether__conf_parser *ps, tether__conf_directive *d);
 void tether__conf_ssl_check(tether__conf_parser *ps, tether__config *cf);
+/* The proxy_ssl_* directives into p (1 when d was one of them). */
+int tether__conf_proxy_ssl(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_proxy_ssl *p);
+void tether__conf_proxy_ssl_defaults(tether__cf_proxy_ssl *p);
+/* Once proxy_pass names are resolved: each location's settings are merged with the outer level's and handed to
+ * its upstream, which must be proxied to with one scheme and one set of settings. */
+void tether__conf_proxy_ssl_attach(tether__conf_parser *ps, tether__config *cf);
 
 #endif

@@ -396,7 +396,7 @@ static void common_directive(tether__conf_parser *ps, tether__conf_directive *d,
   } else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0)
     http_or_server(ps, d, depth);
   else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d) ||
-           tether__conf_ssl(ps, d)) { /* done */
+           tether__conf_ssl(ps, d) || tether__conf_proxy_ssl(ps, d, &ps->proxy_ssl)) { /* done */
   } else if (strcmp(n, "server_name") == 0) {
     /* one virtual server answers every name, as nginx's only server does */
     if (d->nargs < 2) tether__conf_error(ps, d->line, "\"server_name\" takes at least one name");
@@ -491,6 +491,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
   tether__conf_parser *psp = tether__calloc(1, sizeof(tether__conf_parser)); /* large: keep it off the stack */
   *psp = (tether__conf_parser){
       .file = path, .p = text, .end = text + len, .line = 1, .cf = cf, .err = err, .errlen = errlen};
+  tether__conf_proxy_ssl_defaults(&psp->proxy_ssl);
   block_body(psp, 0, "");
   for (size_t i = 0; i < cf->nlocations; i++) {
     if (psp->pendings[i].name[0] == '\0') continue;
@@ -499,6 +500,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
     if (cf->locations[i].upstream < 0)
       tether__conf_error(psp, psp->pendings[i].line, "proxy_pass: no upstream named \"%s\"", psp->pendings[i].name);
   }
+  tether__conf_proxy_ssl_attach(psp, cf);
   tether__conf_build_jwt(psp, cf);
   tether__conf_ssl_check(psp, cf);
   if (cf->admin.len && !is_loopback(&cf->admin) && cf->admin_token_line == 0)

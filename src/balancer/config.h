@@ -121,6 +121,33 @@ typedef struct tether__cf_health {
   int64_t timeout_ms;
 } tether__cf_health;
 
+/* TLS to the servers (nginx's proxy_ssl_* directives): given at the outer levels or in a location, merged per
+ * location, and then held by the upstream the location proxies to with https:// (one pool of connections per
+ * server: an upstream speaks one scheme with one set of settings). */
+#define TETHER__PSSL_VERIFY (1 << 0) /* which directives a level gave, for inheritance */
+#define TETHER__PSSL_DEPTH (1 << 1)
+#define TETHER__PSSL_TRUSTED (1 << 2)
+#define TETHER__PSSL_NAME (1 << 3)
+#define TETHER__PSSL_SNI (1 << 4)
+#define TETHER__PSSL_CERT (1 << 5)
+#define TETHER__PSSL_KEY (1 << 6)
+#define TETHER__PSSL_PROTOCOLS (1 << 7)
+#define TETHER__PSSL_CIPHERS (1 << 8)
+#define TETHER__PSSL_REUSE (1 << 9)
+typedef struct tether__cf_proxy_ssl {
+  int verify;              /* proxy_ssl_verify, default off */
+  int verify_depth;        /* proxy_ssl_verify_depth, default 1 */
+  char trusted[512];       /* proxy_ssl_trusted_certificate: PEM CA certificates */
+  char name[256];          /* proxy_ssl_name: checked and sent as SNI; "" the upstream's name ($proxy_host) */
+  int server_name;         /* proxy_ssl_server_name: send SNI, default off */
+  char cert[512], key[512]; /* proxy_ssl_certificate and _key: a client certificate (mutual TLS) */
+  int protocols;           /* TETHER__TLS_V12 | TETHER__TLS_V13 */
+  char ciphers[1024];      /* proxy_ssl_ciphers, "" OpenSSL's DEFAULT (nginx's default) */
+  int session_reuse;       /* proxy_ssl_session_reuse, default on */
+  int set;                 /* TETHER__PSSL_*: the directives given at this level */
+  int line, trusted_line, cert_line; /* the first proxy_ssl_* directive; where the files are named */
+} tether__cf_proxy_ssl;
+
 typedef struct tether__cf_upstream {
   char name[64];
   tether__cf_server servers[TETHER__CF_MAX_SERVERS];
@@ -135,6 +162,11 @@ typedef struct tether__cf_upstream {
   int line;
   uint8_t sticky_key[32]; /* sticky cookie without sticky_secret: the key file's key, read when loaded */
   int sticky_key_set;     /* sticky_key holds it (a parsed but not loaded configuration has none) */
+  int https;              /* proxied to with proxy_pass https:// (the servers speak TLS, health checks too) */
+  int https_line;         /* the proxy_pass that made it so (or the first that named it) */
+  int https_location;     /* ... in this location */
+  tether__cf_proxy_ssl ssl; /* the proxy_ssl_* settings of its locations (https only) */
+  void *tls_ctx;          /* https: the client SSL_CTX, built at load (tls/context.c) */
 } tether__cf_upstream;
 
 #define TETHER__JWT_MAX_KEYS 8

@@ -166,24 +166,27 @@ void tether__conf_http_version(tether__conf_parser *ps, tether__conf_directive *
     tether__conf_error(ps, d->line, "proxy_http_version: Tether speaks HTTP/1.1 to servers; only 1.1 is accepted");
 }
 
-/* proxy_pass http://UPSTREAM: the request target goes to the server as the client sent it. nginx replaces the
- * location's prefix with a URI after the upstream's name, which Tether does not do, so a URI is refused (but
- * "/" in "location /", which replaces "/" with "/"). */
+/* proxy_pass http://UPSTREAM or https://UPSTREAM: the request target goes to the server as the client sent it.
+ * nginx replaces the location's prefix with a URI after the upstream's name, which Tether does not do, so a URI is
+ * refused (but "/" in "location /", which replaces "/" with "/"). */
 static void proxy_pass_line(tether__conf_parser *ps, tether__conf_directive *c, const tether__cf_location *loc,
-                            char proxy[128], int *proxy_line) {
+                            tether__conf_pending *pd) {
   if (tether__conf_want_args(ps, c, 1, 1) < 0) return;
-  const char *v = c->args[1], *slash = strncmp(v, "http://", 7) == 0 ? strchr(v + 7, '/') : NULL;
-  if (strncmp(v, "http://", 7) != 0 || strlen(v + 7) >= 128) {
-    tether__conf_error(ps, c->line, "proxy_pass must be http://UPSTREAM, got \"%s\"", v);
+  const char *v = c->args[1];
+  size_t skip = strncmp(v, "http://", 7) == 0 ? 7 : strncmp(v, "https://", 8) == 0 ? 8 : 0;
+  const char *slash = skip ? strchr(v + skip, '/') : NULL;
+  if (skip == 0 || strlen(v + skip) >= 128) {
+    tether__conf_error(ps, c->line, "proxy_pass must be http://UPSTREAM or https://UPSTREAM, got \"%s\"", v);
   } else if (slash && (slash[1] != '\0' || loc->exact || strcmp(loc->prefix, "/") != 0)) {
     tether__conf_error(ps, c->line,
                        "proxy_pass %s: a URI after the upstream's name is not supported (nginx would put "
                        "it in place of the location's prefix; Tether passes the request target unchanged): write "
-                       "http://%.*s",
-                       v, (int)(slash - v - 7), v + 7);
+                       "%.*s",
+                       v, (int)(slash - v), v);
   } else {
-    snprintf(proxy, 128, "%.*s", slash ? (int)(slash - v - 7) : 127, v + 7);
-    *proxy_line = c->line;
+    snprintf(pd->name, sizeof(pd->name), "%.*s", slash ? (int)(slash - v - skip) : 127, v + skip);
+    pd->line = c->line;
+    pd->https = skip == 8;
   }
 }
 
@@ -207,14 +210,14 @@ static void return_line(tether__conf_parser *ps, tether__conf_directive *c, teth
   }
 }
 
-static void location_body(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_location *loc, char proxy[128],
-                          int *proxy_line) {
+static void location_body(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_location *loc,
+                          tether__conf_pending *pd) {
   tether__conf_directive c;
   int rc;
   while ((rc = tether__conf_read(ps, &c)) == 1) {
     const char *n = c.args[0];
     if (strcmp(n, "proxy_pass") == 0) {
-      proxy_pass_line(ps, &c, loc, proxy, proxy_line);
+      proxy_pass_line(ps, &c, loc, pd);
     } else if (strcmp(n, "return") == 0) {
       return_line(ps, &c, loc);
     } else if (tether__conf_jwt(ps, &c, &loc->jwt)) {
@@ -223,6 +226,8 @@ static void location_body(tether__conf_parser *ps, tether__conf_directive *d, te
       tether__conf_set_header(ps, &c, &loc->headers);
     } else if (strcmp(n, "proxy_http_version") == 0) {
       tether__conf_http_version(ps, &c);
+    } else if (tether__conf_proxy_ssl(ps, &c, &pd->ssl)) {
+      /* handled */
     } else {
       tether__conf_error(ps, c.line, "unknown directive \"%s\" in location", n);
       if (c.block) tether__conf_skip_block(ps);
@@ -264,9 +269,9 @@ void tether__conf_location(tether__conf_parser *ps, tether__conf_directive *d) {
   loc->exact = exact;
   loc->upstream = -1;
   tether__conf_pending *pd = &ps->pendings[cf->nlocations];
-  pd->name[0] = '\0';
+  memset(pd, 0, sizeof(*pd));
   pd->line = d->line;
-  location_body(ps, d, loc, pd->name, &pd->line);
+  location_body(ps, d, loc, pd);
   if (pd->name[0] == '\0' && loc->return_status == 0)
     tether__conf_error(ps, d->line, "location \"%s\" has neither proxy_pass nor return", prefix);
   cf->nlocations++;

@@ -101,6 +101,7 @@ struct tether__upconn {
   int reused;
   int got_bytes;
   int closing;
+  void *tls_ctx; /* the client SSL_CTX it was made with (its upstream's, https), NULL: plain */
 };
 
 #endif

@@ -1,12 +1,16 @@
-/* Active health checks (health_check in an upstream): every interval, per server, connect, send
- * GET uri, read the status line; `fails` failures in a row mark the server down, `passes` successes
- * mark it up again (slow start then ramps its weight). */
+/* Active health checks (health_check in an upstream): every interval, per server, connect (with TLS when the
+ * upstream is proxied to with https, with its proxy_ssl_* settings), send GET uri, read the status line; `fails`
+ * failures in a row mark the server down, `passes` successes mark it up again (slow start then ramps its
+ * weight). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../lib/util.h"
 #include "admin.h"
+#include "io/tls.h"
+#include "io/transport.h"
+#include "tls/context.h"
 
 typedef struct checker {
   tether__control *ctl;
@@ -15,12 +19,13 @@ typedef struct checker {
   tether__server_state *srv;
   uv_timer_t interval;
   uv_timer_t timeout;
-  uv_tcp_t tcp;
+  tether__io io; /* the check's connection: plain TCP, or TLS under it */
   uv_connect_t connect_req;
-  uv_write_t write_req;
+  int server; /* cs's index in cu */
   char req[512];
   char buf[512];
   size_t len;
+  char rbuf[4096]; /* reads land here (a TLS record's plaintext) */
   int busy;        /* a check is in flight (tcp open) */
   int tcp_closing; /* tcp's close callback has not run yet: it cannot be initialised again before */
   int stopping;
@@ -29,7 +34,7 @@ typedef struct checker {
 
 static void handle_closed(uv_handle_t *h) {
   checker *k = h->data;
-  if (h == (uv_handle_t *)&k->tcp) k->tcp_closing = 0;
+  if (h == (uv_handle_t *)&k->io.tcp) k->tcp_closing = 0;
   if (--k->handles == 0 && k->stopping) free(k);
 }
 
@@ -54,29 +59,24 @@ static void end_check(checker *k, int ok, const char *why) {
   if (!k->busy) return;
   k->busy = 0;
   uv_timer_stop(&k->timeout);
-  if (!uv_is_closing((uv_handle_t *)&k->tcp)) {
+  if (!uv_is_closing((uv_handle_t *)&k->io.tcp)) {
     k->tcp_closing = 1;
-    uv_close((uv_handle_t *)&k->tcp, handle_closed);
+    tether__io_close(&k->io, handle_closed);
   }
   if (!k->stopping) result(k, ok, why);
 }
 
 static void on_timeout(uv_timer_t *t) { end_check(t->data, 0, "timeout"); }
 
-static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *buf) {
-  (void)s;
-  checker *k = h->data;
-  *buf = uv_buf_init(k->buf + k->len, (unsigned)(sizeof(k->buf) - 1 - k->len));
-}
-
-static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
-  (void)buf;
-  checker *k = st->data;
+static void on_read(tether__io *io, ssize_t n, const char *data) {
+  checker *k = io->owner;
   if (n < 0) {
     end_check(k, 0, "connection closed before a status line");
     return;
   }
-  k->len += (size_t)n;
+  size_t room = sizeof(k->buf) - 1 - k->len;
+  memcpy(k->buf + k->len, data, (size_t)n < room ? (size_t)n : room);
+  k->len += (size_t)n < room ? (size_t)n : room;
   k->buf[k->len] = '\0';
   if (strchr(k->buf, '\n') == NULL && k->len < sizeof(k->buf) - 1) return;
   int status = 0;
@@ -89,9 +89,26 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   end_check(k, status >= k->cu->health.status_min && status <= k->cu->health.status_max, why);
 }
 
-static void on_write(uv_write_t *req, int status) {
-  checker *k = req->data;
-  if (status < 0) end_check(k, 0, uv_strerror(status));
+static void on_written(tether__io *io, int status) {
+  if (status < 0) end_check(io->owner, 0, uv_strerror(status));
+}
+
+static void send_check(checker *k) {
+  int rc = tether__io_write(&k->io, k->req, strlen(k->req));
+  if (rc == 0) rc = tether__io_read_start(&k->io);
+  if (rc < 0) end_check(k, 0, uv_strerror(rc));
+}
+
+static void on_handshake(tether__io *io, int status, const char *why) {
+  checker *k = io->owner;
+  if (!k->busy) return;
+  if (status == 0) {
+    send_check(k);
+    return;
+  }
+  char text[300];
+  snprintf(text, sizeof(text), "TLS handshake failed: %s", why);
+  end_check(k, 0, text);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -101,10 +118,13 @@ static void on_connect(uv_connect_t *req, int status) {
     end_check(k, 0, uv_strerror(status));
     return;
   }
-  uv_buf_t b = uv_buf_init(k->req, (unsigned)strlen(k->req));
-  k->write_req.data = k;
-  uv_write(&k->write_req, (uv_stream_t *)&k->tcp, &b, 1, on_write);
-  uv_read_start((uv_stream_t *)&k->tcp, alloc_cb, on_read);
+  if (k->cu->tls_ctx == NULL) {
+    send_check(k);
+    return;
+  }
+  void *ssl = tether__tls_client_new(k->cu->tls_ctx, k->server);
+  if (ssl == NULL || tether__tls_connect(&k->io, ssl, on_handshake) < 0 || tether__io_read_start(&k->io) < 0)
+    end_check(k, 0, "cannot start TLS");
 }
 
 static void tick(uv_timer_t *t) {
@@ -113,11 +133,11 @@ static void tick(uv_timer_t *t) {
   if (k->busy || k->stopping || k->tcp_closing) return;
   k->busy = 1;
   k->len = 0;
-  uv_tcp_init(k->ctl->loop, &k->tcp);
-  k->tcp.data = k;
+  tether__io_init(&k->io, k->ctl->loop, k, k->rbuf, sizeof(k->rbuf), on_read, on_written);
+  k->io.tcp.data = k;
   k->handles++;
   k->connect_req.data = k;
-  if (uv_tcp_connect(&k->connect_req, &k->tcp, (const struct sockaddr *)&k->cs->addr.sa, on_connect) < 0) {
+  if (tether__io_connect(&k->io, &k->connect_req, (const struct sockaddr *)&k->cs->addr.sa, on_connect) < 0) {
     end_check(k, 0, "connect failed");
     return;
   }
@@ -139,6 +159,7 @@ void tether__health_start(tether__control *ctl) {
       k->ctl = ctl;
       k->cu = cu;
       k->cs = &cu->servers[s];
+      k->server = (int)s;
       k->srv = rt->ups[u].servers[s];
       snprintf(k->req, sizeof(k->req),
                "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tether-health\r\nConnection: close\r\n\r\n", cu->health.uri,
@@ -163,7 +184,7 @@ void tether__health_stop(tether__control *ctl) {
     k->stopping = 1;
     if (k->busy) {
       k->busy = 0;
-      if (!uv_is_closing((uv_handle_t *)&k->tcp)) uv_close((uv_handle_t *)&k->tcp, handle_closed);
+      if (!uv_is_closing((uv_handle_t *)&k->io.tcp)) tether__io_close(&k->io, handle_closed);
     }
     uv_close((uv_handle_t *)&k->interval, handle_closed);
     uv_close((uv_handle_t *)&k->timeout, handle_closed);

@@ -7,4 +7,12 @@
 /* Makes io a TLS server connection with ctx (an SSL_CTX). 0, or a negative code (the caller closes). */
 int tether__tls_accept(tether__io *io, void *ctx);
 
+/* How a client handshake ended: status 0, or a negative code with the reason (OpenSSL's words, or the
+ * certificate check's). The callback may close io. */
+typedef void (*tether__tls_handshake_cb)(tether__io *io, int status, const char *why);
+/* Makes io (connected, reading) a TLS client connection over ssl (tls/context.c's tether__tls_client_new, taken
+ * over) and sends the ClientHello. done runs once when the handshake is over; nothing is read or written before.
+ * 0, or a negative code (the caller closes). */
+int tether__tls_connect(tether__io *io, void *ssl, tether__tls_handshake_cb done);
+
 #endif

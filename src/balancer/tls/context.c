@@ -4,13 +4,17 @@
  * ssl_session_ticket_key format: 80 bytes name | HMAC key | AES-256 key, or 48 bytes with 16-byte keys). */
 #include "context.h"
 
+#include <arpa/inet.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -71,28 +75,28 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u) {
   return -1;
 }
 
-static void load_pair(SSL_CTX *ctx, const tether__cf_tls *t, int i, errbuf *e) {
-  int line = t->cert_line[i];
-  if (SSL_CTX_use_certificate_chain_file(ctx, t->cert[i]) != 1) {
-    fail(e, line, "ssl_certificate %s: cannot load the certificate chain", t->cert[i]);
+/* A certificate chain and its key; pre is "" (ssl_*) or "proxy_" (proxy_ssl_*) for the errors. */
+static void load_pair(SSL_CTX *ctx, const char *cert, const char *keyfile, int line, const char *pre, errbuf *e) {
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    fail(e, line, "%sssl_certificate %s: cannot load the certificate chain", pre, cert);
     return;
   }
-  BIO *b = BIO_new_file(t->key[i], "r");
+  BIO *b = BIO_new_file(keyfile, "r");
   int asked = 0;
   EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, &asked) : NULL;
   BIO_free(b);
   if (key == NULL) {
     if (asked)
       fail(e, line,
-           "ssl_certificate_key %s: the key is protected by a passphrase; Tether reads unencrypted keys "
+           "%sssl_certificate_key %s: the key is protected by a passphrase; Tether reads unencrypted keys "
            "only (openssl pkey -in KEY -out PLAIN)",
-           t->key[i]);
+           pre, keyfile);
     else
-      fail(e, line, "ssl_certificate_key %s: cannot read the private key", t->key[i]);
+      fail(e, line, "%sssl_certificate_key %s: cannot read the private key", pre, keyfile);
     return;
   }
   if (SSL_CTX_use_PrivateKey(ctx, key) != 1 || SSL_CTX_check_private_key(ctx) != 1)
-    fail(e, line, "ssl_certificate_key %s does not match ssl_certificate %s", t->key[i], t->cert[i]);
+    fail(e, line, "%sssl_certificate_key %s does not match %sssl_certificate %s", pre, keyfile, pre, cert);
   EVP_PKEY_free(key);
 }
 
@@ -153,6 +157,122 @@ static void load_ticket_keys(SSL_CTX *ctx, const tether__cf_tls *t, errbuf *e) {
   if (ks->n) SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
 }
 
+/* ---- the upstreams' client contexts (proxy_ssl_*) ---- */
+
+/* What an upstream's client context knows beyond OpenSSL's settings: the name to check and send, and the last
+ * session of each server, which the workers share (proxy_ssl_session_reuse). */
+typedef struct client_info {
+  pthread_mutex_t lock;
+  char name[256];
+  int verify, sni, nservers;
+  SSL_SESSION *sessions[TETHER__CF_MAX_SERVERS];
+} client_info;
+
+static int client_index = -1; /* the SSL_CTX's client_info */
+static int server_index = -1; /* the SSL's server (its index + 1) */
+
+static void free_client(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+  (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+  client_info *ci = ptr;
+  if (ci == NULL) return;
+  for (int i = 0; i < ci->nservers; i++) SSL_SESSION_free(ci->sessions[i]);
+  pthread_mutex_destroy(&ci->lock);
+  OPENSSL_free(ci);
+}
+
+/* A new session (after a handshake, or a TLS 1.3 ticket later): the one to offer that server next time. */
+static int keep_session(SSL *ssl, SSL_SESSION *sess) {
+  client_info *ci = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), client_index);
+  intptr_t s = (intptr_t)SSL_get_ex_data(ssl, server_index) - 1;
+  if (ci == NULL || s < 0 || s >= ci->nservers) return 0;
+  pthread_mutex_lock(&ci->lock);
+  SSL_SESSION *old = ci->sessions[s];
+  ci->sessions[s] = sess;
+  pthread_mutex_unlock(&ci->lock);
+  SSL_SESSION_free(old);
+  return 1; /* the reference is kept */
+}
+
+static int is_ip(const char *name) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
+}
+
+static void build_client(tether__cf_upstream *cu, errbuf *e) {
+  const tether__cf_proxy_ssl *p = &cu->ssl;
+  int line = p->line ? p->line : cu->https_line, before = e->n;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+  client_info *ci = OPENSSL_zalloc(sizeof(*ci));
+  if (ctx == NULL || ci == NULL) {
+    fail(e, line, "upstream \"%s\": cannot create a TLS context", cu->name);
+    SSL_CTX_free(ctx);
+    OPENSSL_free(ci);
+    return;
+  }
+  pthread_mutex_init(&ci->lock, NULL);
+  snprintf(ci->name, sizeof(ci->name), "%s", p->name);
+  ci->verify = p->verify;
+  ci->sni = p->server_name && !is_ip(p->name); /* RFC 6066: no IP address in SNI (nginx sends none) */
+  ci->nservers = (int)cu->nservers;
+  SSL_CTX_set_ex_data(ctx, client_index, ci);
+  SSL_CTX_set_min_proto_version(ctx, p->protocols & TETHER__TLS_V12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, p->protocols & TETHER__TLS_V13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS); /* a pooled connection gives its buffers back */
+  if (SSL_CTX_set_cipher_list(ctx, p->ciphers[0] ? p->ciphers : "DEFAULT") != 1)
+    fail(e, line, "proxy_ssl_ciphers \"%s\": no usable cipher", p->ciphers);
+  if (p->verify) { /* as nginx: the trusted certificates are read only to verify */
+    if (SSL_CTX_load_verify_locations(ctx, p->trusted, NULL) != 1)
+      fail(e, p->trusted_line, "proxy_ssl_trusted_certificate %s: cannot load the certificates", p->trusted);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify_depth(ctx, p->verify_depth);
+  }
+  if (p->cert[0]) load_pair(ctx, p->cert, p->key, p->cert_line, "proxy_", e);
+  if (p->session_reuse) {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(ctx, keep_session);
+  } else {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  }
+  if (e->n > before)
+    SSL_CTX_free(ctx);
+  else
+    cu->tls_ctx = ctx;
+}
+
+void *tether__tls_client_new(void *vctx, int server) {
+  SSL_CTX *ctx = vctx;
+  client_info *ci = SSL_CTX_get_ex_data(ctx, client_index);
+  SSL *ssl = ci ? SSL_new(ctx) : NULL;
+  if (ssl == NULL) {
+    ERR_clear_error();
+    return NULL;
+  }
+  SSL_set_ex_data(ssl, server_index, (void *)(intptr_t)(server + 1));
+  int ok = 1;
+  if (ci->verify) /* the certificate must name proxy_ssl_name */
+    ok = is_ip(ci->name) ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), ci->name) == 1
+                         : SSL_set1_host(ssl, ci->name) == 1;
+  if (ok && ci->sni) ok = SSL_set_tlsext_host_name(ssl, ci->name) == 1;
+  if (!ok) {
+    SSL_free(ssl);
+    ERR_clear_error();
+    return NULL;
+  }
+  SSL_SESSION *sess = NULL;
+  if (server >= 0 && server < ci->nservers) {
+    pthread_mutex_lock(&ci->lock);
+    sess = ci->sessions[server];
+    if (sess) SSL_SESSION_up_ref(sess);
+    pthread_mutex_unlock(&ci->lock);
+  }
+  if (sess) {
+    SSL_set_session(ssl, sess); /* offered; a full handshake when the server declines */
+    SSL_SESSION_free(sess);
+  }
+  return ssl;
+}
+
 /* ---- the context ---- */
 
 static void protocols_and_suites(SSL_CTX *ctx, const tether__cf_tls *t, errbuf *e) {
@@ -179,31 +299,47 @@ static void protocols_and_suites(SSL_CTX *ctx, const tether__cf_tls *t, errbuf *
   SSL_CONF_CTX_free(cc);
 }
 
-int tether__tls_build(tether__config *cf, char *err, size_t errlen) {
+static void build_server(tether__config *cf, errbuf *e) {
   int ssl = 0;
   for (size_t i = 0; i < cf->nlisten; i++) ssl |= cf->listen_ssl[i];
-  if (!ssl) return 0;
+  if (!ssl) return;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == NULL) {
+    fail(e, cf->tls.line, "cannot create a TLS context");
+    return;
+  }
+  int before = e->n;
+  protocols_and_suites(ctx, &cf->tls, e);
+  for (int i = 0; i < cf->tls.ncert; i++) load_pair(ctx, cf->tls.cert[i], cf->tls.key[i], cf->tls.cert_line[i], "", e);
+  load_ticket_keys(ctx, &cf->tls, e);
+  if (e->n > before)
+    SSL_CTX_free(ctx);
+  else
+    cf->tls_ctx = ctx;
+}
+
+int tether__tls_build(tether__config *cf, char *err, size_t errlen) {
   if (keys_index < 0) keys_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_keys);
+  if (client_index < 0) client_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_client);
+  if (server_index < 0) server_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
   errbuf e = {.p = err, .cap = errlen, .file = cf->file};
   if (errlen) err[0] = '\0';
   ERR_clear_error();
-  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-  if (ctx == NULL) {
-    fail(&e, cf->tls.line, "cannot create a TLS context");
-    return -1;
-  }
-  protocols_and_suites(ctx, &cf->tls, &e);
-  for (int i = 0; i < cf->tls.ncert; i++) load_pair(ctx, &cf->tls, i, &e);
-  load_ticket_keys(ctx, &cf->tls, &e);
+  build_server(cf, &e);
+  for (size_t k = 0; k < cf->nupstreams; k++)
+    if (cf->upstreams[k].https) build_client(&cf->upstreams[k], &e);
   if (e.n) {
-    SSL_CTX_free(ctx);
+    tether__tls_release(cf);
     return -1;
   }
-  cf->tls_ctx = ctx;
   return 0;
 }
 
 void tether__tls_release(tether__config *cf) {
   SSL_CTX_free(cf->tls_ctx);
   cf->tls_ctx = NULL;
+  for (size_t k = 0; k < cf->nupstreams; k++) {
+    SSL_CTX_free(cf->upstreams[k].tls_ctx); /* connections in flight keep it (SSL_new took a reference) */
+    cf->upstreams[k].tls_ctx = NULL;
+  }
 }

@@ -8,8 +8,14 @@
 
 #include "../config.h"
 
-/* Builds cf->tls_ctx when a listen has ssl. 0, or -1 with "file:line: reason" lines in err (no secret in them). */
+/* Builds cf->tls_ctx when a listen has ssl, and the client context of every https upstream (its tls_ctx). 0, or
+ * -1 with "file:line: reason" lines in err (no secret in them). */
 int tether__tls_build(tether__config *cf, char *err, size_t errlen);
 void tether__tls_release(tether__config *cf);
+
+/* A client SSL for server `server` (its index in the upstream) of the upstream whose client context is ctx: the
+ * name its certificate must carry (proxy_ssl_verify), SNI (proxy_ssl_server_name) and the server's last session
+ * to resume (proxy_ssl_session_reuse). NULL when out of memory. */
+void *tether__tls_client_new(void *ctx, int server);
 
 #endif

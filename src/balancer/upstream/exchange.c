@@ -7,9 +7,11 @@
 #include "../answer.h"
 #include "../balance/balance.h"
 #include "../conn.h"
+#include "../io/tls.h"
 #include "../persist/persist.h"
 #include "../request/finish.h"
 #include "../request/rewrite.h"
+#include "../tls/context.h"
 #include "../worker.h"
 #include "pool.h"
 #include "tunnel.h"
@@ -109,6 +111,34 @@ static void send_request(tether__upconn *u) {
   c->proto->send_body(c);
 }
 
+/* An https server: the request goes once the handshake is over. A failed handshake (the certificate's check, an
+ * alert, a server that does not speak TLS) fails the connection like a refused connect: another server, passive
+ * health counts it, and the client gets a 502 when none is left. */
+static void on_handshake(tether__io *io, int status, const char *why) {
+  tether__upconn *u = io->owner;
+  if (u->closing) return;
+  tether__client *c = u->c;
+  if (c == NULL) {
+    tether__up_close(u);
+    return;
+  }
+  if (status < 0) {
+    tether__log(TETHER_LOG_ERROR, "upstream %s: TLS handshake with %s failed: %s", u->srv->upstream, u->srv->name,
+                why);
+    tether__exchange_failed(c, 502, 1);
+    return;
+  }
+  send_request(u);
+}
+
+static void start_tls(tether__upconn *u, tether__client *c) {
+  void *ssl = tether__tls_client_new(u->tls_ctx, c->srv);
+  if (ssl == NULL || tether__tls_connect(&u->io, ssl, on_handshake) < 0 || tether__io_read_start(&u->io) < 0) {
+    tether__log(TETHER_LOG_ERROR, "upstream %s: cannot start TLS with %s", u->srv->upstream, u->srv->name);
+    tether__exchange_failed(c, 502, 1);
+  }
+}
+
 static void on_connect(uv_connect_t *req, int status) {
   tether__upconn *u = req->data;
   if (u->closing) return;
@@ -122,7 +152,10 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   tether__io_nodelay(&u->io);
-  send_request(u);
+  if (u->tls_ctx)
+    start_tls(u, c);
+  else
+    send_request(u);
 }
 
 static void connect_server(tether__client *c, tether__server_state *srv, const tether__cf_server *cs) {
@@ -138,6 +171,7 @@ static void connect_server(tether__client *c, tether__server_state *srv, const t
   u->timer.data = u;
   u->connect_req.data = u;
   u->state = TETHER__US_CONNECTING;
+  u->tls_ctx = c->rt->ups[c->ups].cf->tls_ctx;
   if (tether__io_connect(&u->io, &u->connect_req, (const struct sockaddr *)&cs->addr.sa, on_connect) < 0) {
     tether__exchange_failed(c, 502, 1);
     return;
@@ -186,7 +220,7 @@ void tether__dispatch(tether__client *c) {
   c->tries++;
   tether__server_state *srv = ur->servers[idx];
   atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
-  tether__upconn *u = tether__pool_take(c->w, srv);
+  tether__upconn *u = tether__pool_take(c->w, srv, ur->cf->tls_ctx);
   if (u == NULL) {
     connect_server(c, srv, &ur->cf->servers[idx]);
     return;
