@@ -102,6 +102,14 @@ static void test_errors_name_the_line(void **state) {
       {"listen 8080;\nlocation ~ \\.php$ { return 404; }\n", "regex locations are not supported"},
       {"listen 8080;\nx \"unterminated;\n", "t.conf:2: unterminated quoted string"},
       {"listen 8080;\n}\n", "t.conf:2: unexpected \"}\""},
+      {"listen 8080;\nupstream b { server 127.0.0.1:1; }\nlocation / { proxy_pass https://b; proxy_ssl_verify on; }\n",
+       "t.conf:3: no proxy_ssl_trusted_certificate for proxy_ssl_verify"},
+      {"listen 8080;\nupstream b { server 127.0.0.1:1; }\nlocation /x { proxy_pass https://b; }\n"
+       "location /y { proxy_pass http://b; }\n",
+       "t.conf:4: location \"/y\" proxies to upstream \"b\" with http, location \"/x\" (line 3) with https"},
+      {"listen 8080;\nproxy_ssl_verify_depth -1;\n", "t.conf:2: "},
+      {"listen 8080;\nproxy_ssl_crl /crl.pem;\n", "t.conf:2: \"proxy_ssl_crl\" is not supported"},
+      {"listen 8080;\nlocation / { proxy_pass ftp://b; }\n", "t.conf:2: proxy_pass must be http://UPSTREAM or https://"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     if (parse(cases[i].text) != -1) fail_msg("case %zu accepted: %s", i, cases[i].text);
@@ -115,6 +123,47 @@ static void test_several_errors_reported(void **state) {
   assert_non_null(strstr(err, "t.conf:2:"));
   assert_non_null(strstr(err, "t.conf:3:"));
   assert_non_null(strstr(err, "t.conf:4: unknown server parameter \"frob\""));
+}
+
+/* proxy_ssl_*: each directive a location does not give comes from the outer level (nginx's merge), the upstream
+ * proxied to with https takes the merged settings, proxy_ssl_name defaults to the upstream's name; plain
+ * upstreams stay plain. */
+static void test_proxy_ssl_inheritance(void **state) {
+  (void)state;
+  const char *text = "listen 8080;\n"
+                     "proxy_ssl_verify on;\n"
+                     "proxy_ssl_trusted_certificate /ca.pem;\n"
+                     "proxy_ssl_server_name on;\n"
+                     "upstream a { server 127.0.0.1:1; }\n"
+                     "upstream b { server 127.0.0.1:2; }\n"
+                     "upstream c { server 127.0.0.1:3; }\n"
+                     "location /a { proxy_pass https://a; proxy_ssl_verify_depth 3; proxy_ssl_protocols TLSv1.3; }\n"
+                     "location /a2 { proxy_ssl_protocols TLSv1.3; proxy_pass https://a; proxy_ssl_verify_depth 3; }\n"
+                     "location /b { proxy_pass https://b; proxy_ssl_verify off; proxy_ssl_name b.example;\n"
+                     "  proxy_ssl_session_reuse off; }\n"
+                     "location /c { proxy_pass http://c; }\n";
+  if (parse(text) != 0) fprintf(stderr, "%s", err);
+  assert_int_equal(parse(text), 0);
+  const tether__cf_upstream *a = &cf.upstreams[0], *b = &cf.upstreams[1], *c = &cf.upstreams[2];
+  assert_true(a->https);
+  assert_int_equal(a->https_line, 8);
+  assert_true(a->ssl.verify);
+  assert_int_equal(a->ssl.verify_depth, 3);
+  assert_string_equal(a->ssl.trusted, "/ca.pem");
+  assert_int_equal(a->ssl.trusted_line, 3);
+  assert_true(a->ssl.server_name);
+  assert_string_equal(a->ssl.name, "a"); /* $proxy_host */
+  assert_int_equal(a->ssl.protocols, TETHER__TLS_V13);
+  assert_true(a->ssl.session_reuse);
+  assert_true(b->https);
+  assert_false(b->ssl.verify);
+  assert_int_equal(b->ssl.verify_depth, 1);
+  assert_string_equal(b->ssl.name, "b.example");
+  assert_false(b->ssl.session_reuse);
+  assert_int_equal(b->ssl.protocols, TETHER__TLS_V12 | TETHER__TLS_V13);
+  assert_false(c->https);
+  assert_null(a->tls_ctx); /* built when loaded, not parsed */
+  tether__config_release(&cf);
 }
 
 static void test_values(void **state) {
@@ -376,6 +425,7 @@ int main(void) {
       cmocka_unit_test(test_errors_name_the_line),
       cmocka_unit_test(test_several_errors_reported),
       cmocka_unit_test(test_values),
+      cmocka_unit_test(test_proxy_ssl_inheritance),
       cmocka_unit_test(test_sticky_route_and_key_file),
       cmocka_unit_test(test_admin_and_limits),
       cmocka_unit_test(test_agreement),

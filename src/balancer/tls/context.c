@@ -5,6 +5,7 @@
 #include "context.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -17,6 +18,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../lib/util.h"
 
@@ -222,12 +224,17 @@ static void build_client(tether__cf_upstream *cu, errbuf *e) {
   if (SSL_CTX_set_cipher_list(ctx, p->ciphers[0] ? p->ciphers : "DEFAULT") != 1)
     fail(e, line, "proxy_ssl_ciphers \"%s\": no usable cipher", p->ciphers);
   if (p->verify) { /* as nginx: the trusted certificates are read only to verify */
-    if (SSL_CTX_load_verify_locations(ctx, p->trusted, NULL) != 1)
+    if (access(p->trusted, R_OK) != 0)
+      fail(e, p->trusted_line, "proxy_ssl_trusted_certificate %s: %s", p->trusted, strerror(errno));
+    else if (SSL_CTX_load_verify_locations(ctx, p->trusted, NULL) != 1)
       fail(e, p->trusted_line, "proxy_ssl_trusted_certificate %s: cannot load the certificates", p->trusted);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_verify_depth(ctx, p->verify_depth);
   }
-  if (p->cert[0]) load_pair(ctx, p->cert, p->key, p->cert_line, "proxy_", e);
+  if (p->cert[0] && access(p->cert, R_OK) != 0)
+    fail(e, p->cert_line, "proxy_ssl_certificate %s: %s", p->cert, strerror(errno));
+  else if (p->cert[0])
+    load_pair(ctx, p->cert, p->key, p->cert_line, "proxy_", e);
   if (p->session_reuse) {
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
     SSL_CTX_sess_set_new_cb(ctx, keep_session);

@@ -132,6 +132,7 @@ static void on_handshake(tether__io *io, int status, const char *why) {
 }
 
 static void start_tls(tether__upconn *u, tether__client *c) {
+  arm_server(u, c->rt->cf->proxy_connect_timeout_ms); /* the handshake gets its own, as in nginx */
   void *ssl = tether__tls_client_new(u->tls_ctx, c->srv);
   if (ssl == NULL || tether__tls_connect(&u->io, ssl, on_handshake) < 0 || tether__io_read_start(&u->io) < 0) {
     tether__log(TETHER_LOG_ERROR, "upstream %s: cannot start TLS with %s", u->srv->upstream, u->srv->name);
