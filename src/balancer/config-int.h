@@ -30,10 +30,10 @@ typedef struct tether__conf_parser {
   size_t errlen, errused;
   int nerrors;
   /* the header buffer directives, combined once the file is read (see header_limits in config.c) */
-  uint64_t header_buffer;     /* client_header_buffer_size (or client_header_buffer); 0: not given */
-  int large_buffers;          /* large_client_header_buffers N SIZE: N, 0 when not given */
-  uint64_t large_buffer_size; /* ... and SIZE */
-  int server_line;            /* the server { } block's line: there is one virtual server */
+  uint64_t header_buffer;         /* client_header_buffer_size (or client_header_buffer); 0: not given */
+  int large_buffers;              /* large_client_header_buffers N SIZE: N, 0 when not given */
+  uint64_t large_buffer_size;     /* ... and SIZE */
+  int server_line;                /* the server { } block's line: there is one virtual server */
   tether__cf_proxy_ssl proxy_ssl; /* proxy_ssl_* at the top, http or server level: every location's default */
 } tether__conf_parser;
 

@@ -395,8 +395,8 @@ static void common_directive(tether__conf_parser *ps, tether__conf_directive *d,
   else if (tether__conf_jwt(ps, d, &ps->cf->jwt)) { /* a default for every location */
   } else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0)
     http_or_server(ps, d, depth);
-  else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d) ||
-           tether__conf_ssl(ps, d) || tether__conf_proxy_ssl(ps, d, &ps->proxy_ssl)) { /* done */
+  else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d) || tether__conf_ssl(ps, d) ||
+           tether__conf_proxy_ssl(ps, d, &ps->proxy_ssl)) { /* done */
   } else if (strcmp(n, "server_name") == 0) {
     /* one virtual server answers every name, as nginx's only server does */
     if (d->nargs < 2) tether__conf_error(ps, d->line, "\"server_name\" takes at least one name");

@@ -135,16 +135,16 @@ typedef struct tether__cf_health {
 #define TETHER__PSSL_CIPHERS (1 << 8)
 #define TETHER__PSSL_REUSE (1 << 9)
 typedef struct tether__cf_proxy_ssl {
-  int verify;              /* proxy_ssl_verify, default off */
-  int verify_depth;        /* proxy_ssl_verify_depth, default 1 */
-  char trusted[512];       /* proxy_ssl_trusted_certificate: PEM CA certificates */
-  char name[256];          /* proxy_ssl_name: checked and sent as SNI; "" the upstream's name ($proxy_host) */
-  int server_name;         /* proxy_ssl_server_name: send SNI, default off */
-  char cert[512], key[512]; /* proxy_ssl_certificate and _key: a client certificate (mutual TLS) */
-  int protocols;           /* TETHER__TLS_V12 | TETHER__TLS_V13 */
-  char ciphers[1024];      /* proxy_ssl_ciphers, "" OpenSSL's DEFAULT (nginx's default) */
-  int session_reuse;       /* proxy_ssl_session_reuse, default on */
-  int set;                 /* TETHER__PSSL_*: the directives given at this level */
+  int verify;                        /* proxy_ssl_verify, default off */
+  int verify_depth;                  /* proxy_ssl_verify_depth, default 1 */
+  char trusted[512];                 /* proxy_ssl_trusted_certificate: PEM CA certificates */
+  char name[256];                    /* proxy_ssl_name: checked and sent as SNI; "" the upstream's name ($proxy_host) */
+  int server_name;                   /* proxy_ssl_server_name: send SNI, default off */
+  char cert[512], key[512];          /* proxy_ssl_certificate and _key: a client certificate (mutual TLS) */
+  int protocols;                     /* TETHER__TLS_V12 | TETHER__TLS_V13 */
+  char ciphers[1024];                /* proxy_ssl_ciphers, "" OpenSSL's DEFAULT (nginx's default) */
+  int session_reuse;                 /* proxy_ssl_session_reuse, default on */
+  int set;                           /* TETHER__PSSL_*: the directives given at this level */
   int line, trusted_line, cert_line; /* the first proxy_ssl_* directive; where the files are named */
 } tether__cf_proxy_ssl;
 
@@ -160,13 +160,13 @@ typedef struct tether__cf_upstream {
   int64_t drain_timeout_ms; /* after this, a draining server's bound clients move too; 0: never */
   char sticky_secret[128];  /* keys the sticky cookie values; default: the sticky_key_file's key */
   int line;
-  uint8_t sticky_key[32]; /* sticky cookie without sticky_secret: the key file's key, read when loaded */
-  int sticky_key_set;     /* sticky_key holds it (a parsed but not loaded configuration has none) */
-  int https;              /* proxied to with proxy_pass https:// (the servers speak TLS, health checks too) */
-  int https_line;         /* the proxy_pass that made it so (or the first that named it) */
-  int https_location;     /* ... in this location */
+  uint8_t sticky_key[32];   /* sticky cookie without sticky_secret: the key file's key, read when loaded */
+  int sticky_key_set;       /* sticky_key holds it (a parsed but not loaded configuration has none) */
+  int https;                /* proxied to with proxy_pass https:// (the servers speak TLS, health checks too) */
+  int https_line;           /* the proxy_pass that made it so (or the first that named it) */
+  int https_location;       /* ... in this location */
   tether__cf_proxy_ssl ssl; /* the proxy_ssl_* settings of its locations (https only) */
-  void *tls_ctx;          /* https: the client SSL_CTX, built at load (tls/context.c) */
+  void *tls_ctx;            /* https: the client SSL_CTX, built at load (tls/context.c) */
 } tether__cf_upstream;
 
 #define TETHER__JWT_MAX_KEYS 8

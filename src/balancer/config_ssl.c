@@ -167,8 +167,7 @@ static int proxy_ssl_value(tether__conf_parser *ps, tether__conf_directive *d, t
     p->cert_line = d->line;
     return literal_word(ps, d, p->cert, sizeof(p->cert)) == 0 ? TETHER__PSSL_CERT : 0;
   }
-  if (strcmp(n, "certificate_key") == 0)
-    return literal_word(ps, d, p->key, sizeof(p->key)) == 0 ? TETHER__PSSL_KEY : 0;
+  if (strcmp(n, "certificate_key") == 0) return literal_word(ps, d, p->key, sizeof(p->key)) == 0 ? TETHER__PSSL_KEY : 0;
   if (strcmp(n, "password_file") == 0)
     tether__conf_error(ps, d->line,
                        "proxy_ssl_password_file: refused; Tether reads unencrypted keys only (openssl pkey -in KEY "
@@ -232,8 +231,7 @@ static void check(tether__conf_parser *ps, const tether__cf_proxy_ssl *p, int li
   if (p->verify && p->trusted[0] == '\0')
     tether__conf_error(ps, p->line ? p->line : line, "no proxy_ssl_trusted_certificate for proxy_ssl_verify");
   if (p->cert[0] && p->key[0] == '\0')
-    tether__conf_error(ps, p->cert_line, "no \"proxy_ssl_certificate_key\" is defined for certificate \"%s\"",
-                       p->cert);
+    tether__conf_error(ps, p->cert_line, "no \"proxy_ssl_certificate_key\" is defined for certificate \"%s\"", p->cert);
   if (p->key[0] && p->cert[0] == '\0')
     tether__conf_error(ps, p->line ? p->line : line, "proxy_ssl_certificate_key without proxy_ssl_certificate");
 }

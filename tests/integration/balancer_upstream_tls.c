@@ -1,8 +1,8 @@
 /* TLS from the balancer to its servers, against real peers on loopback: a single-process nginx serving TLS on
  * three ports (a certificate of the test's CA with an intermediate; a self-signed one; one that requires a client
- * certificate) and plain HTTP on a fourth, in front of the scripted backend, with certificates made by the test with `openssl`. nginx hands
- * what it saw of the TLS connection to the backend in headers ($ssl_server_name, $connection/$connection_requests,
- * $ssl_session_reused, $ssl_client_verify), and /headers echoes them back.
+ * certificate) and plain HTTP on a fourth, in front of the scripted backend, with certificates made by the test with
+ * `openssl`. nginx hands what it saw of the TLS connection to the backend in headers ($ssl_server_name,
+ * $connection/$connection_requests, $ssl_session_reused, $ssl_client_verify), and /headers echoes them back.
  *
  * Verification passes with the right CA and name and fails (502, the reason in the error log) with a wrong CA, a
  * wrong name or too short a depth; a failed server is skipped for the next; verify off takes a self-signed
@@ -27,7 +27,7 @@ static tb_backend b1;
 static char pki[512]; /* certificates, and nginx's directory */
 static pid_t nginx_pid;
 static int p_ok, p_self, p_mtls; /* nginx's TLS ports */
-static int p_plain;               /* and its plain one */
+static int p_plain;              /* and its plain one */
 
 static int make_pki(void) {
   return tt_system(
@@ -86,7 +86,8 @@ static int start_nginx(void) {
           "    location / { proxy_pass http://%s; } }\n"
           "  server { listen 127.0.0.1:%d; location / { proxy_pass http://%s; } }\n"
           "}\n",
-          d, d, d, d, d, d, d, d, p_ok, d, d, b1.addr, p_self, d, d, b1.addr, p_mtls, d, d, d, b1.addr, p_plain, b1.addr);
+          d, d, d, d, d, d, d, d, p_ok, d, d, b1.addr, p_self, d, d, b1.addr, p_mtls, d, d, d, b1.addr, p_plain,
+          b1.addr);
   fclose(f);
   char *argv[] = {"nginx", "-p", pki, "-c", conf, NULL};
   nginx_pid = tt_spawn(argv, log, NULL);
@@ -199,8 +200,8 @@ static void test_verify_failures(void **state) {
   char line[256];
   assert_int_equal(get(&t, "/headers/ca", &r), 502);
   tb_resp_free(&r);
-  snprintf(line, sizeof(line), "upstream wrongca: TLS handshake with 127.0.0.1:%d failed: certificate verify failed: ",
-           p_ok);
+  snprintf(line, sizeof(line),
+           "upstream wrongca: TLS handshake with 127.0.0.1:%d failed: certificate verify failed: ", p_ok);
   expect_log(&t, line);
   expect_log(&t, "unable to get local issuer certificate");
   assert_int_equal(get(&t, "/headers/name", &r), 502);
@@ -383,20 +384,19 @@ static void test_refused(void **state) {
   snprintf(conf, sizeof(conf), "%s/refused.conf", pki);
   snprintf(out, sizeof(out), "%s/refused.out", pki);
   FILE *f = fopen(conf, "w");
-  fprintf(f,
-          "listen 127.0.0.1:1;\n"                                                      /* 1 */
-          "upstream app { server 127.0.0.1:2; }\n"                                     /* 2 */
-          "upstream two { server 127.0.0.1:3; }\n"                                     /* 3 */
-          "upstream three { server 127.0.0.1:4; }\n"                                   /* 4 */
-          "location /a { proxy_pass https://app; }\n"                                  /* 5 */
-          "location /b { proxy_pass http://app; }\n"                                   /* 6 */
-          "location /c { proxy_pass https://two; }\n"                                  /* 7 */
-          "location /d { proxy_pass https://two; proxy_ssl_name other; }\n"            /* 8 */
-          "location /e { proxy_pass https://three; proxy_ssl_verify on; }\n"           /* 9 */
-          "proxy_ssl_protocols TLSv1.1 TLSv1.2;\n"                                     /* 10 */
-          "proxy_ssl_name $host;\n"                                                    /* 11 */
-          "proxy_ssl_password_file /etc/keys.pass;\n"                                  /* 12 */
-          "location /f { proxy_pass https://app; proxy_ssl_certificate /x/c.pem; }\n"); /* 13 */
+  fprintf(f, "listen 127.0.0.1:1;\n"                                                       /* 1 */
+             "upstream app { server 127.0.0.1:2; }\n"                                      /* 2 */
+             "upstream two { server 127.0.0.1:3; }\n"                                      /* 3 */
+             "upstream three { server 127.0.0.1:4; }\n"                                    /* 4 */
+             "location /a { proxy_pass https://app; }\n"                                   /* 5 */
+             "location /b { proxy_pass http://app; }\n"                                    /* 6 */
+             "location /c { proxy_pass https://two; }\n"                                   /* 7 */
+             "location /d { proxy_pass https://two; proxy_ssl_name other; }\n"             /* 8 */
+             "location /e { proxy_pass https://three; proxy_ssl_verify on; }\n"            /* 9 */
+             "proxy_ssl_protocols TLSv1.1 TLSv1.2;\n"                                      /* 10 */
+             "proxy_ssl_name $host;\n"                                                     /* 11 */
+             "proxy_ssl_password_file /etc/keys.pass;\n"                                   /* 12 */
+             "location /f { proxy_pass https://app; proxy_ssl_certificate /x/c.pem; }\n"); /* 13 */
   fclose(f);
   const char *args[] = {"-t", "-c", conf, NULL};
   assert_int_equal(tb_tether_cmd(out, args), 1);
@@ -438,14 +438,10 @@ static void test_refused(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_verify_with_trusted_ca),
-      cmocka_unit_test(test_verify_failures),
-      cmocka_unit_test(test_verify_off_and_sessions),
-      cmocka_unit_test(test_mutual_tls),
-      cmocka_unit_test(test_keepalive_reuse),
-      cmocka_unit_test(test_websocket),
-      cmocka_unit_test(test_health_checks),
-      cmocka_unit_test(test_refused),
+      cmocka_unit_test(test_verify_with_trusted_ca),  cmocka_unit_test(test_verify_failures),
+      cmocka_unit_test(test_verify_off_and_sessions), cmocka_unit_test(test_mutual_tls),
+      cmocka_unit_test(test_keepalive_reuse),         cmocka_unit_test(test_websocket),
+      cmocka_unit_test(test_health_checks),           cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests_name("balancer upstream TLS", tests, setup, teardown);
 }

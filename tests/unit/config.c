@@ -109,7 +109,8 @@ static void test_errors_name_the_line(void **state) {
        "t.conf:4: location \"/y\" proxies to upstream \"b\" with http, location \"/x\" (line 3) with https"},
       {"listen 8080;\nproxy_ssl_verify_depth -1;\n", "t.conf:2: "},
       {"listen 8080;\nproxy_ssl_crl /crl.pem;\n", "t.conf:2: \"proxy_ssl_crl\" is not supported"},
-      {"listen 8080;\nlocation / { proxy_pass ftp://b; }\n", "t.conf:2: proxy_pass must be http://UPSTREAM or https://"},
+      {"listen 8080;\nlocation / { proxy_pass ftp://b; }\n",
+       "t.conf:2: proxy_pass must be http://UPSTREAM or https://"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     if (parse(cases[i].text) != -1) fail_msg("case %zu accepted: %s", i, cases[i].text);

@@ -113,8 +113,8 @@ static void deliver(tether__io *io, tls_state *t) {
 static void tls_read(tether__io *io, ssize_t nread, char *data) {
   tls_state *t = io->filter_state;
   if (nread < 0 && t->done) {
-    handshake_over(io, t, (int)nread, nread == UV_EOF ? "the server closed the connection during the handshake"
-                                                      : uv_strerror((int)nread));
+    handshake_over(io, t, (int)nread,
+                   nread == UV_EOF ? "the server closed the connection during the handshake" : uv_strerror((int)nread));
     return;
   }
   if (nread < 0) {

@@ -123,8 +123,7 @@ static void on_handshake(tether__io *io, int status, const char *why) {
     return;
   }
   if (status < 0) {
-    tether__log(TETHER_LOG_ERROR, "upstream %s: TLS handshake with %s failed: %s", u->srv->upstream, u->srv->name,
-                why);
+    tether__log(TETHER_LOG_ERROR, "upstream %s: TLS handshake with %s failed: %s", u->srv->upstream, u->srv->name, why);
     tether__exchange_failed(c, 502, 1);
     return;
   }
