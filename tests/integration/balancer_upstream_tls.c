@@ -7,7 +7,8 @@
  * Verification passes with the right CA and name and fails (502, the reason in the error log) with a wrong CA, a
  * wrong name or too short a depth; a failed server is skipped for the next; verify off takes a self-signed
  * certificate; SNI is sent only with proxy_ssl_server_name on; mutual TLS; kept-alive TLS connections are reused
- * and sessions resumed; WebSocket passes; health checks speak TLS, and follow a reload that changes the scheme;
+ * and sessions resumed, but not across a reload that changes the settings; WebSocket passes; health checks speak
+ * TLS, and follow a reload that changes the scheme;
  * refused combinations name file:line. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -303,6 +304,56 @@ static void test_keepalive_reuse(void **state) {
   stop(&t);
 }
 
+/* The nginx connection number and request count of a response through tether, or -1. */
+static long tls_conn(tb_tether *t, long *requests) {
+  tb_resp r;
+  long c = -1;
+  if (get(t, "/headers", &r) == 200) {
+    const char *h = strstr(r.body, "X-TLS-Conn: ");
+    if (h == NULL || sscanf(h + 12, "%ld/%ld", &c, requests) != 2) c = -1;
+  }
+  tb_resp_free(&r);
+  return c;
+}
+
+static int reloaded(tb_tether *t, int generation) {
+  char want[64];
+  snprintf(want, sizeof(want), "configuration generation %d in service", generation);
+  for (int i = 0; i < 50 && !tb_file_contains(t->log, want); i++) tt_sleep_ms(100);
+  return tb_file_contains(t->log, want);
+}
+
+/* A reload builds new client contexts: pooled connections made with the old one are not reused (a connection
+ * verified for the old proxy_ssl_name must not serve the new one), and the new settings apply at once. */
+static void test_reload_rebuilds_context(void **state) {
+  (void)state;
+  tb_tether t;
+  const char *conf = "upstream ka { server 127.0.0.1:%d; keepalive 4; }\n"
+                     "location / { proxy_pass https://ka; proxy_ssl_verify on; "
+                     "proxy_ssl_trusted_certificate %s/ca.pem; proxy_ssl_name %s; }\n";
+  start(&t, conf, p_ok, pki, "localhost");
+  long n1 = 0, n2 = 0, n3 = 0;
+  long c1 = tls_conn(&t, &n1), c2 = tls_conn(&t, &n2);
+  assert_true(c1 >= 0);
+  assert_int_equal(c2, c1); /* kept alive */
+  assert_int_equal(n2, n1 + 1);
+  tb_tether_write_conf(&t, conf, p_ok, pki, "127.0.0.1"); /* an IP address: checked against the IP SAN */
+  kill(t.pid, SIGHUP);
+  assert_true(reloaded(&t, 2));
+  long c3 = tls_conn(&t, &n3);
+  assert_true(c3 >= 0);
+  assert_true(c3 != c1); /* a new connection, with the new context */
+  assert_int_equal(n3, 1);
+  tb_tether_write_conf(&t, conf, p_ok, pki, "wrong.test");
+  kill(t.pid, SIGHUP);
+  assert_true(reloaded(&t, 3));
+  tb_resp r;
+  assert_int_equal(get(&t, "/headers", &r), 502);
+  tb_resp_free(&r);
+  expect_log(&t, "hostname mismatch");
+  stop(&t);
+}
+
 /* A WebSocket upgrade through to an https server: the tunnel runs over the same TLS transport. */
 static void test_websocket(void **state) {
   (void)state;
@@ -369,7 +420,8 @@ static void test_health_checks(void **state) {
   expect_log(&t, line);
   char access[600], seen[64];
   snprintf(access, sizeof(access), "%s/access.log", pki);
-  snprintf(seen, sizeof(seen), "%d TLSv1.3 tether-health /health", p_ok); /* TLS, not plain HTTP */
+  snprintf(seen, sizeof(seen), "%d TLSv1.3 tether-health /health", p_ok);           /* TLS, not plain HTTP */
+  for (int i = 0; i < 50 && !tb_file_contains(access, seen); i++) tt_sleep_ms(100); /* nginx logs when done */
   assert_true(tb_file_contains(access, seen));
   tb_tether_write_conf(&t, conf, p_ok, p_plain, "http");
   kill(t.pid, SIGHUP);
@@ -438,10 +490,15 @@ static void test_refused(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_verify_with_trusted_ca),  cmocka_unit_test(test_verify_failures),
-      cmocka_unit_test(test_verify_off_and_sessions), cmocka_unit_test(test_mutual_tls),
-      cmocka_unit_test(test_keepalive_reuse),         cmocka_unit_test(test_websocket),
-      cmocka_unit_test(test_health_checks),           cmocka_unit_test(test_refused),
+      cmocka_unit_test(test_verify_with_trusted_ca),
+      cmocka_unit_test(test_verify_failures),
+      cmocka_unit_test(test_verify_off_and_sessions),
+      cmocka_unit_test(test_mutual_tls),
+      cmocka_unit_test(test_keepalive_reuse),
+      cmocka_unit_test(test_reload_rebuilds_context),
+      cmocka_unit_test(test_websocket),
+      cmocka_unit_test(test_health_checks),
+      cmocka_unit_test(test_refused),
   };
   return cmocka_run_group_tests_name("balancer upstream TLS", tests, setup, teardown);
 }
