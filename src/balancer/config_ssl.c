@@ -236,6 +236,19 @@ static void check(tether__conf_parser *ps, const tether__cf_proxy_ssl *p, int li
     tether__conf_error(ps, p->line ? p->line : line, "proxy_ssl_certificate_key without proxy_ssl_certificate");
 }
 
+/* A port after the name is dropped, as nginx does ("host:443", "[::1]:443"); a bare IPv6 address stays. */
+static void strip_port(char *name) {
+  char *end = name[0] == '[' ? strchr(name, ']') : NULL;
+  if (end) {
+    size_t n = (size_t)(end - name - 1);
+    memmove(name, name + 1, n);
+    name[n] = '\0';
+    return;
+  }
+  char *colon = strchr(name, ':');
+  if (colon && strchr(colon + 1, ':') == NULL) *colon = '\0';
+}
+
 void tether__conf_proxy_ssl_attach(tether__conf_parser *ps, tether__config *cf) {
   for (size_t i = 0; i < cf->nlocations; i++) {
     tether__conf_pending *pd = &ps->pendings[i];
@@ -244,6 +257,7 @@ void tether__conf_proxy_ssl_attach(tether__conf_parser *ps, tether__config *cf) 
     tether__cf_upstream *u = &cf->upstreams[k];
     merge(&pd->ssl, &ps->proxy_ssl);
     if (pd->ssl.name[0] == '\0') snprintf(pd->ssl.name, sizeof(pd->ssl.name), "%s", u->name); /* $proxy_host */
+    strip_port(pd->ssl.name);
     if (pd->https) check(ps, &pd->ssl, pd->line);
     if (u->https_line == 0) {
       u->https = pd->https;

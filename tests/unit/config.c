@@ -140,7 +140,7 @@ static void test_proxy_ssl_inheritance(void **state) {
                      "upstream c { server 127.0.0.1:3; }\n"
                      "location /a { proxy_pass https://a; proxy_ssl_verify_depth 3; proxy_ssl_protocols TLSv1.3; }\n"
                      "location /a2 { proxy_ssl_protocols TLSv1.3; proxy_pass https://a; proxy_ssl_verify_depth 3; }\n"
-                     "location /b { proxy_pass https://b; proxy_ssl_verify off; proxy_ssl_name b.example;\n"
+                     "location /b { proxy_pass https://b; proxy_ssl_verify off; proxy_ssl_name b.example:8443;\n"
                      "  proxy_ssl_session_reuse off; }\n"
                      "location /c { proxy_pass http://c; }\n";
   if (parse(text) != 0) fprintf(stderr, "%s", err);

@@ -75,14 +75,19 @@ static int handshake(tether__io *io, tls_state *t) {
   if (r != 1) {
     int e = SSL_get_error(t->ssl, r);
     flush(io, t); /* the handshake's next flight, or an alert */
-    char why[256] = "";
-    if (e != SSL_ERROR_WANT_READ && t->done) failure_reason(t, e, why, sizeof(why));
-    ERR_clear_error();
-    if (e == SSL_ERROR_WANT_READ) return 0;
-    if (t->done)
+    if (e == SSL_ERROR_WANT_READ) {
+      ERR_clear_error();
+      return 0;
+    }
+    if (t->done) {
+      char why[256];
+      failure_reason(t, e, why, sizeof(why));
+      ERR_clear_error();
       handshake_over(io, t, UV_EPROTO, why);
-    else
+    } else {
+      ERR_clear_error();
       io->on_read(io, UV_EPROTO, NULL);
+    }
     return -1;
   }
   t->handshaken = 1;
