@@ -68,6 +68,31 @@ static int server_up(const tether__server_state *s, const tether__cf_server *cf,
   return !cf->down && atomic_load(&s->health_up) && atomic_load(&s->down_until_ms) <= now;
 }
 
+/* session_monitor's counts, for the upstreams that have one. */
+static void session_metrics(tether__buf *b, const tether__control *ctl) {
+  static const char *const names[TETHER__SESS_COUNT][2] = {
+      {"started", "Responses that gave a session to a client that came without one (session_monitor)."},
+      {"replaced", "Responses that replaced the session a client came with: lost sessions (session_monitor)."},
+      {"expected", "Session ids replaced on an expected= path, such as a login (session_monitor)."},
+      {"presented", "Responses to requests that carried the session cookie (session_monitor)."}};
+  const tether__runtime *rt = ctl->rt;
+  for (int e = 0; e < TETHER__SESS_COUNT; e++) {
+    tether__buf_appendf(b, "# HELP tether_session_%s_total %s\n# TYPE tether_session_%s_total counter\n", names[e][0],
+                        names[e][1], names[e][0]);
+    for (size_t k = 0; k < rt->cf->nupstreams; k++) {
+      if (rt->cf->upstreams[k].monitor.cookie[0] == '\0') continue;
+      for (size_t i = 0; i < rt->cf->upstreams[k].nservers; i++) {
+        const tether__server_state *s = rt->ups[k].servers[i];
+        uint64_t n = 0;
+        for (int w = 0; w < ctl->nworkers; w++)
+          n += atomic_load_explicit(&s->per_worker[w].sessions[e], memory_order_relaxed);
+        tether__buf_appendf(b, "tether_session_%s_total{upstream=\"%s\",server=\"%s\"} %llu\n", names[e][0],
+                            s->upstream, s->name, (unsigned long long)n);
+      }
+    }
+  }
+}
+
 char *tether__metrics_text(tether__control *ctl) {
   tether__buf b = {0};
   int64_t now = tether_now_ms();
@@ -126,6 +151,7 @@ char *tether__metrics_text(tether__control *ctl) {
       tether__buf_appendf(&b, "tether_upstream_retries_total{upstream=\"%s\",server=\"%s\"} %llu\n", s->upstream,
                           s->name, (unsigned long long)sum_field(s, 1, ctl->nworkers));
     }
+  session_metrics(&b, ctl);
   int64_t active = 0;
   uint64_t accepted = 0, requests = 0, errs[6] = {0}, buckets[TETHER__LATENCY_NB + 1] = {0}, sum_us = 0;
   for (int i = 0; i < ctl->nworkers; i++) {
@@ -178,8 +204,14 @@ char *tether__metrics_text(tether__control *ctl) {
   }
   tether__buf_appendf(&b,
                       "# HELP tether_config_generation Configuration loads so far (reloads + 1).\n"
-                      "# TYPE tether_config_generation gauge\ntether_config_generation %llu\n",
-                      (unsigned long long)rt->generation);
+                      "# TYPE tether_config_generation gauge\ntether_config_generation %llu\n"
+                      "# HELP tether_config_reload_failures_total Reloads refused because the configuration had "
+                      "errors.\n# TYPE tether_config_reload_failures_total counter\n"
+                      "tether_config_reload_failures_total %llu\n"
+                      "# HELP tether_config_last_reload_success Whether the last reload (or the start) succeeded.\n"
+                      "# TYPE tether_config_last_reload_success gauge\ntether_config_last_reload_success %d\n",
+                      (unsigned long long)rt->generation, (unsigned long long)ctl->reload_failures,
+                      !ctl->last_reload_failed);
   return b.data;
 }
 

@@ -15,6 +15,8 @@ typedef struct tether__control {
   struct tether__admin_listener *listener; /* admin_listen, when open */
   void *checks;                            /* health checkers of rt */
   int nchecks;
+  uint64_t reload_failures; /* reloads refused (the configuration had errors) */
+  int last_reload_failed;   /* the last reload was refused: the running configuration is older than the file */
 } tether__control;
 
 int tether__admin_start(tether__control *ctl);

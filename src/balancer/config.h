@@ -121,6 +121,15 @@ typedef struct tether__cf_health {
   int64_t timeout_ms;
 } tether__cf_health;
 
+/* session_monitor COOKIE [expected=PATH,...]: the session-loss monitor (persist/monitor.h). */
+#define TETHER__CF_MAX_EXPECTED 16
+typedef struct tether__cf_monitor {
+  char cookie[64]; /* the application's session cookie; "" : no monitor */
+  char expected[TETHER__CF_MAX_EXPECTED][128]; /* paths: "/login" a prefix (as nginx's location), "=/x" exact */
+  int nexpected;
+  int line;
+} tether__cf_monitor;
+
 typedef struct tether__cf_upstream {
   char name[64];
   tether__cf_server servers[TETHER__CF_MAX_SERVERS];
@@ -135,6 +144,7 @@ typedef struct tether__cf_upstream {
   int line;
   uint8_t sticky_key[32]; /* sticky cookie without sticky_secret: the key file's key, read when loaded */
   int sticky_key_set;     /* sticky_key holds it (a parsed but not loaded configuration has none) */
+  tether__cf_monitor monitor; /* session_monitor */
 } tether__cf_upstream;
 
 #define TETHER__JWT_MAX_KEYS 8
