@@ -124,7 +124,7 @@ typedef struct tether__cf_health {
 /* session_monitor COOKIE [expected=PATH,...]: the session-loss monitor (persist/monitor.h). */
 #define TETHER__CF_MAX_EXPECTED 16
 typedef struct tether__cf_monitor {
-  char cookie[64]; /* the application's session cookie; "" : no monitor */
+  char cookie[64];                             /* the application's session cookie; "" : no monitor */
   char expected[TETHER__CF_MAX_EXPECTED][128]; /* paths: "/login" a prefix (as nginx's location), "=/x" exact */
   int nexpected;
   int line;
@@ -142,8 +142,8 @@ typedef struct tether__cf_upstream {
   int64_t drain_timeout_ms; /* after this, a draining server's bound clients move too; 0: never */
   char sticky_secret[128];  /* keys the sticky cookie values; default: the sticky_key_file's key */
   int line;
-  uint8_t sticky_key[32]; /* sticky cookie without sticky_secret: the key file's key, read when loaded */
-  int sticky_key_set;     /* sticky_key holds it (a parsed but not loaded configuration has none) */
+  uint8_t sticky_key[32];     /* sticky cookie without sticky_secret: the key file's key, read when loaded */
+  int sticky_key_set;         /* sticky_key holds it (a parsed but not loaded configuration has none) */
   tether__cf_monitor monitor; /* session_monitor */
 } tether__cf_upstream;
 

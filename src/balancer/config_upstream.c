@@ -238,7 +238,8 @@ static void monitor_line(tether__conf_parser *ps, tether__conf_directive *d, tet
     return;
   }
   if (!tether__token_valid(d->args[1]) || strlen(d->args[1]) >= sizeof(mc->cookie)) {
-    tether__conf_error(ps, d->line, "session_monitor: cookie name \"%s\" is not a token of 1-63 characters", d->args[1]);
+    tether__conf_error(ps, d->line, "session_monitor: cookie name \"%s\" is not a token of 1-63 characters",
+                       d->args[1]);
     return;
   }
   const char *p = d->nargs == 3 ? d->args[2] + 9 : NULL;
@@ -246,8 +247,10 @@ static void monitor_line(tether__conf_parser *ps, tether__conf_directive *d, tet
     const char *comma = strchr(p, ',');
     size_t n = comma ? (size_t)(comma - p) : strlen(p);
     if (!expected_ok(p, n)) {
-      tether__conf_error(ps, d->line, "session_monitor: expected= takes paths (\"/login\", or \"=/logout\" exactly), "
-                                      "separated by commas; got \"%.*s\"", (int)n, p);
+      tether__conf_error(ps, d->line,
+                         "session_monitor: expected= takes paths (\"/login\", or \"=/logout\" exactly), "
+                         "separated by commas; got \"%.*s\"",
+                         (int)n, p);
       return;
     }
     if (mc->nexpected == TETHER__CF_MAX_EXPECTED) {
@@ -285,7 +288,8 @@ static void upstream_checks(tether__conf_parser *ps, tether__conf_directive *d, 
                        u->name);
   if (u->balance_factor && u->persist.kind == TETHER__PERSIST_HASH && u->persist.method == TETHER__HASH_MODULO)
     tether__conf_error(ps, d->line, "upstream \"%s\": hash_balance_factor needs a consistent or maglev hash", u->name);
-  if (u->monitor.cookie[0] && u->persist.kind == TETHER__PERSIST_COOKIE && strcmp(u->monitor.cookie, u->persist.cookie) == 0)
+  if (u->monitor.cookie[0] && u->persist.kind == TETHER__PERSIST_COOKIE &&
+      strcmp(u->monitor.cookie, u->persist.cookie) == 0)
     tether__conf_error(ps, u->monitor.line,
                        "session_monitor watches the application's session cookie, not the balancer's sticky cookie "
                        "\"%s\"",

@@ -55,14 +55,14 @@ static int app_start(app *a, app_kind kind, int i) {
   a->port = tt_free_port();
   char listen_at[32];
   snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", a->port);
-  char *tether_argv[] = {TETHER_APP_BIN, "--listen",  listen_at, "--name", a->name, "--sessions",
-                         "memory://",    "--secret", SECRET,    NULL};
-  char *node_argv[] = {"node",   TETHER_INTEROP_DIR "/express/app.js",
+  char *tether_argv[] = {TETHER_APP_BIN, "--listen",  listen_at,  "--name", a->name,
+                         "--sessions",   "memory://", "--secret", SECRET,   NULL};
+  char *node_argv[] = {"node",     TETHER_INTEROP_DIR "/express/app.js",
                        "--listen", listen_at,
-                       "--name", a->name,
+                       "--name",   a->name,
                        "--secret", SECRET,
-                       "--store", kind == EXPRESS_MEMORY ? "memory" : "redis",
-                       "--redis", kind == EXPRESS_REDIS ? W.redis.url : "redis://127.0.0.1:1",
+                       "--store",  kind == EXPRESS_MEMORY ? "memory" : "redis",
+                       "--redis",  kind == EXPRESS_REDIS ? W.redis.url : "redis://127.0.0.1:1",
                        NULL};
   a->pid = tt_spawn(kind == TETHER_MEMORY ? tether_argv : node_argv, a->log, NULL);
   if (a->pid < 0 || !tt_wait_port(a->port, kind == TETHER_MEMORY ? 10000 : 30000)) {

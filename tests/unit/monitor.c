@@ -71,8 +71,9 @@ static void test_express(void **state) {
       classify(&mc, "/", SID "=s:aZ3-kq_9Hn1x7T0yQwErTyUiOpAsDfGh.x", "Set-Cookie: " SID "=" EXPRESS_A_ROTATED "\r\n"),
       TETHER__SESS_KEPT);
   /* another id: the server lost the session */
-  assert_int_equal(classify(&mc, "/", "theme=dark; " SID "=" EXPRESS_A, "Set-Cookie: " SID "=" EXPRESS_B "; Path=/\r\n"),
-                   TETHER__SESS_REPLACED);
+  assert_int_equal(
+      classify(&mc, "/", "theme=dark; " SID "=" EXPRESS_A, "Set-Cookie: " SID "=" EXPRESS_B "; Path=/\r\n"),
+      TETHER__SESS_REPLACED);
   /* the hashes themselves */
   assert_true(tether__session_id_hash((tether__slice){EXPRESS_A, strlen(EXPRESS_A)}) ==
               tether__session_id_hash((tether__slice){"\"" EXPRESS_A_ROTATED "\"", strlen(EXPRESS_A_ROTATED) + 2}));
@@ -91,9 +92,9 @@ static void test_several_set_cookies(void **state) {
   assert_int_equal(classify(&mc, "/", SID "=" EXPRESS_A, "Set-Cookie: srv_id=abc\r\nSet-Cookie: lang=en\r\n"),
                    TETHER__SESS_KEPT);
   /* the last one wins, as in the browser: a deletion then a new id is a replacement */
-  assert_int_equal(classify(&mc, "/", SID "=" EXPRESS_A,
-                            "Set-Cookie: " SID "=; Max-Age=0\r\nSet-Cookie: " SID "=" EXPRESS_B "\r\n"),
-                   TETHER__SESS_REPLACED);
+  assert_int_equal(
+      classify(&mc, "/", SID "=" EXPRESS_A, "Set-Cookie: " SID "=; Max-Age=0\r\nSet-Cookie: " SID "=" EXPRESS_B "\r\n"),
+      TETHER__SESS_REPLACED);
   /* a new id then the old one again: the client keeps the old one */
   assert_int_equal(classify(&mc, "/", SID "=" EXPRESS_A,
                             "Set-Cookie: " SID "=" EXPRESS_B "\r\nSet-Cookie: " SID "=" EXPRESS_A "\r\n"),
@@ -150,7 +151,7 @@ static void test_deletions(void **state) {
   (void)state;
   tether__cf_monitor mc = mon(SID, NULL);
   static const char *const deletions[] = {
-      "Set-Cookie: " SID "=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT\r\n", /* express's clearCookie */
+      "Set-Cookie: " SID "=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT\r\n",            /* express's clearCookie */
       "Set-Cookie: " SID "=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/\r\n", /* werkzeug */
       "Set-Cookie: " SID "=deleted; expires=Thursday, 01-Jan-70 00:00:01 GMT; Max-Age=0\r\n", /* PHP */
       "Set-Cookie: " SID "=" EXPRESS_B "; Max-Age=-1\r\n",
@@ -252,7 +253,8 @@ static char err[4096];
 
 static int parse(const char *upstream_lines) {
   char text[2048];
-  snprintf(text, sizeof(text), "listen 8080;\nupstream b {\n server 127.0.0.1:1;\n%s}\nlocation / { proxy_pass http://b; }\n",
+  snprintf(text, sizeof(text),
+           "listen 8080;\nupstream b {\n server 127.0.0.1:1;\n%s}\nlocation / { proxy_pass http://b; }\n",
            upstream_lines);
   return tether__config_parse("t.conf", text, strlen(text), &cf, err, sizeof(err));
 }
@@ -295,10 +297,10 @@ static void test_directive(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_express),      cmocka_unit_test(test_several_set_cookies),
+      cmocka_unit_test(test_express),        cmocka_unit_test(test_several_set_cookies),
       cmocka_unit_test(test_expected_paths), cmocka_unit_test(test_flask),
-      cmocka_unit_test(test_deletions),    cmocka_unit_test(test_hostile),
-      cmocka_unit_test(test_cookie_dates), cmocka_unit_test(test_directive),
+      cmocka_unit_test(test_deletions),      cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_cookie_dates),   cmocka_unit_test(test_directive),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
