@@ -114,8 +114,8 @@ static json_t *server_of(json_t *status, const char *name) {
   json_t *ups = json_object_get(status, "upstreams"), *u = json_array_get(ups, 0);
   size_t i;
   json_t *v;
-  json_array_foreach(json_object_get(u, "servers"), i, v) if (strcmp(json_string_value(json_object_get(v, "name")),
-                                                                     name) == 0) return v;
+  json_array_foreach(json_object_get(u, "servers"), i,
+                     v) if (strcmp(json_string_value(json_object_get(v, "name")), name) == 0) return v;
   return NULL;
 }
 
