@@ -25,7 +25,8 @@ void tether__admin_stop(tether__control *ctl);
 char *tether__metrics_text(tether__control *ctl);
 char *tether__status_json(tether__control *ctl);
 
-/* The dashboard served at GET / (dashboard.c): one page and its script, nothing fetched from elsewhere. */
+/* The dashboard served at GET /: one page and its script (src/balancer/dashboard/, built in by
+ * cmake/embed.cmake), nothing fetched from elsewhere. */
 extern const char tether__dashboard_html[];
 extern const char tether__dashboard_js[];
 
