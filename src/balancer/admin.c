@@ -1,4 +1,5 @@
-/* The admin listener: GET /metrics (Prometheus text), GET /status (JSON), and
+/* The admin listener: GET /metrics (Prometheus text), GET /status (JSON), GET / (the dashboard page) with
+ * GET /events (the status as Server-Sent Events, once a second), and
  * POST /upstreams/NAME/servers/ADDR/{drain,enable,disable}, PUT /upstreams/NAME/servers/ADDR/weight.
  * It accepts by itself (a readable poll on the listening socket and accept4) with one descriptor held in
  * reserve, so it still answers when the workers' clients hold every descriptor the process may open. */
@@ -21,8 +22,11 @@
 #include "http1.h"
 #include "persist/persist.h"
 
-#define ADMIN_TIMEOUT_MS 10000 /* for a request to arrive whole, then for its answer to be taken */
-#define ADMIN_RETRY_MS 100     /* out of descriptors even with the reserve: accept again after this */
+#define ADMIN_TIMEOUT_MS 10000      /* for a request to arrive whole, then for its answer to be taken */
+#define ADMIN_RETRY_MS 100          /* out of descriptors even with the reserve: accept again after this */
+#define EVENTS_EVERY_MS 1000        /* GET /events: one status event a second */
+#define EVENTS_MAX 16               /* streams open at once; more get 503 */
+#define EVENTS_BACKLOG (256 * 1024) /* a stream whose reader is this far behind is closed */
 
 typedef struct admin_conn {
   uv_tcp_t tcp;
@@ -31,8 +35,10 @@ typedef struct admin_conn {
   char buf[8192];
   size_t len;
   int done;
-  int closing;   /* handles whose close callback is still due */
-  char peer[64]; /* for the log */
+  int closing;                              /* handles whose close callback is still due */
+  char peer[64];                            /* for the log */
+  struct tether__admin_listener *stream_of; /* GET /events: the listener whose stream list holds it */
+  struct admin_conn *stream_next;
 } admin_conn;
 
 /* The listening socket, polled for readability; freed once its handles have closed (a reload that moves
@@ -44,6 +50,8 @@ struct tether__admin_listener {
   int reserve; /* an open /dev/null given up to accept one admin connection, or -1 */
   int closing;
   tether__control *ctl;
+  admin_conn *streams; /* GET /events streams open on it */
+  int nstreams;
 };
 
 static const char *class_names[TETHER__NCLASSES] = {"1xx", "2xx", "3xx", "4xx", "5xx", "error"};
@@ -66,6 +74,31 @@ static uint64_t sum_field(const tether__server_state *s, int which, int nworkers
 /* Up as a balancer sees it: configured in, health checks passing, not failed passively. */
 static int server_up(const tether__server_state *s, const tether__cf_server *cf, int64_t now) {
   return !cf->down && atomic_load(&s->health_up) && atomic_load(&s->down_until_ms) <= now;
+}
+
+/* session_monitor's counts, for the upstreams that have one. */
+static void session_metrics(tether__buf *b, const tether__control *ctl) {
+  static const char *const names[TETHER__SESS_COUNT][2] = {
+      {"started", "Responses that gave a session to a client that came without one (session_monitor)."},
+      {"replaced", "Responses that replaced the session a client came with: lost sessions (session_monitor)."},
+      {"expected", "Session ids replaced on an expected= path, such as a login (session_monitor)."},
+      {"presented", "Responses to requests that carried the session cookie (session_monitor)."}};
+  const tether__runtime *rt = ctl->rt;
+  for (int e = 0; e < TETHER__SESS_COUNT; e++) {
+    tether__buf_appendf(b, "# HELP tether_session_%s_total %s\n# TYPE tether_session_%s_total counter\n", names[e][0],
+                        names[e][1], names[e][0]);
+    for (size_t k = 0; k < rt->cf->nupstreams; k++) {
+      if (rt->cf->upstreams[k].monitor.cookie[0] == '\0') continue;
+      for (size_t i = 0; i < rt->cf->upstreams[k].nservers; i++) {
+        const tether__server_state *s = rt->ups[k].servers[i];
+        uint64_t n = 0;
+        for (int w = 0; w < ctl->nworkers; w++)
+          n += atomic_load_explicit(&s->per_worker[w].sessions[e], memory_order_relaxed);
+        tether__buf_appendf(b, "tether_session_%s_total{upstream=\"%s\",server=\"%s\"} %llu\n", names[e][0],
+                            s->upstream, s->name, (unsigned long long)n);
+      }
+    }
+  }
 }
 
 char *tether__metrics_text(tether__control *ctl) {
@@ -126,6 +159,7 @@ char *tether__metrics_text(tether__control *ctl) {
       tether__buf_appendf(&b, "tether_upstream_retries_total{upstream=\"%s\",server=\"%s\"} %llu\n", s->upstream,
                           s->name, (unsigned long long)sum_field(s, 1, ctl->nworkers));
     }
+  session_metrics(&b, ctl);
   int64_t active = 0;
   uint64_t accepted = 0, requests = 0, errs[6] = {0}, buckets[TETHER__LATENCY_NB + 1] = {0}, sum_us = 0;
   for (int i = 0; i < ctl->nworkers; i++) {
@@ -178,12 +212,58 @@ char *tether__metrics_text(tether__control *ctl) {
   }
   tether__buf_appendf(&b,
                       "# HELP tether_config_generation Configuration loads so far (reloads + 1).\n"
-                      "# TYPE tether_config_generation gauge\ntether_config_generation %llu\n",
-                      (unsigned long long)rt->generation);
+                      "# TYPE tether_config_generation gauge\ntether_config_generation %llu\n"
+                      "# HELP tether_config_reload_failures_total Reloads refused because the configuration had "
+                      "errors.\n# TYPE tether_config_reload_failures_total counter\n"
+                      "tether_config_reload_failures_total %llu\n"
+                      "# HELP tether_config_last_reload_success Whether the last reload (or the start) succeeded.\n"
+                      "# TYPE tether_config_last_reload_success gauge\ntether_config_last_reload_success %d\n",
+                      (unsigned long long)rt->generation, (unsigned long long)ctl->reload_failures,
+                      !ctl->last_reload_failed);
   return b.data;
 }
 
-char *tether__status_json(tether__control *ctl) {
+/* Per upstream, with persistence: its outcomes so far, as "hit", "new", "break_down", ... */
+static json_t *persistence_json(const tether__upstream_state *us, int nworkers) {
+  json_t *o = json_object();
+  for (int k = 0; k < TETHER__OUT_COUNT; k++) {
+    uint64_t n = 0;
+    for (int w = 0; w < nworkers; w++) n += atomic_load_explicit(&us->outcomes[w][k], memory_order_relaxed);
+    char key[32];
+    snprintf(key, sizeof(key), "%s%s%s", tether__outcome_names[k][0], tether__outcome_names[k][1][0] ? "_" : "",
+             tether__outcome_names[k][1]);
+    json_object_set_new(o, key, json_integer((json_int_t)n));
+  }
+  return o;
+}
+
+/* Per server, with session_monitor: started, replaced, expected, presented. */
+static json_t *sessions_json(const tether__server_state *s, int nworkers) {
+  static const char *const names[TETHER__SESS_COUNT] = {"started", "replaced", "expected", "presented"};
+  json_t *o = json_object();
+  for (int e = 0; e < TETHER__SESS_COUNT; e++) {
+    uint64_t n = 0;
+    for (int w = 0; w < nworkers; w++) n += atomic_load_explicit(&s->per_worker[w].sessions[e], memory_order_relaxed);
+    json_object_set_new(o, names[e], json_integer((json_int_t)n));
+  }
+  return o;
+}
+
+/* The request duration histogram: bucket bounds (seconds) and the count in each (the last: above them). */
+static json_t *latency_json(const tether__control *ctl) {
+  json_t *o = json_object(), *le = json_array(), *counts = json_array();
+  for (int k = 0; k <= TETHER__LATENCY_NB; k++) {
+    uint64_t n = 0;
+    for (int i = 0; i < ctl->nworkers; i++) n += atomic_load(&ctl->workers[i].latency_buckets[k]);
+    if (k < TETHER__LATENCY_NB) json_array_append_new(le, json_real(tether__latency_bounds_s[k]));
+    json_array_append_new(counts, json_integer((json_int_t)n));
+  }
+  json_object_set_new(o, "le", le);
+  json_object_set_new(o, "counts", counts);
+  return o;
+}
+
+static char *status_text(tether__control *ctl, size_t flags) {
   int64_t now = tether_now_ms();
   tether__runtime *rt = ctl->rt;
   json_t *root = json_object();
@@ -218,16 +298,22 @@ char *tether__status_json(tether__control *ctl) {
       json_object_set_new(js, "requests", req);
       json_object_set_new(js, "connect_errors", json_integer((json_int_t)sum_field(s, 0, ctl->nworkers)));
       json_object_set_new(js, "retries", json_integer((json_int_t)sum_field(s, 1, ctl->nworkers)));
+      if (u->monitor.cookie[0]) json_object_set_new(js, "sessions", sessions_json(s, ctl->nworkers));
       json_array_append_new(servers, js);
     }
     json_object_set_new(ju, "servers", servers);
+    if (u->persist.kind != TETHER__PERSIST_NONE)
+      json_object_set_new(ju, "persistence", persistence_json(rt->ups[k].state, ctl->nworkers));
     json_array_append_new(ups, ju);
   }
   json_object_set_new(root, "upstreams", ups);
-  char *out = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_object_set_new(root, "latency", latency_json(ctl));
+  char *out = json_dumps(root, flags | JSON_PRESERVE_ORDER);
   json_decref(root);
   return out;
 }
+
+char *tether__status_json(tether__control *ctl) { return status_text(ctl, JSON_INDENT(2)); }
 
 /* Takes the reserve descriptor back when it was given up (and nothing else took its place since). */
 static void reserve_take(struct tether__admin_listener *l) {
@@ -242,6 +328,13 @@ static void conn_closed(uv_handle_t *h) {
 
 static void conn_close(admin_conn *a) {
   if (a->closing) return;
+  if (a->stream_of) { /* out of its listener's list of streams */
+    admin_conn **pp = &a->stream_of->streams;
+    while (*pp != a) pp = &(*pp)->stream_next;
+    *pp = a->stream_next;
+    a->stream_of->nstreams--;
+    a->stream_of = NULL;
+  }
   a->closing = 2;
   uv_close((uv_handle_t *)&a->tcp, conn_closed);
   uv_close((uv_handle_t *)&a->timer, conn_closed);
@@ -268,6 +361,7 @@ static void reply_hdr(admin_conn *a, int status, const char *extra, const char *
                        : status == 404 ? "Not Found"
                        : status == 405 ? "Method Not Allowed"
                        : status == 415 ? "Unsupported Media Type"
+                       : status == 503 ? "Service Unavailable"
                                        : "Error";
   size_t blen = strlen(body);
   char *msg =
@@ -286,6 +380,71 @@ static void reply_hdr(admin_conn *a, int status, const char *extra, const char *
 
 static void reply(admin_conn *a, int status, const char *type, const char *body) {
   reply_hdr(a, status, "", type, body);
+}
+
+/* ---- GET /events: the status once a second, as Server-Sent Events ---- */
+
+static void stream_written(uv_write_t *req, int status) {
+  admin_conn *a = req->data;
+  free(req);
+  if (status < 0) conn_close(a);
+}
+
+static void stream_write(admin_conn *a, const char *text) {
+  size_t n = strlen(text);
+  uv_write_t *req = tether__malloc(sizeof(*req) + n);
+  memcpy((char *)(req + 1), text, n);
+  uv_buf_t buf = uv_buf_init((char *)(req + 1), (unsigned)n);
+  req->data = a;
+  if (uv_write(req, (uv_stream_t *)&a->tcp, &buf, 1, stream_written) < 0) {
+    free(req);
+    conn_close(a);
+  }
+}
+
+static void event_tick(uv_timer_t *t) {
+  admin_conn *a = t->data;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&a->tcp) > EVENTS_BACKLOG) { /* nobody reads it */
+    conn_close(a);
+    return;
+  }
+  char *json = status_text(a->ctl, JSON_COMPACT); /* one line: an event is "data: LINE" and a blank line */
+  char *event = tether__asprintf("data: %s\n\n", json);
+  free(json);
+  stream_write(a, event);
+  free(event);
+}
+
+static void events_start(admin_conn *a) {
+  struct tether__admin_listener *l = a->ctl->listener;
+  if (l == NULL || l->nstreams >= EVENTS_MAX) {
+    reply_hdr(a, 503, "Retry-After: 5\r\n", "text/plain", "too many event streams are open\n");
+    return;
+  }
+  a->done = 1; /* reading goes on, to see the client go */
+  a->stream_of = l;
+  a->stream_next = l->streams;
+  l->streams = a;
+  l->nstreams++;
+  stream_write(a, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n"
+                  "Connection: close\r\n\r\n");
+  if (a->closing) return;
+  event_tick(&a->timer);
+  if (!a->closing) uv_timer_start(&a->timer, event_tick, EVENTS_EVERY_MS, EVENTS_EVERY_MS);
+}
+
+/* GET / and its script: static, holding no data, so served without the token (the page asks for it and
+ * sends it with every request it makes). */
+static int dashboard_asset(admin_conn *a, const tether__h1_msg *m, const char *path) {
+  int page = strcmp(path, "/") == 0, script = strcmp(path, "/dashboard.js") == 0;
+  if (!(page || script) || !tether__h1_token_eq(m->method, "GET")) return 0;
+  reply_hdr(a, 200,
+            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+            "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
+            "connect-src 'self'; img-src data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n",
+            page ? "text/html; charset=utf-8" : "text/javascript; charset=utf-8",
+            page ? tether__dashboard_html : tether__dashboard_js);
+  return 1;
 }
 
 /* ---- who may ask ---- */
@@ -410,17 +569,22 @@ static void handle(admin_conn *a, tether__h1_msg *m, const char *body) {
   snprintf(path, sizeof(path), "%.*s", (int)(m->target.n < 255 ? m->target.n : 255), m->target.p);
   char *q = strchr(path, '?');
   if (q) *q = '\0';
-  if (!allowed(a, m, path)) return;
+  if (dashboard_asset(a, m, path) || !allowed(a, m, path)) return;
   if (strcmp(path, "/metrics") == 0 || strcmp(path, "/status") == 0) {
     if (!tether__h1_token_eq(m->method, "GET")) return reply(a, 405, "text/plain", "use GET\n");
     int metrics = path[1] == 'm';
     char *text = metrics ? tether__metrics_text(a->ctl) : tether__status_json(a->ctl);
     reply(a, 200, metrics ? "text/plain; version=0.0.4" : "application/json", text);
     free(text);
+  } else if (strcmp(path, "/events") == 0) {
+    if (!tether__h1_token_eq(m->method, "GET")) return reply(a, 405, "text/plain", "use GET\n");
+    events_start(a);
   } else if (strncmp(path, "/upstreams/", 11) == 0) {
     server_action(a, m->method, path, body);
   } else {
-    reply(a, 404, "text/plain", "admin: GET /metrics, GET /status, POST /upstreams/NAME/servers/ADDR/ACTION\n");
+    reply(a, 404, "text/plain",
+          "admin: GET / (dashboard), GET /events, GET /metrics, GET /status, "
+          "POST /upstreams/NAME/servers/ADDR/ACTION\n");
   }
 }
 
@@ -433,7 +597,10 @@ static void alloc_cb(uv_handle_t *h, size_t s, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   (void)buf;
   admin_conn *a = s->data;
-  if (a->done) return;
+  if (a->done) {
+    if (n < 0 && a->stream_of) conn_close(a); /* an event stream's reader went away */
+    return;
+  }
   if (n < 0) {
     conn_close(a);
     return;
@@ -570,6 +737,7 @@ void tether__admin_stop(tether__control *ctl) {
   struct tether__admin_listener *l = ctl->listener;
   if (l == NULL) return;
   ctl->listener = NULL;
+  while (l->streams) conn_close(l->streams); /* unlinks it */
   l->closing = 2;
   uv_close((uv_handle_t *)&l->poll, listener_closed);
   uv_close((uv_handle_t *)&l->retry, listener_closed);

@@ -147,6 +147,14 @@ typedef struct tether__cf_proxy_ssl {
   int set;                           /* TETHER__PSSL_*: the directives given at this level */
   int line, trusted_line, cert_line; /* the first proxy_ssl_* directive; where the files are named */
 } tether__cf_proxy_ssl;
+/* session_monitor COOKIE [expected=PATH,...]: the session-loss monitor (persist/monitor.h). */
+#define TETHER__CF_MAX_EXPECTED 16
+typedef struct tether__cf_monitor {
+  char cookie[64];                             /* the application's session cookie; "" : no monitor */
+  char expected[TETHER__CF_MAX_EXPECTED][128]; /* paths: "/login" a prefix (as nginx's location), "=/x" exact */
+  int nexpected;
+  int line;
+} tether__cf_monitor;
 
 typedef struct tether__cf_upstream {
   char name[64];
@@ -167,6 +175,7 @@ typedef struct tether__cf_upstream {
   int https_location;       /* ... in this location */
   tether__cf_proxy_ssl ssl; /* the proxy_ssl_* settings of its locations (https only) */
   void *tls_ctx;            /* https: the client SSL_CTX, built at load (tls/context.c) */
+  tether__cf_monitor monitor; /* session_monitor */
 } tether__cf_upstream;
 
 #define TETHER__JWT_MAX_KEYS 8

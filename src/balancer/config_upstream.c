@@ -217,6 +217,53 @@ static void persist_line(tether__conf_parser *ps, tether__conf_directive *d, tet
   }
 }
 
+/* One expected= path: "/x" a prefix, "=/x" exact; it must be a path with nothing a request path cannot hold. */
+static int expected_ok(const char *e, size_t n) {
+  size_t i = n && e[0] == '=';
+  if (i == n || e[i] != '/' || n >= sizeof(((tether__cf_monitor *)0)->expected[0])) return 0;
+  for (; i < n; i++)
+    if ((unsigned char)e[i] <= 0x20 || e[i] == 0x7f || e[i] == '?' || e[i] == '#') return 0;
+  return 1;
+}
+
+/* session_monitor COOKIE [expected=PATH,PATH...] */
+static void monitor_line(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_upstream *u) {
+  tether__cf_monitor *mc = &u->monitor;
+  if (mc->cookie[0]) {
+    tether__conf_error(ps, d->line, "\"session_monitor\" is duplicate (line %d)", mc->line);
+    return;
+  }
+  if (d->nargs < 2 || d->nargs > 3 || (d->nargs == 3 && strncmp(d->args[2], "expected=", 9) != 0)) {
+    tether__conf_error(ps, d->line, "\"session_monitor\" takes a cookie name and optionally expected=PATH,PATH...");
+    return;
+  }
+  if (!tether__token_valid(d->args[1]) || strlen(d->args[1]) >= sizeof(mc->cookie)) {
+    tether__conf_error(ps, d->line, "session_monitor: cookie name \"%s\" is not a token of 1-63 characters",
+                       d->args[1]);
+    return;
+  }
+  const char *p = d->nargs == 3 ? d->args[2] + 9 : NULL;
+  while (p) {
+    const char *comma = strchr(p, ',');
+    size_t n = comma ? (size_t)(comma - p) : strlen(p);
+    if (!expected_ok(p, n)) {
+      tether__conf_error(ps, d->line,
+                         "session_monitor: expected= takes paths (\"/login\", or \"=/logout\" exactly), "
+                         "separated by commas; got \"%.*s\"",
+                         (int)n, p);
+      return;
+    }
+    if (mc->nexpected == TETHER__CF_MAX_EXPECTED) {
+      tether__conf_error(ps, d->line, "session_monitor: at most %d expected= paths", TETHER__CF_MAX_EXPECTED);
+      return;
+    }
+    snprintf(mc->expected[mc->nexpected++], sizeof(mc->expected[0]), "%.*s", (int)n, p);
+    p = comma ? comma + 1 : NULL;
+  }
+  snprintf(mc->cookie, sizeof(mc->cookie), "%s", d->args[1]);
+  mc->line = d->line;
+}
+
 /* What an upstream's lines cannot say alone: servers, ids and routes that clash, a balance factor without a
  * consistent hash. */
 static void upstream_checks(tether__conf_parser *ps, tether__conf_directive *d, const tether__cf_upstream *u) {
@@ -241,6 +288,12 @@ static void upstream_checks(tether__conf_parser *ps, tether__conf_directive *d, 
                        u->name);
   if (u->balance_factor && u->persist.kind == TETHER__PERSIST_HASH && u->persist.method == TETHER__HASH_MODULO)
     tether__conf_error(ps, d->line, "upstream \"%s\": hash_balance_factor needs a consistent or maglev hash", u->name);
+  if (u->monitor.cookie[0] && u->persist.kind == TETHER__PERSIST_COOKIE &&
+      strcmp(u->monitor.cookie, u->persist.cookie) == 0)
+    tether__conf_error(ps, u->monitor.line,
+                       "session_monitor watches the application's session cookie, not the balancer's sticky cookie "
+                       "\"%s\"",
+                       u->persist.cookie);
 }
 
 void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d) {
@@ -307,6 +360,11 @@ void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d) {
         else
           snprintf(u->sticky_secret, sizeof(u->sticky_secret), "%s", c.args[1]);
       }
+    } else if (strcmp(n, "session_monitor") == 0) {
+      if (c.block)
+        tether__conf_error(ps, c.line, "\"session_monitor\" takes no block");
+      else
+        monitor_line(ps, &c, u);
     } else if (strcmp(n, "health_check") == 0) {
       if (c.block)
         tether__conf_error(ps, c.line, "\"health_check\" takes no block");

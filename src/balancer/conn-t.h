@@ -78,6 +78,7 @@ struct tether__client {
   struct sockaddr_storage addr; /* the socket's peer */
   struct sockaddr_storage real; /* the client: addr, or what a trusted proxy said */
   tether__persist_req pr;       /* what persistence found in the request */
+  tether__monitor_req mon;      /* what the session monitor found in it */
   int closing;
   int served;            /* requests started on this connection */
   int starting, restart; /* in the request loop; a pipelined request is next */

@@ -156,9 +156,12 @@ static void reload(void) {
   tether__config *cf = load(config_path);
   if (cf == NULL) {
     tether__log(TETHER_LOG_ERROR, "reload refused: the configuration has errors; the running one stays");
+    ctl.reload_failures++;
+    ctl.last_reload_failed = 1;
     tether__notify("READY=1");
     return;
   }
+  ctl.last_reload_failed = 0;
   if (!same_listeners(ctl.rt->cf, cf))
     tether__log(TETHER_LOG_WARN, "reload: listen addresses and worker_processes change only on restart");
   if (strcmp(ctl.rt->cf->error_log, cf->error_log) != 0)

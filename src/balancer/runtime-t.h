@@ -30,6 +30,7 @@ typedef struct tether__wcounters {
   _Atomic uint64_t requests[TETHER__NCLASSES]; /* by status class; ERR: no response from the server */
   _Atomic uint64_t connect_errors;
   _Atomic uint64_t retries;
+  _Atomic uint64_t sessions[TETHER__SESS_COUNT]; /* session_monitor's counts, by TETHER__SESS_* */
   char pad[64];
 } tether__wcounters;
 

@@ -635,6 +635,8 @@ static void test_reload_under_load(void **state) {
     tt_sleep_ms(20);
   }
   assert_true(tb_metric(m, "tether_config_generation") == gen + 1);
+  assert_true(tb_metric(m, "tether_config_reload_failures_total") == 0);
+  assert_true(tb_metric(m, "tether_config_last_reload_success") == 1);
   free(m);
   long b3_before = atomic_load(&loads[0].per[3]) + atomic_load(&loads[1].per[3]);
   int count[4];
@@ -655,6 +657,20 @@ static void test_reload_under_load(void **state) {
   assert_true(tb_file_contains(T.log, where));
   m = tb_admin_get(&T, "/metrics");
   assert_true(tb_metric(m, "tether_config_generation") == gen + 1);
+  assert_true(tb_metric(m, "tether_config_reload_failures_total") == 1); /* what an alert watches */
+  assert_true(tb_metric(m, "tether_config_last_reload_success") == 0);
+  free(m);
+  /* the next good reload clears it; the failure stays counted */
+  tb_tether_write_conf(&T, three, T.dir, b1.addr, b2.addr, b3.addr);
+  kill(T.pid, SIGHUP);
+  m = NULL;
+  for (t0 = tb_now_ms(); tb_now_ms() - t0 < 3000; tt_sleep_ms(20)) {
+    free(m);
+    m = tb_admin_get(&T, "/metrics");
+    if (tb_metric(m, "tether_config_generation") == gen + 2) break;
+  }
+  assert_true(tb_metric(m, "tether_config_last_reload_success") == 1);
+  assert_true(tb_metric(m, "tether_config_reload_failures_total") == 1);
   free(m);
   tt_sleep_ms(300);
   for (int i = 0; i < 2; i++) load_stop(&loads[i]);

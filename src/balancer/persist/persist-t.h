@@ -15,6 +15,25 @@ typedef enum tether__outcome {
 #include <stddef.h>
 #include <stdint.h>
 
+/* The session-loss monitor (session_monitor, persist/monitor.h): what a response did to the application's
+ * session cookie, counted per server. Kept is not counted. */
+enum {
+  TETHER__SESS_KEPT = -1,
+  TETHER__SESS_STARTED = 0, /* no cookie came in, one was set */
+  TETHER__SESS_REPLACED,    /* a cookie came in, another session id was set: a lost session */
+  TETHER__SESS_EXPECTED,    /* the same, on a path of expected= (a login that regenerates) */
+  TETHER__SESS_PRESENTED,   /* not an outcome: responses to requests that carried the cookie */
+  TETHER__SESS_COUNT
+};
+
+/* What the monitor needs from the request, read from its head (nothing is kept per client). */
+typedef struct tether__monitor_req {
+  int on;        /* the upstream has a session_monitor */
+  int presented; /* the request carried the cookie, with a value */
+  int expected;  /* the path is one of expected= */
+  uint64_t id;   /* a 64-bit hash of the session id it carried */
+} tether__monitor_req;
+
 /* What the request brought, computed once from its head. */
 typedef struct tether__persist_req {
   int bound;         /* the server the policy names (-1: none) */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../answer.h"
+#include "../persist/monitor.h"
 #include "../persist/persist.h"
 #include "../worker.h"
 #include "auth.h"
@@ -85,6 +86,7 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   c->ups = loc->upstream;
   const tether__upstream_rt *ur = &c->rt->ups[c->ups];
   tether__persist_request(ur, m, (const struct sockaddr *)&c->real, claims, &c->pr);
+  tether__monitor_request(&ur->cf->monitor, m, w->scratch_path.data, w->scratch_path.len, &c->mon);
   tether__fwd x = {.cf = cf,
                    .loc = loc,
                    .ur = ur,

@@ -24,13 +24,14 @@ static const tether__cf_location *longest_prefix(const tether__config *cf, const
 const tether__cf_location *tether__route(const tether__config *cf, const tether__h1_msg *m, tether__buf *scratch,
                                          int *status) {
   *status = 0;
-  if (m->path.n == 1 && m->path.p[0] == '*') return longest_prefix(cf, "*", 1); /* OPTIONS *: no location */
   scratch->len = 0;
+  if (m->path.n == 1 && m->path.p[0] == '*') return longest_prefix(cf, "*", 1); /* OPTIONS *: no location */
   tether__buf_reserve(scratch, m->path.n);
   int n = tether__uri_normalize(m->path.p, m->path.n, scratch->data, m->path.n + 1);
   if (n < 0) {
     *status = -n;
     return NULL;
   }
+  scratch->len = (size_t)n;
   return longest_prefix(cf, scratch->data, (size_t)n);
 }

@@ -10,7 +10,7 @@
  * "/%61pi/me", "//api/me" or "/x/../api/me" meet "location /api/" as the server will read them (the server
  * receives the original target). An exact match wins, else the longest prefix (case-sensitive, as nginx).
  * Returns the location (NULL: none) or sets *status for a path that cannot be routed (400). scratch holds
- * the normalized path. */
+ * the normalized path (scratch->len bytes, 0 for "*"). */
 const tether__cf_location *tether__route(const tether__config *cf, const tether__h1_msg *m, tether__buf *scratch,
                                          int *status);
 

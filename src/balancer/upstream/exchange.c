@@ -8,6 +8,7 @@
 #include "../balance/balance.h"
 #include "../conn.h"
 #include "../io/tls.h"
+#include "../persist/monitor.h"
 #include "../persist/persist.h"
 #include "../request/finish.h"
 #include "../request/rewrite.h"
@@ -281,6 +282,16 @@ static void response_done(tether__client *c, tether__upconn *u) {
   tether__request_finish(c);
 }
 
+/* session_monitor: what the response did to the application's session, counted for the server. */
+static void monitor_session(tether__client *c, const tether__h1_msg *m) {
+  if (!c->mon.on) return;
+  const tether__upstream_rt *ur = &c->rt->ups[c->ups];
+  tether__wcounters *wc = &ur->servers[c->srv]->per_worker[c->w->id];
+  if (c->mon.presented) atomic_fetch_add_explicit(&wc->sessions[TETHER__SESS_PRESENTED], 1, memory_order_relaxed);
+  int ev = tether__monitor_response(&ur->cf->monitor, &c->mon, m, tether_now_ms());
+  if (ev != TETHER__SESS_KEPT) atomic_fetch_add_explicit(&wc->sessions[ev], 1, memory_order_relaxed);
+}
+
 static int forward_head(tether__client *c, const tether__h1_msg *m, const char *body, size_t blen) {
   tether__buf *b = &c->w->scratch_out;
   b->len = 0;
@@ -310,6 +321,7 @@ static int response_head(tether__client *c, tether__upconn *u) {
     return rc < 0 ? -1 : 1;
   }
   c->status = m->status;
+  if (m->status != 101) monitor_session(c, m);
   u->resp_keep_alive = m->keep_alive;
   tether__h1_body_init(&u->body, m);
   u->head_done = 1;

@@ -3,7 +3,11 @@
 // behind the balancer: same cookie (connect.sid, signed with the same secret), same Redis keys and values.
 //
 //   node app.js --listen 127.0.0.1:PORT --name NAME --redis redis://127.0.0.1:PORT --secret S [--secret S2]
-//               [--secure] [--trust-proxy loopback]
+//               [--secure] [--trust-proxy loopback] [--store redis|memory]
+//
+// --store memory keeps sessions in express-session's MemoryStore instead (no Redis): each instance has its
+// own, lost when it stops, as an app behind sticky sessions without a shared store (the session monitor's
+// test kills one).
 //
 // It listens once its Redis client is connected, so "the port accepts" means "ready". The npm packages
 // are tests/interop's (package.json there; Node finds ../node_modules).
@@ -48,6 +52,7 @@ try {
       'max-age': { type: 'string', default: '3600' },
       secure: { type: 'boolean', default: false },
       'trust-proxy': { type: 'string' },
+      store: { type: 'string', default: 'redis' },
     },
   }).values;
 } catch (e) {
@@ -57,6 +62,8 @@ const secrets = opts.secret || (process.env.TETHER_SECRET ? [process.env.TETHER_
 if (secrets.length === 0) usage('a cookie secret is required: --secret S (or $TETHER_SECRET)');
 const m = /^([0-9.]+):([0-9]+)$/.exec(opts.listen);
 if (!m) usage(`--listen takes IP:PORT, got ${opts.listen}`);
+if (opts.store !== 'redis' && opts.store !== 'memory') usage(`--store takes redis or memory, got ${opts.store}`);
+const inMemory = opts.store === 'memory';
 const redisUrl = new URL(opts.redis);
 const maxAgeMs = Number(opts['max-age']) * 1000;
 const NAME = opts.name;
@@ -71,6 +78,7 @@ redisClient.on('error', (err) => console.error('redis:', err.message));
 
 // GET /health needs no session: it stands before express-session, so it never creates one.
 app.get('/health', (req, res) => {
+  if (inMemory) return res.json({ status: 'ok', server: NAME, store: 'memory' });
   let timer;
   const timeout = new Promise((_, reject) => {
     timer = setTimeout(() => reject(new Error('redis: no answer in 1000 ms')), 1000);
@@ -87,7 +95,7 @@ if (opts['trust-proxy']) app.set('trust proxy', opts['trust-proxy']);
 
 app.use(
   session({
-    store: new RedisStore({ client: redisClient }),
+    store: inMemory ? new session.MemoryStore() : new RedisStore({ client: redisClient }),
     secret: secrets.length === 1 ? secrets[0] : secrets,
     resave: false,
     saveUninitialized: false,
@@ -163,7 +171,7 @@ app.get('/', (req, res) => {
       `<p>Cart: <span id="cart">${cart}</span></p>\n` +
       '<form method="post" action="/cart"><input name="item" value="book"> <button id="add">Add to cart</button></form>\n' +
       `<p>Session id: <code id="sid">${escapeHtml(req.sessionID.slice(0, 8))}&hellip;</code> in the ` +
-      '<code>redis</code> store (express-session + connect-redis).</p>\n</body></html>\n'
+      `<code>${inMemory ? 'memory' : 'redis'}</code> store (express-session${inMemory ? '' : ' + connect-redis'}).</p>\n</body></html>\n`
   );
 });
 
@@ -217,17 +225,16 @@ app.use((err, req, res, next) => {
 
 let server;
 function stop() {
-  if (server) server.close(() => redisClient.quit().finally(() => process.exit(0)));
+  if (server) server.close(() => (inMemory ? Promise.resolve() : redisClient.quit()).finally(() => process.exit(0)));
   setTimeout(() => process.exit(0), 2000).unref();
 }
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
 
-redisClient
-  .connect()
+(inMemory ? Promise.resolve() : redisClient.connect())
   .then(() => {
     server = app.listen(Number(m[2]), m[1], () =>
-      console.error(`app.js ${NAME}: listening on ${opts.listen}, sessions in ${opts.redis}`)
+      console.error(`app.js ${NAME}: listening on ${opts.listen}, sessions in ${inMemory ? 'memory' : opts.redis}`)
     );
   })
   .catch((err) => {
