@@ -2,7 +2,8 @@
  * holds none (it comes from the worker's free list when a request begins and goes back when the connection
  * idles), so these tests make connections go idle and active again in shuffled orders, from different
  * clients and through a trusted proxy, pipeline requests, and close connections while idle and while a
- * request is in flight. Every answer and access log line must be its own request's: a state given back
+ * request is in flight; over TLS too, where an idle connection also gives its memory BIOs back to a pool
+ * that the next connection with bytes to move takes them from. Every answer and access log line must be its own request's: a state given back
  * dirty, or handed to two connections, shows up as another client's address or path. (Under ASan, a use
  * after free or a leak fails the run.) */
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
 #include <unistd.h>
 
 #include "balancer.h"
@@ -22,20 +24,27 @@
 
 static tb_backend b1;
 static tb_tether T;
+static int tls_port;
 
 static int setup(void **state) {
   (void)state;
   tb_curl_init();
   if (tb_backend_start(&b1, "b1", 0) < 0) return -1;
   tb_tether_init(&T, 1);
+  if (tt_system("cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem "
+                "-out cert.pem -days 2 -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1",
+                T.dir) != 0)
+    return -1;
+  tls_port = tt_free_port();
   tb_tether_write_conf(&T,
+                       "listen 127.0.0.1:%d ssl;\nssl_certificate %s/cert.pem;\nssl_certificate_key %s/key.pem;\n"
                        "set_real_ip_from 127.0.0.2;\n"
                        "access_log %s/access.log json;\n"
                        "keepalive_timeout 60s;\n"
                        "upstream app {\n  server %s max_fails=0;\n  keepalive 4;\n}\n"
                        "location / { proxy_set_header X-Real-IP $remote_addr; proxy_pass http://app; }\n"
                        "location /here { return 200 \"here\"; }\n",
-                       T.dir, b1.addr);
+                       tls_port, T.dir, T.dir, T.dir, b1.addr);
   return tb_tether_run(&T);
 }
 
@@ -206,11 +215,84 @@ static void test_closed_idle_and_in_flight(void **state) {
   free(m);
 }
 
+typedef struct sink {
+  char data[8192];
+  size_t len;
+} sink;
+
+static size_t collect(char *p, size_t size, size_t n, void *arg) {
+  sink *b = arg;
+  size_t k = size * n;
+  if (b->len + k < sizeof(b->data)) {
+    memcpy(b->data + b->len, p, k);
+    b->len += k;
+    b->data[b->len] = '\0';
+  }
+  return k;
+}
+
+/* TLS connections kept alive by libcurl go idle and active again in turns (more of them than the pool keeps
+ * BIOs for), each answer its own; then pipelined requests over TLS. */
+static void test_tls_idle_and_active_again(void **state) {
+  (void)state;
+  enum { N = 20 };
+  CURL *h[N];
+  static sink body;
+  char ca[600], url[256];
+  snprintf(ca, sizeof(ca), "%s/cert.pem", T.dir);
+  for (int i = 0; i < N; i++) {
+    h[i] = curl_easy_init();
+    curl_easy_setopt(h[i], CURLOPT_CAINFO, ca);
+    curl_easy_setopt(h[i], CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &body);
+  }
+  for (int r = 0; r < 3; r++) {
+    for (int k = 0; k < N; k++) {
+      int i = (k * 7 + r * 3) % N;
+      snprintf(url, sizeof(url), "https://127.0.0.1:%d/headers/t%d/%d", tls_port, i, r);
+      curl_easy_setopt(h[i], CURLOPT_URL, url);
+      body.len = 0;
+      body.data[0] = '\0';
+      assert_int_equal(curl_easy_perform(h[i]), CURLE_OK);
+      long status = 0, connects = -1;
+      curl_easy_getinfo(h[i], CURLINFO_RESPONSE_CODE, &status);
+      curl_easy_getinfo(h[i], CURLINFO_NUM_CONNECTS, &connects);
+      assert_int_equal(status, 200);
+      if (r > 0) assert_int_equal(connects, 0); /* the kept-alive connection */
+      char want[64];
+      snprintf(want, sizeof(want), "GET /headers/t%d/%d HTTP/1.1\n", i, r);
+      if (strncmp(body.data, want, strlen(want)) != 0) fail_msg("TLS %d/%d got: %.60s", i, r, body.data);
+      assert_non_null(strstr(body.data, "\nX-Forwarded-Proto: https\n"));
+    }
+  }
+  for (int i = 0; i < N; i++) curl_easy_cleanup(h[i]);
+  char out[600];
+  snprintf(out, sizeof(out), "%s/pipelined.out", T.dir);
+  assert_int_equal(tt_system("printf 'GET /headers/pipe1 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\nGET /here HTTP/1.1\\r\\n"
+                             "Host: x\\r\\n\\r\\nGET /headers/pipe3 HTTP/1.1\\r\\nHost: x\\r\\nConnection: close"
+                             "\\r\\n\\r\\n' | timeout 10 openssl s_client -connect 127.0.0.1:%d -CAfile '%s' -quiet "
+                             "-ign_eof > '%s' 2>&1",
+                             tls_port, ca, out),
+                   0);
+  FILE *f = fopen(out, "r");
+  assert_non_null(f);
+  static char all[16384];
+  size_t n = fread(all, 1, sizeof(all) - 1, f);
+  all[n] = '\0';
+  fclose(f);
+  const char *p1 = strstr(all, "GET /headers/pipe1 HTTP/1.1\n");
+  const char *p2 = p1 ? strstr(p1, "\r\n\r\nhere") : NULL;
+  const char *p3 = p2 ? strstr(p2, "GET /headers/pipe3 HTTP/1.1\n") : NULL;
+  if (p3 == NULL) fail_msg("pipelined over TLS: %s", all);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_idle_and_active_again),
       cmocka_unit_test(test_pipelined_then_idle),
       cmocka_unit_test(test_closed_idle_and_in_flight),
+      cmocka_unit_test(test_tls_idle_and_active_again),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
