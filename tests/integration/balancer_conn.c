@@ -3,9 +3,9 @@
  * idles), so these tests make connections go idle and active again in shuffled orders, from different
  * clients and through a trusted proxy, pipeline requests, and close connections while idle and while a
  * request is in flight; over TLS too, where an idle connection also gives its memory BIOs back to a pool
- * that the next connection with bytes to move takes them from. Every answer and access log line must be its own request's: a state given back
- * dirty, or handed to two connections, shows up as another client's address or path. (Under ASan, a use
- * after free or a leak fails the run.) */
+ * that the next connection with bytes to move takes them from. Every answer and access log line must be its own
+ * request's: a state given back dirty, or handed to two connections, shows up as another client's address or path.
+ * (Under ASan, a use after free or a leak fails the run.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,8 +76,8 @@ static void client_of(int i, int r, char *ip, size_t cap) {
 static void send_request(tb_conn *c, int i, int r) {
   char req[256];
   if (i % 4 == 0)
-    snprintf(req, sizeof(req), "GET /headers/%d/%d HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.9.%d.%d\r\n\r\n", i, r,
-             r, i);
+    snprintf(req, sizeof(req), "GET /headers/%d/%d HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.9.%d.%d\r\n\r\n", i, r, r,
+             i);
   else
     snprintf(req, sizeof(req), "GET /headers/%d/%d HTTP/1.1\r\nHost: x\r\n\r\n", i, r);
   assert_int_equal(tb_send_str(c->fd, req), 0);

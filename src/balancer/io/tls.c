@@ -68,7 +68,9 @@ static int flush(tether__io *io, tls_state *t) {
  * message (the handshake's certificates) gave them, and OpenSSL uses them only within its calls, so empty
  * ones are freed and fresh ones made when bytes come (SSL_MODE_RELEASE_BUFFERS frees OpenSSL's own). */
 static void release_buffers(tls_state *t) {
-  if (t->rbio == NULL || !t->handshaken || t->delivering || BIO_ctrl_pending(t->rbio) != 0 || BIO_ctrl_pending(t->wbio) != 0) return;
+  if (t->rbio == NULL || !t->handshaken || t->delivering || BIO_ctrl_pending(t->rbio) != 0 ||
+      BIO_ctrl_pending(t->wbio) != 0)
+    return;
   spare_bios *sp = spares();
   if (sp->n < 2 * SPARE_PAIRS && small_bio(t->rbio) && small_bio(t->wbio) && BIO_up_ref(t->rbio) == 1) {
     if (BIO_up_ref(t->wbio) != 1) {
