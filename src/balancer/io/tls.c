@@ -64,9 +64,9 @@ static int flush(tether__io *io, tls_state *t) {
   return rc;
 }
 
-/* Between requests a connection keeps no buffer and no BIO: memory BIOs keep the capacity their biggest
- * message (the handshake's certificates) gave them, and OpenSSL uses them only within its calls, so empty
- * ones are freed and fresh ones made when bytes come (SSL_MODE_RELEASE_BUFFERS frees OpenSSL's own). */
+/* Between requests a connection keeps no buffer and no BIO (SSL_MODE_RELEASE_BUFFERS frees OpenSSL's own):
+ * OpenSSL uses the BIOs only within its calls, so once both are empty they go to the thread's spares (or are
+ * freed, when the spares are full or a BIO grew big), and bios() attaches a pair again when bytes come. */
 static void release_buffers(tls_state *t) {
   if (t->rbio == NULL || !t->handshaken || t->delivering || BIO_ctrl_pending(t->rbio) != 0 ||
       BIO_ctrl_pending(t->wbio) != 0)
