@@ -88,10 +88,11 @@ void tether__respond_with(tether__client *c, int status, const char *type, const
 }
 
 void tether__skip_body(tether__client *c, const tether__h1_msg *m, int head_len) {
-  tether__h1_body_init(&c->reqbody, m);
+  tether__h1_body *body = &c->rq->reqbody;
+  tether__h1_body_init(body, m);
   tether__consume(c->in, &c->in_len, (size_t)head_len);
-  int64_t k = tether__h1_body_feed(&c->reqbody, c->in, c->in_len);
-  if (k < 0 || !c->reqbody.done) {
+  int64_t k = tether__h1_body_feed(body, c->in, c->in_len);
+  if (k < 0 || !body->done) {
     c->keep_alive = 0;
     c->in_len = 0;
   } else {

@@ -26,7 +26,7 @@ void tether__request_finish(tether__client *c) {
   tether__log_request(c, us);
   tether__runtime_unref(c->rt);
   c->rt = NULL;
-  c->replay.len = 0;
+  c->rq->replay.len = 0;
   if (c->closing) return;
   c->proto->finished(c);
 }

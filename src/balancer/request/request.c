@@ -39,8 +39,8 @@ static size_t header_count(const tether__h1_msg *m, const char *name) {
 
 /* What the head says about the exchange, kept for the rest of the request. */
 static void take_head(tether__client *c, const tether__h1_msg *m) {
-  copy_text(c->method, sizeof(c->method), m->method);
-  copy_text(c->target, sizeof(c->target), m->target);
+  copy_text(c->rq->method, sizeof(c->rq->method), m->method);
+  copy_text(c->rq->target, sizeof(c->rq->target), m->target);
   c->version_minor = m->version_minor;
   c->keep_alive = m->keep_alive && !c->w->stopping;
   c->is_head = m->is_head;
@@ -85,17 +85,17 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   }
   c->ups = loc->upstream;
   const tether__upstream_rt *ur = &c->rt->ups[c->ups];
-  tether__persist_request(ur, m, (const struct sockaddr *)&c->real, claims, &c->pr);
-  tether__monitor_request(&ur->cf->monitor, m, w->scratch_path.data, w->scratch_path.len, &c->mon);
+  tether__persist_request(ur, m, (const struct sockaddr *)&c->rq->real, claims, &c->rq->pr);
+  tether__monitor_request(&ur->cf->monitor, m, w->scratch_path.data, w->scratch_path.len, &c->rq->mon);
   tether__fwd x = {.cf = cf,
                    .loc = loc,
                    .ur = ur,
                    .claims = claims,
                    .conn_ip = c->ip,
-                   .remote_addr = c->peer,
+                   .remote_addr = c->rq->peer,
                    .scheme = c->scheme,
                    .upgrade = c->upgrade};
-  tether__rewrite_request(m, &x, &c->replay);
+  tether__rewrite_request(m, &x, &c->rq->replay);
   c->replay_ok = 1;
   return 1;
 }

@@ -302,7 +302,7 @@ void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, teth
 /* The sticky cookie to set with this response, unless the server set it itself (`preserve`). */
 static char *sticky_cookie(const tether__client *c, const tether__upstream_rt *ur, const tether__h1_msg *m) {
   const tether__cf_persist *cp = &ur->cf->persist;
-  char *sticky = tether__persist_set_cookie(ur, &c->pr, c->srv, tether_now_ms(), c->io.filter != NULL);
+  char *sticky = tether__persist_set_cookie(ur, &c->rq->pr, c->srv, tether_now_ms(), c->io.filter != NULL);
   if (sticky == NULL || !cp->preserve) return sticky;
   size_t nl = strlen(cp->cookie);
   for (size_t i = 0; i < m->nheaders; i++)
