@@ -2,9 +2,11 @@
 #include "answer.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
+#include "request/add_header.h"
 #include "request/finish.h"
 #include "worker.h"
 
@@ -12,6 +14,22 @@ static const char *reason(int status) {
   switch (status) {
   case 200:
     return "OK";
+  case 201:
+    return "Created";
+  case 204:
+    return "No Content";
+  case 301:
+    return "Moved Permanently";
+  case 302:
+    return "Found";
+  case 303:
+    return "See Other";
+  case 304:
+    return "Not Modified";
+  case 307:
+    return "Temporary Redirect";
+  case 308:
+    return "Permanent Redirect";
   case 400:
     return "Bad Request";
   case 401:
@@ -56,35 +74,48 @@ static void answered(tether__client *c, int rc) {
   tether__request_finish(c);
 }
 
-void tether__respond(tether__client *c, int status, const char *body, int keep) {
-  char head[512];
-  if (body == NULL) body = reason(status);
-  size_t blen = strlen(body);
-  c->keep_alive = keep && c->keep_alive;
-  int n = snprintf(head, sizeof(head),
-                   "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
-                   status, reason(status), blen + 1, c->keep_alive ? "" : "Connection: close\r\n");
-  c->status = status;
-  c->resp_started = 1;
-  if (status >= 400) count_status(c->w, status);
-  int rc = tether__to_client(c, head, (size_t)n);
-  if (rc == 0 && !c->is_head) rc = tether__to_client(c, body, blen);
-  if (rc == 0 && !c->is_head) rc = tether__to_client(c, "\n", 1);
-  answered(c, rc);
-}
-
-void tether__respond_with(tether__client *c, int status, const char *type, const char *extra, const char *body) {
+/* The head, add_header's lines for this status, and the body, written at once. */
+static void answer(tether__client *c, int status, const char *type, const char *extra, const char *body, size_t blen) {
   tether__buf b = {0};
-  size_t blen = strlen(body);
-  tether__buf_appendf(&b, "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                      status, reason(status), type, blen, extra, c->keep_alive ? "" : "Connection: close\r\n");
+  tether__buf_appendf(&b, "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s",
+                      status, reason(status), type, blen, extra);
+  tether__add_headers_put(c, status, &b);
+  tether__buf_appendf(&b, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
   if (!c->is_head) tether__buf_append(&b, body, blen);
   c->status = status;
   c->resp_started = 1;
-  count_status(c->w, status);
+  if (status >= 400) count_status(c->w, status);
   int rc = tether__to_client(c, b.data, b.len);
   tether__buf_free(&b);
   answered(c, rc);
+}
+
+void tether__respond(tether__client *c, int status, const char *body, int keep) {
+  if (body == NULL) body = reason(status);
+  size_t blen = strlen(body);
+  char *text = tether__malloc(blen + 2); /* the text and a line break */
+  memcpy(text, body, blen);
+  memcpy(text + blen, "\n", 2);
+  c->keep_alive = keep && c->keep_alive;
+  answer(c, status, "text/plain", "", text, blen + 1);
+  free(text);
+}
+
+void tether__respond_with(tether__client *c, int status, const char *type, const char *extra, const char *body) {
+  answer(c, status, type, extra, body, strlen(body));
+}
+
+void tether__respond_redirect(tether__client *c, int status, const char *location) {
+  tether__buf extra = {0}, page = {0};
+  tether__buf_appendf(&extra, "Location: %s\r\n", location);
+  /* nginx's page for a redirect, under Tether's name */
+  tether__buf_appendf(&page,
+                      "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n<center><h1>%d %s</h1></center>\r\n"
+                      "<hr><center>tether</center>\r\n</body>\r\n</html>\r\n",
+                      status, reason(status), status, reason(status));
+  answer(c, status, "text/html", extra.data, page.data, page.len);
+  tether__buf_free(&extra);
+  tether__buf_free(&page);
 }
 
 void tether__skip_body(tether__client *c, const tether__h1_msg *m, int head_len) {

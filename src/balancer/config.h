@@ -93,6 +93,33 @@ typedef struct tether__cf_headers {
   int defined; /* some proxy_set_header at this level: the outer level's list is not inherited (nginx) */
 } tether__cf_headers;
 
+/* add_header NAME VALUE [always]: a header on the responses to clients (nginx's headers module). A level
+ * (location; server; http or the top) that has any add_header does not inherit the outer level's. */
+#define TETHER__CF_MAX_ADD_HEADERS 16
+typedef struct tether__cf_add_header {
+  char name[64];
+  tether__key_part value[TETHER__KEY_MAX_PARTS];
+  int nvalue;
+  int always; /* on every response, the balancer's own answers too; else on 200, 201, 204, 206 and 3xx but 300, 305 */
+} tether__cf_add_header;
+
+typedef struct tether__cf_add_headers {
+  tether__cf_add_header add[TETHER__CF_MAX_ADD_HEADERS];
+  int nadd;
+  int defined; /* some add_header at this level */
+} tether__cf_add_headers;
+
+/* The statuses a redirect's URL goes with (in a Location header). */
+#define TETHER__REDIRECT(s) ((s) == 301 || (s) == 302 || (s) == 303 || (s) == 307 || (s) == 308)
+
+/* return CODE [TEXT]; return CODE URL (301, 302, 303, 307, 308: a Location header); return URL (302). */
+typedef struct tether__cf_return {
+  int status;                                    /* 0: none */
+  tether__key_part value[TETHER__KEY_MAX_PARTS]; /* the body's text, or a redirect's URL, with variables */
+  int nvalue;                                    /* 0: no text (the reason phrase), or no Location */
+  int line;
+} tether__cf_return;
+
 typedef struct tether__cf_persist {
   tether__persist_kind kind;
   /* sticky cookie */
@@ -171,11 +198,11 @@ typedef struct tether__cf_jwt {
 typedef struct tether__cf_location {
   char prefix[256];
   int exact;         /* "location = /x" */
-  int upstream;      /* index into upstreams, or -1 with a return */
-  int return_status; /* "return 200 text;" for simple answers, 0: proxy */
-  char return_body[256];
+  int upstream;      /* index into upstreams, or -1 (a return location) */
+  tether__cf_return ret;      /* return: answered here (before auth_jwt and proxy_pass, as nginx's rewrite phase) */
   tether__cf_jwt jwt;         /* enabled: requests must carry a valid token */
   tether__cf_headers headers; /* proxy_set_header (the outer level's when none is given here) */
+  tether__cf_add_headers add_headers; /* add_header (the server's when none is given here) */
 } tether__cf_location;
 
 /* TLS on `listen ... ssl` addresses (nginx's ssl_* directives), Mozilla's "intermediate" profile by
@@ -241,6 +268,8 @@ typedef struct tether__config {
   int error_log_level;        /* error_log's level as a tether_log_level; -1: not given (info) */
   tether__cf_jwt jwt;         /* auth_jwt at the top, http or server level: every location's default */
   tether__cf_headers headers; /* proxy_set_header at the top, http or server level */
+  tether__cf_add_headers add_headers; /* add_header at the server level, or the http/top level's when it has none */
+  tether__cf_return ret;              /* return in server { } (or at the top): before any location */
   /* every header any auth_jwt_claim_header names: removed from every request, in every location */
   char claim_headers[TETHER__CF_MAX_STRIP][64];
   int nclaim_headers;

@@ -125,6 +125,7 @@ static void client_next(tether__client *c) {
   c->in = NULL;
   c->in_cap = 0;
   tether__buf_free(&c->replay);
+  tether__buf_free(&c->added);
   arm_client(c, c->w->rt->cf->keepalive_timeout_ms);
 }
 
@@ -220,6 +221,7 @@ static void request_open(tether__client *c) {
   c->status = 0;
   c->bytes_sent = 0;
   c->tries = 0;
+  c->added_ready = 0;
   c->srv = -1;
   memset(c->tried, 0, sizeof(c->tried));
   c->method[0] = c->target[0] = '\0';
@@ -343,6 +345,7 @@ static void client_free(uv_handle_t *h) {
   if (uv_is_closing((uv_handle_t *)&c->timer) && c->timer.data == NULL) {
     free(c->in);
     tether__buf_free(&c->replay);
+    tether__buf_free(&c->added);
     free(c);
   } else {
     c->io.tcp.data = NULL; /* the timer's callback frees */
@@ -355,6 +358,7 @@ static void client_timer_closed(uv_handle_t *h) {
   if (c->io.tcp.data == NULL) {
     free(c->in);
     tether__buf_free(&c->replay);
+    tether__buf_free(&c->added);
     free(c);
   }
 }

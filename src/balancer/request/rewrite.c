@@ -7,6 +7,7 @@
 
 #include "../conn.h"
 #include "../persist/persist.h"
+#include "add_header.h"
 
 #define CLAIM_VALUE_MAX 512
 
@@ -184,6 +185,11 @@ static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_
   }
 }
 
+void tether__put_value(tether__buf *b, const tether__key_part *parts, int n, const tether__h1_msg *m,
+                       const tether__fwd *x) {
+  for (int k = 0; k < n; k++) put_var(b, &parts[k], m, x);
+}
+
 /* A claim value a header can hold: no control characters (a tab or line break would be trimmed, folded or
  * split by the server's parser, so the header would not say what the token says). */
 static int claim_value_ok(const char *v, int n) {
@@ -248,7 +254,7 @@ static void put_set_headers(const tether__h1_msg *m, const tether__fwd *x, const
     tether__put_s(b, sh->name);
     tether__put(b, ": ", 2);
     size_t vstart = b->len;
-    for (int k = 0; k < sh->nvalue; k++) put_var(b, &sh->value[k], m, x);
+    tether__put_value(b, sh->value, sh->nvalue, m, x);
     if (b->len == vstart) { /* nginx: a value that comes out empty sends no header */
       b->len = start;
       continue;
@@ -338,6 +344,7 @@ void tether__rewrite_response(tether__client *c, const tether__h1_msg *m, tether
     if (nocache) tether__put_s(b, "Cache-Control: private\r\n");
     free(sticky);
   }
+  if (m->status >= 200 || m->status == 101) tether__add_headers_put(c, m->status, b);
   if (m->status == 101) {
     tether__put_s(b, "Connection: upgrade\r\n");
   } else if (m->status >= 200) {

@@ -51,6 +51,10 @@ int tether__claim_headers_ok(const tether__cf_jwt *j, const tether_jwt_claims *c
  * sent). */
 void tether__rewrite_response(tether__client *c, const tether__h1_msg *m, tether__buf *b);
 
+/* A configured value (text and variables) for this request, appended to b. */
+void tether__put_value(tether__buf *b, const tether__key_part *parts, int n, const tether__h1_msg *m,
+                       const tether__fwd *x);
+
 /* "Name: value\r\n" into b. */
 void tether__put_header(tether__buf *b, tether__slice name, const char *value, size_t vn);
 
