@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "conn.h"
-#include "request/add_header.h"
 #include "request/finish.h"
+#include "request/rewrite.h"
 #include "worker.h"
 
 static const char *reason(int status) {
@@ -77,8 +77,8 @@ static void answered(tether__client *c, int rc) {
 /* The head, add_header's lines for this status, and the body, written at once. */
 static void answer(tether__client *c, int status, const char *type, const char *extra, const char *body, size_t blen) {
   tether__buf b = {0};
-  tether__buf_appendf(&b, "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s",
-                      status, reason(status), type, blen, extra);
+  tether__buf_appendf(&b, "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s", status,
+                      reason(status), type, blen, extra);
   tether__add_headers_put(c, status, &b);
   tether__buf_appendf(&b, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
   if (!c->is_head) tether__buf_append(&b, body, blen);

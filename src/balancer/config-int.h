@@ -32,7 +32,8 @@ typedef struct tether__conf_parser {
   int large_buffers;          /* large_client_header_buffers N SIZE: N, 0 when not given */
   uint64_t large_buffer_size; /* ... and SIZE */
   int server_line;            /* the server { } block's line: there is one virtual server */
-  tether__cf_add_headers http_add_headers; /* add_header in http { } or at the top: the server's unless it has its own */
+  /* add_header in http { } or at the top: the server's list unless it has its own */
+  tether__cf_add_headers http_add_headers;
 } tether__conf_parser;
 
 typedef struct tether__conf_directive {

@@ -100,7 +100,7 @@ typedef struct tether__cf_add_header {
   char name[64];
   tether__key_part value[TETHER__KEY_MAX_PARTS];
   int nvalue;
-  int always; /* on every response, the balancer's own answers too; else on 200, 201, 204, 206 and 3xx but 300, 305 */
+  int always; /* on every response, the balancer's own answers too; else on 200, 201, 204, 206, 301-304, 307, 308 */
 } tether__cf_add_header;
 
 typedef struct tether__cf_add_headers {
@@ -197,12 +197,14 @@ typedef struct tether__cf_jwt {
 
 typedef struct tether__cf_location {
   char prefix[256];
-  int exact;         /* "location = /x" */
-  int upstream;      /* index into upstreams, or -1 (a return location) */
-  tether__cf_return ret;      /* return: answered here (before auth_jwt and proxy_pass, as nginx's rewrite phase) */
+  int exact;                  /* "location = /x" */
+  int upstream;               /* index into upstreams, or -1 (a return location) */
   tether__cf_jwt jwt;         /* enabled: requests must carry a valid token */
   tether__cf_headers headers; /* proxy_set_header (the outer level's when none is given here) */
-  tether__cf_add_headers add_headers; /* add_header (the server's when none is given here) */
+  /* return: answered here, before auth_jwt and instead of proxy_pass (nginx's rewrite phase) */
+  tether__cf_return ret;
+  /* add_header (the server's when none is given here) */
+  tether__cf_add_headers add_headers;
 } tether__cf_location;
 
 /* TLS on `listen ... ssl` addresses (nginx's ssl_* directives), Mozilla's "intermediate" profile by
@@ -268,8 +270,10 @@ typedef struct tether__config {
   int error_log_level;        /* error_log's level as a tether_log_level; -1: not given (info) */
   tether__cf_jwt jwt;         /* auth_jwt at the top, http or server level: every location's default */
   tether__cf_headers headers; /* proxy_set_header at the top, http or server level */
-  tether__cf_add_headers add_headers; /* add_header at the server level, or the http/top level's when it has none */
-  tether__cf_return ret;              /* return in server { } (or at the top): before any location */
+  /* add_header at the server level, or the http (or top) level's when the server has none */
+  tether__cf_add_headers add_headers;
+  /* return in server { } (or at the top): answered before any location */
+  tether__cf_return ret;
   /* every header any auth_jwt_claim_header names: removed from every request, in every location */
   char claim_headers[TETHER__CF_MAX_STRIP][64];
   int nclaim_headers;

@@ -204,8 +204,9 @@ void tether__conf_add_header(tether__conf_parser *ps, tether__conf_directive *d,
   if (tether__conf_want_args(ps, d, 2, 3) < 0) return;
   const char *name = d->args[1];
   h->defined = 1;
-  static const char *const framing[] = {"content-length", "transfer-encoding", "connection", "keep-alive",
-                                        "upgrade",        "te",                "trailer",    "proxy-connection"};
+  static const char *const framing[] = {"content-length", "transfer-encoding", "connection",
+                                        "keep-alive",     "upgrade",           "te",
+                                        "trailer",        "proxy-connection"};
   int refused = 0;
   for (size_t i = 0; i < TETHER__ARRAY_SIZE(framing); i++) refused |= strcasecmp(name, framing[i]) == 0;
   if (d->nargs == 4 && strcmp(d->args[3], "always") != 0) {
@@ -240,8 +241,8 @@ void tether__conf_return(tether__conf_parser *ps, tether__conf_directive *c, tet
   tether__cf_return tmp = {0};
   if (tether__conf_want_args(ps, c, 1, 2) < 0) return;
   const char *a = c->args[1], *text = c->nargs == 3 ? c->args[2] : NULL;
-  if (c->nargs == 2 && (strncmp(a, "http://", 7) == 0 || strncmp(a, "https://", 8) == 0 ||
-                        strncmp(a, "$scheme", 7) == 0)) {
+  if (c->nargs == 2 &&
+      (strncmp(a, "http://", 7) == 0 || strncmp(a, "https://", 8) == 0 || strncmp(a, "$scheme", 7) == 0)) {
     tmp.status = 302;
     text = a;
   } else if (tether__conf_int(ps, c, "status", a, 200, 599, &tmp.status) < 0) {

@@ -63,9 +63,6 @@ struct tether__client {
   int version_minor, is_head, idempotent, upgrade;
   tether__buf replay; /* bytes sent upstream, while they fit TETHER__REPLAY_MAX */
   int replay_ok;
-  tether__buf added;     /* add_header's lines for this request's answer, "Name: value\r\n" each */
-  uint32_t added_always; /* bit i: line i of added goes with every status (add_header ... always) */
-  int added_ready;       /* added was prepared for this request */
   int resp_started; /* bytes of a final (or 101) response went to the client */
   int sent_interim; /* a 1xx went to the client: the request is bound to this server */
   int resp_done;
@@ -81,6 +78,10 @@ struct tether__client {
   struct sockaddr_storage addr; /* the socket's peer */
   struct sockaddr_storage real; /* the client: addr, or what a trusted proxy said */
   tether__persist_req pr;       /* what persistence found in the request */
+  /* add_header's lines for this request's answer ("Name: value\r\n" each), prepared once per request */
+  tether__buf added;
+  uint32_t added_always; /* bit i: line i of added goes with every status (add_header ... always) */
+  int added_ready;       /* added was prepared for this request */
   int closing;
   int served;            /* requests started on this connection */
   int starting, restart; /* in the request loop; a pipelined request is next */

@@ -35,29 +35,28 @@ static int setup(void **state) {
   tls_port = tt_free_port();
   int dead = tt_free_port(); /* nothing listens there: a 502 */
   tb_tether_init(&T, 1);
-  tb_tether_write_conf(
-      &T,
-      "listen 127.0.0.1:%d ssl;\nssl_certificate %s/ec.pem;\nssl_certificate_key %s/ec.key;\n"
-      "forwarded on;\n"
-      "add_header X-Http-Level replaced-by-the-server-level;\n"
-      "upstream app {\n  server %s max_fails=0;\n  sticky cookie srv_id samesite=strict;\n"
-      "  sticky_secret scheme-tests-sticky-secret;\n}\n"
-      "upstream dead { server 127.0.0.1:%d max_fails=0; }\n"
-      "server {\n"
-      "  add_header Strict-Transport-Security \"max-age=63072000\" always;\n"
-      "  add_header X-Scheme $scheme;\n"
-      "  add_header X-Req \"$request_method $request_uri from $remote_addr for $http_x_who\";\n"
-      "  add_header X-Empty $http_x_absent;\n"
-      "  location / { proxy_pass http://app; }\n"
-      "  location /headers/own { add_header X-Own yes; proxy_pass http://app; }\n"
-      "  location /dead { proxy_pass http://dead; }\n"
-      "  location = /ping { return 200 \"pong $host\"; }\n"
-      "  location = /old { return 301 https://$host$request_uri; }\n"
-      "  location = /rel { return 302 /new?from=$arg_from; }\n"
-      "  location = /bare { return https://example.com/bare; }\n"
-      "  location = /both { return 307 https://example.com/both; proxy_pass http://app; }\n"
-      "}\n",
-      tls_port, pki, pki, b1.addr, dead);
+  tb_tether_write_conf(&T,
+                       "listen 127.0.0.1:%d ssl;\nssl_certificate %s/ec.pem;\nssl_certificate_key %s/ec.key;\n"
+                       "forwarded on;\n"
+                       "add_header X-Http-Level replaced-by-the-server-level;\n"
+                       "upstream app {\n  server %s max_fails=0;\n  sticky cookie srv_id samesite=strict;\n"
+                       "  sticky_secret scheme-tests-sticky-secret;\n}\n"
+                       "upstream dead { server 127.0.0.1:%d max_fails=0; }\n"
+                       "server {\n"
+                       "  add_header Strict-Transport-Security \"max-age=63072000\" always;\n"
+                       "  add_header X-Scheme $scheme;\n"
+                       "  add_header X-Req \"$request_method $request_uri from $remote_addr for $http_x_who\";\n"
+                       "  add_header X-Empty $http_x_absent;\n"
+                       "  location / { proxy_pass http://app; }\n"
+                       "  location /headers/own { add_header X-Own yes; proxy_pass http://app; }\n"
+                       "  location /dead { proxy_pass http://dead; }\n"
+                       "  location = /ping { return 200 \"pong $host\"; }\n"
+                       "  location = /old { return 301 https://$host$request_uri; }\n"
+                       "  location = /rel { return 302 /new?from=$arg_from; }\n"
+                       "  location = /bare { return https://example.com/bare; }\n"
+                       "  location = /both { return 307 https://example.com/both; proxy_pass http://app; }\n"
+                       "}\n",
+                       tls_port, pki, pki, b1.addr, dead);
   if (tb_tether_run(&T) < 0) return -1;
   return tb_tether_start(&R, 1,
                          "server {\n  return 301 https://$host$request_uri;\n"
@@ -114,8 +113,7 @@ static long https_get(const char *path, sink *body, sink *head) {
 
 /* One request on a fresh plain connection to port; the response into r (0, or -1 without one). */
 static int raw(int port, const char *request, tb_raw *r) {
-  int closed = 0;
-  return tb_raw_exchange(port, request, strlen(request), r, &closed);
+  return tb_raw_exchange(port, request, strlen(request), r, NULL);
 }
 
 static int has(const char *head, const char *line) { return strstr(head, line) != NULL; }
@@ -318,7 +316,8 @@ static void test_websocket_over_tls(void **state) {
   assert_non_null(strstr(head, HSTS)); /* always: a 101 too */
   assert_null(strstr(head, "X-Scheme"));
   /* a masked text frame "hello", echoed by the server */
-  const char hello[] = "\x81\x85\x01\x02\x03\x04" "\x69\x67\x6f\x68\x6e";
+  const char hello[] = "\x81\x85\x01\x02\x03\x04"
+                       "\x69\x67\x6f\x68\x6e";
   char back[16];
   assert_int_equal(SSL_write(s, hello, 11), 11);
   assert_int_equal(tls_read_n(s, back, 11), 0);

@@ -69,8 +69,8 @@ static void protocol_line(scan *s, const char *line) {
 /* A suite: rated strong or acceptable by sslscan, and by Mozilla's "intermediate" rules an AEAD with an
  * ephemeral key exchange. */
 static void cipher_line(scan *s, const char *line) {
-  static const char *const weak[] = {"RC4", "DES", "NULL", "EXP", "ADH", "AECDH", "MD5", "PSK", "SRP", "CAMELLIA",
-                                     "ARIA", "SEED", "IDEA"};
+  static const char *const weak[] = {"RC4", "DES", "NULL",     "EXP",  "ADH",  "AECDH", "MD5",
+                                     "PSK", "SRP", "CAMELLIA", "ARIA", "SEED", "IDEA"};
   char strength[32], version[16], name[96];
   attr(line, "strength", strength, sizeof(strength));
   attr(line, "sslversion", version, sizeof(version));

@@ -367,7 +367,7 @@ static void test_agreement(void **state) {
       {"listen 8080;\nlocation / { return 302 \"\"; }\n", "t.conf:2: return 302: the URL is empty"},
       {"listen 8080;\nadd_header X-A;\n", "t.conf:2: \"add_header\" takes 2 to 3 arguments"},
       {"listen 8080;\nadd_header X-A 1 sometimes;\n", "t.conf:2: add_header: the third parameter can only be "
-                                                        "\"always\""},
+                                                      "\"always\""},
       {"listen 8080;\nadd_header \"X A\" 1;\n", "t.conf:2: add_header: \"X A\" is not a header name"},
       {"listen 8080;\nadd_header Content-Length 5;\n", "t.conf:2: add_header Content-Length: Tether frames"},
       {"listen 8080;\nlocation / { add_header X-A $nope; }\n", "t.conf:2: add_header value \"$nope\": unknown"},

@@ -9,7 +9,6 @@
 #include "../conn.h"
 #include "../persist/persist.h"
 #include "../worker.h"
-#include "add_header.h"
 #include "auth.h"
 #include "realip.h"
 #include "rewrite.h"
@@ -91,8 +90,8 @@ static void put_origin(tether__buf *b, tether__client *c, const tether__h1_msg *
 
 /* return ...: the text or the redirect, with the request's values (no return: the 404 nginx gives where no
  * location matches). */
-static void answer_return(tether__client *c, const tether__cf_return *r, const tether__h1_msg *m,
-                          const tether__fwd *x, int head_len) {
+static void answer_return(tether__client *c, const tether__cf_return *r, const tether__h1_msg *m, const tether__fwd *x,
+                          int head_len) {
   tether__skip_body(c, m, head_len);
   if (r == NULL || r->nvalue == 0) {
     tether__respond(c, r ? r->status : 404, NULL, 1);
@@ -130,8 +129,8 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   /* nginx's phases: a server's return comes before any location, a location's before its auth_jwt */
   const tether__cf_return *ret = cf->ret.status ? &cf->ret : loc && loc->ret.status ? &loc->ret : NULL;
   tether__add_headers_prepare(c, tether__add_headers_of(cf, cf->ret.status ? NULL : loc), m, NULL);
-  tether__fwd x = {.cf = cf, .loc = loc, .conn_ip = c->ip, .remote_addr = c->peer, .scheme = c->scheme,
-                   .upgrade = c->upgrade};
+  tether__fwd x = {
+      .cf = cf, .loc = loc, .conn_ip = c->ip, .remote_addr = c->peer, .scheme = c->scheme, .upgrade = c->upgrade};
   if (status) {
     if (status != 413) c->keep_alive = 0;
     c->in_len = 0;
