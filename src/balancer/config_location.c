@@ -188,11 +188,11 @@ static void proxy_pass_line(tether__conf_parser *ps, tether__conf_directive *c, 
   }
 }
 
-/* Literal text a header can carry: no control characters but tab (a line break would split the head). */
+/* Literal text a header can carry: no control characters (a line break would split the head). */
 static int header_text_ok(const tether__key_part *v, int n) {
   for (int i = 0; i < n; i++)
     for (const char *p = v[i].text; v[i].type == TETHER__KEY_TEXT && *p; p++)
-      if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) return 0;
+      if ((unsigned char)*p < 0x20 || *p == 0x7f) return 0;
   return 1;
 }
 

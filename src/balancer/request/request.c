@@ -109,9 +109,7 @@ static void answer_return(tether__client *c, const tether__cf_return *r, const t
       tether__buf_free(&v);
       v = abs;
     }
-    int bad = 0; /* raw $arg_ or $cookie_ bytes cannot end the header */
-    for (size_t i = 0; i < v.len; i++) bad |= (unsigned char)v.data[i] < 0x20 || v.data[i] == 0x7f;
-    if (bad)
+    if (!tether__no_ctl(v.data, v.len)) /* raw $arg_ or $cookie_ bytes cannot end the header */
       tether__respond(c, 500, "the redirect's URL has control characters", 0);
     else
       tether__respond_redirect(c, r->status, v.data ? v.data : "");

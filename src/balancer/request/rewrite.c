@@ -190,10 +190,10 @@ void tether__put_value(tether__buf *b, const tether__key_part *parts, int n, con
   for (int k = 0; k < n; k++) put_var(b, &parts[k], m, x);
 }
 
-/* A claim value a header can hold: no control characters (a tab or line break would be trimmed, folded or
- * split by the server's parser, so the header would not say what the token says). */
-static int claim_value_ok(const char *v, int n) {
-  for (int i = 0; i < n; i++) {
+/* A claim value (or any value from a request) a header can hold: no control characters (a tab or line break
+ * would be trimmed, folded or split by the peer's parser, so the header would not say what the token says). */
+int tether__no_ctl(const char *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)v[i];
     if (ch < 0x20 || ch == 0x7f) return 0;
   }
@@ -205,7 +205,7 @@ int tether__claim_headers_ok(const tether__cf_jwt *j, const tether_jwt_claims *c
     char v[CLAIM_VALUE_MAX];
     int n = tether_jwt_claim_text(claims, j->claim_headers[i].claim, v, sizeof(v));
     if (n == TETHER_ENOTFOUND) continue; /* no such claim: no header */
-    if (n < 0 || !claim_value_ok(v, n)) return 0;
+    if (n < 0 || !tether__no_ctl(v, (size_t)n)) return 0;
   }
   return 1;
 }
@@ -214,7 +214,7 @@ static void put_claim_headers(tether__buf *b, const tether__cf_jwt *j, const tet
   for (int i = 0; i < j->nclaim_headers; i++) {
     char v[CLAIM_VALUE_MAX];
     int n = tether_jwt_claim_text(claims, j->claim_headers[i].claim, v, sizeof(v));
-    if (n >= 0 && claim_value_ok(v, n)) put_lit_header(b, j->claim_headers[i].header, v, (size_t)n);
+    if (n >= 0 && tether__no_ctl(v, (size_t)n)) put_lit_header(b, j->claim_headers[i].header, v, (size_t)n);
   }
 }
 
@@ -311,13 +311,6 @@ const tether__cf_add_headers *tether__add_headers_of(const tether__config *cf, c
   return loc && loc->add_headers.defined ? &loc->add_headers : &cf->add_headers;
 }
 
-/* What a header line can carry: no control characters but tab ($arg_ and $cookie_ values are raw bytes). */
-static int value_ok(const char *v, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (((unsigned char)v[i] < 0x20 && v[i] != '\t') || v[i] == 0x7f) return 0;
-  return 1;
-}
-
 void tether__add_headers_prepare(tether__client *c, const tether__cf_add_headers *h, const tether__h1_msg *m,
                                  const tether_jwt_claims *claims) {
   static const tether__h1_msg none = {.method = {"", 0}, .target = {"", 0}, .path = {"", 0}};
@@ -337,7 +330,8 @@ void tether__add_headers_prepare(tether__client *c, const tether__cf_add_headers
     tether__put(b, ": ", 2);
     size_t vstart = b->len;
     tether__put_value(b, a->value, a->nvalue, m ? m : &none, &x);
-    if (b->len == vstart || !value_ok(b->data + vstart, b->len - vstart)) { /* nginx: an empty value adds nothing */
+    /* nginx: an empty value adds nothing; one a request filled with control characters cannot be sent */
+    if (b->len == vstart || !tether__no_ctl(b->data + vstart, b->len - vstart)) {
       b->len = start;
       continue;
     }

@@ -71,6 +71,9 @@ void tether__add_headers_prepare(tether__client *c, const tether__cf_add_headers
  * prepared (an unparsable head, a timeout) gets the server's. */
 void tether__add_headers_put(tether__client *c, int status, tether__buf *b);
 
+/* Whether a value from a request can go in a header: no control characters. */
+int tether__no_ctl(const char *v, size_t n);
+
 /* "Name: value\r\n" into b. */
 void tether__put_header(tether__buf *b, tether__slice name, const char *value, size_t vn);
 
