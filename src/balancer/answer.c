@@ -74,14 +74,17 @@ static void answered(tether__client *c, int rc) {
   tether__request_finish(c);
 }
 
-/* The head, add_header's lines for this status, and the body, written at once. */
+/* The head, add_header's lines for this status, and the body, written at once. A 204 or 304 has no body
+ * (RFC 9110 sections 15.3.5 and 15.4.5): `return 204 TEXT;` sends none, as nginx. */
 static void answer(tether__client *c, int status, const char *type, const char *extra, const char *body, size_t blen) {
   tether__buf b = {0};
-  tether__buf_appendf(&b, "HTTP/1.1 %d %s\r\nServer: tether\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s", status,
-                      reason(status), type, blen, extra);
+  int bodyless = status == 204 || status == 304;
+  tether__buf_appendf(&b, "HTTP/1.1 %d %s\r\nServer: tether\r\n", status, reason(status));
+  if (!bodyless) tether__buf_appendf(&b, "Content-Type: %s\r\nContent-Length: %zu\r\n", type, blen);
+  tether__put_s(&b, extra);
   tether__add_headers_put(c, status, &b);
   tether__buf_appendf(&b, "%s\r\n", c->keep_alive ? "" : "Connection: close\r\n");
-  if (!c->is_head) tether__buf_append(&b, body, blen);
+  if (!c->is_head && !bodyless) tether__buf_append(&b, body, blen);
   c->status = status;
   c->resp_started = 1;
   if (status >= 400) count_status(c->w, status);

@@ -51,6 +51,7 @@ static int setup(void **state) {
                        "  location /headers/own { add_header X-Own yes; proxy_pass http://app; }\n"
                        "  location /dead { proxy_pass http://dead; }\n"
                        "  location = /ping { return 200 \"pong $host\"; }\n"
+                       "  location = /empty { return 204 \"no body goes with a 204\"; }\n"
                        "  location = /old { return 301 https://$host$request_uri; }\n"
                        "  location = /rel { return 302 /new?from=$arg_from; }\n"
                        "  location = /bare { return https://example.com/bare; }\n"
@@ -176,6 +177,20 @@ static void test_add_header_on_own_answers(void **state) {
   assert_true(has(r.head, HSTS));
   assert_true(has(r.head, "X-Scheme: http\r\n"));
   tb_raw_free(&r);
+  /* a 204 has no body, and the connection goes on */
+  tb_conn c;
+  assert_int_equal(tb_conn_open(&c, T.port, 5000), 0);
+  assert_int_equal(tb_send_str(c.fd, "GET /empty HTTP/1.1\r\nHost: x\r\n\r\nGET /ping HTTP/1.1\r\nHost: y\r\n\r\n"), 0);
+  assert_int_equal(tb_conn_read_response(&c, 0, &r), 0);
+  assert_int_equal(r.status, 204);
+  assert_false(has(r.head, "Content-Length"));
+  assert_true(has(r.head, "X-Scheme: http\r\n"));
+  tb_raw_free(&r);
+  assert_int_equal(tb_conn_read_response(&c, 0, &r), 0);
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "pong y\n");
+  tb_raw_free(&r);
+  tb_conn_close(&c);
 }
 
 /* return CODE URL with variables, a bare URL (302), a relative URL made absolute, return before
