@@ -35,6 +35,8 @@ typedef struct tether__conf_parser {
   uint64_t large_buffer_size;     /* ... and SIZE */
   int server_line;                /* the server { } block's line: there is one virtual server */
   tether__cf_proxy_ssl proxy_ssl; /* proxy_ssl_* at the top, http or server level: every location's default */
+  /* add_header in http { } or at the top: the server's list unless it has its own */
+  tether__cf_add_headers http_add_headers;
 } tether__conf_parser;
 
 typedef struct tether__conf_directive {
@@ -62,9 +64,10 @@ int tether__conf_int(tether__conf_parser *ps, tether__conf_directive *d, const c
                      long max, int *out);
 /* on or off, into *out. */
 int tether__conf_flag(tether__conf_parser *ps, tether__conf_directive *d, const char *v, int *out);
-/* Text and variables (a hash key, or with for_header a proxy_set_header value): the number of parts or -1. */
+/* Text and variables (a hash key when what is NULL, else the value what names, e.g. "add_header value",
+ * which may use the header variables too): the number of parts or -1. */
 int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const char *text, tether__key_part *parts,
-                       int max, int for_header);
+                       int max, const char *what);
 
 /* config_upstream.c: upstream NAME { server ...; persistence; balancing; health_check } */
 void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d);
@@ -75,6 +78,9 @@ void tether__conf_location(tether__conf_parser *ps, tether__conf_directive *d);
 int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_jwt *j);
 void tether__conf_set_header(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_headers *h);
 void tether__conf_http_version(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_add_header(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_add_headers *h);
+/* return ...: into r unless r already holds one (the first return of a level is the one that runs). */
+void tether__conf_return(tether__conf_parser *ps, tether__conf_directive *c, tether__cf_return *r);
 /* Once the file is read: locations inherit auth_jwt, verifiers are built, claim headers are collected. */
 void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf);
 

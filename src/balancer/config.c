@@ -395,6 +395,12 @@ static void common_directive(tether__conf_parser *ps, tether__conf_directive *d,
   else if (tether__conf_jwt(ps, d, &ps->cf->jwt)) { /* a default for every location */
   } else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0)
     http_or_server(ps, d, depth);
+  else if (strcmp(n, "add_header") == 0) /* a server { } list replaces the outer one, as in nginx */
+    tether__conf_add_header(ps, d, strcmp(ctx, "server") == 0 ? &ps->cf->add_headers : &ps->http_add_headers);
+  else if (strcmp(n, "return") == 0 && strcmp(ctx, "http") == 0)
+    tether__conf_error(ps, d->line, "\"return\" is not allowed in http { } (nginx: in server { } or a location)");
+  else if (strcmp(n, "return") == 0) /* in server { }, or at the top where Tether's one server is */
+    tether__conf_return(ps, d, &ps->cf->ret);
   else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d) || tether__conf_ssl(ps, d) ||
            tether__conf_proxy_ssl(ps, d, &ps->proxy_ssl)) { /* done */
   } else if (strcmp(n, "server_name") == 0) {
@@ -501,6 +507,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
       tether__conf_error(psp, psp->pendings[i].line, "proxy_pass: no upstream named \"%s\"", psp->pendings[i].name);
   }
   tether__conf_proxy_ssl_attach(psp, cf);
+  if (!cf->add_headers.defined) cf->add_headers = psp->http_add_headers;
   tether__conf_build_jwt(psp, cf);
   tether__conf_ssl_check(psp, cf);
   if (cf->admin.len && !is_loopback(&cf->admin) && cf->admin_token_line == 0)
@@ -514,7 +521,8 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
     cf->locations[0] = (tether__cf_location){.prefix = "/", .upstream = 0};
     cf->nlocations = 1;
   }
-  if (cf->nlocations == 0 && psp->nerrors == 0) tether__conf_error(psp, psp->line, "no \"location\" to serve");
+  if (cf->nlocations == 0 && cf->ret.status == 0 && psp->nerrors == 0)
+    tether__conf_error(psp, psp->line, "no \"location\" to serve");
   for (size_t k = 0; k < cf->nupstreams; k++) {
     tether__cf_upstream *u = &cf->upstreams[k];
     int primaries = 0;

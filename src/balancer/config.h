@@ -93,6 +93,33 @@ typedef struct tether__cf_headers {
   int defined; /* some proxy_set_header at this level: the outer level's list is not inherited (nginx) */
 } tether__cf_headers;
 
+/* add_header NAME VALUE [always]: a header on the responses to clients (nginx's headers module). A level
+ * (location; server; http or the top) that has any add_header does not inherit the outer level's. */
+#define TETHER__CF_MAX_ADD_HEADERS 16
+typedef struct tether__cf_add_header {
+  char name[64];
+  tether__key_part value[TETHER__KEY_MAX_PARTS];
+  int nvalue;
+  int always; /* on every response, the balancer's own answers too; else on 200, 201, 204, 206, 301-304, 307, 308 */
+} tether__cf_add_header;
+
+typedef struct tether__cf_add_headers {
+  tether__cf_add_header add[TETHER__CF_MAX_ADD_HEADERS];
+  int nadd;
+  int defined; /* some add_header at this level */
+} tether__cf_add_headers;
+
+/* The statuses a redirect's URL goes with (in a Location header). */
+#define TETHER__REDIRECT(s) ((s) == 301 || (s) == 302 || (s) == 303 || (s) == 307 || (s) == 308)
+
+/* return CODE [TEXT]; return CODE URL (301, 302, 303, 307, 308: a Location header); return URL (302). */
+typedef struct tether__cf_return {
+  int status;                                    /* 0: none */
+  tether__key_part value[TETHER__KEY_MAX_PARTS]; /* the body's text, or a redirect's URL, with variables */
+  int nvalue;                                    /* 0: no text (the reason phrase), or no Location */
+  int line;
+} tether__cf_return;
+
 typedef struct tether__cf_persist {
   tether__persist_kind kind;
   /* sticky cookie */
@@ -168,13 +195,13 @@ typedef struct tether__cf_upstream {
   int64_t drain_timeout_ms; /* after this, a draining server's bound clients move too; 0: never */
   char sticky_secret[128];  /* keys the sticky cookie values; default: the sticky_key_file's key */
   int line;
-  uint8_t sticky_key[32];   /* sticky cookie without sticky_secret: the key file's key, read when loaded */
-  int sticky_key_set;       /* sticky_key holds it (a parsed but not loaded configuration has none) */
-  int https;                /* proxied to with proxy_pass https:// (the servers speak TLS, health checks too) */
-  int https_line;           /* the proxy_pass that made it so (or the first that named it) */
-  int https_location;       /* ... in this location */
-  tether__cf_proxy_ssl ssl; /* the proxy_ssl_* settings of its locations (https only) */
-  void *tls_ctx;            /* https: the client SSL_CTX, built at load (tls/context.c) */
+  uint8_t sticky_key[32];     /* sticky cookie without sticky_secret: the key file's key, read when loaded */
+  int sticky_key_set;         /* sticky_key holds it (a parsed but not loaded configuration has none) */
+  int https;                  /* proxied to with proxy_pass https:// (the servers speak TLS, health checks too) */
+  int https_line;             /* the proxy_pass that made it so (or the first that named it) */
+  int https_location;         /* ... in this location */
+  tether__cf_proxy_ssl ssl;   /* the proxy_ssl_* settings of its locations (https only) */
+  void *tls_ctx;              /* https: the client SSL_CTX, built at load (tls/context.c) */
   tether__cf_monitor monitor; /* session_monitor */
 } tether__cf_upstream;
 
@@ -211,12 +238,14 @@ typedef struct tether__cf_jwt {
 
 typedef struct tether__cf_location {
   char prefix[256];
-  int exact;         /* "location = /x" */
-  int upstream;      /* index into upstreams, or -1 with a return */
-  int return_status; /* "return 200 text;" for simple answers, 0: proxy */
-  char return_body[256];
+  int exact;                  /* "location = /x" */
+  int upstream;               /* index into upstreams, or -1 (a return location) */
   tether__cf_jwt jwt;         /* enabled: requests must carry a valid token */
   tether__cf_headers headers; /* proxy_set_header (the outer level's when none is given here) */
+  /* return: answered here, before auth_jwt and instead of proxy_pass (nginx's rewrite phase) */
+  tether__cf_return ret;
+  /* add_header (the server's when none is given here) */
+  tether__cf_add_headers add_headers;
 } tether__cf_location;
 
 /* TLS on `listen ... ssl` addresses (nginx's ssl_* directives), Mozilla's "intermediate" profile by
@@ -282,6 +311,10 @@ typedef struct tether__config {
   int error_log_level;        /* error_log's level as a tether_log_level; -1: not given (info) */
   tether__cf_jwt jwt;         /* auth_jwt at the top, http or server level: every location's default */
   tether__cf_headers headers; /* proxy_set_header at the top, http or server level */
+  /* add_header at the server level, or the http (or top) level's when the server has none */
+  tether__cf_add_headers add_headers;
+  /* return in server { } (or at the top): answered before any location */
+  tether__cf_return ret;
   /* every header any auth_jwt_claim_header names: removed from every request, in every location */
   char claim_headers[TETHER__CF_MAX_STRIP][64];
   int nclaim_headers;

@@ -100,6 +100,10 @@ struct tether__client {
   tether__sockaddr addr;     /* the socket's peer */
   tether__sockaddr src;      /* the client: addr, or what a trusted PROXY protocol header said */
   char ip[INET6_ADDRSTRLEN]; /* src as text */
+  /* add_header's lines for this request's answer ("Name: value\r\n" each), prepared once per request */
+  tether__buf added;
+  uint32_t added_always; /* bit i: line i of added goes with every status (add_header ... always) */
+  uint8_t added_ready;   /* added was prepared for this request */
 };
 
 struct tether__upconn {

@@ -70,8 +70,49 @@ static void test_nginx_shape(void **state) {
   if (parse(text) != 0) fail_msg("%s", err);
   assert_int_equal(cf.nlocations, 2);
   assert_true(cf.locations[1].exact);
-  assert_int_equal(cf.locations[1].return_status, 200);
-  assert_string_equal(cf.locations[1].return_body, "pong");
+  assert_int_equal(cf.locations[1].ret.status, 200);
+  assert_int_equal(cf.locations[1].ret.nvalue, 1);
+  assert_string_equal(cf.locations[1].ret.value[0].text, "pong");
+}
+
+/* add_header at each level with nginx's inheritance (a level with any add_header drops the outer level's);
+ * return with text, with a redirect's URL, a bare URL, and at the server level. */
+static void test_add_header_and_return(void **state) {
+  (void)state;
+  const char *text = "add_header X-Http 1;\n"
+                     "server {\n  listen 8080;\n"
+                     "  add_header Strict-Transport-Security \"max-age=63072000\" always;\n"
+                     "  add_header X-Host $host;\n"
+                     "  upstream b { server 127.0.0.1:1; }\n"
+                     "  location / { proxy_pass http://b; }\n"
+                     "  location /own { add_header X-Own yes; proxy_pass http://b; }\n"
+                     "  location /go { return 301 https://$host$request_uri; }\n"
+                     "  location /found { return https://example.com/x; return 200 never; }\n"
+                     "}\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.add_headers.nadd, 2); /* the server's list, not the http level's */
+  assert_string_equal(cf.add_headers.add[0].name, "Strict-Transport-Security");
+  assert_true(cf.add_headers.add[0].always);
+  assert_string_equal(cf.add_headers.add[0].value[0].text, "max-age=63072000");
+  assert_false(cf.add_headers.add[1].always);
+  assert_int_equal(cf.add_headers.add[1].value[0].type, TETHER__KEY_HOST);
+  assert_false(cf.locations[0].add_headers.defined);
+  assert_int_equal(cf.locations[1].add_headers.nadd, 1);
+  assert_int_equal(cf.locations[2].ret.status, 301);
+  assert_int_equal(cf.locations[2].ret.nvalue, 3);
+  assert_string_equal(cf.locations[2].ret.value[0].text, "https://");
+  assert_int_equal(cf.locations[2].ret.value[1].type, TETHER__KEY_HOST);
+  assert_int_equal(cf.locations[2].ret.value[2].type, TETHER__KEY_REQUEST_URI);
+  assert_int_equal(cf.locations[3].ret.status, 302); /* the first return is the one that runs */
+  assert_string_equal(cf.locations[3].ret.value[0].text, "https://example.com/x");
+  assert_int_equal(cf.ret.status, 0);
+  /* the http level's list when the server has none; a server's return needs no location */
+  text = "listen 8080;\nhttp { add_header X-Http 1; }\nreturn 308 https://example.com$request_uri;\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.add_headers.nadd, 1);
+  assert_string_equal(cf.add_headers.add[0].name, "X-Http");
+  assert_int_equal(cf.ret.status, 308);
+  assert_int_equal(cf.nlocations, 0);
 }
 
 static void test_errors_name_the_line(void **state) {
@@ -369,8 +410,18 @@ static void test_agreement(void **state) {
                                                                             "\"frobnicate\" in events"},
       {"listen 8080;\nforwarded yes;\n", "t.conf:2: \"forwarded\" takes on or off"},
       {"listen 8080;\nauth_jwt_require_exp yes;\n", "t.conf:2: \"auth_jwt_require_exp\" takes on or off"},
-      {"listen 8080;\nlocation / { return 301 https://example.com/; }\n", "t.conf:2: return 301 URL: redirects are "
-                                                                          "not supported"},
+      {"listen 8080;\nlocation / { return 301 https://$hots/; }\n", "t.conf:2: return URL \"https://$hots/\": unknown "
+                                                                    "variable"},
+      {"listen 8080;\nlocation / { return ftp://example.com/; }\n", "t.conf:2: \"return\": status must be an integer"},
+      {"listen 8080;\nhttp { return 301 https://$host; }\n", "t.conf:2: \"return\" is not allowed in http { }"},
+      {"listen 8080;\nlocation / { return 302 \"\"; }\n", "t.conf:2: return 302: the URL is empty"},
+      {"listen 8080;\nadd_header X-A;\n", "t.conf:2: \"add_header\" takes 2 to 3 arguments"},
+      {"listen 8080;\nadd_header X-A 1 sometimes;\n", "t.conf:2: add_header: the third parameter can only be "
+                                                      "\"always\""},
+      {"listen 8080;\nadd_header \"X A\" 1;\n", "t.conf:2: add_header: \"X A\" is not a header name"},
+      {"listen 8080;\nadd_header Content-Length 5;\n", "t.conf:2: add_header Content-Length: Tether frames"},
+      {"listen 8080;\nlocation / { add_header X-A $nope; }\n", "t.conf:2: add_header value \"$nope\": unknown"},
+      {"listen 8080;\nadd_header X-A \"a\nb\";\n", "t.conf:2: add_header X-A: the value has control characters"},
       {"listen 8080;\nlocation / { return 444; }\n", "t.conf:2: return 444"},
       {"listen 8080;\nlocation /api/ { proxy_pass http://b/; }\n", "t.conf:2: proxy_pass http://b/: a URI after the "
                                                                    "upstream's name is not supported"},
@@ -421,15 +472,11 @@ static void test_header_buffers(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_issue_example),
-      cmocka_unit_test(test_nginx_shape),
-      cmocka_unit_test(test_errors_name_the_line),
-      cmocka_unit_test(test_several_errors_reported),
-      cmocka_unit_test(test_values),
-      cmocka_unit_test(test_proxy_ssl_inheritance),
-      cmocka_unit_test(test_sticky_route_and_key_file),
-      cmocka_unit_test(test_admin_and_limits),
-      cmocka_unit_test(test_agreement),
+      cmocka_unit_test(test_issue_example),           cmocka_unit_test(test_nginx_shape),
+      cmocka_unit_test(test_add_header_and_return),   cmocka_unit_test(test_errors_name_the_line),
+      cmocka_unit_test(test_several_errors_reported), cmocka_unit_test(test_values),
+      cmocka_unit_test(test_proxy_ssl_inheritance),   cmocka_unit_test(test_sticky_route_and_key_file),
+      cmocka_unit_test(test_admin_and_limits),        cmocka_unit_test(test_agreement),
       cmocka_unit_test(test_header_buffers),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);

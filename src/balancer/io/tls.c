@@ -17,7 +17,7 @@ typedef struct tls_state {
   BIO *rbio, *wbio; /* owned by ssl; NULL while idle (release_buffers) */
   int handshaken;
   tether__tls_handshake_cb done; /* a client connection: told once how its handshake ended */
-  int delivering; /* in deliver(): the BIOs stay */
+  int delivering;                /* in deliver(): the BIOs stay */
 } tls_state;
 
 /* Memory BIOs that idle connections gave back, kept per thread (a connection's OpenSSL calls all run on its

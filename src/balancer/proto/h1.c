@@ -177,6 +177,7 @@ static void client_next(tether__client *c) {
   c->in = NULL;
   c->in_cap = 0;
   req_release(c);
+  tether__buf_free(&c->added);
   arm_client(c, c->w->rt->cf->keepalive_timeout_ms);
 }
 
@@ -278,6 +279,7 @@ static void request_open(tether__client *c) {
   c->status = 0;
   c->bytes_sent = 0;
   c->tries = 0;
+  c->added_ready = 0;
   c->srv = -1;
   memset(r->tried, 0, sizeof(r->tried));
   r->method[0] = r->target[0] = '\0';
@@ -399,6 +401,7 @@ static void client_free(uv_handle_t *h) {
   if (uv_is_closing((uv_handle_t *)&c->timer) && c->timer.data == NULL) {
     free(c->in);
     req_release(c);
+    tether__buf_free(&c->added);
     free(c);
   } else {
     c->io.tcp.data = NULL; /* the timer's callback frees */
@@ -411,6 +414,7 @@ static void client_timer_closed(uv_handle_t *h) {
   if (c->io.tcp.data == NULL) {
     free(c->in);
     req_release(c);
+    tether__buf_free(&c->added);
     free(c);
   }
 }
