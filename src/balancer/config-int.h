@@ -18,11 +18,25 @@ typedef struct tether__conf_pending {
   int line;
 } tether__conf_pending;
 
+/* Where the lexer reads: a file's text, and what include needs to know about it. */
+typedef struct tether__conf_source {
+  char *text; /* owned (an included file), NULL for the text given to the parser */
+  const char *p, *end;
+  int line;  /* a place (config.h): the file's index is in the high bits */
+  int depth; /* blocks open in this file: an included file must close what it opens */
+  int level; /* include nesting: 0 for the configuration file itself */
+} tether__conf_source;
+
+#define TETHER__CONF_MAX_INCLUDE_LEVEL 8 /* deeper is a loop, most likely */
+#define TETHER__CONF_MAX_SOURCES 64      /* files suspended or waiting (a glob's matches) at once */
+
 typedef struct tether__conf_parser {
   tether__conf_pending pendings[TETHER__CF_MAX_LOCATIONS];
-  const char *file;
-  const char *p, *end;
+  const char *p, *end; /* the source being read (its text, depth and level are in src) */
   int line;
+  tether__conf_source src;
+  tether__conf_source waiting[TETHER__CONF_MAX_SOURCES]; /* a stack: includers and files yet to read */
+  int nwaiting;
   tether__config *cf;
   char *err;
   size_t errlen, errused;
@@ -31,7 +45,13 @@ typedef struct tether__conf_parser {
   uint64_t header_buffer;     /* client_header_buffer_size (or client_header_buffer); 0: not given */
   int large_buffers;          /* large_client_header_buffers N SIZE: N, 0 when not given */
   uint64_t large_buffer_size; /* ... and SIZE */
-  int server_line;            /* the server { } block's line: there is one virtual server */
+  tether__cf_vserver *vs;     /* the server { } being read, NULL outside one */
+  int implicit;               /* the server of top-level listen/location directives, -1: none yet */
+  int explicit_line;          /* the first server { } block, 0: none */
+  int listen_opts_line[TETHER__CF_MAX_LISTEN]; /* where backlog= was given for listen[i], 0: nowhere */
+  int default_line[TETHER__CF_MAX_LISTEN];     /* where default_server was given for listen[i], 0: nowhere */
+  int global_in_server_line;                   /* the first process-wide directive in a server block */
+  char global_in_server[64];                   /* ... its name */
 } tether__conf_parser;
 
 typedef struct tether__conf_directive {
@@ -78,5 +98,21 @@ void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf);
 /* config_ssl.c: the ssl_* directives (1 when d was one of them), and their checks once the file is read. */
 int tether__conf_ssl(tether__conf_parser *ps, tether__conf_directive *d);
 void tether__conf_ssl_check(tether__conf_parser *ps, tether__config *cf);
+/* A server's ssl_* over the http level's: what it does not set it inherits (nginx's merge). */
+void tether__conf_ssl_unset(tether__cf_tls *t);
+void tether__conf_ssl_merge(tether__cf_tls *t, const tether__cf_tls *outer);
+
+/* config_vserver.c: server { } blocks, listen, server_name and include. */
+void tether__conf_listen(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_server_name(tether__conf_parser *ps, tether__conf_directive *d);
+/* The server that top-level listen/location directives go to (made on first use), or NULL after an error. */
+tether__cf_vserver *tether__conf_implicit_server(tether__conf_parser *ps, tether__conf_directive *d);
+/* Opens a server { } block: the new server, or NULL after an error (the block is skipped). */
+tether__cf_vserver *tether__conf_server_open(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_server_close(tether__conf_parser *ps, tether__cf_vserver *vs);
+/* Once the file is read: default servers, inheritance from the http level, checks. */
+void tether__conf_servers_finish(tether__conf_parser *ps, tether__config *cf);
+/* include FILE|GLOB: the files are queued for the lexer (config_lex.c reads them in place of the directive). */
+void tether__conf_include(tether__conf_parser *ps, tether__conf_directive *d);
 
 #endif

@@ -79,6 +79,7 @@ struct tether__client {
   struct sockaddr_storage real; /* the client: addr, or what a trusted proxy said */
   tether__persist_req pr;       /* what persistence found in the request */
   int closing;
+  int listener;          /* the address it came in on: an index in the configuration's listen */
   int served;            /* requests started on this connection */
   int starting, restart; /* in the request loop; a pipelined request is next */
 };

@@ -33,9 +33,9 @@ struct tether__worker {
   uv_loop_t loop;
   uv_thread_t thread;
   uv_async_t wakeup;      /* reload or stop requested */
-  uv_poll_t listeners[8]; /* readable: accept4 here (see accept_pause in worker.c) */
+  uv_poll_t listeners[TETHER__CF_MAX_LISTEN]; /* readable: accept4 here (see accept_pause in worker.c) */
   int nlisteners;
-  int listen_fds[8];                  /* opened by the main thread (SO_REUSEPORT), adopted here */
+  int listen_fds[TETHER__CF_MAX_LISTEN];                 /* opened by the main thread (SO_REUSEPORT), adopted here */
   tether__runtime *rt;                /* current configuration (a reference held) */
   _Atomic(tether__runtime *) next_rt; /* set by the main thread on reload */
   _Atomic int stop;                   /* 1: graceful stop requested */

@@ -13,6 +13,7 @@ typedef struct tls_state {
   SSL *ssl;
   BIO *rbio, *wbio; /* owned by ssl */
   int handshaken;
+  tether__tls_sni sni; /* the SSL's app data: tls/context.c's servername callback calls it */
 } tls_state;
 
 /* What OpenSSL wrote (handshake records, application data, alerts, tickets) to the socket. */
@@ -149,8 +150,21 @@ int tether__tls_accept(tether__io *io, void *ctx) {
   }
   BIO_set_mem_eof_return(t->rbio, -1); /* empty means "more to come", not the end */
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  SSL_set_app_data(t->ssl, &t->sni);
   SSL_set_accept_state(t->ssl);
   io->filter = &tls_filter;
   io->filter_state = t;
   return 0;
+}
+
+void tether__tls_on_sni(tether__io *io, tether__tls_pick_fn pick, void *owner) {
+  tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
+  if (t == NULL) return;
+  t->sni.pick = pick;
+  t->sni.owner = owner;
+}
+
+const char *tether__tls_servername(const tether__io *io) {
+  const tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
+  return t ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }

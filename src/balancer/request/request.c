@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../answer.h"
+#include "../io/tls.h"
 #include "../persist/persist.h"
 #include "../worker.h"
 #include "auth.h"
@@ -57,13 +58,30 @@ static int refused(const tether__config *cf, const tether__h1_msg *m) {
   return 0;
 }
 
+/* The virtual server, as nginx's ngx_http_set_virtual_server: by the request's host (the absolute-form
+ * target's, else Host) among the servers on the accepting address. Over TLS with SNI, the handshake chose a
+ * server (and its certificate); a request whose host selects another server is answered 421 Misdirected
+ * Request (RFC 9110 section 15.5.20). nginx does this only when the Host's server verifies client
+ * certificates, and otherwise serves the Host's server under the SNI server's certificate; Tether always
+ * refuses, so that a server's requests come only over a handshake made with that server's TLS settings.
+ * Names that select the same server (two names of it, or an unknown name and the default) are no mismatch. */
+static const tether__cf_vserver *request_server(tether__client *c, const tether__config *cf, const tether__h1_msg *m,
+                                                int *status) {
+  tether__slice h = m->authority.p ? m->authority : m->host;
+  int v = tether__vserver_select(cf, c->listener, h.p, h.p ? h.n : 0);
+  const char *sni = tether__tls_servername(&c->io);
+  if (sni && *status == 0 && tether__vserver_select(cf, c->listener, sni, strlen(sni)) != v) *status = 421;
+  return &cf->vservers[v];
+}
+
 int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_len) {
   tether__worker *w = c->w;
   const tether__config *cf = c->rt->cf;
   take_head(c, m);
   tether__real_client(c, cf, m);
   int status = refused(cf, m);
-  const tether__cf_location *loc = status ? NULL : tether__route(cf, m, &w->scratch_path, &status);
+  const tether__cf_vserver *vs = request_server(c, cf, m, &status);
+  const tether__cf_location *loc = status ? NULL : tether__route(cf, vs, m, &w->scratch_path, &status);
   if (status) {
     if (status != 413) c->keep_alive = 0;
     c->in_len = 0;
@@ -86,6 +104,7 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   const tether__upstream_rt *ur = &c->rt->ups[c->ups];
   tether__persist_request(ur, m, (const struct sockaddr *)&c->real, claims, &c->pr);
   tether__fwd x = {.cf = cf,
+                   .server_name = vs->nnames ? vs->names[0] : "",
                    .loc = loc,
                    .ur = ur,
                    .claims = claims,

@@ -169,8 +169,11 @@ static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_
     if (n > 0) tether__put(b, claim, (size_t)n);
     break;
   }
-  case TETHER__KEY_HOST:
-    if (m->host.p) put_host(b, m->host);
+  case TETHER__KEY_HOST: /* nginx's $host: the request's host, else the server's name */
+    if (m->host.p)
+      put_host(b, m->host);
+    else if (x->server_name)
+      tether__put_s(b, x->server_name);
     break;
   case TETHER__KEY_SCHEME:
     tether__put_s(b, x->scheme);

@@ -14,6 +14,7 @@
 
 typedef struct tether__fwd {
   const tether__config *cf;
+  const char *server_name; /* the virtual server's first name: $host when the request has no Host */
   const tether__cf_location *loc;
   const tether__upstream_rt *ur;
   const tether_jwt_claims *claims; /* verified claims where auth_jwt applies, else NULL */

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "../../lib/util.h"
+#include "../io/tls.h"
 
 #define INTERMEDIATE_CIPHERS                                                                                           \
   "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                           \
@@ -38,7 +39,7 @@ static int keys_index = -1;
 typedef struct errbuf {
   char *p;
   size_t cap, used;
-  const char *file;
+  const tether__config *cf; /* names the file of a line */
   int n;
 } errbuf;
 
@@ -46,7 +47,7 @@ static void fail(errbuf *e, int line, const char *fmt, ...) __attribute__((forma
 static void fail(errbuf *e, int line, const char *fmt, ...) {
   e->n++;
   if (e->used + 1 >= e->cap) return;
-  int k = snprintf(e->p + e->used, e->cap - e->used, "%s:%d: ", e->file, line);
+  int k = snprintf(e->p + e->used, e->cap - e->used, "%s:%d: ", tether__cf_file(e->cf, line), tether__cf_lineno(line));
   if (k > 0 && (size_t)k < e->cap - e->used) e->used += (size_t)k;
   va_list ap;
   va_start(ap, fmt);
@@ -179,31 +180,61 @@ static void protocols_and_suites(SSL_CTX *ctx, const tether__cf_tls *t, errbuf *
   SSL_CONF_CTX_free(cc);
 }
 
-int tether__tls_build(tether__config *cf, char *err, size_t errlen) {
-  int ssl = 0;
-  for (size_t i = 0; i < cf->nlisten; i++) ssl |= cf->listen_ssl[i];
-  if (!ssl) return 0;
-  if (keys_index < 0) keys_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_keys);
-  errbuf e = {.p = err, .cap = errlen, .file = cf->file};
-  if (errlen) err[0] = '\0';
-  ERR_clear_error();
+/* SNI: the client hello names a server; its context (certificates, ticket keys, options) takes over, as in
+ * nginx. The protocol versions and suites stay those of the context the connection was accepted with (the
+ * address's default server): OpenSSL has read the hello with them. */
+static int on_servername(SSL *ssl, int *alert, void *arg) {
+  (void)arg;
+  const tether__tls_sni *sni = SSL_get_app_data(ssl);
+  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (sni == NULL || sni->pick == NULL || name == NULL) return SSL_TLSEXT_ERR_NOACK;
+  SSL_CTX *ctx = sni->pick(sni->owner, name);
+  if (ctx && ctx != SSL_get_SSL_CTX(ssl)) {
+    if (SSL_set_SSL_CTX(ssl, ctx) == NULL) {
+      *alert = SSL_AD_INTERNAL_ERROR;
+      return SSL_TLSEXT_ERR_ALERT_FATAL;
+    }
+    SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
+    SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+/* One server's context: its certificates and settings (inherited from the http level where it has none). */
+static SSL_CTX *server_ctx(const tether__cf_tls *t, errbuf *e) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (ctx == NULL) {
-    fail(&e, cf->tls.line, "cannot create a TLS context");
-    return -1;
+    fail(e, t->line, "cannot create a TLS context");
+    return NULL;
   }
-  protocols_and_suites(ctx, &cf->tls, &e);
-  for (int i = 0; i < cf->tls.ncert; i++) load_pair(ctx, &cf->tls, i, &e);
-  load_ticket_keys(ctx, &cf->tls, &e);
+  protocols_and_suites(ctx, t, e);
+  for (int i = 0; i < t->ncert; i++) load_pair(ctx, t, i, e);
+  load_ticket_keys(ctx, t, e);
+  SSL_CTX_set_tlsext_servername_callback(ctx, on_servername); /* SNI may move a handshake to another server */
+  return ctx;
+}
+
+int tether__tls_build(tether__config *cf, char *err, size_t errlen) {
+  if (keys_index < 0) keys_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_keys);
+  errbuf e = {.p = err, .cap = errlen, .cf = cf};
+  if (errlen) err[0] = '\0';
+  ERR_clear_error();
+  for (size_t v = 0; v < cf->nvservers; v++) {
+    tether__cf_vserver *vs = &cf->vservers[v];
+    int ssl = 0;
+    for (size_t i = 0; i < cf->nlisten; i++) ssl |= (vs->listens & (1u << i)) && cf->listen_ssl[i];
+    if (ssl) vs->tls_ctx = server_ctx(&vs->tls, &e);
+  }
   if (e.n) {
-    SSL_CTX_free(ctx);
+    tether__tls_release(cf);
     return -1;
   }
-  cf->tls_ctx = ctx;
   return 0;
 }
 
 void tether__tls_release(tether__config *cf) {
-  SSL_CTX_free(cf->tls_ctx);
-  cf->tls_ctx = NULL;
+  for (size_t v = 0; v < cf->nvservers; v++) {
+    SSL_CTX_free(cf->vservers[v].tls_ctx);
+    cf->vservers[v].tls_ctx = NULL;
+  }
 }
