@@ -4,10 +4,13 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../lib/util.h"
 #include "config-int.h"
@@ -218,20 +221,22 @@ void tether__conf_servers_finish(tether__conf_parser *ps, tether__config *cf) {
 
 /* ---- include ---- */
 
+/* An included file's text. Only regular files: a FIFO or a device would block or never end. */
 static char *read_text(const char *path, size_t *len, const char **why) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) {
-    *why = strerror(errno);
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > 4 * 1024 * 1024) {
+    *why = fd < 0 ? strerror(errno) : !S_ISREG(st.st_mode) ? "not a regular file" : "larger than 4 MiB";
+    if (fd >= 0) close(fd);
     return NULL;
   }
   tether__buf b = {0};
   char chunk[8192];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len <= 4 * 1024 * 1024) tether__buf_append(&b, chunk, n);
-  int bad = ferror(f);
-  fclose(f);
-  if (bad || b.len > 4 * 1024 * 1024) {
-    *why = bad ? "cannot read it (a directory?)" : "larger than 4 MiB";
+  ssize_t n;
+  while ((n = read(fd, chunk, sizeof(chunk))) > 0 && b.len <= 4 * 1024 * 1024) tether__buf_append(&b, chunk, (size_t)n);
+  close(fd);
+  if (n < 0 || b.len > 4 * 1024 * 1024) {
+    *why = n < 0 ? strerror(errno) : "larger than 4 MiB";
     tether__buf_free(&b);
     return NULL;
   }
