@@ -42,12 +42,12 @@ typedef struct tether__conf_parser {
   size_t errlen, errused;
   int nerrors;
   /* the header buffer directives, combined once the file is read (see header_limits in config.c) */
-  uint64_t header_buffer;     /* client_header_buffer_size (or client_header_buffer); 0: not given */
-  int large_buffers;          /* large_client_header_buffers N SIZE: N, 0 when not given */
-  uint64_t large_buffer_size; /* ... and SIZE */
-  tether__cf_vserver *vs;     /* the server { } being read, NULL outside one */
-  int implicit;               /* the server of top-level listen/location directives, -1: none yet */
-  int explicit_line;          /* the first server { } block, 0: none */
+  uint64_t header_buffer;                      /* client_header_buffer_size (or client_header_buffer); 0: not given */
+  int large_buffers;                           /* large_client_header_buffers N SIZE: N, 0 when not given */
+  uint64_t large_buffer_size;                  /* ... and SIZE */
+  tether__cf_vserver *vs;                      /* the server { } being read, NULL outside one */
+  int implicit;                                /* the server of top-level listen/location directives, -1: none yet */
+  int explicit_line;                           /* the first server { } block, 0: none */
   int listen_opts_line[TETHER__CF_MAX_LISTEN]; /* where backlog= was given for listen[i], 0: nowhere */
   int default_line[TETHER__CF_MAX_LISTEN];     /* where default_server was given for listen[i], 0: nowhere */
   int global_in_server_line;                   /* the first process-wide directive in a server block */
@@ -102,7 +102,7 @@ void tether__conf_ssl_check(tether__conf_parser *ps, tether__config *cf);
 void tether__conf_ssl_unset(tether__cf_tls *t);
 void tether__conf_ssl_merge(tether__cf_tls *t, const tether__cf_tls *outer);
 
-/* config_vserver.c: server { } blocks, listen, server_name and include. */
+/* config_vserver.c: server { } blocks, listen and server_name. (include is the lexer's: config_lex.c.) */
 void tether__conf_listen(tether__conf_parser *ps, tether__conf_directive *d);
 void tether__conf_server_name(tether__conf_parser *ps, tether__conf_directive *d);
 /* The server that top-level listen/location directives go to (made on first use), or NULL after an error. */
@@ -112,7 +112,5 @@ tether__cf_vserver *tether__conf_server_open(tether__conf_parser *ps, tether__co
 void tether__conf_server_close(tether__conf_parser *ps, tether__cf_vserver *vs);
 /* Once the file is read: default servers, inheritance from the http level, checks. */
 void tether__conf_servers_finish(tether__conf_parser *ps, tether__config *cf);
-/* include FILE|GLOB: the files are queued for the lexer (config_lex.c reads them in place of the directive). */
-void tether__conf_include(tether__conf_parser *ps, tether__conf_directive *d);
 
 #endif

@@ -273,7 +273,7 @@ typedef struct tether__config {
   int admin_line;        /* where admin_listen is, for errors found once the file is read */
   char admin_token[256]; /* admin_auth_token: the secret itself (read from the environment) */
   int admin_token_line;
-  int rlimit_nofile;  /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
+  int rlimit_nofile;                        /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
   tether__cf_tls tls;                       /* ssl_* at the top or http level: every server's default */
   int listen_line[TETHER__CF_MAX_LISTEN];   /* where listen[i] is first named */
   char included[TETHER__CF_MAX_FILES][256]; /* the files include read, in order (see tether__cf_file) */

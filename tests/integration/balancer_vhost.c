@@ -33,7 +33,8 @@ static int make_pki(void) {
       "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 "
       "  -subj /CN=tether-vhost-root\n"
       "leaf() {\n"
-      "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr -subj /CN=tether-$1\n"
+      "  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr -subj "
+      "/CN=tether-$1\n"
       "  printf 'subjectAltName=%%s\\n' \"$2\" > $1.ext\n"
       "  openssl x509 -req -in $1.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out $1.pem -days 2 -extfile $1.ext\n"
       "}\n"
@@ -69,8 +70,10 @@ static int setup(void **state) {
   while (tls_port == T.port || tls_port == T.admin);
   write_file("b-locations/1-root.conf", "location / { return 200 \"b\"; }\n");
   write_file("b-locations/2-only.conf", "location /only-b { return 200 \"b-only\"; }\n");
-  write_file("c-server.conf", "server {\n  listen 127.0.0.1:%d;\n  server_name c.example;\n"
-             "  location / { return 200 \"c\"; }\n}\n", T.port);
+  write_file("c-server.conf",
+             "server {\n  listen 127.0.0.1:%d;\n  server_name c.example;\n"
+             "  location / { return 200 \"c\"; }\n}\n",
+             T.port);
   snprintf(T.conf, sizeof(T.conf), "%s/tether.conf", pki); /* include is relative to the main file's directory */
   FILE *f = fopen(T.conf, "w");
   if (f == NULL) return -1;
@@ -114,8 +117,8 @@ static int teardown(void **state) {
  * break) into body. */
 static int plain(const char *host_line, const char *path, char *body, size_t cap) {
   char req[512];
-  snprintf(req, sizeof(req), "GET %s HTTP/1.%d\r\n%s%sConnection: close\r\n\r\n", path, host_line[0] ? 1 : 0,
-           host_line, host_line[0] ? "\r\n" : "");
+  snprintf(req, sizeof(req), "GET %s HTTP/1.%d\r\n%s%sConnection: close\r\n\r\n", path, host_line[0] ? 1 : 0, host_line,
+           host_line[0] ? "\r\n" : "");
   tb_raw r = {0};
   int closed = 0;
   if (tb_raw_exchange(T.port, req, strlen(req), &r, &closed) < 0) return -1;
@@ -249,8 +252,10 @@ static void test_host_sni_mismatch_is_421(void **state) {
 /* A reload re-reads the included files: a changed server takes effect, the others keep working. */
 static void test_reload_rereads_includes(void **state) {
   (void)state;
-  write_file("c-server.conf", "server {\n  listen 127.0.0.1:%d;\n  server_name c.example c2.example;\n"
-             "  location / { return 200 \"c2\"; }\n}\n", T.port);
+  write_file("c-server.conf",
+             "server {\n  listen 127.0.0.1:%d;\n  server_name c.example c2.example;\n"
+             "  location / { return 200 \"c2\"; }\n}\n",
+             T.port);
   kill(T.pid, SIGHUP);
   char body[64] = "";
   for (int i = 0; i < 50 && strcmp(body, "c2") != 0; i++) {
@@ -312,10 +317,8 @@ static void test_mistakes_are_refused(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_host_picks_the_server),
-      cmocka_unit_test(test_sni_picks_the_certificate_and_server),
-      cmocka_unit_test(test_host_sni_mismatch_is_421),
-      cmocka_unit_test(test_reload_rereads_includes),
+      cmocka_unit_test(test_host_picks_the_server),    cmocka_unit_test(test_sni_picks_the_certificate_and_server),
+      cmocka_unit_test(test_host_sni_mismatch_is_421), cmocka_unit_test(test_reload_rereads_includes),
       cmocka_unit_test(test_mistakes_are_refused),
   };
   return cmocka_run_group_tests_name("balancer virtual servers", tests, setup, teardown);

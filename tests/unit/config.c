@@ -317,7 +317,7 @@ static void test_agreement(void **state) {
       {"listen 8080;\nreal_ip_header X-Real-IP;\n", "t.conf:2: \"real_ip_header\" takes X-Forwarded-For or"},
       {"listen 8080;\nserver_name;\n", "t.conf:2: \"server_name\" takes at least one name"},
       {"listen 8080;\nserver { }\nserver { }\n", "t.conf:2: a server block, with listen/server_name/location outside "
-                                                "one (t.conf:1)"},
+                                                 "one (t.conf:1)"},
       {"listen 8080;\nevents { worker_connections 1024; frobnicate 1; }\n", "t.conf:2: unknown directive "
                                                                             "\"frobnicate\" in events"},
       {"listen 8080;\nforwarded yes;\n", "t.conf:2: \"forwarded\" takes on or off"},
@@ -372,7 +372,6 @@ static void test_header_buffers(void **state) {
   assert_int_equal(cf.large_uri, 65536 - 1024);
 }
 
-
 /* Several server blocks: addresses are shared and bound once, each has its default server, names select
  * servers in nginx's order, and the http level's settings are inherited where a server has none. */
 static void test_virtual_servers(void **state) {
@@ -382,12 +381,12 @@ static void test_virtual_servers(void **state) {
                      "  upstream b { server 127.0.0.1:2; }\n"
                      "  proxy_set_header X-Level http;\n"
                      "  auth_jwt_claim_header sub X-User;\n"
-                     "  server {\n"                                               /* 6: server 0 */
+                     "  server {\n" /* 6: server 0 */
                      "    listen 127.0.0.1:8080;\n"
                      "    server_name Example.COM www.example.com;\n"
                      "    location / { proxy_pass http://a; }\n"
                      "  }\n"
-                     "  server {\n"                                               /* 11: server 1 */
+                     "  server {\n" /* 11: server 1 */
                      "    listen 127.0.0.1:8080 default_server backlog=100;\n"
                      "    listen 8081;\n"
                      "    server_name *.example.com .example.org \"\";\n"
@@ -421,17 +420,19 @@ static void test_virtual_servers(void **state) {
     const char *host;
     int listener, want;
   } cases[] = {
-      {"example.com", 0, 0},        {"EXAMPLE.com.", 0, 0},     {"www.example.com:8080", 0, 0},
-      {"a.example.com", 0, 1},      {"a.b.example.com", 0, 1},  {"example.org", 0, 1},
-      {"x.example.org", 0, 1},      {"v1.api.example.com", 0, 2}, /* the longest leading wildcard */
-      {"www.example.net", 0, 2},    {"mail.example.com", 0, 1}, /* a leading wildcard before a trailing one */
-      {"unknown.test", 0, 1},       {"", 0, 1},                 /* "" names requests without a Host */
-      {"example.com", 1, 1},        {NULL, 1, 1},
+      {"example.com", 0, 0},          {"EXAMPLE.com.", 0, 0},
+      {"www.example.com:8080", 0, 0}, {"a.example.com", 0, 1},
+      {"a.b.example.com", 0, 1},      {"example.org", 0, 1},
+      {"x.example.org", 0, 1},        {"v1.api.example.com", 0, 2}, /* the longest leading wildcard */
+      {"www.example.net", 0, 2},      {"mail.example.com", 0, 1},   /* a leading wildcard before a trailing one */
+      {"unknown.test", 0, 1},         {"", 0, 1},                   /* "" names requests without a Host */
+      {"example.com", 1, 1},          {NULL, 1, 1},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     const char *h = cases[i].host;
     int got = tether__vserver_select(&cf, cases[i].listener, h, h ? strlen(h) : 0);
-    if (got != cases[i].want) fail_msg("%s on listener %d: server %d, wanted %d", h, cases[i].listener, got, cases[i].want);
+    if (got != cases[i].want)
+      fail_msg("%s on listener %d: server %d, wanted %d", h, cases[i].listener, got, cases[i].want);
   }
   /* without default_server the first server on an address is its default */
   text = "server { listen 9000; server_name a; location / { return 200; } }\n"
