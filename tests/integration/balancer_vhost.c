@@ -88,7 +88,7 @@ static int setup(void **state) {
           "}\n"
           "server {\n"
           "  listen 127.0.0.1:%d;\n  listen 127.0.0.1:%d;\n  server_name a.example *.a.example;\n"
-          "  ssl_certificate %s/a.pem;\n  ssl_certificate_key %s/a.key;\n"
+          "  ssl_certificate %s/a.pem;\n  ssl_certificate_key %s/a.key;\n  ssl_protocols TLSv1.3;\n"
           "  location / { return 200 \"a\"; }\n  location /only-a { return 200 \"a-only\"; }\n"
           "  location /headers { proxy_pass http://app; proxy_set_header X-Host $host; }\n"
           "}\n"
@@ -162,16 +162,20 @@ static void test_host_picks_the_server(void **state) {
   if (strstr(body, "X-Host: a.example") == NULL) fail_msg("%s", body);
 }
 
-/* openssl s_client with SNI name ("" : none), the request's Host host; its output into out. */
-static int s_client(const char *sni, const char *host, const char *path, const char *out) {
-  char opt[300];
+/* openssl s_client with SNI name ("" : none) and more options, the request's Host host; its output into out. */
+static int s_client_with(const char *sni, const char *more, const char *host, const char *path, const char *out) {
+  char opt[1200];
   if (sni[0])
-    snprintf(opt, sizeof(opt), "-servername %s", sni);
+    snprintf(opt, sizeof(opt), "-servername %s %s", sni, more);
   else
-    snprintf(opt, sizeof(opt), "-noservername");
+    snprintf(opt, sizeof(opt), "-noservername %s", more);
   return tt_system("printf 'GET %s HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' | timeout 10 "
                    "openssl s_client -connect 127.0.0.1:%d -CAfile '%s/ca.pem' -ign_eof %s > '%s' 2>&1",
                    path, host, tls_port, pki, opt, out);
+}
+
+static int s_client(const char *sni, const char *host, const char *path, const char *out) {
+  return s_client_with(sni, "", host, path, out);
 }
 
 static void expect(const char *out, const char *what) {
@@ -225,6 +229,28 @@ static void test_sni_picks_the_certificate_and_server(void **state) {
     curl_slist_free_all(rs);
     if (rc != CURLE_OK || status != 200) fail_msg("%s: %s, %ld", names[i], curl_easy_strerror(rc), status);
   }
+}
+
+/* The chosen server's TLS settings apply from the client hello on: its protocols (a is TLS 1.3 only), and its
+ * sessions, which resume on it and not on another server. */
+static void test_server_tls_settings(void **state) {
+  (void)state;
+  char out[600], more[1200];
+  snprintf(out, sizeof(out), "%s/s_client.out", pki);
+  s_client_with("a.example", "-tls1_2", "a.example", "/", out);
+  assert_false(tb_file_contains(out, "HTTP/1.1 200"));
+  s_client_with("b.example", "-tls1_2", "b.example", "/", out);
+  expect(out, "HTTP/1.1 200 OK");
+  snprintf(more, sizeof(more), "-sess_out '%s/a.sess'", pki);
+  s_client_with("a.example", more, "a.example", "/", out);
+  expect(out, "HTTP/1.1 200 OK");
+  snprintf(more, sizeof(more), "-sess_in '%s/a.sess'", pki);
+  s_client_with("a.example", more, "a.example", "/", out);
+  expect(out, "Reused, TLSv1.3");
+  expect(out, "\r\n\r\na");
+  s_client_with("b.example", more, "b.example", "/", out);
+  expect(out, "New, TLSv1.3");
+  expect(out, "subject=CN = tether-b");
 }
 
 /* A Host that selects another server than the SNI did: 421 Misdirected Request, and nothing is served. */
@@ -317,9 +343,9 @@ static void test_mistakes_are_refused(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_host_picks_the_server),    cmocka_unit_test(test_sni_picks_the_certificate_and_server),
-      cmocka_unit_test(test_host_sni_mismatch_is_421), cmocka_unit_test(test_reload_rereads_includes),
-      cmocka_unit_test(test_mistakes_are_refused),
+      cmocka_unit_test(test_host_picks_the_server),   cmocka_unit_test(test_sni_picks_the_certificate_and_server),
+      cmocka_unit_test(test_server_tls_settings),     cmocka_unit_test(test_host_sni_mismatch_is_421),
+      cmocka_unit_test(test_reload_rereads_includes), cmocka_unit_test(test_mistakes_are_refused),
   };
   return cmocka_run_group_tests_name("balancer virtual servers", tests, setup, teardown);
 }

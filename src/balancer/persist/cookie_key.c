@@ -125,7 +125,8 @@ int tether__cookie_key_load(tether__config *cf, char *err, size_t errlen) {
       snprintf(err, errlen,
                "%s:%d: sticky_key_file %s (the default, for \"sticky cookie\" in upstream \"%s\", which has no "
                "sticky_secret): %s\n",
-               tether__cf_file(cf, first->persist.line), tether__cf_lineno(first->persist.line), path, first->name, why);
+               tether__cf_file(cf, first->persist.line), tether__cf_lineno(first->persist.line), path, first->name,
+               why);
     return -1;
   }
   for (size_t k = 0; k < cf->nupstreams; k++) {

@@ -180,24 +180,61 @@ static void protocols_and_suites(SSL_CTX *ctx, const tether__cf_tls *t, errbuf *
   SSL_CONF_CTX_free(cc);
 }
 
-/* SNI: the client hello names a server; its context (certificates, ticket keys, options) takes over, as in
- * nginx. The protocol versions and suites stay those of the context the connection was accepted with (the
- * address's default server): OpenSSL has read the hello with them. */
-static int on_servername(SSL *ssl, int *alert, void *arg) {
-  (void)arg;
+/* SNI: the client hello names a server, and its context (certificates, ticket keys, session id context,
+ * options, protocol versions) takes over before OpenSSL negotiates anything, as nginx does with the client hello
+ * callback. The TLS 1.2 suites stay those of the context the connection was accepted with (the address's
+ * default server's): a context keeps no list to copy. */
+static void switch_context(SSL *ssl, const char *name) {
   const tether__tls_sni *sni = SSL_get_app_data(ssl);
-  const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-  if (sni == NULL || sni->pick == NULL || name == NULL) return SSL_TLSEXT_ERR_NOACK;
+  if (sni == NULL || sni->pick == NULL) return;
   SSL_CTX *ctx = sni->pick(sni->owner, name);
-  if (ctx && ctx != SSL_get_SSL_CTX(ssl)) {
-    if (SSL_set_SSL_CTX(ssl, ctx) == NULL) {
-      *alert = SSL_AD_INTERNAL_ERROR;
-      return SSL_TLSEXT_ERR_ALERT_FATAL;
-    }
-    SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
-    SSL_set_options(ssl, SSL_CTX_get_options(ctx));
-  }
-  return SSL_TLSEXT_ERR_OK;
+  if (ctx == NULL || ctx == SSL_get_SSL_CTX(ssl) || SSL_set_SSL_CTX(ssl, ctx) == NULL) return;
+  SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
+  SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+  SSL_set_min_proto_version(ssl, SSL_CTX_get_min_proto_version(ctx));
+  SSL_set_max_proto_version(ssl, SSL_CTX_get_max_proto_version(ctx));
+}
+
+/* The server_name extension (RFC 6066 section 3): a list whose first host_name entry is the name. 1 with the
+ * name in out, 0 without one (or a malformed one: OpenSSL refuses it when it parses the extension). */
+static int hello_server_name(SSL *ssl, char out[256]) {
+  const unsigned char *p;
+  size_t len;
+  if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) || len < 5) return 0;
+  size_t list = (size_t)p[0] << 8 | p[1], n = (size_t)p[3] << 8 | p[4];
+  if (list != len - 2 || p[2] != TLSEXT_NAMETYPE_host_name || n == 0 || n > 255 || n > len - 5) return 0;
+  if (memchr(p + 5, '\0', n)) return 0;
+  memcpy(out, p + 5, n);
+  out[n] = '\0';
+  return 1;
+}
+
+static int on_client_hello(SSL *ssl, int *alert, void *arg) {
+  (void)alert, (void)arg;
+  char name[256];
+  if (hello_server_name(ssl, name)) switch_context(ssl, name);
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Acknowledges the name (the context was chosen in the client hello callback). */
+static int on_servername(SSL *ssl, int *alert, void *arg) {
+  (void)alert, (void)arg;
+  return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_NOACK;
+}
+
+/* The session id context: a digest of the server's first certificate (its first ssl_certificate, just loaded),
+ * so that a session resumes only on a server with that certificate, not on another virtual server whose name
+ * the client never verified (nginx digests every certificate; the first one alone keeps instances that add a
+ * second key type to a fleet resuming each other's sessions). */
+static void session_context(SSL_CTX *ctx) {
+  unsigned char md[EVP_MAX_MD_SIZE], *der = NULL;
+  unsigned int n = 0;
+  X509 *x = SSL_CTX_get0_certificate(ctx);
+  int len = x ? i2d_X509(x, &der) : -1;
+  if (len > 0 && EVP_Digest(der, (size_t)len, md, &n, EVP_sha256(), NULL) == 1)
+    SSL_CTX_set_session_id_context(ctx, md, n < SSL_MAX_SID_CTX_LENGTH ? n : SSL_MAX_SID_CTX_LENGTH);
+  OPENSSL_free(der);
+  ERR_clear_error();
 }
 
 /* One server's context: its certificates and settings (inherited from the http level where it has none). */
@@ -208,9 +245,13 @@ static SSL_CTX *server_ctx(const tether__cf_tls *t, errbuf *e) {
     return NULL;
   }
   protocols_and_suites(ctx, t, e);
-  for (int i = 0; i < t->ncert; i++) load_pair(ctx, t, i, e);
+  for (int i = 0; i < t->ncert; i++) {
+    load_pair(ctx, t, i, e);
+    if (i == 0) session_context(ctx);
+  }
   load_ticket_keys(ctx, t, e);
-  SSL_CTX_set_tlsext_servername_callback(ctx, on_servername); /* SNI may move a handshake to another server */
+  SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL); /* SNI may move a handshake to another server */
+  SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
   return ctx;
 }
 
