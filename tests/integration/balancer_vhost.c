@@ -41,6 +41,7 @@ static int make_pki(void) {
       "leaf a 'DNS:a.example,DNS:*.a.example'\n"
       "leaf b 'DNS:b.example,DNS:*.b.example'\n"
       "leaf dflt 'DNS:default.test,IP:127.0.0.1'\n"
+      "openssl rand 80 > ticket.key\n"
       "mkdir b-locations\n",
       pki);
 }
@@ -81,6 +82,7 @@ static int setup(void **state) {
           "worker_processes 1;\nadmin_listen 127.0.0.1:%d;\n"
           "upstream app { server %s max_fails=0; }\n"
           "ssl_certificate %s/dflt.pem;\nssl_certificate_key %s/dflt.key;\n"
+          "ssl_session_ticket_key %s/ticket.key;\n" /* shared: a session could open on every server */
           "server {\n"
           "  listen 127.0.0.1:%d;\n  listen 127.0.0.1:%d ssl;\n  server_name default.test;\n"
           "  location / { return 200 \"default\"; }\n"
@@ -98,7 +100,7 @@ static int setup(void **state) {
           "  include b-locations/*.conf;\n"
           "}\n"
           "include c-server.conf;\n",
-          T.admin, b1.addr, pki, pki, T.port, tls_port, T.port, tls_port, pki, pki, T.port, tls_port, pki, pki);
+          T.admin, b1.addr, pki, pki, pki, T.port, tls_port, T.port, tls_port, pki, pki, T.port, tls_port, pki, pki);
   fclose(f);
   return tb_tether_run(&T);
 }
