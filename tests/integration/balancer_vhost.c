@@ -201,6 +201,7 @@ static void test_sni_picks_the_certificate_and_server(void **state) {
       {"unknown.test", "b.example", "/", "CN = tether-b", "\r\n\r\nb"}, /* default_server on the TLS address */
       {"", "b.example", "/", "CN = tether-b", "\r\n\r\nb"},             /* no SNI: the default server */
       {"", "a.example", "/", "CN = tether-b", "\r\n\r\na"},             /* no SNI: Host picks, as nginx */
+      {"a.example", "unknown.test", "/", "CN = tether-a", "\r\n\r\na"}, /* no server's name: SNI's server */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     s_client(cases[i].sni, cases[i].host, cases[i].path, out);
@@ -265,7 +266,7 @@ static void test_host_sni_mismatch_is_421(void **state) {
   } cases[] = {
       {"a.example", "b.example"},
       {"b.example", "x.a.example"},
-      {"a.example", "unknown.test"}, /* the default server (b) is not a's */
+      {"a.example", "default.test"},
       {"unknown.test", "a.example"}, /* the SNI chose the default (b) */
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -58,19 +58,24 @@ static int refused(const tether__config *cf, const tether__h1_msg *m) {
   return 0;
 }
 
-/* The virtual server, as nginx's ngx_http_set_virtual_server: by the request's host (the absolute-form
- * target's, else Host) among the servers on the accepting address. Over TLS with SNI, the handshake chose a
- * server (and its certificate); a request whose host selects another server is answered 421 Misdirected
- * Request (RFC 9110 section 15.5.20). nginx does this only when the Host's server verifies client
- * certificates, and otherwise serves the Host's server under the SNI server's certificate; Tether always
- * refuses, so that a server's requests come only over a handshake made with that server's TLS settings.
- * Names that select the same server (two names of it, or an unknown name and the default) are no mismatch. */
+/* The virtual server, as nginx's ngx_http_set_virtual_server: the server whose name the request's host (the
+ * absolute-form target's, else Host; "" without one) matches among the servers on the accepting address; when
+ * none matches, the connection's server: the one SNI chose over TLS, else the address's default. Over TLS with
+ * SNI, a host that matches another server than the SNI chose gets 421 Misdirected Request (RFC 9110 section
+ * 15.5.20). nginx answers 421 there only when the host's server verifies client certificates, and otherwise
+ * serves the host's server under the SNI server's certificate; Tether always refuses, so that a server's
+ * requests only come over a handshake made with that server's certificate and TLS settings. Two names of one
+ * server are no mismatch. */
 static const tether__cf_vserver *request_server(tether__client *c, const tether__config *cf, const tether__h1_msg *m,
                                                 int *status) {
   tether__slice h = m->authority.p ? m->authority : m->host;
-  int v = tether__vserver_select(cf, c->listener, h.p, h.p ? h.n : 0);
+  int v = tether__vserver_find(cf, c->listener, h.p, h.p ? h.n : 0);
   const char *sni = tether__tls_servername(&c->io);
-  if (sni && *status == 0 && tether__vserver_select(cf, c->listener, sni, strlen(sni)) != v) *status = 421;
+  int s = sni ? tether__vserver_select(cf, c->listener, sni, strlen(sni)) : -1;
+  if (v < 0)
+    v = s >= 0 ? s : tether__vserver_default(cf, c->listener);
+  else if (s >= 0 && v != s && *status == 0)
+    *status = 421;
   return &cf->vservers[v];
 }
 

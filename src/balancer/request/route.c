@@ -41,11 +41,11 @@ static int name_match(const char *name, const char *host, size_t n, size_t *len)
   return k == n && memcmp(name, host, n) == 0 ? 3 : 0;
 }
 
-int tether__vserver_select(const tether__config *cf, int listener, const char *host, size_t n) {
+int tether__vserver_find(const tether__config *cf, int listener, const char *host, size_t n) {
   char key[256] = "";
   if ((size_t)listener >= cf->nlisten) listener = 0; /* listeners change only on restart */
   n = host ? host_key(host, n, key, sizeof(key)) : 0;
-  if (n == (size_t)-1) return cf->listen_default[listener];
+  if (n == (size_t)-1) return -1;
   int best = -1, best_kind = 0;
   size_t best_len = 0;
   for (size_t v = 0; v < cf->nvservers; v++) {
@@ -62,7 +62,16 @@ int tether__vserver_select(const tether__config *cf, int listener, const char *h
       }
     }
   }
-  return best >= 0 ? best : cf->listen_default[listener];
+  return best;
+}
+
+int tether__vserver_default(const tether__config *cf, int listener) {
+  return cf->listen_default[(size_t)listener < cf->nlisten ? listener : 0];
+}
+
+int tether__vserver_select(const tether__config *cf, int listener, const char *host, size_t n) {
+  int v = tether__vserver_find(cf, listener, host, n);
+  return v >= 0 ? v : tether__vserver_default(cf, listener);
 }
 
 static const tether__cf_location *longest_prefix(const tether__config *cf, const tether__cf_vserver *vs,

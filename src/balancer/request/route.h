@@ -19,5 +19,9 @@ const tether__cf_location *tether__route(const tether__config *cf, const tether_
  * with "*." (or ".x"), the longest ending with ".*", else the address's default server. The name is
  * compared lower-cased, without a port or a trailing dot. Returns an index in cf->vservers. */
 int tether__vserver_select(const tether__config *cf, int listener, const char *host, size_t n);
+/* The same without the default: -1 when no server has a matching name. */
+int tether__vserver_find(const tether__config *cf, int listener, const char *host, size_t n);
+/* The listener's default server. */
+int tether__vserver_default(const tether__config *cf, int listener);
 
 #endif
