@@ -12,7 +12,7 @@
 #define TETHER__CF_MAX_SERVERS 64
 #define TETHER__CF_MAX_UPSTREAMS 32
 #define TETHER__CF_MAX_LOCATIONS 128 /* in all servers together */
-#define TETHER__CF_MAX_LISTEN 16     /* distinct listen addresses */
+#define TETHER__CF_MAX_LISTEN 8      /* distinct listen addresses (a worker has as many listeners) */
 #define TETHER__CF_MAX_VSERVERS 32   /* server { } blocks */
 #define TETHER__CF_MAX_NAMES 8       /* server_name names per server */
 #define TETHER__CF_MAX_FILES 64      /* the configuration file and the files it includes */
