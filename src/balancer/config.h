@@ -234,6 +234,7 @@ typedef struct tether__config {
   int listen_backlog[TETHER__CF_MAX_LISTEN];  /* listen ... backlog=N, for listen[i] */
   int listen_ssl[TETHER__CF_MAX_LISTEN];      /* listen ... ssl (on any listen of the address) */
   int listen_default[TETHER__CF_MAX_LISTEN];  /* the address's default server: default_server, else the first */
+  int listen_line[TETHER__CF_MAX_LISTEN];     /* where listen[i] is first named */
   size_t nlisten;
   tether__cf_vserver vservers[TETHER__CF_MAX_VSERVERS];
   size_t nvservers;
@@ -273,14 +274,14 @@ typedef struct tether__config {
   int admin_line;        /* where admin_listen is, for errors found once the file is read */
   char admin_token[256]; /* admin_auth_token: the secret itself (read from the environment) */
   int admin_token_line;
-  int rlimit_nofile;                        /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
-  tether__cf_tls tls;                       /* ssl_* at the top or http level: every server's default */
-  int listen_line[TETHER__CF_MAX_LISTEN];   /* where listen[i] is first named */
-  char included[TETHER__CF_MAX_FILES][256]; /* the files include read, in order (see tether__cf_file) */
-  int nincluded;
+  int rlimit_nofile;  /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
+  tether__cf_tls tls; /* ssl_* at the top or http level: every server's default */
   char user[64];      /* user USER [GROUP]: who the process becomes once its ports are bound; "" stays */
   char group[64];     /* "" : the user's primary group */
   char pid_file[512]; /* pid FILE; "" : none */
+  /* include */
+  char included[TETHER__CF_MAX_FILES][256]; /* the files include read, in order (see tether__cf_file) */
+  int nincluded;
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */
