@@ -382,7 +382,8 @@ static void common_directive(tether__conf_parser *ps, tether__conf_directive *d,
   } else if (tether__conf_jwt(ps, d, ps->vs ? &ps->vs->jwt : &ps->cf->jwt)) { /* a default for its locations */
   } else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0)
     http_or_server(ps, d, depth);
-  else if (strcmp(n, "proxy_set_header") != 0 && (scalar_directive(ps, d) || request_directive(ps, d)))
+  else if (strcmp(n, "proxy_set_header") != 0 && strcmp(n, "proxy_http_version") != 0 && /* per server, or moot */
+           (scalar_directive(ps, d) || request_directive(ps, d)))
     note_global_in_server(ps, d);
   else if (strcmp(n, "access_log") == 0 || strcmp(n, "error_log") == 0) {
     process_directive(ps, d);

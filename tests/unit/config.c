@@ -390,11 +390,11 @@ static void test_virtual_servers(void **state) {
                      "    listen 127.0.0.1:8080 default_server backlog=100;\n"
                      "    listen 8081;\n"
                      "    server_name *.example.com .example.org \"\";\n"
-                     "    proxy_set_header X-Level server;\n"
+                     "    proxy_set_header X-Level server;\n    proxy_http_version 1.1;\n"
                      "    location / { proxy_pass http://b; }\n"
                      "    location /own/ { proxy_pass http://b; proxy_set_header X-Level location; }\n"
                      "  }\n"
-                     "  server {\n" /* 19: server 2 */
+                     "  server {\n" /* 20: server 2 */
                      "    listen 127.0.0.1:8080;\n"
                      "    server_name *.api.example.com www.example.* mail.*;\n"
                      "    location /x { return 200 x; }\n"
