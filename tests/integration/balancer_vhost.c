@@ -279,8 +279,33 @@ static void test_host_sni_mismatch_is_421(void **state) {
 }
 
 /* A reload re-reads the included files: a changed server takes effect, the others keep working. */
+/* One HTTPS GET of https://a.example/ on a kept handle (libcurl reuses its connection); the status, and how
+ * many new connections it took into *connects. */
+static long https_a(CURL *h, long *connects) {
+  char url[256], ca[600];
+  snprintf(url, sizeof(url), "https://a.example:%d/", tls_port);
+  snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+  long status = 0;
+  if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, connects);
+  return status;
+}
+
 static void test_reload_rereads_includes(void **state) {
   (void)state;
+  /* a TLS connection that SNI put on server a, kept alive across the reload */
+  CURL *h = curl_easy_init();
+  char resolve[300];
+  snprintf(resolve, sizeof(resolve), "a.example:%d:127.0.0.1", tls_port);
+  struct curl_slist *rs = curl_slist_append(NULL, resolve);
+  curl_easy_setopt(h, CURLOPT_RESOLVE, rs);
+  long connects = 0;
+  assert_int_equal(https_a(h, &connects), 200);
+  assert_int_equal(connects, 1);
   write_file("c-server.conf",
              "server {\n  listen 127.0.0.1:%d;\n  server_name c.example c2.example;\n"
              "  location / { return 200 \"c2\"; }\n}\n",
@@ -294,6 +319,10 @@ static void test_reload_rereads_includes(void **state) {
   assert_string_equal(body, "c2");
   assert_int_equal(plain("Host: a.example", "/", body, sizeof(body)), 200);
   assert_string_equal(body, "a");
+  assert_int_equal(https_a(h, &connects), 200); /* the same connection, routed by the new configuration */
+  assert_int_equal(connects, 0);
+  curl_easy_cleanup(h);
+  curl_slist_free_all(rs);
   /* a broken included file: the reload is refused and the running configuration stays */
   write_file("c-server.conf", "server {\n  listen 127.0.0.1:%d;\n  frobnicate;\n}\n", T.port);
   kill(T.pid, SIGHUP);
