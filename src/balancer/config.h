@@ -11,7 +11,11 @@
 
 #define TETHER__CF_MAX_SERVERS 64
 #define TETHER__CF_MAX_UPSTREAMS 32
-#define TETHER__CF_MAX_LOCATIONS 64
+#define TETHER__CF_MAX_LOCATIONS 128 /* in all servers together */
+#define TETHER__CF_MAX_LISTEN 8      /* distinct listen addresses (a worker has as many listeners) */
+#define TETHER__CF_MAX_VSERVERS 32   /* server { } blocks */
+#define TETHER__CF_MAX_NAMES 8       /* server_name names per server */
+#define TETHER__CF_MAX_FILES 64      /* the configuration file and the files it includes */
 #define TETHER__CF_MAX_REALIP 32
 #define TETHER__CF_MAX_STRIP 64
 #define TETHER__MAX_WORKERS 64      /* worker_processes: at most this many */
@@ -271,6 +275,25 @@ typedef struct tether__cf_tls {
   int line; /* the first ssl_* directive */
 } tether__cf_tls;
 
+/* A virtual server (server { }): nginx's name-based hosting. Its locations are a range of the one pool
+ * cf->locations; what it does not set it inherits from the http level (tls, jwt, headers are merged when the
+ * file is read, so they hold the effective values). A configuration without server blocks has one implicit
+ * server holding the top-level listen, server_name and location directives. */
+typedef struct tether__cf_vserver {
+  char names[TETHER__CF_MAX_NAMES][128]; /* server_name, lower-cased: exact, *.x, .x, x.* or "" */
+  int nnames;                            /* 0: the name "" (nginx's default) */
+  uint32_t listens;                      /* bit i: the server is on listen[i] */
+  size_t first_location, nlocations;     /* its locations: cf->locations[first_location...] */
+  tether__cf_tls tls;                    /* ssl_*: its own, else the http level's */
+  tether__cf_jwt jwt;                    /* auth_jwt: its own, else the http level's (the locations' default) */
+  tether__cf_headers headers;            /* proxy_set_header: its own, else the http level's */
+  tether__cf_add_headers add_headers;    /* add_header: its own, else the http level's */
+  tether__cf_return ret;                 /* return in server { }: answered before any location */
+  tether__cf_proxy_ssl proxy_ssl;        /* proxy_ssl_* given in server { }: its locations' defaults */
+  void *tls_ctx;                         /* its SSL_CTX when it is on an ssl address, built at load */
+  int line;
+} tether__cf_vserver;
+
 typedef struct tether__cidr {
   struct sockaddr_storage net;
   int bits;
@@ -280,10 +303,14 @@ typedef struct tether__config {
   char file[512];
   int workers;            /* worker_processes: threads */
   int workers_auto_cores; /* worker_processes auto (the default): the cores counted, 0 for a number */
-  tether__addr listen[8];
-  int listen_backlog[8]; /* listen ... backlog=N, for listen[i] */
-  int listen_ssl[8];     /* listen ... ssl */
+  tether__addr listen[TETHER__CF_MAX_LISTEN]; /* distinct addresses: servers that name the same one share it */
+  int listen_backlog[TETHER__CF_MAX_LISTEN];  /* listen ... backlog=N, for listen[i] */
+  int listen_ssl[TETHER__CF_MAX_LISTEN];      /* listen ... ssl (on any listen of the address) */
+  int listen_default[TETHER__CF_MAX_LISTEN];  /* the address's default server: default_server, else the first */
+  int listen_line[TETHER__CF_MAX_LISTEN];     /* where listen[i] is first named */
   size_t nlisten;
+  tether__cf_vserver vservers[TETHER__CF_MAX_VSERVERS];
+  size_t nvservers;
   tether__addr admin; /* admin_listen; admin.len == 0 when absent */
   tether__cf_upstream upstreams[TETHER__CF_MAX_UPSTREAMS];
   size_t nupstreams;
@@ -309,12 +336,8 @@ typedef struct tether__config {
   int access_log_json;
   char error_log[512];        /* "" stderr */
   int error_log_level;        /* error_log's level as a tether_log_level; -1: not given (info) */
-  tether__cf_jwt jwt;         /* auth_jwt at the top, http or server level: every location's default */
-  tether__cf_headers headers; /* proxy_set_header at the top, http or server level */
-  /* add_header at the server level, or the http (or top) level's when the server has none */
-  tether__cf_add_headers add_headers;
-  /* return in server { } (or at the top): answered before any location */
-  tether__cf_return ret;
+  tether__cf_jwt jwt;         /* auth_jwt at the top or http level: every server's default */
+  tether__cf_headers headers; /* proxy_set_header at the top or http level: every server's default */
   /* every header any auth_jwt_claim_header names: removed from every request, in every location */
   char claim_headers[TETHER__CF_MAX_STRIP][64];
   int nclaim_headers;
@@ -325,16 +348,23 @@ typedef struct tether__config {
   char admin_token[256]; /* admin_auth_token: the secret itself (read from the environment) */
   int admin_token_line;
   int rlimit_nofile;  /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
-  tether__cf_tls tls; /* ssl_* */
-  int listen_line[8]; /* where listen[i] is */
-  void *tls_ctx;      /* the SSL_CTX for ssl listeners, built at load (tls/context.c) */
+  tether__cf_tls tls; /* ssl_* at the top or http level: every server's default */
   char user[64];      /* user USER [GROUP]: who the process becomes once its ports are bound; "" stays */
   char group[64];     /* "" : the user's primary group */
   char pid_file[512]; /* pid FILE; "" : none */
+  /* include */
+  char included[TETHER__CF_MAX_FILES][256]; /* the files include read, in order (see tether__cf_file) */
+  int nincluded;
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */
 #define TETHER__STICKY_KEY_FILE "/var/lib/tether/sticky.key"
+
+/* Every `line` in a configuration is a place: the line number in the low TETHER__CF_LINE_BITS bits, and which
+ * file above them (0: cf->file, k: cf->included[k - 1]). These give the file and the line number back. */
+#define TETHER__CF_LINE_BITS 20
+const char *tether__cf_file(const tether__config *cf, int line);
+int tether__cf_lineno(int line);
 
 /* Reads and checks a configuration. On failure returns -1 and writes "file:line: reason" lines (one per
  * error found) into err. */

@@ -340,11 +340,32 @@ void tether__conf_location(tether__conf_parser *ps, tether__conf_directive *d) {
 
 /* Locations inherit the outer auth_jwt settings unless they have their own; every enabled one gets its
  * verifier now, so a key that cannot be read fails the load (and a reload keeps the running one). */
+/* Every claim header j names, into cf->claim_headers. -1 when there are too many. */
+static int collect_claim_headers(tether__conf_parser *ps, tether__config *cf, const tether__cf_jwt *j) {
+  for (int h = 0; h < j->nclaim_headers; h++) {
+    int seen = 0;
+    for (int k = 0; k < cf->nclaim_headers && !seen; k++)
+      seen = strcasecmp(cf->claim_headers[k], j->claim_headers[h].header) == 0;
+    if (seen) continue;
+    if (cf->nclaim_headers == TETHER__CF_MAX_STRIP) {
+      tether__conf_error(ps, j->line, "auth_jwt_claim_header: at most %d distinct header names", TETHER__CF_MAX_STRIP);
+      return -1;
+    }
+    snprintf(cf->claim_headers[cf->nclaim_headers++], sizeof(cf->claim_headers[0]), "%s", j->claim_headers[h].header);
+  }
+  return 0;
+}
+
 void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf) {
   cf->jwt.verifier = NULL;
+  for (size_t v = 0; v < cf->nvservers; v++) { /* servers took the http level's when they had none */
+    tether__cf_vserver *vs = &cf->vservers[v];
+    vs->jwt.verifier = NULL;
+    for (size_t k = vs->first_location; k < vs->first_location + vs->nlocations; k++)
+      if (!cf->locations[k].jwt.set && vs->jwt.set) cf->locations[k].jwt = vs->jwt;
+  }
   for (size_t i = 0; i < cf->nlocations; i++) {
     tether__cf_jwt *j = &cf->locations[i].jwt;
-    if (!j->set && cf->jwt.set) *j = cf->jwt;
     j->verifier = NULL;
     if (!j->enabled) continue;
     if (j->nkeys == 0) {
@@ -373,19 +394,9 @@ void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf) {
   /* every claim header any level names is removed from every request, authenticated or not: a client must
    * never speak for the token where no token is checked */
   cf->nclaim_headers = 0;
-  for (size_t i = 0; i <= cf->nlocations; i++) {
-    const tether__cf_jwt *j = i < cf->nlocations ? &cf->locations[i].jwt : &cf->jwt;
-    for (int h = 0; h < j->nclaim_headers; h++) {
-      int seen = 0;
-      for (int k = 0; k < cf->nclaim_headers && !seen; k++)
-        seen = strcasecmp(cf->claim_headers[k], j->claim_headers[h].header) == 0;
-      if (seen) continue;
-      if (cf->nclaim_headers == TETHER__CF_MAX_STRIP) {
-        tether__conf_error(ps, j->line, "auth_jwt_claim_header: at most %d distinct header names",
-                           TETHER__CF_MAX_STRIP);
-        return;
-      }
-      snprintf(cf->claim_headers[cf->nclaim_headers++], sizeof(cf->claim_headers[0]), "%s", j->claim_headers[h].header);
-    }
-  }
+  if (collect_claim_headers(ps, cf, &cf->jwt) < 0) return;
+  for (size_t v = 0; v < cf->nvservers; v++)
+    if (collect_claim_headers(ps, cf, &cf->vservers[v].jwt) < 0) return;
+  for (size_t i = 0; i < cf->nlocations; i++)
+    if (collect_claim_headers(ps, cf, &cf->locations[i].jwt) < 0) return;
 }

@@ -86,7 +86,8 @@ struct tether__client {
   int ups, srv; /* upstream and server indexes in rt */
   int tries;
   int status;
-  int served; /* requests started on this connection */
+  int served;   /* requests started on this connection */
+  int listener; /* the address it came in on: an index in the configuration's listen */
   uint8_t version_minor, is_head, idempotent, upgrade;
   uint8_t active;       /* a request is in progress */
   uint8_t req_done;     /* the whole request was read */

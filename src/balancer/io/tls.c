@@ -18,6 +18,7 @@ typedef struct tls_state {
   int handshaken;
   tether__tls_handshake_cb done; /* a client connection: told once how its handshake ended */
   int delivering;                /* in deliver(): the BIOs stay */
+  tether__tls_sni sni;           /* the SSL's app data: tls/context.c's servername callback calls it */
 } tls_state;
 
 /* Memory BIOs that idle connections gave back, kept per thread (a connection's OpenSSL calls all run on its
@@ -275,6 +276,7 @@ static tls_state *attach(tether__io *io, SSL *ssl) {
   }
   BIO_set_mem_eof_return(t->rbio, -1); /* empty means "more to come", not the end */
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  SSL_set_app_data(t->ssl, &t->sni); /* tls/context.c's servername callback (server side) */
   io->filter = &tls_filter;
   io->filter_state = t;
   return t;
@@ -298,4 +300,16 @@ int tether__tls_connect(tether__io *io, void *ssl, tether__tls_handshake_cb done
   }
   t->done = done;
   return flush(io, t);
+}
+
+void tether__tls_on_sni(tether__io *io, tether__tls_pick_fn pick, void *owner) {
+  tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
+  if (t == NULL) return;
+  t->sni.pick = pick;
+  t->sni.owner = owner;
+}
+
+const char *tether__tls_servername(const tether__io *io) {
+  const tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
+  return t ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }

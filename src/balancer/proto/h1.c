@@ -15,6 +15,7 @@
 #include "../request/finish.h"
 #include "../request/realip.h"
 #include "../request/request.h"
+#include "../request/route.h"
 #include "../upstream/exchange.h"
 #include "../upstream/pool.h"
 #include "../upstream/tunnel.h"
@@ -442,6 +443,14 @@ static void client_close(tether__client *c) {
   tether__listen_fd_freed(w);
 }
 
+/* SNI during the handshake: the server the name selects on this address, in the configuration current then
+ * (the connection keeps the context it switches to, across reloads). */
+static void *pick_tls(void *owner, const char *name) {
+  tether__client *c = owner;
+  const tether__config *cf = c->w->rt->cf;
+  return cf->vservers[tether__vserver_select(cf, c->listener, name, strlen(name))].tls_ctx;
+}
+
 void tether__client_accept(tether__worker *w, int fd, int listener) {
   tether__client *c = tether__calloc(1, sizeof(*c));
   c->w = w;
@@ -463,9 +472,14 @@ void tether__client_accept(tether__worker *w, int fd, int listener) {
     return;
   }
   const tether__config *cf = w->rt->cf;
-  if (cf->listen_ssl[listener] && (cf->tls_ctx == NULL || tether__tls_accept(&c->io, cf->tls_ctx) < 0)) {
-    client_close(c);
-    return;
+  c->listener = listener;
+  if ((size_t)listener < cf->nlisten && cf->listen_ssl[listener]) {
+    void *ctx = cf->vservers[cf->listen_default[listener]].tls_ctx; /* SNI may choose another (pick_tls) */
+    if (ctx == NULL || tether__tls_accept(&c->io, ctx) < 0) {
+      client_close(c);
+      return;
+    }
+    tether__tls_on_sni(&c->io, pick_tls, c);
   }
   set_src(c, &peer);
   c->addr = c->src;

@@ -7,6 +7,7 @@
 
 #include "../answer.h"
 #include "../conn.h"
+#include "../io/tls.h"
 #include "../persist/monitor.h"
 #include "../persist/persist.h"
 #include "../worker.h"
@@ -59,6 +60,27 @@ static int refused(const tether__config *cf, const tether__h1_msg *m) {
   if (cf->client_max_body_size && m->framing == TETHER__H1_LENGTH && m->content_length > cf->client_max_body_size)
     return 413;
   return 0;
+}
+
+/* The virtual server, as nginx's ngx_http_set_virtual_server: the server whose name the request's host (the
+ * absolute-form target's, else Host; "" without one) matches among the servers on the accepting address; when
+ * none matches, the connection's server: the one SNI chose over TLS, else the address's default. Over TLS with
+ * SNI, a host that matches another server than the SNI chose gets 421 Misdirected Request (RFC 9110 section
+ * 15.5.20). nginx answers 421 there only when the host's server verifies client certificates, and otherwise
+ * serves the host's server under the SNI server's certificate; Tether always refuses, so that a server's
+ * requests only come over a handshake made with that server's certificate and TLS settings. Two names of one
+ * server are no mismatch. */
+static const tether__cf_vserver *request_server(tether__client *c, const tether__config *cf, const tether__h1_msg *m,
+                                                int *status) {
+  tether__slice h = m->authority.p ? m->authority : m->host;
+  int v = tether__vserver_find(cf, c->listener, h.p, h.p ? h.n : 0);
+  const char *sni = tether__tls_servername(&c->io);
+  int s = sni ? tether__vserver_select(cf, c->listener, sni, strlen(sni)) : -1;
+  if (v < 0)
+    v = s >= 0 ? s : tether__vserver_default(cf, c->listener);
+  else if (s >= 0 && v != s && *status == 0)
+    *status = 421;
+  return &cf->vservers[v];
 }
 
 /* Where a relative redirect points, as nginx's absolute_redirect and port_in_redirect make it: the
@@ -124,12 +146,18 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   take_head(c, m);
   tether__real_client(c, cf, m);
   int status = refused(cf, m);
-  const tether__cf_location *loc = status ? NULL : tether__route(cf, m, &w->scratch_path, &status);
+  const tether__cf_vserver *vs = request_server(c, cf, m, &status);
+  const tether__cf_location *loc = status ? NULL : tether__route(cf, vs, m, &w->scratch_path, &status);
   /* nginx's phases: a server's return comes before any location, a location's before its auth_jwt */
-  const tether__cf_return *ret = cf->ret.status ? &cf->ret : loc && loc->ret.status ? &loc->ret : NULL;
-  tether__add_headers_prepare(c, tether__add_headers_of(cf, cf->ret.status ? NULL : loc), m, NULL);
-  tether__fwd x = {
-      .cf = cf, .loc = loc, .conn_ip = c->ip, .remote_addr = c->rq->peer, .scheme = c->scheme, .upgrade = c->upgrade};
+  const tether__cf_return *ret = vs->ret.status ? &vs->ret : loc && loc->ret.status ? &loc->ret : NULL;
+  tether__add_headers_prepare(c, tether__add_headers_of(vs, vs->ret.status ? NULL : loc), m, NULL);
+  tether__fwd x = {.cf = cf,
+                   .server_name = vs->nnames ? vs->names[0] : "",
+                   .loc = loc,
+                   .conn_ip = c->ip,
+                   .remote_addr = c->rq->peer,
+                   .scheme = c->scheme,
+                   .upgrade = c->upgrade};
   if (status) {
     if (status != 413) c->keep_alive = 0;
     c->in_len = 0;
@@ -145,7 +173,7 @@ int tether__request_begin(tether__client *c, const tether__h1_msg *m, int head_l
   if (loc->jwt.enabled) {
     if (tether__authenticate(c, m, &loc->jwt, head_len) < 0) return 0;
     x.claims = w->claims;
-    tether__add_headers_prepare(c, tether__add_headers_of(cf, loc), m, x.claims); /* with $jwt_claim_ values */
+    tether__add_headers_prepare(c, tether__add_headers_of(vs, loc), m, x.claims); /* with $jwt_claim_ values */
   }
   c->ups = loc->upstream;
   x.ur = &c->rt->ups[c->ups];

@@ -8,6 +8,7 @@
 #include "../conn.h"
 #include "../persist/persist.h"
 #include "../worker.h"
+#include "route.h"
 
 #define CLAIM_VALUE_MAX 512
 
@@ -170,8 +171,11 @@ static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_
     if (n > 0) tether__put(b, claim, (size_t)n);
     break;
   }
-  case TETHER__KEY_HOST:
-    if (m->host.p) put_host(b, m->host);
+  case TETHER__KEY_HOST: /* nginx's $host: the request's host, else the server's name */
+    if (m->host.p)
+      put_host(b, m->host);
+    else if (x->server_name)
+      tether__put_s(b, x->server_name);
     break;
   case TETHER__KEY_SCHEME:
     tether__put_s(b, x->scheme);
@@ -307,8 +311,8 @@ void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, teth
 
 /* add_header's lines, expanded per request and put on each response its status allows. */
 
-const tether__cf_add_headers *tether__add_headers_of(const tether__config *cf, const tether__cf_location *loc) {
-  return loc && loc->add_headers.defined ? &loc->add_headers : &cf->add_headers;
+const tether__cf_add_headers *tether__add_headers_of(const tether__cf_vserver *vs, const tether__cf_location *loc) {
+  return loc && loc->add_headers.defined ? &loc->add_headers : &vs->add_headers;
 }
 
 void tether__add_headers_prepare(tether__client *c, const tether__cf_add_headers *h, const tether__h1_msg *m,
@@ -361,7 +365,10 @@ static int plain_status(int status) {
 }
 
 void tether__add_headers_put(tether__client *c, int status, tether__buf *b) {
-  if (!c->added_ready) tether__add_headers_prepare(c, &(c->rt ? c->rt : c->w->rt)->cf->add_headers, NULL, NULL);
+  if (!c->added_ready) { /* no request was parsed (a 400, a 408): the address's default server's */
+    const tether__config *cf = (c->rt ? c->rt : c->w->rt)->cf;
+    tether__add_headers_prepare(c, &cf->vservers[tether__vserver_default(cf, c->listener)].add_headers, NULL, NULL);
+  }
   if (c->added.len == 0) return;
   if (plain_status(status)) {
     tether__put(b, c->added.data, c->added.len);

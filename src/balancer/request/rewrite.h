@@ -14,6 +14,7 @@
 
 typedef struct tether__fwd {
   const tether__config *cf;
+  const char *server_name; /* the virtual server's first name: $host when the request has no Host */
   const tether__cf_location *loc;
   const tether__upstream_rt *ur;
   const tether_jwt_claims *claims; /* verified claims where auth_jwt applies, else NULL */
@@ -59,7 +60,7 @@ void tether__put_value(tether__buf *b, const tether__key_part *parts, int n, con
  * request, while its head is at hand (a server's answer, a timeout or an error comes when it is gone), and
  * each response takes those its status allows, as nginx's headers module does. */
 /* The list that applies where a request is answered: the location's when it has any, else the server's. */
-const tether__cf_add_headers *tether__add_headers_of(const tether__config *cf, const tether__cf_location *loc);
+const tether__cf_add_headers *tether__add_headers_of(const tether__cf_vserver *vs, const tether__cf_location *loc);
 
 /* Expands h's values for the request whose head is m (NULL: none was parsed) into c->added; claims give
  * $jwt_claim_NAME (NULL: empty). A value that comes out empty, or with control characters, adds nothing. */
