@@ -36,13 +36,14 @@ static int setup(void **state) {
   int dead = tt_free_port(); /* nothing listens there: a 502 */
   tb_tether_init(&T, 1);
   tb_tether_write_conf(&T,
-                       "listen 127.0.0.1:%d ssl;\nssl_certificate %s/ec.pem;\nssl_certificate_key %s/ec.key;\n"
+                       "ssl_certificate %s/ec.pem;\nssl_certificate_key %s/ec.key;\n"
                        "forwarded on;\n"
                        "add_header X-Http-Level replaced-by-the-server-level;\n"
                        "upstream app {\n  server %s max_fails=0;\n  sticky cookie srv_id samesite=strict;\n"
                        "  sticky_secret scheme-tests-sticky-secret;\n}\n"
                        "upstream dead { server 127.0.0.1:%d max_fails=0; }\n"
                        "server {\n"
+                       "  listen 127.0.0.1:%d ssl;\n"
                        "  add_header Strict-Transport-Security \"max-age=63072000\" always;\n"
                        "  add_header X-Scheme $scheme;\n"
                        "  add_header X-Req \"$request_method $request_uri from $remote_addr for $http_x_who\";\n"
@@ -57,7 +58,7 @@ static int setup(void **state) {
                        "  location = /bare { return https://example.com/bare; }\n"
                        "  location = /both { return 307 https://example.com/both; proxy_pass http://app; }\n"
                        "}\n",
-                       tls_port, pki, pki, b1.addr, dead);
+                       pki, pki, b1.addr, dead, tls_port);
   if (tb_tether_run(&T) < 0) return -1;
   return tb_tether_start(&R, 1,
                          "server {\n  return 301 https://$host$request_uri;\n"

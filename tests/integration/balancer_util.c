@@ -108,8 +108,18 @@ static void write_conf_v(tb_tether *t, const char *fmt, va_list ap) {
     perror(tmp);
     abort();
   }
-  fprintf(f, "worker_processes %d;\nlisten 127.0.0.1:%d;\nadmin_listen 127.0.0.1:%d;\n", t->workers, t->port, t->admin);
-  vfprintf(f, fmt, ap);
+  char *text = NULL;
+  if (vasprintf(&text, fmt, ap) < 0) abort();
+  /* with server blocks, the test's port is the first one's (a listen outside them would be an error) */
+  const char *server = strncmp(text, "server {\n", 9) == 0 ? text : strstr(text, "\nserver {\n");
+  fprintf(f, "worker_processes %d;\nadmin_listen 127.0.0.1:%d;\n", t->workers, t->admin);
+  if (server == NULL) {
+    fprintf(f, "listen 127.0.0.1:%d;\n%s", t->port, text);
+  } else {
+    const char *open = strchr(server + (server != text), '\n') + 1;
+    fprintf(f, "%.*s  listen 127.0.0.1:%d;\n%s", (int)(open - text), text, t->port, open);
+  }
+  free(text);
   fclose(f);
   if (rename(tmp, t->conf) < 0) {
     perror(t->conf);
