@@ -13,8 +13,9 @@
  *     in time ask for a map read and send again after a backoff (10 ms doubling to 200 ms), until retry_ms
  *     after the call began;
  *   - at most max_redirects MOVED/ASK per call.
- * With wait=N, WAIT N wait_timeout_ms follows each write in the same write; fewer confirmations fail the
- * call (TETHER_EUNAVAIL, counted in wait_failures). Redirects, map reads and per-node errors and latency are
+ * With wait=N, one WAIT N wait_timeout_ms follows the writes one turn of the loop sent to a node (a WAIT
+ * blocks its connection until it answers, and it confirms every earlier write of the connection): fewer
+ * confirmations fail each of those calls (TETHER_EUNAVAIL, counted in wait_failures). Redirects, map reads and per-node errors and latency are
  * counted in the store, as the blocking client counts them. A health check (tether_astore_ping) asks one
  * master, in turn, for CLUSTER INFO and wants cluster_state:ok. */
 #include <stddef.h>
@@ -40,7 +41,15 @@ static const char INFO[] = "*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n";
 static const char ASKING[] = "*1\r\n$6\r\nASKING\r\n";
 static const char *const NAMES[] = {"GET", "SET", "EXPIRE", "DEL", "CLUSTER INFO"};
 
+typedef struct cop cop;
+
+typedef struct wgroup { /* one WAIT for the writes one turn of the loop sent to a node */
+  tether__acmd cmd;
+  cop *ops; /* through gnext */
+} wgroup;
+
 typedef struct anode {
+  wgroup *open; /* this turn's writes, whose WAIT is not sent yet */
   char *host;
   int port;
   int readonly;        /* a replica's connection, for read_from=replica */
@@ -50,10 +59,11 @@ typedef struct anode {
 
 enum { V_DONE, V_NOW, V_LATER }; /* what a call does once its replies are in */
 
-typedef struct cop { /* a call */
-  tether__acmd cmd, wait, asking;
+struct cop { /* a call */
+  tether__acmd cmd, asking;
   tether__acluster *k;
-  struct cop *next; /* waiting for a map, or for its retry time */
+  cop *next;  /* waiting for a map, or for its retry time */
+  cop *gnext; /* in its WAIT's group */
   int kind, mode;
   tether_astore_get_cb get_cb;
   tether_astore_cb cb;
@@ -69,7 +79,7 @@ typedef struct cop { /* a call */
   size_t len;
   char sid[8];   /* the start of the session id, for messages */
   char why[400]; /* the message of rc */
-} cop;
+};
 
 struct tether__acluster {
   uv_loop_t *loop;
@@ -90,7 +100,8 @@ struct tether__acluster {
   char refresh_why[400];
   cop *waiting;     /* calls waiting for a map */
   cop *retry;       /* calls waiting for their retry time */
-  uv_timer_t timer; /* the earliest retry time */
+  uv_timer_t timer;   /* the earliest retry time */
+  uv_prepare_t prep;  /* sends the WAITs of the turn */
   char wait_cmd[64];
   size_t wait_len;
   unsigned ping_slot;
@@ -121,7 +132,7 @@ static void released(void *owner) {
   maybe_free(k);
 }
 
-static void timer_closed(uv_handle_t *h) { released(h->data); }
+static void handle_closed(uv_handle_t *h) { released(h->data); }
 
 static uint16_t node_find(tether__acluster *k, const char *host, size_t hlen, int port, int readonly) {
   for (size_t i = 0; i < k->nnodes; i++) {
@@ -420,10 +431,44 @@ static void cmd_done(tether__acmd *c, int rc, redisReply *rep) {
   part_done(op);
 }
 
-static void wait_done(tether__acmd *c, int rc, redisReply *rep) {
-  cop *op = OWNER(c, cop, wait);
-  op->acked = rc == 0 && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
-  part_done(op);
+static void group_done(tether__acmd *c, int rc, redisReply *rep) {
+  wgroup *g = OWNER(c, wgroup, cmd);
+  long long acked = rc == 0 && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+  for (cop *op = g->ops, *next; op; op = next) {
+    next = op->gnext;
+    op->acked = acked;
+    part_done(op);
+  }
+  free(g);
+}
+
+/* Before the loop polls: each node's writes of this turn get their WAIT. */
+static void on_prepare(uv_prepare_t *p) {
+  tether__acluster *k = p->data;
+  uv_prepare_stop(p);
+  for (size_t i = 0; i < k->nnodes; i++) {
+    anode *n = k->nodes[i];
+    wgroup *g = n->open;
+    if (g == NULL) continue;
+    n->open = NULL;
+    int rc = node_send(k, n, &g->cmd, k->wait_cmd, k->wait_len);
+    if (rc == 0)
+      tether__aconn_flush(n->conn); /* the connection's own flush may have run already this turn */
+    else
+      group_done(&g->cmd, rc, NULL);
+  }
+}
+
+static void join_wait(tether__acluster *k, anode *n, cop *op) {
+  if (n->open == NULL) {
+    n->open = tether__calloc(1, sizeof(*n->open));
+    n->open->cmd.done = group_done;
+    n->open->cmd.extra_ms = k->cf.wait_timeout_ms;
+  }
+  op->gnext = n->open->ops;
+  n->open->ops = op;
+  op->inflight++;
+  if (!uv_is_active((uv_handle_t *)&k->prep)) uv_prepare_start(&k->prep, on_prepare);
 }
 
 static void asking_done(tether__acmd *c, int rc, redisReply *rep) {
@@ -465,8 +510,7 @@ static void dispatch(cop *op) {
   int rc = 0;
   if (asking && (rc = node_send(k, n, &op->asking, ASKING, sizeof(ASKING) - 1)) == 0) op->inflight++;
   if (rc == 0 && (rc = node_send(k, n, &op->cmd, op->req, op->reqlen)) == 0) op->inflight++;
-  if (rc == 0 && is_write(op) && k->cf.wait_n && (rc = node_send(k, n, &op->wait, k->wait_cmd, k->wait_len)) == 0)
-    op->inflight++;
+  if (rc == 0 && is_write(op) && k->cf.wait_n) join_wait(k, n, op);
   if (op->inflight == 0) { /* the node cannot be reached (its connection backs off) */
     tether__cluster_node_observe(n->metrics, 0, 1);
     set_rc(op, rc);
@@ -484,8 +528,6 @@ int tether__acluster_call(tether__acluster *k, int kind, int mode, const char *s
   op->cb = cb;
   op->arg = arg;
   op->cmd.done = cmd_done;
-  op->wait.done = wait_done;
-  op->wait.extra_ms = k->cf.wait_timeout_ms;
   op->asking.done = asking_done;
   if (kind == TETHER__ACMD_PING) {
     op->req = tether__strdup(INFO);
@@ -527,8 +569,9 @@ tether__acluster *tether__acluster_new(uv_loop_t *loop, tether_store *st, void (
   k->wait_len = (size_t)snprintf(k->wait_cmd, sizeof(k->wait_cmd), "*3\r\n$4\r\nWAIT\r\n$%zu\r\n%s\r\n$%zu\r\n%s\r\n",
                                  strlen(n), n, strlen(ms), ms);
   uv_timer_init(loop, &k->timer);
-  k->timer.data = k;
-  k->live = 1;
+  uv_prepare_init(loop, &k->prep);
+  k->timer.data = k->prep.data = k;
+  k->live = 2;
   return k;
 }
 
@@ -544,7 +587,13 @@ void tether__acluster_close(tether__acluster *k) {
       finish(op);
     }
   }
-  uv_close((uv_handle_t *)&k->timer, timer_closed);
+  for (size_t i = 0; i < k->nnodes; i++) { /* WAITs not sent: their writes are not confirmed */
+    wgroup *g = k->nodes[i]->open;
+    k->nodes[i]->open = NULL;
+    if (g) group_done(&g->cmd, tether__fail(TETHER_EUNAVAIL, "store closed"), NULL);
+  }
+  uv_close((uv_handle_t *)&k->timer, handle_closed);
+  uv_close((uv_handle_t *)&k->prep, handle_closed);
   for (size_t i = 0; i < k->nnodes; i++)
     if (k->nodes[i]->conn) tether__aconn_close(k->nodes[i]->conn);
 }

@@ -391,6 +391,8 @@ int tether__aconn_send(tether__aconn *k, tether__acmd *c, const char *cmd, size_
   return 0;
 }
 
+void tether__aconn_flush(tether__aconn *k) { flush_out(k); }
+
 static void handle_closed(uv_handle_t *h) {
   tether__aconn *k = h->data;
   k->open_handles--;

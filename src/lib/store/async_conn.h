@@ -48,6 +48,8 @@ tether__aconn *tether__aconn_new(struct uv_loop_s *loop, const tether__aconn_con
 /* Queues a formatted command (RESP) and connects first if needed. 0, or TETHER_EUNAVAIL (message set) while
  * the connection backs off after a failure: then c is not queued and its done never runs. */
 int tether__aconn_send(tether__aconn *k, tether__acmd *c, const char *cmd, size_t len);
+/* Writes what was sent now rather than just before the loop polls (a prepare callback sending late). */
+void tether__aconn_flush(tether__aconn *k);
 /* Fails what is pending ("store closed") before it returns; releases the connection once the loop has
  * closed its handles. */
 void tether__aconn_close(tether__aconn *k);
