@@ -359,9 +359,13 @@ static void settle(cop *op) {
   } else {
     if (op->rc == 0 && is_write(op) && k->cf.wait_n && op->acked < k->cf.wait_n) {
       tether__count(k->st, TETHER__C_WAIT_FAILURES);
-      set_rc(op, tether__fail(TETHER_EUNAVAIL, "redis-cluster %s:%d: %s: WAIT: %lld of %d replicas confirmed within %d ms",
-                              op->to->host, op->to->port, NAMES[op->kind], op->acked, k->cf.wait_n,
-                              k->cf.wait_timeout_ms));
+      if (op->acked < 0)
+        set_rc(op, tether__fail(TETHER_EUNAVAIL, "redis-cluster %s:%d: %s: written, but the connection failed before WAIT answered",
+                                op->to->host, op->to->port, NAMES[op->kind]));
+      else
+        set_rc(op, tether__fail(TETHER_EUNAVAIL,
+                                "redis-cluster %s:%d: %s: WAIT: %lld of %d replicas confirmed within %d ms", op->to->host,
+                                op->to->port, NAMES[op->kind], op->acked, k->cf.wait_n, k->cf.wait_timeout_ms));
     }
     finish(op);
   }
