@@ -60,7 +60,7 @@ typedef struct config {
 } config;
 
 typedef struct cell {
-  char store[48];
+  char store[64];
   const char *api; /* "store", "session" or the peer's calls */
   int conc;
   char na[200]; /* non-empty: not measured, and why */

@@ -115,6 +115,7 @@ typedef struct lab_proc {
   int closing;     /* handle close pending */
   int killed;      /* its exit is expected: we killed it, or it is a one-shot command */
   int starts;      /* incarnations */
+  uint64_t spawned_ms, exited_ms; /* the loop's clock at the last spawn and exit */
   int64_t exit_status;
   int term_signal;
 } lab_proc;
