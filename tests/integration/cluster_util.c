@@ -80,4 +80,3 @@ void setslot_node(unsigned slot, const char *dst_id) {
     freeReplyObject(r); /* replicas refuse: they learn it from their master */
   }
 }
-

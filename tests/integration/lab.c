@@ -227,8 +227,8 @@ static void migrate(void **state) {
   json_decref(doc);
 }
 
-/* argv[1], when given, runs only the tests whose name matches it (kill, spread, cluster, reshard, migrate): ctest runs them
- * side by side. */
+/* argv[1], when given, runs only the tests whose name matches it (kill, spread, cluster, reshard, migrate): ctest runs
+ * them side by side. */
 int main(int argc, char **argv) {
   if (argc > 1) cmocka_set_test_filter(argv[1]);
   dir = tt_tmpdir("lab");

@@ -87,8 +87,8 @@ static void get_expect(tether_astore *a, const char *sid, const char *want) {
 
 enum { SESSIONS = 400, IN_FLIGHT = 64 };
 static char sids[SESSIONS][TETHER_SID_LEN + 1];
-static int version[SESSIONS];  /* the last value written and acknowledged */
-static int writing[SESSIONS];  /* the value being written, 0 when none */
+static int version[SESSIONS]; /* the last value written and acknowledged */
+static int writing[SESSIONS]; /* the value being written, 0 when none */
 static _Atomic int reshard_done;
 static int calls, failures, running, next_call;
 static char reshard_cmd[512];
@@ -203,7 +203,7 @@ static void test_reshard_under_load(void **state) {
   assert_true(m1.redirects > m0.redirects);
   assert_true(m1.map_refreshes > m0.map_refreshes);
   assert_int_equal(owner(nodes[0].port, 0), dst); /* the slots did move */
-  for (int i = 0; i < SESSIONS; i++) { /* every session, at its last acknowledged value */
+  for (int i = 0; i < SESSIONS; i++) {            /* every session, at its last acknowledged value */
     char want[32];
     snprintf(want, sizeof(want), "{\"v\":%d}", version[i]);
     get_expect(a, sids[i], want);
@@ -222,8 +222,7 @@ static void test_ask(void **state) {
   tether_session_id_generate(s1);
   set_ok(a, s1, "{\"ask\":1}");
   unsigned slot = sid_slot(s1);
-  do
-    tether_session_id_generate(s2);
+  do tether_session_id_generate(s2);
   while (sid_slot(s2) != slot);
   int src = owner(nodes[0].port, slot), dst = other_master(src);
   char *src_id = node_id(nodes[src].port), *dst_id = node_id(nodes[dst].port);
@@ -480,12 +479,9 @@ int main(void) {
   snprintf(url, sizeof(url), "redis-cluster://127.0.0.1:%d,127.0.0.1:%d", nodes[0].port, nodes[1].port);
   int failed = tt_conformance_async_run("redis-cluster async conformance", url);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ask),
-      cmocka_unit_test(test_reshard_under_load),
-      cmocka_unit_test(test_clusterdown),
-      cmocka_unit_test(test_refused_seed_and_password),
-      cmocka_unit_test(test_replica_reads),
-      cmocka_unit_test(test_failover), /* last: it kills a master */
+      cmocka_unit_test(test_ask),           cmocka_unit_test(test_reshard_under_load),
+      cmocka_unit_test(test_clusterdown),   cmocka_unit_test(test_refused_seed_and_password),
+      cmocka_unit_test(test_replica_reads), cmocka_unit_test(test_failover), /* last: it kills a master */
   };
   failed += cmocka_run_group_tests_name("redis-cluster on the loop", tests, NULL, NULL);
   uv_loop_close(&loop);

@@ -76,7 +76,8 @@ static void rcmd_done(tether__acmd *base, int rc, redisReply *rep) {
   tether_astore *a = c->a;
   char *json = NULL;
   size_t len = 0;
-  if (rc == 0) rc = tether__acmd_result(c->kind, c->mode, "redis", a->rc.prefix, c->sid, a->rc.max_value, rep, &json, &len);
+  if (rc == 0)
+    rc = tether__acmd_result(c->kind, c->mode, "redis", a->rc.prefix, c->sid, a->rc.max_value, rep, &json, &len);
   tether__acall_finish(a->st, c->kind, c->start_us, rc, json, len, c->get_cb, c->cb, c->arg);
   free(c);
 }
@@ -94,8 +95,11 @@ static int issue(tether_astore *a, int kind, int mode, const char *sid, const ch
   if (rc < 0) {
     free(c);
     if (kind != TETHER__ACMD_PING) /* counted as the blocking store does */
-      tether__store_observe(a->st, kind == TETHER__ACMD_GET ? TETHER_OP_GET : kind == TETHER__ACMD_SET ? TETHER_OP_SET
-                                   : kind == TETHER__ACMD_TOUCH ? TETHER_OP_TOUCH : TETHER_OP_DESTROY,
+      tether__store_observe(a->st,
+                            kind == TETHER__ACMD_GET     ? TETHER_OP_GET
+                            : kind == TETHER__ACMD_SET   ? TETHER_OP_SET
+                            : kind == TETHER__ACMD_TOUCH ? TETHER_OP_TOUCH
+                                                         : TETHER_OP_DESTROY,
                             tether__mono_us(), rc);
   }
   return rc;
@@ -227,8 +231,8 @@ void tether_astore_close(tether_astore *a) {
 }
 
 /* One call: on the thread pool, the cluster client or the connection. */
-static int call(tether_astore *a, int kind, int mode, const char *sid, const char *json, size_t len,
-                int64_t expires_ms, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
+static int call(tether_astore *a, int kind, int mode, const char *sid, const char *json, size_t len, int64_t expires_ms,
+                tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
   if (a == NULL || a->closing) return tether__fail(TETHER_EINVAL, "store closed");
   if (kind != TETHER__ACMD_PING) {
     int rc = tether__store_check_sid(sid);

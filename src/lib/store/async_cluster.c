@@ -15,9 +15,9 @@
  *   - at most max_redirects MOVED/ASK per call.
  * With wait=N, one WAIT N wait_timeout_ms follows the writes one turn of the loop sent to a node (a WAIT
  * blocks its connection until it answers, and it confirms every earlier write of the connection): fewer
- * confirmations fail each of those calls (TETHER_EUNAVAIL, counted in wait_failures). Redirects, map reads and per-node errors and latency are
- * counted in the store, as the blocking client counts them. A health check (tether_astore_ping) asks one
- * master, in turn, for CLUSTER INFO and wants cluster_state:ok. */
+ * confirmations fail each of those calls (TETHER_EUNAVAIL, counted in wait_failures). Redirects, map reads and per-node
+ * errors and latency are counted in the store, as the blocking client counts them. A health check (tether_astore_ping)
+ * asks one master, in turn, for CLUSTER INFO and wants cluster_state:ok. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,10 +98,10 @@ struct tether__acluster {
   size_t from, tries; /* nodes[from] first; how many were asked */
   tether__acmd refresh;
   char refresh_why[400];
-  cop *waiting;     /* calls waiting for a map */
-  cop *retry;       /* calls waiting for their retry time */
-  uv_timer_t timer;   /* the earliest retry time */
-  uv_prepare_t prep;  /* sends the WAITs of the turn */
+  cop *waiting;      /* calls waiting for a map */
+  cop *retry;        /* calls waiting for their retry time */
+  uv_timer_t timer;  /* the earliest retry time */
+  uv_prepare_t prep; /* sends the WAITs of the turn */
   char wait_cmd[64];
   size_t wait_len;
   unsigned ping_slot;
@@ -360,12 +360,13 @@ static void settle(cop *op) {
     if (op->rc == 0 && is_write(op) && k->cf.wait_n && op->acked < k->cf.wait_n) {
       tether__count(k->st, TETHER__C_WAIT_FAILURES);
       if (op->acked < 0)
-        set_rc(op, tether__fail(TETHER_EUNAVAIL, "redis-cluster %s:%d: %s: written, but the connection failed before WAIT answered",
+        set_rc(op, tether__fail(TETHER_EUNAVAIL,
+                                "redis-cluster %s:%d: %s: written, but the connection failed before WAIT answered",
                                 op->to->host, op->to->port, NAMES[op->kind]));
       else
-        set_rc(op, tether__fail(TETHER_EUNAVAIL,
-                                "redis-cluster %s:%d: %s: WAIT: %lld of %d replicas confirmed within %d ms", op->to->host,
-                                op->to->port, NAMES[op->kind], op->acked, k->cf.wait_n, k->cf.wait_timeout_ms));
+        set_rc(op, tether__fail(
+                       TETHER_EUNAVAIL, "redis-cluster %s:%d: %s: WAIT: %lld of %d replicas confirmed within %d ms",
+                       op->to->host, op->to->port, NAMES[op->kind], op->acked, k->cf.wait_n, k->cf.wait_timeout_ms));
     }
     finish(op);
   }

@@ -208,8 +208,8 @@ static int on_reply(tether__aconn *k, redisReply *rep) {
   tether__acmd *c = k->head;
   if (c == NULL) {
     freeReplyObject(rep);
-    conn_fail(k, tether__fail(TETHER_EUNAVAIL, "%s %s:%d: a reply nobody asked for", k->cf.who, k->cf.host,
-                              k->cf.port));
+    conn_fail(k,
+              tether__fail(TETHER_EUNAVAIL, "%s %s:%d: a reply nobody asked for", k->cf.who, k->cf.host, k->cf.port));
     return -1;
   }
   k->head = c->next;
@@ -221,8 +221,8 @@ static int on_reply(tether__aconn *k, redisReply *rep) {
     freeReplyObject(rep);
     free(c);
     if (bad) {
-      conn_fail(k, tether__fail(TETHER_EUNAVAIL, "%s %s:%d: connection setup: %s", k->cf.who, k->cf.host, k->cf.port,
-                                why));
+      conn_fail(
+          k, tether__fail(TETHER_EUNAVAIL, "%s %s:%d: connection setup: %s", k->cf.who, k->cf.host, k->cf.port, why));
       return -1;
     }
     return 0;
@@ -240,8 +240,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (n < 0) {
     if (k->head == NULL) { /* an idle connection closed (server timeout, proxy, restart): not an outage */
       int backoff = k->backoff_ms;
-      conn_fail(k, tether__fail(TETHER_EUNAVAIL, "%s %s:%d: idle connection closed", k->cf.who, k->cf.host,
-                                k->cf.port));
+      conn_fail(k,
+                tether__fail(TETHER_EUNAVAIL, "%s %s:%d: idle connection closed", k->cf.who, k->cf.host, k->cf.port));
       k->backoff_ms = backoff;
       k->retry_at_us = 0;
       return;
@@ -312,8 +312,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
   int rc = uv_tcp_connect(&k->connect_req, k->tcp, res->ai_addr, on_connect);
   uv_freeaddrinfo(res);
   if (rc < 0)
-    conn_fail(k, tether__fail(TETHER_EUNAVAIL, "%s %s:%d: connect: %s", k->cf.who, k->cf.host, k->cf.port,
-                              uv_strerror(rc)));
+    conn_fail(
+        k, tether__fail(TETHER_EUNAVAIL, "%s %s:%d: connect: %s", k->cf.who, k->cf.host, k->cf.port, uv_strerror(rc)));
 }
 
 static void push(tether__aconn *k, tether__acmd *c) {
@@ -438,8 +438,8 @@ char *tether__acmd_format(int kind, int mode, const char *prefix, const char *si
                           int64_t expires_ms, long max_value, size_t *len) {
   if (kind == TETHER__ACMD_PING) return format(1, (const char *[]){"PING"}, NULL, len);
   char *key = tether__asprintf("%s%s", prefix, sid), *cmd;
-  int64_t ttl = kind == TETHER__ACMD_SET || kind == TETHER__ACMD_TOUCH ? tether__ttl_seconds(expires_ms, tether_now_ms())
-                                                                       : 0;
+  int64_t ttl =
+      kind == TETHER__ACMD_SET || kind == TETHER__ACMD_TOUCH ? tether__ttl_seconds(expires_ms, tether_now_ms()) : 0;
   char ex[24];
   snprintf(ex, sizeof(ex), "%lld", (long long)ttl);
   if (kind == TETHER__ACMD_GET) {
@@ -475,8 +475,7 @@ int tether__acmd_result(int kind, int mode, const char *who, const char *prefix,
 void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, int rc, char *json, size_t len,
                           tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
   static const tether_store_op ops[] = {TETHER_OP_GET, TETHER_OP_SET, TETHER_OP_TOUCH, TETHER_OP_DESTROY};
-  static const tether__counter counted[] = {TETHER__C_COUNT, TETHER__C_SAVED, TETHER__C_TOUCHED,
-                                            TETHER__C_DESTROYED};
+  static const tether__counter counted[] = {TETHER__C_COUNT, TETHER__C_SAVED, TETHER__C_TOUCHED, TETHER__C_DESTROYED};
   if (kind != TETHER__ACMD_PING) {
     tether__store_observe(st, ops[kind], start_us, rc);
     if (rc == 0 && kind != TETHER__ACMD_GET) tether__count(st, counted[kind]);
