@@ -384,18 +384,17 @@ static int starts(const redisReply *rep, const char *word) {
 /* "MOVED 3999 127.0.0.1:6381" / "ASK ...": follow it. */
 static void redirect(cop *op, const redisReply *rep) {
   tether__acluster *k = op->k;
-  const char *sp = memchr(rep->str, ' ', rep->len);
-  sp = sp ? memchr(sp + 1, ' ', rep->len - (size_t)(sp + 1 - rep->str)) : NULL;
-  const char *colon = sp ? strrchr(sp, ':') : NULL;
-  long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-  if (colon == NULL || port <= 0 || port > 65535 || ++op->redirects > k->cf.max_redirects) {
+  const char *host;
+  size_t hlen;
+  int port, bad = tether__cluster_redirect(rep->str, rep->len, &host, &hlen, &port) < 0;
+  if (bad || ++op->redirects > k->cf.max_redirects) {
     op->verdict = V_DONE;
     set_rc(op, tether__fail(TETHER_ESTORE, "redis-cluster: %s: %s%.*s", NAMES[op->kind],
-                            colon ? "too many redirects, the last: " : "", (int)rep->len, rep->str));
+                            bad ? "" : "too many redirects, the last: ", (int)rep->len, rep->str));
     return;
   }
   tether__count(k->st, TETHER__C_REDIRECTS);
-  uint16_t to = node_find(k, sp + 1, (size_t)(colon - sp - 1), (int)port, 0);
+  uint16_t to = node_find(k, host, hlen, port, 0);
   if (rep->str[0] == 'M') {
     k->master[op->slot] = to;
     refresh_start(k); /* other slots most likely moved too */

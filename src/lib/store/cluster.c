@@ -340,13 +340,12 @@ static cnode *route(cstore *c, unsigned slot, int read) {
 
 /* "MOVED 3999 127.0.0.1:6381" / "ASK ...": the node named. */
 static cnode *redirect_target(cstore *c, const redisReply *rep, size_t *index) {
-  const char *sp = memchr(rep->str, ' ', rep->len);
-  sp = sp ? memchr(sp + 1, ' ', rep->len - (size_t)(sp + 1 - rep->str)) : NULL;
-  const char *colon = sp ? strrchr(sp, ':') : NULL;
-  long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-  if (colon == NULL || port <= 0 || port > 65535) return NULL;
-  char *host = tether__strndup(sp + 1, (size_t)(colon - sp - 1));
-  cnode *n = node_get(c, host, (int)port, index);
+  const char *h;
+  size_t hlen;
+  int port;
+  if (tether__cluster_redirect(rep->str, rep->len, &h, &hlen, &port) < 0) return NULL;
+  char *host = tether__strndup(h, hlen);
+  cnode *n = node_get(c, host, port, index);
   free(host);
   return n;
 }

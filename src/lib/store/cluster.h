@@ -33,6 +33,9 @@ struct redisReply;
  * (the announced one); failed nodes are skipped. 0, or -1 for a reply of an unexpected shape. */
 int tether__cluster_map_parse(const struct redisReply *rep, int shards, tether__cluster_map *m);
 void tether__cluster_map_free(tether__cluster_map *m);
+/* The node a "MOVED <slot> <host>:<port>" or "ASK ..." error names (host not NUL-terminated; an IPv6 host
+ * keeps its colons). 0, or -1 for another shape. */
+int tether__cluster_redirect(const char *str, size_t len, const char **host, size_t *hlen, int *port);
 
 /* The redis-cluster store's settings (cluster.c), for the asynchronous client; -1 for any other store. The
  * strings belong to the store. */

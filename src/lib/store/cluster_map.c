@@ -120,3 +120,23 @@ void tether__cluster_map_free(tether__cluster_map *m) {
   m->addrs = NULL;
   m->naddrs = 0;
 }
+
+int tether__cluster_redirect(const char *str, size_t len, const char **host, size_t *hlen, int *port) {
+  const char *sp = memchr(str, ' ', len);
+  sp = sp ? memchr(sp + 1, ' ', len - (size_t)(sp + 1 - str)) : NULL;
+  if (sp == NULL) return -1;
+  const char *end = str + len, *colon = NULL;
+  for (const char *p = sp + 1; p < end; p++)
+    if (*p == ':') colon = p;
+  if (colon == NULL || colon == end - 1 || end - colon > 6) return -1;
+  long n = 0;
+  for (const char *p = colon + 1; p < end; p++) {
+    if (*p < '0' || *p > '9') return -1;
+    n = n * 10 + (*p - '0');
+  }
+  if (n <= 0 || n > 65535) return -1;
+  *host = sp + 1;
+  *hlen = (size_t)(colon - sp - 1);
+  *port = (int)n;
+  return 0;
+}
