@@ -15,9 +15,9 @@
  *   - at most max_redirects MOVED/ASK per call.
  * With wait=N, one WAIT N wait_timeout_ms follows the writes one turn of the loop sent to a node (a WAIT
  * blocks its connection until it answers, and it confirms every earlier write of the connection): fewer
- * confirmations fail each of those calls (TETHER_EUNAVAIL, counted in wait_failures). Redirects, map reads and per-node
- * errors and latency are counted in the store, as the blocking client counts them. A health check (tether_astore_ping)
- * asks one master, in turn, for CLUSTER INFO and wants cluster_state:ok. */
+ * confirmations fail each of those calls (TETHER_EUNAVAIL, counted in wait_failures). Redirects, map reads
+ * and per-node errors and latency are counted in the store, as the blocking client counts them. A health
+ * check (tether_astore_ping) PINGs one master, in turn (the slot map read first if there is none). */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,9 +37,8 @@
 
 static const char SHARDS[] = "*2\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n";
 static const char SLOTS[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
-static const char INFO[] = "*2\r\n$7\r\nCLUSTER\r\n$4\r\nINFO\r\n";
 static const char ASKING[] = "*1\r\n$6\r\nASKING\r\n";
-static const char *const NAMES[] = {"GET", "SET", "EXPIRE", "DEL", "CLUSTER INFO"};
+static const char *const NAMES[] = {"GET", "SET", "EXPIRE", "DEL", "PING"};
 
 typedef struct cop cop;
 
@@ -417,12 +416,6 @@ static void cmd_done(tether__acmd *c, int rc, redisReply *rep) {
     op->verdict = V_LATER;
     set_rc(op, tether__fail(TETHER_EUNAVAIL, "redis-cluster %s:%d: %s: %.*s", op->to->host, op->to->port,
                             NAMES[op->kind], (int)rep->len, rep->str));
-  } else if (op->kind == TETHER__ACMD_PING) {
-    op->verdict = V_DONE;
-    op->rc = 0;
-    if (rep->type != REDIS_REPLY_STRING || strstr(rep->str, "cluster_state:ok") == NULL)
-      set_rc(op, tether__fail(TETHER_ESTORE, "redis-cluster %s:%d: CLUSTER INFO: the cluster's state is not ok",
-                              op->to->host, op->to->port));
   } else {
     op->verdict = V_DONE;
     int r = tether__acmd_result(op->kind, op->mode, "redis-cluster", k->cf.prefix, op->sid, k->cf.max_value, rep,
@@ -533,13 +526,11 @@ int tether__acluster_call(tether__acluster *k, int kind, int mode, const char *s
   op->arg = arg;
   op->cmd.done = cmd_done;
   op->asking.done = asking_done;
+  op->req = tether__acmd_format(kind, mode, k->cf.prefix, sid, json, len, expires_ms, k->cf.max_value, &op->reqlen);
   if (kind == TETHER__ACMD_PING) {
-    op->req = tether__strdup(INFO);
-    op->reqlen = sizeof(INFO) - 1;
     op->slot = k->ping_slot;
     k->ping_slot = (k->ping_slot + 5461) % TETHER__CLUSTER_SLOTS; /* masters in turn */
   } else {
-    op->req = tether__acmd_format(kind, mode, k->cf.prefix, sid, json, len, expires_ms, k->cf.max_value, &op->reqlen);
     char *key = tether__asprintf("%s%s", k->cf.prefix, sid);
     op->slot = tether__cluster_slot(key, strlen(key));
     free(key);
