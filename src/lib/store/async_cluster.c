@@ -95,6 +95,7 @@ struct tether__acluster {
   /* the map read in flight */
   int refreshing, again, shards;
   size_t from, tries; /* nodes[from] first; how many were asked */
+  size_t asked;       /* the node asked now */
   tether__acmd refresh;
   char refresh_why[400];
   cop *waiting;      /* calls waiting for a map */
@@ -220,8 +221,10 @@ static void why_append(tether__acluster *k, const char *msg) {
 
 static void refresh_next(tether__acluster *k) {
   while (k->tries < k->nnodes) {
-    anode *n = k->nodes[(k->from + k->tries++) % k->nnodes];
+    size_t i = (k->from + k->tries++) % k->nnodes; /* (MOVED may add nodes meanwhile) */
+    anode *n = k->nodes[i];
     if (n->readonly) continue;
+    k->asked = i;
     if (node_send(k, n, &k->refresh, k->shards ? SHARDS : SLOTS, k->shards ? sizeof(SHARDS) - 1 : sizeof(SLOTS) - 1) ==
         0)
       return;
@@ -250,13 +253,15 @@ static void refresh_done(tether__acmd *c, int rc, redisReply *rep) {
     k->refreshing = 0;
     return;
   }
-  size_t asked = (k->from + k->tries - 1) % k->nnodes;
+  size_t asked = k->asked;
   const anode *n = k->nodes[asked];
   const char *what = k->shards ? "SHARDS" : "SLOTS";
   if (rc == 0 && rep->type == REDIS_REPLY_ERROR && k->shards && strncasecmp(rep->str, "ERR unknown", 11) == 0) {
     k->shards = 0; /* an older server: ask it again, the other way */
-    k->tries--;
-    refresh_next(k);
+    if (node_send(k, k->nodes[asked], &k->refresh, SLOTS, sizeof(SLOTS) - 1) < 0) {
+      why_append(k, tether_last_error());
+      refresh_next(k);
+    }
     return;
   }
   tether__cluster_map m;
