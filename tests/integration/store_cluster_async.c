@@ -1,9 +1,10 @@
 /* The redis-cluster store on the event loop (its own client, async_cluster.c) against a real 3+3 Redis
  * Cluster: the async conformance suite, MOVED and ASK while redis-cli --cluster reshard moves 600 slots under
  * 64 calls in flight, ASK during a migration done by hand, CLUSTERDOWN while a slot is unserved, a seed that
- * refuses connections, the password kept out of messages, replica reads, and a master SIGKILLed under load
- * with wait=1 (every acknowledged save still readable). TRYAGAIN is not driven: Redis answers it only to
- * multi-key commands, and a session call touches one key. */
+ * refuses connections, the password kept out of messages, replica reads, a master SIGKILLed under load
+ * with wait=1 (every acknowledged save still readable), and the whole cluster down (a master and its replica
+ * killed: CLUSTERDOWN everywhere, cluster-require-full-coverage yes) until they are back. TRYAGAIN is not driven: Redis
+ * answers it only to multi-key commands, and a session call touches one key. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -472,6 +473,77 @@ static void test_failover(void **state) {
   free(acked);
 }
 
+/* ---- the whole cluster down: a master and its replica stopped (cluster-require-full-coverage yes) ---- */
+
+static int down_nodes[2];
+
+static void restart_pair(uv_timer_t *t) {
+  (void)t;
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(tt_redis_cluster_node_start(&nodes[down_nodes[i]], nodes[down_nodes[i]].port), 0);
+}
+
+static void test_whole_cluster_down(void **state) {
+  (void)state;
+  /* a master with a replica, and a session on another master */
+  int m = -1, rep = -1;
+  for (int i = 0; i < NODES && rep < 0; i++) {
+    redisReply *r = raw(nodes[i].port, "ROLE");
+    if (strcmp(r->element[0]->str, "master") == 0 && r->element[2]->elements > 0) {
+      int port = atoi(r->element[2]->element[0]->element[1]->str);
+      for (int k = 0; k < NODES; k++)
+        if (nodes[k].port == port) m = i, rep = k;
+    }
+    freeReplyObject(r);
+  }
+  assert_true(rep >= 0);
+  char sid[TETHER_SID_LEN + 1], u[300];
+  do tether_session_id_generate(sid);
+  while (owner(nodes[m].port, sid_slot(sid)) == m);
+  int healthy = owner(nodes[m].port, sid_slot(sid));
+  snprintf(u, sizeof(u), "%s?retry_ms=0", url);
+  tether_astore *quick = open_async(u);
+  snprintf(u, sizeof(u), "%s?retry_ms=20000", url);
+  tether_astore *patient = open_async(u);
+  set_ok(patient, sid, "{\"whole\":1}");
+  get_expect(quick, sid, "{\"whole\":1}");
+  down_nodes[0] = m;
+  down_nodes[1] = rep;
+  tether_log_set_level(TETHER_LOG_ERROR);
+  tt_server_stop(&nodes[rep], SIGKILL);
+  tt_server_stop(&nodes[m], SIGKILL);
+  int failing = 0; /* the other masters refuse every key once they see the slots unserved */
+  for (int i = 0; i < 100 && !failing; i++, tt_sleep_ms(100)) {
+    redisReply *r = raw(nodes[healthy].port, "GET sess:%s", sid);
+    failing = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "CLUSTERDOWN", 11) == 0;
+    freeReplyObject(r);
+  }
+  assert_true(failing);
+  res r = {0};
+  assert_int_equal(tether_astore_get(quick, sid, got, &r), 0);
+  wait_all(&r, 1, 5000);
+  assert_int_equal(r.rc, TETHER_EUNAVAIL);
+  assert_non_null(strstr(tether_last_error(), "CLUSTERDOWN"));
+  close_async(quick);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, restart_pair, 300, 0);
+  int64_t t0 = tether_now_ms();
+  r = (res){0};
+  assert_int_equal(tether_astore_get(patient, sid, got, &r), 0);
+  wait_all(&r, 1, 30000);
+  int64_t took = tether_now_ms() - t0;
+  tether_log_set_level(TETHER_LOG_WARN);
+  print_message("whole cluster down (a master and its replica SIGKILLed): a read of a healthy master's session "
+                "waited %lld ms, through the restart of both, and %s\n",
+                (long long)took, r.rc == 0 ? "succeeded" : tether_last_error());
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.json, "{\"whole\":1}");
+  free(r.json);
+  uv_close((uv_handle_t *)&t, NULL);
+  close_async(patient);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   if (tt_redis_cluster_start(nodes, MASTERS, 1) != 0) return 1;
@@ -479,9 +551,13 @@ int main(void) {
   snprintf(url, sizeof(url), "redis-cluster://127.0.0.1:%d,127.0.0.1:%d", nodes[0].port, nodes[1].port);
   int failed = tt_conformance_async_run("redis-cluster async conformance", url);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_ask),           cmocka_unit_test(test_reshard_under_load),
-      cmocka_unit_test(test_clusterdown),   cmocka_unit_test(test_refused_seed_and_password),
-      cmocka_unit_test(test_replica_reads), cmocka_unit_test(test_failover), /* last: it kills a master */
+      cmocka_unit_test(test_ask),
+      cmocka_unit_test(test_reshard_under_load),
+      cmocka_unit_test(test_clusterdown),
+      cmocka_unit_test(test_refused_seed_and_password),
+      cmocka_unit_test(test_replica_reads),
+      cmocka_unit_test(test_failover),           /* kills a master */
+      cmocka_unit_test(test_whole_cluster_down), /* last: kills a master and its replica */
   };
   failed += cmocka_run_group_tests_name("redis-cluster on the loop", tests, NULL, NULL);
   uv_loop_close(&loop);
