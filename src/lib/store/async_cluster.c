@@ -536,9 +536,11 @@ int tether__acluster_call(tether__acluster *k, int kind, int mode, const char *s
     op->slot = k->ping_slot;
     k->ping_slot = (k->ping_slot + 5461) % TETHER__CLUSTER_SLOTS; /* masters in turn */
   } else {
-    char *key = tether__asprintf("%s%s", k->cf.prefix, sid);
+    char buf[256]; /* the key, to hash (on the stack: every call does it) */
+    int n = snprintf(buf, sizeof(buf), "%s%s", k->cf.prefix, sid);
+    char *key = n >= 0 && (size_t)n < sizeof(buf) ? buf : tether__asprintf("%s%s", k->cf.prefix, sid);
     op->slot = tether__cluster_slot(key, strlen(key));
-    free(key);
+    if (key != buf) free(key);
   }
   snprintf(op->sid, sizeof(op->sid), "%.6s", sid);
   op->start_us = tether__mono_us();

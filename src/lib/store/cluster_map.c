@@ -1,5 +1,6 @@
 /* libtether: Redis Cluster's hash slots (CRC16 with hash tags) and slot maps read from CLUSTER SHARDS (Redis
  * 7) or CLUSTER SLOTS (older servers). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,13 +9,23 @@
 #include "../util.h"
 #include "cluster.h"
 
-/* CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as in Redis's crc16.c. */
-static uint16_t crc16(const char *p, size_t n) {
-  uint16_t crc = 0;
-  for (size_t i = 0; i < n; i++) {
-    crc ^= (uint16_t)((unsigned char)p[i] << 8);
+/* CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as in Redis's crc16.c; a byte at a time from a
+ * table computed once (every call hashes a key). */
+static uint16_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+  for (unsigned v = 0; v < 256; v++) {
+    uint16_t crc = (uint16_t)(v << 8);
     for (int b = 0; b < 8; b++) crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    crc_table[v] = crc;
   }
+}
+
+static uint16_t crc16(const char *p, size_t n) {
+  pthread_once(&crc_once, crc_init);
+  uint16_t crc = 0;
+  for (size_t i = 0; i < n; i++) crc = (uint16_t)((crc << 8) ^ crc_table[((crc >> 8) ^ (unsigned char)p[i]) & 0xff]);
   return crc;
 }
 
