@@ -72,7 +72,16 @@ async function main() {
 
     // drain the third app from the page
     const drained = cfg.apps[2];
-    await page.click(`button[data-a="drain"][data-s="${drained.addr}"]`);
+    // the table is redrawn every second: a button found just before a redraw is gone when clicked, so try again
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await page.click(`button[data-a="drain"][data-s="${drained.addr}"]`);
+        break;
+      } catch (e) {
+        if (attempt >= 5 || !/detached|not clickable|No node/i.test(String(e))) throw e;
+        await sleep(50);
+      }
+    }
     await page.waitForFunction(
       (addr) => document.querySelector(`tr[data-server="${addr}"] .state`)?.textContent === 'drain',
       {},
