@@ -24,20 +24,28 @@ static void errors_text(const lab_measure *m, char *buf, size_t n) {
   }
 }
 
+/* Lost sessions as the users, the apps' metric and the balancer's session_monitor count them ("-": none). */
+static void lost_text(const lab_measure *m, char *buf, size_t n, const char *sep) {
+  char app[24] = "-", edge[24] = "-";
+  if (m->app_kind == LAB_APP_TETHER || m->app_kind == LAB_APP_MIXED) snprintf(app, sizeof(app), "%.0f", m->missing_server);
+  if (m->have_monitor) snprintf(edge, sizeof(edge), "%.0f", m->monitor_replaced);
+  snprintf(buf, n, "%llu%s%s%s%s", (unsigned long long)m->lost_events, sep, app, sep, edge);
+}
+
 void lab_report_table(FILE *out, lab_measure *const *ms, size_t n) {
-  fprintf(out, "%-21s %9s %7s  %-16s %-16s %-11s %8s %6s %7s %7s %7s\n", "strategy", "requests", "req/s", "errors",
-          "lost users", "lost cli/app", "max/mean", "CV", "breaks", "p50 ms", "p99 ms");
+  fprintf(out, "%-21s %9s %7s  %-16s %-16s %-17s %8s %6s %7s %7s %7s\n", "strategy", "requests", "req/s", "errors",
+          "lost users", "lost cli/app/edge", "max/mean", "CV", "breaks", "p50 ms", "p99 ms");
   for (size_t i = 0; i < n; i++) {
     const lab_measure *m = ms[i];
-    char errs[128], lost[32], agree[32], breaks[16];
+    char errs[128], lost[32], agree[64], breaks[16];
     errors_text(m, errs, sizeof(errs));
     snprintf(lost, sizeof(lost), "%d (%.1f%%)", m->users_lost, m->users ? 100.0 * m->users_lost / m->users : 0.0);
-    snprintf(agree, sizeof(agree), "%llu/%.0f", (unsigned long long)m->lost_events, m->missing_server);
+    lost_text(m, agree, sizeof(agree), "/");
     if (m->have_persist && m->st && m->st->policy != LAB_POLICY_NONE)
       snprintf(breaks, sizeof(breaks), "%.0f", m->breaks);
     else
       snprintf(breaks, sizeof(breaks), "-");
-    fprintf(out, "%-21s %9llu %7.0f  %-16s %-16s %-11s %8.2f %6.3f %7s %7.2f %7.2f\n", m->label,
+    fprintf(out, "%-21s %9llu %7.0f  %-16s %-16s %-17s %8.2f %6.3f %7s %7.2f %7.2f\n", m->label,
             (unsigned long long)m->requests, m->rps, errs, lost, agree, m->max_mean, m->cv, breaks, m->p50_ms,
             m->p99_ms);
   }
@@ -73,6 +81,7 @@ static json_t *result_json(const lab_measure *m) {
   json_t *r = json_object();
   json_object_set_new(r, "strategy", json_string(m->st ? m->st->name : m->label));
   json_object_set_new(r, "label", json_string(m->label));
+  json_object_set_new(r, "app", json_string(lab_app_kind_name(m->app_kind)));
   if (m->st) {
     json_object_set_new(r, "policy", json_string(lab_policy_text(m->st->policy)));
     json_object_set_new(r, "sessions", json_string(m->st->sessions));
@@ -96,6 +105,13 @@ static json_t *result_json(const lab_measure *m) {
                       json_pack("{s:i,s:f,s:I,s:I,s:i}", "users", m->users_lost, "percent_of_users",
                                 m->users ? 100.0 * m->users_lost / m->users : 0.0, "events", (json_int_t)m->lost_events,
                                 "app_missing", (json_int_t)m->missing_server, "on_killed_apps", m->at_risk));
+  if (m->have_monitor)
+    json_object_set_new(r, "session_monitor",
+                        json_pack("{s:I,s:I,s:I,s:I}", "started", (json_int_t)m->monitor_started, "replaced",
+                                  (json_int_t)m->monitor_replaced, "expected", (json_int_t)m->monitor_expected,
+                                  "presented", (json_int_t)m->monitor_presented));
+  else
+    json_object_set_new(r, "session_monitor", json_null());
   json_t *per = json_object();
   for (int i = 0; i < m->napps; i++) json_object_set_new(per, m->app_names[i], json_integer((json_int_t)m->share[i]));
   json_object_set_new(r, "share",
@@ -142,7 +158,7 @@ json_t *lab_report_json(lab_measure *const *ms, size_t n, const lab_opts *o, con
     char t[64];
     json_array_append_new(faults, json_string(lab_fault_text(&o->faults[i], t, sizeof(t))));
   }
-  json_t *cfg = json_pack("{s:i,s:i,s:i,s:i,s:i,s:I,s:i,s:o}", "apps", o->apps, "users", o->users, "nat", o->nat,
+  json_t *cfg = json_pack("{s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:i,s:o}", "app", lab_app_kind_name(o->app), "apps", o->apps, "users", o->users, "nat", o->nat,
                           "think_ms", o->think_ms, "session_requests", o->session_requests, "duration_ms",
                           (json_int_t)o->duration_ms, "balance_factor", o->balance_factor, "faults", faults);
   json_t *results = json_array();
@@ -296,12 +312,13 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
   html_escape(f, title);
   fprintf(f, "</h1>\n<p>Command: <code>");
   html_escape(f, command);
-  fprintf(f, "</code><br>%d apps, %d users%s, think time %d ms, %d requests per login session, %.1f s of load.</p>\n",
+  fprintf(f, "</code><br>%s app, ", lab_app_kind_name(o->app));
+  fprintf(f, "%d apps, %d users%s, think time %d ms, %d requests per login session, %.1f s of load.</p>\n",
           o->apps, o->users, o->nat ? " behind NAT" : "", o->think_ms, o->session_requests,
           (double)o->duration_ms / 1000);
   fprintf(
       f, "<table><tr><th>strategy</th><th>faults</th><th>requests</th><th>errors</th><th>users that lost a session</th>"
-         "<th>lost (client / app metric)</th><th>max/mean</th><th>CV</th><th>affinity breaks</th><th>p50 ms</th>"
+         "<th>lost sessions (users / app metric / edge monitor)</th><th>max/mean</th><th>CV</th><th>affinity breaks</th><th>p50 ms</th>"
          "<th>p99 ms</th></tr>\n");
   for (size_t i = 0; i < n; i++) {
     const lab_measure *m = ms[i];
@@ -311,9 +328,11 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
     html_escape(f, m->label);
     fprintf(f, "</td><td>");
     html_escape(f, m->faults_text[0] ? m->faults_text : "none");
-    fprintf(f, "</td><td>%llu</td><td>%s</td><td>%d (%.1f%%)</td><td>%llu / %.0f</td><td>%.2f</td><td>%.3f</td>",
+    char lost[64];
+    lost_text(m, lost, sizeof(lost), " / ");
+    fprintf(f, "</td><td>%llu</td><td>%s</td><td>%d (%.1f%%)</td><td>%s</td><td>%.2f</td><td>%.3f</td>",
             (unsigned long long)m->requests, errs, m->users_lost, m->users ? 100.0 * m->users_lost / m->users : 0.0,
-            (unsigned long long)m->lost_events, m->missing_server, m->max_mean, m->cv);
+            lost, m->max_mean, m->cv);
     if (m->have_persist && m->st && m->st->policy != LAB_POLICY_NONE)
       fprintf(f, "<td>%.0f</td>", m->breaks);
     else
@@ -327,9 +346,11 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
               "", 1, o->balance_factor / 100.0);
   }
   for (size_t i = 0; i < n; i++) load_chart(f, ms[i]);
-  fprintf(f, "<p>Lost sessions are counted twice: by the simulated users (their visits or cart went back, or their "
-             "login disappeared) and by the apps (<code>tether_sessions_missing_total</code>). Green bars: strategies "
-             "expected to keep every session when an app dies.</p>\n</body></html>\n");
+  fprintf(f, "<p>Lost sessions are counted three times: by the simulated users (their visits or cart went back, or "
+             "their login disappeared), by tether-app (<code>tether_sessions_missing_total</code>; the Express and "
+             "Flask apps have no such metric) and by the balancer's edge monitor (<code>session_monitor</code>: "
+             "<code>tether_session_replaced_total</code>, a session cookie that came in and was answered with "
+             "another). Green bars: strategies expected to keep every session when an app dies.</p>\n</body></html>\n");
   fclose(f);
   return 0;
 }
