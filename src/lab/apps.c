@@ -4,15 +4,36 @@
  * gunicorn with one worker), all answering the routes the users drive (users.c) with the same JSON; or a
  * mixed fleet, tether-app and Express in turn on one Redis, which read each other's sessions (express-session's
  * signed connect.sid and its sess:<id> JSON). */
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "lab.h"
+#include "xalloc.h"
 
 #ifndef LAB_APPS_DIR
 #define LAB_APPS_DIR "tests/interop"
 #endif
+
+char **lab_argv_dup(const char *first, ...) {
+  const char *items[40];
+  size_t n = 0;
+  va_list ap;
+  va_start(ap, first);
+  for (const char *a = first; a && n < 39; a = va_arg(ap, const char *)) items[n++] = a;
+  va_end(ap);
+  char **v = xcalloc(n + 1, sizeof(*v));
+  for (size_t i = 0; i < n; i++) v[i] = xstrdup(items[i]);
+  return v;
+}
+
+void lab_argv_free(char **v) {
+  if (v == NULL) return;
+  for (char **p = v; *p; p++) free(*p);
+  free(v);
+}
 
 static const char *const kind_names[] = {"tether", "express", "flask", "mixed"};
 
@@ -58,8 +79,9 @@ int lab_app_check(const lab_opts *o) {
   if (o->app == LAB_APP_EXPRESS || o->app == LAB_APP_MIXED) {
     snprintf(path, sizeof(path), "%s/node_modules/express-session/package.json", dir);
     if (access(path, R_OK) != 0) {
-      fprintf(stderr, "tether-lab: --app %s needs %s/express/app.js and its npm packages in %s/node_modules "
-                      "(scripts/deps runs npm ci there; --app-dir DIR points elsewhere)\n",
+      fprintf(stderr,
+              "tether-lab: --app %s needs %s/express/app.js and its npm packages in %s/node_modules "
+              "(scripts/deps runs npm ci there; --app-dir DIR points elsewhere)\n",
               lab_app_kind_name(o->app), dir, dir);
       return -1;
     }
@@ -67,8 +89,9 @@ int lab_app_check(const lab_opts *o) {
   if (o->app == LAB_APP_FLASK) {
     snprintf(path, sizeof(path), "%s/flask/app.py", dir);
     if (access(path, R_OK) != 0 || access("/usr/bin/gunicorn", X_OK) != 0) {
-      fprintf(stderr, "tether-lab: --app flask needs %s and gunicorn, python3-flask, python3-flask-session, "
-                      "python3-redis (scripts/deps installs them)\n",
+      fprintf(stderr,
+              "tether-lab: --app flask needs %s and gunicorn, python3-flask, python3-flask-session, "
+              "python3-redis (scripts/deps installs them)\n",
               path);
       return -1;
     }

@@ -28,7 +28,8 @@ static void errors_text(const lab_measure *m, char *buf, size_t n) {
 /* Lost sessions as the users, the apps' metric and the balancer's session_monitor count them ("-": none). */
 static void lost_text(const lab_measure *m, char *buf, size_t n, const char *sep) {
   char app[24] = "-", edge[24] = "-";
-  if (m->app_kind == LAB_APP_TETHER || m->app_kind == LAB_APP_MIXED) snprintf(app, sizeof(app), "%.0f", m->missing_server);
+  if (m->app_kind == LAB_APP_TETHER || m->app_kind == LAB_APP_MIXED)
+    snprintf(app, sizeof(app), "%.0f", m->missing_server);
   if (m->have_monitor) snprintf(edge, sizeof(edge), "%.0f", m->monitor_replaced);
   snprintf(buf, n, "%llu%s%s%s%s", (unsigned long long)m->lost_events, sep, app, sep, edge);
 }
@@ -159,9 +160,10 @@ json_t *lab_report_json(lab_measure *const *ms, size_t n, const lab_opts *o, con
     char t[64];
     json_array_append_new(faults, json_string(lab_fault_text(&o->faults[i], t, sizeof(t))));
   }
-  json_t *cfg = json_pack("{s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:i,s:o}", "app", lab_app_kind_name(o->app), "apps", o->apps, "users", o->users, "nat", o->nat,
-                          "think_ms", o->think_ms, "session_requests", o->session_requests, "duration_ms",
-                          (json_int_t)o->duration_ms, "balance_factor", o->balance_factor, "faults", faults);
+  json_t *cfg =
+      json_pack("{s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:i,s:o}", "app", lab_app_kind_name(o->app), "apps", o->apps, "users",
+                o->users, "nat", o->nat, "think_ms", o->think_ms, "session_requests", o->session_requests,
+                "duration_ms", (json_int_t)o->duration_ms, "balance_factor", o->balance_factor, "faults", faults);
   json_t *results = json_array();
   for (size_t i = 0; i < n; i++) json_array_append_new(results, result_json(ms[i]));
   return json_pack("{s:i,s:s,s:s,s:o,s:o}", "tether_lab", 1, "command", command, "finished", when, "config", cfg,
@@ -270,10 +272,9 @@ static void axes(FILE *f, int w, int h, int left, int right, int top, int bottom
   }
   fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\"/>\n", left, y0, x1, y0);
   fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\"/>\n", left, top, left, y0);
-  fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">time since the load began (s)</text>\n",
-          (left + x1) / 2, h - 4);
-  fprintf(f,
-          "<text transform=\"translate(14 %d) rotate(-90)\" text-anchor=\"middle\">requests per second</text>\n",
+  fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">time since the load began (s)</text>\n", (left + x1) / 2,
+          h - 4);
+  fprintf(f, "<text transform=\"translate(14 %d) rotate(-90)\" text-anchor=\"middle\">requests per second</text>\n",
           (top + y0) / 2);
 }
 
@@ -377,12 +378,12 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
   fprintf(f, "</h1>\n<p>Command: <code>");
   html_escape(f, command);
   fprintf(f, "</code><br>%s app, ", lab_app_kind_name(o->app));
-  fprintf(f, "%d apps, %d users%s, think time %d ms, %d requests per login session, %.1f s of load.</p>\n",
-          o->apps, o->users, o->nat ? " behind NAT" : "", o->think_ms, o->session_requests,
-          (double)o->duration_ms / 1000);
+  fprintf(f, "%d apps, %d users%s, think time %d ms, %d requests per login session, %.1f s of load.</p>\n", o->apps,
+          o->users, o->nat ? " behind NAT" : "", o->think_ms, o->session_requests, (double)o->duration_ms / 1000);
   fprintf(
       f, "<table><tr><th>strategy</th><th>faults</th><th>requests</th><th>errors</th><th>users that lost a session</th>"
-         "<th>lost sessions (users / app metric / edge monitor)</th><th>max/mean</th><th>CV</th><th>affinity breaks</th><th>p50 ms</th>"
+         "<th>lost sessions (users / app metric / edge monitor)</th><th>max/mean</th><th>CV</th><th>affinity "
+         "breaks</th><th>p50 ms</th>"
          "<th>p99 ms</th></tr>\n");
   for (size_t i = 0; i < n; i++) {
     const lab_measure *m = ms[i];

@@ -127,24 +127,6 @@ static void show_tail(const char *log) {
   fprintf(stderr, "---- %s (tail) ----\n%s\n----\n", log, buf);
 }
 
-char **lab_argv_dup(const char *first, ...) {
-  const char *items[40];
-  size_t n = 0;
-  va_list ap;
-  va_start(ap, first);
-  for (const char *a = first; a && n < 39; a = va_arg(ap, const char *)) items[n++] = a;
-  va_end(ap);
-  char **v = xcalloc(n + 1, sizeof(*v));
-  for (size_t i = 0; i < n; i++) v[i] = xstrdup(items[i]);
-  return v;
-}
-
-void lab_argv_free(char **v) {
-  if (v == NULL) return;
-  for (char **p = v; *p; p++) free(*p);
-  free(v);
-}
-
 static const char *setpriv_path(void) {
   static int checked;
   static const char *path;
@@ -368,7 +350,7 @@ static int start_redis(lab_topology *t) {
   mkdir(dir, 0755);
   proc_setup(t, p, "redis", pt,
              lab_argv_dup("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                      "--dir", dir, "--daemonize", "no", NULL));
+                          "--dir", dir, "--daemonize", "no", NULL));
   t->nnodes++;
   if (proc_spawn(p) < 0 || proc_wait_port(p, pt, 10000) < 0) return -1;
   snprintf(t->shared, sizeof(t->shared), "redis://127.0.0.1:%d", pt);
@@ -389,9 +371,9 @@ static int cluster_node(lab_topology *t, const char *name, char *hosts, size_t c
   mkdir(dir, 0755);
   proc_setup(t, p, name, pt,
              lab_argv_dup("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                      "--dir", dir, "--daemonize", "no", "--cluster-enabled", "yes", "--cluster-config-file",
-                      "nodes.conf", "--cluster-node-timeout", "1000", "--cluster-port", bus,
-                      "--cluster-require-full-coverage", "no", NULL));
+                          "--dir", dir, "--daemonize", "no", "--cluster-enabled", "yes", "--cluster-config-file",
+                          "nodes.conf", "--cluster-node-timeout", "1000", "--cluster-port", bus,
+                          "--cluster-require-full-coverage", "no", NULL));
   t->nnodes++;
   size_t l = strlen(hosts);
   snprintf(hosts + l, cap - l, "%s127.0.0.1:%d", l ? " " : "", pt);
@@ -489,8 +471,8 @@ static int start_postgres(lab_topology *t) {
   }
   if (run_to_end(
           t, "initdb",
-          lab_argv_dup(PG_BIN "/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", NULL), 1,
-          60000) != 0) {
+          lab_argv_dup(PG_BIN "/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", NULL),
+          1, 60000) != 0) {
     fprintf(stderr, "tether-lab: initdb failed\n");
     return -1;
   }
@@ -498,9 +480,9 @@ static int start_postgres(lab_topology *t) {
   int pt = lab_free_port();
   snprintf(port, sizeof(port), "%d", pt);
   proc_setup(t, p, "postgres", pt,
-             lab_argv_dup(PG_BIN "/postgres", "-D", data, "-p", port, "-k", pgdir, "-c", "listen_addresses=127.0.0.1", "-c",
-                      "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
-                      "max_connections=200", NULL));
+             lab_argv_dup(PG_BIN "/postgres", "-D", data, "-p", port, "-k", pgdir, "-c", "listen_addresses=127.0.0.1",
+                          "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
+                          "max_connections=200", NULL));
   p->as_postgres = 1;
   p->stop_signal = SIGINT; /* fast shutdown */
   t->nnodes++;

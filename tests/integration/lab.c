@@ -267,8 +267,8 @@ static void apps(void **state) {
   json_decref(doc);
 }
 
-/* argv[1], when given, runs only the tests whose name matches it (kill, spread, cluster, migrate, apps): ctest runs them
- * side by side. */
+/* argv[1], when given, runs only the tests whose name matches it (kill, spread, cluster, migrate, apps): ctest runs
+ * them side by side. */
 int main(int argc, char **argv) {
   if (argc > 1) cmocka_set_test_filter(argv[1]);
   dir = tt_tmpdir("lab");
