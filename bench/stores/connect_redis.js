@@ -3,6 +3,8 @@
 //   store.get(sid) -> store.createSession (Session + Cookie, as express-session inflates it) -> visits += 1
 //   -> touch the cookie -> store.set(sid, session)  (JSON.stringify, SET key value EX ttl)
 //   node connect_redis.js REDIS_PORT CONC SECONDS MAX_OPS VALUE_SIZE [WARMUP_SECONDS [REDIS_PID]]
+// REDIS_PORT cluster:P1,P2,..: a Redis Cluster through node-redis's createCluster (those nodes as roots);
+// REDIS_PID may then list every server's pid, comma-separated.
 // After WARMUP_SECONDS of the same loops (not measured: V8's JIT warms up), the measured window starts.
 // Prints one JSON line: {peer, conc, ops, errors, seconds, p50_us, p99_us, value_bytes, cpu_us,
 // server_cpu_us}: CPU time (user + system) over the measured window of this process and of REDIS_PID.
@@ -17,7 +19,7 @@ const { createRequire } = require('module');
 const requireInterop = createRequire(path.resolve(__dirname, '../../tests/interop/package.json'));
 const { Session, Cookie } = requireInterop('express-session');
 const RedisStore = requireInterop('connect-redis').default;
-const { createClient } = requireInterop('redis');
+const { createClient, createCluster } = requireInterop('redis');
 // connect-redis's "exports" hides its package.json: read it from the folder its entry point is in
 const peerVersion = JSON.parse(
   fs.readFileSync(path.resolve(path.dirname(requireInterop.resolve('connect-redis')), '../../package.json'), 'utf8')
@@ -36,16 +38,21 @@ const warmup = Number(warmupArg || 0);
 const MAX_AGE_MS = 3600000;
 const CLK_TCK = 100; // USER_HZ on Linux
 
-// CPU time of another process from /proc/PID/stat (utime + stime), in microseconds, or null.
-function procCpuUs(pid) {
-  if (!pid) return null;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
-  } catch (e) {
-    return null;
+// CPU time of other processes (comma-separated pids) from /proc/PID/stat (utime + stime), in microseconds,
+// or null.
+function procCpuUs(pids) {
+  if (!pids) return null;
+  let total = 0;
+  for (const pid of String(pids).split(',')) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += ((Number(f[11]) + Number(f[12])) * 1e6) / CLK_TCK;
+    } catch (e) {
+      return null;
+    }
   }
+  return total;
 }
 
 function promisify(fn) {
@@ -67,9 +74,15 @@ function newSession(sid, idx) {
 }
 
 async function main() {
-  const client = createClient({ socket: { host: '127.0.0.1', port: Number(redisPort), connectTimeout: 5000 } });
+  const cluster = redisPort.startsWith('cluster:');
+  const client = cluster
+    ? createCluster({ rootNodes: redisPort.slice(8).split(',').map((p) => ({ url: `redis://127.0.0.1:${p}` })) })
+    : createClient({ socket: { host: '127.0.0.1', port: Number(redisPort), connectTimeout: 5000 } });
   client.on('error', (err) => console.error('redis:', err.message));
   await client.connect();
+  // connect-redis 7 tells node-redis from ioredis by scanIterator, which the cluster client lacks: without it,
+  // it would send SET without the TTL (tests/interop/cluster_peer.js)
+  if (cluster) client.scanIterator = async function* scanIterator() {};
   const store = new RedisStore({ client });
 
   const sids = [];
@@ -128,7 +141,7 @@ async function main() {
   const pct = (p) => (lat.length ? lat[Math.round(p * (lat.length - 1))] : 0);
   console.log(
     JSON.stringify({
-      peer: `${peerVersion} (Node ${process.versions.node})`,
+      peer: `${cluster ? 'createCluster ' : ''}${peerVersion} (Node ${process.versions.node})`,
       conc,
       ops,
       errors,

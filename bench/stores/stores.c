@@ -14,7 +14,8 @@
  * Usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R]
  *                     [--in-flight 1,8]
  *                     [--api store|session|async|both|all] [--node-script PATH | --no-node]
- * Stores: memory, sqlite, redis, memcached, postgres. Progress goes to stderr, the table to stdout. */
+ * Stores: memory, sqlite, redis, memcached, postgres, redis-cluster (3 masters, no replicas, compared with
+ * connect-redis over node-redis's createCluster). Progress goes to stderr, the table to stdout. */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -59,7 +60,7 @@ typedef struct config {
 } config;
 
 typedef struct cell {
-  char store[48];
+  char store[64];
   const char *api; /* "store", "session" or the peer's calls */
   int conc;
   char na[200]; /* non-empty: not measured, and why */
@@ -456,20 +457,19 @@ static void run_async_cell(const config *cfg, tether_store *st, const pid_t *srv
 
 /* ---- the Node peer ---- */
 
-/* Runs connect_redis.js at conc sessions in flight and reads its one-line JSON result. */
-static void run_node(const config *cfg, const char *dir, const tt_server *redis, int conc, cell *c) {
+/* Runs connect_redis.js at conc sessions in flight and reads its one-line JSON result. port: the redis
+ * port, or cluster:P1,P2,...; pids: the servers' pids, comma-separated. */
+static void run_node(const config *cfg, const char *dir, const char *ports, const char *pids, int conc, cell *c) {
   snprintf(c->store, sizeof(c->store), "connect-redis");
-  char out[512], port[16], cs[16], secs[32], maxops[32], vsize[32];
+  char out[512], cs[16], secs[32], maxops[32], vsize[32];
   snprintf(out, sizeof(out), "%s/node-%d.out", dir, conc);
-  snprintf(port, sizeof(port), "%d", redis->port);
   snprintf(cs, sizeof(cs), "%d", conc);
   snprintf(secs, sizeof(secs), "%g", cfg->seconds);
   snprintf(maxops, sizeof(maxops), "%" PRIu64, cfg->max_ops);
   snprintf(vsize, sizeof(vsize), "%zu", cfg->value_size);
-  char warm[32], rpid[16];
+  char warm[32];
   snprintf(warm, sizeof(warm), "%g", WARMUP_S);
-  snprintf(rpid, sizeof(rpid), "%d", (int)redis->pid);
-  char *argv[] = {"node", (char *)cfg->node_script, port, cs, secs, maxops, vsize, warm, rpid, NULL};
+  char *argv[] = {"node", (char *)cfg->node_script, (char *)ports, cs, secs, maxops, vsize, warm, (char *)pids, NULL};
   pid_t pid = tt_spawn(argv, out, NULL);
   int status = -1;
   for (int waited = 0; pid > 0; waited += 50) {
@@ -536,8 +536,8 @@ static const cell *median(const cell *r, int n) {
 /* ---- servers and stores ---- */
 
 typedef struct servers {
-  tt_server redis, mc[3], pg;
-  int redis_ok, mc_ok, pg_ok;
+  tt_server redis, mc[3], pg, cl[3];
+  int redis_ok, mc_ok, pg_ok, cl_ok;
   char *dir;
 } servers;
 
@@ -575,6 +575,11 @@ static const char *store_url(const char *name, servers *sv, char *buf, size_t ca
     snprintf(buf, cap, "%s", sv->pg.url);
     return buf;
   }
+  if (strcmp(name, "redis-cluster") == 0) {
+    if (!sv->cl_ok) return snprintf(na, nacap, "the Redis Cluster did not start"), NULL;
+    snprintf(buf, cap, "redis-cluster://127.0.0.1:%d,127.0.0.1:%d", sv->cl[0].port, sv->cl[1].port);
+    return buf;
+  }
   snprintf(na, nacap, "unknown store");
   return NULL;
 }
@@ -585,6 +590,10 @@ static int server_pids(const char *name, const servers *sv, pid_t out[3]) {
   if (strcmp(name, "redis") == 0 && sv->redis_ok) return out[0] = sv->redis.pid, 1;
   if (strcmp(name, "memcached") == 0 && sv->mc_ok) {
     for (int i = 0; i < 3; i++) out[i] = sv->mc[i].pid;
+    return 3;
+  }
+  if (strcmp(name, "redis-cluster") == 0 && sv->cl_ok) {
+    for (int i = 0; i < 3; i++) out[i] = sv->cl[i].pid;
     return 3;
   }
   return 0;
@@ -598,12 +607,14 @@ static void start_servers(const config *cfg, servers *sv) {
     for (int i = 0; i < 3; i++) sv->mc_ok &= tt_memcached_start(&sv->mc[i], 0) == 0;
   }
   if (wanted(cfg, "postgres")) sv->pg_ok = tt_postgres_start(&sv->pg, 0) == 0;
+  if (wanted(cfg, "redis-cluster")) sv->cl_ok = tt_redis_cluster_start(sv->cl, 3, 0) == 0;
 }
 
 static void stop_servers(servers *sv) {
   tt_server_cleanup(&sv->redis);
   for (int i = 0; i < 3; i++) tt_server_cleanup(&sv->mc[i]);
   tt_server_cleanup(&sv->pg);
+  for (int i = 0; i < 3; i++) tt_server_cleanup(&sv->cl[i]);
   tt_rmrf(sv->dir);
   free(sv->dir);
 }
@@ -637,10 +648,12 @@ static void print_table(const config *cfg, cell *cells, int n) {
     if (c->ops && c->srv_us >= 0) fmt_us(c->srv_us / (double)c->ops, scpu, sizeof(scpu));
     fmt_us(c->p50_us, p50, sizeof(p50));
     fmt_us(c->p99_us, p99, sizeof(p99));
-    if (strcmp(c->store, "redis") == 0) {
-      for (int j = 0; j < n; j++) {
+    int cluster = strcmp(c->store, "redis-cluster") == 0;
+    if (cluster || strcmp(c->store, "redis") == 0) {
+      for (int j = 0; j < n; j++) { /* its peer: connect-redis on one client, or on createCluster */
         cell *p = &cells[j];
-        if (p->conc == c->conc && strncmp(p->store, "connect-redis", 13) == 0 && !p->na[0] && p->ops && p->secs > 0)
+        if (p->conc == c->conc && strncmp(p->store, "connect-redis", 13) == 0 &&
+            (strstr(p->store, "createCluster") != NULL) == cluster && !p->na[0] && p->ops && p->secs > 0)
           snprintf(ratio, sizeof(ratio), "**%.2fx**", rate(c) / rate(p));
       }
     }
@@ -656,7 +669,8 @@ static void print_table(const config *cfg, cell *cells, int n) {
          "cookie.expires = now + maxAge, JSON serialize, tether_store_set (what connect-redis does). session\n"
          "load+commit: tether_session_load + tether_session_commit (adds the cookie's HMAC check, express-session's\n"
          "change detection and the Set-Cookie signature). connect-redis: store.get, store.createSession, visits += 1,\n"
-         "touch, store.set on one node-redis 4 client, N async loops in one Node process. Same redis-server, same\n"
+         "touch, store.set on one node-redis 4 client (or createCluster, for redis-cluster), N async loops in one\n"
+         "Node process. Same servers, same\n"
          "run, one machine with %ld cores shared by the servers, the C threads and Node. The redis and\n"
          "connect-redis cells ran in %d interleaved rounds; each shows its median round. CPU/trip: CPU time\n"
          "(user + system) over the measured window divided by the round trips, of the client process (the C\n"
@@ -728,7 +742,7 @@ int main(int argc, char **argv) {
   start_servers(&cfg, &sv);
   cell cells[MAX_CELLS] = {0};
   int n = 0;
-  const char *names[] = {"memory", "sqlite", "redis", "memcached", "postgres"};
+  const char *names[] = {"memory", "sqlite", "redis", "memcached", "postgres", "redis-cluster"};
   for (size_t s = 0; s < sizeof(names) / sizeof(names[0]); s++) {
     if (!wanted(&cfg, names[s])) continue;
     char buf[512], na[200] = "";
@@ -739,7 +753,8 @@ int main(int argc, char **argv) {
       if (rc < 0) snprintf(na, sizeof(na), "%s", tether_last_error());
     }
     /* the compared pair (redis and its Node peer) runs in interleaved rounds; each cell shows its median */
-    int peer = strcmp(names[s], "redis") == 0 && sv.redis_ok && cfg.node_script;
+    int redis_like = strcmp(names[s], "redis") == 0 || strcmp(names[s], "redis-cluster") == 0;
+    int peer = redis_like && (sv.redis_ok || sv.cl_ok) && st && cfg.node_script;
     int rounds = peer ? cfg.rounds : 1;
     pid_t srv[3];
     int nsrv = server_pids(names[s], &sv, srv);
@@ -751,7 +766,7 @@ int main(int argc, char **argv) {
         nsides = 0;
         for (int mode = MODE_STORE; mode <= MODE_ASYNC; mode <<= 1) {
           if (!(cfg.modes & mode)) continue;
-          if (mode == MODE_ASYNC && strcmp(names[s], "redis") != 0) continue; /* the others use threads anyway */
+          if (mode == MODE_ASYNC && !redis_like) continue; /* the others use threads anyway */
           cell *c = &sides[nsides++][r];
           snprintf(c->store, sizeof(c->store), "%s", names[s]);
           c->api = mode == MODE_STORE     ? "store get+set"
@@ -773,7 +788,15 @@ int main(int argc, char **argv) {
           p->conc = cfg.levels[l];
           p->api = "store.get+set";
           fprintf(stderr, "bench: connect-redis (Node), %d in flight (round %d/%d)...\n", p->conc, r + 1, rounds);
-          run_node(&cfg, sv.dir, &sv.redis, p->conc, p);
+          char ports[64], pids[64];
+          if (strcmp(names[s], "redis") == 0) {
+            snprintf(ports, sizeof(ports), "%d", sv.redis.port);
+            snprintf(pids, sizeof(pids), "%d", (int)sv.redis.pid);
+          } else {
+            snprintf(ports, sizeof(ports), "cluster:%d,%d,%d", sv.cl[0].port, sv.cl[1].port, sv.cl[2].port);
+            snprintf(pids, sizeof(pids), "%d,%d,%d", (int)sv.cl[0].pid, (int)sv.cl[1].pid, (int)sv.cl[2].pid);
+          }
+          run_node(&cfg, sv.dir, ports, pids, p->conc, p);
         }
       }
       for (int k = 0; k < nsides; k++) cells[n++] = *median(sides[k], rounds);

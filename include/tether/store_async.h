@@ -9,8 +9,10 @@
  * redis:// URLs get a native client: one connection per handle, and every command issued in one turn of
  * the loop leaves in one write (pipelining, as node-redis does), so many sessions in flight cost Redis one
  * read and one write per turn instead of one per command. Same wire format, parameters, timeouts and
- * backoff as the blocking store (connect-redis's keys, SET ... EX, EXPIRE, DEL). Every other URL runs the
- * blocking store's calls on libuv's thread pool.
+ * backoff as the blocking store (connect-redis's keys, SET ... EX, EXPIRE, DEL). redis-cluster:// URLs get
+ * one such connection per node and the blocking store's rules (slot map, MOVED, ASK, TRYAGAIN, CLUSTERDOWN,
+ * retry_ms, wait=N, read_from), without a thread waiting. Every other URL runs the blocking store's calls on
+ * libuv's thread pool.
  *
  * Each call either returns 0 and calls its callback exactly once, later, on the loop's thread, or
  * returns a negative TETHER_E* code (with tether_last_error() set) and never calls it. In a callback,
@@ -42,7 +44,7 @@ TETHER_EXTERN int tether_astore_open(struct uv_loop_s *loop, const char *url, te
 /* A handle over a store opened with tether_store_open (not closed with the handle): several loops (one per
  * thread) can each have their own handle, and connection, over one store and its metrics. */
 TETHER_EXTERN int tether_astore_wrap(struct uv_loop_s *loop, tether_store *store, tether_astore **out);
-/* redis://: fails what is still pending, before it returns; other stores: calls already on the thread
+/* redis://, redis-cluster://: fails what is still pending, before it returns; other stores: calls already on the thread
  * pool finish and call back. The handle is released once the loop has closed its handles and those calls
  * are done: keep running the loop. */
 TETHER_EXTERN void tether_astore_close(tether_astore *a);
@@ -62,7 +64,8 @@ TETHER_EXTERN int tether_astore_ping(tether_astore *a, tether_astore_cb cb, void
 
 /* The store behind the handle: its kind, URL and metrics (tether_store_metrics). */
 TETHER_EXTERN tether_store *tether_astore_store(tether_astore *a);
-/* True when the handle talks to its server itself (redis://), false when it uses the thread pool. */
+/* True when the handle talks to its servers itself (redis://, redis-cluster://), false when it uses the
+ * thread pool. */
 TETHER_EXTERN int tether_astore_native(const tether_astore *a);
 
 #ifdef __cplusplus

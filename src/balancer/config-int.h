@@ -20,21 +20,43 @@ typedef struct tether__conf_pending {
   tether__cf_proxy_ssl ssl; /* the location's own proxy_ssl_* (merged with the outer level's once read) */
 } tether__conf_pending;
 
+/* Where the lexer reads: a file's text, and what include needs to know about it. */
+typedef struct tether__conf_source {
+  char *text; /* owned (an included file), NULL for the text given to the parser */
+  const char *p, *end;
+  int line;  /* a place (config.h): the file's index is in the high bits */
+  int depth; /* blocks open in this file: an included file must close what it opens */
+  int level; /* include nesting: 0 for the configuration file itself */
+} tether__conf_source;
+
+#define TETHER__CONF_MAX_INCLUDE_LEVEL 8 /* deeper is a loop, most likely */
+#define TETHER__CONF_MAX_SOURCES 64      /* files suspended or waiting (a glob's matches) at once */
+
 typedef struct tether__conf_parser {
   tether__conf_pending pendings[TETHER__CF_MAX_LOCATIONS];
-  const char *file;
-  const char *p, *end;
+  const char *p, *end; /* the source being read (its text, depth and level are in src) */
   int line;
+  tether__conf_source src;
+  tether__conf_source waiting[TETHER__CONF_MAX_SOURCES]; /* a stack: includers and files yet to read */
+  int nwaiting;
   tether__config *cf;
   char *err;
   size_t errlen, errused;
   int nerrors;
   /* the header buffer directives, combined once the file is read (see header_limits in config.c) */
-  uint64_t header_buffer;         /* client_header_buffer_size (or client_header_buffer); 0: not given */
-  int large_buffers;              /* large_client_header_buffers N SIZE: N, 0 when not given */
-  uint64_t large_buffer_size;     /* ... and SIZE */
-  int server_line;                /* the server { } block's line: there is one virtual server */
-  tether__cf_proxy_ssl proxy_ssl; /* proxy_ssl_* at the top, http or server level: every location's default */
+  uint64_t header_buffer;                      /* client_header_buffer_size (or client_header_buffer); 0: not given */
+  int large_buffers;                           /* large_client_header_buffers N SIZE: N, 0 when not given */
+  uint64_t large_buffer_size;                  /* ... and SIZE */
+  tether__cf_vserver *vs;                      /* the server { } being read, NULL outside one */
+  int implicit;                                /* the server of top-level listen/location directives, -1: none yet */
+  int explicit_line;                           /* the first server { } block, 0: none */
+  int listen_opts_line[TETHER__CF_MAX_LISTEN]; /* where backlog= was given for listen[i], 0: nowhere */
+  int default_line[TETHER__CF_MAX_LISTEN];     /* where default_server was given for listen[i], 0: nowhere */
+  int global_in_server_line;                   /* the first process-wide directive in a server block */
+  char global_in_server[64];                   /* ... its name */
+  tether__cf_proxy_ssl proxy_ssl;              /* proxy_ssl_* at the top or http level: every server's default */
+  /* add_header in http { } or at the top: a server's list unless it has its own */
+  tether__cf_add_headers http_add_headers;
 } tether__conf_parser;
 
 typedef struct tether__conf_directive {
@@ -62,9 +84,10 @@ int tether__conf_int(tether__conf_parser *ps, tether__conf_directive *d, const c
                      long max, int *out);
 /* on or off, into *out. */
 int tether__conf_flag(tether__conf_parser *ps, tether__conf_directive *d, const char *v, int *out);
-/* Text and variables (a hash key, or with for_header a proxy_set_header value): the number of parts or -1. */
+/* Text and variables (a hash key when what is NULL, else the value what names, e.g. "add_header value",
+ * which may use the header variables too): the number of parts or -1. */
 int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const char *text, tether__key_part *parts,
-                       int max, int for_header);
+                       int max, const char *what);
 
 /* config_upstream.c: upstream NAME { server ...; persistence; balancing; health_check } */
 void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d);
@@ -75,6 +98,9 @@ void tether__conf_location(tether__conf_parser *ps, tether__conf_directive *d);
 int tether__conf_jwt(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_jwt *j);
 void tether__conf_set_header(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_headers *h);
 void tether__conf_http_version(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_add_header(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_add_headers *h);
+/* return ...: into r unless r already holds one (the first return of a level is the one that runs). */
+void tether__conf_return(tether__conf_parser *ps, tether__conf_directive *c, tether__cf_return *r);
 /* Once the file is read: locations inherit auth_jwt, verifiers are built, claim headers are collected. */
 void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf);
 
@@ -87,5 +113,19 @@ void tether__conf_proxy_ssl_defaults(tether__cf_proxy_ssl *p);
 /* Once proxy_pass names are resolved: each location's settings are merged with the outer level's and handed to
  * its upstream, which must be proxied to with one scheme and one set of settings. */
 void tether__conf_proxy_ssl_attach(tether__conf_parser *ps, tether__config *cf);
+/* A server's ssl_* over the http level's: what it does not set it inherits (nginx's merge). */
+void tether__conf_ssl_unset(tether__cf_tls *t);
+void tether__conf_ssl_merge(tether__cf_tls *t, const tether__cf_tls *outer);
+
+/* config_vserver.c: server { } blocks, listen and server_name. (include is the lexer's: config_lex.c.) */
+void tether__conf_listen(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_server_name(tether__conf_parser *ps, tether__conf_directive *d);
+/* The server that top-level listen/location directives go to (made on first use), or NULL after an error. */
+tether__cf_vserver *tether__conf_implicit_server(tether__conf_parser *ps, tether__conf_directive *d);
+/* Opens a server { } block: the new server, or NULL after an error (the block is skipped). */
+tether__cf_vserver *tether__conf_server_open(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_server_close(tether__conf_parser *ps, tether__cf_vserver *vs);
+/* Once the file is read: default servers, inheritance from the http level, checks. */
+void tether__conf_servers_finish(tether__conf_parser *ps, tether__config *cf);
 
 #endif

@@ -21,49 +21,24 @@
 
 #define MAX_DEPTH 4
 
-/* listen [IP:]PORT [ssl] [backlog=N] [reuseport] [default_server]; admin_listen [IP:]PORT. */
-static void listen_line(tether__conf_parser *ps, tether__conf_directive *d, int admin) {
+/* admin_listen [IP:]PORT (listen is a server's: config_vserver.c). */
+static void admin_listen_line(tether__conf_parser *ps, tether__conf_directive *d) {
   tether__config *cf = ps->cf;
-  if (d->nargs < 2 || d->block) {
-    tether__conf_error(ps, d->line, "\"%s\" takes an address", d->args[0]);
+  if (d->nargs != 2 || d->block) {
+    tether__conf_error(ps, d->line, "\"admin_listen\" takes an address and no parameter");
     return;
-  }
-  int backlog = TETHER__LISTEN_BACKLOG, ssl = 0;
-  for (int i = 2; i < d->nargs; i++) {
-    if (admin)
-      tether__conf_error(ps, d->line, "\"admin_listen\" takes an address and no parameter");
-    else if (strncmp(d->args[i], "backlog=", 8) == 0)
-      tether__conf_int(ps, d, "backlog", d->args[i] + 8, 1, 65535, &backlog);
-    else if (strcmp(d->args[i], "ssl") == 0)
-      ssl = 1;
-    else if (strcmp(d->args[i], "http2") == 0)
-      tether__conf_error(ps, d->line, "listen ... http2: HTTP/2 is not served yet");
-    else if (strcmp(d->args[i], "reuseport") != 0 && strcmp(d->args[i], "default_server") != 0)
-      tether__conf_error(ps, d->line,
-                         "unknown listen parameter \"%s\" (backlog=N; reuseport and default_server are "
-                         "implied)",
-                         d->args[i]);
   }
   tether__addr a;
   if (tether__addr_parse(d->args[1], &a) < 0) {
     tether__conf_error(ps, d->line, "invalid address \"%s\" (expected [IP:]PORT)", d->args[1]);
     return;
   }
-  if (admin) {
-    if (strchr(d->args[1], ':') == NULL) { /* a bare port: loopback only, never every interface */
-      ((struct sockaddr_in *)&a.sa)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      snprintf(a.text, sizeof(a.text), "127.0.0.1:%s", d->args[1]);
-    }
-    cf->admin = a;
-    cf->admin_line = d->line;
-  } else if (cf->nlisten == TETHER__ARRAY_SIZE(cf->listen)) {
-    tether__conf_error(ps, d->line, "too many listen addresses");
-  } else {
-    cf->listen_backlog[cf->nlisten] = backlog;
-    cf->listen_ssl[cf->nlisten] = ssl;
-    cf->listen_line[cf->nlisten] = d->line;
-    cf->listen[cf->nlisten++] = a;
+  if (strchr(d->args[1], ':') == NULL) { /* a bare port: loopback only, never every interface */
+    ((struct sockaddr_in *)&a.sa)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    snprintf(a.text, sizeof(a.text), "127.0.0.1:%s", d->args[1]);
   }
+  cf->admin = a;
+  cf->admin_line = d->line;
 }
 
 /* admin_auth_token env:NAME: the secret is read now, so a missing one fails the load (and a reload keeps
@@ -269,10 +244,13 @@ static int process_directive(tether__conf_parser *ps, tether__conf_directive *d)
   const char *n = d->args[0];
   if (strcmp(n, "worker_processes") == 0)
     worker_processes_line(ps, d);
-  else if (strcmp(n, "listen") == 0)
-    listen_line(ps, d, 0);
-  else if (strcmp(n, "admin_listen") == 0)
-    listen_line(ps, d, 1);
+  else if (strcmp(n, "listen") == 0) {
+    if (d->nargs < 2 || d->block)
+      tether__conf_error(ps, d->line, "\"listen\" takes an address");
+    else
+      tether__conf_listen(ps, d);
+  } else if (strcmp(n, "admin_listen") == 0)
+    admin_listen_line(ps, d);
   else if (strcmp(n, "admin_auth_token") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) == 0) admin_token_line(ps, d);
   } else if (strcmp(n, "error_log") == 0)
@@ -354,7 +332,7 @@ static int request_directive(tether__conf_parser *ps, tether__conf_directive *d)
   else if (strcmp(n, "forwarded") == 0) {
     if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_flag(ps, d, d->args[1], &cf->add_forwarded);
   } else if (strcmp(n, "proxy_set_header") == 0)
-    tether__conf_set_header(ps, d, &cf->headers);
+    tether__conf_set_header(ps, d, ps->vs ? &ps->vs->headers : &cf->headers);
   else if (strcmp(n, "proxy_http_version") == 0)
     tether__conf_http_version(ps, d);
   else
@@ -364,8 +342,7 @@ static int request_directive(tether__conf_parser *ps, tether__conf_directive *d)
 
 static void block_body(tether__conf_parser *ps, int depth, const char *ctx);
 
-/* http { } and server { }: Tether serves one virtual server, so a second server { } is refused rather than
- * merged into the first (nginx would choose between them by Host). */
+/* http { } and server { } (a virtual server: config_vserver.c). */
 static void http_or_server(tether__conf_parser *ps, tether__conf_directive *d, int depth) {
   const char *n = d->args[0];
   if (!d->block || d->nargs != 1 || depth >= MAX_DEPTH) {
@@ -373,16 +350,23 @@ static void http_or_server(tether__conf_parser *ps, tether__conf_directive *d, i
     if (d->block) tether__conf_skip_block(ps);
     return;
   }
-  if (strcmp(n, "server") == 0 && ps->server_line) {
-    tether__conf_error(ps, d->line,
-                       "a second \"server\" block (the first is at line %d): Tether serves one virtual "
-                       "server; put every location in one",
-                       ps->server_line);
-    tether__conf_skip_block(ps);
+  if (strcmp(n, "server") != 0) {
+    block_body(ps, depth + 1, n);
     return;
   }
-  if (strcmp(n, "server") == 0) ps->server_line = d->line;
+  tether__cf_vserver *vs = tether__conf_server_open(ps, d);
+  if (vs == NULL) return;
   block_body(ps, depth + 1, n);
+  tether__conf_server_close(ps, vs);
+}
+
+/* Directives that nginx sets per server but Tether per process: in a server block they would quietly apply
+ * to the others too, so with several servers they are refused there (see servers_finish). */
+static void note_global_in_server(tether__conf_parser *ps, tether__conf_directive *d) {
+  if (ps->vs && ps->global_in_server_line == 0) {
+    ps->global_in_server_line = d->line;
+    snprintf(ps->global_in_server, sizeof(ps->global_in_server), "%s", d->args[0]);
+  }
 }
 
 /* Directives allowed at the top, in http { } and in server { } alike: nginx users nest them freely. */
@@ -390,18 +374,31 @@ static void common_directive(tether__conf_parser *ps, tether__conf_directive *d,
   const char *n = d->args[0];
   if (strcmp(n, "upstream") == 0)
     tether__conf_upstream(ps, d);
-  else if (strcmp(n, "location") == 0)
-    tether__conf_location(ps, d);
-  else if (tether__conf_jwt(ps, d, &ps->cf->jwt)) { /* a default for every location */
+  else if (strcmp(n, "location") == 0) {
+    if (ps->vs || tether__conf_implicit_server(ps, d))
+      tether__conf_location(ps, d);
+    else if (d->block)
+      tether__conf_skip_block(ps);
+  } else if (tether__conf_jwt(ps, d, ps->vs ? &ps->vs->jwt : &ps->cf->jwt)) { /* a default for its locations */
   } else if (strcmp(n, "http") == 0 || strcmp(n, "server") == 0)
     http_or_server(ps, d, depth);
-  else if (scalar_directive(ps, d) || process_directive(ps, d) || request_directive(ps, d) || tether__conf_ssl(ps, d) ||
-           tether__conf_proxy_ssl(ps, d, &ps->proxy_ssl)) { /* done */
+  else if (strcmp(n, "add_header") == 0) /* a server { } list replaces the outer one, as in nginx */
+    tether__conf_add_header(ps, d, ps->vs ? &ps->vs->add_headers : &ps->http_add_headers);
+  else if (strcmp(n, "return") == 0 && ps->vs == NULL && strcmp(ctx, "http") == 0)
+    tether__conf_error(ps, d->line, "\"return\" is not allowed in http { } (nginx: in server { } or a location)");
+  else if (strcmp(n, "return") == 0) { /* in server { }, or at the top: the implicit server's */
+    tether__cf_vserver *vs = ps->vs ? ps->vs : tether__conf_implicit_server(ps, d);
+    if (vs) tether__conf_return(ps, d, &vs->ret);
+  } else if (tether__conf_proxy_ssl(ps, d, ps->vs ? &ps->vs->proxy_ssl : &ps->proxy_ssl)) { /* done */
+  } else if (strcmp(n, "proxy_set_header") != 0 && strcmp(n, "proxy_http_version") != 0 &&  /* per server, or moot */
+             (scalar_directive(ps, d) || request_directive(ps, d)))
+    note_global_in_server(ps, d);
+  else if (strcmp(n, "access_log") == 0 || strcmp(n, "error_log") == 0) {
+    process_directive(ps, d);
+    note_global_in_server(ps, d);
+  } else if (process_directive(ps, d) || request_directive(ps, d) || tether__conf_ssl(ps, d)) { /* done */
   } else if (strcmp(n, "server_name") == 0) {
-    /* one virtual server answers every name, as nginx's only server does */
-    if (d->nargs < 2) tether__conf_error(ps, d->line, "\"server_name\" takes at least one name");
-  } else if (strcmp(n, "include") == 0) {
-    tether__conf_error(ps, d->line, "\"include\" is not supported");
+    tether__conf_server_name(ps, d);
   } else {
     tether__conf_error(ps, d->line, "unknown directive \"%s\"%s%s", n, depth ? " in " : "", depth ? ctx : "");
     if (d->block) tether__conf_skip_block(ps);
@@ -490,9 +487,12 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
   if (errlen) err[0] = '\0';
   tether__conf_parser *psp = tether__calloc(1, sizeof(tether__conf_parser)); /* large: keep it off the stack */
   *psp = (tether__conf_parser){
-      .file = path, .p = text, .end = text + len, .line = 1, .cf = cf, .err = err, .errlen = errlen};
+      .p = text, .end = text + len, .line = 1, .cf = cf, .err = err, .errlen = errlen, .implicit = -1};
+  psp->src = (tether__conf_source){.p = text, .end = text + len, .line = 1};
   tether__conf_proxy_ssl_defaults(&psp->proxy_ssl);
   block_body(psp, 0, "");
+  free(psp->src.text); /* what a syntax error left unread */
+  while (psp->nwaiting > 0) free(psp->waiting[--psp->nwaiting].text);
   for (size_t i = 0; i < cf->nlocations; i++) {
     if (psp->pendings[i].name[0] == '\0') continue;
     for (size_t k = 0; k < cf->nupstreams; k++)
@@ -501,20 +501,33 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
       tether__conf_error(psp, psp->pendings[i].line, "proxy_pass: no upstream named \"%s\"", psp->pendings[i].name);
   }
   tether__conf_proxy_ssl_attach(psp, cf);
-  tether__conf_build_jwt(psp, cf);
+  if (cf->nlisten == 0 && psp->nerrors == 0) tether__conf_error(psp, psp->line, "no \"listen\" address");
+  if (cf->nlocations == 0 && cf->nupstreams == 1 && cf->nvservers == 1 && psp->nerrors == 0) {
+    /* one server, a single upstream and no location: proxy everything to it */
+    cf->locations[0] = (tether__cf_location){.prefix = "/", .upstream = 0};
+    cf->nlocations = 1;
+    cf->vservers[0].nlocations = 1;
+  }
+  int answers = 0; /* a server's return answers without a location */
+  for (size_t v = 0; v < cf->nvservers; v++) {
+    answers |= cf->vservers[v].ret.status != 0;
+    if (!cf->vservers[v].add_headers.defined) cf->vservers[v].add_headers = psp->http_add_headers;
+  }
+  if (cf->nlocations == 0 && !answers && psp->nerrors == 0)
+    tether__conf_error(psp, psp->line, "no \"location\" to serve");
   tether__conf_ssl_check(psp, cf);
+  tether__conf_servers_finish(psp, cf);
+  if (psp->global_in_server_line && cf->nvservers > 1)
+    tether__conf_error(psp, psp->global_in_server_line,
+                       "\"%s\" in a server block: Tether applies it to every server, so with several servers it "
+                       "goes at the http level",
+                       psp->global_in_server);
+  tether__conf_build_jwt(psp, cf);
   if (cf->admin.len && !is_loopback(&cf->admin) && cf->admin_token_line == 0)
     tether__conf_error(psp, cf->admin_line,
                        "admin_listen %s is not a loopback address: it needs \"admin_auth_token env:NAME;\"",
                        cf->admin.text);
   header_limits(psp);
-  if (cf->nlisten == 0 && psp->nerrors == 0) tether__conf_error(psp, psp->line, "no \"listen\" address");
-  if (cf->nlocations == 0 && cf->nupstreams == 1 && psp->nerrors == 0) {
-    /* a single upstream and no location: proxy everything to it */
-    cf->locations[0] = (tether__cf_location){.prefix = "/", .upstream = 0};
-    cf->nlocations = 1;
-  }
-  if (cf->nlocations == 0 && psp->nerrors == 0) tether__conf_error(psp, psp->line, "no \"location\" to serve");
   for (size_t k = 0; k < cf->nupstreams; k++) {
     tether__cf_upstream *u = &cf->upstreams[k];
     int primaries = 0;

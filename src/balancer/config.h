@@ -11,7 +11,11 @@
 
 #define TETHER__CF_MAX_SERVERS 64
 #define TETHER__CF_MAX_UPSTREAMS 32
-#define TETHER__CF_MAX_LOCATIONS 64
+#define TETHER__CF_MAX_LOCATIONS 128 /* in all servers together */
+#define TETHER__CF_MAX_LISTEN 8      /* distinct listen addresses (a worker has as many listeners) */
+#define TETHER__CF_MAX_VSERVERS 32   /* server { } blocks */
+#define TETHER__CF_MAX_NAMES 8       /* server_name names per server */
+#define TETHER__CF_MAX_FILES 64      /* the configuration file and the files it includes */
 #define TETHER__CF_MAX_REALIP 32
 #define TETHER__CF_MAX_STRIP 64
 #define TETHER__MAX_WORKERS 64      /* worker_processes: at most this many */
@@ -93,6 +97,33 @@ typedef struct tether__cf_headers {
   int defined; /* some proxy_set_header at this level: the outer level's list is not inherited (nginx) */
 } tether__cf_headers;
 
+/* add_header NAME VALUE [always]: a header on the responses to clients (nginx's headers module). A level
+ * (location; server; http or the top) that has any add_header does not inherit the outer level's. */
+#define TETHER__CF_MAX_ADD_HEADERS 16
+typedef struct tether__cf_add_header {
+  char name[64];
+  tether__key_part value[TETHER__KEY_MAX_PARTS];
+  int nvalue;
+  int always; /* on every response, the balancer's own answers too; else on 200, 201, 204, 206, 301-304, 307, 308 */
+} tether__cf_add_header;
+
+typedef struct tether__cf_add_headers {
+  tether__cf_add_header add[TETHER__CF_MAX_ADD_HEADERS];
+  int nadd;
+  int defined; /* some add_header at this level */
+} tether__cf_add_headers;
+
+/* The statuses a redirect's URL goes with (in a Location header). */
+#define TETHER__REDIRECT(s) ((s) == 301 || (s) == 302 || (s) == 303 || (s) == 307 || (s) == 308)
+
+/* return CODE [TEXT]; return CODE URL (301, 302, 303, 307, 308: a Location header); return URL (302). */
+typedef struct tether__cf_return {
+  int status;                                    /* 0: none */
+  tether__key_part value[TETHER__KEY_MAX_PARTS]; /* the body's text, or a redirect's URL, with variables */
+  int nvalue;                                    /* 0: no text (the reason phrase), or no Location */
+  int line;
+} tether__cf_return;
+
 typedef struct tether__cf_persist {
   tether__persist_kind kind;
   /* sticky cookie */
@@ -168,13 +199,13 @@ typedef struct tether__cf_upstream {
   int64_t drain_timeout_ms; /* after this, a draining server's bound clients move too; 0: never */
   char sticky_secret[128];  /* keys the sticky cookie values; default: the sticky_key_file's key */
   int line;
-  uint8_t sticky_key[32];   /* sticky cookie without sticky_secret: the key file's key, read when loaded */
-  int sticky_key_set;       /* sticky_key holds it (a parsed but not loaded configuration has none) */
-  int https;                /* proxied to with proxy_pass https:// (the servers speak TLS, health checks too) */
-  int https_line;           /* the proxy_pass that made it so (or the first that named it) */
-  int https_location;       /* ... in this location */
-  tether__cf_proxy_ssl ssl; /* the proxy_ssl_* settings of its locations (https only) */
-  void *tls_ctx;            /* https: the client SSL_CTX, built at load (tls/context.c) */
+  uint8_t sticky_key[32];     /* sticky cookie without sticky_secret: the key file's key, read when loaded */
+  int sticky_key_set;         /* sticky_key holds it (a parsed but not loaded configuration has none) */
+  int https;                  /* proxied to with proxy_pass https:// (the servers speak TLS, health checks too) */
+  int https_line;             /* the proxy_pass that made it so (or the first that named it) */
+  int https_location;         /* ... in this location */
+  tether__cf_proxy_ssl ssl;   /* the proxy_ssl_* settings of its locations (https only) */
+  void *tls_ctx;              /* https: the client SSL_CTX, built at load (tls/context.c) */
   tether__cf_monitor monitor; /* session_monitor */
 } tether__cf_upstream;
 
@@ -211,12 +242,14 @@ typedef struct tether__cf_jwt {
 
 typedef struct tether__cf_location {
   char prefix[256];
-  int exact;         /* "location = /x" */
-  int upstream;      /* index into upstreams, or -1 with a return */
-  int return_status; /* "return 200 text;" for simple answers, 0: proxy */
-  char return_body[256];
+  int exact;                  /* "location = /x" */
+  int upstream;               /* index into upstreams, or -1 (a return location) */
   tether__cf_jwt jwt;         /* enabled: requests must carry a valid token */
   tether__cf_headers headers; /* proxy_set_header (the outer level's when none is given here) */
+  /* return: answered here, before auth_jwt and instead of proxy_pass (nginx's rewrite phase) */
+  tether__cf_return ret;
+  /* add_header (the server's when none is given here) */
+  tether__cf_add_headers add_headers;
 } tether__cf_location;
 
 /* TLS on `listen ... ssl` addresses (nginx's ssl_* directives), Mozilla's "intermediate" profile by
@@ -242,6 +275,25 @@ typedef struct tether__cf_tls {
   int line; /* the first ssl_* directive */
 } tether__cf_tls;
 
+/* A virtual server (server { }): nginx's name-based hosting. Its locations are a range of the one pool
+ * cf->locations; what it does not set it inherits from the http level (tls, jwt, headers are merged when the
+ * file is read, so they hold the effective values). A configuration without server blocks has one implicit
+ * server holding the top-level listen, server_name and location directives. */
+typedef struct tether__cf_vserver {
+  char names[TETHER__CF_MAX_NAMES][128]; /* server_name, lower-cased: exact, *.x, .x, x.* or "" */
+  int nnames;                            /* 0: the name "" (nginx's default) */
+  uint32_t listens;                      /* bit i: the server is on listen[i] */
+  size_t first_location, nlocations;     /* its locations: cf->locations[first_location...] */
+  tether__cf_tls tls;                    /* ssl_*: its own, else the http level's */
+  tether__cf_jwt jwt;                    /* auth_jwt: its own, else the http level's (the locations' default) */
+  tether__cf_headers headers;            /* proxy_set_header: its own, else the http level's */
+  tether__cf_add_headers add_headers;    /* add_header: its own, else the http level's */
+  tether__cf_return ret;                 /* return in server { }: answered before any location */
+  tether__cf_proxy_ssl proxy_ssl;        /* proxy_ssl_* given in server { }: its locations' defaults */
+  void *tls_ctx;                         /* its SSL_CTX when it is on an ssl address, built at load */
+  int line;
+} tether__cf_vserver;
+
 typedef struct tether__cidr {
   struct sockaddr_storage net;
   int bits;
@@ -251,10 +303,14 @@ typedef struct tether__config {
   char file[512];
   int workers;            /* worker_processes: threads */
   int workers_auto_cores; /* worker_processes auto (the default): the cores counted, 0 for a number */
-  tether__addr listen[8];
-  int listen_backlog[8]; /* listen ... backlog=N, for listen[i] */
-  int listen_ssl[8];     /* listen ... ssl */
+  tether__addr listen[TETHER__CF_MAX_LISTEN]; /* distinct addresses: servers that name the same one share it */
+  int listen_backlog[TETHER__CF_MAX_LISTEN];  /* listen ... backlog=N, for listen[i] */
+  int listen_ssl[TETHER__CF_MAX_LISTEN];      /* listen ... ssl (on any listen of the address) */
+  int listen_default[TETHER__CF_MAX_LISTEN];  /* the address's default server: default_server, else the first */
+  int listen_line[TETHER__CF_MAX_LISTEN];     /* where listen[i] is first named */
   size_t nlisten;
+  tether__cf_vserver vservers[TETHER__CF_MAX_VSERVERS];
+  size_t nvservers;
   tether__addr admin; /* admin_listen; admin.len == 0 when absent */
   tether__cf_upstream upstreams[TETHER__CF_MAX_UPSTREAMS];
   size_t nupstreams;
@@ -280,8 +336,8 @@ typedef struct tether__config {
   int access_log_json;
   char error_log[512];        /* "" stderr */
   int error_log_level;        /* error_log's level as a tether_log_level; -1: not given (info) */
-  tether__cf_jwt jwt;         /* auth_jwt at the top, http or server level: every location's default */
-  tether__cf_headers headers; /* proxy_set_header at the top, http or server level */
+  tether__cf_jwt jwt;         /* auth_jwt at the top or http level: every server's default */
+  tether__cf_headers headers; /* proxy_set_header at the top or http level: every server's default */
   /* every header any auth_jwt_claim_header names: removed from every request, in every location */
   char claim_headers[TETHER__CF_MAX_STRIP][64];
   int nclaim_headers;
@@ -292,16 +348,23 @@ typedef struct tether__config {
   char admin_token[256]; /* admin_auth_token: the secret itself (read from the environment) */
   int admin_token_line;
   int rlimit_nofile;  /* worker_rlimit_nofile; 0: raise the soft limit to the hard one */
-  tether__cf_tls tls; /* ssl_* */
-  int listen_line[8]; /* where listen[i] is */
-  void *tls_ctx;      /* the SSL_CTX for ssl listeners, built at load (tls/context.c) */
+  tether__cf_tls tls; /* ssl_* at the top or http level: every server's default */
   char user[64];      /* user USER [GROUP]: who the process becomes once its ports are bound; "" stays */
   char group[64];     /* "" : the user's primary group */
   char pid_file[512]; /* pid FILE; "" : none */
+  /* include */
+  char included[TETHER__CF_MAX_FILES][256]; /* the files include read, in order (see tether__cf_file) */
+  int nincluded;
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */
 #define TETHER__STICKY_KEY_FILE "/var/lib/tether/sticky.key"
+
+/* Every `line` in a configuration is a place: the line number in the low TETHER__CF_LINE_BITS bits, and which
+ * file above them (0: cf->file, k: cf->included[k - 1]). These give the file and the line number back. */
+#define TETHER__CF_LINE_BITS 20
+const char *tether__cf_file(const tether__config *cf, int line);
+int tether__cf_lineno(int line);
 
 /* Reads and checks a configuration. On failure returns -1 and writes "file:line: reason" lines (one per
  * error found) into err. */

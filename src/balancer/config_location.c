@@ -1,4 +1,5 @@
-/* Locations and what they carry: proxy_pass, return, edge authentication (auth_jwt) and proxy_set_header. */
+/* Locations and what they carry: proxy_pass, return, edge authentication (auth_jwt), proxy_set_header and
+ * add_header. */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -154,7 +155,7 @@ void tether__conf_set_header(tether__conf_parser *ps, tether__conf_directive *d,
   tether__cf_set_header *sh = &h->set[h->nset];
   memset(sh, 0, sizeof(*sh));
   snprintf(sh->name, sizeof(sh->name), "%s", name);
-  int n = tether__conf_value(ps, d, value, sh->value, TETHER__KEY_MAX_PARTS, 1);
+  int n = tether__conf_value(ps, d, value, sh->value, TETHER__KEY_MAX_PARTS, "proxy_set_header value");
   if (n < 0) return;
   sh->nvalue = n;
   h->nset++;
@@ -190,24 +191,82 @@ static void proxy_pass_line(tether__conf_parser *ps, tether__conf_directive *c, 
   }
 }
 
-/* return CODE [TEXT]: TEXT is the body. nginx's redirects (301, 302, 303, 307, 308 with a URL: a Location
- * header) and 444 (close without answering) are not done here, so they are refused. */
-static void return_line(tether__conf_parser *ps, tether__conf_directive *c, tether__cf_location *loc) {
-  int status;
-  if (tether__conf_want_args(ps, c, 1, 2) < 0 || tether__conf_int(ps, c, "status", c->args[1], 200, 599, &status) < 0)
-    return;
-  int redirect = status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
-  if (status == 444) {
-    tether__conf_error(ps, c->line, "return 444 (close without an answer) is not supported");
-  } else if (redirect && c->nargs == 3) {
-    tether__conf_error(ps, c->line,
-                       "return %d URL: redirects are not supported (Tether would send the URL as the "
-                       "body, without a Location header)",
-                       status);
+/* Literal text a header can carry: no control characters (a line break would split the head). */
+static int header_text_ok(const tether__key_part *v, int n) {
+  for (int i = 0; i < n; i++)
+    for (const char *p = v[i].text; v[i].type == TETHER__KEY_TEXT && *p; p++)
+      if ((unsigned char)*p < 0x20 || *p == 0x7f) return 0;
+  return 1;
+}
+
+/* add_header NAME VALUE [always], as nginx: the header goes on responses to clients with status 200, 201,
+ * 204, 206, 301, 302, 303, 304, 307 or 308, and with `always` on every response, the balancer's own answers
+ * too; a value that comes out empty adds nothing. Tether frames responses itself, so the framing headers
+ * cannot be added. */
+void tether__conf_add_header(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_add_headers *h) {
+  if (tether__conf_want_args(ps, d, 2, 3) < 0) return;
+  const char *name = d->args[1];
+  h->defined = 1;
+  static const char *const framing[] = {"content-length", "transfer-encoding", "connection",
+                                        "keep-alive",     "upgrade",           "te",
+                                        "trailer",        "proxy-connection"};
+  int refused = 0;
+  for (size_t i = 0; i < TETHER__ARRAY_SIZE(framing); i++) refused |= strcasecmp(name, framing[i]) == 0;
+  if (d->nargs == 4 && strcmp(d->args[3], "always") != 0) {
+    tether__conf_error(ps, d->line, "add_header: the third parameter can only be \"always\", got \"%s\"", d->args[3]);
+  } else if (!tether__token_valid(name) || strlen(name) >= sizeof(h->add[0].name)) {
+    tether__conf_error(ps, d->line, "add_header: \"%s\" is not a header name", name);
+  } else if (refused) {
+    tether__conf_error(ps, d->line, "add_header %s: Tether frames responses itself; this header cannot be added", name);
+  } else if (h->nadd == TETHER__CF_MAX_ADD_HEADERS) {
+    tether__conf_error(ps, d->line, "add_header: at most %d per level", TETHER__CF_MAX_ADD_HEADERS);
   } else {
-    loc->return_status = status;
-    if (c->nargs == 3) snprintf(loc->return_body, sizeof(loc->return_body), "%s", c->args[2]);
+    tether__cf_add_header *a = &h->add[h->nadd];
+    memset(a, 0, sizeof(*a));
+    int n = tether__conf_value(ps, d, d->args[2], a->value, TETHER__KEY_MAX_PARTS, "add_header value");
+    if (n < 0) return;
+    if (!header_text_ok(a->value, n)) {
+      tether__conf_error(ps, d->line, "add_header %s: the value has control characters", name);
+      return;
+    }
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    a->nvalue = n;
+    a->always = d->nargs == 4;
+    h->nadd++;
   }
+}
+
+/* return CODE [TEXT]: TEXT (with variables) is the body. return CODE URL for 301, 302, 303, 307 and 308, and
+ * return URL (http://, https:// or $scheme...: a 302): a Location header and nginx's short HTML page. As in
+ * nginx, the first return of a level ends the request, so a later one is checked but never used. 444 (close
+ * without answering) is refused. */
+void tether__conf_return(tether__conf_parser *ps, tether__conf_directive *c, tether__cf_return *r) {
+  tether__cf_return tmp = {0};
+  if (tether__conf_want_args(ps, c, 1, 2) < 0) return;
+  const char *a = c->args[1], *text = c->nargs == 3 ? c->args[2] : NULL;
+  if (c->nargs == 2 &&
+      (strncmp(a, "http://", 7) == 0 || strncmp(a, "https://", 8) == 0 || strncmp(a, "$scheme", 7) == 0)) {
+    tmp.status = 302;
+    text = a;
+  } else if (tether__conf_int(ps, c, "status", a, 200, 599, &tmp.status) < 0) {
+    return;
+  }
+  int redirect = TETHER__REDIRECT(tmp.status);
+  if (tmp.status == 444) {
+    tether__conf_error(ps, c->line, "return 444 (close without an answer) is not supported");
+    return;
+  }
+  if (text) {
+    int n = tether__conf_value(ps, c, text, tmp.value, TETHER__KEY_MAX_PARTS, redirect ? "return URL" : "return text");
+    if (n < 0) return;
+    if (redirect && (n == 0 || !header_text_ok(tmp.value, n))) {
+      tether__conf_error(ps, c->line, "return %d: the URL is empty or has control characters", tmp.status);
+      return;
+    }
+    tmp.nvalue = n;
+  }
+  tmp.line = c->line;
+  if (r->status == 0) *r = tmp;
 }
 
 static void location_body(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_location *loc,
@@ -219,11 +278,13 @@ static void location_body(tether__conf_parser *ps, tether__conf_directive *d, te
     if (strcmp(n, "proxy_pass") == 0) {
       proxy_pass_line(ps, &c, loc, pd);
     } else if (strcmp(n, "return") == 0) {
-      return_line(ps, &c, loc);
+      tether__conf_return(ps, &c, &loc->ret);
     } else if (tether__conf_jwt(ps, &c, &loc->jwt)) {
       /* handled */
     } else if (strcmp(n, "proxy_set_header") == 0) {
       tether__conf_set_header(ps, &c, &loc->headers);
+    } else if (strcmp(n, "add_header") == 0) {
+      tether__conf_add_header(ps, &c, &loc->add_headers);
     } else if (strcmp(n, "proxy_http_version") == 0) {
       tether__conf_http_version(ps, &c);
     } else if (tether__conf_proxy_ssl(ps, &c, &pd->ssl)) {
@@ -272,18 +333,39 @@ void tether__conf_location(tether__conf_parser *ps, tether__conf_directive *d) {
   memset(pd, 0, sizeof(*pd));
   pd->line = d->line;
   location_body(ps, d, loc, pd);
-  if (pd->name[0] == '\0' && loc->return_status == 0)
+  if (pd->name[0] == '\0' && loc->ret.status == 0)
     tether__conf_error(ps, d->line, "location \"%s\" has neither proxy_pass nor return", prefix);
   cf->nlocations++;
 }
 
 /* Locations inherit the outer auth_jwt settings unless they have their own; every enabled one gets its
  * verifier now, so a key that cannot be read fails the load (and a reload keeps the running one). */
+/* Every claim header j names, into cf->claim_headers. -1 when there are too many. */
+static int collect_claim_headers(tether__conf_parser *ps, tether__config *cf, const tether__cf_jwt *j) {
+  for (int h = 0; h < j->nclaim_headers; h++) {
+    int seen = 0;
+    for (int k = 0; k < cf->nclaim_headers && !seen; k++)
+      seen = strcasecmp(cf->claim_headers[k], j->claim_headers[h].header) == 0;
+    if (seen) continue;
+    if (cf->nclaim_headers == TETHER__CF_MAX_STRIP) {
+      tether__conf_error(ps, j->line, "auth_jwt_claim_header: at most %d distinct header names", TETHER__CF_MAX_STRIP);
+      return -1;
+    }
+    snprintf(cf->claim_headers[cf->nclaim_headers++], sizeof(cf->claim_headers[0]), "%s", j->claim_headers[h].header);
+  }
+  return 0;
+}
+
 void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf) {
   cf->jwt.verifier = NULL;
+  for (size_t v = 0; v < cf->nvservers; v++) { /* servers took the http level's when they had none */
+    tether__cf_vserver *vs = &cf->vservers[v];
+    vs->jwt.verifier = NULL;
+    for (size_t k = vs->first_location; k < vs->first_location + vs->nlocations; k++)
+      if (!cf->locations[k].jwt.set && vs->jwt.set) cf->locations[k].jwt = vs->jwt;
+  }
   for (size_t i = 0; i < cf->nlocations; i++) {
     tether__cf_jwt *j = &cf->locations[i].jwt;
-    if (!j->set && cf->jwt.set) *j = cf->jwt;
     j->verifier = NULL;
     if (!j->enabled) continue;
     if (j->nkeys == 0) {
@@ -312,19 +394,9 @@ void tether__conf_build_jwt(tether__conf_parser *ps, tether__config *cf) {
   /* every claim header any level names is removed from every request, authenticated or not: a client must
    * never speak for the token where no token is checked */
   cf->nclaim_headers = 0;
-  for (size_t i = 0; i <= cf->nlocations; i++) {
-    const tether__cf_jwt *j = i < cf->nlocations ? &cf->locations[i].jwt : &cf->jwt;
-    for (int h = 0; h < j->nclaim_headers; h++) {
-      int seen = 0;
-      for (int k = 0; k < cf->nclaim_headers && !seen; k++)
-        seen = strcasecmp(cf->claim_headers[k], j->claim_headers[h].header) == 0;
-      if (seen) continue;
-      if (cf->nclaim_headers == TETHER__CF_MAX_STRIP) {
-        tether__conf_error(ps, j->line, "auth_jwt_claim_header: at most %d distinct header names",
-                           TETHER__CF_MAX_STRIP);
-        return;
-      }
-      snprintf(cf->claim_headers[cf->nclaim_headers++], sizeof(cf->claim_headers[0]), "%s", j->claim_headers[h].header);
-    }
-  }
+  if (collect_claim_headers(ps, cf, &cf->jwt) < 0) return;
+  for (size_t v = 0; v < cf->nvservers; v++)
+    if (collect_claim_headers(ps, cf, &cf->vservers[v].jwt) < 0) return;
+  for (size_t i = 0; i < cf->nlocations; i++)
+    if (collect_claim_headers(ps, cf, &cf->locations[i].jwt) < 0) return;
 }

@@ -81,7 +81,7 @@ int tether__conf_ssl(tether__conf_parser *ps, tether__conf_directive *d) {
                                     "ssl_session_cache"};
   const char *n = d->args[0];
   if (strncmp(n, "ssl_", 4) != 0) return 0;
-  tether__cf_tls *t = &ps->cf->tls;
+  tether__cf_tls *t = ps->vs ? &ps->vs->tls : &ps->cf->tls;
   if (t->line == 0) t->line = d->line;
   if (strcmp(n, "ssl_protocols") == 0) {
     if (tether__conf_want_args(ps, d, 1, 4) == 0) protocols_line(ps, d, &t->protocols);
@@ -111,16 +111,49 @@ int tether__conf_ssl(tether__conf_parser *ps, tether__conf_directive *d) {
   return 1;
 }
 
-void tether__conf_ssl_check(tether__conf_parser *ps, tether__config *cf) {
-  int ssl = 0;
-  for (size_t i = 0; i < cf->nlisten; i++) ssl |= cf->listen_ssl[i];
-  const tether__cf_tls *t = &cf->tls;
-  if (ssl && t->ncert == 0)
-    tether__conf_error(ps, cf->listen_line[0], "listen ... ssl: no \"ssl_certificate\" is defined");
+/* One level's own ssl_* directives (before servers inherit). */
+static void check_level(tether__conf_parser *ps, const tether__cf_tls *t) {
   if (t->ncert != t->nkey)
     tether__conf_error(ps, t->line, "every ssl_certificate needs its ssl_certificate_key (%d certificates, %d keys)",
                        t->ncert, t->nkey);
   if (t->protocols == 0) tether__conf_error(ps, t->line, "ssl_protocols: no protocol left");
+}
+
+void tether__conf_ssl_check(tether__conf_parser *ps, tether__config *cf) {
+  check_level(ps, &cf->tls);
+  for (size_t v = 0; v < cf->nvservers; v++) check_level(ps, &cf->vservers[v].tls);
+}
+
+void tether__conf_ssl_unset(tether__cf_tls *t) {
+  memset(t, 0, sizeof(*t));
+  t->protocols = -1;
+  t->prefer_server_ciphers = -1;
+  t->session_timeout_ms = -1;
+  t->session_tickets = -1;
+}
+
+void tether__conf_ssl_merge(tether__cf_tls *t, const tether__cf_tls *outer) {
+  if (t->ncert == 0 && t->nkey == 0) {
+    memcpy(t->cert, outer->cert, sizeof(t->cert));
+    memcpy(t->key, outer->key, sizeof(t->key));
+    memcpy(t->cert_line, outer->cert_line, sizeof(t->cert_line));
+    t->ncert = outer->ncert;
+    t->nkey = outer->nkey;
+  }
+  if (t->protocols < 0) t->protocols = outer->protocols;
+  if (t->ciphers[0] == '\0') memcpy(t->ciphers, outer->ciphers, sizeof(t->ciphers));
+  if (t->nconf_cmd == 0) {
+    memcpy(t->conf_cmd, outer->conf_cmd, sizeof(t->conf_cmd));
+    t->nconf_cmd = outer->nconf_cmd;
+  }
+  if (t->prefer_server_ciphers < 0) t->prefer_server_ciphers = outer->prefer_server_ciphers;
+  if (t->session_timeout_ms < 0) t->session_timeout_ms = outer->session_timeout_ms;
+  if (t->session_tickets < 0) t->session_tickets = outer->session_tickets;
+  if (t->nticket_key == 0) {
+    memcpy(t->ticket_key, outer->ticket_key, sizeof(t->ticket_key));
+    t->nticket_key = outer->nticket_key;
+  }
+  if (t->line == 0) t->line = outer->line;
 }
 
 /* ---- proxy_ssl_*: TLS to the servers ---- */
@@ -255,7 +288,15 @@ void tether__conf_proxy_ssl_attach(tether__conf_parser *ps, tether__config *cf) 
     int k = cf->locations[i].upstream;
     if (pd->name[0] == '\0' || k < 0) continue;
     tether__cf_upstream *u = &cf->upstreams[k];
-    merge(&pd->ssl, &ps->proxy_ssl);
+    tether__cf_proxy_ssl outer = ps->proxy_ssl; /* http level, under the server's own */
+    for (size_t v = 0; v < cf->nvservers; v++) {
+      const tether__cf_vserver *vs = &cf->vservers[v];
+      if (i >= vs->first_location && i < vs->first_location + vs->nlocations) {
+        outer = vs->proxy_ssl;
+        merge(&outer, &ps->proxy_ssl);
+      }
+    }
+    merge(&pd->ssl, &outer);
     if (pd->ssl.name[0] == '\0') snprintf(pd->ssl.name, sizeof(pd->ssl.name), "%s", u->name); /* $proxy_host */
     strip_port(pd->ssl.name);
     if (pd->https) check(ps, &pd->ssl, pd->line);
@@ -272,13 +313,13 @@ void tether__conf_proxy_ssl_attach(tether__conf_parser *ps, tether__config *cf) 
                          "location \"%s\" proxies to upstream \"%s\" with %s, location \"%s\" (line %d) with %s: "
                          "Tether keeps one pool of connections per server, so an upstream speaks one scheme; "
                          "declare a second upstream with the same servers for the other",
-                         cf->locations[i].prefix, u->name, pd->https ? "https" : "http", first, u->https_line,
-                         u->https ? "https" : "http");
+                         cf->locations[i].prefix, u->name, pd->https ? "https" : "http", first,
+                         tether__cf_lineno(u->https_line), u->https ? "https" : "http");
     else if (pd->https && !same(&pd->ssl, &u->ssl))
       tether__conf_error(ps, pd->line,
                          "location \"%s\" proxies to upstream \"%s\" with other proxy_ssl_* settings than location "
                          "\"%s\" (line %d): the upstream's TLS context and connections are shared, so its "
                          "locations must agree; declare a second upstream with the same servers for other settings",
-                         cf->locations[i].prefix, u->name, first, u->https_line);
+                         cf->locations[i].prefix, u->name, first, tether__cf_lineno(u->https_line));
   }
 }

@@ -100,7 +100,7 @@ static void health_line(tether__conf_parser *ps, tether__conf_directive *d, teth
   }
 }
 static int parse_key(tether__conf_parser *ps, tether__conf_directive *d, const char *text, tether__cf_persist *p) {
-  int n = tether__conf_value(ps, d, text, p->key, TETHER__KEY_MAX_PARTS, 0);
+  int n = tether__conf_value(ps, d, text, p->key, TETHER__KEY_MAX_PARTS, NULL);
   if (n < 0) return -1;
   p->nkey = n;
   if (p->nkey == 0) {

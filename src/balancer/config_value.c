@@ -195,9 +195,8 @@ int tether__conf_flag(tether__conf_parser *ps, tether__conf_directive *d, const 
   return 0;
 }
 
-static void unknown_variable(tether__conf_parser *ps, tether__conf_directive *d, const char *text, int for_header) {
-  const char *what = for_header ? "proxy_set_header value" : "hash key";
-  if (for_header)
+static void unknown_variable(tether__conf_parser *ps, tether__conf_directive *d, const char *text, const char *what) {
+  if (what)
     tether__conf_error(ps, d->line,
                        "%s \"%s\": unknown variable (use $host, $remote_addr, $scheme, "
                        "$proxy_add_x_forwarded_for, $request_method, $request_uri, $http_NAME, $cookie_NAME, "
@@ -205,16 +204,17 @@ static void unknown_variable(tether__conf_parser *ps, tether__conf_directive *d,
                        what, text);
   else
     tether__conf_error(ps, d->line,
-                       "%s \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
+                       "hash key \"%s\": unknown variable (use $remote_addr, $http_NAME, $cookie_NAME, $arg_NAME, "
                        "$jwt_claim_NAME or $request_uri)",
-                       what, text);
+                       text);
 }
 
-/* Text and variables, concatenated: a hash key, or (for_header) a proxy_set_header value, which may also
- * use $host, $scheme, $proxy_add_x_forwarded_for and $request_method. Returns the number of parts or -1
- * after an error; literal text longer than a part is split over several. */
+/* Text and variables, concatenated: a hash key (what NULL), or a header value or answer (what names it in
+ * errors: "proxy_set_header value", ...), which may also use $host, $scheme, $proxy_add_x_forwarded_for and
+ * $request_method. Returns the number of parts or -1 after an error; literal text longer than a part is split
+ * over several. */
 int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const char *text, tether__key_part *parts,
-                       int max, int for_header) {
+                       int max, const char *what) {
   static const struct {
     const char *prefix;
     int type;
@@ -227,12 +227,12 @@ int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const
       {"$jwt_claim_", TETHER__KEY_JWT_CLAIM, 1, 0},    {"$host", TETHER__KEY_HOST, 0, 1},
       {"$scheme", TETHER__KEY_SCHEME, 0, 1},           {"$proxy_add_x_forwarded_for", TETHER__KEY_PROXY_ADD_XFF, 0, 1},
       {"$request_method", TETHER__KEY_METHOD, 0, 1}};
-  const char *what = for_header ? "proxy_set_header value" : "hash key";
+  int for_header = what != NULL;
   const char *p0 = text;
   int n = 0;
   while (*p0) {
     if (n == max) {
-      tether__conf_error(ps, d->line, "%s \"%s\" has too many parts", what, text);
+      tether__conf_error(ps, d->line, "%s \"%s\" has too many parts", what ? what : "hash key", text);
       return -1;
     }
     tether__key_part *kp = &parts[n];
@@ -253,7 +253,7 @@ int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const
     if (p0[1] == '{') { /* ${name} */
       brace_end = strchr(p0, '}');
       if (brace_end == NULL || (size_t)(brace_end - p0) >= sizeof(tmp)) {
-        tether__conf_error(ps, d->line, "%s \"%s\": unclosed ${", what, text);
+        tether__conf_error(ps, d->line, "%s \"%s\": unclosed ${", what ? what : "hash key", text);
         return -1;
       }
       snprintf(tmp, sizeof(tmp), "$%.*s", (int)(brace_end - p0 - 2), p0 + 2);
@@ -279,7 +279,7 @@ int tether__conf_value(tether__conf_parser *ps, tether__conf_directive *d, const
       p0 = brace_end ? brace_end + 1 : p0 + pl + nl;
     }
     if (!found) {
-      unknown_variable(ps, d, text, for_header);
+      unknown_variable(ps, d, text, what);
       return -1;
     }
     n++;

@@ -9,6 +9,7 @@
 #ifndef TETHER_BALANCER_CONN_T_H
 #define TETHER_BALANCER_CONN_T_H
 
+#include <netinet/in.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
@@ -38,50 +39,72 @@ typedef struct tether__proto_ops {
   void (*send_body)(tether__client *c); /* stream the request body the client has sent so far to c->up */
 } tether__proto_ops;
 
-struct tether__client {
-  tether__io io; /* first */
-  uv_timer_t timer;
-  uv_shutdown_t shut; /* a lingering close */
-  const tether__proto_ops *proto;
+/* What only a request in progress needs (and a closing connection while it lingers): taken from the worker's
+ * free list when a request begins and given back when the connection goes idle, so that an idle keep-alive
+ * connection holds none of it. */
+typedef struct tether__req {
+  struct tether__req *next_free; /* in the worker's free list */
+  tether__buf replay;            /* bytes sent upstream, while they fit TETHER__REPLAY_MAX (its capacity stays) */
+  uv_shutdown_t shut;            /* a lingering close */
   int64_t linger_until_ms;
   int64_t body_deadline_ms; /* client_body_time: the body must be in by then (0: no bound) */
-  tether__worker *w;
-  tether__client *prev, *next; /* in the worker's list */
-  int state;
-  char *in; /* bytes read and not yet consumed */
-  size_t in_len, in_cap;
-  /* the request in progress */
-  tether__runtime *rt; /* referenced while a request is in progress */
-  int active;          /* a request is in progress */
-  int ups, srv;        /* upstream and server indexes in rt */
   uint8_t tried[TETHER__CF_MAX_SERVERS];
-  int tries;
-  tether__upconn *up;
   tether__h1_body reqbody;
-  int req_done;   /* the whole request was read */
-  int keep_alive; /* the client connection may carry another request */
-  int version_minor, is_head, idempotent, upgrade;
-  tether__buf replay; /* bytes sent upstream, while they fit TETHER__REPLAY_MAX */
-  int replay_ok;
-  int resp_started; /* bytes of a final (or 101) response went to the client */
-  int sent_interim; /* a 1xx went to the client: the request is bound to this server */
-  int resp_done;
-  int status;
-  uint64_t bytes_sent;
-  uint64_t start_us;
   char method[16];
   char target[200];
   char peer[64];                /* the client's address (or the trusted X-Forwarded-For one) */
-  const char *scheme;           /* "http", or what a trusted proxy's X-Forwarded-Proto says */
-  const char *server_name;      /* the server that last took the request (the access log's "server") */
-  char ip[64];                  /* the client's address as text (the PROXY header's when trusted) */
-  struct sockaddr_storage addr; /* the socket's peer */
-  struct sockaddr_storage real; /* the client: addr, or what a trusted proxy said */
+  struct sockaddr_storage real; /* the client: the connection's, or what a trusted proxy said */
   tether__persist_req pr;       /* what persistence found in the request */
   tether__monitor_req mon;      /* what the session monitor found in it */
-  int closing;
-  int served;            /* requests started on this connection */
-  int starting, restart; /* in the request loop; a pipelined request is next */
+} tether__req;
+
+/* A client's IPv4 or IPv6 address in 28 bytes (a sockaddr_storage takes 128). */
+typedef union tether__sockaddr {
+  struct sockaddr sa;
+  struct sockaddr_in in;
+  struct sockaddr_in6 in6;
+} tether__sockaddr;
+
+/* An idle keep-alive connection is this struct and nothing else (no input buffer, no tether__req). */
+struct tether__client {
+  tether__io io; /* first */
+  uv_timer_t timer;
+  const tether__proto_ops *proto;
+  tether__worker *w;
+  tether__client *prev, *next; /* in the worker's list */
+  char *in;                    /* bytes read and not yet consumed */
+  size_t in_len, in_cap;
+  tether__req *rq; /* while a request is in progress (tether__client_req) */
+  /* the request in progress */
+  tether__runtime *rt; /* referenced while a request is in progress */
+  tether__upconn *up;
+  const char *scheme;      /* "http", or what a trusted proxy's X-Forwarded-Proto says */
+  const char *server_name; /* the server that last took the request (the access log's "server") */
+  uint64_t bytes_sent;
+  uint64_t start_us;
+  int state;
+  int ups, srv; /* upstream and server indexes in rt */
+  int tries;
+  int status;
+  int served;   /* requests started on this connection */
+  int listener; /* the address it came in on: an index in the configuration's listen */
+  uint8_t version_minor, is_head, idempotent, upgrade;
+  uint8_t active;       /* a request is in progress */
+  uint8_t req_done;     /* the whole request was read */
+  uint8_t keep_alive;   /* the client connection may carry another request */
+  uint8_t replay_ok;    /* rq->replay holds every byte sent upstream */
+  uint8_t resp_started; /* bytes of a final (or 101) response went to the client */
+  uint8_t sent_interim; /* a 1xx went to the client: the request is bound to this server */
+  uint8_t resp_done;
+  uint8_t closing;
+  uint8_t starting, restart; /* in the request loop; a pipelined request is next */
+  tether__sockaddr addr;     /* the socket's peer */
+  tether__sockaddr src;      /* the client: addr, or what a trusted PROXY protocol header said */
+  char ip[INET6_ADDRSTRLEN]; /* src as text */
+  /* add_header's lines for this request's answer ("Name: value\r\n" each), prepared once per request */
+  tether__buf added;
+  uint32_t added_always; /* bit i: line i of added goes with every status (add_header ... always) */
+  uint8_t added_ready;   /* added was prepared for this request */
 };
 
 struct tether__upconn {

@@ -94,22 +94,22 @@ void tether__log_request(tether__client *c, uint64_t us) {
   b->len = 0;
   if (json) {
     tether__buf_appendf(b, "{\"time\":\"%s\",\"client\":\"", date);
-    tether__log_escape(b, c->peer, 1);
+    tether__log_escape(b, c->rq->peer, 1);
     tether__put_s(b, "\",\"method\":\"");
-    tether__log_escape(b, c->method, 1);
+    tether__log_escape(b, c->rq->method, 1);
     tether__put_s(b, "\",\"uri\":\"");
-    tether__log_escape(b, c->target, 1);
+    tether__log_escape(b, c->rq->target, 1);
     snprintf(num, sizeof(num), "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,\"server\":\"", c->status,
              (unsigned long long)c->bytes_sent, us / 1000.0);
     tether__put_s(b, num);
     tether__log_escape(b, server, 1);
     tether__put_s(b, "\"}\n");
   } else {
-    tether__log_escape(b, c->peer, 0);
+    tether__log_escape(b, c->rq->peer, 0);
     tether__buf_appendf(b, " - - [%s] \"", date);
-    tether__log_escape(b, c->method, 0);
+    tether__log_escape(b, c->rq->method, 0);
     tether__put(b, " ", 1);
-    tether__log_escape(b, c->target, 0);
+    tether__log_escape(b, c->rq->target, 0);
     snprintf(num, sizeof(num), " HTTP/1.%d\" %d %llu \"-\" \"-\" %.3f \"", c->version_minor, c->status,
              (unsigned long long)c->bytes_sent, us / 1e6);
     tether__put_s(b, num);

@@ -79,6 +79,9 @@ static void sticky_key_note(const tether__config *cf) {
               cf->upstreams[k].name, path);
 }
 
+_Static_assert(sizeof(((tether__worker *)0)->listen_fds) / sizeof(int) >= TETHER__CF_MAX_LISTEN,
+               "a worker holds a socket for every listen address");
+
 static int same_listeners(const tether__config *a, const tether__config *b) {
   if (a->nlisten != b->nlisten || a->workers != b->workers) return 0;
   for (size_t i = 0; i < a->nlisten; i++)

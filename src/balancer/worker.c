@@ -139,6 +139,7 @@ void tether__workers_stop(tether__worker *ws, int n) {
     tether__buf_free(&w->scratch_out);
     tether__buf_free(&w->scratch_log);
     tether__buf_free(&w->scratch_path);
+    tether__worker_free_reqs(w);
     tether__runtime_unref(w->rt);
     uv_loop_close(&w->loop);
   }

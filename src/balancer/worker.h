@@ -46,6 +46,8 @@ struct tether__worker {
   tether__pool *pools;
   int npools, cap_pools;
   tether__client *clients; /* every open client connection */
+  tether__req *free_reqs;  /* request states to reuse (proto/h1.c) */
+  int nfree_reqs;
   /* counters read by the admin thread */
   _Atomic int64_t active_connections;
   _Atomic uint64_t accepted;
@@ -80,6 +82,7 @@ void tether__client_accept(tether__worker *w, int fd, int listener); /* fd: acce
 void tether__worker_close_idle(tether__worker *w);                   /* stopping: close what carries no request */
 void tether__worker_close_all(tether__worker *w);                    /* grace period over */
 void tether__worker_drop_pools(tether__worker *w);
+void tether__worker_free_reqs(tether__worker *w); /* stopped: the request states kept for reuse */
 
 /* log.c */
 int tether__access_log_open(const char *path);

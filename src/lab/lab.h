@@ -128,13 +128,14 @@ typedef struct lab_proc {
   char log[512]; /* stdout and stderr of every incarnation */
   char **argv;   /* NULL-terminated, owned; kept for a restart */
   int port;
-  int as_postgres; /* run as the postgres user (PostgreSQL refuses root) */
-  int metrics;     /* serves tether-app's /metrics (Express and Flask apps do not) */
-  int stop_signal; /* graceful stop (SIGTERM; SIGINT for PostgreSQL's fast shutdown) */
-  int running;     /* spawned, exit not yet seen */
-  int closing;     /* handle close pending */
-  int killed;      /* its exit is expected: we killed it, or it is a one-shot command */
-  int starts;      /* incarnations */
+  int as_postgres;                /* run as the postgres user (PostgreSQL refuses root) */
+  int stop_signal;                /* graceful stop (SIGTERM; SIGINT for PostgreSQL's fast shutdown) */
+  int running;                    /* spawned, exit not yet seen */
+  int closing;                    /* handle close pending */
+  int killed;                     /* its exit is expected: we killed it, or it is a one-shot command */
+  int starts;                     /* incarnations */
+  uint64_t spawned_ms, exited_ms; /* the loop's clock at the last spawn and exit */
+  int metrics;                    /* serves tether-app's /metrics (Express and Flask apps do not) */
   int64_t exit_status;
   int term_signal;
 } lab_proc;

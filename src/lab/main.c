@@ -147,6 +147,11 @@ static int run_strategy(uv_loop_t *loop, const lab_strategy *st, const lab_opts 
   pg->m = m;
   pg->span_ms = o->duration_ms;
   run_until(loop, m, o->duration_ms, pg);
+  if (t.tool.starts > 0 && t.tool.running) /* --reshard: how it ended */
+    lab_measure_event(m, "reshard: still running at the end");
+  else if (t.tool.starts > 0)
+    lab_measure_event(m, "reshard: done in %.1f s (exit status %lld)",
+                      (double)(t.tool.exited_ms - t.tool.spawned_ms) / 1000.0, (long long)t.tool.exit_status);
   lab_users_stop(u);
   lab_faults_free(f);
   lab_scraper_sync(sc);

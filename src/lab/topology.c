@@ -173,6 +173,7 @@ static void on_proc_closed(uv_handle_t *h) {
 static void on_proc_exit(uv_process_t *h, int64_t status, int sig) {
   lab_proc *p = h->data;
   p->running = 0;
+  p->exited_ms = uv_now(p->topo->loop);
   p->exit_status = status;
   p->term_signal = sig;
   if (!p->killed && !lab_interrupted)
@@ -250,6 +251,7 @@ static int proc_spawn(lab_proc *p) {
   p->running = 1;
   p->killed = 0;
   p->starts++;
+  p->spawned_ms = uv_now(p->topo->loop);
   track(p);
   return 0;
 }

@@ -36,9 +36,16 @@ static int app_start(int i) {
   snprintf(log, sizeof(log), "%s/%s.log", W.dir, name);
   W.port[i] = tt_free_port();
   snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", W.port[i]);
-  char *argv[] = {TETHER_APP_BIN, "--listen", listen_at,  "--name",
-                  name,           "--sessions", "memory://", "--secret",
-                  "dashboard-browser-secret", NULL};
+  char *argv[] = {TETHER_APP_BIN,
+                  "--listen",
+                  listen_at,
+                  "--name",
+                  name,
+                  "--sessions",
+                  "memory://",
+                  "--secret",
+                  "dashboard-browser-secret",
+                  NULL};
   W.app[i] = tt_spawn(argv, log, NULL);
   return W.app[i] > 0 && tt_wait_port(W.port[i], 10000) ? 0 : -1;
 }
@@ -46,7 +53,8 @@ static int app_start(int i) {
 /* Runs dashboard.js (in its own process group, with chromium under it); its exit status. */
 static int run_browser(const char *log) {
   char cfg[1024];
-  int n = snprintf(cfg, sizeof(cfg), "{\"lb\":\"http://127.0.0.1:%d\",\"admin\":\"http://127.0.0.1:%d\",\"out\":\"%s\",\"apps\":[",
+  int n = snprintf(cfg, sizeof(cfg),
+                   "{\"lb\":\"http://127.0.0.1:%d\",\"admin\":\"http://127.0.0.1:%d\",\"out\":\"%s\",\"apps\":[",
                    W.lb.port, W.lb.admin, TETHER_BROWSER_OUT);
   for (int i = 0; i < NAPPS; i++)
     n += snprintf(cfg + n, sizeof(cfg) - (size_t)n, "%s{\"name\":\"app%d\",\"pid\":%d,\"addr\":\"127.0.0.1:%d\"}",

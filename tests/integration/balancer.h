@@ -126,6 +126,12 @@ int tb_raw_exchange(int port, const char *request, size_t n, tb_raw *r, int *clo
 /* Decodes a chunked body (as tb_raw holds it) into out (malloc'd); trailers into *trailers when not NULL. */
 size_t tb_dechunk(const char *p, size_t n, char **out, char **trailers);
 
+/* Certificates made with `openssl` in a new temporary directory (its path into pki): a root (ca.pem), an
+ * intermediate, ECDSA P-256 and RSA 2048 leaves for localhost and 127.0.0.1 with their chains (ec.pem/ec.key,
+ * rsa.pem/rsa.key, rsa2.pem/rsa2.key), a passphrase-protected key (locked.key) and two session ticket key
+ * files (ticket.key, other.key). 0, or non-zero when openssl failed. */
+int tb_make_pki(char *pki, size_t cap);
+
 /* Milliseconds on a monotonic clock. */
 long long tb_now_ms(void);
 

@@ -179,13 +179,13 @@ static void test_config_check(void **state) {
   assert_true(tb_file_contains(out, "configuration OK"));
   snprintf(conf, sizeof(conf), "%s/refused.conf", dir);
   f = fopen(conf, "w");
-  fprintf(f, "worker_processes 65;\n"                                   /* 1: above 64 */
-             "listen 127.0.0.1:8080 backlog=0;\n"                       /* 2: bad backlog */
-             "error_log stderr loud;\n"                                 /* 3: no such level */
-             "large_client_header_buffers 8 256k;\n"                    /* 4: more than one 1m buffer */
-             "upstream app { server 127.0.0.1:9001; }\n"                /* 5 */
-             "location /api/ { proxy_pass http://app/v1/; }\n"          /* 6: a URI in proxy_pass */
-             "location = /old { return 301 https://example.com/; }\n"); /* 7: a redirect */
+  fprintf(f, "worker_processes 65;\n"                             /* 1: above 64 */
+             "listen 127.0.0.1:8080 backlog=0;\n"                 /* 2: bad backlog */
+             "error_log stderr loud;\n"                           /* 3: no such level */
+             "large_client_header_buffers 8 256k;\n"              /* 4: more than one 1m buffer */
+             "upstream app { server 127.0.0.1:9001; }\n"          /* 5 */
+             "location /api/ { proxy_pass http://app/v1/; }\n"    /* 6: a URI in proxy_pass */
+             "location = /old { return 301 https://$hots/; }\n"); /* 7: no such variable */
   fclose(f);
   const char *refused_args[] = {"-t", "-c", conf, NULL};
   assert_int_equal(tb_tether_cmd(out, refused_args), 1);

@@ -30,36 +30,10 @@ static tb_tether T;
 static char pki[512]; /* the certificates' directory */
 static int tls_port;
 
-static int make_pki(void) {
-  char *dir = tt_tmpdir("tls-pki");
-  snprintf(pki, sizeof(pki), "%s", dir);
-  free(dir);
-  const char *ext = "subjectAltName=DNS:localhost,IP:127.0.0.1";
-  return tt_system(
-      "cd '%s' && set -e; exec >/dev/null 2>&1\n"
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 "
-      "  -subj /CN=tether-test-root\n"
-      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout int.key -out int.csr "
-      "  -subj /CN=tether-test-intermediate\n"
-      "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n' > int.ext\n"
-      "openssl x509 -req -in int.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out int.pem -days 2 -extfile int.ext\n"
-      "for kind in ec rsa rsa2; do\n"
-      "  if [ $kind = ec ]; then opt='-newkey ec -pkeyopt ec_paramgen_curve:P-256'; else opt='-newkey rsa:2048'; fi\n"
-      "  openssl req $opt -nodes -keyout $kind.key -out $kind.csr -subj /CN=tether-test-$kind\n"
-      "  printf '%s\\n' > $kind.ext\n"
-      "  openssl x509 -req -in $kind.csr -CA int.pem -CAkey int.key -CAcreateserial -out $kind.crt -days 2 "
-      "    -extfile $kind.ext\n"
-      "  cat $kind.crt int.pem > $kind.pem\n"
-      "done\n"
-      "openssl pkey -in rsa.key -aes256 -passout pass:secret -out locked.key\n"
-      "openssl rand 80 > ticket.key; openssl rand 80 > other.key\n",
-      pki, ext);
-}
-
 static int setup(void **state) {
   (void)state;
   tb_curl_init();
-  if (make_pki() != 0) return -1;
+  if (tb_make_pki(pki, sizeof(pki)) != 0) return -1;
   if (tb_backend_start(&b1, "b1", 0) < 0) return -1;
   tls_port = tt_free_port();
   tb_tether_init(&T, 1);

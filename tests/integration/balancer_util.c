@@ -108,8 +108,18 @@ static void write_conf_v(tb_tether *t, const char *fmt, va_list ap) {
     perror(tmp);
     abort();
   }
-  fprintf(f, "worker_processes %d;\nlisten 127.0.0.1:%d;\nadmin_listen 127.0.0.1:%d;\n", t->workers, t->port, t->admin);
-  vfprintf(f, fmt, ap);
+  char *text = NULL;
+  if (vasprintf(&text, fmt, ap) < 0) abort();
+  /* with server blocks, the test's port is the first one's (a listen outside them would be an error) */
+  const char *server = strncmp(text, "server {\n", 9) == 0 ? text : strstr(text, "\nserver {\n");
+  fprintf(f, "worker_processes %d;\nadmin_listen 127.0.0.1:%d;\n", t->workers, t->admin);
+  if (server == NULL) {
+    fprintf(f, "listen 127.0.0.1:%d;\n%s", t->port, text);
+  } else {
+    const char *open = strchr(server + (server != text), '\n') + 1;
+    fprintf(f, "%.*s  listen 127.0.0.1:%d;\n%s", (int)(open - text), text, t->port, open);
+  }
+  free(text);
   fclose(f);
   if (rename(tmp, t->conf) < 0) {
     perror(t->conf);
@@ -531,4 +541,30 @@ size_t tb_dechunk(const char *p, size_t n, char **out, char **trailers) {
     (*trailers)[t] = '\0';
   }
   return o;
+}
+
+int tb_make_pki(char *pki, size_t cap) {
+  char *dir = tt_tmpdir("tls-pki");
+  snprintf(pki, cap, "%s", dir);
+  free(dir);
+  const char *ext = "subjectAltName=DNS:localhost,IP:127.0.0.1";
+  return tt_system(
+      "cd '%s' && set -e; exec >/dev/null 2>&1\n"
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 "
+      "  -subj /CN=tether-test-root\n"
+      "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout int.key -out int.csr "
+      "  -subj /CN=tether-test-intermediate\n"
+      "printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n' > int.ext\n"
+      "openssl x509 -req -in int.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out int.pem -days 2 -extfile int.ext\n"
+      "for kind in ec rsa rsa2; do\n"
+      "  if [ $kind = ec ]; then opt='-newkey ec -pkeyopt ec_paramgen_curve:P-256'; else opt='-newkey rsa:2048'; fi\n"
+      "  openssl req $opt -nodes -keyout $kind.key -out $kind.csr -subj /CN=tether-test-$kind\n"
+      "  printf '%s\\n' > $kind.ext\n"
+      "  openssl x509 -req -in $kind.csr -CA int.pem -CAkey int.key -CAcreateserial -out $kind.crt -days 2 "
+      "    -extfile $kind.ext\n"
+      "  cat $kind.crt int.pem > $kind.pem\n"
+      "done\n"
+      "openssl pkey -in rsa.key -aes256 -passout pass:secret -out locked.key\n"
+      "openssl rand 80 > ticket.key; openssl rand 80 > other.key\n",
+      pki, ext);
 }

@@ -16,6 +16,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "conformance_async.h"
 #include "procs.h"
 #include "session_test.h"
 #include "tether/session.h"
@@ -631,5 +632,16 @@ int main(void) {
       cmocka_unit_test(test_close_with_pending),         cmocka_unit_test(test_thread_pool_store),
       cmocka_unit_test(test_sessions_on_the_loop),       cmocka_unit_test(test_logout_race_on_the_loop),
   };
-  return cmocka_run_group_tests_name("store_async", tests, setup, teardown);
+  int failed = cmocka_run_group_tests_name("store_async", tests, setup, teardown);
+  /* the async conformance suite: the native client, and a store on the thread pool */
+  tt_server r = {0};
+  if (tt_redis_start(&r, 0) != 0) return 1;
+  failed += tt_conformance_async_run("redis async conformance", r.url);
+  tt_server_cleanup(&r);
+  char *dir = tt_tmpdir("astore"), url[600];
+  snprintf(url, sizeof(url), "sqlite:%s/conformance.db", dir);
+  failed += tt_conformance_async_run("sqlite (thread pool) async conformance", url);
+  tt_rmrf(dir);
+  free(dir);
+  return failed ? 1 : 0;
 }

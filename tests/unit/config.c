@@ -5,10 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
 #include "../../src/balancer/config.c"
+#include "../../src/balancer/request/route.h"
 
 static tether__config cf;
 static char err[4096];
@@ -70,8 +72,49 @@ static void test_nginx_shape(void **state) {
   if (parse(text) != 0) fail_msg("%s", err);
   assert_int_equal(cf.nlocations, 2);
   assert_true(cf.locations[1].exact);
-  assert_int_equal(cf.locations[1].return_status, 200);
-  assert_string_equal(cf.locations[1].return_body, "pong");
+  assert_int_equal(cf.locations[1].ret.status, 200);
+  assert_int_equal(cf.locations[1].ret.nvalue, 1);
+  assert_string_equal(cf.locations[1].ret.value[0].text, "pong");
+}
+
+/* add_header at each level with nginx's inheritance (a level with any add_header drops the outer level's);
+ * return with text, with a redirect's URL, a bare URL, and at the server level. */
+static void test_add_header_and_return(void **state) {
+  (void)state;
+  const char *text = "add_header X-Http 1;\n"
+                     "server {\n  listen 8080;\n"
+                     "  add_header Strict-Transport-Security \"max-age=63072000\" always;\n"
+                     "  add_header X-Host $host;\n"
+                     "  upstream b { server 127.0.0.1:1; }\n"
+                     "  location / { proxy_pass http://b; }\n"
+                     "  location /own { add_header X-Own yes; proxy_pass http://b; }\n"
+                     "  location /go { return 301 https://$host$request_uri; }\n"
+                     "  location /found { return https://example.com/x; return 200 never; }\n"
+                     "}\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.vservers[0].add_headers.nadd, 2); /* the server's list, not the http level's */
+  assert_string_equal(cf.vservers[0].add_headers.add[0].name, "Strict-Transport-Security");
+  assert_true(cf.vservers[0].add_headers.add[0].always);
+  assert_string_equal(cf.vservers[0].add_headers.add[0].value[0].text, "max-age=63072000");
+  assert_false(cf.vservers[0].add_headers.add[1].always);
+  assert_int_equal(cf.vservers[0].add_headers.add[1].value[0].type, TETHER__KEY_HOST);
+  assert_false(cf.locations[0].add_headers.defined);
+  assert_int_equal(cf.locations[1].add_headers.nadd, 1);
+  assert_int_equal(cf.locations[2].ret.status, 301);
+  assert_int_equal(cf.locations[2].ret.nvalue, 3);
+  assert_string_equal(cf.locations[2].ret.value[0].text, "https://");
+  assert_int_equal(cf.locations[2].ret.value[1].type, TETHER__KEY_HOST);
+  assert_int_equal(cf.locations[2].ret.value[2].type, TETHER__KEY_REQUEST_URI);
+  assert_int_equal(cf.locations[3].ret.status, 302); /* the first return is the one that runs */
+  assert_string_equal(cf.locations[3].ret.value[0].text, "https://example.com/x");
+  assert_int_equal(cf.vservers[0].ret.status, 0);
+  /* the http level's list when the server has none; a server's return needs no location */
+  text = "listen 8080;\nhttp { add_header X-Http 1; }\nreturn 308 https://example.com$request_uri;\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.vservers[0].add_headers.nadd, 1);
+  assert_string_equal(cf.vservers[0].add_headers.add[0].name, "X-Http");
+  assert_int_equal(cf.vservers[0].ret.status, 308);
+  assert_int_equal(cf.nlocations, 0);
 }
 
 static void test_errors_name_the_line(void **state) {
@@ -364,13 +407,24 @@ static void test_agreement(void **state) {
       {"listen 8080;\nreal_ip_recursive off;\n", "t.conf:2: \"real_ip_recursive\": only on"},
       {"listen 8080;\nreal_ip_header X-Real-IP;\n", "t.conf:2: \"real_ip_header\" takes X-Forwarded-For or"},
       {"listen 8080;\nserver_name;\n", "t.conf:2: \"server_name\" takes at least one name"},
-      {"listen 8080;\nserver { }\nserver { }\n", "t.conf:3: a second \"server\" block (the first is at line 2)"},
+      {"listen 8080;\nserver { }\nserver { }\n", "t.conf:2: a server block, with listen/server_name/location outside "
+                                                 "one (t.conf:1)"},
       {"listen 8080;\nevents { worker_connections 1024; frobnicate 1; }\n", "t.conf:2: unknown directive "
                                                                             "\"frobnicate\" in events"},
       {"listen 8080;\nforwarded yes;\n", "t.conf:2: \"forwarded\" takes on or off"},
       {"listen 8080;\nauth_jwt_require_exp yes;\n", "t.conf:2: \"auth_jwt_require_exp\" takes on or off"},
-      {"listen 8080;\nlocation / { return 301 https://example.com/; }\n", "t.conf:2: return 301 URL: redirects are "
-                                                                          "not supported"},
+      {"listen 8080;\nlocation / { return 301 https://$hots/; }\n", "t.conf:2: return URL \"https://$hots/\": unknown "
+                                                                    "variable"},
+      {"listen 8080;\nlocation / { return ftp://example.com/; }\n", "t.conf:2: \"return\": status must be an integer"},
+      {"listen 8080;\nhttp { return 301 https://$host; }\n", "t.conf:2: \"return\" is not allowed in http { }"},
+      {"listen 8080;\nlocation / { return 302 \"\"; }\n", "t.conf:2: return 302: the URL is empty"},
+      {"listen 8080;\nadd_header X-A;\n", "t.conf:2: \"add_header\" takes 2 to 3 arguments"},
+      {"listen 8080;\nadd_header X-A 1 sometimes;\n", "t.conf:2: add_header: the third parameter can only be "
+                                                      "\"always\""},
+      {"listen 8080;\nadd_header \"X A\" 1;\n", "t.conf:2: add_header: \"X A\" is not a header name"},
+      {"listen 8080;\nadd_header Content-Length 5;\n", "t.conf:2: add_header Content-Length: Tether frames"},
+      {"listen 8080;\nlocation / { add_header X-A $nope; }\n", "t.conf:2: add_header value \"$nope\": unknown"},
+      {"listen 8080;\nadd_header X-A \"a\nb\";\n", "t.conf:2: add_header X-A: the value has control characters"},
       {"listen 8080;\nlocation / { return 444; }\n", "t.conf:2: return 444"},
       {"listen 8080;\nlocation /api/ { proxy_pass http://b/; }\n", "t.conf:2: proxy_pass http://b/: a URI after the "
                                                                    "upstream's name is not supported"},
@@ -419,18 +473,189 @@ static void test_header_buffers(void **state) {
   assert_int_equal(cf.large_uri, 65536 - 1024);
 }
 
+/* Several server blocks: addresses are shared and bound once, each has its default server, names select
+ * servers in nginx's order, and the http level's settings are inherited where a server has none. */
+static void test_virtual_servers(void **state) {
+  (void)state;
+  const char *text = "http {\n"
+                     "  upstream a { server 127.0.0.1:1; }\n"
+                     "  upstream b { server 127.0.0.1:2; }\n"
+                     "  proxy_set_header X-Level http;\n"
+                     "  auth_jwt_claim_header sub X-User;\n"
+                     "  server {\n" /* 6: server 0 */
+                     "    listen 127.0.0.1:8080;\n"
+                     "    server_name Example.COM www.example.com;\n"
+                     "    location / { proxy_pass http://a; }\n"
+                     "  }\n"
+                     "  server {\n" /* 11: server 1 */
+                     "    listen 127.0.0.1:8080 default_server backlog=100;\n"
+                     "    listen 8081;\n"
+                     "    server_name *.example.com .example.org \"\";\n"
+                     "    proxy_set_header X-Level server;\n    proxy_http_version 1.1;\n"
+                     "    location / { proxy_pass http://b; }\n"
+                     "    location /own/ { proxy_pass http://b; proxy_set_header X-Level location; }\n"
+                     "  }\n"
+                     "  server {\n" /* 20: server 2 */
+                     "    listen 127.0.0.1:8080;\n"
+                     "    server_name *.api.example.com www.example.* mail.*;\n"
+                     "    location /x { return 200 x; }\n"
+                     "  }\n"
+                     "}\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.nvservers, 3);
+  assert_int_equal(cf.nlisten, 2);
+  assert_int_equal(cf.listen_default[0], 1); /* default_server */
+  assert_int_equal(cf.listen_default[1], 1); /* the only one */
+  assert_int_equal(cf.listen_backlog[0], 100);
+  assert_int_equal(cf.vservers[0].listens, 1);
+  assert_int_equal(cf.vservers[1].listens, 3);
+  assert_string_equal(cf.vservers[0].names[0], "example.com"); /* lower-cased */
+  assert_int_equal(cf.vservers[1].nlocations, 2);
+  assert_int_equal(cf.vservers[2].first_location, 3);
+  /* proxy_set_header: a level with its own list does not inherit the outer one (nginx) */
+  assert_string_equal(cf.locations[0].headers.set[0].value[0].text, "http");
+  assert_string_equal(cf.locations[1].headers.set[0].value[0].text, "server");
+  assert_string_equal(cf.locations[2].headers.set[0].value[0].text, "location");
+  assert_int_equal(cf.nclaim_headers, 1);
+  static const struct {
+    const char *host;
+    int listener, want;
+  } cases[] = {
+      {"example.com", 0, 0},          {"EXAMPLE.com.", 0, 0},
+      {"www.example.com:8080", 0, 0}, {"a.example.com", 0, 1},
+      {"a.b.example.com", 0, 1},      {"example.org", 0, 1},
+      {"x.example.org", 0, 1},        {"v1.api.example.com", 0, 2}, /* the longest leading wildcard */
+      {"www.example.net", 0, 2},      {"mail.example.com", 0, 1},   /* a leading wildcard before a trailing one */
+      {"unknown.test", 0, 1},         {"", 0, 1},                   /* "" names requests without a Host */
+      {"example.com", 1, 1},          {NULL, 1, 1},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    const char *h = cases[i].host;
+    int got = tether__vserver_select(&cf, cases[i].listener, h, h ? strlen(h) : 0);
+    if (got != cases[i].want)
+      fail_msg("%s on listener %d: server %d, wanted %d", h, cases[i].listener, got, cases[i].want);
+  }
+  /* without default_server the first server on an address is its default */
+  text = "server { listen 9000; server_name a; location / { return 200; } }\n"
+         "server { listen 9000; server_name b; location / { return 200; } }\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.listen_default[0], 0);
+  assert_int_equal(tether__vserver_select(&cf, 0, "c", 1), 0);
+  assert_int_equal(tether__vserver_select(&cf, 0, "B", 1), 1);
+  /* ssl on one listen of an address makes it TLS; servers inherit the http level's certificates */
+  text = "ssl_certificate /c.pem;\nssl_certificate_key /c.key;\nssl_protocols TLSv1.3;\n"
+         "server { listen 9443 ssl; server_name a; location / { return 200; } }\n"
+         "server { listen 9443; server_name b; ssl_certificate /b.pem; ssl_certificate_key /b.key;\n"
+         "  location / { return 200; } }\n";
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_true(cf.listen_ssl[0]);
+  assert_string_equal(cf.vservers[0].tls.cert[0], "/c.pem");
+  assert_string_equal(cf.vservers[1].tls.cert[0], "/b.pem");
+  assert_int_equal(cf.vservers[1].tls.protocols, TETHER__TLS_V13);
+  assert_int_equal(cf.vservers[1].tls.session_tickets, 1);
+}
+
+static void test_virtual_server_errors(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    const char *want;
+  } cases[] = {
+      {"server { listen 80 default_server; location / { return 200; } }\n"
+       "server { listen 80 default_server; location / { return 200; } }\n",
+       "t.conf:2: a duplicate default server for 80 (the first is at t.conf:1)"},
+      {"server { listen 80 backlog=10; location / { return 200; } }\n"
+       "server { listen 80 backlog=20; location / { return 200; } }\n",
+       "t.conf:2: duplicate listen options for 80 (backlog= is also given at t.conf:1)"},
+      {"server { listen 80; listen 80; location / { return 200; } }\n", "t.conf:1: a duplicate listen 80"},
+      {"server { server_name a; location / { return 200; } }\n", "t.conf:1: this server has no \"listen\""},
+      {"server { listen 80; server_name ~^www; location / { return 200; } }\n", "regular expression names"},
+      {"server { listen 80; server_name www.*.com; location / { return 200; } }\n", "a wildcard is"},
+      {"server { listen 80; server_name a:80; location / { return 200; } }\n", "no spaces, slashes, quotes or port"},
+      {"server { listen 80; location / { return 200; } }\nlocation /x { return 200; }\n",
+       "t.conf:2: \"location\" outside a server block, with server blocks (the first at t.conf:1)"},
+      {"server { listen 80; client_max_body_size 1m; location / { return 200; } }\n"
+       "server { listen 81; location / { return 200; } }\n",
+       "t.conf:1: \"client_max_body_size\" in a server block: Tether applies it to every server"},
+      {"server { listen 80 ssl; location / { return 200; } }\n",
+       "t.conf:1: listen ... ssl: no \"ssl_certificate\" is defined for this server"},
+      {"listen 80;\ninclude /nonexistent/tether-test.conf;\nlocation / { return 200; }\n",
+       "t.conf:2: include /nonexistent/tether-test.conf: no such file"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    if (parse(cases[i].text) != -1) fail_msg("case %zu accepted: %s", i, cases[i].text);
+    if (strstr(err, cases[i].want) == NULL) fail_msg("case %zu: wanted \"%s\" in:\n%s", i, cases[i].want, err);
+  }
+}
+
+static void write_file(const char *dir, const char *name, const char *text) {
+  char path[512];
+  snprintf(path, sizeof(path), "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* include FILE|GLOB: relative to the main file's directory, anywhere a directive can be; errors in an
+ * included file name it; a file including itself stops at the nesting bound. */
+static void test_include(void **state) {
+  (void)state;
+  char dir[] = "/tmp/tether-unit-include-XXXXXX", path[512];
+  assert_non_null(mkdtemp(dir));
+  snprintf(path, sizeof(path), "%s/main.conf", dir);
+  assert_int_equal(mkdir(strcat(strcpy(path, dir), "/conf.d"), 0700), 0);
+  snprintf(path, sizeof(path), "%s/main.conf", dir);
+  write_file(dir, "main.conf",
+             "include upstreams.conf;\n"
+             "server {\n  listen 8080;\n  include conf.d/*.loc;\n  include conf.d/none-*.conf;\n}\n");
+  write_file(dir, "upstreams.conf", "upstream b {\n  include conf.d/servers.inc;\n}\n");
+  write_file(dir, "conf.d/servers.inc", "server 127.0.0.1:1;\nserver 127.0.0.1:2;\n");
+  write_file(dir, "conf.d/1-api.loc", "location /api/ { proxy_pass http://b; }\n");
+  write_file(dir, "conf.d/2-root.loc", "location / { return 200 root; }\n");
+  if (tether__config_load(path, &cf, err, sizeof(err)) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.upstreams[0].nservers, 2);
+  assert_int_equal(cf.nlocations, 2);
+  assert_string_equal(cf.locations[0].prefix, "/api/"); /* glob(3) order */
+  assert_int_equal(cf.vservers[0].nlocations, 2);
+  /* an error in an included file names it and its line */
+  write_file(dir, "conf.d/2-root.loc", "\n\nlocation / { frobnicate; }\n");
+  assert_int_equal(tether__config_load(path, &cf, err, sizeof(err)), -1);
+  char want[600];
+  snprintf(want, sizeof(want), "%s/conf.d/2-root.loc:3: unknown directive \"frobnicate\" in location", dir);
+  if (strstr(err, want) == NULL) fail_msg("wanted %s in:\n%s", want, err);
+  /* a file that closes more than it opens, or leaves a block open */
+  write_file(dir, "conf.d/2-root.loc", "location / { return 200; }\n}\n");
+  assert_int_equal(tether__config_load(path, &cf, err, sizeof(err)), -1);
+  snprintf(want, sizeof(want), "%s/conf.d/2-root.loc:2: unexpected \"}\"", dir);
+  if (strstr(err, want) == NULL) fail_msg("wanted %s in:\n%s", want, err);
+  write_file(dir, "conf.d/2-root.loc", "location / {\n");
+  assert_int_equal(tether__config_load(path, &cf, err, sizeof(err)), -1);
+  snprintf(want, sizeof(want), "%s/conf.d/2-root.loc:2: unexpected end of file, expecting \"}\"", dir);
+  if (strstr(err, want) == NULL) fail_msg("wanted %s in:\n%s", want, err);
+  /* a loop */
+  write_file(dir, "conf.d/2-root.loc", "include conf.d/2-root.loc;\n");
+  assert_int_equal(tether__config_load(path, &cf, err, sizeof(err)), -1);
+  assert_non_null(strstr(err, "included files nested deeper than 8"));
+  /* a missing file named without a wildcard, from an included file */
+  write_file(dir, "conf.d/2-root.loc", "\ninclude missing.conf;\n");
+  assert_int_equal(tether__config_load(path, &cf, err, sizeof(err)), -1);
+  snprintf(want, sizeof(want), "%s/conf.d/2-root.loc:2: include %s/missing.conf: no such file", dir, dir);
+  if (strstr(err, want) == NULL) fail_msg("wanted %s in:\n%s", want, err);
+  char cmd[600];
+  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_issue_example),
-      cmocka_unit_test(test_nginx_shape),
-      cmocka_unit_test(test_errors_name_the_line),
-      cmocka_unit_test(test_several_errors_reported),
-      cmocka_unit_test(test_values),
-      cmocka_unit_test(test_proxy_ssl_inheritance),
-      cmocka_unit_test(test_sticky_route_and_key_file),
-      cmocka_unit_test(test_admin_and_limits),
-      cmocka_unit_test(test_agreement),
-      cmocka_unit_test(test_header_buffers),
+      cmocka_unit_test(test_issue_example),           cmocka_unit_test(test_nginx_shape),
+      cmocka_unit_test(test_add_header_and_return),   cmocka_unit_test(test_errors_name_the_line),
+      cmocka_unit_test(test_several_errors_reported), cmocka_unit_test(test_values),
+      cmocka_unit_test(test_proxy_ssl_inheritance),   cmocka_unit_test(test_sticky_route_and_key_file),
+      cmocka_unit_test(test_admin_and_limits),        cmocka_unit_test(test_agreement),
+      cmocka_unit_test(test_header_buffers),          cmocka_unit_test(test_virtual_servers),
+      cmocka_unit_test(test_virtual_server_errors),   cmocka_unit_test(test_include),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -13,10 +14,49 @@
 
 typedef struct tls_state {
   SSL *ssl;
-  BIO *rbio, *wbio; /* owned by ssl */
+  BIO *rbio, *wbio; /* owned by ssl; NULL while idle (release_buffers) */
   int handshaken;
   tether__tls_handshake_cb done; /* a client connection: told once how its handshake ended */
+  int delivering;                /* in deliver(): the BIOs stay */
+  tether__tls_sni sni;           /* the SSL's app data: tls/context.c's servername callback calls it */
 } tls_state;
+
+/* Memory BIOs that idle connections gave back, kept per thread (a connection's OpenSSL calls all run on its
+ * worker's loop) for the next connection with bytes to move: a request costs no BIO allocation (a pair
+ * costs about a microsecond to make and free), and an idle connection holds none. */
+#define SPARE_PAIRS 16
+#define SPARE_MAX_CAP 16384 /* a BIO that grew past this (a big answer) is freed, not kept */
+
+typedef struct spare_bios {
+  BIO *bio[2 * SPARE_PAIRS]; /* read, write, read, write... */
+  int n;
+} spare_bios;
+
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+
+static void spare_free(void *p) {
+  spare_bios *sp = p;
+  for (int i = 0; i < sp->n; i++) BIO_free(sp->bio[i]);
+  free(sp);
+}
+
+static void spare_key_make(void) { pthread_key_create(&spare_key, spare_free); }
+
+static spare_bios *spares(void) {
+  pthread_once(&spare_once, spare_key_make);
+  spare_bios *sp = pthread_getspecific(spare_key);
+  if (sp == NULL) {
+    sp = tether__calloc(1, sizeof(*sp));
+    pthread_setspecific(spare_key, sp);
+  }
+  return sp;
+}
+
+static int small_bio(BIO *b) {
+  BUF_MEM *m = NULL;
+  return BIO_get_mem_ptr(b, &m) == 1 && m && m->max <= SPARE_MAX_CAP;
+}
 
 /* What OpenSSL wrote (handshake records, application data, alerts, tickets) to the socket. */
 static int flush(tether__io *io, tls_state *t) {
@@ -28,24 +68,26 @@ static int flush(tether__io *io, tls_state *t) {
   return rc;
 }
 
-/* Between requests a connection keeps no buffer: memory BIOs keep the capacity their biggest message (the
- * handshake's certificates) gave them, so empty ones are replaced by fresh ones (OpenSSL frees the old). */
+/* Between requests a connection keeps no buffer and no BIO (SSL_MODE_RELEASE_BUFFERS frees OpenSSL's own):
+ * OpenSSL uses the BIOs only within its calls, so once both are empty they go to the thread's spares (or are
+ * freed, when the spares are full or a BIO grew big), and bios() attaches a pair again when bytes come. */
 static void release_buffers(tls_state *t) {
-  if (BIO_ctrl_pending(t->rbio) == 0) {
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b) {
-      BIO_set_mem_eof_return(b, -1);
-      SSL_set0_rbio(t->ssl, b);
-      t->rbio = b;
+  if (t->rbio == NULL || !t->handshaken || t->delivering || BIO_ctrl_pending(t->rbio) != 0 ||
+      BIO_ctrl_pending(t->wbio) != 0)
+    return;
+  spare_bios *sp = spares();
+  if (sp->n < 2 * SPARE_PAIRS && small_bio(t->rbio) && small_bio(t->wbio) && BIO_up_ref(t->rbio) == 1) {
+    if (BIO_up_ref(t->wbio) != 1) {
+      BIO_free(t->rbio);
+    } else {
+      (void)BIO_reset(t->rbio);
+      (void)BIO_reset(t->wbio);
+      sp->bio[sp->n++] = t->rbio;
+      sp->bio[sp->n++] = t->wbio;
     }
   }
-  if (BIO_ctrl_pending(t->wbio) == 0) {
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b) {
-      SSL_set0_wbio(t->ssl, b);
-      t->wbio = b;
-    }
-  }
+  SSL_set_bio(t->ssl, NULL, NULL); /* frees them, or gives the pool its references */
+  t->rbio = t->wbio = NULL;
 }
 
 /* Why a client handshake failed, in OpenSSL's words: the certificate check's, or the error's reason. */
@@ -95,8 +137,33 @@ static int handshake(tether__io *io, tls_state *t) {
   return io->closing ? -1 : 1;
 }
 
-/* Plaintext out of OpenSSL to the owner, while the owner reads. */
-static void deliver(tether__io *io, tls_state *t) {
+/* The BIOs, back after release_buffers: spare ones, or new. 0, or UV_ENOMEM. */
+static int bios(tls_state *t) {
+  if (t->rbio) return 0;
+  spare_bios *sp = spares();
+  BIO *r, *w;
+  if (sp->n >= 2) {
+    w = sp->bio[--sp->n];
+    r = sp->bio[--sp->n];
+  } else {
+    r = BIO_new(BIO_s_mem());
+    w = BIO_new(BIO_s_mem());
+    if (r == NULL || w == NULL) {
+      BIO_free(r);
+      BIO_free(w);
+      ERR_clear_error();
+      return UV_ENOMEM;
+    }
+    BIO_set_mem_eof_return(r, -1); /* empty means "more to come", not the end */
+  }
+  SSL_set_bio(t->ssl, r, w);
+  t->rbio = r;
+  t->wbio = w;
+  return 0;
+}
+
+/* Plaintext out of OpenSSL to the owner, while the owner reads (the handshake first). */
+static void deliver_records(tether__io *io, tls_state *t) {
   if (!t->handshaken && handshake(io, t) <= 0) return;
   while (!io->closing && !io->paused) {
     int n = SSL_read(t->ssl, io->rbuf, (int)io->rbuf_len);
@@ -110,7 +177,17 @@ static void deliver(tether__io *io, tls_state *t) {
     io->on_read(io, e == SSL_ERROR_ZERO_RETURN ? UV_EOF : UV_EPROTO, NULL); /* close_notify, or broken */
     return;
   }
-  if (io->closing) return;
+}
+
+static void deliver(tether__io *io, tls_state *t) {
+  if (bios(t) < 0) {
+    io->on_read(io, UV_ENOMEM, NULL);
+    return;
+  }
+  t->delivering = 1; /* the owner's writes keep the BIOs meanwhile */
+  deliver_records(io, t);
+  if (io->closing) return; /* t is freed */
+  t->delivering = 0;
   flush(io, t); /* tickets, key updates */
   release_buffers(t);
 }
@@ -126,7 +203,7 @@ static void tls_read(tether__io *io, ssize_t nread, char *data) {
     io->on_read(io, nread, NULL);
     return;
   }
-  if (BIO_write(t->rbio, data, (int)nread) != (int)nread) {
+  if (bios(t) < 0 || BIO_write(t->rbio, data, (int)nread) != (int)nread) {
     io->on_read(io, UV_ENOMEM, NULL);
     return;
   }
@@ -135,13 +212,14 @@ static void tls_read(tether__io *io, ssize_t nread, char *data) {
 
 static void tls_drain(tether__io *io) {
   tls_state *t = io->filter_state;
-  if (t->handshaken && (SSL_pending(t->ssl) > 0 || BIO_ctrl_pending(t->rbio) > 0)) deliver(io, t);
+  if (t->handshaken && (SSL_pending(t->ssl) > 0 || (t->rbio && BIO_ctrl_pending(t->rbio) > 0))) deliver(io, t);
 }
 
 static int tls_write(tether__io *io, const char *data, size_t len) {
   tls_state *t = io->filter_state;
   if (len == 0) return 0;
   if (!t->handshaken) return UV_EPROTO; /* answers follow requests, and requests follow the handshake */
+  if (bios(t) < 0) return UV_ENOMEM;
   size_t done = 0;
   while (done < len) {
     int n = SSL_write(t->ssl, data + done, (int)(len - done > 1 << 30 ? 1 << 30 : len - done));
@@ -151,12 +229,14 @@ static int tls_write(tether__io *io, const char *data, size_t len) {
     }
     done += (size_t)n;
   }
-  return flush(io, t);
+  int rc = flush(io, t);
+  release_buffers(t); /* an answer written on an idle connection (deliver's end does it otherwise) */
+  return rc;
 }
 
 static int tls_shutdown(tether__io *io, uv_shutdown_t *req) {
   tls_state *t = io->filter_state;
-  if (t->handshaken) {
+  if (t->handshaken && bios(t) == 0) {
     SSL_shutdown(t->ssl); /* close_notify */
     ERR_clear_error();
     flush(io, t);
@@ -166,11 +246,12 @@ static int tls_shutdown(tether__io *io, uv_shutdown_t *req) {
 
 static void tls_free(tether__io *io) {
   tls_state *t = io->filter_state;
-  if (t->handshaken && !(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN)) {
+  if (t->handshaken && !(SSL_get_shutdown(t->ssl) & SSL_SENT_SHUTDOWN) && bios(t) == 0) {
     SSL_shutdown(t->ssl); /* close_notify, so that the peer sees an end and not a truncation */
     ERR_clear_error();
     flush(io, t);
   }
+  release_buffers(t); /* for the next connection */
   SSL_free(t->ssl);
   free(t);
   io->filter_state = NULL;
@@ -195,6 +276,7 @@ static tls_state *attach(tether__io *io, SSL *ssl) {
   }
   BIO_set_mem_eof_return(t->rbio, -1); /* empty means "more to come", not the end */
   SSL_set_bio(t->ssl, t->rbio, t->wbio);
+  SSL_set_app_data(t->ssl, &t->sni); /* tls/context.c's servername callback (server side) */
   io->filter = &tls_filter;
   io->filter_state = t;
   return t;
@@ -218,4 +300,16 @@ int tether__tls_connect(tether__io *io, void *ssl, tether__tls_handshake_cb done
   }
   t->done = done;
   return flush(io, t);
+}
+
+void tether__tls_on_sni(tether__io *io, tether__tls_pick_fn pick, void *owner) {
+  tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
+  if (t == NULL) return;
+  t->sni.pick = pick;
+  t->sni.owner = owner;
+}
+
+const char *tether__tls_servername(const tether__io *io) {
+  const tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
+  return t ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }

@@ -14,5 +14,16 @@ typedef void (*tether__tls_handshake_cb)(tether__io *io, int status, const char 
  * over) and sends the ClientHello. done runs once when the handshake is over; nothing is read or written before.
  * 0, or a negative code (the caller closes). */
 int tether__tls_connect(tether__io *io, void *ssl, tether__tls_handshake_cb done);
+/* SNI (virtual servers): pick(owner, name) returns the SSL_CTX of the server that name selects (NULL: keep the
+ * one accepted with). A connection's SSL carries it as app data; the contexts' servername callback
+ * (tls/context.c) calls it. tether__tls_on_sni sets a connection's. */
+typedef void *(*tether__tls_pick_fn)(void *owner, const char *servername);
+typedef struct tether__tls_sni {
+  tether__tls_pick_fn pick;
+  void *owner;
+} tether__tls_sni;
+void tether__tls_on_sni(tether__io *io, tether__tls_pick_fn pick, void *owner);
+/* The name the client sent by SNI; NULL without TLS or SNI. */
+const char *tether__tls_servername(const tether__io *io);
 
 #endif

@@ -119,12 +119,14 @@ int tether__cookie_key_load(tether__config *cf, char *err, size_t errlen) {
   if (rc == -ENOENT) snprintf(why, sizeof(why), "vanished after it was created");
   if (rc < 0) {
     if (cf->sticky_key_file[0])
-      snprintf(err, errlen, "%s:%d: sticky_key_file %s: %s\n", cf->file, cf->sticky_key_file_line, path, why);
+      snprintf(err, errlen, "%s:%d: sticky_key_file %s: %s\n", tether__cf_file(cf, cf->sticky_key_file_line),
+               tether__cf_lineno(cf->sticky_key_file_line), path, why);
     else
       snprintf(err, errlen,
                "%s:%d: sticky_key_file %s (the default, for \"sticky cookie\" in upstream \"%s\", which has no "
                "sticky_secret): %s\n",
-               cf->file, first->persist.line, path, first->name, why);
+               tether__cf_file(cf, first->persist.line), tether__cf_lineno(first->persist.line), path, first->name,
+               why);
     return -1;
   }
   for (size_t k = 0; k < cf->nupstreams; k++) {

@@ -15,6 +15,7 @@
 #include "../request/finish.h"
 #include "../request/realip.h"
 #include "../request/request.h"
+#include "../request/route.h"
 #include "../upstream/exchange.h"
 #include "../upstream/pool.h"
 #include "../upstream/tunnel.h"
@@ -22,11 +23,62 @@
 
 #define LINGER_TIMEOUT_MS 5000 /* nginx's lingering_timeout: silence that ends a lingering close */
 #define LINGER_TIME_MS 30000   /* nginx's lingering_time: the longest one */
+#define FREE_REQS_MAX 128      /* request states a worker keeps for reuse (more are freed after a burst) */
+#define REPLAY_KEEP 4096       /* the replay buffer capacity a reused request state keeps */
 
 static void client_close(tether__client *c);
 static void start_request(tether__client *c);
 static void client_timeout(uv_timer_t *t);
 static void forward_body(tether__client *c);
+
+/* ---- the request state, only while a request is in progress ---- */
+
+/* The connection's request state: its own, or one from the worker's free list (a request on a kept-alive
+ * connection costs no allocation), or a new one. Zeroed, except the replay buffer's capacity. */
+static tether__req *req_take(tether__client *c) {
+  if (c->rq) return c->rq;
+  tether__worker *w = c->w;
+  tether__req *r = w->free_reqs;
+  if (r == NULL) {
+    r = tether__calloc(1, sizeof(*r));
+  } else {
+    w->free_reqs = r->next_free;
+    w->nfree_reqs--;
+    tether__buf replay = r->replay;
+    memset(r, 0, sizeof(*r));
+    r->replay = replay;
+  }
+  c->rq = r;
+  return r;
+}
+
+/* The connection goes idle (or is freed): its request state goes back to the worker. */
+static void req_release(tether__client *c) {
+  tether__req *r = c->rq;
+  if (r == NULL) return;
+  c->rq = NULL;
+  tether__worker *w = c->w;
+  if (w->nfree_reqs >= FREE_REQS_MAX) {
+    tether__buf_free(&r->replay);
+    free(r);
+    return;
+  }
+  if (r->replay.cap > REPLAY_KEEP) tether__buf_free(&r->replay);
+  r->replay.len = 0;
+  r->next_free = w->free_reqs;
+  w->free_reqs = r;
+  w->nfree_reqs++;
+}
+
+void tether__worker_free_reqs(tether__worker *w) {
+  while (w->free_reqs) {
+    tether__req *r = w->free_reqs;
+    w->free_reqs = r->next_free;
+    tether__buf_free(&r->replay);
+    free(r);
+  }
+  w->nfree_reqs = 0;
+}
 
 /* ---- timers ---- */
 
@@ -38,8 +90,8 @@ static void arm_client(tether__client *c, int64_t ms) {
  * client_body_time: trickling a byte now and then cannot hold a connection and a server forever. */
 static void arm_body_timer(tether__client *c) {
   int64_t ms = c->rt->cf->client_body_timeout_ms;
-  if (c->body_deadline_ms) {
-    int64_t left = c->body_deadline_ms - tether_now_ms();
+  if (c->rq->body_deadline_ms) {
+    int64_t left = c->rq->body_deadline_ms - tether_now_ms();
     if (left < ms) ms = left;
   }
   arm_client(c, ms);
@@ -91,11 +143,12 @@ static void client_end(tether__client *c) {
   }
   c->state = TETHER__CS_LINGER;
   c->in_len = 0;
-  if (tether__io_shutdown(&c->io, &c->shut) < 0) {
+  tether__req *r = req_take(c); /* after a 408 between requests, there was none */
+  if (tether__io_shutdown(&c->io, &r->shut) < 0) {
     client_close(c);
     return;
   }
-  c->linger_until_ms = tether_now_ms() + LINGER_TIME_MS;
+  r->linger_until_ms = tether_now_ms() + LINGER_TIME_MS;
   client_resume(c);
   uv_timer_start(&c->timer, client_timeout, LINGER_TIMEOUT_MS, 0);
 }
@@ -121,10 +174,11 @@ static void client_next(tether__client *c) {
     start_request(c);
     return;
   }
-  free(c->in); /* an idle connection keeps no buffer */
+  free(c->in); /* an idle connection keeps no buffer and no request state */
   c->in = NULL;
   c->in_cap = 0;
-  tether__buf_free(&c->replay);
+  req_release(c);
+  tether__buf_free(&c->added);
   arm_client(c, c->w->rt->cf->keepalive_timeout_ms);
 }
 
@@ -168,16 +222,17 @@ static void forward_body(tether__client *c) {
     return;
   }
   if (c->in_len == 0) return;
-  int64_t k = tether__h1_body_feed(&c->reqbody, c->in, c->in_len);
+  tether__req *r = c->rq;
+  int64_t k = tether__h1_body_feed(&r->reqbody, c->in, c->in_len);
   uint64_t limit = c->rt->cf->client_max_body_size;
-  if (k < 0 || (limit && c->reqbody.total > limit)) {
+  if (k < 0 || (limit && r->reqbody.total > limit)) {
     body_refused(c, u, k < 0 ? 400 : 413);
     return;
   }
   if (k > 0) {
     if (c->replay_ok) {
-      if (c->replay.len + (size_t)k <= TETHER__REPLAY_MAX)
-        tether__buf_append(&c->replay, c->in, (size_t)k);
+      if (r->replay.len + (size_t)k <= TETHER__REPLAY_MAX)
+        tether__buf_append(&r->replay, c->in, (size_t)k);
       else
         c->replay_ok = 0;
     }
@@ -188,7 +243,7 @@ static void forward_body(tether__client *c) {
     tether__exchange_sending(u);
     tether__consume(c->in, &c->in_len, (size_t)k);
   }
-  if (c->reqbody.done) {
+  if (r->reqbody.done) {
     c->req_done = 1;
     body_received(c);
   } else if (u->io.pending > TETHER__MAX_PENDING) {
@@ -198,18 +253,23 @@ static void forward_body(tether__client *c) {
 
 /* ---- the request head ---- */
 
-static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap) {
-  char ip[INET6_ADDRSTRLEN] = "?";
-  if (ss->ss_family == AF_INET)
-    inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof(ip));
-  else if (ss->ss_family == AF_INET6)
-    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof(ip));
-  snprintf(out, cap, "%s", ip);
+/* The connection's client, its address and its text (an IPv4 or IPv6 address, anything else as none). */
+static void set_src(tether__client *c, const struct sockaddr_storage *ss) {
+  memset(&c->src, 0, sizeof(c->src));
+  snprintf(c->ip, sizeof(c->ip), "?");
+  if (ss->ss_family == AF_INET) {
+    memcpy(&c->src.in, ss, sizeof(c->src.in));
+    inet_ntop(AF_INET, &c->src.in.sin_addr, c->ip, sizeof(c->ip));
+  } else if (ss->ss_family == AF_INET6) {
+    memcpy(&c->src.in6, ss, sizeof(c->src.in6));
+    inet_ntop(AF_INET6, &c->src.in6.sin6_addr, c->ip, sizeof(c->ip));
+  }
 }
 
 /* A request begins: it holds the configuration it started with, and counters start. */
 static void request_open(tether__client *c) {
   tether__worker *w = c->w;
+  tether__req *r = req_take(c);
   c->served++;
   c->active = 1;
   c->rt = w->rt;
@@ -220,9 +280,11 @@ static void request_open(tether__client *c) {
   c->status = 0;
   c->bytes_sent = 0;
   c->tries = 0;
+  c->added_ready = 0;
   c->srv = -1;
-  memset(c->tried, 0, sizeof(c->tried));
-  c->method[0] = c->target[0] = '\0';
+  memset(r->tried, 0, sizeof(r->tried));
+  r->method[0] = r->target[0] = '\0';
+  memcpy(r->peer, c->ip, sizeof(c->ip));
 }
 
 /* A PROXY protocol header from a trusted proxy (the client is the address it names). Returns 1 to go on
@@ -237,14 +299,11 @@ static int proxy_header(tether__client *c) {
     c->keep_alive = 0;
     request_open(c);
     c->served = 1;
-    snprintf(c->method, sizeof(c->method), "-");
+    snprintf(c->rq->method, sizeof(c->rq->method), "-");
     tether__respond(c, 400, "invalid PROXY protocol header", 0);
     return 0;
   }
-  if (src.ss_family != AF_UNSPEC) {
-    peer_text(&src, c->ip, sizeof(c->ip));
-    c->real = src;
-  }
+  if (src.ss_family != AF_UNSPEC) set_src(c, &src);
   tether__consume(c->in, &c->in_len, (size_t)pp);
   return c->in_len > 0;
 }
@@ -254,7 +313,7 @@ static void start_request_once(tether__client *c) {
   tether__worker *w = c->w;
   tether__h1_msg *m = &w->msg;
   tether__config *cf = w->rt->cf;
-  if (c->served == 0 && cf->real_ip_proxy_protocol && tether__trusted_peer(cf, &c->addr) && !proxy_header(c)) return;
+  if (c->served == 0 && cf->real_ip_proxy_protocol && tether__trusted_peer(cf, &c->addr.sa) && !proxy_header(c)) return;
   tether__h1_limits lim = {.max_head = cf->client_header_buffer, .max_uri = cf->large_uri, .max_headers = 100};
   int n = tether__h1_parse_request(c->in, c->in_len, &lim, m);
   if (n == 0) return;
@@ -263,16 +322,16 @@ static void start_request_once(tether__client *c) {
   if (n < 0) {
     c->keep_alive = 0;
     c->in_len = 0;
-    snprintf(c->method, sizeof(c->method), "-");
+    snprintf(c->rq->method, sizeof(c->rq->method), "-");
     tether__respond(c, -n, NULL, 0);
     return;
   }
   if (!tether__request_begin(c, m, n)) return;
-  tether__h1_body_init(&c->reqbody, m);
+  tether__h1_body_init(&c->rq->reqbody, m);
   tether__consume(c->in, &c->in_len, (size_t)n);
   c->state = TETHER__CS_BODY;
-  c->req_done = c->reqbody.done;
-  c->body_deadline_ms = cf->client_body_time_ms > 0 ? tether_now_ms() + cf->client_body_time_ms : 0;
+  c->req_done = c->rq->reqbody.done;
+  c->rq->body_deadline_ms = cf->client_body_time_ms > 0 ? tether_now_ms() + cf->client_body_time_ms : 0;
   if (c->req_done)
     uv_timer_stop(&c->timer);
   else
@@ -313,7 +372,7 @@ static void on_client_read(tether__io *io, ssize_t nread, const char *data) {
   tether__client *c = io->owner;
   if (c->closing) return;
   if (c->state == TETHER__CS_LINGER) { /* dropped; the end of it closes */
-    if (nread < 0 || tether_now_ms() >= c->linger_until_ms)
+    if (nread < 0 || tether_now_ms() >= c->rq->linger_until_ms)
       client_close(c);
     else
       uv_timer_start(&c->timer, client_timeout, LINGER_TIMEOUT_MS, 0);
@@ -342,7 +401,8 @@ static void client_free(uv_handle_t *h) {
   tether__client *c = h->data;
   if (uv_is_closing((uv_handle_t *)&c->timer) && c->timer.data == NULL) {
     free(c->in);
-    tether__buf_free(&c->replay);
+    req_release(c);
+    tether__buf_free(&c->added);
     free(c);
   } else {
     c->io.tcp.data = NULL; /* the timer's callback frees */
@@ -354,7 +414,8 @@ static void client_timer_closed(uv_handle_t *h) {
   c->timer.data = NULL;
   if (c->io.tcp.data == NULL) {
     free(c->in);
-    tether__buf_free(&c->replay);
+    req_release(c);
+    tether__buf_free(&c->added);
     free(c);
   }
 }
@@ -382,6 +443,14 @@ static void client_close(tether__client *c) {
   tether__listen_fd_freed(w);
 }
 
+/* SNI during the handshake: the server the name selects on this address, in the configuration current then
+ * (the connection keeps the context it switches to, across reloads). */
+static void *pick_tls(void *owner, const char *name) {
+  tether__client *c = owner;
+  const tether__config *cf = c->w->rt->cf;
+  return cf->vservers[tether__vserver_select(cf, c->listener, name, strlen(name))].tls_ctx;
+}
+
 void tether__client_accept(tether__worker *w, int fd, int listener) {
   tether__client *c = tether__calloc(1, sizeof(*c));
   c->w = w;
@@ -396,19 +465,24 @@ void tether__client_accept(tether__worker *w, int fd, int listener) {
   c->keep_alive = 1;
   c->srv = -1;
   atomic_fetch_add_explicit(&w->active_connections, 1, memory_order_relaxed);
-  if (tether__io_open(&c->io, fd, &c->addr) < 0) {
+  struct sockaddr_storage peer;
+  if (tether__io_open(&c->io, fd, &peer) < 0) {
     close(fd);
     client_close(c);
     return;
   }
   const tether__config *cf = w->rt->cf;
-  if (cf->listen_ssl[listener] && (cf->tls_ctx == NULL || tether__tls_accept(&c->io, cf->tls_ctx) < 0)) {
-    client_close(c);
-    return;
+  c->listener = listener;
+  if ((size_t)listener < cf->nlisten && cf->listen_ssl[listener]) {
+    void *ctx = cf->vservers[cf->listen_default[listener]].tls_ctx; /* SNI may choose another (pick_tls) */
+    if (ctx == NULL || tether__tls_accept(&c->io, ctx) < 0) {
+      client_close(c);
+      return;
+    }
+    tether__tls_on_sni(&c->io, pick_tls, c);
   }
-  peer_text(&c->addr, c->ip, sizeof(c->ip));
-  c->real = c->addr;
-  memcpy(c->peer, c->ip, sizeof(c->peer));
+  set_src(c, &peer);
+  c->addr = c->src;
   atomic_fetch_add_explicit(&w->accepted, 1, memory_order_relaxed);
   arm_client(c, w->rt->cf->client_header_timeout_ms);
   tether__io_read_start(&c->io);

@@ -26,7 +26,8 @@ void tether__request_finish(tether__client *c) {
   tether__log_request(c, us);
   tether__runtime_unref(c->rt);
   c->rt = NULL;
-  c->replay.len = 0;
+  c->rq->replay.len = 0;
+  c->added_ready = 0; /* an answer with no request (a 408 on an idle connection) takes the server's add_header */
   if (c->closing) return;
   c->proto->finished(c);
 }

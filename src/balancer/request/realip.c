@@ -6,9 +6,9 @@
 
 #include "rewrite.h"
 
-int tether__trusted_peer(const tether__config *cf, const struct sockaddr_storage *ss) {
+int tether__trusted_peer(const tether__config *cf, const struct sockaddr *sa) {
   for (size_t i = 0; i < cf->nreal_ip_from; i++)
-    if (tether__cidr_match(&cf->real_ip_from[i], (const struct sockaddr *)ss)) return 1;
+    if (tether__cidr_match(&cf->real_ip_from[i], sa)) return 1;
   return 0;
 }
 
@@ -29,19 +29,19 @@ static void forwarded_for(tether__client *c, const tether__config *cf, const tet
     ip[b - a] = '\0';
     tether__cidr probe;
     if (tether__cidr_parse(ip, &probe) < 0) return;
-    snprintf(c->peer, sizeof(c->peer), "%s", ip);
-    c->real = probe.net;
-    if (!tether__trusted_peer(cf, &probe.net)) return;
+    snprintf(c->rq->peer, sizeof(c->rq->peer), "%s", ip);
+    c->rq->real = probe.net;
+    if (!tether__trusted_peer(cf, (const struct sockaddr *)&probe.net)) return;
     end = start > 0 ? start - 1 : 0;
   }
 }
 
 void tether__real_client(tether__client *c, const tether__config *cf, const tether__h1_msg *m) {
-  memcpy(c->peer, c->ip, sizeof(c->peer));
-  /* a PROXY header's address holds for the connection; X-Forwarded-For is read per request */
-  if (!cf->real_ip_proxy_protocol) c->real = c->addr;
+  /* c->rq->peer is c->ip already; a PROXY header's address holds for the connection; X-Forwarded-For is read
+   * per request */
+  memcpy(&c->rq->real, cf->real_ip_proxy_protocol ? &c->src : &c->addr, sizeof(tether__sockaddr));
   c->scheme = c->io.filter ? "https" : "http"; /* the filter is TLS */
-  if (cf->nreal_ip_from == 0 || !tether__trusted_peer(cf, &c->addr)) return;
+  if (cf->nreal_ip_from == 0 || !tether__trusted_peer(cf, &c->addr.sa)) return;
   if (!cf->real_ip_proxy_protocol) forwarded_for(c, cf, m);
   const char *proto = tether__forwarded_proto(m); /* a proxy we trust says how the client came (TLS ended there) */
   if (proto) c->scheme = proto;

@@ -5,8 +5,8 @@
 #include "../conn-t.h"
 
 /* Whether an address is a set_real_ip_from peer. */
-int tether__trusted_peer(const tether__config *cf, const struct sockaddr_storage *ss);
-/* c->peer and c->real: the rightmost X-Forwarded-For entry not itself trusted, when the connection comes
+int tether__trusted_peer(const tether__config *cf, const struct sockaddr *sa);
+/* c->rq->peer and c->rq->real: the rightmost X-Forwarded-For entry not itself trusted, when the connection comes
  * from a trusted proxy (and the PROXY protocol is not what names the client); c->scheme: a trusted proxy's
  * X-Forwarded-Proto, else "http". */
 void tether__real_client(tether__client *c, const tether__config *cf, const tether__h1_msg *m);

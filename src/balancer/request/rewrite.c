@@ -7,6 +7,8 @@
 
 #include "../conn.h"
 #include "../persist/persist.h"
+#include "../worker.h"
+#include "route.h"
 
 #define CLAIM_VALUE_MAX 512
 
@@ -169,8 +171,11 @@ static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_
     if (n > 0) tether__put(b, claim, (size_t)n);
     break;
   }
-  case TETHER__KEY_HOST:
-    if (m->host.p) put_host(b, m->host);
+  case TETHER__KEY_HOST: /* nginx's $host: the request's host, else the server's name */
+    if (m->host.p)
+      put_host(b, m->host);
+    else if (x->server_name)
+      tether__put_s(b, x->server_name);
     break;
   case TETHER__KEY_SCHEME:
     tether__put_s(b, x->scheme);
@@ -184,10 +189,15 @@ static void put_var(tether__buf *b, const tether__key_part *k, const tether__h1_
   }
 }
 
-/* A claim value a header can hold: no control characters (a tab or line break would be trimmed, folded or
- * split by the server's parser, so the header would not say what the token says). */
-static int claim_value_ok(const char *v, int n) {
-  for (int i = 0; i < n; i++) {
+void tether__put_value(tether__buf *b, const tether__key_part *parts, int n, const tether__h1_msg *m,
+                       const tether__fwd *x) {
+  for (int k = 0; k < n; k++) put_var(b, &parts[k], m, x);
+}
+
+/* A claim value (or any value from a request) a header can hold: no control characters (a tab or line break
+ * would be trimmed, folded or split by the peer's parser, so the header would not say what the token says). */
+int tether__no_ctl(const char *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
     unsigned char ch = (unsigned char)v[i];
     if (ch < 0x20 || ch == 0x7f) return 0;
   }
@@ -199,7 +209,7 @@ int tether__claim_headers_ok(const tether__cf_jwt *j, const tether_jwt_claims *c
     char v[CLAIM_VALUE_MAX];
     int n = tether_jwt_claim_text(claims, j->claim_headers[i].claim, v, sizeof(v));
     if (n == TETHER_ENOTFOUND) continue; /* no such claim: no header */
-    if (n < 0 || !claim_value_ok(v, n)) return 0;
+    if (n < 0 || !tether__no_ctl(v, (size_t)n)) return 0;
   }
   return 1;
 }
@@ -208,7 +218,7 @@ static void put_claim_headers(tether__buf *b, const tether__cf_jwt *j, const tet
   for (int i = 0; i < j->nclaim_headers; i++) {
     char v[CLAIM_VALUE_MAX];
     int n = tether_jwt_claim_text(claims, j->claim_headers[i].claim, v, sizeof(v));
-    if (n >= 0 && claim_value_ok(v, n)) put_lit_header(b, j->claim_headers[i].header, v, (size_t)n);
+    if (n >= 0 && tether__no_ctl(v, (size_t)n)) put_lit_header(b, j->claim_headers[i].header, v, (size_t)n);
   }
 }
 
@@ -248,7 +258,7 @@ static void put_set_headers(const tether__h1_msg *m, const tether__fwd *x, const
     tether__put_s(b, sh->name);
     tether__put(b, ": ", 2);
     size_t vstart = b->len;
-    for (int k = 0; k < sh->nvalue; k++) put_var(b, &sh->value[k], m, x);
+    tether__put_value(b, sh->value, sh->nvalue, m, x);
     if (b->len == vstart) { /* nginx: a value that comes out empty sends no header */
       b->len = start;
       continue;
@@ -299,10 +309,84 @@ void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, teth
 
 /* ---- the response ---- */
 
+/* add_header's lines, expanded per request and put on each response its status allows. */
+
+const tether__cf_add_headers *tether__add_headers_of(const tether__cf_vserver *vs, const tether__cf_location *loc) {
+  return loc && loc->add_headers.defined ? &loc->add_headers : &vs->add_headers;
+}
+
+void tether__add_headers_prepare(tether__client *c, const tether__cf_add_headers *h, const tether__h1_msg *m,
+                                 const tether_jwt_claims *claims) {
+  static const tether__h1_msg none = {.method = {"", 0}, .target = {"", 0}, .path = {"", 0}};
+  tether__buf *b = &c->added;
+  b->len = 0;
+  c->added_always = 0;
+  c->added_ready = 1;
+  if (h->nadd == 0) return;
+  const char *tls_scheme = c->io.filter ? "https" : "http"; /* before any request: the connection's */
+  tether__fwd x = {.claims = claims, .conn_ip = c->ip, .remote_addr = c->rq ? c->rq->peer : c->ip, .scheme = c->scheme};
+  if (x.scheme == NULL) x.scheme = tls_scheme;
+  int line = 0;
+  for (int i = 0; i < h->nadd; i++) {
+    const tether__cf_add_header *a = &h->add[i];
+    size_t start = b->len;
+    tether__put_s(b, a->name);
+    tether__put(b, ": ", 2);
+    size_t vstart = b->len;
+    tether__put_value(b, a->value, a->nvalue, m ? m : &none, &x);
+    /* nginx: an empty value adds nothing; one a request filled with control characters cannot be sent */
+    if (b->len == vstart || !tether__no_ctl(b->data + vstart, b->len - vstart)) {
+      b->len = start;
+      continue;
+    }
+    tether__put(b, "\r\n", 2);
+    if (a->always) c->added_always |= 1u << line;
+    line++;
+  }
+}
+
+/* nginx's ngx_http_headers_filter: the statuses every add_header goes with. */
+static int plain_status(int status) {
+  switch (status) {
+  case 200:
+  case 201:
+  case 204:
+  case 206:
+  case 301:
+  case 302:
+  case 303:
+  case 304:
+  case 307:
+  case 308:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+void tether__add_headers_put(tether__client *c, int status, tether__buf *b) {
+  if (!c->added_ready) { /* no request was parsed (a 400, a 408): the address's default server's */
+    const tether__config *cf = (c->rt ? c->rt : c->w->rt)->cf;
+    tether__add_headers_prepare(c, &cf->vservers[tether__vserver_default(cf, c->listener)].add_headers, NULL, NULL);
+  }
+  if (c->added.len == 0) return;
+  if (plain_status(status)) {
+    tether__put(b, c->added.data, c->added.len);
+    return;
+  }
+  const char *p = c->added.data, *end = p + c->added.len;
+  for (int line = 0; p < end; line++) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p)); /* every line ends with \r\n: values have no \n */
+    size_t n = (size_t)(nl - p) + 1;
+    if (c->added_always & (1u << line)) tether__put(b, p, n);
+    p += n;
+  }
+}
+
 /* The sticky cookie to set with this response, unless the server set it itself (`preserve`). */
 static char *sticky_cookie(const tether__client *c, const tether__upstream_rt *ur, const tether__h1_msg *m) {
   const tether__cf_persist *cp = &ur->cf->persist;
-  char *sticky = tether__persist_set_cookie(ur, &c->pr, c->srv, tether_now_ms(), c->io.filter != NULL);
+  char *sticky = tether__persist_set_cookie(ur, &c->rq->pr, c->srv, tether_now_ms(), c->io.filter != NULL);
   if (sticky == NULL || !cp->preserve) return sticky;
   size_t nl = strlen(cp->cookie);
   for (size_t i = 0; i < m->nheaders; i++)
@@ -338,6 +422,7 @@ void tether__rewrite_response(tether__client *c, const tether__h1_msg *m, tether
     if (nocache) tether__put_s(b, "Cache-Control: private\r\n");
     free(sticky);
   }
+  if (m->status >= 200 || m->status == 101) tether__add_headers_put(c, m->status, b);
   if (m->status == 101) {
     tether__put_s(b, "Connection: upgrade\r\n");
   } else if (m->status >= 200) {

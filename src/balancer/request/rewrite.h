@@ -14,6 +14,7 @@
 
 typedef struct tether__fwd {
   const tether__config *cf;
+  const char *server_name; /* the virtual server's first name: $host when the request has no Host */
   const tether__cf_location *loc;
   const tether__upstream_rt *ur;
   const tether_jwt_claims *claims; /* verified claims where auth_jwt applies, else NULL */
@@ -50,6 +51,29 @@ int tether__claim_headers_ok(const tether__cf_jwt *j, const tether_jwt_claims *c
  * sticky cookie and the balancer's Connection header. Marks the response started (or an interim one
  * sent). */
 void tether__rewrite_response(tether__client *c, const tether__h1_msg *m, tether__buf *b);
+
+/* A configured value (text and variables) for this request, appended to b. */
+void tether__put_value(tether__buf *b, const tether__key_part *parts, int n, const tether__h1_msg *m,
+                       const tether__fwd *x);
+
+/* add_header: the headers the configuration adds to responses to clients. Their values are expanded once per
+ * request, while its head is at hand (a server's answer, a timeout or an error comes when it is gone), and
+ * each response takes those its status allows, as nginx's headers module does. */
+/* The list that applies where a request is answered: the location's when it has any, else the server's. */
+const tether__cf_add_headers *tether__add_headers_of(const tether__cf_vserver *vs, const tether__cf_location *loc);
+
+/* Expands h's values for the request whose head is m (NULL: none was parsed) into c->added; claims give
+ * $jwt_claim_NAME (NULL: empty). A value that comes out empty, or with control characters, adds nothing. */
+void tether__add_headers_prepare(tether__client *c, const tether__cf_add_headers *h, const tether__h1_msg *m,
+                                 const tether_jwt_claims *claims);
+
+/* Appends to a response head the lines a response with this status takes (every one for 200, 201, 204, 206,
+ * 301, 302, 303, 304, 307 and 308, else the `always` ones). A request answered before any list was
+ * prepared (an unparsable head, a timeout) gets the server's. */
+void tether__add_headers_put(tether__client *c, int status, tether__buf *b);
+
+/* Whether a value from a request can go in a header: no control characters. */
+int tether__no_ctl(const char *v, size_t n);
 
 /* "Name: value\r\n" into b. */
 void tether__put_header(tether__buf *b, tether__slice name, const char *value, size_t vn);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "../../lib/util.h"
+#include "../io/tls.h"
 
 #define INTERMEDIATE_CIPHERS                                                                                           \
   "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"                           \
@@ -44,7 +45,7 @@ static int keys_index = -1;
 typedef struct errbuf {
   char *p;
   size_t cap, used;
-  const char *file;
+  const tether__config *cf; /* names the file of a line */
   int n;
 } errbuf;
 
@@ -52,7 +53,7 @@ static void fail(errbuf *e, int line, const char *fmt, ...) __attribute__((forma
 static void fail(errbuf *e, int line, const char *fmt, ...) {
   e->n++;
   if (e->used + 1 >= e->cap) return;
-  int k = snprintf(e->p + e->used, e->cap - e->used, "%s:%d: ", e->file, line);
+  int k = snprintf(e->p + e->used, e->cap - e->used, "%s:%d: ", tether__cf_file(e->cf, line), tether__cf_lineno(line));
   if (k > 0 && (size_t)k < e->cap - e->used) e->used += (size_t)k;
   va_list ap;
   va_start(ap, fmt);
@@ -306,33 +307,94 @@ static void protocols_and_suites(SSL_CTX *ctx, const tether__cf_tls *t, errbuf *
   SSL_CONF_CTX_free(cc);
 }
 
-static void build_server(tether__config *cf, errbuf *e) {
-  int ssl = 0;
-  for (size_t i = 0; i < cf->nlisten; i++) ssl |= cf->listen_ssl[i];
-  if (!ssl) return;
+/* SNI: the client hello names a server, and its context (certificates, ticket keys, session id context,
+ * options, protocol versions) takes over before OpenSSL negotiates anything, as nginx does with the client hello
+ * callback. The TLS 1.2 suites stay those of the context the connection was accepted with (the address's
+ * default server's): a context keeps no list to copy. */
+static void switch_context(SSL *ssl, const char *name) {
+  const tether__tls_sni *sni = SSL_get_app_data(ssl);
+  if (sni == NULL || sni->pick == NULL) return;
+  SSL_CTX *ctx = sni->pick(sni->owner, name);
+  if (ctx == NULL || ctx == SSL_get_SSL_CTX(ssl) || SSL_set_SSL_CTX(ssl, ctx) == NULL) return;
+  SSL_clear_options(ssl, SSL_get_options(ssl) & ~SSL_CTX_get_options(ctx));
+  SSL_set_options(ssl, SSL_CTX_get_options(ctx));
+  SSL_set_min_proto_version(ssl, SSL_CTX_get_min_proto_version(ctx));
+  SSL_set_max_proto_version(ssl, SSL_CTX_get_max_proto_version(ctx));
+}
+
+/* The server_name extension (RFC 6066 section 3): a list whose first host_name entry is the name. 1 with the
+ * name in out, 0 without one (or a malformed one: OpenSSL refuses it when it parses the extension). */
+static int hello_server_name(SSL *ssl, char out[256]) {
+  const unsigned char *p;
+  size_t len;
+  if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) || len < 5) return 0;
+  size_t list = (size_t)p[0] << 8 | p[1], n = (size_t)p[3] << 8 | p[4];
+  if (list != len - 2 || p[2] != TLSEXT_NAMETYPE_host_name || n == 0 || n > 255 || n > len - 5) return 0;
+  if (memchr(p + 5, '\0', n)) return 0;
+  memcpy(out, p + 5, n);
+  out[n] = '\0';
+  return 1;
+}
+
+static int on_client_hello(SSL *ssl, int *alert, void *arg) {
+  (void)alert, (void)arg;
+  char name[256];
+  if (hello_server_name(ssl, name)) switch_context(ssl, name);
+  return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Acknowledges the name (the context was chosen in the client hello callback). */
+static int on_servername(SSL *ssl, int *alert, void *arg) {
+  (void)alert, (void)arg;
+  return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_NOACK;
+}
+
+/* The session id context: a digest of the server's first certificate (its first ssl_certificate, just loaded),
+ * so that a session resumes only on a server with that certificate, not on another virtual server whose name
+ * the client never verified (nginx digests every certificate; the first one alone keeps instances that add a
+ * second key type to a fleet resuming each other's sessions). */
+static void session_context(SSL_CTX *ctx) {
+  unsigned char md[EVP_MAX_MD_SIZE], *der = NULL;
+  unsigned int n = 0;
+  X509 *x = SSL_CTX_get0_certificate(ctx);
+  int len = x ? i2d_X509(x, &der) : -1;
+  if (len > 0 && EVP_Digest(der, (size_t)len, md, &n, EVP_sha256(), NULL) == 1)
+    SSL_CTX_set_session_id_context(ctx, md, n < SSL_MAX_SID_CTX_LENGTH ? n : SSL_MAX_SID_CTX_LENGTH);
+  OPENSSL_free(der);
+  ERR_clear_error();
+}
+
+/* One server's context: its certificates and settings (inherited from the http level where it has none). */
+static SSL_CTX *server_ctx(const tether__cf_tls *t, errbuf *e) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (ctx == NULL) {
-    fail(e, cf->tls.line, "cannot create a TLS context");
-    return;
+    fail(e, t->line, "cannot create a TLS context");
+    return NULL;
   }
-  int before = e->n;
-  protocols_and_suites(ctx, &cf->tls, e);
-  for (int i = 0; i < cf->tls.ncert; i++) load_pair(ctx, cf->tls.cert[i], cf->tls.key[i], cf->tls.cert_line[i], "", e);
-  load_ticket_keys(ctx, &cf->tls, e);
-  if (e->n > before)
-    SSL_CTX_free(ctx);
-  else
-    cf->tls_ctx = ctx;
+  protocols_and_suites(ctx, t, e);
+  for (int i = 0; i < t->ncert; i++) {
+    load_pair(ctx, t->cert[i], t->key[i], t->cert_line[i], "", e);
+    if (i == 0) session_context(ctx);
+  }
+  load_ticket_keys(ctx, t, e);
+  SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL); /* SNI may move a handshake to another server */
+  SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+  return ctx;
 }
 
 int tether__tls_build(tether__config *cf, char *err, size_t errlen) {
   if (keys_index < 0) keys_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_keys);
   if (client_index < 0) client_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_client);
   if (server_index < 0) server_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-  errbuf e = {.p = err, .cap = errlen, .file = cf->file};
+  errbuf e = {.p = err, .cap = errlen, .cf = cf};
   if (errlen) err[0] = '\0';
   ERR_clear_error();
-  build_server(cf, &e);
+  for (size_t v = 0; v < cf->nvservers; v++) {
+    tether__cf_vserver *vs = &cf->vservers[v];
+    int ssl = 0;
+    for (size_t i = 0; i < cf->nlisten; i++) ssl |= (vs->listens & (1u << i)) && cf->listen_ssl[i];
+    if (ssl) vs->tls_ctx = server_ctx(&vs->tls, &e);
+  }
   for (size_t k = 0; k < cf->nupstreams; k++)
     if (cf->upstreams[k].https) build_client(&cf->upstreams[k], &e);
   if (e.n) {
@@ -343,8 +405,10 @@ int tether__tls_build(tether__config *cf, char *err, size_t errlen) {
 }
 
 void tether__tls_release(tether__config *cf) {
-  SSL_CTX_free(cf->tls_ctx);
-  cf->tls_ctx = NULL;
+  for (size_t v = 0; v < cf->nvservers; v++) {
+    SSL_CTX_free(cf->vservers[v].tls_ctx);
+    cf->vservers[v].tls_ctx = NULL;
+  }
   for (size_t k = 0; k < cf->nupstreams; k++) {
     SSL_CTX_free(cf->upstreams[k].tls_ctx); /* connections in flight keep it (SSL_new took a reference) */
     cf->upstreams[k].tls_ctx = NULL;

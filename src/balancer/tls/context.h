@@ -1,6 +1,6 @@
-/* The OpenSSL server context of the ssl listeners, built from the ssl_* directives when a configuration is
- * loaded (files are read here, never while parsing). A reload builds a new one; connections keep the context
- * they started with (OpenSSL counts the references). */
+/* The OpenSSL server contexts of the servers on ssl addresses (one per server: SNI picks among them), built from the
+ * ssl_* directives when a configuration is loaded (files are read here, never while parsing). A reload builds a new
+ * one; connections keep the context they started with (OpenSSL counts the references). */
 #ifndef TETHER_BALANCER_TLS_CONTEXT_H
 #define TETHER_BALANCER_TLS_CONTEXT_H
 
@@ -8,8 +8,8 @@
 
 #include "../config.h"
 
-/* Builds cf->tls_ctx when a listen has ssl, and the client context of every https upstream (its tls_ctx). 0, or
- * -1 with "file:line: reason" lines in err (no secret in them). */
+/* Builds each server's tls_ctx when it is on an ssl address, and the client context of every https upstream (its
+ * tls_ctx). 0, or -1 with "file:line: reason" lines in err (no secret in them). */
 int tether__tls_build(tether__config *cf, char *err, size_t errlen);
 void tether__tls_release(tether__config *cf);
 

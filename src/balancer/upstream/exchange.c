@@ -103,7 +103,7 @@ static void on_server_written(tether__io *io, int status) {
 static void send_request(tether__upconn *u) {
   tether__client *c = u->c;
   u->state = TETHER__US_SENDING;
-  if (tether__to_server(u, c->replay.data, c->replay.len) < 0) {
+  if (tether__to_server(u, c->rq->replay.data, c->rq->replay.len) < 0) {
     tether__exchange_failed(c, 502, 1);
     return;
   }
@@ -185,7 +185,7 @@ static void connect_server(tether__client *c, tether__server_state *srv, const t
 static int pick_server(tether__client *c, int64_t now) {
   tether__worker *w = c->w;
   tether__upstream_rt *ur = &c->rt->ups[c->ups];
-  if (c->tries == 0) return tether__persist_pick(ur, &c->pr, &w->bs[c->ups], w->id, now);
+  if (c->tries == 0) return tether__persist_pick(ur, &c->rq->pr, &w->bs[c->ups], w->id, now);
   int tries_max = c->rt->cf->proxy_next_upstream_tries;
   if (tries_max == 0) tries_max = (int)ur->cf->nservers;
   /* a retry of a request begun before a reload: w->bs is sized for the new configuration's upstreams and
@@ -196,11 +196,11 @@ static int pick_server(tether__client *c, int64_t now) {
   int idx = -1;
   if (c->tries < tries_max) {
     /* a request begun before a reload keeps to its own configuration's servers */
-    if (c->rt == w->rt) idx = tether__persist_retry(ur, &c->pr, c->tried, w->id, c->tries == 1, now);
-    if (idx < 0) idx = tether__balance_pick(ur, bs, c->tried, now);
+    if (c->rt == w->rt) idx = tether__persist_retry(ur, &c->rq->pr, c->rq->tried, w->id, c->tries == 1, now);
+    if (idx < 0) idx = tether__balance_pick(ur, bs, c->rq->tried, now);
   }
-  c->pr.set_cookie = 1; /* the binding moves with the retry */
-  c->pr.first_seen = 0;
+  c->rq->pr.set_cookie = 1; /* the binding moves with the retry */
+  c->rq->pr.first_seen = 0;
   return idx;
 }
 
@@ -217,7 +217,7 @@ void tether__dispatch(tether__client *c) {
   }
   c->srv = idx;
   c->server_name = ur->servers[idx]->name;
-  c->tried[idx] = 1;
+  c->rq->tried[idx] = 1;
   c->tries++;
   tether__server_state *srv = ur->servers[idx];
   atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
@@ -284,11 +284,11 @@ static void response_done(tether__client *c, tether__upconn *u) {
 
 /* session_monitor: what the response did to the application's session, counted for the server. */
 static void monitor_session(tether__client *c, const tether__h1_msg *m) {
-  if (!c->mon.on) return;
+  if (!c->rq->mon.on) return;
   const tether__upstream_rt *ur = &c->rt->ups[c->ups];
   tether__wcounters *wc = &ur->servers[c->srv]->per_worker[c->w->id];
-  if (c->mon.presented) atomic_fetch_add_explicit(&wc->sessions[TETHER__SESS_PRESENTED], 1, memory_order_relaxed);
-  int ev = tether__monitor_response(&ur->cf->monitor, &c->mon, m, tether_now_ms());
+  if (c->rq->mon.presented) atomic_fetch_add_explicit(&wc->sessions[TETHER__SESS_PRESENTED], 1, memory_order_relaxed);
+  int ev = tether__monitor_response(&ur->cf->monitor, &c->rq->mon, m, tether_now_ms());
   if (ev != TETHER__SESS_KEPT) atomic_fetch_add_explicit(&wc->sessions[ev], 1, memory_order_relaxed);
 }
 

@@ -340,13 +340,12 @@ static cnode *route(cstore *c, unsigned slot, int read) {
 
 /* "MOVED 3999 127.0.0.1:6381" / "ASK ...": the node named. */
 static cnode *redirect_target(cstore *c, const redisReply *rep, size_t *index) {
-  const char *sp = memchr(rep->str, ' ', rep->len);
-  sp = sp ? memchr(sp + 1, ' ', rep->len - (size_t)(sp + 1 - rep->str)) : NULL;
-  const char *colon = sp ? strrchr(sp, ':') : NULL;
-  long port = colon ? strtol(colon + 1, NULL, 10) : 0;
-  if (colon == NULL || port <= 0 || port > 65535) return NULL;
-  char *host = tether__strndup(sp + 1, (size_t)(colon - sp - 1));
-  cnode *n = node_get(c, host, (int)port, index);
+  const char *h;
+  size_t hlen;
+  int port;
+  if (tether__cluster_redirect(rep->str, rep->len, &h, &hlen, &port) < 0) return NULL;
+  char *host = tether__strndup(h, hlen);
+  cnode *n = node_get(c, host, port, index);
   free(host);
   return n;
 }
@@ -545,6 +544,38 @@ static void cluster_metrics_text(const tether_store *st, tether__buf *b) {
                         n->host, n->port, (unsigned long long)atomic_load_explicit(&n->calls, memory_order_relaxed));
   }
   pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- for the asynchronous client (async_cluster.c) ---- */
+
+int tether__cluster_conf_get(const tether_store *st, tether__cluster_conf *out) {
+  if (st->ops != &tether__store_redis_cluster) return -1;
+  const cstore *c = st->impl;
+  *out = (tether__cluster_conf){.seeds = c->seeds,
+                                .nseeds = c->nseeds,
+                                .prefix = c->prefix,
+                                .user = c->user,
+                                .password = c->password,
+                                .timeout_ms = c->timeout_ms,
+                                .connect_timeout_ms = c->connect_timeout_ms,
+                                .max_value = c->max_value,
+                                .wait_n = c->wait_n,
+                                .wait_timeout_ms = c->wait_timeout_ms,
+                                .replica_reads = c->replica_reads,
+                                .retry_ms = c->retry_ms,
+                                .max_redirects = c->max_redirects};
+  return 0;
+}
+
+void *tether__cluster_node_ref(tether_store *st, const char *host, int port) {
+  return node_get(st->impl, host, port, NULL);
+}
+
+void tether__cluster_node_observe(void *ref, uint64_t us, int failed) {
+  cnode *n = ref;
+  atomic_fetch_add_explicit(&n->calls, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&n->lat_sum_us, us, memory_order_relaxed);
+  if (failed) atomic_fetch_add_explicit(&n->errors, 1, memory_order_relaxed);
 }
 
 /* ---- opening and closing ---- */

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "store_impl.h"
+
 #define TETHER__CLUSTER_SLOTS 16384
 #define TETHER__CLUSTER_NONE 0xffff /* a slot no node serves */
 
@@ -31,5 +33,28 @@ struct redisReply;
  * (the announced one); failed nodes are skipped. 0, or -1 for a reply of an unexpected shape. */
 int tether__cluster_map_parse(const struct redisReply *rep, int shards, tether__cluster_map *m);
 void tether__cluster_map_free(tether__cluster_map *m);
+/* The node a "MOVED <slot> <host>:<port>" or "ASK ..." error names (host not NUL-terminated; an IPv6 host
+ * keeps its colons). 0, or -1 for another shape. */
+int tether__cluster_redirect(const char *str, size_t len, const char **host, size_t *hlen, int *port);
+
+/* The redis-cluster store's settings (cluster.c), for the asynchronous client; -1 for any other store. The
+ * strings belong to the store. */
+typedef struct tether__cluster_conf {
+  const tether__url_host *seeds;
+  size_t nseeds;
+  const char *prefix;
+  const char *user;     /* NULL: AUTH with the password alone */
+  const char *password; /* NULL: no AUTH */
+  int timeout_ms, connect_timeout_ms;
+  long max_value;
+  int wait_n, wait_timeout_ms;
+  int replica_reads; /* read_from=replica */
+  int retry_ms, max_redirects;
+} tether__cluster_conf;
+int tether__cluster_conf_get(const tether_store *st, tether__cluster_conf *out);
+/* The store's per-node metrics (errors, latency), which the asynchronous client adds to: a reference to a
+ * node, valid while the store is open, and one exchange with it. */
+void *tether__cluster_node_ref(tether_store *st, const char *host, int port);
+void tether__cluster_node_observe(void *ref, uint64_t us, int failed);
 
 #endif

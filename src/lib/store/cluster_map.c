@@ -1,5 +1,6 @@
 /* libtether: Redis Cluster's hash slots (CRC16 with hash tags) and slot maps read from CLUSTER SHARDS (Redis
  * 7) or CLUSTER SLOTS (older servers). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,13 +9,23 @@
 #include "../util.h"
 #include "cluster.h"
 
-/* CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as in Redis's crc16.c. */
-static uint16_t crc16(const char *p, size_t n) {
-  uint16_t crc = 0;
-  for (size_t i = 0; i < n; i++) {
-    crc ^= (uint16_t)((unsigned char)p[i] << 8);
+/* CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, as in Redis's crc16.c; a byte at a time from a
+ * table computed once (every call hashes a key). */
+static uint16_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_init(void) {
+  for (unsigned v = 0; v < 256; v++) {
+    uint16_t crc = (uint16_t)(v << 8);
     for (int b = 0; b < 8; b++) crc = crc & 0x8000 ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    crc_table[v] = crc;
   }
+}
+
+static uint16_t crc16(const char *p, size_t n) {
+  pthread_once(&crc_once, crc_init);
+  uint16_t crc = 0;
+  for (size_t i = 0; i < n; i++) crc = (uint16_t)((crc << 8) ^ crc_table[((crc >> 8) ^ (unsigned char)p[i]) & 0xff]);
   return crc;
 }
 
@@ -119,4 +130,24 @@ void tether__cluster_map_free(tether__cluster_map *m) {
   free(m->addrs);
   m->addrs = NULL;
   m->naddrs = 0;
+}
+
+int tether__cluster_redirect(const char *str, size_t len, const char **host, size_t *hlen, int *port) {
+  const char *sp = memchr(str, ' ', len);
+  sp = sp ? memchr(sp + 1, ' ', len - (size_t)(sp + 1 - str)) : NULL;
+  if (sp == NULL) return -1;
+  const char *end = str + len, *colon = NULL;
+  for (const char *p = sp + 1; p < end; p++)
+    if (*p == ':') colon = p;
+  if (colon == NULL || colon == end - 1 || end - colon > 6) return -1;
+  long n = 0;
+  for (const char *p = colon + 1; p < end; p++) {
+    if (*p < '0' || *p > '9') return -1;
+    n = n * 10 + (*p - '0');
+  }
+  if (n <= 0 || n > 65535) return -1;
+  *host = sp + 1;
+  *hlen = (size_t)(colon - sp - 1);
+  *port = (int)n;
+  return 0;
 }
