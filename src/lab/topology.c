@@ -546,11 +546,14 @@ static int write_conf(lab_topology *t) {
   /* a failed connection takes an app out for 3 s (nginx's default is 10 s): a restarted app is back soon */
   for (int i = 0; i < t->napps; i++)
     fprintf(f, "    server 127.0.0.1:%d max_fails=1 fail_timeout=3s;\n", t->apps[i].port);
+  /* Node's one thread and gunicorn's one worker answer a health check late on a busy machine: a dead one
+   * still fails its requests at once (max_fails=1), but a slow one is not taken for dead */
+  int patient = t->o->app != LAB_APP_TETHER;
   fprintf(f,
           "%s"
-          "    health_check uri=/health interval=500ms timeout=1s fails=1 passes=1;\n"
+          "    health_check uri=/health interval=500ms timeout=%s fails=%d passes=1;\n"
           "    keepalive 32;\n}\n\nlocation / { proxy_pass http://apps; }\n",
-          t->policy_conf);
+          t->policy_conf, patient ? "2s" : "1s", patient ? 2 : 1);
   fclose(f);
   return rename(tmp, t->conf);
 }
