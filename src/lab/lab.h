@@ -54,6 +54,23 @@ extern const size_t lab_nstrategies;
 const lab_strategy *lab_strategy_find(const char *name);
 const char *lab_policy_text(lab_policy p); /* "sticky cookie", "ip_hash", ... */
 
+/* ---- the application behind the balancer (apps.c) ---- */
+
+typedef enum lab_app_kind {
+  LAB_APP_TETHER = 0, /* tether-app */
+  LAB_APP_EXPRESS,    /* the seed's Express app: express-session, MemoryStore or connect-redis (node) */
+  LAB_APP_FLASK,      /* the seed's Flask app: flask-session, in-process or Redis (gunicorn) */
+  LAB_APP_MIXED,      /* tether-app and Express taking turns, one Redis, one cookie: the shared wire format */
+} lab_app_kind;
+
+const char *lab_app_kind_name(lab_app_kind k);
+/* "tether", "express", "flask", "mixed". 0, or -1. */
+int lab_app_kind_parse(const char *s, lab_app_kind *k);
+/* The application's session cookie, which the balancer's session_monitor watches. */
+const char *lab_app_cookie(lab_app_kind k);
+/* NULL when the strategy runs with this kind of app, else why not (one line). */
+const char *lab_app_refuses(lab_app_kind k, const lab_strategy *st);
+
 /* ---- options ---- */
 
 typedef enum lab_fault_kind {
@@ -89,6 +106,8 @@ typedef struct lab_opts {
   int verbose;
   int progress; /* draw a progress bar on stderr */
   unsigned seed;
+  lab_app_kind app;    /* --app */
+  const char *app_dir; /* holds express/app.js and flask/app.py (default: the source tree's tests/interop) */
 } lab_opts;
 
 void lab_opts_default(lab_opts *o);
@@ -116,6 +135,7 @@ typedef struct lab_proc {
   int killed;                     /* its exit is expected: we killed it, or it is a one-shot command */
   int starts;                     /* incarnations */
   uint64_t spawned_ms, exited_ms; /* the loop's clock at the last spawn and exit */
+  int metrics;                    /* serves tether-app's /metrics (Express and Flask apps do not) */
   int64_t exit_status;
   int term_signal;
 } lab_proc;
@@ -163,6 +183,14 @@ int lab_topology_reload(lab_topology *t, const char *policy_conf);
 int lab_app_redeploy(lab_topology *t, int i, const char *sessions);
 /* Runs the loop until done(arg) is true, Ctrl-C, or timeout_ms pass. Returns 1 when done. */
 int lab_wait(uv_loop_t *loop, int (*done)(void *), void *arg, int64_t timeout_ms);
+/* A NULL-terminated copy of the arguments (NULL ends them), and its release. */
+char **lab_argv_dup(const char *first, ...);
+void lab_argv_free(char **v);
+/* The command line of app p (apps.c): tether-app, node app.js or gunicorn, on p->port with these sessions
+ * (a libtether store URL: memory:, redis://...). -1 with a message when the app kind cannot use them. */
+int lab_app_argv(lab_topology *t, lab_proc *p, int index, const char *sessions);
+/* Checks that the app kind's programs and files are there. 0, or -1 with a message. */
+int lab_app_check(const lab_opts *o);
 /* Kills every process ever started (SIGKILL to each group): last resort on a second Ctrl-C. */
 void lab_kill_everything(void);
 int lab_free_port(void);
@@ -228,6 +256,10 @@ typedef struct lab_measure {
   double persist[6];      /* tether_persistence_total: hit new down drain unknown overload */
   double persist_base[6]; /* the balancer's counters when this measurement began */
   int have_persist;
+  /* the balancer's session_monitor, summed over the servers: started, replaced, expected, presented */
+  double monitor[4], monitor_base[4];
+  int have_monitor;
+  lab_app_kind app_kind;
   int64_t down_from[LAB_MAX_APPS][4], down_to[LAB_MAX_APPS][4]; /* intervals an app was out */
   int ndown[LAB_MAX_APPS];
   lab_event events[LAB_MAX_EVENTS];
@@ -243,6 +275,7 @@ typedef struct lab_measure {
   double breaks;
   double shared_reads;
   double rps;
+  double monitor_replaced, monitor_started, monitor_expected, monitor_presented;
 } lab_measure;
 
 void lab_measure_init(lab_measure *m, const char *label, const lab_strategy *st, const lab_opts *o, int napps);

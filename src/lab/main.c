@@ -22,7 +22,12 @@ static void usage(FILE *out) {
           "       tether-lab up --strategy NAME [--listen PORT]\n"
           "       tether-lab list\n"
           "options:\n"
-          "  --apps N              tether-app instances (default 3, at most %d)\n"
+          "  --app KIND            the application: tether (tether-app, the default), express (the seed's\n"
+          "                        Express app), flask (the seed's Flask app under gunicorn), mixed\n"
+          "                        (tether-app and Express in turn on one Redis: shared-redis only)\n"
+          "  --app-dir DIR         where express/app.js and flask/app.py are (default: the source tree's\n"
+          "                        tests/interop)\n"
+          "  --apps N              app instances (default 3, at most %d)\n"
           "  --users N             simulated users (default 200)\n"
           "  --duration T          load per strategy (default 30s; compare: 10s; migrate: per step, 6s)\n"
           "  --think MS            mean think time between a user's requests (default 200)\n"
@@ -493,6 +498,8 @@ enum {
   O_KEEP,
   O_NO_PROGRESS,
   O_LISTEN,
+  O_APP,
+  O_APP_DIR,
   O_HELP
 };
 
@@ -548,6 +555,8 @@ int main(int argc, char **argv) {
                                        {"keep", no_argument, NULL, O_KEEP},
                                        {"no-progress", no_argument, NULL, O_NO_PROGRESS},
                                        {"listen", required_argument, NULL, O_LISTEN},
+                                       {"app", required_argument, NULL, O_APP},
+                                       {"app-dir", required_argument, NULL, O_APP_DIR},
                                        {"help", no_argument, NULL, O_HELP},
                                        {NULL, 0, NULL, 0}};
   lab_opts o;
@@ -642,6 +651,15 @@ int main(int argc, char **argv) {
     case O_LISTEN:
       bad = int_arg("listen", optarg, 1, 65535, &o.listen_port);
       break;
+    case O_APP:
+      if (lab_app_kind_parse(optarg, &o.app) < 0) {
+        fprintf(stderr, "tether-lab: --app takes tether, express, flask or mixed, got '%s'\n", optarg);
+        bad = 1;
+      }
+      break;
+    case O_APP_DIR:
+      o.app_dir = optarg;
+      break;
     case O_HELP:
       usage(stdout);
       return 0;
@@ -674,8 +692,9 @@ int main(int argc, char **argv) {
     }
     nsts = 1;
   } else if (is_compare) {
-    if (strategies == NULL) {
-      for (size_t i = 0; i < lab_nstrategies; i++) sts[nsts++] = &lab_strategies[i];
+    if (strategies == NULL) { /* every strategy this kind of app can run */
+      for (size_t i = 0; i < lab_nstrategies; i++)
+        if (lab_app_refuses(o.app, &lab_strategies[i]) == NULL) sts[nsts++] = &lab_strategies[i];
     } else {
       char *list = xstrdup(strategies), *save = NULL;
       for (char *s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
@@ -690,6 +709,19 @@ int main(int argc, char **argv) {
       free(list);
     }
   }
+
+  for (size_t i = 0; i < nsts; i++) {
+    const char *why = lab_app_refuses(o.app, sts[i]);
+    if (why) {
+      fprintf(stderr, "tether-lab: --app %s cannot run %s: %s\n", lab_app_kind_name(o.app), sts[i]->name, why);
+      return 2;
+    }
+  }
+  if (is_migrate && o.app != LAB_APP_TETHER) {
+    fprintf(stderr, "tether-lab: migrate redeploys tether-app onto its dual store: --app tether only\n");
+    return 2;
+  }
+  if (lab_app_check(&o) < 0) return 2;
 
   /* every user holds a connection; stay clear of the soft limit */
   struct rlimit rl;

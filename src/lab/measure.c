@@ -1,7 +1,8 @@
 /* tether-lab: measurements. The client side (every request's status, latency and serving app, every lost
  * session) is counted per one-second bucket; the server side comes from scraping each app's /metrics
  * (tether_sessions_missing_total, summed over an app's incarnations) and the balancer's admin /metrics
- * (tether_persistence_total) four times a second and once more at the end. */
+ * (tether_persistence_total, and the session_monitor's tether_session_*_total summed over the servers) four
+ * times a second and once more at the end. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ void lab_measure_init(lab_measure *m, const char *label, const lab_strategy *st,
     snprintf(m->app_names[i], sizeof(m->app_names[i]), "app%d", i + 1);
   m->duration_ms = o->duration_ms;
   m->users = o->users;
+  m->app_kind = o->app;
   m->nbuckets = (size_t)(o->duration_ms / LAB_BUCKET_MS) + 12; /* the stop phase lands in the last ones */
   m->served = xcalloc(m->nbuckets, sizeof(*m->served));
   m->req_b = xcalloc(m->nbuckets, sizeof(uint32_t));
@@ -118,6 +120,8 @@ void lab_measure_continue(lab_measure *m, const lab_measure *prev) {
   }
   for (int k = 0; k < 6; k++) m->persist_base[k] = m->persist[k] = prev->persist[k];
   m->have_persist = prev->have_persist;
+  for (int k = 0; k < 4; k++) m->monitor_base[k] = m->monitor[k] = prev->monitor[k];
+  m->have_monitor = prev->have_monitor;
 }
 
 static int cmp_u32(const void *a, const void *b) {
@@ -171,6 +175,10 @@ void lab_measure_summarize(lab_measure *m) {
   }
   m->breaks = 0;
   for (int k = 2; k < 6; k++) m->breaks += m->persist[k] - m->persist_base[k];
+  m->monitor_started = m->monitor[0] - m->monitor_base[0];
+  m->monitor_replaced = m->monitor[1] - m->monitor_base[1];
+  m->monitor_expected = m->monitor[2] - m->monitor_base[2];
+  m->monitor_presented = m->monitor[3] - m->monitor_base[3];
   m->rps = m->duration_ms > 0 ? (double)m->requests * 1000.0 / (double)m->duration_ms : 0;
 }
 
@@ -235,9 +243,32 @@ static void on_app_metrics(lab_xfer *x) {
   if (v >= 0) s->m->shared_last[i] = v;
 }
 
+static const char *const monitor_names[4] = {"started", "replaced", "expected", "presented"};
+
+/* The session_monitor's counters, summed over the servers: the balancer keeps them across an app's death. */
+static void read_monitor(lab_scraper *s, const char *body) {
+  double sum[4] = {0, 0, 0, 0};
+  int seen = 0;
+  for (int i = 0; i < s->t->napps; i++)
+    for (int k = 0; k < 4; k++) {
+      char line[160];
+      snprintf(line, sizeof(line), "tether_session_%s_total{upstream=\"apps\",server=\"127.0.0.1:%d\"}",
+               monitor_names[k], s->t->apps[i].port);
+      double v = lab_prom_value(body, line);
+      if (v >= 0) {
+        sum[k] += v;
+        seen = 1;
+      }
+    }
+  if (!seen) return;
+  memcpy(s->m->monitor, sum, sizeof(sum));
+  s->m->have_monitor = 1;
+}
+
 static void on_bal_metrics(lab_xfer *x) {
   lab_scraper *s = x->owner;
   if (x->rc != CURLE_OK || x->status != 200 || x->body == NULL) return;
+  read_monitor(s, x->body);
   for (int k = 0; k < 6; k++) {
     double v = lab_prom_value(x->body, persist_lines[k]);
     if (v >= 0) {
@@ -251,7 +282,7 @@ static void scrape_round(lab_scraper *s) {
   char url[96];
   for (int i = 0; i < s->t->napps; i++) {
     lab_proc *p = &s->t->apps[i];
-    if (!p->running || s->apps[i].active) continue;
+    if (!p->running || !p->metrics || s->apps[i].active) continue;
     s->incarnation[i] = p->starts;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", p->port);
     lab_xfer_start(&s->apps[i], url, NULL, 900);

@@ -2,6 +2,7 @@
  * self-contained HTML page with SVG charts (load per app over time with the faults marked; session loss
  * and imbalance per strategy). */
 #include <errno.h>
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -24,20 +25,29 @@ static void errors_text(const lab_measure *m, char *buf, size_t n) {
   }
 }
 
+/* Lost sessions as the users, the apps' metric and the balancer's session_monitor count them ("-": none). */
+static void lost_text(const lab_measure *m, char *buf, size_t n, const char *sep) {
+  char app[24] = "-", edge[24] = "-";
+  if (m->app_kind == LAB_APP_TETHER || m->app_kind == LAB_APP_MIXED)
+    snprintf(app, sizeof(app), "%.0f", m->missing_server);
+  if (m->have_monitor) snprintf(edge, sizeof(edge), "%.0f", m->monitor_replaced);
+  snprintf(buf, n, "%llu%s%s%s%s", (unsigned long long)m->lost_events, sep, app, sep, edge);
+}
+
 void lab_report_table(FILE *out, lab_measure *const *ms, size_t n) {
-  fprintf(out, "%-21s %9s %7s  %-16s %-16s %-11s %8s %6s %7s %7s %7s\n", "strategy", "requests", "req/s", "errors",
-          "lost users", "lost cli/app", "max/mean", "CV", "breaks", "p50 ms", "p99 ms");
+  fprintf(out, "%-21s %9s %7s  %-16s %-16s %-17s %8s %6s %7s %7s %7s\n", "strategy", "requests", "req/s", "errors",
+          "lost users", "lost cli/app/edge", "max/mean", "CV", "breaks", "p50 ms", "p99 ms");
   for (size_t i = 0; i < n; i++) {
     const lab_measure *m = ms[i];
-    char errs[128], lost[32], agree[32], breaks[16];
+    char errs[128], lost[32], agree[64], breaks[16];
     errors_text(m, errs, sizeof(errs));
     snprintf(lost, sizeof(lost), "%d (%.1f%%)", m->users_lost, m->users ? 100.0 * m->users_lost / m->users : 0.0);
-    snprintf(agree, sizeof(agree), "%llu/%.0f", (unsigned long long)m->lost_events, m->missing_server);
+    lost_text(m, agree, sizeof(agree), "/");
     if (m->have_persist && m->st && m->st->policy != LAB_POLICY_NONE)
       snprintf(breaks, sizeof(breaks), "%.0f", m->breaks);
     else
       snprintf(breaks, sizeof(breaks), "-");
-    fprintf(out, "%-21s %9llu %7.0f  %-16s %-16s %-11s %8.2f %6.3f %7s %7.2f %7.2f\n", m->label,
+    fprintf(out, "%-21s %9llu %7.0f  %-16s %-16s %-17s %8.2f %6.3f %7s %7.2f %7.2f\n", m->label,
             (unsigned long long)m->requests, m->rps, errs, lost, agree, m->max_mean, m->cv, breaks, m->p50_ms,
             m->p99_ms);
   }
@@ -73,6 +83,7 @@ static json_t *result_json(const lab_measure *m) {
   json_t *r = json_object();
   json_object_set_new(r, "strategy", json_string(m->st ? m->st->name : m->label));
   json_object_set_new(r, "label", json_string(m->label));
+  json_object_set_new(r, "app", json_string(lab_app_kind_name(m->app_kind)));
   if (m->st) {
     json_object_set_new(r, "policy", json_string(lab_policy_text(m->st->policy)));
     json_object_set_new(r, "sessions", json_string(m->st->sessions));
@@ -96,6 +107,13 @@ static json_t *result_json(const lab_measure *m) {
                       json_pack("{s:i,s:f,s:I,s:I,s:i}", "users", m->users_lost, "percent_of_users",
                                 m->users ? 100.0 * m->users_lost / m->users : 0.0, "events", (json_int_t)m->lost_events,
                                 "app_missing", (json_int_t)m->missing_server, "on_killed_apps", m->at_risk));
+  if (m->have_monitor)
+    json_object_set_new(r, "session_monitor",
+                        json_pack("{s:I,s:I,s:I,s:I}", "started", (json_int_t)m->monitor_started, "replaced",
+                                  (json_int_t)m->monitor_replaced, "expected", (json_int_t)m->monitor_expected,
+                                  "presented", (json_int_t)m->monitor_presented));
+  else
+    json_object_set_new(r, "session_monitor", json_null());
   json_t *per = json_object();
   for (int i = 0; i < m->napps; i++) json_object_set_new(per, m->app_names[i], json_integer((json_int_t)m->share[i]));
   json_object_set_new(r, "share",
@@ -142,9 +160,10 @@ json_t *lab_report_json(lab_measure *const *ms, size_t n, const lab_opts *o, con
     char t[64];
     json_array_append_new(faults, json_string(lab_fault_text(&o->faults[i], t, sizeof(t))));
   }
-  json_t *cfg = json_pack("{s:i,s:i,s:i,s:i,s:i,s:I,s:i,s:o}", "apps", o->apps, "users", o->users, "nat", o->nat,
-                          "think_ms", o->think_ms, "session_requests", o->session_requests, "duration_ms",
-                          (json_int_t)o->duration_ms, "balance_factor", o->balance_factor, "faults", faults);
+  json_t *cfg =
+      json_pack("{s:s,s:i,s:i,s:i,s:i,s:i,s:I,s:i,s:o}", "app", lab_app_kind_name(o->app), "apps", o->apps, "users",
+                o->users, "nat", o->nat, "think_ms", o->think_ms, "session_requests", o->session_requests,
+                "duration_ms", (json_int_t)o->duration_ms, "balance_factor", o->balance_factor, "faults", faults);
   json_t *results = json_array();
   for (size_t i = 0; i < n; i++) json_array_append_new(results, result_json(ms[i]));
   return json_pack("{s:i,s:s,s:s,s:o,s:o}", "tether_lab", 1, "command", command, "finished", when, "config", cfg,
@@ -219,38 +238,97 @@ static void bar_chart(FILE *f, const char *title, lab_measure *const *ms, size_t
 static double v_lost(const lab_measure *m) { return m->users ? 100.0 * m->users_lost / m->users : 0; }
 static double v_maxmean(const lab_measure *m) { return m->max_mean; }
 
+/* A round step (1, 2 or 5 times a power of ten) that cuts [0, max] into about `parts` intervals. */
+static double nice_step(double max, int parts) {
+  double raw = max / parts, p = 1;
+  while (p * 10 <= raw) p *= 10;
+  while (p > raw && p > 1e-9) p /= 10;
+  return raw <= p ? p : raw <= 2 * p ? 2 * p : raw <= 5 * p ? 5 * p : 10 * p;
+}
+
+/* Lines drawn in order, the first widest and solid, each next one thinner and dashed, so a line that runs
+ * on top of another leaves it visible on both sides; the markers tell them apart in print. */
+static const char *const dashes[] = {"", "7 3", "2 2", "9 3 2 3"};
+
+static void axes(FILE *f, int w, int h, int left, int right, int top, int bottom, size_t n, double xs, double ymax,
+                 double ys) {
+  int x1 = w - right, y0 = h - bottom;
+  double ystep = nice_step(ymax, 4);
+  for (double v = 0; v <= ymax + 1e-9; v += ystep) {
+    double y = y0 - v * ys;
+    fprintf(f,
+            "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>"
+            "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%g</text>\n",
+            left, x1, y, y, left - 5, y + 4, v);
+  }
+  size_t tstep = (size_t)nice_step((double)n, 6);
+  if (tstep == 0) tstep = 1;
+  for (size_t b = 0; b <= n; b += tstep) {
+    double x = left + (double)b * xs;
+    fprintf(f,
+            "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"#888\"/>"
+            "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%zu</text>\n",
+            x, x, y0, y0 + 5, x, y0 + 17, b * LAB_BUCKET_MS / 1000);
+  }
+  fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\"/>\n", left, y0, x1, y0);
+  fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\"/>\n", left, top, left, y0);
+  fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">time since the load began (s)</text>\n", (left + x1) / 2,
+          h - 4);
+  fprintf(f, "<text transform=\"translate(14 %d) rotate(-90)\" text-anchor=\"middle\">requests per second</text>\n",
+          (top + y0) / 2);
+}
+
+static void app_line(FILE *f, const lab_measure *m, int i, size_t n, int left, int y0, double xs, double ys) {
+  double width = 1.5 + 1.5 * (m->napps - 1 - i);
+  if (width > 6) width = 6;
+  const char *color = palette[i % 8], *dash = dashes[i % 4];
+  fprintf(f, "<polyline fill=\"none\" stroke-width=\"%.1f\" stroke=\"%s\" stroke-linejoin=\"round\"%s%s%s points=\"",
+          width, color, dash[0] ? " stroke-dasharray=\"" : "", dash, dash[0] ? "\"" : "");
+  for (size_t b = 0; b < n; b++) fprintf(f, "%.1f,%.1f ", left + ((double)b + 0.5) * xs, y0 - m->served[b][i] * ys);
+  fprintf(f, "\"/>\n");
+  /* a marker every few seconds, shifted per app so that markers of overlapping lines do not stack */
+  size_t every = n > 20 ? n / 10 : 2;
+  for (size_t b = (size_t)i % every; b < n; b += every) {
+    double x = left + ((double)b + 0.5) * xs, y = y0 - m->served[b][i] * ys;
+    if (i % 3 == 0)
+      fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\" fill=\"%s\"/>\n", x, y, color);
+    else if (i % 3 == 1)
+      fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"7\" height=\"7\" fill=\"%s\"/>\n", x - 3.5, y - 3.5, color);
+    else
+      fprintf(f, "<path d=\"M%.1f %.1fl4 7h-8z\" fill=\"%s\"/>\n", x, y - 4.5, color);
+  }
+}
+
+static void legend(FILE *f, const lab_measure *m, int x, int top) {
+  for (int i = 0; i < m->napps; i++) {
+    int y = top + 10 + 16 * i;
+    const char *dash = dashes[i % 4];
+    fprintf(f,
+            "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-width=\"2.5\"%s%s%s/>"
+            "<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n",
+            x, x + 22, y, y, palette[i % 8], dash[0] ? " stroke-dasharray=\"" : "", dash, dash[0] ? "\"" : "", x + 26,
+            y + 4, palette[i % 8], m->app_names[i]);
+  }
+}
+
 static void load_chart(FILE *f, const lab_measure *m) {
-  int w = 720, h = 220, left = 50, right = 90, top = 24, bottom = 30;
+  int w = 760, h = 260, left = 62, right = 90, top = 24, bottom = 42;
   size_t n = series_len(m);
   double max = 1;
   for (size_t b = 0; b < n; b++)
     for (int i = 0; i < m->napps; i++)
       if (m->served[b][i] > max) max = m->served[b][i];
+  max = ceil(max / nice_step(max, 4)) * nice_step(max, 4);
   double xs = (double)(w - left - right) / (double)n, ys = (h - top - bottom) / max; /* bucket b: [b, b+1) s */
+  int y0 = h - bottom;
   fprintf(f,
           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" font-family=\"sans-serif\" "
-          "font-size=\"11\">\n",
+          "font-size=\"11\" role=\"img\">\n",
           w, h);
   fprintf(f, "<text x=\"0\" y=\"14\" font-size=\"13\" font-weight=\"bold\">");
   html_escape(f, m->label);
   fprintf(f, ": requests per second served by each app</text>\n");
-  fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n", left, h - bottom, w - right,
-          h - bottom);
-  fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#888\"/>\n", left, top, left, h - bottom);
-  fprintf(
-      f,
-      "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.0f</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">0</text>\n",
-      left - 4, top + 8, max, left - 4, h - bottom);
-  for (size_t b = 0; b <= n; b += n > 30 ? 10 : 5)
-    fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%zus</text>\n", left + (double)b * xs, h - bottom + 14,
-            b * LAB_BUCKET_MS / 1000);
-  for (int i = 0; i < m->napps; i++) {
-    fprintf(f, "<polyline fill=\"none\" stroke-width=\"2\" stroke=\"%s\" points=\"", palette[i % 8]);
-    for (size_t b = 0; b < n; b++)
-      fprintf(f, "%.1f,%.1f ", left + ((double)b + 0.5) * xs, h - bottom - m->served[b][i] * ys);
-    fprintf(f, "\"/>\n<text x=\"%d\" y=\"%d\" fill=\"%s\">%s</text>\n", w - right + 8, top + 12 + 14 * i,
-            palette[i % 8], m->app_names[i]);
-  }
+  axes(f, w, h, left, right, top, bottom, n, xs, max, ys);
   if (n > 0) {
     double lmax = 0;
     for (size_t b = 0; b < n; b++)
@@ -258,9 +336,11 @@ static void load_chart(FILE *f, const lab_measure *m) {
     for (size_t b = 0; b < n && lmax > 0; b++)
       if (m->lost_b[b])
         fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#d62728\" opacity=\"0.35\"/>\n",
-                left + ((double)b + 0.25) * xs, (double)(h - bottom) - 30.0 * m->lost_b[b] / lmax, xs / 2,
+                left + ((double)b + 0.25) * xs, (double)y0 - 30.0 * m->lost_b[b] / lmax, xs / 2,
                 30.0 * m->lost_b[b] / lmax);
   }
+  for (int i = 0; i < m->napps; i++) app_line(f, m, i, n, left, y0, xs, ys);
+  legend(f, m, w - right + 8, top);
   for (int k = 0; k < m->nevents; k++) {
     double x = left + (double)m->events[k].t_ms / LAB_BUCKET_MS * xs;
     const char *what = m->events[k].what;
@@ -270,11 +350,12 @@ static void load_chart(FILE *f, const lab_measure *m) {
     fprintf(f,
             "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%d\" y2=\"%d\" stroke=\"%s\" stroke-dasharray=\"5 3\"/>"
             "<text x=\"%.1f\" y=\"%d\" fill=\"%s\">",
-            x, x, top, h - bottom, color, x + 3, top + 10 + 12 * (k % 3), color);
+            x, x, top, y0, color, x + 3, top + 10 + 12 * (k % 3), color);
     html_escape(f, m->events[k].what);
     fprintf(f, "</text>\n");
   }
-  fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#d62728\">red bars: sessions lost</text>\n", w - right - 130, h - 2);
+  fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#d62728\" text-anchor=\"end\">red bars: sessions lost</text>\n", w - 2,
+          h - 4);
   fprintf(f, "</svg>\n");
 }
 
@@ -296,12 +377,13 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
   html_escape(f, title);
   fprintf(f, "</h1>\n<p>Command: <code>");
   html_escape(f, command);
-  fprintf(f, "</code><br>%d apps, %d users%s, think time %d ms, %d requests per login session, %.1f s of load.</p>\n",
-          o->apps, o->users, o->nat ? " behind NAT" : "", o->think_ms, o->session_requests,
-          (double)o->duration_ms / 1000);
+  fprintf(f, "</code><br>%s app, ", lab_app_kind_name(o->app));
+  fprintf(f, "%d apps, %d users%s, think time %d ms, %d requests per login session, %.1f s of load.</p>\n", o->apps,
+          o->users, o->nat ? " behind NAT" : "", o->think_ms, o->session_requests, (double)o->duration_ms / 1000);
   fprintf(
       f, "<table><tr><th>strategy</th><th>faults</th><th>requests</th><th>errors</th><th>users that lost a session</th>"
-         "<th>lost (client / app metric)</th><th>max/mean</th><th>CV</th><th>affinity breaks</th><th>p50 ms</th>"
+         "<th>lost sessions (users / app metric / edge monitor)</th><th>max/mean</th><th>CV</th><th>affinity "
+         "breaks</th><th>p50 ms</th>"
          "<th>p99 ms</th></tr>\n");
   for (size_t i = 0; i < n; i++) {
     const lab_measure *m = ms[i];
@@ -311,9 +393,11 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
     html_escape(f, m->label);
     fprintf(f, "</td><td>");
     html_escape(f, m->faults_text[0] ? m->faults_text : "none");
-    fprintf(f, "</td><td>%llu</td><td>%s</td><td>%d (%.1f%%)</td><td>%llu / %.0f</td><td>%.2f</td><td>%.3f</td>",
+    char lost[64];
+    lost_text(m, lost, sizeof(lost), " / ");
+    fprintf(f, "</td><td>%llu</td><td>%s</td><td>%d (%.1f%%)</td><td>%s</td><td>%.2f</td><td>%.3f</td>",
             (unsigned long long)m->requests, errs, m->users_lost, m->users ? 100.0 * m->users_lost / m->users : 0.0,
-            (unsigned long long)m->lost_events, m->missing_server, m->max_mean, m->cv);
+            lost, m->max_mean, m->cv);
     if (m->have_persist && m->st && m->st->policy != LAB_POLICY_NONE)
       fprintf(f, "<td>%.0f</td>", m->breaks);
     else
@@ -327,9 +411,11 @@ int lab_report_write_html(const char *path, lab_measure *const *ms, size_t n, co
               "", 1, o->balance_factor / 100.0);
   }
   for (size_t i = 0; i < n; i++) load_chart(f, ms[i]);
-  fprintf(f, "<p>Lost sessions are counted twice: by the simulated users (their visits or cart went back, or their "
-             "login disappeared) and by the apps (<code>tether_sessions_missing_total</code>). Green bars: strategies "
-             "expected to keep every session when an app dies.</p>\n</body></html>\n");
+  fprintf(f, "<p>Lost sessions are counted three times: by the simulated users (their visits or cart went back, or "
+             "their login disappeared), by tether-app (<code>tether_sessions_missing_total</code>; the Express and "
+             "Flask apps have no such metric) and by the balancer's edge monitor (<code>session_monitor</code>: "
+             "<code>tether_session_replaced_total</code>, a session cookie that came in and was answered with "
+             "another). Green bars: strategies expected to keep every session when an app dies.</p>\n</body></html>\n");
   fclose(f);
   return 0;
 }

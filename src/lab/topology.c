@@ -9,7 +9,6 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -125,24 +124,6 @@ static void show_tail(const char *log) {
   buf[n] = '\0';
   fclose(f);
   fprintf(stderr, "---- %s (tail) ----\n%s\n----\n", log, buf);
-}
-
-static char **argv_dup(const char *first, ...) {
-  const char *items[40];
-  size_t n = 0;
-  va_list ap;
-  va_start(ap, first);
-  for (const char *a = first; a && n < 39; a = va_arg(ap, const char *)) items[n++] = a;
-  va_end(ap);
-  char **v = xcalloc(n + 1, sizeof(*v));
-  for (size_t i = 0; i < n; i++) v[i] = xstrdup(items[i]);
-  return v;
-}
-
-static void argv_free(char **v) {
-  if (v == NULL) return;
-  for (char **p = v; *p; p++) free(*p);
-  free(v);
 }
 
 static const char *setpriv_path(void) {
@@ -300,7 +281,9 @@ static int proc_wait_port(lab_proc *p, int port, int timeout_ms) {
 int lab_proc_kill(lab_proc *p, int sig) {
   if (!p->running) return -1;
   p->killed = 1;
-  return kill(p->h.pid, sig) == 0 ? 0 : -1;
+  /* the whole group: gunicorn's worker dies with its master, as a container's processes do */
+  kill(-p->h.pid, sig);
+  return kill(p->h.pid, sig) == 0 || errno == ESRCH ? 0 : -1;
 }
 
 int lab_proc_restart(lab_proc *p) { return proc_spawn(p); }
@@ -343,7 +326,7 @@ static int run_to_end(lab_topology *t, const char *name, char **argv, int as_pos
   proc_setup(t, &p, name, 0, argv);
   p.as_postgres = as_postgres;
   if (proc_spawn(&p) < 0) {
-    argv_free(argv);
+    lab_argv_free(argv);
     return -1;
   }
   p.killed = 1; /* its exit is expected */
@@ -351,7 +334,7 @@ static int run_to_end(lab_topology *t, const char *name, char **argv, int as_pos
   procs_wait w = {&one, 1, 1};
   if (!lab_wait(t->loop, procs_done, &w, timeout_ms)) stop_procs(t->loop, &one, 1, 100);
   untrack(&p);
-  argv_free(argv);
+  lab_argv_free(argv);
   int rc = p.term_signal ? -1 : (int)p.exit_status;
   if (rc != 0 && !lab_interrupted) show_tail(p.log);
   return rc;
@@ -367,8 +350,8 @@ static int start_redis(lab_topology *t) {
   snprintf(dir, sizeof(dir), "%s/redis", t->dir);
   mkdir(dir, 0755);
   proc_setup(t, p, "redis", pt,
-             argv_dup("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                      "--dir", dir, "--daemonize", "no", NULL));
+             lab_argv_dup("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                          "--dir", dir, "--daemonize", "no", NULL));
   t->nnodes++;
   if (proc_spawn(p) < 0 || proc_wait_port(p, pt, 10000) < 0) return -1;
   snprintf(t->shared, sizeof(t->shared), "redis://127.0.0.1:%d", pt);
@@ -388,10 +371,10 @@ static int cluster_node(lab_topology *t, const char *name, char *hosts, size_t c
   snprintf(dir, sizeof(dir), "%s/%s", t->dir, name);
   mkdir(dir, 0755);
   proc_setup(t, p, name, pt,
-             argv_dup("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                      "--dir", dir, "--daemonize", "no", "--cluster-enabled", "yes", "--cluster-config-file",
-                      "nodes.conf", "--cluster-node-timeout", "1000", "--cluster-port", bus,
-                      "--cluster-require-full-coverage", "no", NULL));
+             lab_argv_dup("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                          "--dir", dir, "--daemonize", "no", "--cluster-enabled", "yes", "--cluster-config-file",
+                          "nodes.conf", "--cluster-node-timeout", "1000", "--cluster-port", bus,
+                          "--cluster-require-full-coverage", "no", NULL));
   t->nnodes++;
   size_t l = strlen(hosts);
   snprintf(hosts + l, cap - l, "%s127.0.0.1:%d", l ? " " : "", pt);
@@ -422,7 +405,7 @@ static int start_redis_cluster(lab_topology *t) {
            "  [ $ok = 1 ] && exit 0; sleep 0.1\n"
            "done\necho 'the cluster did not become ok in 20 s'; exit 1\n",
            hosts, hosts);
-  if (run_to_end(t, "cluster-create", argv_dup("/bin/sh", "-c", script, NULL), 0, 60000) != 0) {
+  if (run_to_end(t, "cluster-create", lab_argv_dup("/bin/sh", "-c", script, NULL), 0, 60000) != 0) {
     fprintf(stderr, "tether-lab: redis-cli --cluster create failed\n");
     return -1;
   }
@@ -444,8 +427,8 @@ int lab_topology_reshard(lab_topology *t, int slots) {
            "exec redis-cli --cluster reshard 127.0.0.1:%d --cluster-from \"$from\" --cluster-to \"$to\" "
            "--cluster-slots %d --cluster-yes",
            from->port, to->port, to->port, slots);
-  argv_free(p->argv);
-  proc_setup(t, p, "reshard", 0, argv_dup("/bin/sh", "-c", script, NULL));
+  lab_argv_free(p->argv);
+  proc_setup(t, p, "reshard", 0, lab_argv_dup("/bin/sh", "-c", script, NULL));
   if (proc_spawn(p) < 0) return -1;
   p->killed = 1; /* its exit is expected */
   return 0;
@@ -461,9 +444,9 @@ static int start_memcached(lab_topology *t) {
     snprintf(name, sizeof(name), "memcached%d", i + 1);
     if (geteuid() == 0)
       proc_setup(t, p, name, pt,
-                 argv_dup("memcached", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64", "-u", "root", NULL));
+                 lab_argv_dup("memcached", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64", "-u", "root", NULL));
     else
-      proc_setup(t, p, name, pt, argv_dup("memcached", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64", NULL));
+      proc_setup(t, p, name, pt, lab_argv_dup("memcached", "-l", "127.0.0.1", "-p", port, "-U", "0", "-m", "64", NULL));
     t->nnodes++;
     if (proc_spawn(p) < 0) return -1;
     size_t l = strlen(urls);
@@ -489,8 +472,8 @@ static int start_postgres(lab_topology *t) {
   }
   if (run_to_end(
           t, "initdb",
-          argv_dup(PG_BIN "/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", NULL), 1,
-          60000) != 0) {
+          lab_argv_dup(PG_BIN "/initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", NULL),
+          1, 60000) != 0) {
     fprintf(stderr, "tether-lab: initdb failed\n");
     return -1;
   }
@@ -498,9 +481,9 @@ static int start_postgres(lab_topology *t) {
   int pt = lab_free_port();
   snprintf(port, sizeof(port), "%d", pt);
   proc_setup(t, p, "postgres", pt,
-             argv_dup(PG_BIN "/postgres", "-D", data, "-p", port, "-k", pgdir, "-c", "listen_addresses=127.0.0.1", "-c",
-                      "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
-                      "max_connections=200", NULL));
+             lab_argv_dup(PG_BIN "/postgres", "-D", data, "-p", port, "-k", pgdir, "-c", "listen_addresses=127.0.0.1",
+                          "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c",
+                          "max_connections=200", NULL));
   p->as_postgres = 1;
   p->stop_signal = SIGINT; /* fast shutdown */
   t->nnodes++;
@@ -527,15 +510,6 @@ static int check_store(lab_topology *t) {
 }
 
 /* ---- apps and balancer ---- */
-
-static void app_argv(lab_topology *t, lab_proc *p, const char *sessions) {
-  char exe[600], listen_at[64];
-  snprintf(exe, sizeof(exe), "%s/tether-app", t->bin);
-  snprintf(listen_at, sizeof(listen_at), "127.0.0.1:%d", p->port);
-  argv_free(p->argv);
-  p->argv = argv_dup(exe, "--listen", listen_at, "--name", p->name, "--sessions", sessions, "--secret", t->secret,
-                     "--threads", "2", NULL);
-}
 
 static void policy_lines(lab_topology *t) {
   switch (t->st->policy) {
@@ -567,14 +541,19 @@ static int write_conf(lab_topology *t) {
           "worker_processes 2;\nlisten 127.0.0.1:%d;\nadmin_listen 127.0.0.1:%d;\n"
           "sticky_key_file sticky.key;\n\nupstream apps {\n",
           t->st->name, t->port, t->admin_port);
+  /* the edge's count of lost sessions, against the users' own; a login regenerates its id on purpose */
+  fprintf(f, "    session_monitor %s expected=/login,=/logout;\n", lab_app_cookie(t->o->app));
   /* a failed connection takes an app out for 3 s (nginx's default is 10 s): a restarted app is back soon */
   for (int i = 0; i < t->napps; i++)
     fprintf(f, "    server 127.0.0.1:%d max_fails=1 fail_timeout=3s;\n", t->apps[i].port);
+  /* Node's one thread and gunicorn's one worker answer a health check late on a busy machine: a dead one
+   * still fails its requests at once (max_fails=1), but a slow one is not taken for dead */
+  int patient = t->o->app != LAB_APP_TETHER;
   fprintf(f,
           "%s"
-          "    health_check uri=/health interval=500ms timeout=1s fails=1 passes=1;\n"
+          "    health_check uri=/health interval=500ms timeout=%s fails=%d passes=1;\n"
           "    keepalive 32;\n}\n\nlocation / { proxy_pass http://apps; }\n",
-          t->policy_conf);
+          t->policy_conf, patient ? "2s" : "1s", patient ? 2 : 1);
   fclose(f);
   return rename(tmp, t->conf);
 }
@@ -645,11 +624,10 @@ static int start_all(lab_topology *t) {
     char name[16];
     snprintf(name, sizeof(name), "app%d", i + 1);
     proc_setup(t, &t->apps[i], name, lab_free_port(), NULL);
-    app_argv(t, &t->apps[i], t->sessions);
-    if (proc_spawn(&t->apps[i]) < 0) return -1;
+    if (lab_app_argv(t, &t->apps[i], i, t->sessions) < 0 || proc_spawn(&t->apps[i]) < 0) return -1;
   }
   for (int i = 0; i < t->napps; i++)
-    if (proc_wait_port(&t->apps[i], t->apps[i].port, 15000) < 0) return -1;
+    if (proc_wait_port(&t->apps[i], t->apps[i].port, 20000) < 0) return -1;
 
   t->port = t->o->listen_port > 0 ? t->o->listen_port : lab_free_port();
   t->admin_port = lab_free_port();
@@ -658,7 +636,7 @@ static int start_all(lab_topology *t) {
   if (write_conf(t) < 0) return -1;
   char exe[600];
   balancer_path(t, exe, sizeof(exe));
-  proc_setup(t, &t->balancer, "balancer", t->port, argv_dup(exe, "-c", t->conf, NULL));
+  proc_setup(t, &t->balancer, "balancer", t->port, lab_argv_dup(exe, "-c", t->conf, NULL));
   if (proc_spawn(&t->balancer) < 0 || proc_wait_port(&t->balancer, t->port, 10000) < 0 ||
       proc_wait_port(&t->balancer, t->admin_port, 10000) < 0)
     return -1;
@@ -708,8 +686,7 @@ lab_proc *lab_topology_find(lab_topology *t, const char *name) {
 int lab_app_redeploy(lab_topology *t, int i, const char *sessions) {
   lab_proc *p = &t->apps[i], *one = p;
   stop_procs(t->loop, &one, 1, 10000);
-  app_argv(t, p, sessions);
-  if (proc_spawn(p) < 0) return -1;
+  if (lab_app_argv(t, p, i, sessions) < 0 || proc_spawn(p) < 0) return -1;
   return proc_wait_port(p, p->port, 15000);
 }
 
@@ -751,19 +728,19 @@ void lab_topology_stop(lab_topology *t) {
   check_log(t, &t->balancer);
   for (int i = 0; i < t->napps; i++) check_log(t, &t->apps[i]);
   untrack(&t->balancer);
-  argv_free(t->balancer.argv);
+  lab_argv_free(t->balancer.argv);
   t->balancer.argv = NULL;
   for (int i = 0; i < LAB_MAX_APPS; i++) {
     untrack(&t->apps[i]);
-    argv_free(t->apps[i].argv);
+    lab_argv_free(t->apps[i].argv);
     t->apps[i].argv = NULL;
   }
   untrack(&t->tool);
-  argv_free(t->tool.argv);
+  lab_argv_free(t->tool.argv);
   t->tool.argv = NULL;
   for (int i = 0; i < LAB_MAX_NODES; i++) {
     untrack(&t->nodes[i]);
-    argv_free(t->nodes[i].argv);
+    lab_argv_free(t->nodes[i].argv);
     t->nodes[i].argv = NULL;
   }
   if (t->dir[0] && !t->o->keep && strstr(t->dir, "tether-lab-"))

@@ -4,7 +4,10 @@
  * killed app's share of the users, and both sides count the same losses; ip_hash behind a 2-address NAT is
  * visibly uneven; consistent hashing with bounded load keeps max/mean under its factor; the migration from
  * sticky + local sessions to a shared store loses nothing, step by step; Redis Cluster loses nothing when an app
- * and then a master are killed, with slots moving between masters, and fails no request while 2000 slots move. */
+ * and then a master are killed, with slots moving between masters, and fails no request while 2000 slots move;
+ * with the seed's Express and Flask apps and with tether-app, the balancer's session_monitor counts the same lost
+ * sessions as the users (within 2% or 2), sticky-local loses the killed app's users and shared-redis none, and a
+ * mixed fleet of tether-app and Express on one Redis loses none. */
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -227,13 +230,90 @@ static void migrate(void **state) {
   json_decref(doc);
 }
 
-/* argv[1], when given, runs only the tests whose name matches it (kill, spread, cluster, reshard, migrate): ctest runs
- * them side by side. */
+/* The edge monitor's replaced count against the users' own count of lost sessions: within 2% or 2. */
+static void check_monitor(json_t *r, const char *what) {
+  json_t *mon = json_object_get(r, "session_monitor");
+  assert_true(json_is_object(mon));
+  json_int_t events = int_at(r, "sessions_lost", "events"), replaced = int_at(mon, "replaced", NULL);
+  json_int_t presented = int_at(mon, "presented", NULL), started = int_at(mon, "started", NULL);
+  print_message("%s: %lld losses seen by the users, %lld by the edge monitor (%lld cookies presented, %lld sessions "
+                "started)\n",
+                what, (long long)events, (long long)replaced, (long long)presented, (long long)started);
+  assert_true(presented > 500 && started > 0); /* it watched the right cookie */
+  json_int_t diff = events > replaced ? events - replaced : replaced - events;
+  assert_true(diff <= 2 || diff * 50 <= events);
+}
+
+static int have_node(void) {
+  if (tt_system("command -v node >/dev/null 2>&1") != 0) {
+    fprintf(stderr, "SKIP (Express): node is not on PATH\n");
+    return 0;
+  }
+  return 1;
+}
+
+/* Each kind of app under sticky-local and shared-redis with app2 killed; then the mixed fleet. */
+static void apps(void **state) {
+  (void)state;
+  static const char *const kinds[] = {"tether", "express", "flask"};
+  char args[300], name[32], what[64];
+  for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+    if (strcmp(kinds[k], "express") == 0 && !have_node()) continue;
+    snprintf(args, sizeof(args),
+             "compare --app %s --strategies sticky-local,shared-redis --apps 3 --users 40 --think 100 "
+             "--duration 6s --kill app2@2s",
+             kinds[k]);
+    snprintf(name, sizeof(name), "apps-%s", kinds[k]);
+    json_t *doc = run_lab(name, args);
+    json_t *sl = result_of(doc, "sticky-local"), *sr = result_of(doc, "shared-redis");
+    assert_string_equal(json_string_value(json_object_get(sl, "app")), kinds[k]);
+    snprintf(what, sizeof(what), "%s sticky-local", kinds[k]);
+    check_working(sl, what);
+    check_monitor(sl, what);
+    json_int_t at_risk = int_at(sl, "sessions_lost", "on_killed_apps"), users = int_at(sl, "sessions_lost", "users");
+    assert_true(at_risk >= 5); /* about a third of the 40 users were on app2 */
+    assert_true(users * 10 >= at_risk * 8 && users <= at_risk + 3);
+    snprintf(what, sizeof(what), "%s shared-redis", kinds[k]);
+    check_working(sr, what);
+    check_monitor(sr, what);
+    assert_int_equal(int_at(sr, "sessions_lost", "events"), 0);
+    assert_int_equal(int_at(json_object_get(sr, "session_monitor"), "replaced", NULL), 0);
+    json_decref(doc);
+  }
+  if (!have_node()) return;
+  /* tether-app (app1, app3) and Express (app2) on one Redis, round robin: every user's requests go from one
+   * to the other, each reading the session the other wrote */
+  json_t *doc = run_lab("apps-mixed", "run --app mixed --strategy shared-redis --apps 3 --users 40 --think 100 "
+                                      "--duration 6s --kill app2@2s");
+  json_t *r = result_of(doc, "shared-redis");
+  assert_string_equal(json_string_value(json_object_get(r, "app")), "mixed");
+  check_working(r, "mixed shared-redis");
+  check_monitor(r, "mixed shared-redis");
+  assert_int_equal(int_at(r, "sessions_lost", "events"), 0);
+  assert_int_equal(int_at(r, "sessions_lost", "app_missing"), 0);
+  assert_int_equal(int_at(json_object_get(r, "session_monitor"), "replaced", NULL), 0);
+  /* both kinds served: tether-app's app1 and Express's app2 (until it was killed) */
+  json_t *served = json_object_get(json_object_get(r, "series"), "served");
+  for (int i = 0; i < 2; i++) {
+    json_int_t sum = 0;
+    size_t b;
+    json_t *v;
+    json_array_foreach(json_object_get(served, i ? "app2" : "app1"), b, v) sum += json_integer_value(v);
+    print_message("mixed shared-redis: app%d (%s) served %lld requests\n", i + 1, i ? "Express" : "tether-app",
+                  (long long)sum);
+    assert_true(sum > 50);
+  }
+  json_decref(doc);
+}
+
+/* argv[1], when given, runs only the tests whose name matches it (kill, spread, cluster, reshard, migrate, apps):
+ * ctest runs them side by side. */
 int main(int argc, char **argv) {
   if (argc > 1) cmocka_set_test_filter(argv[1]);
   dir = tt_tmpdir("lab");
-  const struct CMUnitTest tests[] = {cmocka_unit_test(kill_an_app), cmocka_unit_test(spread), cmocka_unit_test(cluster),
-                                     cmocka_unit_test(reshard), cmocka_unit_test(migrate)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(kill_an_app), cmocka_unit_test(spread),
+                                     cmocka_unit_test(cluster),     cmocka_unit_test(reshard),
+                                     cmocka_unit_test(migrate),     cmocka_unit_test(apps)};
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   tt_rmrf(dir);
   free(dir);
