@@ -58,6 +58,8 @@ int tb_log_has_sanitizer_report(const char *log);
 void tb_tether_cleanup(tb_tether *t);
 /* Whether the file contains s. */
 int tb_file_contains(const char *path, const char *s);
+/* The same, waiting up to timeout_ms for s to be written (a log line that follows an event the test saw). */
+int tb_file_waits_for(const char *path, const char *s, int timeout_ms);
 
 /* ---- libcurl ---- */
 typedef struct tb_resp {

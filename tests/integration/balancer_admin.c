@@ -115,7 +115,7 @@ static void test_bare_port_is_loopback(void **state) {
   assert_true(reachable("127.0.0.1", T.admin));
   assert_false(reachable("127.0.0.2", T.admin));
   assert_true(reachable("127.0.0.2", T.port));
-  assert_true(tb_file_contains(T.log, "admin API on 127.0.0.1:"));
+  assert_true(tb_file_waits_for(T.log, "admin API on 127.0.0.1:", 5000));
   assert_string_equal(b1_state(NULL), "up");
   stop_clean(&T);
 }

@@ -50,6 +50,15 @@ int tb_file_contains(const char *path, const char *s) {
   return found;
 }
 
+int tb_file_waits_for(const char *path, const char *s, int timeout_ms) {
+  long long until = tb_now_ms() + timeout_ms;
+  while (!tb_file_contains(path, s)) {
+    if (tb_now_ms() >= until) return 0;
+    tt_sleep_ms(20);
+  }
+  return 1;
+}
+
 /* ---- backends ---- */
 
 int tb_backend_start(tb_backend *b, const char *name, int port) {
