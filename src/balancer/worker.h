@@ -52,6 +52,7 @@ struct tether__worker {
   _Atomic int64_t active_connections;
   _Atomic uint64_t accepted;
   _Atomic uint64_t requests;
+  _Atomic uint64_t requests_h2; /* of them, HTTP/2 streams */
   _Atomic uint64_t errors_by_status[6]; /* 400,408,413,414,431,other 4xx/5xx answered by us */
   _Atomic uint64_t latency_buckets[TETHER__LATENCY_NB + 1];
   _Atomic uint64_t latency_sum_us;

@@ -330,6 +330,7 @@ static void start_request_once(tether__client *c) {
   if (n == 0) return;
   request_open(c);
   atomic_fetch_add_explicit(&w->requests, 1, memory_order_relaxed);
+  if (c->conn) atomic_fetch_add_explicit(&w->requests_h2, 1, memory_order_relaxed);
   if (n < 0) {
     c->keep_alive = 0;
     c->in_len = 0;

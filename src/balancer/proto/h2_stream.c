@@ -185,8 +185,11 @@ static int stream_write(tether__io *io, const char *data, size_t len) {
   tether__h2_stream *st = io->filter_state;
   tether__client *c = io->owner;
   if (st == NULL || st->closed) return UV_EPIPE;
-  if (st->rstate == 0 && head_bytes(st, c, data, len) < 0) return UV_EPROTO;
-  else if (st->rstate == 1 && st->submitted && !st->rhead.len) body_bytes(st, data, len);
+  if (st->rstate == 0) {
+    if (head_bytes(st, c, data, len) < 0) return UV_EPROTO;
+  } else if (st->rstate == 1) {
+    body_bytes(st, data, len);
+  }
   io->pending = st->out.len - st->out_off;
   if (st->deferred && (st->out.len > st->out_off || st->out_eof)) {
     st->deferred = 0;
