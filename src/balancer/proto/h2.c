@@ -78,7 +78,7 @@ static int begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
   tether__h2_stream *st = tether__calloc(1, sizeof(*st));
   st->h = h;
   st->id = f->hd.stream_id;
-  st->content_length = -1;
+  tether__h2_head_init(&st->head);
   st->next = h->streams;
   if (h->streams) h->streams->prev = st;
   h->streams = st;
@@ -92,79 +92,6 @@ static int begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
   return 0;
 }
 
-/* A field's bytes as RFC 9113 section 8.2.1 wants them: a name of lowercase token characters, a value without
- * CR, LF or NUL (nghttp2 checks these too; HTTP/1.1 text is made from them, so they are checked again). */
-static int field_ok(const uint8_t *n, size_t nn, const uint8_t *v, size_t vn) {
-  static const char tchar[] = "!#$%&'*+-.^_`|~";
-  if (nn == 0) return 0;
-  for (size_t i = n[0] == ':' ? 1 : 0; i < nn; i++) {
-    uint8_t ch = n[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || (ch && strchr(tchar, ch)))) return 0;
-  }
-  for (size_t i = 0; i < vn; i++)
-    if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0') return 0;
-  return 1;
-}
-
-static int name_is(const uint8_t *n, size_t nn, const char *lit) { return nn == strlen(lit) && !memcmp(n, lit, nn); }
-
-/* The fields HTTP/2 forbids (connection-specific, RFC 9113 section 8.2.2) or that the HTTP/1.1 head makes
- * itself (host, cookie, content-length). */
-static int hop_field(const uint8_t *n, size_t nn) {
-  return name_is(n, nn, "connection") || name_is(n, nn, "keep-alive") || name_is(n, nn, "proxy-connection") ||
-         name_is(n, nn, "transfer-encoding") || name_is(n, nn, "upgrade");
-}
-
-static int pseudo(tether__h2_stream *st, const uint8_t *n, size_t nn, const uint8_t *v, size_t vn) {
-  if (st->head.len || st->cookie.len) return -1; /* after a regular field */
-  if (name_is(n, nn, ":method") && vn > 0 && vn < sizeof(st->method) && !st->method[0]) {
-    memcpy(st->method, v, vn);
-    st->method[vn] = '\0';
-    return strcspn(st->method, " \t") == vn ? 0 : -1;
-  }
-  if (name_is(n, nn, ":path") && !st->path.len) {
-    if (vn == 0 || memchr(v, ' ', vn) || memchr(v, '\t', vn)) return -1;
-    tether__buf_append(&st->path, v, vn);
-    return 0;
-  }
-  if (name_is(n, nn, ":authority") && !st->authority.len) {
-    if (memchr(v, ' ', vn) || memchr(v, '\t', vn)) return -1;
-    tether__buf_append(&st->authority, v, vn);
-    return 0;
-  }
-  if (name_is(n, nn, ":scheme")) return name_is(v, vn, "https") || name_is(v, vn, "http") ? 0 : -1;
-  return -1;
-}
-
-static int regular(tether__h2_stream *st, const uint8_t *n, size_t nn, const uint8_t *v, size_t vn) {
-  if (hop_field(n, nn)) return -1;
-  if (name_is(n, nn, "te")) return name_is(v, vn, "trailers") ? 0 : -1; /* not forwarded: hop-by-hop */
-  if (name_is(n, nn, "host")) {
-    if (!st->authority.len) tether__buf_append(&st->authority, v, vn);
-    return 0;
-  }
-  if (name_is(n, nn, "cookie")) {
-    if (st->cookie.len) tether__buf_append(&st->cookie, "; ", 2);
-    tether__buf_append(&st->cookie, v, vn);
-    return 0;
-  }
-  if (name_is(n, nn, "content-length")) {
-    if (st->content_length >= 0 || vn == 0 || vn > 18) return -1;
-    int64_t cl = 0;
-    for (size_t i = 0; i < vn; i++) {
-      if (v[i] < '0' || v[i] > '9') return -1;
-      cl = cl * 10 + (v[i] - '0');
-    }
-    st->content_length = cl;
-    return 0;
-  }
-  tether__buf_append(&st->head, n, nn);
-  tether__buf_append(&st->head, ": ", 2);
-  tether__buf_append(&st->head, v, vn);
-  tether__buf_append(&st->head, "\r\n", 2);
-  return 0;
-}
-
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nn, const uint8_t *v,
                      size_t vn, uint8_t flags, void *user) {
   (void)flags;
@@ -173,13 +100,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
   if (st == NULL || st->bad) return 0;
   if (st->headers_done) return 0; /* trailers: not forwarded */
   const tether__config *cf = h->c->w->rt->cf;
-  st->list_size += nn + vn + 32;
-  int bad = !field_ok(n, nn, v, vn) || nn + vn > cf->h2_max_field || st->list_size > cf->h2_max_header;
-  if (!bad) bad = (nn && n[0] == ':' ? pseudo(st, n, nn, v, vn) : regular(st, n, nn, v, vn)) < 0;
-  if (bad) {
+  int rc = tether__h2_head_field(&st->head, n, nn, v, vn, cf->h2_max_field, cf->h2_max_header);
+  if (rc < 0) {
     st->bad = 1;
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id,
-                              st->list_size > cf->h2_max_header ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
+                              rc == TETHER__H2_FIELD_TOO_LARGE ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
   }
   return 0;
 }
@@ -247,10 +172,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
     h->streams = st->next;
   if (st->next) st->next->prev = st->prev;
   h->nstreams--;
-  tether__buf_free(&st->head);
-  tether__buf_free(&st->authority);
-  tether__buf_free(&st->path);
-  tether__buf_free(&st->cookie);
+  tether__h2_head_free(&st->head);
   tether__buf_free(&st->in);
   tether__buf_free(&st->rhead);
   tether__buf_free(&st->out);
@@ -419,10 +341,7 @@ void tether__h2_closed(tether__client *c) {
     h->streams = st->next;
     st->closed = 1;
     if (st->c) st->c->proto->abort(st->c);
-    tether__buf_free(&st->head);
-    tether__buf_free(&st->authority);
-    tether__buf_free(&st->path);
-    tether__buf_free(&st->cookie);
+    tether__h2_head_free(&st->head);
     tether__buf_free(&st->in);
     tether__buf_free(&st->rhead);
     tether__buf_free(&st->out);

@@ -10,6 +10,7 @@
 
 #include "../../lib/util.h"
 #include "../conn-t.h"
+#include "h2_head.h"
 
 typedef struct tether__h2 tether__h2;
 typedef struct tether__h2_stream tether__h2_stream;
@@ -25,13 +26,7 @@ struct tether__h2_stream {
   tether__h2_stream *prev, *next; /* in the connection's streams */
   tether__client *c;              /* the stream's request client; NULL before its head is complete, and once closed */
   int32_t id;
-  tether__buf head;      /* the HTTP/1.1 request head being made from the header block */
-  tether__buf authority; /* :authority, else host */
-  tether__buf path;
-  tether__buf cookie;     /* cookie fields, joined with "; " (RFC 9113 section 8.2.3) */
-  char method[16];        /* :method */
-  size_t list_size;       /* the decoded header list, as SETTINGS_MAX_HEADER_LIST_SIZE counts it */
-  int64_t content_length; /* -1: none */
+  tether__h2_head head;   /* the request's header block, checked field by field */
   tether__buf in;         /* request bytes made and not yet read by c */
   size_t unconsumed;      /* DATA bytes in `in`: the window opens again once c reads them */
   uint8_t headers_done, chunked, in_eof, closed, delivering, notify, bad;

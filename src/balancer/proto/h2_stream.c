@@ -15,28 +15,14 @@
 /* ---- the request ---- */
 
 int tether__h2_stream_open(tether__h2_stream *st) {
-  if (!st->method[0] || !st->path.len || strcmp(st->method, "CONNECT") == 0) return -1;
-  if (st->path.data[0] != '/' && !(st->path.len == 1 && st->path.data[0] == '*' && !strcmp(st->method, "OPTIONS")))
-    return -1;
+  int chunked = 0;
   tether__buf b = {0};
-  tether__buf_appendf(&b, "%s %s HTTP/1.1\r\n", st->method, st->path.data);
-  if (st->authority.len) {
-    tether__buf_append(&b, "Host: ", 6);
-    tether__buf_append(&b, st->authority.data, st->authority.len);
-    tether__buf_append(&b, "\r\n", 2);
+  if (tether__h2_head_build(&st->head, st->in_eof, &b, &chunked) < 0) {
+    tether__buf_free(&b);
+    return -1;
   }
-  tether__buf_append(&b, st->head.data, st->head.len);
-  if (st->cookie.len) {
-    tether__buf_append(&b, "Cookie: ", 8);
-    tether__buf_append(&b, st->cookie.data, st->cookie.len);
-    tether__buf_append(&b, "\r\n", 2);
-  }
-  if (st->content_length >= 0)
-    tether__buf_appendf(&b, "Content-Length: %lld\r\n", (long long)st->content_length);
-  else if (!st->in_eof)
-    tether__buf_append(&b, "Transfer-Encoding: chunked\r\n", 28), st->chunked = 1;
-  tether__buf_append(&b, "\r\n", 2);
-  tether__buf_free(&st->head);
+  tether__h2_head_free(&st->head);
+  st->chunked = (uint8_t)chunked;
   st->in = b;
   st->c = tether__client_for_stream(st->h->c, st);
   tether__h2_stream_deliver(st);
