@@ -80,6 +80,8 @@ void tether__workers_stop(tether__worker *ws, int n);
 
 /* proto/h1.c */
 void tether__client_accept(tether__worker *w, int fd, int listener); /* fd: accepted on listen[listener] */
+/* A reload: HTTP/2 connections get GOAWAY (their streams finish; clients reconnect to the new settings). */
+void tether__worker_h2_goaway(tether__worker *w);
 void tether__worker_close_idle(tether__worker *w);                   /* stopping: close what carries no request */
 void tether__worker_close_all(tether__worker *w);                    /* grace period over */
 void tether__worker_drop_pools(tether__worker *w);

@@ -541,6 +541,11 @@ void tether__worker_close_idle(tether__worker *w) {
   tether__worker_drop_pools(w);
 }
 
+void tether__worker_h2_goaway(tether__worker *w) {
+  for (tether__client *c = w->clients; c; c = c->next)
+    if (c->h2) tether__h2_goaway(c);
+}
+
 void tether__worker_close_all(tether__worker *w) {
   while (w->clients) client_close(w->clients);
   tether__worker_drop_pools(w);

@@ -12,8 +12,9 @@
 #include "h2.h"
 
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-#define RESET_BURST 1000 /* RST_STREAM from the client: nghttp2's own rapid reset defaults */
+#define RESET_BURST 1000 /* RST_STREAM from the client: nghttp2's own rapid reset limit (its defaults) */
 #define RESET_RATE 33
+#define RESETS_PER_STREAMS 2 /* ours, first: a burst of twice http2_max_concurrent_streams resets */
 #define CHEAP_BURST 1000 /* PING, SETTINGS and empty DATA frames */
 #define CHEAP_RATE 100
 #define MAX_CONTINUATIONS 8 /* CONTINUATION frames after one HEADERS */
@@ -125,7 +126,8 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
 
 /* A frame that costs the client nothing and the server some work. */
 static int cheap_frame(tether__h2 *h, const nghttp2_frame *f) {
-  if (f->hd.type == NGHTTP2_RST_STREAM) return !budget_take(&h->resets, RESET_BURST, RESET_RATE);
+  if (f->hd.type == NGHTTP2_RST_STREAM)
+    return !budget_take(&h->resets, RESETS_PER_STREAMS * h->c->w->rt->cf->h2_max_streams, RESET_RATE);
   if (f->hd.type == NGHTTP2_PING || f->hd.type == NGHTTP2_SETTINGS ||
       (f->hd.type == NGHTTP2_DATA && f->hd.length == 0 && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)))
     return !budget_take(&h->cheap, CHEAP_BURST, CHEAP_RATE);
