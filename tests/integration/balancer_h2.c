@@ -49,7 +49,7 @@ static int setup(void **state) {
   if (tb_tether_run(&T) < 0) return -1;
   tb_tether_init(&T2, 1);
   tb_tether_write_conf(&T2,
-                       "listen 127.0.0.1:%d http2;\nkeepalive_requests 3;\nsend_timeout 1s;\n"
+                       "listen 127.0.0.1:%d http2;\nkeepalive_requests 3;\nsend_timeout 1s;\nhttp2_recv_timeout 1s;\n"
                        "upstream app {\n  server %s max_fails=0;\n}\nlocation / { proxy_pass http://app; }\n",
                        lim_port, b1.addr);
   return tb_tether_run(&T2);
@@ -690,6 +690,21 @@ static void test_zero_window(void **state) {
   assert_true(el >= 900 && el < 4500);
 }
 
+/* http2_recv_timeout: a frame that stops halfway ends the connection (and the connection waits for no less). */
+static void test_recv_timeout(void **state) {
+  (void)state;
+  raw r;
+  assert_int_equal(raw_open(&r, lim_port, NULL, 0), 0);
+  long long t0 = tb_now_ms();
+  assert_int_equal(send_all(r.fd, "\x00\x00\x08\x06", 4), 0); /* a PING's header, cut */
+  frm f;
+  while (next_frame(&r, &f) == 0)
+    if (f.type == F_SETTINGS && !(f.flags & 1)) frame(&r, F_SETTINGS, 1, 0, NULL, 0);
+  long long el = tb_now_ms() - t0;
+  raw_close(&r);
+  assert_true(el >= 900 && el < 4500);
+}
+
 /* keepalive_requests 3: the third stream is the last; GOAWAY names it, and it is answered. */
 static void test_keepalive_requests(void **state) {
   (void)state;
@@ -746,6 +761,7 @@ int main(void) {
       cmocka_unit_test(test_ping_flood),         cmocka_unit_test(test_settings_flood),
       cmocka_unit_test(test_empty_data_flood),   cmocka_unit_test(test_zero_window),
       cmocka_unit_test(test_keepalive_requests), cmocka_unit_test(test_goaway_on_reload),
+      cmocka_unit_test(test_recv_timeout),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -42,27 +42,49 @@ static void h2_arm(tether__h2 *h) {
   tether__client *c = h->c;
   if (c->closing || h->closed) return;
   const tether__config *cf = c->w->rt->cf;
-  int64_t ms = h->nstreams ? cf->h2_recv_timeout_ms : cf->keepalive_timeout_ms;
-  if (h->nstreams && ms < cf->client_body_timeout_ms) ms = cf->client_body_timeout_ms; /* the streams' own */
+  int64_t ms = -1;
+  if (h->frame_left || h->fh_len)
+    ms = cf->h2_recv_timeout_ms;
+  else if (h->nstreams == 0)
+    ms = cf->keepalive_timeout_ms;
   if (h->stalled_ms) {
     int64_t left = h->stalled_ms + cf->send_timeout_ms - tether_now_ms();
-    if (left < ms) ms = left;
+    if (ms < 0 || left < ms) ms = left;
   }
-  uv_timer_start(&c->timer, h2_timeout, (uint64_t)(ms > 0 ? ms : 1), 0);
+  if (ms < 0) /* streams in progress, nothing held back: their own timers (client_body_timeout, proxy_*) */
+    uv_timer_stop(&c->timer);
+  else
+    uv_timer_start(&c->timer, h2_timeout, (uint64_t)(ms > 0 ? ms : 1), 0);
 }
 
 static void h2_timeout(uv_timer_t *t) {
   tether__client *c = t->data;
   tether__h2 *h = c->h2;
-  if (h->stalled_ms && tether_now_ms() < h->stalled_ms + c->w->rt->cf->send_timeout_ms && h->nstreams) {
-    h2_arm(h);
-    return;
-  }
-  if (h->nstreams && !h->stalled_ms) { /* streams in progress: their own timers rule (client_body_timeout) */
+  if (h->stalled_ms && tether_now_ms() < h->stalled_ms + c->w->rt->cf->send_timeout_ms && !h->frame_left &&
+      !h->fh_len && h->nstreams) {
     h2_arm(h);
     return;
   }
   c->proto->abort(c);
+}
+
+/* Follows the frame boundaries in what the client sends, so that a frame stopped halfway is timed. */
+static void track_frames(tether__h2 *h, const uint8_t *p, size_t n) {
+  while (n) {
+    if (h->frame_left) {
+      size_t k = n < h->frame_left ? n : h->frame_left;
+      h->frame_left -= k;
+      p += k;
+      n -= k;
+      continue;
+    }
+    h->fh[h->fh_len++] = *p++;
+    n--;
+    if (h->fh_len == 9) {
+      h->frame_left = (size_t)h->fh[0] << 16 | (size_t)h->fh[1] << 8 | h->fh[2];
+      h->fh_len = 0;
+    }
+  }
 }
 
 /* ---- the header block ---- */
@@ -236,6 +258,7 @@ void tether__h2_schedule(tether__h2 *h) {
 
 static void h2_recv(tether__h2 *h, const char *data, size_t len) {
   tether__client *c = h->c;
+  track_frames(h, (const uint8_t *)data, len);
   h->in_session = 1;
   ssize_t n = nghttp2_session_mem_recv(h->s, (const uint8_t *)data, len);
   h->in_session = 0;
@@ -247,6 +270,7 @@ static void h2_recv(tether__h2 *h, const char *data, size_t len) {
     return;
   }
   h2_send(h);
+  h2_arm(h);
 }
 
 static void h2_on_read(tether__io *io, ssize_t nread, const char *data) {
@@ -306,6 +330,7 @@ void tether__h2_start(tether__client *c) {
   const tether__config *cf = c->w->rt->cf;
   tether__h2 *h = tether__calloc(1, sizeof(*h));
   h->c = c;
+  h->frame_left = sizeof(PREFACE) - 1;
   c->h2 = h;
   uv_idle_init(&c->w->loop, &h->flush);
   h->flush.data = h;

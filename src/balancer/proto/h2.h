@@ -54,6 +54,9 @@ struct tether__h2 {
   int goaway;         /* a GOAWAY was submitted */
   int closed;         /* the connection is gone: the flush handle's close frees this */
   int64_t stalled_ms; /* since when an answer waits for the client's window (0: none waits) */
+  size_t frame_left;  /* bytes of the preface or of the frame being received (http2_recv_timeout) */
+  uint8_t fh[9];      /* the frame header being received */
+  int fh_len;
   tether__h2_budget resets, cheap;
 };
 
