@@ -161,7 +161,8 @@ char *tether__metrics_text(tether__control *ctl) {
     }
   session_metrics(&b, ctl);
   int64_t active = 0;
-  uint64_t accepted = 0, requests = 0, requests_h2 = 0, errs[6] = {0}, buckets[TETHER__LATENCY_NB + 1] = {0}, sum_us = 0;
+  uint64_t accepted = 0, requests = 0, requests_h2 = 0, errs[6] = {0}, buckets[TETHER__LATENCY_NB + 1] = {0},
+           sum_us = 0;
   for (int i = 0; i < ctl->nworkers; i++) {
     tether__worker *w = &ctl->workers[i];
     active += atomic_load(&w->active_connections);

@@ -51,9 +51,9 @@ void tether__conf_listen(tether__conf_parser *ps, tether__conf_directive *d) {
     else if (strcmp(d->args[i], "http2") == 0)
       http2 = 1;
     else if (strcmp(d->args[i], "reuseport") != 0)
-      tether__conf_error(ps, d->line,
-                         "unknown listen parameter \"%s\" (ssl, http2, backlog=N, default_server; reuseport is implied)",
-                         d->args[i]);
+      tether__conf_error(
+          ps, d->line, "unknown listen parameter \"%s\" (ssl, http2, backlog=N, default_server; reuseport is implied)",
+          d->args[i]);
   }
   tether__addr a;
   if (tether__addr_parse(d->args[1], &a) < 0) {
@@ -227,8 +227,7 @@ void tether__conf_http2(tether__conf_parser *ps, tether__conf_directive *d) {
                                             {"http2_max_requests", "keepalive_requests"}};
   for (size_t i = 0; i < TETHER__ARRAY_SIZE(obsolete); i++)
     if (strcmp(d->args[0], obsolete[i][0]) == 0) {
-      tether__conf_error(ps, d->line, "\"%s\" is obsolete (nginx 1.19.7): use \"%s\"", obsolete[i][0],
-                         obsolete[i][1]);
+      tether__conf_error(ps, d->line, "\"%s\" is obsolete (nginx 1.19.7): use \"%s\"", obsolete[i][0], obsolete[i][1]);
       return;
     }
   if (strcmp(d->args[0], "http2") != 0) {

@@ -113,8 +113,8 @@ void tether__log_request(tether__client *c, uint64_t us) {
     tether__log_escape(b, c->rq->method, 0);
     tether__put(b, " ", 1);
     tether__log_escape(b, c->rq->target, 0);
-    snprintf(num, sizeof(num), " %s\" %d %llu \"-\" \"-\" %.3f \"", proto, c->status,
-             (unsigned long long)c->bytes_sent, us / 1e6);
+    snprintf(num, sizeof(num), " %s\" %d %llu \"-\" \"-\" %.3f \"", proto, c->status, (unsigned long long)c->bytes_sent,
+             us / 1e6);
     tether__put_s(b, num);
     tether__log_escape(b, server, 0);
     tether__put_s(b, "\"\n");

@@ -62,8 +62,8 @@ static void open_stream(fstream *st, int end_stream) {
     if (st->m.method.n != strlen(st->hd.method) || memcmp(st->m.method.p, st->hd.method, st->m.method.n)) abort();
     if (st->m.target.n != st->hd.path.len || memcmp(st->m.target.p, st->hd.path.data, st->m.target.n)) abort();
     tether__h1_framing want = st->hd.content_length >= 0 ? TETHER__H1_LENGTH
-                              : st->chunked             ? TETHER__H1_CHUNKED
-                                                        : TETHER__H1_NO_BODY;
+                              : st->chunked              ? TETHER__H1_CHUNKED
+                                                         : TETHER__H1_NO_BODY;
     if (st->m.framing != want && !(want == TETHER__H1_LENGTH && st->hd.content_length == 0)) abort();
     if (want == TETHER__H1_LENGTH && st->m.content_length != (uint64_t)st->hd.content_length) abort();
   } else {

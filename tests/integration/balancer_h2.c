@@ -108,7 +108,7 @@ static int send_all(int fd, const void *p, size_t n) {
 }
 
 static int frame(raw *r, int type, int flags, uint32_t id, const void *p, size_t n) {
-  uint8_t h[9] = {(uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, (uint8_t)type, (uint8_t)flags,
+  uint8_t h[9] = {(uint8_t)(n >> 16),         (uint8_t)(n >> 8),   (uint8_t)n,         (uint8_t)type, (uint8_t)flags,
                   (uint8_t)(id >> 24 & 0x7f), (uint8_t)(id >> 16), (uint8_t)(id >> 8), (uint8_t)id};
   if (send_all(r->fd, h, 9) < 0) return -1;
   return n ? send_all(r->fd, p, n) : 0;
@@ -276,7 +276,9 @@ static void raw_request(const char *const *kv, int flags, outcome *o) {
 }
 
 #define REQ(...)                                                                                                       \
-  (const char *const[]) { ":method", "GET", ":scheme", "http", ":path", "/headers", ":authority", "127.0.0.1", __VA_ARGS__ }
+  (const char *const[]) {                                                                                              \
+    ":method", "GET", ":scheme", "http", ":path", "/headers", ":authority", "127.0.0.1", __VA_ARGS__                   \
+  }
 
 /* ---- clients ---- */
 
@@ -308,7 +310,8 @@ static long curl_h2(const char *url, const char *const *headers, sink *out, long
   curl_easy_setopt(h, CURLOPT_URL, url);
   curl_easy_setopt(h, CURLOPT_CAINFO, ca);
   curl_easy_setopt(h, CURLOPT_HTTP_VERSION,
-                   strncmp(url, "https", 5) == 0 ? (long)CURL_HTTP_VERSION_2TLS : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+                   strncmp(url, "https", 5) == 0 ? (long)CURL_HTTP_VERSION_2TLS
+                                                 : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
@@ -404,12 +407,13 @@ static void test_bodies_flow(void **state) {
   (void)state;
   char cmd[4096], dir[300];
   snprintf(dir, sizeof(dir), "%s", T.dir);
-  snprintf(cmd, sizeof(cmd),
-           "head -c 3000000 /dev/urandom > %s/up.bin && curl -s --http2-prior-knowledge -T %s/up.bin "
-           "http://127.0.0.1:%d/echo -o %s/down.bin && cmp %s/up.bin %s/down.bin && "
-           "curl -sk --http2 --data-binary @%s/up.bin -H 'content-type: x/y' https://127.0.0.1:%d/echo | cmp - %s/up.bin"
-           " && curl -sk --http2 'https://127.0.0.1:%d/big?n=5000000' | wc -c",
-           dir, dir, h2c_port, dir, dir, dir, dir, tls_port, dir, tls_port);
+  snprintf(
+      cmd, sizeof(cmd),
+      "head -c 3000000 /dev/urandom > %s/up.bin && curl -s --http2-prior-knowledge -T %s/up.bin "
+      "http://127.0.0.1:%d/echo -o %s/down.bin && cmp %s/up.bin %s/down.bin && "
+      "curl -sk --http2 --data-binary @%s/up.bin -H 'content-type: x/y' https://127.0.0.1:%d/echo | cmp - %s/up.bin"
+      " && curl -sk --http2 'https://127.0.0.1:%d/big?n=5000000' | wc -c",
+      dir, dir, h2c_port, dir, dir, dir, dir, tls_port, dir, tls_port);
   char out[256];
   assert_int_equal(run(out, sizeof(out), "%s", cmd), 0);
   assert_int_equal(atol(out), 5000000);
@@ -499,7 +503,8 @@ static void test_smuggling_refused(void **state) {
   refused((const char *const[]){":method", "GET", ":scheme", "http", ":path", "", ":authority", "h", NULL}, END_STREAM);
   refused((const char *const[]){":method", "GET", ":scheme", "http", ":path", "abc", ":authority", "h", NULL},
           END_STREAM);
-  refused((const char *const[]){":method", "GET", ":scheme", "http", ":path", "*", ":authority", "h", NULL}, END_STREAM);
+  refused((const char *const[]){":method", "GET", ":scheme", "http", ":path", "*", ":authority", "h", NULL},
+          END_STREAM);
   refused((const char *const[]){":method", "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET", ":scheme", "http", ":path", "/",
                                 ":authority", "h", NULL},
           END_STREAM);
@@ -530,8 +535,8 @@ static void test_content_length_mismatch(void **state) {
     raw r;
     assert_int_equal(raw_open(&r, h2c_port, NULL, 0), 0);
     uint8_t b[512];
-    size_t n = block(b, (const char *const[]){":method", "POST", ":scheme", "http", ":path", "/echo", ":authority",
-                                              "h", "content-length", "3", NULL});
+    size_t n = block(b, (const char *const[]){":method", "POST", ":scheme", "http", ":path", "/echo", ":authority", "h",
+                                              "content-length", "3", NULL});
     frame(&r, F_HEADERS, END_HEADERS, 1, b, n);
     frame(&r, F_DATA, END_STREAM, 1, more ? "12345" : "1", more ? 5 : 1);
     outcome o;
@@ -641,8 +646,8 @@ static void flood(int type) {
   assert_int_equal(raw_open(&r, h2c_port, NULL, 0), 0);
   uint8_t b[512];
   if (type == F_DATA) {
-    size_t n = block(b, (const char *const[]){":method", "POST", ":scheme", "http", ":path", "/echo", ":authority",
-                                              "h", NULL});
+    size_t n = block(
+        b, (const char *const[]){":method", "POST", ":scheme", "http", ":path", "/echo", ":authority", "h", NULL});
     frame(&r, F_HEADERS, END_HEADERS, 1, b, n);
   }
   memset(b, 0, 8);
@@ -674,8 +679,8 @@ static void test_zero_window(void **state) {
   const uint32_t zero[2] = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 0};
   assert_int_equal(raw_open(&r, lim_port, zero, 1), 0);
   uint8_t b[512];
-  size_t n = block(b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/big?n=300000",
-                                            ":authority", "h", NULL});
+  size_t n = block(
+      b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/big?n=300000", ":authority", "h", NULL});
   long long t0 = tb_now_ms();
   frame(&r, F_HEADERS, END_HEADERS | END_STREAM, 1, b, n);
   frm f;
@@ -733,8 +738,8 @@ static void test_goaway_on_reload(void **state) {
   raw r;
   assert_int_equal(raw_open(&r, lim_port, NULL, 0), 0);
   uint8_t b[512];
-  size_t n = block(b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/delay?ms=600",
-                                            ":authority", "h", NULL});
+  size_t n = block(
+      b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/delay?ms=600", ":authority", "h", NULL});
   frame(&r, F_HEADERS, END_HEADERS | END_STREAM, 1, b, n);
   usleep(200000);
   kill(T2.pid, SIGHUP);
@@ -751,16 +756,16 @@ static void test_goaway_on_reload(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_curl_alpn_h2),       cmocka_unit_test(test_curl_prior_knowledge),
+      cmocka_unit_test(test_curl_alpn_h2),        cmocka_unit_test(test_curl_prior_knowledge),
       cmocka_unit_test(test_upgrade_h2c_ignored), cmocka_unit_test(test_cookies_joined),
-      cmocka_unit_test(test_nghttp_client),      cmocka_unit_test(test_bodies_flow),
-      cmocka_unit_test(test_h2load_sticky),      cmocka_unit_test(test_metrics_and_log),
-      cmocka_unit_test(test_smuggling_refused),  cmocka_unit_test(test_content_length_mismatch),
-      cmocka_unit_test(test_rapid_reset),        cmocka_unit_test(test_continuation_flood),
-      cmocka_unit_test(test_hpack_bomb),         cmocka_unit_test(test_hpack_table_size),
-      cmocka_unit_test(test_ping_flood),         cmocka_unit_test(test_settings_flood),
-      cmocka_unit_test(test_empty_data_flood),   cmocka_unit_test(test_zero_window),
-      cmocka_unit_test(test_keepalive_requests), cmocka_unit_test(test_goaway_on_reload),
+      cmocka_unit_test(test_nghttp_client),       cmocka_unit_test(test_bodies_flow),
+      cmocka_unit_test(test_h2load_sticky),       cmocka_unit_test(test_metrics_and_log),
+      cmocka_unit_test(test_smuggling_refused),   cmocka_unit_test(test_content_length_mismatch),
+      cmocka_unit_test(test_rapid_reset),         cmocka_unit_test(test_continuation_flood),
+      cmocka_unit_test(test_hpack_bomb),          cmocka_unit_test(test_hpack_table_size),
+      cmocka_unit_test(test_ping_flood),          cmocka_unit_test(test_settings_flood),
+      cmocka_unit_test(test_empty_data_flood),    cmocka_unit_test(test_zero_window),
+      cmocka_unit_test(test_keepalive_requests),  cmocka_unit_test(test_goaway_on_reload),
       cmocka_unit_test(test_recv_timeout),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -393,7 +393,7 @@ static void test_agreement(void **state) {
       {"listen 8080 ssl;\n", "t.conf:1: listen ... ssl: no \"ssl_certificate\" is defined"},
       {"listen 8080;\nhttp2 maybe;\n", "t.conf:2: \"http2\" takes on or off, got \"maybe\""},
       {"listen 8080;\nhttp2_idle_timeout 3m;\n", "t.conf:2: \"http2_idle_timeout\" is obsolete (nginx 1.19.7): use "
-                                                "\"keepalive_timeout\""},
+                                                 "\"keepalive_timeout\""},
       {"listen 8080;\nhttp2_push on;\n", "t.conf:2: unknown directive \"http2_push\""},
       {"listen 8080;\nhttp2_max_concurrent_streams 0;\n", "t.conf:2: \"http2_max_concurrent_streams\": streams must"},
       {"listen 8080;\nadmin_listen 8081 backlog=10;\n", "t.conf:2: \"admin_listen\" takes an address and no parameter"},
@@ -689,14 +689,21 @@ static void test_http2(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_issue_example),           cmocka_unit_test(test_nginx_shape),
-      cmocka_unit_test(test_add_header_and_return),   cmocka_unit_test(test_errors_name_the_line),
-      cmocka_unit_test(test_several_errors_reported), cmocka_unit_test(test_values),
-      cmocka_unit_test(test_proxy_ssl_inheritance),   cmocka_unit_test(test_sticky_route_and_key_file),
-      cmocka_unit_test(test_admin_and_limits),        cmocka_unit_test(test_agreement),
-      cmocka_unit_test(test_header_buffers),          cmocka_unit_test(test_virtual_servers),
+      cmocka_unit_test(test_issue_example),
+      cmocka_unit_test(test_nginx_shape),
+      cmocka_unit_test(test_add_header_and_return),
+      cmocka_unit_test(test_errors_name_the_line),
+      cmocka_unit_test(test_several_errors_reported),
+      cmocka_unit_test(test_values),
+      cmocka_unit_test(test_proxy_ssl_inheritance),
+      cmocka_unit_test(test_sticky_route_and_key_file),
+      cmocka_unit_test(test_admin_and_limits),
+      cmocka_unit_test(test_agreement),
+      cmocka_unit_test(test_header_buffers),
+      cmocka_unit_test(test_virtual_servers),
       cmocka_unit_test(test_http2),
-      cmocka_unit_test(test_virtual_server_errors),   cmocka_unit_test(test_include),
+      cmocka_unit_test(test_virtual_server_errors),
+      cmocka_unit_test(test_include),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

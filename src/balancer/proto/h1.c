@@ -502,30 +502,6 @@ void tether__client_accept(tether__worker *w, int fd, int listener) {
   tether__io_read_start(&c->io);
 }
 
-tether__client *tether__client_for_stream(tether__client *conn, tether__h2_stream *st) {
-  tether__worker *w = conn->w;
-  tether__client *c = tether__calloc(1, sizeof(*c));
-  c->w = w;
-  c->conn = conn;
-  c->proto = &h1_ops;
-  tether__io_init(&c->io, &w->loop, c, w->rbuf, sizeof(w->rbuf), on_client_read, on_client_written);
-  c->io.filter = &tether__h2_stream_filter;
-  c->io.filter_state = st;
-  uv_timer_init(&w->loop, &c->timer);
-  c->io.tcp.data = c;
-  c->timer.data = c;
-  c->keep_alive = 0; /* one request: the stream */
-  c->srv = -1;
-  c->served = 1; /* a PROXY protocol header was the connection's */
-  c->proto_chosen = 1;
-  c->listener = conn->listener;
-  c->addr = conn->addr;
-  c->src = conn->src;
-  memcpy(c->ip, conn->ip, sizeof(c->ip));
-  arm_client(c, w->rt->cf->client_header_timeout_ms);
-  return c;
-}
-
 void tether__worker_close_idle(tether__worker *w) {
   tether__client *c = w->clients;
   while (c) {

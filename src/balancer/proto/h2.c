@@ -15,11 +15,12 @@
 #define RESET_BURST 1000 /* RST_STREAM from the client: nghttp2's own rapid reset limit (its defaults) */
 #define RESET_RATE 33
 #define RESETS_PER_STREAMS 2 /* ours, first: a burst of twice http2_max_concurrent_streams resets */
-#define CHEAP_BURST 1000 /* PING, SETTINGS and empty DATA frames */
+#define CHEAP_BURST 1000     /* PING, SETTINGS and empty DATA frames */
 #define CHEAP_RATE 100
 #define MAX_CONTINUATIONS 8 /* CONTINUATION frames after one HEADERS */
 
 static void h2_send(tether__h2 *h);
+static int stream_open(tether__h2 *h, tether__h2_stream *st);
 
 /* ---- limits ---- */
 
@@ -159,8 +160,8 @@ static int cheap_frame(tether__h2 *h, const nghttp2_frame *f) {
 static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *user) {
   tether__h2 *h = user;
   if (cheap_frame(h, f)) {
-    tether__log(TETHER_LOG_WARN, "http2: %s flood from %s: GOAWAY", f->hd.type == NGHTTP2_RST_STREAM ? "reset" : "frame",
-               h->c->ip);
+    tether__log(TETHER_LOG_WARN, "http2: %s flood from %s: GOAWAY",
+                f->hd.type == NGHTTP2_RST_STREAM ? "reset" : "frame", h->c->ip);
     nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
     h->goaway = 1;
     return 0;
@@ -172,7 +173,7 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *user) {
   if (f->hd.type == NGHTTP2_HEADERS && !st->headers_done) {
     st->headers_done = 1;
     st->in_eof = (uint8_t)eof;
-    if (tether__h2_stream_open(st) < 0) {
+    if (stream_open(h, st) < 0) {
       st->bad = 1;
       nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
     }
@@ -207,11 +208,54 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
 
 /* ---- the session on the transport ---- */
 
+/* ---- the streams' clients ---- */
+
+/* A client for the stream: the HTTP/1.1 side's own (its operations and transport callbacks, those of the
+ * connection), over the stream's transport filter; one request, and not one of the worker's connections. */
+static tether__client *stream_client(tether__h2 *h, tether__h2_stream *st) {
+  tether__client *conn = h->c;
+  tether__worker *w = conn->w;
+  tether__client *c = tether__calloc(1, sizeof(*c));
+  c->w = w;
+  c->conn = conn;
+  c->proto = conn->proto;
+  tether__io_init(&c->io, &w->loop, c, w->rbuf, sizeof(w->rbuf), h->h1_read, h->h1_written);
+  c->io.filter = &tether__h2_stream_filter;
+  c->io.filter_state = st;
+  uv_timer_init(&w->loop, &c->timer);
+  c->io.tcp.data = c;
+  c->timer.data = c;
+  c->keep_alive = 0; /* one request: the stream */
+  c->srv = -1;
+  c->served = 1; /* a PROXY protocol header was the connection's */
+  c->proto_chosen = 1;
+  c->listener = conn->listener;
+  c->addr = conn->addr;
+  c->src = conn->src;
+  memcpy(c->ip, conn->ip, sizeof(c->ip));
+  return c;
+}
+
+/* The stream's head is complete (and valid): its client is made and reads the request. 0, or -1 to refuse it. */
+static int stream_open(tether__h2 *h, tether__h2_stream *st) {
+  int chunked = 0;
+  tether__buf b = {0};
+  if (tether__h2_head_build(&st->head, st->in_eof, &b, &chunked) < 0) {
+    tether__buf_free(&b);
+    return -1;
+  }
+  tether__h2_head_free(&st->head);
+  st->chunked = (uint8_t)chunked;
+  st->in = b;
+  st->c = stream_client(h, st);
+  tether__h2_stream_deliver(st);
+  return 0;
+}
+
 static void h2_check_end(tether__h2 *h) {
   tether__client *c = h->c;
   if (c->closing || h->in_session) return;
-  if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s) && c->io.pending == 0)
-    c->proto->abort(c);
+  if (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s) && c->io.pending == 0) c->proto->abort(c);
 }
 
 /* What the session has to send, to the transport, while the transport takes it. */
@@ -250,10 +294,6 @@ static void on_flush(uv_idle_t *i) {
   tether__h2 *h = i->data;
   uv_idle_stop(i);
   h2_send(h);
-}
-
-void tether__h2_schedule(tether__h2 *h) {
-  if (!h->closed && !h->c->closing) uv_idle_start(&h->flush, on_flush);
 }
 
 static void h2_recv(tether__h2 *h, const char *data, size_t len) {
@@ -334,6 +374,9 @@ void tether__h2_start(tether__client *c) {
   c->h2 = h;
   uv_idle_init(&c->w->loop, &h->flush);
   h->flush.data = h;
+  h->on_flush = on_flush;
+  h->h1_read = c->io.on_read;
+  h->h1_written = c->io.on_written;
   nghttp2_session_callbacks *cb = callbacks();
   nghttp2_option *o = options();
   if (nghttp2_session_server_new2(&h->s, cb, h, o) != 0) abort();
@@ -384,7 +427,7 @@ void tether__h2_goaway(tether__client *c) {
   tether__h2 *h = c->h2;
   if (h == NULL || h->goaway) return;
   h->goaway = 1;
-  nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s), NGHTTP2_NO_ERROR,
-                        NULL, 0);
+  nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s), NGHTTP2_NO_ERROR, NULL,
+                        0);
   h2_send(h);
 }

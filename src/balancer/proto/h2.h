@@ -26,27 +26,30 @@ struct tether__h2_stream {
   tether__h2_stream *prev, *next; /* in the connection's streams */
   tether__client *c;              /* the stream's request client; NULL before its head is complete, and once closed */
   int32_t id;
-  tether__h2_head head;   /* the request's header block, checked field by field */
-  tether__buf in;         /* request bytes made and not yet read by c */
-  size_t unconsumed;      /* DATA bytes in `in`: the window opens again once c reads them */
+  tether__h2_head head; /* the request's header block, checked field by field */
+  tether__buf in;       /* request bytes made and not yet read by c */
+  size_t unconsumed;    /* DATA bytes in `in`: the window opens again once c reads them */
   uint8_t headers_done, chunked, in_eof, closed, delivering, notify, bad;
   /* the response, from c's HTTP/1.1 bytes */
-  tether__buf rhead;   /* the response head until it is complete */
-  tether__buf out;     /* DATA bytes not yet taken by nghttp2 */
-  size_t out_off;      /* taken from out */
-  int rstate;          /* 0 head, 1 body, 2 done */
-  int framing;         /* tether__h1_framing of the response body */
-  uint64_t remaining;  /* LENGTH: body bytes left; CHUNKED: data bytes left in the chunk */
-  int cstate;          /* CHUNKED: where in the framing */
-  uint8_t deferred;    /* nghttp2 waits for DATA (resume it when some comes) */
-  uint8_t out_eof;     /* the response body is complete */
-  uint8_t submitted;   /* the response HEADERS were submitted */
+  tether__buf rhead;  /* the response head until it is complete */
+  tether__buf out;    /* DATA bytes not yet taken by nghttp2 */
+  size_t out_off;     /* taken from out */
+  int rstate;         /* 0 head, 1 body, 2 done */
+  int framing;        /* tether__h1_framing of the response body */
+  uint64_t remaining; /* LENGTH: body bytes left; CHUNKED: data bytes left in the chunk */
+  int cstate;         /* CHUNKED: where in the framing */
+  uint8_t deferred;   /* nghttp2 waits for DATA (resume it when some comes) */
+  uint8_t out_eof;    /* the response body is complete */
+  uint8_t submitted;  /* the response HEADERS were submitted */
 };
 
 struct tether__h2 {
   nghttp2_session *s;
   tether__client *c; /* the connection */
   uv_idle_t flush;   /* a deferred send: writes from streams are sent outside nghttp2's callbacks */
+  uv_idle_cb on_flush;
+  tether__io_read_cb h1_read; /* the HTTP/1.1 side's transport callbacks: each stream's client takes them */
+  tether__io_write_cb h1_written;
   tether__h2_stream *streams;
   int nstreams;
   int started;        /* streams begun (keepalive_requests) */
@@ -71,13 +74,13 @@ void tether__h2_closed(tether__client *c);
 /* Graceful stop or reload: GOAWAY, the streams in progress finish. */
 void tether__h2_goaway(tether__client *c);
 
-/* proto/h2.c, for proto/h2_stream.c */
-void tether__h2_schedule(tether__h2 *h); /* send what the session has, soon and outside its callbacks */
+/* Sends what the session has, soon and outside its callbacks. */
+static inline void tether__h2_schedule(tether__h2 *h) {
+  if (!h->closed && !h->c->closing) uv_idle_start(&h->flush, h->on_flush);
+}
 
 /* proto/h2_stream.c */
 extern const tether__io_filter tether__h2_stream_filter;
-/* The stream's head is complete (and valid): its client is made and reads the request. 0, or -1 to refuse it. */
-int tether__h2_stream_open(tether__h2_stream *st);
 /* Request bytes for the stream's client (framed as its head said); eof: the stream's END_STREAM. */
 void tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof);
 /* Gives the stream's client what it can read now. */
@@ -87,8 +90,5 @@ ssize_t tether__h2_stream_read(nghttp2_session *s, int32_t id, uint8_t *buf, siz
                                nghttp2_data_source *src, void *user);
 /* Tells stream clients whose bytes nghttp2 took that they were written (for their backpressure and ends). */
 void tether__h2_stream_notify(tether__h2 *h);
-
-/* proto/h1.c: a client for a stream of conn, over the stream's transport filter. */
-tether__client *tether__client_for_stream(tether__client *conn, tether__h2_stream *st);
 
 #endif

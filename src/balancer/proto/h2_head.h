@@ -23,7 +23,7 @@ typedef struct tether__h2_head {
   int regular_seen;       /* a regular field came: no pseudo-header after it */
 } tether__h2_head;
 
-#define TETHER__H2_FIELD_BAD -1      /* malformed: the stream is reset (PROTOCOL_ERROR) */
+#define TETHER__H2_FIELD_BAD -1       /* malformed: the stream is reset (PROTOCOL_ERROR) */
 #define TETHER__H2_FIELD_TOO_LARGE -2 /* past http2_max_field_size or http2_max_header_size */
 
 void tether__h2_head_init(tether__h2_head *hd);

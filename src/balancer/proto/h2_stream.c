@@ -14,21 +14,6 @@
 
 /* ---- the request ---- */
 
-int tether__h2_stream_open(tether__h2_stream *st) {
-  int chunked = 0;
-  tether__buf b = {0};
-  if (tether__h2_head_build(&st->head, st->in_eof, &b, &chunked) < 0) {
-    tether__buf_free(&b);
-    return -1;
-  }
-  tether__h2_head_free(&st->head);
-  st->chunked = (uint8_t)chunked;
-  st->in = b;
-  st->c = tether__client_for_stream(st->h->c, st);
-  tether__h2_stream_deliver(st);
-  return 0;
-}
-
 void tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof) {
   if (len) {
     if (st->chunked) tether__buf_appendf(&st->in, "%zx\r\n", len);
@@ -108,7 +93,10 @@ static size_t dechunk(tether__h2_stream *st, const char *p, size_t len) {
     }
     i++;
     if (st->cstate == C_SIZE || st->cstate == C_EXT) {
-      int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+      int d = ch >= '0' && ch <= '9'   ? ch - '0'
+              : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                       : -1;
       if (st->cstate == C_SIZE && d >= 0)
         st->remaining = st->remaining * 16 + (uint64_t)d;
       else if (ch == '\n')
@@ -118,8 +106,10 @@ static size_t dechunk(tether__h2_stream *st, const char *p, size_t len) {
     } else if (st->cstate == C_DATA_END) {
       if (ch == '\n') st->cstate = C_SIZE;
     } else if (st->cstate == C_TRAILER) {
-      if (ch == '\n') st->rstate = 2; /* the empty line after the last chunk (and trailers, dropped) */
-      else if (ch != '\r') st->cstate = C_TRAILER_LINE;
+      if (ch == '\n')
+        st->rstate = 2; /* the empty line after the last chunk (and trailers, dropped) */
+      else if (ch != '\r')
+        st->cstate = C_TRAILER_LINE;
     } else if (ch == '\n') {
       st->cstate = C_TRAILER;
     }
@@ -253,5 +243,8 @@ static void stream_free(tether__io *io) {
   tether__h2_schedule(st->h);
 }
 
-const tether__io_filter tether__h2_stream_filter = {
-    .read = stream_read, .write = stream_write, .drain = stream_drain, .shutdown = stream_shutdown, .free = stream_free};
+const tether__io_filter tether__h2_stream_filter = {.read = stream_read,
+                                                    .write = stream_write,
+                                                    .drain = stream_drain,
+                                                    .shutdown = stream_shutdown,
+                                                    .free = stream_free};
