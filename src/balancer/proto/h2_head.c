@@ -3,6 +3,11 @@
 
 #include <string.h>
 
+/* Bytes onto a buffer; an empty value may come as a NULL slice. */
+static void put(tether__buf *b, const void *p, size_t n) {
+  if (n) tether__buf_append(b, p, n);
+}
+
 void tether__h2_head_init(tether__h2_head *hd) {
   memset(hd, 0, sizeof(*hd));
   hd->content_length = -1;
@@ -43,12 +48,12 @@ static int pseudo(tether__h2_head *hd, const uint8_t *n, size_t nn, const uint8_
   }
   if (name_is(n, nn, ":path") && !hd->path.len) {
     if (vn == 0 || has_space(v, vn)) return -1;
-    tether__buf_append(&hd->path, v, vn);
+    put(&hd->path, v, vn);
     return 0;
   }
   if (name_is(n, nn, ":authority") && !hd->authority.len) {
     if (has_space(v, vn)) return -1;
-    tether__buf_append(&hd->authority, v, vn);
+    put(&hd->authority, v, vn);
     return 0;
   }
   if (name_is(n, nn, ":scheme")) return name_is(v, vn, "https") || name_is(v, vn, "http") ? 0 : -1;
@@ -75,18 +80,18 @@ static int regular(tether__h2_head *hd, const uint8_t *n, size_t nn, const uint8
   if (name_is(n, nn, "content-length")) return content_length(hd, v, vn);
   if (name_is(n, nn, "host")) { /* :authority wins (RFC 9113 section 8.3.1) */
     if (has_space(v, vn)) return -1;
-    if (!hd->authority.len) tether__buf_append(&hd->authority, v, vn);
+    if (!hd->authority.len) put(&hd->authority, v, vn);
     return 0;
   }
   if (name_is(n, nn, "cookie")) {
-    if (hd->cookie.len) tether__buf_append(&hd->cookie, "; ", 2);
-    tether__buf_append(&hd->cookie, v, vn);
+    if (hd->cookie.len) put(&hd->cookie, "; ", 2);
+    put(&hd->cookie, v, vn);
     return 0;
   }
-  tether__buf_append(&hd->fields, n, nn);
-  tether__buf_append(&hd->fields, ": ", 2);
-  tether__buf_append(&hd->fields, v, vn);
-  tether__buf_append(&hd->fields, "\r\n", 2);
+  put(&hd->fields, n, nn);
+  put(&hd->fields, ": ", 2);
+  put(&hd->fields, v, vn);
+  put(&hd->fields, "\r\n", 2);
   return 0;
 }
 
@@ -100,9 +105,9 @@ int tether__h2_head_field(tether__h2_head *hd, const uint8_t *n, size_t nn, cons
 }
 
 static void put_line(tether__buf *b, const char *name, const tether__buf *v) {
-  tether__buf_append(b, name, strlen(name));
-  tether__buf_append(b, v->data, v->len);
-  tether__buf_append(b, "\r\n", 2);
+  put(b, name, strlen(name));
+  put(b, v->data, v->len);
+  put(b, "\r\n", 2);
 }
 
 int tether__h2_head_build(const tether__h2_head *hd, int end_stream, tether__buf *out, int *chunked) {
@@ -112,14 +117,14 @@ int tether__h2_head_build(const tether__h2_head *hd, int end_stream, tether__buf
   if (hd->path.data[0] != '/' && !(star && strcmp(hd->method, "OPTIONS") == 0)) return -1;
   tether__buf_appendf(out, "%s %s HTTP/1.1\r\n", hd->method, hd->path.data);
   if (hd->authority.len) put_line(out, "Host: ", &hd->authority);
-  tether__buf_append(out, hd->fields.data, hd->fields.len);
+  put(out, hd->fields.data, hd->fields.len);
   if (hd->cookie.len) put_line(out, "Cookie: ", &hd->cookie);
   if (hd->content_length >= 0) {
     tether__buf_appendf(out, "Content-Length: %lld\r\n", (long long)hd->content_length);
   } else if (!end_stream) {
-    tether__buf_append(out, "Transfer-Encoding: chunked\r\n", 28);
+    put(out, "Transfer-Encoding: chunked\r\n", 28);
     *chunked = 1;
   }
-  tether__buf_append(out, "\r\n", 2);
+  put(out, "\r\n", 2);
   return 0;
 }

@@ -122,7 +122,7 @@ static void body_bytes(tether__h2_stream *st, const char *p, size_t len) {
     dechunk(st, p, len);
   } else if (st->framing == TETHER__H1_LENGTH) {
     size_t k = len < st->remaining ? len : (size_t)st->remaining;
-    tether__buf_append(&st->out, p, k);
+    if (k) tether__buf_append(&st->out, p, k);
     st->remaining -= k;
     if (st->remaining == 0) st->rstate = 2;
   } else {
@@ -161,6 +161,7 @@ static int stream_write(tether__io *io, const char *data, size_t len) {
   tether__h2_stream *st = io->filter_state;
   tether__client *c = io->owner;
   if (st == NULL || st->closed) return UV_EPIPE;
+  if (len == 0) return 0;
   if (st->rstate == 0) {
     if (head_bytes(st, c, data, len) < 0) return UV_EPROTO;
   } else if (st->rstate == 1) {
@@ -183,7 +184,7 @@ ssize_t tether__h2_stream_read(nghttp2_session *s, int32_t id, uint8_t *buf, siz
   tether__h2_stream *st = src->ptr;
   size_t avail = st->out.len - st->out_off;
   size_t n = avail < len ? avail : len;
-  memcpy(buf, st->out.data + st->out_off, n);
+  if (n) memcpy(buf, st->out.data + st->out_off, n);
   st->out_off += n;
   if (st->out_off == st->out.len) st->out.len = st->out_off = 0;
   if (n) st->notify = 1;
