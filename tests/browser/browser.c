@@ -212,7 +212,7 @@ static int setup_world(void) {
   /* examples/demo.conf's upstream and scripts/demo's https listen, on this test's ports */
   W.tls_port = tt_free_port();
   if (tb_tether_start(&W.lb, 2,
-                      "listen 127.0.0.1:%d ssl;\nssl_certificate %s/server.pem;\nssl_certificate_key %s/server.key;\n"
+                      "listen 127.0.0.1:%d ssl http2;\nssl_certificate %s/server.pem;\nssl_certificate_key %s/server.key;\n"
                       "upstream apps {\n"
                       "    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n"
                       "    health_check uri=/health interval=1s fails=1 passes=2;\n"
