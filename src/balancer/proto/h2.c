@@ -337,7 +337,8 @@ int tether__h2_detect(tether__client *c) {
   const tether__config *cf = c->w->rt->cf;
   if ((size_t)c->listener >= cf->nlisten) return 0;
   if (cf->listen_ssl[c->listener]) return tether__tls_alpn_h2(&c->io);
-  if (!cf->listen_http2[c->listener]) return 0;
+  int dflt = cf->listen_default[c->listener]; /* http2 on in the address's default server: h2c as nginx 1.25 */
+  if (!cf->listen_http2[c->listener] && !(dflt >= 0 && cf->vservers[dflt].http2 > 0)) return 0;
   size_t n = c->in_len < sizeof(PREFACE) - 1 ? c->in_len : sizeof(PREFACE) - 1;
   if (memcmp(c->in, PREFACE, n) != 0) return 0;
   return n == sizeof(PREFACE) - 1 ? 1 : -1;
