@@ -17,7 +17,8 @@
 #define RESETS_PER_STREAMS 2 /* ours, first: a burst of twice http2_max_concurrent_streams resets */
 #define CHEAP_BURST 1000     /* PING, SETTINGS and empty DATA frames */
 #define CHEAP_RATE 100
-#define MAX_CONTINUATIONS 8 /* CONTINUATION frames after one HEADERS */
+#define MAX_CONTINUATIONS 8  /* CONTINUATION frames after one HEADERS */
+#define H2_WRITE_BATCH 16384 /* frames are written in batches of about a TLS record */
 
 static void h2_send(tether__h2 *h);
 static int stream_open(tether__h2 *h, tether__h2_stream *st);
@@ -263,15 +264,28 @@ static void h2_send(tether__h2 *h) {
   tether__client *c = h->c;
   if (c->closing || h->in_session) return;
   h->in_session = 1;
-  while (c->io.pending < TETHER__MAX_PENDING) {
+  tether__buf *b = &c->w->scratch_out; /* frames gathered: one TLS record and one write for many */
+  b->len = 0;
+  int rc = 0;
+  while (rc == 0 && c->io.pending + b->len < TETHER__MAX_PENDING) {
     const uint8_t *p;
     ssize_t n = nghttp2_session_mem_send(h->s, &p);
-    if (n < 0 || (n > 0 && tether__io_write(&c->io, (const char *)p, (size_t)n) < 0)) {
-      h->in_session = 0;
-      c->proto->abort(c);
-      return;
+    if (n <= 0) {
+      rc = (int)n;
+      break;
     }
-    if (n == 0) break;
+    tether__buf_append(b, p, (size_t)n);
+    if (b->len >= H2_WRITE_BATCH) {
+      rc = tether__io_write(&c->io, b->data, b->len);
+      b->len = 0;
+    }
+  }
+  if (rc == 0 && b->len) rc = tether__io_write(&c->io, b->data, b->len);
+  b->len = 0;
+  if (rc < 0) {
+    h->in_session = 0;
+    c->proto->abort(c);
+    return;
   }
   h->in_session = 0;
   tether__h2_stream_notify(h);
