@@ -456,6 +456,22 @@ static void test_h2load_sticky(void **state) {
   assert_int_equal(backend_requests(&b2) - before2, 2001); /* the 2000 streams and its /stats call */
 }
 
+/* A stream is retried as an HTTP/1.1 request is: b1 resets /drop?name=b1 without an answer, and the GET goes
+ * to b2 (round robin picks b1 for one of every two). */
+static void test_retry(void **state) {
+  (void)state;
+  long before1 = backend_requests(&b1);
+  for (int i = 0; i < 4; i++) {
+    outcome o;
+    raw_request(
+        (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/drop?name=b1", ":authority", "h", NULL},
+        END_STREAM, &o);
+    assert_int_equal(o.status, 200);
+    assert_string_equal(o.body, "b2\n");
+  }
+  assert_true(backend_requests(&b1) - before1 >= 3); /* it was tried (and its /stats calls) */
+}
+
 /* The protocol in the metrics and in the access log ($server_protocol). */
 static void test_metrics_and_log(void **state) {
   (void)state;
@@ -766,7 +782,7 @@ int main(void) {
       cmocka_unit_test(test_ping_flood),          cmocka_unit_test(test_settings_flood),
       cmocka_unit_test(test_empty_data_flood),    cmocka_unit_test(test_zero_window),
       cmocka_unit_test(test_keepalive_requests),  cmocka_unit_test(test_goaway_on_reload),
-      cmocka_unit_test(test_recv_timeout),
+      cmocka_unit_test(test_recv_timeout),        cmocka_unit_test(test_retry),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
