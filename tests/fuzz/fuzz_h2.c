@@ -19,7 +19,16 @@ typedef struct fstream {
   tether__buf body; /* the HTTP/1.1 body made from the DATA */
   int chunked, opened, bad;
   tether__h1_msg m;
+  struct fstream *next; /* every stream of the session: nghttp2_session_del calls no close callback */
 } fstream;
+
+static fstream *all;
+
+static void stream_free(fstream *st) {
+  tether__h2_head_free(&st->hd);
+  tether__buf_free(&st->body);
+  free(st);
+}
 
 static fstream *get(nghttp2_session *s, int32_t id) { return nghttp2_session_get_stream_user_data(s, id); }
 
@@ -29,6 +38,8 @@ static int begin(nghttp2_session *s, const nghttp2_frame *f, void *u) {
   fstream *st = calloc(1, sizeof(*st));
   if (st == NULL) abort();
   tether__h2_head_init(&st->hd);
+  st->next = all;
+  all = st;
   nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
   return 0;
 }
@@ -105,12 +116,7 @@ static int frame(nghttp2_session *s, const nghttp2_frame *f, void *u) {
 static int closed(nghttp2_session *s, int32_t id, uint32_t code, void *u) {
   (void)code;
   (void)u;
-  fstream *st = get(s, id);
-  if (st == NULL) return 0;
-  nghttp2_session_set_stream_user_data(s, id, NULL);
-  tether__h2_head_free(&st->hd);
-  tether__buf_free(&st->body);
-  free(st);
+  nghttp2_session_set_stream_user_data(s, id, NULL); /* freed at the end, with the others */
   return 0;
 }
 
@@ -131,7 +137,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data_in, size_t size) {
   const uint8_t *out;
   while (nghttp2_session_mem_send(s, &out) > 0) {
   }
-  nghttp2_session_del(s); /* closes every stream: the close callback frees them */
+  nghttp2_session_del(s);
+  while (all) {
+    fstream *st = all;
+    all = st->next;
+    stream_free(st);
+  }
   nghttp2_option_del(o);
   nghttp2_session_callbacks_del(cb);
   return 0;
