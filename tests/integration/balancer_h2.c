@@ -49,7 +49,8 @@ static int setup(void **state) {
   if (tb_tether_run(&T) < 0) return -1;
   tb_tether_init(&T2, 1);
   tb_tether_write_conf(&T2,
-                       "listen 127.0.0.1:%d http2;\nkeepalive_requests 3;\nsend_timeout 1s;\nhttp2_recv_timeout 1s;\n"
+                       "listen 127.0.0.1:%d http2;\nhttp2_max_concurrent_streams 4;\nkeepalive_requests "
+                       "10;\nsend_timeout 1s;\nhttp2_recv_timeout 1s;\n"
                        "upstream app {\n  server %s max_fails=0;\n}\nlocation / { proxy_pass http://app; }\n",
                        lim_port, b1.addr);
   return tb_tether_run(&T2);
@@ -726,7 +727,7 @@ static void test_recv_timeout(void **state) {
   assert_true(el >= 900 && el < 4500);
 }
 
-/* keepalive_requests 3: the third stream is the last; GOAWAY names it, and it is answered. */
+/* keepalive_requests 10: the tenth stream is the last; GOAWAY names it, and it is answered. */
 static void test_keepalive_requests(void **state) {
   (void)state;
   raw r;
@@ -734,18 +735,42 @@ static void test_keepalive_requests(void **state) {
   uint8_t b[512];
   size_t n = block(b, REQ(NULL));
   outcome o;
-  for (uint32_t id = 1; id <= 5; id += 2) {
+  for (uint32_t id = 1; id <= 19; id += 2) {
     frame(&r, F_HEADERS, END_HEADERS | END_STREAM, id, b, n);
     wait_stream(&r, id, &o);
     assert_int_equal(o.status, 200);
   }
-  assert_int_equal(o.goaway, 1 + NGHTTP2_NO_ERROR); /* with the third stream's answer */
-  assert_int_equal(o.last, 5);
+  assert_int_equal(o.goaway, 1 + NGHTTP2_NO_ERROR); /* with the tenth stream's answer */
+  assert_int_equal(o.last, 19);
   frm f;
   int more = 0;
   while (next_frame(&r, &f) == 0) more += f.type == F_HEADERS; /* then the connection ends */
   raw_close(&r);
   assert_int_equal(more, 0);
+}
+
+/* http2_max_concurrent_streams 4: a client that opens 8 streams at once gets 4 served, the others refused
+ * (and never forwarded). */
+static void test_max_concurrent_streams(void **state) {
+  (void)state;
+  long before = backend_requests(&b1);
+  raw r;
+  assert_int_equal(raw_open(&r, lim_port, NULL, 0), 0);
+  uint8_t b[512];
+  size_t n = block(
+      b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/delay?ms=300", ":authority", "h", NULL});
+  for (uint32_t id = 1; id <= 15; id += 2) frame(&r, F_HEADERS, END_HEADERS | END_STREAM, id, b, n);
+  int answered = 0, refused = 0;
+  frm f;
+  while (answered + refused < 8 && next_frame(&r, &f) == 0) {
+    answered += f.type == F_DATA && (f.flags & END_STREAM);
+    refused += f.type == F_RST;
+    if (f.type == F_GOAWAY) break;
+  }
+  raw_close(&r);
+  assert_int_equal(answered, 4);
+  assert_int_equal(refused, 4);
+  assert_int_equal(backend_requests(&b1) - before, 4 + 1);
 }
 
 /* A reload ends HTTP/2 connections gracefully: the stream in progress is answered, then GOAWAY and the end. */
@@ -772,17 +797,29 @@ static void test_goaway_on_reload(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_curl_alpn_h2),        cmocka_unit_test(test_curl_prior_knowledge),
-      cmocka_unit_test(test_upgrade_h2c_ignored), cmocka_unit_test(test_cookies_joined),
-      cmocka_unit_test(test_nghttp_client),       cmocka_unit_test(test_bodies_flow),
-      cmocka_unit_test(test_h2load_sticky),       cmocka_unit_test(test_metrics_and_log),
-      cmocka_unit_test(test_smuggling_refused),   cmocka_unit_test(test_content_length_mismatch),
-      cmocka_unit_test(test_rapid_reset),         cmocka_unit_test(test_continuation_flood),
-      cmocka_unit_test(test_hpack_bomb),          cmocka_unit_test(test_hpack_table_size),
-      cmocka_unit_test(test_ping_flood),          cmocka_unit_test(test_settings_flood),
-      cmocka_unit_test(test_empty_data_flood),    cmocka_unit_test(test_zero_window),
-      cmocka_unit_test(test_keepalive_requests),  cmocka_unit_test(test_goaway_on_reload),
-      cmocka_unit_test(test_recv_timeout),        cmocka_unit_test(test_retry),
+      cmocka_unit_test(test_curl_alpn_h2),
+      cmocka_unit_test(test_curl_prior_knowledge),
+      cmocka_unit_test(test_upgrade_h2c_ignored),
+      cmocka_unit_test(test_cookies_joined),
+      cmocka_unit_test(test_nghttp_client),
+      cmocka_unit_test(test_bodies_flow),
+      cmocka_unit_test(test_h2load_sticky),
+      cmocka_unit_test(test_metrics_and_log),
+      cmocka_unit_test(test_smuggling_refused),
+      cmocka_unit_test(test_content_length_mismatch),
+      cmocka_unit_test(test_rapid_reset),
+      cmocka_unit_test(test_continuation_flood),
+      cmocka_unit_test(test_hpack_bomb),
+      cmocka_unit_test(test_hpack_table_size),
+      cmocka_unit_test(test_ping_flood),
+      cmocka_unit_test(test_settings_flood),
+      cmocka_unit_test(test_empty_data_flood),
+      cmocka_unit_test(test_zero_window),
+      cmocka_unit_test(test_keepalive_requests),
+      cmocka_unit_test(test_goaway_on_reload),
+      cmocka_unit_test(test_recv_timeout),
+      cmocka_unit_test(test_retry),
+      cmocka_unit_test(test_max_concurrent_streams),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
