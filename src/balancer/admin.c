@@ -161,12 +161,14 @@ char *tether__metrics_text(tether__control *ctl) {
     }
   session_metrics(&b, ctl);
   int64_t active = 0;
-  uint64_t accepted = 0, requests = 0, errs[6] = {0}, buckets[TETHER__LATENCY_NB + 1] = {0}, sum_us = 0;
+  uint64_t accepted = 0, requests = 0, requests_h2 = 0, errs[6] = {0}, buckets[TETHER__LATENCY_NB + 1] = {0},
+           sum_us = 0;
   for (int i = 0; i < ctl->nworkers; i++) {
     tether__worker *w = &ctl->workers[i];
     active += atomic_load(&w->active_connections);
     accepted += atomic_load(&w->accepted);
     requests += atomic_load(&w->requests);
+    requests_h2 += atomic_load(&w->requests_h2);
     for (int e = 0; e < 6; e++) errs[e] += atomic_load(&w->errors_by_status[e]);
     for (int k = 0; k <= TETHER__LATENCY_NB; k++) buckets[k] += atomic_load(&w->latency_buckets[k]);
     sum_us += atomic_load(&w->latency_sum_us);
@@ -176,9 +178,12 @@ char *tether__metrics_text(tether__control *ctl) {
                       "# TYPE tether_active_connections gauge\ntether_active_connections %lld\n"
                       "# HELP tether_connections_total Client connections accepted.\n"
                       "# TYPE tether_connections_total counter\ntether_connections_total %llu\n"
-                      "# HELP tether_http_requests_total Requests received.\n"
-                      "# TYPE tether_http_requests_total counter\ntether_http_requests_total %llu\n",
-                      (long long)active, (unsigned long long)accepted, (unsigned long long)requests);
+                      "# HELP tether_http_requests_total Requests received, by protocol (h2: HTTP/2 streams).\n"
+                      "# TYPE tether_http_requests_total counter\n"
+                      "tether_http_requests_total{protocol=\"http/1.1\"} %llu\n"
+                      "tether_http_requests_total{protocol=\"h2\"} %llu\n",
+                      (long long)active, (unsigned long long)accepted, (unsigned long long)(requests - requests_h2),
+                      (unsigned long long)requests_h2);
   static const char *err_names[6] = {"400", "408", "413", "414", "431", "other"};
   tether__buf_appendf(&b, "# HELP tether_refused_requests_total Requests the balancer answered itself with an error.\n"
                           "# TYPE tether_refused_requests_total counter\n");

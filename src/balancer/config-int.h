@@ -120,6 +120,7 @@ void tether__conf_ssl_merge(tether__cf_tls *t, const tether__cf_tls *outer);
 /* config_vserver.c: server { } blocks, listen and server_name. (include is the lexer's: config_lex.c.) */
 void tether__conf_listen(tether__conf_parser *ps, tether__conf_directive *d);
 void tether__conf_server_name(tether__conf_parser *ps, tether__conf_directive *d);
+void tether__conf_http2(tether__conf_parser *ps, tether__conf_directive *d); /* http2 on|off */
 /* The server that top-level listen/location directives go to (made on first use), or NULL after an error. */
 tether__cf_vserver *tether__conf_implicit_server(tether__conf_parser *ps, tether__conf_directive *d);
 /* Opens a server { } block: the new server, or NULL after an error (the block is skipped). */

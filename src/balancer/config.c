@@ -95,6 +95,13 @@ static const struct {
     {"proxy_send_timeout", 't', offsetof(tether__config, proxy_send_timeout_ms), NULL, 0, 0},
     {"shutdown_timeout", 't', offsetof(tether__config, shutdown_grace_ms), NULL, 0, 0},
     {"proxy_next_upstream_tries", 'i', offsetof(tether__config, proxy_next_upstream_tries), "tries", 0, 100},
+    {"keepalive_requests", 'i', offsetof(tether__config, keepalive_requests), "keepalive_requests", 1, 1000000000},
+    {"send_timeout", 't', offsetof(tether__config, send_timeout_ms), NULL, 0, 0},
+    {"http2_max_concurrent_streams", 'i', offsetof(tether__config, h2_max_streams), "streams", 1, 65536},
+    {"http2_recv_timeout", 't', offsetof(tether__config, h2_recv_timeout_ms), NULL, 0, 0},
+    {"http2_body_preread_size", 's', offsetof(tether__config, h2_preread), NULL, 0, 0},
+    {"http2_max_field_size", 's', offsetof(tether__config, h2_max_field), NULL, 0, 0},
+    {"http2_max_header_size", 's', offsetof(tether__config, h2_max_header), NULL, 0, 0},
     {"worker_rlimit_nofile", 'i', offsetof(tether__config, rlimit_nofile), "worker_rlimit_nofile", 32, 16777216},
 };
 
@@ -399,6 +406,8 @@ static void common_directive(tether__conf_parser *ps, tether__conf_directive *d,
   } else if (process_directive(ps, d) || request_directive(ps, d) || tether__conf_ssl(ps, d)) { /* done */
   } else if (strcmp(n, "server_name") == 0) {
     tether__conf_server_name(ps, d);
+  } else if (strncmp(n, "http2", 5) == 0) {
+    tether__conf_http2(ps, d);
   } else {
     tether__conf_error(ps, d->line, "unknown directive \"%s\"%s%s", n, depth ? " in " : "", depth ? ctx : "");
     if (d->block) tether__conf_skip_block(ps);
@@ -473,6 +482,14 @@ static void defaults(tether__config *cf) {
   cf->client_header_timeout_ms = 60000;
   cf->client_body_timeout_ms = 60000;
   cf->keepalive_timeout_ms = 75000;
+  cf->keepalive_requests = 1000;
+  cf->send_timeout_ms = 60000;
+  cf->http2 = -1;
+  cf->h2_max_streams = 128;
+  cf->h2_recv_timeout_ms = 30000;
+  cf->h2_preread = 65536;
+  cf->h2_max_field = 4096;
+  cf->h2_max_header = 16384;
   cf->proxy_connect_timeout_ms = 5000;
   cf->proxy_read_timeout_ms = 60000;
   cf->proxy_send_timeout_ms = 60000;

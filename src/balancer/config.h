@@ -291,6 +291,7 @@ typedef struct tether__cf_vserver {
   tether__cf_return ret;                 /* return in server { }: answered before any location */
   tether__cf_proxy_ssl proxy_ssl;        /* proxy_ssl_* given in server { }: its locations' defaults */
   void *tls_ctx;                         /* its SSL_CTX when it is on an ssl address, built at load */
+  int http2;                             /* http2 on (-1: not given), or listen ... http2 on one of its addresses */
   int line;
 } tether__cf_vserver;
 
@@ -307,6 +308,7 @@ typedef struct tether__config {
   int listen_backlog[TETHER__CF_MAX_LISTEN];  /* listen ... backlog=N, for listen[i] */
   int listen_ssl[TETHER__CF_MAX_LISTEN];      /* listen ... ssl (on any listen of the address) */
   int listen_default[TETHER__CF_MAX_LISTEN];  /* the address's default server: default_server, else the first */
+  int listen_http2[TETHER__CF_MAX_LISTEN];    /* listen ... http2 (on any listen of the address) */
   int listen_line[TETHER__CF_MAX_LISTEN];     /* where listen[i] is first named */
   size_t nlisten;
   tether__cf_vserver vservers[TETHER__CF_MAX_VSERVERS];
@@ -322,7 +324,15 @@ typedef struct tether__config {
   uint64_t client_max_body_size;    /* 413 past it, 0: unlimited */
   int64_t client_header_timeout_ms; /* 408 */
   int64_t client_body_timeout_ms;
-  int64_t keepalive_timeout_ms; /* idle client connections */
+  int64_t keepalive_timeout_ms; /* idle client connections (HTTP/2 too, as nginx 1.19.7+) */
+  int keepalive_requests;       /* requests per client connection (HTTP/2: streams, then GOAWAY) */
+  int64_t send_timeout_ms;      /* HTTP/2: an answer that cannot move (a zero window) this long ends the connection */
+  int http2;                    /* http2 on at the http level (-1: not given) */
+  int h2_max_streams;           /* http2_max_concurrent_streams */
+  int64_t h2_recv_timeout_ms;   /* http2_recv_timeout: the rest of a frame, or the preface */
+  uint64_t h2_preread;          /* http2_body_preread_size: each stream's initial receive window */
+  uint64_t h2_max_field;        /* http2_max_field_size: one decoded header field */
+  uint64_t h2_max_header;       /* http2_max_header_size: the decoded header list */
   int64_t proxy_connect_timeout_ms;
   int64_t proxy_read_timeout_ms;
   int64_t proxy_send_timeout_ms;

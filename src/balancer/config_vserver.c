@@ -40,7 +40,7 @@ static int listen_index(tether__config *cf, const tether__addr *a, int line) {
  * ("duplicate listen options"), and one server at most is an address's default_server. */
 void tether__conf_listen(tether__conf_parser *ps, tether__conf_directive *d) {
   tether__config *cf = ps->cf;
-  int backlog = 0, ssl = 0, dflt = 0;
+  int backlog = 0, ssl = 0, dflt = 0, http2 = 0;
   for (int i = 2; i < d->nargs; i++) {
     if (strncmp(d->args[i], "backlog=", 8) == 0)
       tether__conf_int(ps, d, "backlog", d->args[i] + 8, 1, 65535, &backlog);
@@ -49,11 +49,11 @@ void tether__conf_listen(tether__conf_parser *ps, tether__conf_directive *d) {
     else if (strcmp(d->args[i], "default_server") == 0 || strcmp(d->args[i], "default") == 0)
       dflt = 1;
     else if (strcmp(d->args[i], "http2") == 0)
-      tether__conf_error(ps, d->line, "listen ... http2: HTTP/2 is not served yet");
+      http2 = 1;
     else if (strcmp(d->args[i], "reuseport") != 0)
-      tether__conf_error(ps, d->line,
-                         "unknown listen parameter \"%s\" (ssl, backlog=N, default_server; reuseport is implied)",
-                         d->args[i]);
+      tether__conf_error(
+          ps, d->line, "unknown listen parameter \"%s\" (ssl, http2, backlog=N, default_server; reuseport is implied)",
+          d->args[i]);
   }
   tether__addr a;
   if (tether__addr_parse(d->args[1], &a) < 0) {
@@ -73,6 +73,7 @@ void tether__conf_listen(tether__conf_parser *ps, tether__conf_directive *d) {
   }
   vs->listens |= 1u << i;
   cf->listen_ssl[i] |= ssl;
+  cf->listen_http2[i] |= http2;
   if (backlog) {
     if (ps->listen_opts_line[i])
       tether__conf_error(ps, d->line, "duplicate listen options for %s (backlog= is also given at %s:%d)", d->args[1],
@@ -143,6 +144,7 @@ static tether__cf_vserver *new_server(tether__conf_parser *ps, int line) {
   tether__cf_vserver *vs = &cf->vservers[cf->nvservers++];
   memset(vs, 0, sizeof(*vs));
   vs->line = line;
+  vs->http2 = -1;
   vs->first_location = cf->nlocations;
   tether__conf_ssl_unset(&vs->tls);
   return vs;
@@ -208,9 +210,35 @@ void tether__conf_servers_finish(tether__conf_parser *ps, tether__config *cf) {
     if (!vs->headers.defined) vs->headers = cf->headers;
     for (size_t k = vs->first_location; k < vs->first_location + vs->nlocations; k++)
       if (!cf->locations[k].headers.defined) cf->locations[k].headers = vs->headers;
-    int ssl = 0;
+    int ssl = 0, h2 = 0;
     for (size_t i = 0; i < cf->nlisten; i++) ssl |= (vs->listens & (1u << i)) && cf->listen_ssl[i];
+    for (size_t i = 0; i < cf->nlisten; i++) h2 |= (vs->listens & (1u << i)) && cf->listen_http2[i];
+    if (vs->http2 < 0) vs->http2 = cf->http2 > 0; /* as nginx: listen ... http2 serves it on the address */
+    vs->http2 |= h2;
     if (ssl && vs->tls.ncert == 0)
       tether__conf_error(ps, vs->line, "listen ... ssl: no \"ssl_certificate\" is defined for this server");
   }
+}
+
+/* http2 on|off (nginx 1.25, http or server level); the names nginx 1.19.7 made obsolete are refused with the
+ * directive that replaced them; the http2_* limits themselves are scalars (config.c). */
+void tether__conf_http2(tether__conf_parser *ps, tether__conf_directive *d) {
+  static const char *const obsolete[][2] = {{"http2_idle_timeout", "keepalive_timeout"},
+                                            {"http2_max_requests", "keepalive_requests"}};
+  for (size_t i = 0; i < TETHER__ARRAY_SIZE(obsolete); i++)
+    if (strcmp(d->args[0], obsolete[i][0]) == 0) {
+      tether__conf_error(ps, d->line, "\"%s\" is obsolete (nginx 1.19.7): use \"%s\"", obsolete[i][0], obsolete[i][1]);
+      return;
+    }
+  if (strcmp(d->args[0], "http2") != 0) {
+    tether__conf_error(ps, d->line, "unknown directive \"%s\"", d->args[0]);
+    return;
+  }
+  if (tether__conf_want_args(ps, d, 1, 1) < 0) return;
+  int on = 0;
+  if (tether__conf_flag(ps, d, d->args[1], &on) < 0) return;
+  if (ps->vs)
+    ps->vs->http2 = on;
+  else
+    ps->cf->http2 = on;
 }

@@ -105,6 +105,9 @@ struct tether__client {
   tether__buf added;
   uint32_t added_always; /* bit i: line i of added goes with every status (add_header ... always) */
   uint8_t added_ready;   /* added was prepared for this request */
+  uint8_t proto_chosen;  /* HTTP/2 or not was decided (proto/h2.c's tether__h2_detect) */
+  tether__client *conn;  /* an HTTP/2 stream's client: the connection it is a stream of (NULL: a connection) */
+  struct tether__h2 *h2; /* an HTTP/2 connection's session (proto/h2.c) */
 };
 
 struct tether__upconn {

@@ -31,6 +31,10 @@ static inline void tether__append_in(char **buf, size_t *len, size_t *cap, const
   *len += n;
 }
 
+/* The client's connection: itself, or for an HTTP/2 stream the connection it is a stream of (its socket,
+ * its TLS, its addresses). */
+static inline const tether__client *tether__client_conn(const tether__client *c) { return c->conn ? c->conn : c; }
+
 /* Response bytes to the client (counted for the access log). */
 static inline int tether__to_client(tether__client *c, const char *data, size_t len) {
   c->bytes_sent += len;

@@ -90,6 +90,7 @@ void tether__log_request(tether__client *c, uint64_t us) {
   tether__http_date(tether_now_ms(), date);
   const char *server = c->server_name ? c->server_name : "-";
   int json = cf->access_log_json;
+  const char *proto = c->conn ? "HTTP/2.0" : c->version_minor ? "HTTP/1.1" : "HTTP/1.0"; /* $server_protocol */
   tether__buf *b = &c->w->scratch_log;
   b->len = 0;
   if (json) {
@@ -99,6 +100,8 @@ void tether__log_request(tether__client *c, uint64_t us) {
     tether__log_escape(b, c->rq->method, 1);
     tether__put_s(b, "\",\"uri\":\"");
     tether__log_escape(b, c->rq->target, 1);
+    tether__put_s(b, "\",\"protocol\":\"");
+    tether__put_s(b, proto);
     snprintf(num, sizeof(num), "\",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f,\"server\":\"", c->status,
              (unsigned long long)c->bytes_sent, us / 1000.0);
     tether__put_s(b, num);
@@ -110,8 +113,8 @@ void tether__log_request(tether__client *c, uint64_t us) {
     tether__log_escape(b, c->rq->method, 0);
     tether__put(b, " ", 1);
     tether__log_escape(b, c->rq->target, 0);
-    snprintf(num, sizeof(num), " HTTP/1.%d\" %d %llu \"-\" \"-\" %.3f \"", c->version_minor, c->status,
-             (unsigned long long)c->bytes_sent, us / 1e6);
+    snprintf(num, sizeof(num), " %s\" %d %llu \"-\" \"-\" %.3f \"", proto, c->status, (unsigned long long)c->bytes_sent,
+             us / 1e6);
     tether__put_s(b, num);
     tether__log_escape(b, server, 0);
     tether__put_s(b, "\"\n");

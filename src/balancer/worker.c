@@ -69,6 +69,7 @@ static void on_wakeup(uv_async_t *a) {
     w->rt = next;
     rebuild_balance(w);
     tether__runtime_unref(old);
+    tether__worker_h2_goaway(w);
   }
   if (atomic_load(&w->stop)) begin_stop(w);
 }

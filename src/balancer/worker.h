@@ -52,6 +52,7 @@ struct tether__worker {
   _Atomic int64_t active_connections;
   _Atomic uint64_t accepted;
   _Atomic uint64_t requests;
+  _Atomic uint64_t requests_h2;         /* of them, HTTP/2 streams */
   _Atomic uint64_t errors_by_status[6]; /* 400,408,413,414,431,other 4xx/5xx answered by us */
   _Atomic uint64_t latency_buckets[TETHER__LATENCY_NB + 1];
   _Atomic uint64_t latency_sum_us;
@@ -79,8 +80,10 @@ void tether__workers_stop(tether__worker *ws, int n);
 
 /* proto/h1.c */
 void tether__client_accept(tether__worker *w, int fd, int listener); /* fd: accepted on listen[listener] */
-void tether__worker_close_idle(tether__worker *w);                   /* stopping: close what carries no request */
-void tether__worker_close_all(tether__worker *w);                    /* grace period over */
+/* A reload: HTTP/2 connections get GOAWAY (their streams finish; clients reconnect to the new settings). */
+void tether__worker_h2_goaway(tether__worker *w);
+void tether__worker_close_idle(tether__worker *w); /* stopping: close what carries no request */
+void tether__worker_close_all(tether__worker *w);  /* grace period over */
 void tether__worker_drop_pools(tether__worker *w);
 void tether__worker_free_reqs(tether__worker *w); /* stopped: the request states kept for reuse */
 

@@ -211,14 +211,15 @@ static int setup_world(void) {
     if (app_start(&W.app[i], i, sessions) < 0) return -1;
   /* examples/demo.conf's upstream and scripts/demo's https listen, on this test's ports */
   W.tls_port = tt_free_port();
-  if (tb_tether_start(&W.lb, 2,
-                      "listen 127.0.0.1:%d ssl;\nssl_certificate %s/server.pem;\nssl_certificate_key %s/server.key;\n"
-                      "upstream apps {\n"
-                      "    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n"
-                      "    health_check uri=/health interval=1s fails=1 passes=2;\n"
-                      "    keepalive 32;\n}\n"
-                      "location / { proxy_pass http://apps; }\n",
-                      W.tls_port, W.dir, W.dir, W.app[0].port, W.app[1].port, W.app[2].port) < 0)
+  if (tb_tether_start(
+          &W.lb, 2,
+          "listen 127.0.0.1:%d ssl http2;\nssl_certificate %s/server.pem;\nssl_certificate_key %s/server.key;\n"
+          "upstream apps {\n"
+          "    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n    server 127.0.0.1:%d;\n"
+          "    health_check uri=/health interval=1s fails=1 passes=2;\n"
+          "    keepalive 32;\n}\n"
+          "location / { proxy_pass http://apps; }\n",
+          W.tls_port, W.dir, W.dir, W.app[0].port, W.app[1].port, W.app[2].port) < 0)
     return -1;
   return tt_wait_port(W.tls_port, 10000) ? 0 : -1;
 }

@@ -98,6 +98,11 @@ async function main() {
     let s = await load('open', () => page.goto(`${cfg.url}/`, { waitUntil: 'load' }));
     check(s.server in cfg.apps, `open: answered by ${s.server}, not one of the apps`);
     check(s.visits === 1, `open: visits ${s.visits}, want 1`);
+    if (cfg.url.startsWith('https:')) {
+      // the https listen serves HTTP/2 (ALPN h2): the page came over it
+      const proto = await page.evaluate(() => performance.getEntries()[0].nextHopProtocol);
+      check(proto === 'h2', `open: the page came over ${proto}, want h2`);
+    }
     check(s.user === null, `open: already logged in as ${s.user}`);
 
     // the login form: type a name, press the button (POST /login, 303 to /)

@@ -391,7 +391,11 @@ static void test_agreement(void **state) {
       {"listen 8080 backlog=0;\n", "t.conf:1: \"listen\": backlog must be an integer from 1 to 65535"},
       {"listen 8080 backlog=many;\n", "t.conf:1: \"listen\": backlog must be"},
       {"listen 8080 ssl;\n", "t.conf:1: listen ... ssl: no \"ssl_certificate\" is defined"},
-      {"listen 8080 http2;\n", "t.conf:1: listen ... http2: HTTP/2 is not served yet"},
+      {"listen 8080;\nhttp2 maybe;\n", "t.conf:2: \"http2\" takes on or off, got \"maybe\""},
+      {"listen 8080;\nhttp2_idle_timeout 3m;\n", "t.conf:2: \"http2_idle_timeout\" is obsolete (nginx 1.19.7): use "
+                                                 "\"keepalive_timeout\""},
+      {"listen 8080;\nhttp2_push on;\n", "t.conf:2: unknown directive \"http2_push\""},
+      {"listen 8080;\nhttp2_max_concurrent_streams 0;\n", "t.conf:2: \"http2_max_concurrent_streams\": streams must"},
       {"listen 8080;\nadmin_listen 8081 backlog=10;\n", "t.conf:2: \"admin_listen\" takes an address and no parameter"},
       {"listen 8080;\nerror_log /tmp/e.log loud;\n", "t.conf:2: error_log: unknown level \"loud\""},
       {"listen 8080;\nerror_log syslog:server=127.0.0.1;\n", "t.conf:2: \"error_log\" takes a file or stderr"},
@@ -647,15 +651,59 @@ static void test_include(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* HTTP/2: listen ... http2 serves it on the address (every server there), http2 on a server or the http level,
+ * and the limits in nginx's names with nginx's defaults. */
+static void test_http2(void **state) {
+  (void)state;
+  const char *up = "upstream b { server 127.0.0.1:9001; }\nlocation / { proxy_pass http://b; }\n";
+  char text[1024];
+  snprintf(text, sizeof(text), "listen 8080;\n%s", up);
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.h2_max_streams, 128);
+  assert_int_equal(cf.keepalive_requests, 1000);
+  assert_int_equal(cf.h2_preread, 65536);
+  assert_int_equal(cf.h2_max_header, 16384);
+  assert_int_equal(cf.vservers[0].http2, 0);
+  snprintf(text, sizeof(text),
+           "http2_max_concurrent_streams 8;\nkeepalive_requests 5;\nhttp2_recv_timeout 3s;\nsend_timeout 2s;\n"
+           "http2_body_preread_size 16k;\nhttp2_max_field_size 1k;\nhttp2_max_header_size 2k;\n"
+           "upstream b { server 127.0.0.1:9001; }\n"
+           "server { listen 8080 http2; location / { proxy_pass http://b; } }\n"
+           "server { listen 8080; server_name b; location / { proxy_pass http://b; } }\n"
+           "server { listen 8081; http2 on; location / { proxy_pass http://b; } }\n"
+           "server { listen 8082; location / { proxy_pass http://b; } }\n");
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.h2_max_streams, 8);
+  assert_int_equal(cf.keepalive_requests, 5);
+  assert_int_equal(cf.h2_recv_timeout_ms, 3000);
+  assert_int_equal(cf.send_timeout_ms, 2000);
+  assert_int_equal(cf.h2_preread, 16384);
+  assert_int_equal(cf.h2_max_field, 1024);
+  assert_int_equal(cf.h2_max_header, 2048);
+  assert_int_equal(cf.vservers[0].http2, 1);
+  assert_int_equal(cf.vservers[1].http2, 1); /* on 8080 with the server that says http2 */
+  assert_int_equal(cf.vservers[2].http2, 1);
+  assert_int_equal(cf.vservers[3].http2, 0);
+  assert_int_equal(cf.listen_http2[0], 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_issue_example),           cmocka_unit_test(test_nginx_shape),
-      cmocka_unit_test(test_add_header_and_return),   cmocka_unit_test(test_errors_name_the_line),
-      cmocka_unit_test(test_several_errors_reported), cmocka_unit_test(test_values),
-      cmocka_unit_test(test_proxy_ssl_inheritance),   cmocka_unit_test(test_sticky_route_and_key_file),
-      cmocka_unit_test(test_admin_and_limits),        cmocka_unit_test(test_agreement),
-      cmocka_unit_test(test_header_buffers),          cmocka_unit_test(test_virtual_servers),
-      cmocka_unit_test(test_virtual_server_errors),   cmocka_unit_test(test_include),
+      cmocka_unit_test(test_issue_example),
+      cmocka_unit_test(test_nginx_shape),
+      cmocka_unit_test(test_add_header_and_return),
+      cmocka_unit_test(test_errors_name_the_line),
+      cmocka_unit_test(test_several_errors_reported),
+      cmocka_unit_test(test_values),
+      cmocka_unit_test(test_proxy_ssl_inheritance),
+      cmocka_unit_test(test_sticky_route_and_key_file),
+      cmocka_unit_test(test_admin_and_limits),
+      cmocka_unit_test(test_agreement),
+      cmocka_unit_test(test_header_buffers),
+      cmocka_unit_test(test_virtual_servers),
+      cmocka_unit_test(test_http2),
+      cmocka_unit_test(test_virtual_server_errors),
+      cmocka_unit_test(test_include),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

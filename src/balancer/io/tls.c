@@ -313,3 +313,11 @@ const char *tether__tls_servername(const tether__io *io) {
   const tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
   return t ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
+
+int tether__tls_alpn_h2(const tether__io *io) {
+  const tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
+  const unsigned char *p = NULL;
+  unsigned int n = 0;
+  if (t) SSL_get0_alpn_selected(t->ssl, &p, &n);
+  return n == 2 && p[0] == 'h' && p[1] == '2';
+}

@@ -25,5 +25,7 @@ typedef struct tether__tls_sni {
 void tether__tls_on_sni(tether__io *io, tether__tls_pick_fn pick, void *owner);
 /* The name the client sent by SNI; NULL without TLS or SNI. */
 const char *tether__tls_servername(const tether__io *io);
+/* Whether ALPN chose h2 (tls/context.c's callback offers it where a server serves HTTP/2). */
+int tether__tls_alpn_h2(const tether__io *io);
 
 #endif

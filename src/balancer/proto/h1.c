@@ -20,6 +20,7 @@
 #include "../upstream/pool.h"
 #include "../upstream/tunnel.h"
 #include "../worker.h"
+#include "h2.h"
 
 #define LINGER_TIMEOUT_MS 5000 /* nginx's lingering_timeout: silence that ends a lingering close */
 #define LINGER_TIME_MS 30000   /* nginx's lingering_time: the longest one */
@@ -271,6 +272,7 @@ static void request_open(tether__client *c) {
   tether__worker *w = c->w;
   tether__req *r = req_take(c);
   c->served++;
+  if (c->served >= w->rt->cf->keepalive_requests) c->keep_alive = 0; /* nginx's keepalive_requests */
   c->active = 1;
   c->rt = w->rt;
   tether__runtime_ref(c->rt);
@@ -314,11 +316,21 @@ static void start_request_once(tether__client *c) {
   tether__h1_msg *m = &w->msg;
   tether__config *cf = w->rt->cf;
   if (c->served == 0 && cf->real_ip_proxy_protocol && tether__trusted_peer(cf, &c->addr.sa) && !proxy_header(c)) return;
+  if (!c->proto_chosen && c->conn == NULL) {
+    int h2 = tether__h2_detect(c);
+    if (h2 < 0) return;
+    c->proto_chosen = 1;
+    if (h2) {
+      tether__h2_start(c);
+      return;
+    }
+  }
   tether__h1_limits lim = {.max_head = cf->client_header_buffer, .max_uri = cf->large_uri, .max_headers = 100};
   int n = tether__h1_parse_request(c->in, c->in_len, &lim, m);
   if (n == 0) return;
   request_open(c);
   atomic_fetch_add_explicit(&w->requests, 1, memory_order_relaxed);
+  if (c->conn) atomic_fetch_add_explicit(&w->requests_h2, 1, memory_order_relaxed);
   if (n < 0) {
     c->keep_alive = 0;
     c->in_len = 0;
@@ -431,15 +443,17 @@ static void client_close(tether__client *c) {
     tether__up_close(u);
   }
   if (c->active) tether__request_finish(c);
+  if (c->h2) tether__h2_closed(c);
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, client_timer_closed);
+  tether__io_close(&c->io, client_free);
+  if (c->conn) return; /* a stream: not a connection of the worker's */
   if (c->prev)
     c->prev->next = c->next;
   else
     w->clients = c->next;
   if (c->next) c->next->prev = c->prev;
   atomic_fetch_sub_explicit(&w->active_connections, 1, memory_order_relaxed);
-  uv_timer_stop(&c->timer);
-  uv_close((uv_handle_t *)&c->timer, client_timer_closed);
-  tether__io_close(&c->io, client_free);
   tether__listen_fd_freed(w);
 }
 
@@ -492,13 +506,20 @@ void tether__worker_close_idle(tether__worker *w) {
   tether__client *c = w->clients;
   while (c) {
     tether__client *next = c->next;
-    if (!c->active && c->io.pending == 0)
+    if (c->h2)
+      tether__h2_goaway(c); /* the streams in progress finish; the session ends after them */
+    else if (!c->active && c->io.pending == 0)
       client_close(c);
     else
       c->keep_alive = 0;
     c = next;
   }
   tether__worker_drop_pools(w);
+}
+
+void tether__worker_h2_goaway(tether__worker *w) {
+  for (tether__client *c = w->clients; c; c = c->next)
+    if (c->h2) tether__h2_goaway(c);
 }
 
 void tether__worker_close_all(tether__worker *w) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../conn.h"
 #include "rewrite.h"
 
 int tether__trusted_peer(const tether__config *cf, const struct sockaddr *sa) {
@@ -40,7 +41,7 @@ void tether__real_client(tether__client *c, const tether__config *cf, const teth
   /* c->rq->peer is c->ip already; a PROXY header's address holds for the connection; X-Forwarded-For is read
    * per request */
   memcpy(&c->rq->real, cf->real_ip_proxy_protocol ? &c->src : &c->addr, sizeof(tether__sockaddr));
-  c->scheme = c->io.filter ? "https" : "http"; /* the filter is TLS */
+  c->scheme = tether__client_conn(c)->io.filter ? "https" : "http"; /* the filter is TLS */
   if (cf->nreal_ip_from == 0 || !tether__trusted_peer(cf, &c->addr.sa)) return;
   if (!cf->real_ip_proxy_protocol) forwarded_for(c, cf, m);
   const char *proto = tether__forwarded_proto(m); /* a proxy we trust says how the client came (TLS ended there) */

@@ -74,7 +74,7 @@ static const tether__cf_vserver *request_server(tether__client *c, const tether_
                                                 int *status) {
   tether__slice h = m->authority.p ? m->authority : m->host;
   int v = tether__vserver_find(cf, c->listener, h.p, h.p ? h.n : 0);
-  const char *sni = tether__tls_servername(&c->io);
+  const char *sni = tether__tls_servername(&tether__client_conn(c)->io);
   int s = sni ? tether__vserver_select(cf, c->listener, sni, strlen(sni)) : -1;
   if (v < 0)
     v = s >= 0 ? s : tether__vserver_default(cf, c->listener);
@@ -88,9 +88,9 @@ static const tether__cf_vserver *request_server(tether__client *c, const tether_
 static void put_origin(tether__buf *b, tether__client *c, const tether__h1_msg *m, const tether__fwd *x) {
   static const tether__key_part host = {.type = TETHER__KEY_HOST};
   struct sockaddr_storage ss;
-  int len = sizeof(ss), tls = c->io.filter != NULL, port = 0;
+  int len = sizeof(ss), tls = tether__client_conn(c)->io.filter != NULL, port = 0;
   char ip[64] = "";
-  if (uv_tcp_getsockname(&c->io.tcp, (struct sockaddr *)&ss, &len) == 0) {
+  if (uv_tcp_getsockname(&tether__client_conn(c)->io.tcp, (struct sockaddr *)&ss, &len) == 0) {
     const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
     const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&ss;
     char a[INET6_ADDRSTRLEN] = "";

@@ -323,7 +323,8 @@ void tether__add_headers_prepare(tether__client *c, const tether__cf_add_headers
   c->added_always = 0;
   c->added_ready = 1;
   if (h->nadd == 0) return;
-  const char *tls_scheme = c->io.filter ? "https" : "http"; /* before any request: the connection's */
+  const char *tls_scheme =
+      tether__client_conn(c)->io.filter ? "https" : "http"; /* before any request: the connection's */
   tether__fwd x = {.claims = claims, .conn_ip = c->ip, .remote_addr = c->rq ? c->rq->peer : c->ip, .scheme = c->scheme};
   if (x.scheme == NULL) x.scheme = tls_scheme;
   int line = 0;
@@ -386,7 +387,8 @@ void tether__add_headers_put(tether__client *c, int status, tether__buf *b) {
 /* The sticky cookie to set with this response, unless the server set it itself (`preserve`). */
 static char *sticky_cookie(const tether__client *c, const tether__upstream_rt *ur, const tether__h1_msg *m) {
   const tether__cf_persist *cp = &ur->cf->persist;
-  char *sticky = tether__persist_set_cookie(ur, &c->rq->pr, c->srv, tether_now_ms(), c->io.filter != NULL);
+  char *sticky =
+      tether__persist_set_cookie(ur, &c->rq->pr, c->srv, tether_now_ms(), tether__client_conn(c)->io.filter != NULL);
   if (sticky == NULL || !cp->preserve) return sticky;
   size_t nl = strlen(cp->cookie);
   for (size_t i = 0; i < m->nheaders; i++)

@@ -364,8 +364,26 @@ static void session_context(SSL_CTX *ctx) {
   ERR_clear_error();
 }
 
+/* ALPN: h2 when the server (the one SNI chose: OpenSSL asks its context) serves HTTP/2 and the client offers
+ * it, else http/1.1; a client that offers neither goes on without ALPN, as nginx. */
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+                   unsigned int inlen, void *arg) {
+  (void)ssl;
+  static const unsigned char h2[] = "\x02h2\x08http/1.1", h1[] = "\x08http/1.1";
+  unsigned char *sel = NULL;
+  if (arg && SSL_select_next_proto(&sel, outlen, h2, sizeof(h2) - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  if (SSL_select_next_proto(&sel, outlen, h1, sizeof(h1) - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED) {
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
 /* One server's context: its certificates and settings (inherited from the http level where it has none). */
-static SSL_CTX *server_ctx(const tether__cf_tls *t, errbuf *e) {
+static SSL_CTX *server_ctx(const tether__cf_tls *t, int http2, errbuf *e) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (ctx == NULL) {
     fail(e, t->line, "cannot create a TLS context");
@@ -379,6 +397,7 @@ static SSL_CTX *server_ctx(const tether__cf_tls *t, errbuf *e) {
   load_ticket_keys(ctx, t, e);
   SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL); /* SNI may move a handshake to another server */
   SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+  SSL_CTX_set_alpn_select_cb(ctx, on_alpn, http2 ? ctx : NULL);
   return ctx;
 }
 
@@ -393,7 +412,7 @@ int tether__tls_build(tether__config *cf, char *err, size_t errlen) {
     tether__cf_vserver *vs = &cf->vservers[v];
     int ssl = 0;
     for (size_t i = 0; i < cf->nlisten; i++) ssl |= (vs->listens & (1u << i)) && cf->listen_ssl[i];
-    if (ssl) vs->tls_ctx = server_ctx(&vs->tls, &e);
+    if (ssl) vs->tls_ctx = server_ctx(&vs->tls, vs->http2 > 0, &e);
   }
   for (size_t k = 0; k < cf->nupstreams; k++)
     if (cf->upstreams[k].https) build_client(&cf->upstreams[k], &e);

@@ -1,0 +1,251 @@
+/* An HTTP/2 stream as the transport of a client of its own. Its input is an HTTP/1.1 request: a head made from
+ * the header block h2.c checked (":authority" as Host, the cookie fields joined), then the DATA, as a
+ * Content-Length body when the client gave one, else chunked. Its output is what the request and upstream
+ * layers write, HTTP/1.1 bytes: the head becomes HEADERS (without the connection-specific fields), the body
+ * (de-chunked) becomes DATA, sent as the client's window allows; what waits counts as the transport's pending
+ * bytes, so that the upstream stops reading past TETHER__MAX_PENDING as it does for HTTP/1.1. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../conn.h"
+#include "../http1.h"
+#include "../worker.h"
+#include "h2.h"
+
+/* ---- the request ---- */
+
+void tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof) {
+  if (len) {
+    if (st->chunked) tether__buf_appendf(&st->in, "%zx\r\n", len);
+    tether__buf_append(&st->in, data, len);
+    if (st->chunked) tether__buf_append(&st->in, "\r\n", 2);
+    st->unconsumed += len;
+  }
+  if (eof && !st->in_eof) {
+    st->in_eof = 1;
+    if (st->chunked) tether__buf_append(&st->in, "0\r\n\r\n", 5);
+  }
+  tether__h2_stream_deliver(st);
+}
+
+void tether__h2_stream_deliver(tether__h2_stream *st) {
+  if (st->delivering) return;
+  st->delivering = 1;
+  while (st->c && !st->c->closing && !st->c->io.paused && st->in.len) {
+    tether__buf b = st->in;
+    size_t unconsumed = st->unconsumed;
+    st->in = (tether__buf){0};
+    st->unconsumed = 0;
+    st->c->io.on_read(&st->c->io, (ssize_t)b.len, b.data);
+    tether__buf_free(&b);
+    if (unconsumed && !st->closed) nghttp2_session_consume(st->h->s, st->id, unconsumed);
+  }
+  st->delivering = 0;
+  tether__h2_schedule(st->h);
+}
+
+/* ---- the response ---- */
+
+static int hop_name(tether__slice n) {
+  return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive") ||
+         tether__h1_token_eq(n, "proxy-connection") || tether__h1_token_eq(n, "transfer-encoding") ||
+         tether__h1_token_eq(n, "upgrade") || tether__h1_token_eq(n, "te");
+}
+
+/* The response head is complete: HEADERS, with a data source when a body follows. */
+static void submit_head(tether__h2_stream *st, const tether__h1_msg *m) {
+  nghttp2_nv nv[TETHER__H1_MAX_HEADERS + 1];
+  char status[16], names[TETHER__H1_MAX_HEADERS][64];
+  snprintf(status, sizeof(status), "%03d", m->status % 1000);
+  size_t n = 0;
+  nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+  for (size_t i = 0; i < m->nheaders; i++) {
+    tether__slice name = m->headers[i].name;
+    if (hop_name(name) || name.n >= sizeof(names[0])) continue;
+    for (size_t k = 0; k < name.n; k++)
+      names[n][k] = (char)(name.p[k] >= 'A' && name.p[k] <= 'Z' ? name.p[k] + 32 : name.p[k]);
+    nv[n] = (nghttp2_nv){(uint8_t *)names[n], (uint8_t *)m->headers[i].value.p, name.n, m->headers[i].value.n,
+                         NGHTTP2_NV_FLAG_NONE};
+    n++;
+  }
+  st->framing = m->framing;
+  st->remaining = m->framing == TETHER__H1_LENGTH ? m->content_length : 0;
+  st->rstate = m->framing == TETHER__H1_NO_BODY || (m->framing == TETHER__H1_LENGTH && !m->content_length) ? 2 : 1;
+  st->out_eof = st->rstate == 2;
+  nghttp2_data_provider prd = {.source.ptr = st, .read_callback = tether__h2_stream_read};
+  nghttp2_submit_response(st->h->s, st->id, nv, n, st->rstate == 2 ? NULL : &prd);
+  st->submitted = 1;
+}
+
+/* Chunked body bytes into DATA bytes; what the upstream layer forwards was checked already (http1.c). */
+enum { C_SIZE, C_EXT, C_DATA, C_DATA_END, C_TRAILER, C_TRAILER_LINE };
+static size_t dechunk(tether__h2_stream *st, const char *p, size_t len) {
+  size_t i = 0;
+  while (i < len && st->rstate == 1) {
+    char ch = p[i];
+    if (st->cstate == C_DATA) {
+      size_t k = len - i < st->remaining ? len - i : (size_t)st->remaining;
+      tether__buf_append(&st->out, p + i, k);
+      st->remaining -= k;
+      i += k;
+      if (st->remaining == 0) st->cstate = C_DATA_END;
+      continue;
+    }
+    i++;
+    if (st->cstate == C_SIZE || st->cstate == C_EXT) {
+      int d = ch >= '0' && ch <= '9'   ? ch - '0'
+              : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+              : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+                                       : -1;
+      if (st->cstate == C_SIZE && d >= 0)
+        st->remaining = st->remaining * 16 + (uint64_t)d;
+      else if (ch == '\n')
+        st->cstate = st->remaining ? C_DATA : C_TRAILER;
+      else
+        st->cstate = C_EXT;
+    } else if (st->cstate == C_DATA_END) {
+      if (ch == '\n') st->cstate = C_SIZE;
+    } else if (st->cstate == C_TRAILER) {
+      if (ch == '\n')
+        st->rstate = 2; /* the empty line after the last chunk (and trailers, dropped) */
+      else if (ch != '\r')
+        st->cstate = C_TRAILER_LINE;
+    } else if (ch == '\n') {
+      st->cstate = C_TRAILER;
+    }
+  }
+  return i;
+}
+
+static void body_bytes(tether__h2_stream *st, const char *p, size_t len) {
+  if (st->framing == TETHER__H1_CHUNKED) {
+    dechunk(st, p, len);
+  } else if (st->framing == TETHER__H1_LENGTH) {
+    size_t k = len < st->remaining ? len : (size_t)st->remaining;
+    if (k) tether__buf_append(&st->out, p, k);
+    st->remaining -= k;
+    if (st->remaining == 0) st->rstate = 2;
+  } else {
+    tether__buf_append(&st->out, p, len);
+  }
+  if (st->rstate == 2) st->out_eof = 1;
+}
+
+/* The head, once it is whole (interim 1xx answers are dropped: HTTP/2 has them, but the request is whole). */
+static int head_bytes(tether__h2_stream *st, tether__client *c, const char *p, size_t len) {
+  tether__buf_append(&st->rhead, p, len);
+  for (;;) {
+    tether__h1_msg *m = tether__malloc(sizeof(*m));
+    tether__h1_limits lim = TETHER__H1_DEFAULT_LIMITS;
+    lim.max_head = 65536;
+    int n = tether__h1_parse_response(st->rhead.data, st->rhead.len, &lim, c->is_head, m);
+    if (n <= 0) {
+      free(m);
+      return n == 0 ? 0 : -1;
+    }
+    if (m->status >= 100 && m->status < 200) {
+      free(m);
+      memmove(st->rhead.data, st->rhead.data + n, st->rhead.len - (size_t)n);
+      st->rhead.len -= (size_t)n;
+      continue;
+    }
+    submit_head(st, m);
+    free(m);
+    if ((size_t)n < st->rhead.len && st->rstate == 1) body_bytes(st, st->rhead.data + n, st->rhead.len - (size_t)n);
+    tether__buf_free(&st->rhead);
+    return 0;
+  }
+}
+
+static int stream_write(tether__io *io, const char *data, size_t len) {
+  tether__h2_stream *st = io->filter_state;
+  tether__client *c = io->owner;
+  if (st == NULL || st->closed) return UV_EPIPE;
+  if (len == 0) return 0;
+  if (st->rstate == 0) {
+    if (head_bytes(st, c, data, len) < 0) return UV_EPROTO;
+  } else if (st->rstate == 1) {
+    body_bytes(st, data, len);
+  }
+  io->pending = st->out.len - st->out_off;
+  if (st->deferred && (st->out.len > st->out_off || st->out_eof)) {
+    st->deferred = 0;
+    nghttp2_session_resume_data(st->h->s, st->id);
+  }
+  tether__h2_schedule(st->h);
+  return 0;
+}
+
+ssize_t tether__h2_stream_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                               nghttp2_data_source *src, void *user) {
+  (void)s;
+  (void)id;
+  (void)user;
+  tether__h2_stream *st = src->ptr;
+  size_t avail = st->out.len - st->out_off;
+  size_t n = avail < len ? avail : len;
+  if (n) memcpy(buf, st->out.data + st->out_off, n);
+  st->out_off += n;
+  if (st->out_off == st->out.len) st->out.len = st->out_off = 0;
+  if (n) st->notify = 1;
+  if (st->out.len == st->out_off && st->out_eof) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+  } else if (n == 0) {
+    st->deferred = 1;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return (ssize_t)n;
+}
+
+void tether__h2_stream_notify(tether__h2 *h) {
+  for (tether__h2_stream *st = h->streams; st; st = st->next) {
+    if (!st->notify) continue;
+    st->notify = 0;
+    if (st->c == NULL || st->c->closing) continue;
+    st->c->io.pending = st->out.len - st->out_off;
+    st->c->io.on_written(&st->c->io, 0);
+    if (h->closed) return;
+  }
+}
+
+/* ---- the transport filter ---- */
+
+static void stream_read(tether__io *io, ssize_t nread, char *data) {
+  (void)io;
+  (void)nread;
+  (void)data; /* no socket under it */
+}
+
+static void stream_drain(tether__io *io) {
+  tether__h2_stream *st = io->filter_state;
+  if (st && !st->closed) tether__h2_stream_deliver(st);
+}
+
+static int stream_shutdown(tether__io *io, uv_shutdown_t *req) {
+  (void)io;
+  (void)req;
+  return UV_ENOTCONN; /* the client closes at once: a stream has no lingering close */
+}
+
+/* The client closes: an answer it finished ends the stream; one cut short resets it. */
+static void stream_free(tether__io *io) {
+  tether__h2_stream *st = io->filter_state;
+  tether__client *c = io->owner;
+  io->filter_state = NULL;
+  if (st == NULL) return;
+  st->c = NULL;
+  if (st->closed) return;
+  if (st->rstate == 1 && st->framing == TETHER__H1_UNTIL_CLOSE && c->resp_done) st->rstate = 2, st->out_eof = 1;
+  if (st->rstate != 2 || !st->submitted)
+    nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+  else if (st->deferred)
+    nghttp2_session_resume_data(st->h->s, st->id), st->deferred = 0;
+  if (st->unconsumed) nghttp2_session_consume(st->h->s, st->id, st->unconsumed), st->unconsumed = 0;
+  tether__h2_schedule(st->h);
+}
+
+const tether__io_filter tether__h2_stream_filter = {.read = stream_read,
+                                                    .write = stream_write,
+                                                    .drain = stream_drain,
+                                                    .shutdown = stream_shutdown,
+                                                    .free = stream_free};
