@@ -5,7 +5,7 @@ const double tether__latency_bounds_s[TETHER__LATENCY_NB] = {0.0005, 0.001, 0.00
                                                              0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 /* Microsecond bounds, so that the request path compares integers. */
-static const uint64_t bounds_us[TETHER__LATENCY_NB] = {500,    1000,   2500,    5000,    10000,   25000,   50000,
+static const uint64_t bounds_us[TETHER__LATENCY_NB] = {500,    1000,   2500,   5000,    10000,   25000,   50000,
                                                        100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000};
 
 void tether__latency_count(_Atomic uint64_t *buckets, _Atomic uint64_t *sum_us, uint64_t us) {
@@ -53,7 +53,8 @@ void tether__server_latency_metrics(tether__buf *b, const tether__runtime *rt, i
           snprintf(le, sizeof(le), "%g", tether__latency_bounds_s[j]);
         else
           snprintf(le, sizeof(le), "+Inf");
-        tether__buf_appendf(b, "tether_upstream_response_seconds_bucket{upstream=\"%s\",server=\"%s\",le=\"%s\"} %llu\n",
+        tether__buf_appendf(b,
+                            "tether_upstream_response_seconds_bucket{upstream=\"%s\",server=\"%s\",le=\"%s\"} %llu\n",
                             s->upstream, s->name, le, (unsigned long long)cum);
       }
       tether__buf_appendf(b,
