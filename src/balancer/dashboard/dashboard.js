@@ -31,7 +31,7 @@ const perSecond = (now, before, dt) => (before === undefined || dt <= 0 ? 0 : Ma
 
 function spark(points, label) {
   if (points.length < 2) return '';
-  const w = 120;
+  const w = 96;
   const h = 26;
   const max = Math.max(0.01, ...points);
   const xy = points.map((v, i) => `${((i * w) / (HISTORY - 1)).toFixed(1)},${(h - 1 - (v / max) * (h - 2)).toFixed(1)}`);
