@@ -1,7 +1,8 @@
 // One screenshot with Debian's chromium through puppeteer-core (tests/browser's npm packages), for
 // scripts/screenshots:  node scripts/screenshot.js URL OUT.png WIDTH HEIGHT WAIT_MS
 // The page is given WAIT_MS of real time before the shot (the dashboard's rates need a few seconds of its
-// event stream); the shot is the viewport, checked not to be blank.
+// event stream); the shot is the viewport, checked not to be blank. A WIDTH under 600 is a phone: a touch
+// screen at twice the pixel density.
 'use strict';
 
 const path = require('node:path');
@@ -27,7 +28,9 @@ async function main() {
   });
   try {
     const page = await browser.newPage();
-    await page.setViewport({ width: Number(width || 1100), height: Number(height || 800) });
+    const phone = Number(width || 1100) < 600;
+    await page.setViewport({ width: Number(width || 1100), height: Number(height || 800), isMobile: phone,
+      hasTouch: phone, deviceScaleFactor: phone ? 2 : 1 });
     await page.goto(url, { waitUntil: 'load', timeout: 20000 });
     await new Promise((r) => setTimeout(r, Number(waitMs || 0)));
     const png = await page.screenshot({ path: out });

@@ -30,6 +30,7 @@ typedef struct app {
   tether_jwt_signer *signer;             /* NULL: no JWT secret, token mode answers 501 */
   tether_jwt_verifier *verifier;         /* HS256 with the same secret, built once; NULL with signer */
   tether_trusted_proxies trusted;        /* --trust-proxy: peers whose X-Forwarded-Proto is believed */
+  const char *dashboard_url;             /* --dashboard-url: the page links to it; NULL: no link */
   _Atomic uint64_t requests[R_COUNT][6]; /* route x status class */
 } app;
 

@@ -18,6 +18,7 @@ static const struct option opts[] = {{"listen", required_argument, NULL, 'l'},
                                      {"weak-secret-ok", no_argument, NULL, 'W'},
                                      {"max-age", required_argument, NULL, 'm'},
                                      {"threads", required_argument, NULL, 't'},
+                                     {"dashboard-url", required_argument, NULL, 'D'},
                                      {"help", no_argument, NULL, 'h'},
                                      {NULL, 0, NULL, 0}};
 
@@ -45,6 +46,8 @@ static void usage(FILE *out) {
           "  --max-age SECONDS    session cookie lifetime (default 3600; 0: a browser-session cookie)\n"
           "  --threads N          worker threads, each an event loop (default: one per core); stores other than\n"
           "                       redis:// run on libuv's thread pool (UV_THREADPOOL_SIZE, default here 16)\n"
+          "  --dashboard-url URL  the page links to the balancer's dashboard there (http:// or https://);\n"
+          "                       default: $TETHER_DASHBOARD_URL; neither: no link\n"
           "  --help\n");
 }
 
@@ -65,6 +68,20 @@ static int number(const char *arg, int empty_ok, long lo, long hi, long *out) {
   char *end;
   *out = strtol(arg, &end, 10);
   return (end == arg && !empty_ok) || *end || *out < lo || *out > hi ? -1 : 0;
+}
+
+/* --dashboard-url (or $TETHER_DASHBOARD_URL): an http(s) URL without quotes, spaces or controls. 0, or -1
+ * with a message. */
+static int dashboard_url(const char *url, const char *from) {
+  int scheme = strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0;
+  for (const unsigned char *p = (const unsigned char *)url; scheme && *p; p++)
+    if (*p <= ' ' || *p == '"' || *p == '<' || *p == '>' || *p == '\\' || *p >= 0x7f) scheme = 0;
+  if (!scheme) {
+    fprintf(stderr, "tether-app: %s takes an http:// or https:// URL without spaces or quotes\n", from);
+    return -1;
+  }
+  the_app.dashboard_url = url;
+  return 0;
 }
 
 /* --cookie-secure[=auto|on|off]. 0, or -1 with a message. */
@@ -113,6 +130,8 @@ int options_parse(int argc, char **argv, options *o) {
   o->weak_secret_ok = 0;
   int ch;
   the_app.name = "app";
+  const char *env_dashboard = getenv("TETHER_DASHBOARD_URL");
+  if (env_dashboard && *env_dashboard && dashboard_url(env_dashboard, "TETHER_DASHBOARD_URL") < 0) return 2;
   while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (ch) {
     case 'l':
@@ -173,6 +192,9 @@ int options_parse(int argc, char **argv, options *o) {
       o->threads = (int)v;
       break;
     }
+    case 'D':
+      if (dashboard_url(optarg, "--dashboard-url") < 0) return 2;
+      break;
     case 'h':
       usage(stdout);
       return 0;

@@ -79,8 +79,14 @@ static char *index_page(tether_session *s) {
           "</span></p>\n<form method=\"post\" action=\"/cart\"><input name=\"item\" value=\"book\"> "
           "<button id=\"add\">Add to cart</button></form>\n"
           "<p>Session id: <code id=\"sid\">%.8s&hellip;</code> in the <code>%s</code> store. Stop this app and "
-          "reload: another one answers, with the same visits and cart.</p>\n</body></html>\n",
+          "reload: another one answers, with the same visits and cart.</p>\n",
           tether_session_id(s), tether_store_kind(the_app.store));
+  if (the_app.dashboard_url) {
+    fputs("<p><a id=\"dashboard\" href=\"", f);
+    html_escape(f, the_app.dashboard_url);
+    fputs("\">The balancer's dashboard</a>: which app answers, requests, session loss; drain an app.</p>\n", f);
+  }
+  fputs("</body></html>\n", f);
   xmemstream_close(f);
   return out;
 }

@@ -160,6 +160,7 @@ char *tether__metrics_text(tether__control *ctl) {
                           s->name, (unsigned long long)sum_field(s, 1, ctl->nworkers));
     }
   session_metrics(&b, ctl);
+  tether__server_latency_metrics(&b, rt, ctl->nworkers);
   int64_t active = 0;
   uint64_t accepted = 0, requests = 0, requests_h2 = 0, errs[6] = {0}, buckets[TETHER__LATENCY_NB + 1] = {0},
            sum_us = 0;
@@ -304,6 +305,7 @@ static char *status_text(tether__control *ctl, size_t flags) {
       json_object_set_new(js, "connect_errors", json_integer((json_int_t)sum_field(s, 0, ctl->nworkers)));
       json_object_set_new(js, "retries", json_integer((json_int_t)sum_field(s, 1, ctl->nworkers)));
       if (u->monitor.cookie[0]) json_object_set_new(js, "sessions", sessions_json(s, ctl->nworkers));
+      json_object_set_new(js, "latency", tether__server_latency_json(s, ctl->nworkers));
       json_array_append_new(servers, js);
     }
     json_object_set_new(ju, "servers", servers);

@@ -25,12 +25,16 @@ enum {
   TETHER__NCLASSES
 };
 
+#define TETHER__LATENCY_NB 14 /* latency histogram buckets (bounds: tether__latency_bounds_s), plus one above */
+
 /* Counters one worker writes and anyone reads (summed over workers). */
 typedef struct tether__wcounters {
   _Atomic uint64_t requests[TETHER__NCLASSES]; /* by status class; ERR: no response from the server */
   _Atomic uint64_t connect_errors;
   _Atomic uint64_t retries;
-  _Atomic uint64_t sessions[TETHER__SESS_COUNT]; /* session_monitor's counts, by TETHER__SESS_* */
+  _Atomic uint64_t sessions[TETHER__SESS_COUNT];    /* session_monitor's counts, by TETHER__SESS_* */
+  _Atomic uint64_t latency[TETHER__LATENCY_NB + 1]; /* whole answers by time from request head to last byte */
+  _Atomic uint64_t latency_sum_us;
   char pad[64];
 } tether__wcounters;
 

@@ -11,15 +11,14 @@
 #include "config.h"
 #include "conn-t.h"
 #include "http1.h"
+#include "latency.h"
 #include "runtime.h"
 #include "tether/jwt.h"
 
-#define TETHER__LATENCY_NB 14
 #define TETHER__JWT_MISSING 18 /* jwt_results slots: 0 ok, 1..17 -tether_jwt_error - 1000, then these */
 #define TETHER__JWT_OTHER 19
 #define TETHER__JWT_BAD_CLAIM 20 /* verified, but a claim header cannot carry a claim's value */
 #define TETHER__JWT_RESULTS 21
-extern const double tether__latency_bounds_s[TETHER__LATENCY_NB];
 
 /* Idle keep-alive connections to one server, per worker. */
 typedef struct tether__pool {

@@ -8,7 +8,11 @@
 // The page must show every server; "drain" clicked on one must show "drain" for it; users (cookie jars here,
 // through the balancer) bound to another app lose their session when the test kills that app (SIGKILL),
 // and the page's session-loss figure must rise above 0 over the event stream. A screenshot of the page
-// goes to DIR/dashboard.png and must not be blank. Exit 0 when all held, 1 otherwise.
+// goes to DIR/dashboard.png and must not be blank. Then, at 1280x800 and at a phone's size (390x844), every
+// server's buttons must lie inside the viewport and take a tap, and nothing may scroll sideways (a phone-size
+// screenshot: DIR/dashboard-phone.png);
+// axe-core, at both sizes, must find no serious or critical accessibility violation (WCAG 2 A and AA: labels,
+// contrast, ...). Exit 0 when all held, 1 otherwise.
 'use strict';
 
 const fs = require('node:fs');
@@ -40,6 +44,70 @@ async function visit(user) {
   user.id = w.session_id;
   user.server = w.server;
   return lost;
+}
+
+// axe-core (WCAG 2 A and AA rules) on the page as it is: the violations of serious or critical impact.
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+async function accessibility(page, what) {
+  await page.evaluate(AXE);
+  const found = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21aa'] } });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')) }));
+  });
+  for (const v of found) console.log(`axe (${what}): ${v.impact} ${v.id} at ${v.nodes.slice(0, 3).join(', ')}`);
+  const bad = found.filter((v) => v.impact === 'serious' || v.impact === 'critical');
+  check(bad.length === 0, `axe (${what}): ${bad.map((v) => v.id).join(', ')}`);
+  console.log(`axe (${what}): no serious or critical violation (${found.length} minor)`);
+}
+
+// At a given size: the page does not scroll sideways, and each server's buttons (drain, disable, enable, set
+// weight) are inside the viewport once the page is scrolled down to them (nothing scrolled sideways), are
+// labelled with their server, are big enough to tap and are what a tap on their centre reaches. At a phone's
+// size, one drain button is tapped and a screenshot taken.
+async function fits(browser, problems, width, height, shot) {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => problems.push(String(e)));
+  const touch = width < 600;
+  await page.setViewport({ width, height, isMobile: touch, hasTouch: touch, deviceScaleFactor: touch ? 2 : 1 });
+  await page.goto(cfg.admin + '/', { waitUntil: 'load' });
+  for (const a of cfg.apps) await page.waitForSelector(`tr[data-server="${a.addr}"] .state`);
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+  check(wide <= width, `at ${width} px the page is ${wide} px wide`);
+  for (const a of cfg.apps)
+    for (const act of ['drain', 'disable', 'enable', 'weight']) {
+      const seen = await page.$eval(`button[data-a="${act}"][data-s="${a.addr}"]`, (b) => {
+        // the page scrolls down to it, never sideways: a button reached only by scrolling a table is not counted
+        window.scrollBy(0, b.getBoundingClientRect().y - 300);
+        const r = b.getBoundingClientRect();
+        const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+        return { x: r.x, y: r.y, w: r.width, h: r.height, hit: hit === b, label: b.getAttribute('aria-label') };
+      });
+      const what = `at ${width} px the ${act} button of ${a.addr}`;
+      check(seen.x >= 0 && seen.x + seen.w <= width && seen.y >= 0 && seen.y + seen.h <= height,
+        `${what} is outside the viewport: ${JSON.stringify(seen)}`);
+      check(seen.hit, `${what} is covered`);
+      check(seen.h >= 24 && seen.w >= 24, `${what} is too small to tap`);
+      check(seen.label.includes(a.addr), `${what} has a label that does not name it: ${seen.label}`);
+    }
+  if (touch) {
+    const tapped = cfg.apps[2];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await page.tap(`button[data-a="drain"][data-s="${tapped.addr}"]`);
+        break;
+      } catch (e) {
+        if (attempt >= 5 || !/detached|not clickable|No node/i.test(String(e))) throw e;
+        await sleep(50);
+      }
+    }
+    const done = `drain: ${tapped.addr} done`;
+    await page.waitForFunction((text) => document.getElementById('msg').textContent === text, {}, done);
+    console.log(`at ${width}x${height}: tapped ${tapped.name}'s drain button`);
+  }
+  console.log(`at ${width}x${height}: every server's buttons inside the viewport, labelled, reachable`);
+  await accessibility(page, `${width} px`);
+  if (shot) await page.screenshot({ path: path.join(cfg.out, shot), fullPage: true });
+  await page.close();
 }
 
 async function main() {
@@ -128,8 +196,12 @@ async function main() {
     }, Buffer.from(png).toString('base64'));
     console.log(`screenshot ${file}: ${colors} colours`);
     check(colors > 20, 'the screenshot is blank');
+    await accessibility(page, '1100 px');
+    await fits(browser, problems, 1280, 800, null);
+    await fits(browser, problems, 390, 844, 'dashboard-phone.png');
     check(problems.length === 0, 'the page reported errors: ' + problems.join('; '));
-    console.log('PASS: every server shown, drained from the page, the session loss seen live, a screenshot');
+    console.log('PASS: every server shown, drained from the page, the session loss seen live, a screenshot, ' +
+      'usable at a phone\'s size, no serious accessibility violation');
   } catch (e) {
     console.error('FAIL: ' + e.message);
     await page.screenshot({ path: path.join(cfg.out, 'dashboard-failure.png') }).catch(() => {});

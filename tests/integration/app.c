@@ -661,6 +661,8 @@ static void test_bad_options(void **state) {
       {{"--secret", "s", "--trust-proxy", "10.0.0.0/33", NULL}, 2, "--trust-proxy"},
       {{"--secret", "s", "--trust-proxy", "proxy.example", NULL}, 2, "--trust-proxy"},
       {{"--secret", "s", "--absolute-timeout", "soon", NULL}, 2, "--absolute-timeout takes seconds"},
+      {{"--secret", "s", "--dashboard-url", "javascript:alert(1)", NULL}, 2, "--dashboard-url takes an http://"},
+      {{"--secret", "s", "--dashboard-url", "http://x/\"><script>", NULL}, 2, "--dashboard-url takes an http://"},
       {{"--secret", "s", "--jwt-secret", "env:TETHER_APP_TEST_NO_SUCH_VAR", NULL},
        2,
        "environment variable TETHER_APP_TEST_NO_SUCH_VAR is not set"},
@@ -764,6 +766,32 @@ static void test_secure_cookie_behind_proxy(void **state) {
   assert_int_equal(tb_get_from("127.0.0.2", p.port, "/whoami", https, &r), 200);
   assert_int_equal(head_value(r.head, "Set-Cookie", sc, sizeof(sc)), 0);
   assert_null(strstr(sc, "Secure"));
+  tb_resp_free(&r);
+  assert_int_equal(app_stop(&p), 0);
+}
+
+/* --dashboard-url (or TETHER_DASHBOARD_URL): the page links to the balancer's dashboard; without either, no
+ * link. */
+static void test_dashboard_link(void **state) {
+  (void)state;
+  tb_resp r;
+  assert_int_equal(tb_get(NULL, W.app.port, "/", &r), 200);
+  assert_null(strstr(r.body, "id=\"dashboard\""));
+  assert_null(strstr(r.body, "8081"));
+  tb_resp_free(&r);
+  app_proc p;
+  const char *extra[] = {"--dashboard-url", "http://127.0.0.1:8081/?a=1&b=2", NULL};
+  assert_int_equal(app_start_with(&p, "d1", "memory:", extra), 0);
+  assert_int_equal(tb_get(NULL, p.port, "/", &r), 200);
+  assert_non_null(strstr(r.body, "<a id=\"dashboard\" href=\"http://127.0.0.1:8081/?a=1&amp;b=2\">"));
+  tb_resp_free(&r);
+  assert_int_equal(app_stop(&p), 0);
+  setenv("TETHER_DASHBOARD_URL", "https://lb.example:8081/", 1);
+  int rc = app_start_with(&p, "d2", "memory:", NULL);
+  unsetenv("TETHER_DASHBOARD_URL");
+  assert_int_equal(rc, 0);
+  assert_int_equal(tb_get(NULL, p.port, "/", &r), 200);
+  assert_non_null(strstr(r.body, "<a id=\"dashboard\" href=\"https://lb.example:8081/\">"));
   tb_resp_free(&r);
   assert_int_equal(app_stop(&p), 0);
 }
@@ -1184,6 +1212,7 @@ int main(void) {
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_secrets_not_echoed),
       cmocka_unit_test(test_secure_cookie_behind_proxy),
+      cmocka_unit_test(test_dashboard_link),
       cmocka_unit_test(test_absolute_timeout),
   };
   return cmocka_run_group_tests_name("tether-app", tests, setup, teardown);

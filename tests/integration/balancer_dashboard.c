@@ -242,12 +242,90 @@ static void test_streams_are_bounded_and_stop(void **state) {
   for (int i = 0; i < 16; i++) stream_close(&s[i]);
 }
 
+/* A quantile of a server's latency histogram ({"counts"}, bounds "le" from the status), interpolated within
+ * its bucket as the page and Prometheus do; -1 when the server has no whole answer yet. */
+static double server_quantile(json_t *status, json_t *server, double q) {
+  json_t *le = json_object_get(json_object_get(status, "latency"), "le");
+  json_t *counts = json_object_get(json_object_get(server, "latency"), "counts");
+  assert_int_equal(json_array_size(counts), json_array_size(le) + 1);
+  double n = 0, seen = 0;
+  for (size_t i = 0; i < json_array_size(counts); i++) n += (double)json_integer_value(json_array_get(counts, i));
+  if (n == 0) return -1;
+  for (size_t i = 0; i < json_array_size(counts); i++) {
+    double c = (double)json_integer_value(json_array_get(counts, i));
+    if (c > 0 && seen + c >= q * n) {
+      if (i == json_array_size(le)) return json_real_value(json_array_get(le, i - 1));
+      double lo = i ? json_real_value(json_array_get(le, i - 1)) : 0, hi = json_real_value(json_array_get(le, i));
+      return lo + (hi - lo) * (q * n - seen) / c;
+    }
+    seen += c;
+  }
+  return -1;
+}
+
+/* One server answers in about 200 ms, the other at once: each one's p50 and p99, in /status, in the event
+ * stream and in tether_upstream_response_seconds on /metrics, say so. */
+static void test_latency_per_server(void **state) {
+  (void)state;
+  start("");
+  int on[2] = {0, 0};
+  for (int i = 0; i < 60 && (on[0] < 6 || on[1] < 6); i++) {
+    tb_resp r;
+    assert_int_equal(tb_get(NULL, T.port, "/delay?ms=200&name=b1", &r), 200);
+    on[strcmp(r.body, "b1\n") == 0 ? 0 : 1]++;
+    tb_resp_free(&r);
+  }
+  fprintf(stderr, "  %d answers from the slow server, %d from the fast one\n", on[0], on[1]);
+  assert_true(on[0] >= 6 && on[1] >= 6);
+  char *text = tb_admin_get(&T, "/status");
+  assert_non_null(text);
+  json_t *j = json_loads(text, 0, NULL);
+  free(text);
+  assert_non_null(j);
+  json_t *slow = server_of(j, b1.addr), *fast = server_of(j, b2.addr);
+  double sp50 = server_quantile(j, slow, 0.5), sp99 = server_quantile(j, slow, 0.99);
+  double fp50 = server_quantile(j, fast, 0.5), fp99 = server_quantile(j, fast, 0.99);
+  fprintf(stderr, "  slow p50 %.0f ms p99 %.0f ms, fast p50 %.1f ms p99 %.1f ms\n", sp50 * 1e3, sp99 * 1e3, fp50 * 1e3,
+          fp99 * 1e3);
+  assert_true(sp50 >= 0.15 && sp50 <= 0.5 && sp99 >= 0.15);
+  assert_true(fp50 >= 0 && fp50 < 0.05 && fp99 < 0.1);
+  json_int_t sum_us = json_integer_value(json_object_get(json_object_get(slow, "latency"), "sum_us"));
+  assert_true(sum_us >= on[0] * 195000LL); /* every slow answer took its 200 ms */
+  json_decref(j);
+  /* the same histogram in the event stream */
+  stream s;
+  assert_int_equal(stream_open(&s, NULL), 0);
+  assert_int_equal(stream_events(&s, 1, 3000), 1);
+  j = stream_last(&s);
+  assert_true(server_quantile(j, server_of(j, b1.addr), 0.5) >= 0.15);
+  assert_true(server_quantile(j, server_of(j, b2.addr), 0.5) < 0.05);
+  json_decref(j);
+  stream_close(&s);
+  /* and on /metrics, per {upstream,server} */
+  char *m = tb_admin_get(&T, "/metrics"), key[256];
+  assert_non_null(m);
+  assert_non_null(strstr(m, "# TYPE tether_upstream_response_seconds histogram\n"));
+  snprintf(key, sizeof(key), "tether_upstream_response_seconds_bucket{upstream=\"web\",server=\"%s\",le=\"0.1\"}",
+           b1.addr);
+  assert_true(tb_metric(m, key) == 0);
+  snprintf(key, sizeof(key), "tether_upstream_response_seconds_count{upstream=\"web\",server=\"%s\"}", b1.addr);
+  assert_true(tb_metric(m, key) == on[0]);
+  snprintf(key, sizeof(key), "tether_upstream_response_seconds_bucket{upstream=\"web\",server=\"%s\",le=\"0.1\"}",
+           b2.addr);
+  assert_true(tb_metric(m, key) == on[1]);
+  snprintf(key, sizeof(key), "tether_upstream_response_seconds_sum{upstream=\"web\",server=\"%s\"}", b1.addr);
+  assert_true(tb_metric(m, key) >= on[0] * 0.195);
+  free(m);
+  stop_clean();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_page_is_self_contained, test_teardown),
       cmocka_unit_test_teardown(test_events_once_a_second, test_teardown),
       cmocka_unit_test_teardown(test_events_follow_the_token, test_teardown),
       cmocka_unit_test_teardown(test_streams_are_bounded_and_stop, test_teardown),
+      cmocka_unit_test_teardown(test_latency_per_server, test_teardown),
   };
   return cmocka_run_group_tests_name("the admin listener's dashboard and event stream", tests, group_setup,
                                      group_teardown);

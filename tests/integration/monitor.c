@@ -1,8 +1,9 @@
 /* The balancer's session-loss monitor (session_monitor) against real applications and a real kill: three
- * instances of the seed's Express app (express-session, tests/interop/express/app.js) or of tether-app behind
- * the balancer, users with their own cookies, then one instance killed. The users keep their own count of
- * what happened to their session (the ground truth: the session id every answer names); the balancer's
- * tether_session_{started,replaced,expected,presented}_total must match it exactly:
+ * instances of the seed's Express app (express-session, tests/interop/express/app.js), of its Flask app
+ * (Flask-Session under gunicorn, tests/interop/flask/app.py, sessions in the process) or of tether-app behind
+ * the balancer, users with their own cookies, then one instance killed (gunicorn's whole process group). The users keep
+ * their own count of what happened to their session (the ground truth: the session id every answer names); the
+ * balancer's tether_session_{started,replaced,expected,presented}_total must match it exactly:
  *   - in-memory sessions with sticky cookies: the users bound to the killed instance lose theirs;
  *   - a shared Redis store with round robin: nobody loses anything, and the monitor says so.
  * A login (which regenerates the id) is on an expected= path: counted as expected, not as a loss. */
@@ -34,11 +35,13 @@
 #define NUSERS 15
 #define MAX_COOKIES 4
 
-typedef enum app_kind { EXPRESS_MEMORY, TETHER_MEMORY, EXPRESS_REDIS } app_kind;
+typedef enum app_kind { EXPRESS_MEMORY, TETHER_MEMORY, EXPRESS_REDIS, FLASK_MEMORY } app_kind;
 
 static struct {
   char *dir;
   int have_node;
+  int have_flask;     /* gunicorn, and Debian's python3-flask-session for it */
+  const char *cookie; /* the session cookie of the apps under test: connect.sid, or Flask's "session" */
   tt_server redis;
 } W;
 
@@ -64,7 +67,17 @@ static int app_start(app *a, app_kind kind, int i) {
                        "--store",  kind == EXPRESS_MEMORY ? "memory" : "redis",
                        "--redis",  kind == EXPRESS_REDIS ? W.redis.url : "redis://127.0.0.1:1",
                        NULL};
-  a->pid = tt_spawn(kind == TETHER_MEMORY ? tether_argv : node_argv, a->log, NULL);
+  char env_name[48], env_secret[64], chdir_to[600];
+  snprintf(env_name, sizeof(env_name), "LAB_NAME=%s", a->name);
+  snprintf(env_secret, sizeof(env_secret), "LAB_SECRET=%s", SECRET);
+  snprintf(chdir_to, sizeof(chdir_to), "%s/flask", TETHER_INTEROP_DIR);
+  /* as tether-lab runs it (src/lab/apps.c): one worker, as the seed does, with threads */
+  char *flask_argv[] = {"gunicorn", "--workers", "1",       "--threads", "4",
+                        "--bind",   listen_at,   "--chdir", chdir_to,    "--graceful-timeout",
+                        "2",        "--env",     env_name,  "--env",     "LAB_STORE=memory",
+                        "--env",    env_secret,  "app:app", NULL};
+  char **argv = kind == TETHER_MEMORY ? tether_argv : kind == FLASK_MEMORY ? flask_argv : node_argv;
+  a->pid = tt_spawn(argv, a->log, NULL);
   if (a->pid < 0 || !tt_wait_port(a->port, kind == TETHER_MEMORY ? 10000 : 30000)) {
     fprintf(stderr, "%s did not start on port %d; its log:\n", a->name, a->port);
     tt_system("tail -n 30 '%s' >&2", a->log);
@@ -76,6 +89,7 @@ static int app_start(app *a, app_kind kind, int i) {
 }
 
 static void app_stop(app *a, int sig) {
+  if (a->pid > 0) kill(-a->pid, sig); /* its process group (tt_spawn): gunicorn's worker goes with its master */
   if (a->pid > 0) tt_kill(a->pid, sig);
   a->pid = 0;
 }
@@ -142,7 +156,7 @@ static void ask(int lb_port, user *u, const char *method, const char *path, cons
   int n = 0;
   if (u->ncookies) hdrs[n++] = cookie_h;
   if (json_body) hdrs[n++] = "Content-Type: application/json";
-  int had_session = jar_get(u, "connect.sid") != NULL;
+  int had_session = jar_get(u, W.cookie) != NULL;
   t->presented += had_session;
   tb_resp r;
   long st = tb_request(NULL, method, lb_port, path, json_body, json_body ? strlen(json_body) : 0, hdrs, &r);
@@ -151,7 +165,8 @@ static void ask(int lb_port, user *u, const char *method, const char *path, cons
   int set_session = 0;
   for (const char *p = r.head; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
     if (strncasecmp(p, "Set-Cookie:", 11) == 0) {
-      set_session |= strncmp(p + 11 + strspn(p + 11, " "), "connect.sid=", 12) == 0;
+      const char *name = p + 11 + strspn(p + 11, " ");
+      set_session |= strncmp(name, W.cookie, strlen(W.cookie)) == 0 && name[strlen(W.cookie)] == '=';
       jar_set(u, p + 11);
     }
   json_error_t e;
@@ -209,6 +224,7 @@ static void check_counts(tb_tether *lb, const app *apps, const truth *t) {
 
 /* Users with sessions, a login for one in three, one instance killed, and everyone back. */
 static void kill_run(app_kind kind, int sticky) {
+  W.cookie = kind == FLASK_MEMORY ? "session" : "connect.sid";
   app apps[NAPPS];
   memset(apps, 0, sizeof(apps));
   for (int i = 0; i < NAPPS; i++) assert_int_equal(app_start(&apps[i], kind, i), 0);
@@ -219,9 +235,10 @@ static void kill_run(app_kind kind, int sticky) {
                                    "  server 127.0.0.1:%d max_fails=1 fail_timeout=60s;\n"
                                    "  server 127.0.0.1:%d max_fails=1 fail_timeout=60s;\n"
                                    "  %s\n"
-                                   "  session_monitor connect.sid expected=/login;\n}\n"
+                                   "  session_monitor %s expected=/login;\n}\n"
                                    "location / { proxy_pass http://apps; }\n",
-                                   apps[0].port, apps[1].port, apps[2].port, sticky ? "sticky cookie srv_id;" : ""),
+                                   apps[0].port, apps[1].port, apps[2].port, sticky ? "sticky cookie srv_id;" : "",
+                                   W.cookie),
                    0);
   static user users[NUSERS];
   memset(users, 0, sizeof(users));
@@ -247,6 +264,7 @@ static void kill_run(app_kind kind, int sticky) {
   fprintf(stderr, "%s, %s: %s killed, %d of %d users were bound to it\n",
           kind == EXPRESS_MEMORY  ? "express (memory)"
           : kind == TETHER_MEMORY ? "tether-app (memory://)"
+          : kind == FLASK_MEMORY  ? "flask (in the process)"
                                   : "express (redis)",
           sticky ? "sticky cookie" : "round robin", apps[victim].name, on_victim, NUSERS);
   if (kind == EXPRESS_REDIS)
@@ -271,6 +289,12 @@ static void test_tether_app_memory_sticky(void **state) {
   kill_run(TETHER_MEMORY, 1);
 }
 
+static void test_flask_memory_sticky(void **state) {
+  (void)state;
+  if (!W.have_flask) skip();
+  kill_run(FLASK_MEMORY, 1);
+}
+
 static void test_express_redis_round_robin(void **state) {
   (void)state;
   if (!W.have_node) skip();
@@ -286,6 +310,13 @@ static int setup(void **state) {
   if (!W.have_node) fprintf(stderr, "SKIP (Express): node is not on PATH; the Express app needs Node.js 20+\n");
   if (W.have_node && access(TETHER_INTEROP_DIR "/node_modules/express-session/package.json", R_OK) != 0) {
     fprintf(stderr, "%s/node_modules is missing: run scripts/deps (npm ci in tests/interop)\n", TETHER_INTEROP_DIR);
+    return -1;
+  }
+  /* gunicorn runs Debian's /usr/bin/python3, with python3-flask-session (scripts/deps installs both) */
+  W.have_flask = access("/usr/bin/gunicorn", X_OK) == 0 &&
+                 tt_system("/usr/bin/python3 -c 'import flask_session, redis' >/dev/null 2>&1") == 0;
+  if (!W.have_flask) {
+    fprintf(stderr, "gunicorn or python3-flask-session is missing: run scripts/deps\n");
     return -1;
   }
   W.dir = tt_tmpdir("monitor");
@@ -305,6 +336,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_express_memory_sticky),
       cmocka_unit_test(test_tether_app_memory_sticky),
+      cmocka_unit_test(test_flask_memory_sticky),
       cmocka_unit_test(test_express_redis_round_robin),
   };
   return cmocka_run_group_tests_name("the session-loss monitor against real apps with a kill", tests, setup, teardown);

@@ -9,7 +9,7 @@
  *   /headers[/...]  the request line and the request headers as received, one per line
  *   /echo           the request body (Content-Length or chunked, decoded); X-Request-Framing says which
  *   /chunked [n]    a chunked response of n lines with a trailer (until close for HTTP/1.0)
- *   /delay [ms]     "NAME\n" after ms milliseconds
+ *   /delay [ms,name] "NAME\n" after ms milliseconds (at once when name is given and is not NAME)
  *   /status [code]  that status (no body for 1xx/204/304)
  *   /health         "ok\n"
  *   /close          "NAME\n" with Connection: close, then closes
@@ -319,7 +319,9 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
   char out[512];
   if (strcmp(path, "/") == 0 || strcmp(path, "/health") == 0 || strcmp(path, "/delay") == 0 ||
       strcmp(path, "/drop") == 0 || strcmp(path, "/close") == 0) {
-    if (strcmp(path, "/delay") == 0) sleep_ms(query_long(target, "ms", 100));
+    char who[64];
+    if (strcmp(path, "/delay") == 0 && (!query(target, "name", who, sizeof(who)) || strcmp(who, name) == 0))
+      sleep_ms(query_long(target, "ms", 100));
     if (strcmp(path, "/close") == 0) keep = 0;
     int n = snprintf(out, sizeof(out), "%s\n", strcmp(path, "/health") == 0 ? "ok" : name);
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);

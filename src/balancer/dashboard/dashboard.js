@@ -31,7 +31,7 @@ const perSecond = (now, before, dt) => (before === undefined || dt <= 0 ? 0 : Ma
 
 function spark(points, label) {
   if (points.length < 2) return '';
-  const w = 120;
+  const w = 96;
   const h = 26;
   const max = Math.max(0.01, ...points);
   const xy = points.map((v, i) => `${((i * w) / (HISTORY - 1)).toFixed(1)},${(h - 1 - (v / max) * (h - 2)).toFixed(1)}`);
@@ -42,29 +42,36 @@ function spark(points, label) {
   );
 }
 
-// p50 and p99 of the requests between two events, from the histogram's bucket counts.
-function quantiles(lat, before) {
-  if (!lat || !before) return null;
-  const d = lat.counts.map((c, i) => Math.max(0, c - (before.counts[i] || 0)));
+// p50 and p99 of the requests between two events, from a histogram's bucket counts (bounds: the status's
+// "le"), interpolated within a bucket as Prometheus's histogram_quantile does; null when nothing was counted.
+function quantiles(counts, before, le) {
+  if (!counts || !before) return null;
+  const d = counts.map((c, i) => Math.max(0, c - (before[i] || 0)));
   const n = total(d);
   if (n === 0) return null;
   const at = (q) => {
     let seen = 0;
     for (let i = 0; i < d.length; i++) {
+      if (d[i] > 0 && seen + d[i] >= q * n) {
+        if (i >= le.length) return Infinity;
+        const lo = i ? le[i - 1] : 0;
+        return lo + ((le[i] - lo) * (q * n - seen)) / d[i];
+      }
       seen += d[i];
-      if (seen >= q * n) return i < lat.le.length ? lat.le[i] : Infinity;
     }
     return Infinity;
   };
   return [at(0.5), at(0.99)];
 }
-const ms = (s) => (s === Infinity ? 'over 10 s' : s < 1 ? `${Math.round(s * 1000)} ms` : `${s} s`);
+const ms = (s) => (s === Infinity ? 'over 10 s' : s < 1 ? `${Math.round(s * 1000)} ms` : `${s.toFixed(2)} s`);
 
-function serverRow(u, v, pv, dt) {
+function serverRow(u, v, pv, dt, le) {
   const req = perSecond(total(v.requests), pv && total(pv.requests), dt);
   const err = perSecond(v.requests['5xx'] + v.requests.error, pv && pv.requests['5xx'] + pv.requests.error, dt);
   const key = u.name + ' ' + v.name;
-  let loss = '<td>–</td><td></td>';
+  const q = quantiles(v.latency && v.latency.counts, pv && pv.latency && pv.latency.counts, le);
+  const lat = q ? `<td data-label="p50">${ms(q[0])}</td><td data-label="p99">${ms(q[1])}</td>` : '<td data-label="p50">–</td><td data-label="p99">–</td>';
+  let loss = '<td data-label="Session loss">–</td><td data-label="Last minutes"></td>';
   if (v.sessions) {
     const ps = pv && pv.sessions;
     const replaced = perSecond(v.sessions.replaced, ps && ps.replaced, dt);
@@ -75,26 +82,29 @@ function serverRow(u, v, pv, dt) {
     if (h.length > HISTORY) h.shift();
     history.set(key, h);
     loss =
-      `<td class="loss${rate > 0.01 ? ' loss-bad' : ''}">${(rate * 100).toFixed(1)}%</td>` +
-      `<td>${spark(h, `session loss of ${v.name}, last minutes`)}</td>`;
+      `<td data-label="Session loss" class="loss${rate > 0.01 ? ' loss-bad' : ''}">${(rate * 100).toFixed(1)}%</td>` +
+      `<td data-label="Last minutes">${spark(h, `session loss of ${v.name}, last minutes`)}</td>`;
   }
   const act = (a) =>
     `<button type="button" data-u="${esc(u.name)}" data-s="${esc(v.name)}" data-a="${a}" ` +
-    `aria-label="${a} ${esc(v.name)}">${a}</button>`;
+    `aria-label="${a} ${esc(v.name)} (${esc(u.name)})">${a}</button>`;
   return (
     `<tr data-server="${esc(v.name)}"><th scope="row">${esc(v.name)}${v.backup ? ' (backup)' : ''}</th>` +
-    `<td><span class="state ${esc(v.state)}">${esc(v.state)}</span></td><td>${esc(v.health)}</td>` +
-    `<td>${v.weight}</td><td>${req.toFixed(1)}</td><td>${err.toFixed(1)}</td><td>${v.active}</td>${loss}` +
-    `<td class="actions">${act('drain')}${act('disable')}${act('enable')}` +
-    `<input type="number" min="1" max="1000" value="${v.weight}" aria-label="new weight of ${esc(v.name)}">` +
+    `<td data-label="State"><span class="state ${esc(v.state)}">${esc(v.state)}</span></td>` +
+    `<td data-label="Health">${esc(v.health)}</td><td data-label="Weight">${v.weight}</td>` +
+    `<td data-label="Req/s">${req.toFixed(1)}</td><td data-label="Errors/s">${err.toFixed(1)}</td>` +
+    `<td data-label="Active">${v.active}</td>${lat}${loss}` +
+    `<td class="actions" data-label="Actions">${act('drain')}${act('disable')}${act('enable')}` +
+    `<span class="weight"><input type="number" min="1" max="1000" value="${v.weight}" ` +
+    `aria-label="new weight of ${esc(v.name)} (${esc(u.name)})">` +
     `<button type="button" data-u="${esc(u.name)}" data-s="${esc(v.name)}" data-a="weight" ` +
-    `aria-label="set the weight of ${esc(v.name)}">set weight</button></td></tr>`
+    `aria-label="set the weight of ${esc(v.name)} (${esc(u.name)})">set weight</button></span></td></tr>`
   );
 }
 
 function render(s, at) {
   const dt = prev ? (at - prevAt) / 1000 : 0;
-  const q = quantiles(s.latency, prev && prev.latency);
+  const q = quantiles(s.latency.counts, prev && prev.latency.counts, s.latency.le);
   $('summary').textContent =
     `configuration ${s.generation} · ${s.active_connections} connections` +
     (q ? ` · p50 ${ms(q[0])}, p99 ${ms(q[1])}` : '');
@@ -111,9 +121,9 @@ function render(s, at) {
     html +=
       '<div class="wrap"><table><thead><tr><th scope="col">Server</th><th scope="col">State</th>' +
       '<th scope="col">Health</th><th scope="col">Weight</th><th scope="col">Req/s</th><th scope="col">Errors/s</th>' +
-      '<th scope="col">Active</th><th scope="col">Session loss</th><th scope="col">Last minutes</th>' +
+      '<th scope="col">Active</th><th scope="col">p50</th><th scope="col">p99</th><th scope="col">Session loss</th><th scope="col">Last minutes</th>' +
       '<th scope="col">Actions</th></tr></thead><tbody>';
-    for (const v of u.servers) html += serverRow(u, v, pu && pu.servers.find((x) => x.name === v.name), dt);
+    for (const v of u.servers) html += serverRow(u, v, pu && pu.servers.find((x) => x.name === v.name), dt, s.latency.le);
     html += '</tbody></table></div></section>';
   }
   // a weight being typed or a button in focus stays as it is until it is left

@@ -3,9 +3,6 @@
 
 #include "../worker.h"
 
-const double tether__latency_bounds_s[TETHER__LATENCY_NB] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-
 void tether__request_finish(tether__client *c) {
   if (!c->active) return;
   tether__worker *w = c->w;
@@ -18,11 +15,7 @@ void tether__request_finish(tether__client *c) {
     c->srv = -1;
   }
   uint64_t us = tether__mono_us() - c->start_us;
-  double s = us / 1e6;
-  int b = 0;
-  while (b < TETHER__LATENCY_NB && s > tether__latency_bounds_s[b]) b++;
-  atomic_fetch_add_explicit(&w->latency_buckets[b], 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&w->latency_sum_us, us, memory_order_relaxed);
+  tether__latency_count(w->latency_buckets, &w->latency_sum_us, us);
   tether__log_request(c, us);
   tether__runtime_unref(c->rt);
   c->rt = NULL;

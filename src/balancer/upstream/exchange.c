@@ -268,8 +268,10 @@ void tether__exchange_failed(tether__client *c, int status, int count_failure) {
 static void response_done(tether__client *c, tether__upconn *u) {
   tether__upstream_rt *ur = &c->rt->ups[c->ups];
   tether__server_state *srv = ur->servers[c->srv];
+  tether__wcounters *wc = &srv->per_worker[c->w->id];
   atomic_fetch_sub_explicit(&srv->active, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&srv->per_worker[c->w->id].requests[class_of(c->status)], 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&wc->requests[class_of(c->status)], 1, memory_order_relaxed);
+  tether__latency_count(wc->latency, &wc->latency_sum_us, tether__mono_us() - c->start_us);
   tether__server_succeeded(srv);
   c->srv = -1;
   c->resp_done = 1;
