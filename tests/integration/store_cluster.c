@@ -159,6 +159,162 @@ static void test_ask(void **state) {
   tether_store_close(st);
 }
 
+/* ---- TRYAGAIN: a multi-key command whose keys a migration split ---- */
+
+static char mig_dst_id[64];
+static int mig_src, mig_dst, mig_delay_ms;
+static unsigned mig_slot;
+
+/* Starts moving slot {t} (hash tag tag) from its owner to another master and moves {t}a only: the source then
+ * answers TRYAGAIN to commands on both keys. */
+static void split_slot(const char *tag) {
+  char ka[32], kb[32], s[16];
+  snprintf(ka, sizeof(ka), "{%s}a", tag);
+  snprintf(kb, sizeof(kb), "{%s}b", tag);
+  mig_slot = tether__cluster_slot(ka, strlen(ka));
+  mig_src = owner(nodes[0].port, mig_slot);
+  mig_dst = other_master(mig_src);
+  char *src_id = node_id(nodes[mig_src].port), *dst_id = node_id(nodes[mig_dst].port);
+  snprintf(mig_dst_id, sizeof(mig_dst_id), "%s", dst_id);
+  snprintf(s, sizeof(s), "%u", mig_slot);
+  raw_ok(nodes[mig_src].port, "SET %s %s", ka, "A");
+  raw_ok(nodes[mig_src].port, "SET %s %s", kb, "B");
+  raw_ok(nodes[mig_dst].port, "CLUSTER SETSLOT %s IMPORTING %s", s, src_id);
+  raw_ok(nodes[mig_src].port, "CLUSTER SETSLOT %s MIGRATING %s", s, dst_id);
+  redisReply *r = raw(nodes[mig_src].port, "MIGRATE 127.0.0.1 %d %s 0 5000", nodes[mig_dst].port, ka);
+  assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+  freeReplyObject(r);
+  r = raw(nodes[mig_src].port, "MGET %s %s", ka, kb);
+  assert_int_equal(r->type, REDIS_REPLY_ERROR);
+  assert_true(strncmp(r->str, "TRYAGAIN", 8) == 0);
+  freeReplyObject(r);
+  free(src_id);
+  free(dst_id);
+}
+
+/* The rest of the migration, after mig_delay_ms: the other key, then SETSLOT NODE everywhere. */
+static void *finish_migration(void *arg) {
+  const char *kb = arg;
+  tt_sleep_ms(mig_delay_ms);
+  redisReply *r = raw(nodes[mig_src].port, "MIGRATE 127.0.0.1 %d %s 0 5000", nodes[mig_dst].port, kb);
+  freeReplyObject(r);
+  setslot_node(mig_slot, mig_dst_id);
+  return NULL;
+}
+
+static int cluster_cmd(tether_store *st, const char *cmd, const char *a, const char *b, redisReply **out) {
+  const char *argv[] = {cmd, a, b};
+  return tether__cluster_command(st, a, 0, 3, argv, NULL, out);
+}
+
+static void test_tryagain(void **state) {
+  (void)state;
+  char u[300];
+  /* a short retry_ms: the command keeps getting TRYAGAIN and gives up with that error */
+  split_slot("t1");
+  snprintf(u, sizeof(u), "%s?retry_ms=150", url);
+  tether_store *quick = open_ok(u);
+  redisReply *rep = NULL;
+  int64_t t0 = tether_now_ms();
+  int rc = cluster_cmd(quick, "MGET", "{t1}a", "{t1}b", &rep);
+  int64_t took = tether_now_ms() - t0;
+  assert_int_equal(rc, TETHER_EUNAVAIL);
+  assert_null(rep);
+  print_message("TRYAGAIN, retry_ms=150: MGET gave up after %lld ms: %s\n", (long long)took, tether_last_error());
+  assert_non_null(strstr(tether_last_error(), "MGET: TRYAGAIN"));
+  assert_true(took < 1000);
+  tether_metrics m;
+  tether_store_metrics(quick, &m);
+  assert_true(m.tryagain >= 2);
+  tether_store_close(quick);
+  /* the default retry_ms: TRYAGAIN until the migration ends, then MOVED to the new owner and the answer */
+  tether_store *st = open_ok(url);
+  const char *which[] = {"MGET", "DEL"};
+  const char *tags[] = {"t1", "t2"};
+  for (int i = 0; i < 2; i++) {
+    char ka[16], kb[16];
+    snprintf(ka, sizeof(ka), "{%s}a", tags[i]);
+    snprintf(kb, sizeof(kb), "{%s}b", tags[i]);
+    if (i > 0) split_slot(tags[i]);
+    tether_metrics m0, m1;
+    tether_store_metrics(st, &m0);
+    pthread_t th;
+    mig_delay_ms = 300;
+    pthread_create(&th, NULL, finish_migration, kb);
+    t0 = tether_now_ms();
+    rc = cluster_cmd(st, which[i], ka, kb, &rep);
+    took = tether_now_ms() - t0;
+    pthread_join(th, NULL);
+    if (rc != 0) fail_msg("%s during a migration: %s", which[i], tether_last_error());
+    tether_store_metrics(st, &m1);
+    print_message("TRYAGAIN, %s: %llu TRYAGAIN and %llu redirects, answered after %lld ms\n", which[i],
+                  (unsigned long long)(m1.tryagain - m0.tryagain), (unsigned long long)(m1.redirects - m0.redirects),
+                  (long long)took);
+    assert_true(m1.tryagain > m0.tryagain);
+    assert_true(took >= 250 && took < 2000);
+    if (i == 0) {
+      assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+      assert_int_equal(rep->elements, 2);
+      assert_string_equal(rep->element[0]->str, "A");
+      assert_string_equal(rep->element[1]->str, "B");
+    } else {
+      assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+      assert_int_equal(rep->integer, 2);
+    }
+    freeReplyObject(rep);
+  }
+  tether_store_close(st);
+}
+
+static int async_done;
+
+static void on_fallback_get(void *arg, int rc, char *json, size_t len) {
+  (void)arg, (void)len;
+  if (rc != 0) fail_msg("async get with CLUSTER SLOTS only: %s", tether_last_error());
+  assert_string_equal(json, "{\"slots\":1}");
+  free(json);
+  async_done = 1;
+}
+
+/* CLUSTER SLOTS when CLUSTER SHARDS is refused: a user whose ACL allows only the older command. */
+static void test_slots_fallback(void **state) {
+  (void)state;
+  for (int k = 0; k < NODES; k++) /* ACLs are per node */
+    raw_ok(nodes[k].port, "ACL SETUSER %s on >%s ~* &* +@all -cluster|shards", "old", "oldpw");
+  redisContext *c = redisConnect("127.0.0.1", nodes[1].port);
+  assert_true(c && !c->err);
+  redisReply *r = redisCommand(c, "AUTH old oldpw");
+  freeReplyObject(r);
+  r = redisCommand(c, "CLUSTER SHARDS"); /* what the store asks first */
+  assert_int_equal(r->type, REDIS_REPLY_ERROR);
+  assert_true(strncmp(r->str, "NOPERM", 6) == 0);
+  freeReplyObject(r);
+  redisFree(c);
+  char u[300], sid[TETHER_SID_LEN + 1];
+  snprintf(u, sizeof(u), "redis-cluster://old:oldpw@127.0.0.1:%d", nodes[1].port);
+  tether_store *st = open_ok(u);
+  tether_session_id_generate(sid);
+  set_ok(st, sid, "{\"slots\":1}");
+  get_expect(st, sid, "{\"slots\":1}");
+  tether_metrics m;
+  tether_store_metrics(st, &m);
+  assert_true(m.map_refreshes >= 1);
+  assert_int_equal(m.errors, 0);
+  tether_store_close(st);
+  /* and on the event loop */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tether_astore *a;
+  assert_int_equal(tether_astore_open(&loop, u, &a), 0);
+  async_done = 0;
+  assert_int_equal(tether_astore_get(a, sid, on_fallback_get, NULL), 0);
+  while (!async_done) uv_run(&loop, UV_RUN_ONCE);
+  tether_astore_close(a);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  for (int k = 0; k < NODES; k++) raw_ok(nodes[k].port, "ACL DELUSER %s%s", "old", "");
+}
+
 static unsigned down_slot;
 static int down_owner;
 
@@ -388,6 +544,7 @@ int main(void) {
       cmocka_unit_test(test_slots),        cmocka_unit_test(test_wire_format), cmocka_unit_test(test_url_errors),
       cmocka_unit_test(test_moved),        cmocka_unit_test(test_ask),         cmocka_unit_test(test_replica_reads),
       cmocka_unit_test(test_refused_seed), cmocka_unit_test(test_clusterdown), cmocka_unit_test(test_async),
+      cmocka_unit_test(test_tryagain),     cmocka_unit_test(test_slots_fallback),
       cmocka_unit_test(test_failover), /* last: it kills a master */
   };
   failed += cmocka_run_group_tests_name("redis-cluster", tests, NULL, NULL);

@@ -256,7 +256,7 @@ static void refresh_done(tether__acmd *c, int rc, redisReply *rep) {
   size_t asked = k->asked;
   const anode *n = k->nodes[asked];
   const char *what = k->shards ? "SHARDS" : "SLOTS";
-  if (rc == 0 && rep->type == REDIS_REPLY_ERROR && k->shards && strncasecmp(rep->str, "ERR unknown", 11) == 0) {
+  if (rc == 0 && rep->type == REDIS_REPLY_ERROR && k->shards && tether__cluster_no_shards(rep->str)) {
     k->shards = 0; /* an older server: ask it again, the other way */
     if (node_send(k, k->nodes[asked], &k->refresh, SLOTS, sizeof(SLOTS) - 1) < 0) {
       why_append(k, tether_last_error());
@@ -418,6 +418,7 @@ static void cmd_done(tether__acmd *c, int rc, redisReply *rep) {
   } else if (starts(rep, "MOVED ") || starts(rep, "ASK ")) {
     redirect(op, rep);
   } else if (starts(rep, "TRYAGAIN") || starts(rep, "CLUSTERDOWN")) {
+    if (rep->str[0] == 'T') tether__count(k->st, TETHER__C_TRYAGAIN);
     op->verdict = V_LATER;
     set_rc(op, tether__fail(TETHER_EUNAVAIL, "redis-cluster %s:%d: %s: %.*s", op->to->host, op->to->port,
                             NAMES[op->kind], (int)rep->len, rep->str));
