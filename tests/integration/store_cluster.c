@@ -461,40 +461,64 @@ static void test_async(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-/* ---- a master SIGKILLed under load, wait=1 ---- */
+/* ---- a master SIGKILLed under load: wait=1 and no wait side by side ---- */
 
 enum { MAX_ACKED = 20000 };
-static char (*acked)[TETHER_SID_LEN + 1];
-static _Atomic int nacked, nfailed, stop_writer;
+typedef struct writer_t {
+  tether_store *st;
+  char (*acked)[TETHER_SID_LEN + 1];
+  _Atomic int nacked, nfailed;
+} writer_t;
+static _Atomic int stop_writer;
 
 static void *writer(void *arg) {
-  tether_store *st = arg;
-  for (int i = 0; !stop_writer && nacked < MAX_ACKED; i++) {
+  writer_t *w = arg;
+  for (int i = 0; !stop_writer && w->nacked < MAX_ACKED; i++) {
     char sid[TETHER_SID_LEN + 1];
     tether_session_id_generate(sid);
-    if (tether_store_set(st, sid, "{\"w\":1}", 7, 0) == 0)
-      memcpy(acked[nacked++], sid, sizeof(sid));
+    if (tether_store_set(w->st, sid, "{\"w\":1}", 7, 0) == 0)
+      memcpy(w->acked[w->nacked++], sid, sizeof(sid));
     else
-      nfailed++;
+      w->nfailed++;
   }
   return NULL;
 }
 
+/* Acknowledged writes the store no longer has. */
+static int count_lost(tether_store *probe, writer_t *w) {
+  int lost = 0;
+  for (int i = 0; i < w->nacked; i++) {
+    char *json = NULL;
+    if (tether_store_get(probe, w->acked[i], &json, NULL) != 0) lost++;
+    free(json);
+  }
+  return lost;
+}
+
+/* With wait=1 no acknowledged write may be lost. Without wait, the master acknowledges before its replica
+ * has the write (replication is asynchronous): what it had not sent when it died is gone after the
+ * failover. That count depends on timing (0 is common on loopback, where the replica is microseconds
+ * behind): it is printed, not asserted. */
 static void test_failover(void **state) {
   (void)state;
   char u[300], probe_sid[TETHER_SID_LEN + 1];
-  acked = calloc(MAX_ACKED, sizeof(*acked));
+  writer_t safe = {0}, fast = {0};
+  safe.acked = calloc(MAX_ACKED, sizeof(*safe.acked));
+  fast.acked = calloc(MAX_ACKED, sizeof(*fast.acked));
   snprintf(u, sizeof(u), "%s?wait=1&retry_ms=5000", url);
-  tether_store *st = open_ok(u);
+  safe.st = open_ok(u);
+  snprintf(u, sizeof(u), "%s?retry_ms=5000", url);
+  fast.st = open_ok(u);
   snprintf(u, sizeof(u), "%s?retry_ms=10000", url);
   tether_store *probe = open_ok(u);
   do tether_session_id_generate(probe_sid);
   while (owner(nodes[1].port, sid_slot(probe_sid)) != 0);
   set_ok(probe, probe_sid, "{\"probe\":0}");
-  pthread_t th;
-  pthread_create(&th, NULL, writer, st);
+  pthread_t th[2];
+  pthread_create(&th[0], NULL, writer, &safe);
+  pthread_create(&th[1], NULL, writer, &fast);
   tt_sleep_ms(500);
-  int before = nacked;
+  int before = safe.nacked, fast_before = fast.nacked;
   tether_log_set_level(TETHER_LOG_ERROR);
   int64_t t_kill = tether_now_ms();
   tt_server_stop(&nodes[0], SIGKILL);
@@ -513,27 +537,29 @@ static void test_failover(void **state) {
   }
   tt_sleep_ms(500);
   stop_writer = 1;
-  pthread_join(th, NULL);
+  pthread_join(th[0], NULL);
+  pthread_join(th[1], NULL);
   tether_log_set_level(TETHER_LOG_WARN);
   tether_metrics m;
-  tether_store_metrics(st, &m);
-  int lost = 0;
-  for (int i = 0; i < nacked; i++) {
-    char *json = NULL;
-    if (tether_store_get(probe, acked[i], &json, NULL) != 0) lost++;
-    free(json);
-  }
+  tether_store_metrics(safe.st, &m);
+  int lost = count_lost(probe, &safe), fast_lost = count_lost(probe, &fast);
   print_message("failover (SIGKILL, cluster-node-timeout 1000): slots writable again after %lld ms; wait=1 writer: "
                 "%d acknowledged (%d before the kill), %d failed (%llu WAIT failures); the old master was back as a "
                 "replica %.1f s after the kill; lost %d of the acknowledged\n",
-                (long long)window, (int)nacked, before, (int)nfailed, (unsigned long long)m.wait_failures,
+                (long long)window, (int)safe.nacked, before, (int)safe.nfailed, (unsigned long long)m.wait_failures,
                 t_back ? (double)(t_back - t_kill) / 1000.0 : -1.0, lost);
+  print_message("failover without wait: %d acknowledged (%d before the kill), %d failed; lost %d of the "
+                "acknowledged\n",
+                (int)fast.nacked, fast_before, (int)fast.nfailed, fast_lost);
   assert_int_equal(lost, 0);
+  assert_true(fast.nacked > fast_before && fast_lost >= 0 && fast_lost <= fast.nacked);
   assert_true(window < 5000); /* the target is 3 s: measured 2.5-3 s here, see the message */
   get_expect(probe, probe_sid, "{\"probe\":1}");
   tether_store_close(probe);
-  tether_store_close(st);
-  free(acked);
+  tether_store_close(safe.st);
+  tether_store_close(fast.st);
+  free(safe.acked);
+  free(fast.acked);
 }
 
 int main(void) {
