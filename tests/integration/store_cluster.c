@@ -161,44 +161,13 @@ static void test_ask(void **state) {
 
 /* ---- TRYAGAIN: a multi-key command whose keys a migration split ---- */
 
-static char mig_dst_id[64];
-static int mig_src, mig_dst, mig_delay_ms;
-static unsigned mig_slot;
+static split mig;
+static int mig_delay_ms;
 
-/* Starts moving slot {t} (hash tag tag) from its owner to another master and moves {t}a only: the source then
- * answers TRYAGAIN to commands on both keys. */
-static void split_slot(const char *tag) {
-  char ka[32], kb[32], s[16];
-  snprintf(ka, sizeof(ka), "{%s}a", tag);
-  snprintf(kb, sizeof(kb), "{%s}b", tag);
-  mig_slot = tether__cluster_slot(ka, strlen(ka));
-  mig_src = owner(nodes[0].port, mig_slot);
-  mig_dst = other_master(mig_src);
-  char *src_id = node_id(nodes[mig_src].port), *dst_id = node_id(nodes[mig_dst].port);
-  snprintf(mig_dst_id, sizeof(mig_dst_id), "%s", dst_id);
-  snprintf(s, sizeof(s), "%u", mig_slot);
-  raw_ok(nodes[mig_src].port, "SET %s %s", ka, "A");
-  raw_ok(nodes[mig_src].port, "SET %s %s", kb, "B");
-  raw_ok(nodes[mig_dst].port, "CLUSTER SETSLOT %s IMPORTING %s", s, src_id);
-  raw_ok(nodes[mig_src].port, "CLUSTER SETSLOT %s MIGRATING %s", s, dst_id);
-  redisReply *r = raw(nodes[mig_src].port, "MIGRATE 127.0.0.1 %d %s 0 5000", nodes[mig_dst].port, ka);
-  assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
-  freeReplyObject(r);
-  r = raw(nodes[mig_src].port, "MGET %s %s", ka, kb);
-  assert_int_equal(r->type, REDIS_REPLY_ERROR);
-  assert_true(strncmp(r->str, "TRYAGAIN", 8) == 0);
-  freeReplyObject(r);
-  free(src_id);
-  free(dst_id);
-}
-
-/* The rest of the migration, after mig_delay_ms: the other key, then SETSLOT NODE everywhere. */
-static void *finish_migration(void *arg) {
-  const char *kb = arg;
+static void *finish_later(void *arg) {
+  (void)arg;
   tt_sleep_ms(mig_delay_ms);
-  redisReply *r = raw(nodes[mig_src].port, "MIGRATE 127.0.0.1 %d %s 0 5000", nodes[mig_dst].port, kb);
-  freeReplyObject(r);
-  setslot_node(mig_slot, mig_dst_id);
+  split_finish(&mig);
   return NULL;
 }
 
@@ -211,7 +180,7 @@ static void test_tryagain(void **state) {
   (void)state;
   char u[300];
   /* a short retry_ms: the command keeps getting TRYAGAIN and gives up with that error */
-  split_slot("t1");
+  split_slot("t1", &mig);
   snprintf(u, sizeof(u), "%s?retry_ms=150", url);
   tether_store *quick = open_ok(u);
   redisReply *rep = NULL;
@@ -235,12 +204,12 @@ static void test_tryagain(void **state) {
     char ka[16], kb[16];
     snprintf(ka, sizeof(ka), "{%s}a", tags[i]);
     snprintf(kb, sizeof(kb), "{%s}b", tags[i]);
-    if (i > 0) split_slot(tags[i]);
+    if (i > 0) split_slot(tags[i], &mig);
     tether_metrics m0, m1;
     tether_store_metrics(st, &m0);
     pthread_t th;
     mig_delay_ms = 300;
-    pthread_create(&th, NULL, finish_migration, kb);
+    pthread_create(&th, NULL, finish_later, NULL);
     t0 = tether_now_ms();
     rc = cluster_cmd(st, which[i], ka, kb, &rep);
     took = tether_now_ms() - t0;
