@@ -569,13 +569,17 @@ int tether__acluster_call(tether__acluster *k, int kind, int mode, const char *s
     op->slot = k->ping_slot;
     k->ping_slot = (k->ping_slot + 5461) % TETHER__CLUSTER_SLOTS; /* masters in turn */
   } else {
-    char buf[256]; /* the key, to hash (on the stack: every call does it) */
-    int n = snprintf(buf, sizeof(buf), "%s%s", k->cf.prefix, sid);
-    char *key = n >= 0 && (size_t)n < sizeof(buf) ? buf : tether__asprintf("%s%s", k->cf.prefix, sid);
-    op->slot = tether__cluster_slot(key, strlen(key));
+    char buf[256]; /* the key, to hash (on the stack and without printf: every call does it) */
+    size_t pl = strlen(k->cf.prefix), sl = strlen(sid);
+    char *key = pl + sl <= sizeof(buf) ? buf : tether__malloc(pl + sl);
+    memcpy(key, k->cf.prefix, pl);
+    memcpy(key + pl, sid, sl);
+    op->slot = tether__cluster_slot(key, pl + sl);
     if (key != buf) free(key);
   }
-  snprintf(op->sid, sizeof(op->sid), "%.6s", sid);
+  size_t n = strnlen(sid, sizeof(op->sid) - 2); /* the start of the id, for messages */
+  memcpy(op->sid, sid, n);
+  op->sid[n] = '\0';
   start(op);
   return 0;
 }
