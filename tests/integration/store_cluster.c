@@ -536,10 +536,17 @@ int main(void) {
   snprintf(url, sizeof(url), "redis-cluster://127.0.0.1:%d,127.0.0.1:%d", nodes[0].port, nodes[1].port);
   int failed = tt_conformance_run("redis-cluster conformance", url);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_slots),        cmocka_unit_test(test_wire_format), cmocka_unit_test(test_url_errors),
-      cmocka_unit_test(test_moved),        cmocka_unit_test(test_ask),         cmocka_unit_test(test_replica_reads),
-      cmocka_unit_test(test_refused_seed), cmocka_unit_test(test_clusterdown), cmocka_unit_test(test_async),
-      cmocka_unit_test(test_tryagain),     cmocka_unit_test(test_slots_fallback),
+      cmocka_unit_test(test_slots),
+      cmocka_unit_test(test_wire_format),
+      cmocka_unit_test(test_url_errors),
+      cmocka_unit_test(test_moved),
+      cmocka_unit_test(test_ask),
+      cmocka_unit_test(test_replica_reads),
+      cmocka_unit_test(test_refused_seed),
+      cmocka_unit_test(test_clusterdown),
+      cmocka_unit_test(test_async),
+      cmocka_unit_test(test_tryagain),
+      cmocka_unit_test(test_slots_fallback),
       cmocka_unit_test(test_failover), /* last: it kills a master */
   };
   failed += cmocka_run_group_tests_name("redis-cluster", tests, NULL, NULL);

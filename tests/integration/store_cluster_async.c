@@ -375,8 +375,8 @@ static void test_tryagain(void **state) {
   int64_t t0 = tether_now_ms();
   rawres r = raw_call(u, "MGET", "t1", 0, &dm);
   int64_t took = tether_now_ms() - t0;
-  print_message("TRYAGAIN on the loop, retry_ms=150: MGET gave up after %lld ms (%llu TRYAGAIN): %s\n",
-                (long long)took, (unsigned long long)dm.tryagain, r.why);
+  print_message("TRYAGAIN on the loop, retry_ms=150: MGET gave up after %lld ms (%llu TRYAGAIN): %s\n", (long long)took,
+                (unsigned long long)dm.tryagain, r.why);
   assert_int_equal(r.rc, TETHER_EUNAVAIL);
   assert_non_null(strstr(r.why, "TRYAGAIN"));
   assert_true(dm.tryagain >= 2);

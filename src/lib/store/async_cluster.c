@@ -547,8 +547,8 @@ static void start(cop *op) {
   dispatch(op);
 }
 
-void tether__acluster_command(tether__acluster *k, const char *key, const char *req, size_t len,
-                              tether__acluster_cb cb, void *arg) {
+void tether__acluster_command(tether__acluster *k, const char *key, const char *req, size_t len, tether__acluster_cb cb,
+                              void *arg) {
   cop *op = cop_new(k, TETHER__ACMD_RAW, arg);
   op->raw_cb = cb;
   op->req = tether__malloc(len);

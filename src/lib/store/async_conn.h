@@ -85,8 +85,8 @@ int tether__acluster_call(tether__acluster *k, int kind, int mode, const char *s
  * tests (multi-key commands, which sessions never send, are what draws TRYAGAIN). cb gets 0 and the reply
  * (freed when cb returns) or an error code and NULL, once, later. */
 typedef void (*tether__acluster_cb)(void *arg, int rc, struct redisReply *rep);
-void tether__acluster_command(tether__acluster *k, const char *key, const char *req, size_t len,
-                              tether__acluster_cb cb, void *arg);
+void tether__acluster_command(tether__acluster *k, const char *key, const char *req, size_t len, tether__acluster_cb cb,
+                              void *arg);
 /* Fails what is pending before it returns. */
 void tether__acluster_close(tether__acluster *k);
 

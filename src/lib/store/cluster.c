@@ -427,7 +427,7 @@ int tether__cluster_command(tether_store *st, const char *key, int write, int ar
                             const size_t *lens, redisReply **out) {
   *out = NULL;
   if (st->ops != &tether__store_redis_cluster)
-    return tether__fail(TETHER_EINVAL, "%s: not a redis-cluster store", tether_store_kind(st));
+    return tether__fail(TETHER_EINVAL, "%s: not a redis-cluster store", st->ops->kind);
   return run(st->impl, key, 0, write, argc, argv, lens, out);
 }
 
