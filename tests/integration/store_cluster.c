@@ -1,7 +1,7 @@
 /* The redis-cluster store against a real 3+3 Redis Cluster: conformance, hash slots as the server computes
  * them, the wire format on the owning node, every redirect path driven for real (MOVED after a slot moved,
- * ASK during a migration, CLUSTERDOWN while a slot is unserved, a seed that refuses connections, a master
- * SIGKILLed with wait=1), metrics, and the password kept out of messages. */
+ * ASK during a migration, TRYAGAIN for MGET/DEL across a half-migrated slot, CLUSTERDOWN while a slot is unserved, a
+ * seed that refuses connections, a master SIGKILLed with wait=1), metrics, and the password kept out of messages. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
