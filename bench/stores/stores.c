@@ -96,6 +96,8 @@ typedef struct worker {
   uint64_t nlat, ops, errors;
   size_t value_bytes;
   double secs;
+  char *out; /* the session edit_session serialized */
+  size_t outcap;
 } worker;
 
 static uint64_t now_us(void) {
@@ -192,29 +194,39 @@ static int session_round_trip(worker *w) {
   return rc < 0 ? rc : crc;
 }
 
-/* The same through the store API, doing what connect_redis.js does: get, parse, change a field and the
- * cookie's expiry, serialize, set. */
+/* What connect_redis.js does between get and set: parse, visits += 1, the cookie's new expiry, serialize
+ * (json_dumpb into the worker's buffer: no intermediate copy). Consumes json. The serialized length in
+ * w->out, or 0 when json is not a session object. */
+static size_t edit_session(worker *w, char *json, size_t len, int64_t expires) {
+  json_t *v = json_loadb(json, len, 0, NULL);
+  free(json);
+  if (!json_is_object(v)) {
+    json_decref(v);
+    return 0;
+  }
+  json_object_set_new(v, "visits", json_integer(json_integer_value(json_object_get(v, "visits")) + 1));
+  char iso[32];
+  tether__iso8601(expires, iso);
+  json_object_set_new(json_object_get(v, "cookie"), "expires", json_string(iso));
+  size_t n = json_dumpb(v, w->out, w->outcap, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (n > w->outcap) { /* once per worker, at most */
+    w->outcap = n * 2;
+    w->out = realloc(w->out, w->outcap);
+    n = w->out ? json_dumpb(v, w->out, w->outcap, JSON_COMPACT | JSON_PRESERVE_ORDER) : 0;
+  }
+  json_decref(v);
+  return n;
+}
+
+/* The same through the store API: get, edit_session, set. */
 static int store_round_trip(worker *w) {
   char *json = NULL;
   size_t len = 0;
   int rc = tether_store_get(w->sh->store, w->sid, &json, &len);
   if (rc < 0) return rc;
-  json_t *v = json_loadb(json, len, 0, NULL);
-  free(json);
-  if (!json_is_object(v)) {
-    json_decref(v);
-    return TETHER_ECORRUPT;
-  }
   int64_t expires = tether_now_ms() + MAX_AGE_MS;
-  json_object_set_new(v, "visits", json_integer(json_integer_value(json_object_get(v, "visits")) + 1));
-  char iso[32];
-  tether__iso8601(expires, iso);
-  json_object_set_new(json_object_get(v, "cookie"), "expires", json_string(iso));
-  json = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(v);
-  rc = tether_store_set(w->sh->store, w->sid, json, strlen(json), expires);
-  free(json);
-  return rc;
+  size_t n = edit_session(w, json, len, expires);
+  return n ? tether_store_set(w->sh->store, w->sid, w->out, n, expires) : TETHER_ECORRUPT;
 }
 
 static void *work(void *arg) {
@@ -280,6 +292,7 @@ static void collect(cell *c, worker *w, int conc) {
     k += w[i].nlat;
     free(w[i].lat);
     free(w[i].cookie);
+    free(w[i].out);
   }
   qsort(all, total, sizeof(uint32_t), cmp_u32);
   c->p50_us = percentile(all, total, 0.50);
@@ -356,26 +369,13 @@ static void a_saved(void *arg, int rc) {
 
 static void a_got(void *arg, int rc, char *json, size_t len) {
   aclient *cl = arg;
-  json_t *v = rc == 0 ? json_loadb(json, len, 0, NULL) : NULL;
-  free(json);
-  if (!json_is_object(v)) {
-    json_decref(v);
+  int64_t expires = tether_now_ms() + MAX_AGE_MS;
+  size_t n = rc == 0 ? edit_session(cl->w, json, len, expires) : 0;
+  if (n == 0) {
     a_saved(cl, rc < 0 ? rc : TETHER_ECORRUPT);
     return;
   }
-  int64_t expires = tether_now_ms() + MAX_AGE_MS;
-  json_object_set_new(v, "visits", json_integer(json_integer_value(json_object_get(v, "visits")) + 1));
-  char iso[32];
-  tether__iso8601(expires, iso);
-  json_object_set_new(json_object_get(v, "cookie"), "expires", json_string(iso));
-  char *out = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(v);
-  if (tether_astore_set(cl->ac->a, cl->w->sid, out, strlen(out), expires, a_saved, cl) < 0) {
-    free(out);
-    a_saved(cl, -1);
-    return;
-  }
-  free(out);
+  if (tether_astore_set(cl->ac->a, cl->w->sid, cl->w->out, n, expires, a_saved, cl) < 0) a_saved(cl, -1);
 }
 
 static void a_next(aclient *cl) {

@@ -46,6 +46,7 @@ typedef struct tether_metrics {
   uint64_t redirects;     /* redis-cluster: MOVED and ASK redirections followed */
   uint64_t map_refreshes; /* redis-cluster: slot maps read (CLUSTER SHARDS or SLOTS) */
   uint64_t wait_failures; /* redis-cluster wait=N: writes that fewer than N replicas confirmed in time (errors) */
+  uint64_t tryagain;      /* redis-cluster: TRYAGAIN answers (keys split by a slot migration), retried */
   tether_histogram latency[TETHER_OP_COUNT];
 } tether_metrics;
 
@@ -60,7 +61,7 @@ TETHER_EXTERN void tether_store_metrics(const tether_store *store, tether_metric
  *   tether_store_errors_total{store=...}
  *   tether_store_reads_total{store=...,tier="local"|"shared"}        (dual store only)
  *   tether_store_latency_seconds{store=...,op="get"|"set"|"touch"|"destroy"} (histogram)
- *   redis-cluster only: tether_store_{redirects,map_refreshes,wait_failures}_total{store=...},
+ *   redis-cluster only: tether_store_{redirects,map_refreshes,wait_failures,tryagain}_total{store=...},
  *   tether_store_node_errors_total{store=...,node="host:port"},
  *   tether_store_node_latency_seconds_{sum,count}{store=...,node="host:port"} */
 TETHER_EXTERN int tether_metrics_prometheus(const tether_store *store, char *buf, size_t cap);

@@ -42,6 +42,8 @@ int tether_metrics_prometheus(const tether_store *st, char *out, size_t cap) {
     counter(&b, "tether_store_map_refreshes_total", "Cluster slot maps read.", k, m.map_refreshes);
     counter(&b, "tether_store_wait_failures_total", "Writes that fewer than wait=N replicas confirmed in time.", k,
             m.wait_failures);
+    counter(&b, "tether_store_tryagain_total", "TRYAGAIN answers retried (keys split by a slot migration).", k,
+            m.tryagain);
   }
   if (st->ops->metrics_text) st->ops->metrics_text(st, &b);
   tether__buf_appendf(&b, "# HELP tether_store_latency_seconds Latency of store operations.\n"

@@ -80,3 +80,34 @@ void setslot_node(unsigned slot, const char *dst_id) {
     freeReplyObject(r); /* replicas refuse: they learn it from their master */
   }
 }
+
+void split_slot(const char *tag, split *sp) {
+  char ka[32], s[16];
+  snprintf(ka, sizeof(ka), "{%s}a", tag);
+  snprintf(sp->kb, sizeof(sp->kb), "{%s}b", tag);
+  sp->slot = tether__cluster_slot(ka, strlen(ka));
+  sp->src = owner(nodes[0].port, sp->slot);
+  sp->dst = other_master(sp->src);
+  char *src_id = node_id(nodes[sp->src].port), *dst_id = node_id(nodes[sp->dst].port);
+  snprintf(sp->dst_id, sizeof(sp->dst_id), "%s", dst_id);
+  snprintf(s, sizeof(s), "%u", sp->slot);
+  raw_ok(nodes[sp->src].port, "SET %s %s", ka, "A");
+  raw_ok(nodes[sp->src].port, "SET %s %s", sp->kb, "B");
+  raw_ok(nodes[sp->dst].port, "CLUSTER SETSLOT %s IMPORTING %s", s, src_id);
+  raw_ok(nodes[sp->src].port, "CLUSTER SETSLOT %s MIGRATING %s", s, dst_id);
+  redisReply *r = raw(nodes[sp->src].port, "MIGRATE 127.0.0.1 %d %s 0 5000", nodes[sp->dst].port, ka);
+  if (r->type == REDIS_REPLY_ERROR) fail_msg("MIGRATE %s: %s", ka, r->str);
+  freeReplyObject(r);
+  r = raw(nodes[sp->src].port, "MGET %s %s", ka, sp->kb);
+  if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "TRYAGAIN", 8) != 0)
+    fail_msg("MGET %s %s on the migrating node: no TRYAGAIN", ka, sp->kb);
+  freeReplyObject(r);
+  free(src_id);
+  free(dst_id);
+}
+
+void split_finish(const split *sp) {
+  redisReply *r = raw(nodes[sp->src].port, "MIGRATE 127.0.0.1 %d %s 0 5000", nodes[sp->dst].port, sp->kb);
+  freeReplyObject(r);
+  setslot_node(sp->slot, sp->dst_id);
+}

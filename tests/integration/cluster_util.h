@@ -23,4 +23,17 @@ int other_master(int i);
 /* SETSLOT slot NODE dst on every live master: the move is final. */
 void setslot_node(unsigned slot, const char *dst_id);
 
+/* Slot {tag} half moved: {tag}a and {tag}b set on the slot's owner, the slot MIGRATING to another master
+ * (IMPORTING there) and {tag}a migrated, so that the owner answers TRYAGAIN to a command on both keys
+ * (checked). */
+typedef struct split {
+  unsigned slot;
+  int src, dst; /* index into nodes */
+  char dst_id[64];
+  char kb[32]; /* the key still on src */
+} split;
+void split_slot(const char *tag, split *sp);
+/* The rest of the move: {tag}b migrated, then SETSLOT NODE everywhere. */
+void split_finish(const split *sp);
+
 #endif

@@ -1,7 +1,7 @@
 /* The redis-cluster store against a real 3+3 Redis Cluster: conformance, hash slots as the server computes
  * them, the wire format on the owning node, every redirect path driven for real (MOVED after a slot moved,
- * ASK during a migration, CLUSTERDOWN while a slot is unserved, a seed that refuses connections, a master
- * SIGKILLed with wait=1), metrics, and the password kept out of messages. */
+ * ASK during a migration, TRYAGAIN for MGET/DEL across a half-migrated slot, CLUSTERDOWN while a slot is unserved, a
+ * seed that refuses connections, a master SIGKILLed with wait=1), metrics, and the password kept out of messages. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -159,6 +159,131 @@ static void test_ask(void **state) {
   tether_store_close(st);
 }
 
+/* ---- TRYAGAIN: a multi-key command whose keys a migration split ---- */
+
+static split mig;
+static int mig_delay_ms;
+
+static void *finish_later(void *arg) {
+  (void)arg;
+  tt_sleep_ms(mig_delay_ms);
+  split_finish(&mig);
+  return NULL;
+}
+
+static int cluster_cmd(tether_store *st, const char *cmd, const char *a, const char *b, redisReply **out) {
+  const char *argv[] = {cmd, a, b};
+  return tether__cluster_command(st, a, 0, 3, argv, NULL, out);
+}
+
+static void test_tryagain(void **state) {
+  (void)state;
+  char u[300];
+  /* a short retry_ms: the command keeps getting TRYAGAIN and gives up with that error */
+  split_slot("t1", &mig);
+  snprintf(u, sizeof(u), "%s?retry_ms=150", url);
+  tether_store *quick = open_ok(u);
+  redisReply *rep = NULL;
+  int64_t t0 = tether_now_ms();
+  int rc = cluster_cmd(quick, "MGET", "{t1}a", "{t1}b", &rep);
+  int64_t took = tether_now_ms() - t0;
+  assert_int_equal(rc, TETHER_EUNAVAIL);
+  assert_null(rep);
+  print_message("TRYAGAIN, retry_ms=150: MGET gave up after %lld ms: %s\n", (long long)took, tether_last_error());
+  assert_non_null(strstr(tether_last_error(), "MGET: TRYAGAIN"));
+  assert_true(took < 1000);
+  tether_metrics m;
+  tether_store_metrics(quick, &m);
+  assert_true(m.tryagain >= 2);
+  tether_store_close(quick);
+  /* the default retry_ms: TRYAGAIN until the migration ends, then MOVED to the new owner and the answer */
+  tether_store *st = open_ok(url);
+  const char *which[] = {"MGET", "DEL"};
+  const char *tags[] = {"t1", "t2"};
+  for (int i = 0; i < 2; i++) {
+    char ka[16], kb[16];
+    snprintf(ka, sizeof(ka), "{%s}a", tags[i]);
+    snprintf(kb, sizeof(kb), "{%s}b", tags[i]);
+    if (i > 0) split_slot(tags[i], &mig);
+    tether_metrics m0, m1;
+    tether_store_metrics(st, &m0);
+    pthread_t th;
+    mig_delay_ms = 300;
+    pthread_create(&th, NULL, finish_later, NULL);
+    t0 = tether_now_ms();
+    rc = cluster_cmd(st, which[i], ka, kb, &rep);
+    took = tether_now_ms() - t0;
+    pthread_join(th, NULL);
+    if (rc != 0) fail_msg("%s during a migration: %s", which[i], tether_last_error());
+    tether_store_metrics(st, &m1);
+    print_message("TRYAGAIN, %s: %llu TRYAGAIN and %llu redirects, answered after %lld ms\n", which[i],
+                  (unsigned long long)(m1.tryagain - m0.tryagain), (unsigned long long)(m1.redirects - m0.redirects),
+                  (long long)took);
+    assert_true(m1.tryagain > m0.tryagain);
+    assert_true(took >= 250 && took < 2000);
+    if (i == 0) {
+      assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+      assert_int_equal(rep->elements, 2);
+      assert_string_equal(rep->element[0]->str, "A");
+      assert_string_equal(rep->element[1]->str, "B");
+    } else {
+      assert_int_equal(rep->type, REDIS_REPLY_INTEGER);
+      assert_int_equal(rep->integer, 2);
+    }
+    freeReplyObject(rep);
+  }
+  tether_store_close(st);
+}
+
+static int async_done;
+
+static void on_fallback_get(void *arg, int rc, char *json, size_t len) {
+  (void)arg, (void)len;
+  if (rc != 0) fail_msg("async get with CLUSTER SLOTS only: %s", tether_last_error());
+  assert_string_equal(json, "{\"slots\":1}");
+  free(json);
+  async_done = 1;
+}
+
+/* CLUSTER SLOTS when CLUSTER SHARDS is refused: a user whose ACL allows only the older command. */
+static void test_slots_fallback(void **state) {
+  (void)state;
+  for (int k = 0; k < NODES; k++) /* ACLs are per node */
+    raw_ok(nodes[k].port, "ACL SETUSER %s on >%s ~* &* +@all -cluster|shards", "old", "oldpw");
+  redisContext *c = redisConnect("127.0.0.1", nodes[1].port);
+  assert_true(c && !c->err);
+  redisReply *r = redisCommand(c, "AUTH old oldpw");
+  freeReplyObject(r);
+  r = redisCommand(c, "CLUSTER SHARDS"); /* what the store asks first */
+  assert_int_equal(r->type, REDIS_REPLY_ERROR);
+  assert_true(strncmp(r->str, "NOPERM", 6) == 0);
+  freeReplyObject(r);
+  redisFree(c);
+  char u[300], sid[TETHER_SID_LEN + 1];
+  snprintf(u, sizeof(u), "redis-cluster://old:oldpw@127.0.0.1:%d", nodes[1].port);
+  tether_store *st = open_ok(u);
+  tether_session_id_generate(sid);
+  set_ok(st, sid, "{\"slots\":1}");
+  get_expect(st, sid, "{\"slots\":1}");
+  tether_metrics m;
+  tether_store_metrics(st, &m);
+  assert_true(m.map_refreshes >= 1);
+  assert_int_equal(m.errors, 0);
+  tether_store_close(st);
+  /* and on the event loop */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  tether_astore *a;
+  assert_int_equal(tether_astore_open(&loop, u, &a), 0);
+  async_done = 0;
+  assert_int_equal(tether_astore_get(a, sid, on_fallback_get, NULL), 0);
+  while (!async_done) uv_run(&loop, UV_RUN_ONCE);
+  tether_astore_close(a);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  for (int k = 0; k < NODES; k++) raw_ok(nodes[k].port, "ACL DELUSER %s%s", "old", "");
+}
+
 static unsigned down_slot;
 static int down_owner;
 
@@ -305,40 +430,64 @@ static void test_async(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
-/* ---- a master SIGKILLed under load, wait=1 ---- */
+/* ---- a master SIGKILLed under load: wait=1 and no wait side by side ---- */
 
 enum { MAX_ACKED = 20000 };
-static char (*acked)[TETHER_SID_LEN + 1];
-static _Atomic int nacked, nfailed, stop_writer;
+typedef struct writer_t {
+  tether_store *st;
+  char (*acked)[TETHER_SID_LEN + 1];
+  _Atomic int nacked, nfailed;
+} writer_t;
+static _Atomic int stop_writer;
 
 static void *writer(void *arg) {
-  tether_store *st = arg;
-  for (int i = 0; !stop_writer && nacked < MAX_ACKED; i++) {
+  writer_t *w = arg;
+  for (int i = 0; !stop_writer && w->nacked < MAX_ACKED; i++) {
     char sid[TETHER_SID_LEN + 1];
     tether_session_id_generate(sid);
-    if (tether_store_set(st, sid, "{\"w\":1}", 7, 0) == 0)
-      memcpy(acked[nacked++], sid, sizeof(sid));
+    if (tether_store_set(w->st, sid, "{\"w\":1}", 7, 0) == 0)
+      memcpy(w->acked[w->nacked++], sid, sizeof(sid));
     else
-      nfailed++;
+      w->nfailed++;
   }
   return NULL;
 }
 
+/* Acknowledged writes the store no longer has. */
+static int count_lost(tether_store *probe, writer_t *w) {
+  int lost = 0;
+  for (int i = 0; i < w->nacked; i++) {
+    char *json = NULL;
+    if (tether_store_get(probe, w->acked[i], &json, NULL) != 0) lost++;
+    free(json);
+  }
+  return lost;
+}
+
+/* With wait=1 no acknowledged write may be lost. Without wait, the master acknowledges before its replica
+ * has the write (replication is asynchronous): what it had not sent when it died is gone after the
+ * failover. That count depends on timing (0 is common on loopback, where the replica is microseconds
+ * behind): it is printed, not asserted. */
 static void test_failover(void **state) {
   (void)state;
   char u[300], probe_sid[TETHER_SID_LEN + 1];
-  acked = calloc(MAX_ACKED, sizeof(*acked));
+  writer_t safe = {0}, fast = {0};
+  safe.acked = calloc(MAX_ACKED, sizeof(*safe.acked));
+  fast.acked = calloc(MAX_ACKED, sizeof(*fast.acked));
   snprintf(u, sizeof(u), "%s?wait=1&retry_ms=5000", url);
-  tether_store *st = open_ok(u);
+  safe.st = open_ok(u);
+  snprintf(u, sizeof(u), "%s?retry_ms=5000", url);
+  fast.st = open_ok(u);
   snprintf(u, sizeof(u), "%s?retry_ms=10000", url);
   tether_store *probe = open_ok(u);
   do tether_session_id_generate(probe_sid);
   while (owner(nodes[1].port, sid_slot(probe_sid)) != 0);
   set_ok(probe, probe_sid, "{\"probe\":0}");
-  pthread_t th;
-  pthread_create(&th, NULL, writer, st);
+  pthread_t th[2];
+  pthread_create(&th[0], NULL, writer, &safe);
+  pthread_create(&th[1], NULL, writer, &fast);
   tt_sleep_ms(500);
-  int before = nacked;
+  int before = safe.nacked, fast_before = fast.nacked;
   tether_log_set_level(TETHER_LOG_ERROR);
   int64_t t_kill = tether_now_ms();
   tt_server_stop(&nodes[0], SIGKILL);
@@ -357,27 +506,29 @@ static void test_failover(void **state) {
   }
   tt_sleep_ms(500);
   stop_writer = 1;
-  pthread_join(th, NULL);
+  pthread_join(th[0], NULL);
+  pthread_join(th[1], NULL);
   tether_log_set_level(TETHER_LOG_WARN);
   tether_metrics m;
-  tether_store_metrics(st, &m);
-  int lost = 0;
-  for (int i = 0; i < nacked; i++) {
-    char *json = NULL;
-    if (tether_store_get(probe, acked[i], &json, NULL) != 0) lost++;
-    free(json);
-  }
+  tether_store_metrics(safe.st, &m);
+  int lost = count_lost(probe, &safe), fast_lost = count_lost(probe, &fast);
   print_message("failover (SIGKILL, cluster-node-timeout 1000): slots writable again after %lld ms; wait=1 writer: "
                 "%d acknowledged (%d before the kill), %d failed (%llu WAIT failures); the old master was back as a "
                 "replica %.1f s after the kill; lost %d of the acknowledged\n",
-                (long long)window, (int)nacked, before, (int)nfailed, (unsigned long long)m.wait_failures,
+                (long long)window, (int)safe.nacked, before, (int)safe.nfailed, (unsigned long long)m.wait_failures,
                 t_back ? (double)(t_back - t_kill) / 1000.0 : -1.0, lost);
+  print_message("failover without wait: %d acknowledged (%d before the kill), %d failed; lost %d of the "
+                "acknowledged\n",
+                (int)fast.nacked, fast_before, (int)fast.nfailed, fast_lost);
   assert_int_equal(lost, 0);
+  assert_true(fast.nacked > fast_before && fast_lost >= 0 && fast_lost <= fast.nacked);
   assert_true(window < 5000); /* the target is 3 s: measured 2.5-3 s here, see the message */
   get_expect(probe, probe_sid, "{\"probe\":1}");
   tether_store_close(probe);
-  tether_store_close(st);
-  free(acked);
+  tether_store_close(safe.st);
+  tether_store_close(fast.st);
+  free(safe.acked);
+  free(fast.acked);
 }
 
 int main(void) {
@@ -385,9 +536,17 @@ int main(void) {
   snprintf(url, sizeof(url), "redis-cluster://127.0.0.1:%d,127.0.0.1:%d", nodes[0].port, nodes[1].port);
   int failed = tt_conformance_run("redis-cluster conformance", url);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_slots),        cmocka_unit_test(test_wire_format), cmocka_unit_test(test_url_errors),
-      cmocka_unit_test(test_moved),        cmocka_unit_test(test_ask),         cmocka_unit_test(test_replica_reads),
-      cmocka_unit_test(test_refused_seed), cmocka_unit_test(test_clusterdown), cmocka_unit_test(test_async),
+      cmocka_unit_test(test_slots),
+      cmocka_unit_test(test_wire_format),
+      cmocka_unit_test(test_url_errors),
+      cmocka_unit_test(test_moved),
+      cmocka_unit_test(test_ask),
+      cmocka_unit_test(test_replica_reads),
+      cmocka_unit_test(test_refused_seed),
+      cmocka_unit_test(test_clusterdown),
+      cmocka_unit_test(test_async),
+      cmocka_unit_test(test_tryagain),
+      cmocka_unit_test(test_slots_fallback),
       cmocka_unit_test(test_failover), /* last: it kills a master */
   };
   failed += cmocka_run_group_tests_name("redis-cluster", tests, NULL, NULL);

@@ -3,8 +3,9 @@
  * 64 calls in flight, ASK during a migration done by hand, CLUSTERDOWN while a slot is unserved, a seed that
  * refuses connections, the password kept out of messages, replica reads, a master SIGKILLed under load
  * with wait=1 (every acknowledged save still readable), and the whole cluster down (a master and its replica
- * killed: CLUSTERDOWN everywhere, cluster-require-full-coverage yes) until they are back. TRYAGAIN is not driven: Redis
- * answers it only to multi-key commands, and a session call touches one key. */
+ * killed: CLUSTERDOWN everywhere, cluster-require-full-coverage yes) until they are back, and TRYAGAIN: Redis
+ * answers it only to multi-key commands, which sessions never send, so the client's command path
+ * (tether__acluster_command) sends MGET/DEL across a slot a migration has split. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -20,6 +21,7 @@
 
 #include "cluster_util.h"
 #include "conformance_async.h"
+#include "store/async_conn.h"
 #include "tether/metrics.h"
 #include "tether/session.h"
 #include "tether/store.h"
@@ -303,6 +305,102 @@ static void test_clusterdown(void **state) {
   close_async(a);
 }
 
+/* ---- TRYAGAIN: MGET/DEL across a slot a migration split ---- */
+
+static split mig;
+
+static void finish_migration(uv_timer_t *t) {
+  (void)t;
+  split_finish(&mig);
+}
+
+typedef struct rawres {
+  int done, rc;
+  long long integer;
+  char a[8], b[8];
+  char why[300];
+} rawres;
+
+static void raw_done(void *arg, int rc, redisReply *rep) {
+  rawres *r = arg;
+  r->done = 1;
+  r->rc = rc;
+  snprintf(r->why, sizeof(r->why), "%s", rc < 0 ? tether_last_error() : "");
+  if (rc == 0 && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 && rep->element[0]->str && rep->element[1]->str) {
+    snprintf(r->a, sizeof(r->a), "%s", rep->element[0]->str);
+    snprintf(r->b, sizeof(r->b), "%s", rep->element[1]->str);
+  }
+  r->integer = rc == 0 && rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
+}
+
+static void client_freed(void *owner) { *(int *)owner = 1; }
+
+/* cmd key-a key-b through a client on the loop; finished migration after delay_ms (0: never). */
+static rawres raw_call(const char *u, const char *cmd, const char *tag, int delay_ms, tether_metrics *dm) {
+  tether_store *st = NULL;
+  if (tether_store_open(u, &st) < 0) fail_msg("open: %s", tether_last_error());
+  int freed = 0;
+  tether__acluster *k = tether__acluster_new(&loop, st, client_freed, &freed);
+  char req[128];
+  int n = snprintf(req, sizeof(req), "*3\r\n$%zu\r\n%s\r\n$%zu\r\n{%s}a\r\n$%zu\r\n{%s}b\r\n", strlen(cmd), cmd,
+                   strlen(tag) + 3, tag, strlen(tag) + 3, tag);
+  char key[32];
+  snprintf(key, sizeof(key), "{%s}a", tag);
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  if (delay_ms) uv_timer_start(&t, finish_migration, (uint64_t)delay_ms, 0);
+  rawres r = {0};
+  tether_metrics m0;
+  tether_store_metrics(st, &m0);
+  tether__acluster_command(k, key, req, (size_t)n, raw_done, &r);
+  uint64_t end = uv_hrtime() + 5000000000ull;
+  while (!r.done && uv_hrtime() < end) uv_run(&loop, UV_RUN_ONCE);
+  assert_true(r.done);
+  tether_store_metrics(st, dm);
+  dm->tryagain -= m0.tryagain;
+  dm->redirects -= m0.redirects;
+  uv_close((uv_handle_t *)&t, NULL);
+  tether__acluster_close(k);
+  while (!freed) uv_run(&loop, UV_RUN_ONCE);
+  tether_store_close(st);
+  return r;
+}
+
+static void test_tryagain(void **state) {
+  (void)state;
+  char u[300];
+  tether_metrics dm;
+  split_slot("t1", &mig);
+  snprintf(u, sizeof(u), "%s?retry_ms=150", url); /* keeps getting TRYAGAIN, gives up */
+  int64_t t0 = tether_now_ms();
+  rawres r = raw_call(u, "MGET", "t1", 0, &dm);
+  int64_t took = tether_now_ms() - t0;
+  print_message("TRYAGAIN on the loop, retry_ms=150: MGET gave up after %lld ms (%llu TRYAGAIN): %s\n", (long long)took,
+                (unsigned long long)dm.tryagain, r.why);
+  assert_int_equal(r.rc, TETHER_EUNAVAIL);
+  assert_non_null(strstr(r.why, "TRYAGAIN"));
+  assert_true(dm.tryagain >= 2);
+  assert_true(took < 1000);
+  /* the default retry_ms: TRYAGAIN until the migration ends 300 ms in, then the answer */
+  t0 = tether_now_ms();
+  r = raw_call(url, "MGET", "t1", 300, &dm);
+  took = tether_now_ms() - t0;
+  if (r.rc != 0) fail_msg("MGET during a migration: %s", r.why);
+  print_message("TRYAGAIN on the loop, MGET: %llu TRYAGAIN, %llu redirects, answered after %lld ms\n",
+                (unsigned long long)dm.tryagain, (unsigned long long)dm.redirects, (long long)took);
+  assert_true(dm.tryagain >= 1);
+  assert_true(took >= 250 && took < 2000);
+  assert_string_equal(r.a, "A");
+  assert_string_equal(r.b, "B");
+  split_slot("t2", &mig);
+  r = raw_call(url, "DEL", "t2", 300, &dm);
+  if (r.rc != 0) fail_msg("DEL during a migration: %s", r.why);
+  print_message("TRYAGAIN on the loop, DEL: %llu TRYAGAIN, %llu redirects\n", (unsigned long long)dm.tryagain,
+                (unsigned long long)dm.redirects);
+  assert_true(dm.tryagain >= 1);
+  assert_int_equal(r.integer, 2);
+}
+
 /* ---- a seed that refuses connections; the password never in a message ---- */
 
 static void test_refused_seed_and_password(void **state) {
@@ -554,6 +652,7 @@ int main(void) {
       cmocka_unit_test(test_ask),
       cmocka_unit_test(test_reshard_under_load),
       cmocka_unit_test(test_clusterdown),
+      cmocka_unit_test(test_tryagain),
       cmocka_unit_test(test_refused_seed_and_password),
       cmocka_unit_test(test_replica_reads),
       cmocka_unit_test(test_failover),           /* kills a master */

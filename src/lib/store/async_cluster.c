@@ -38,7 +38,7 @@
 static const char SHARDS[] = "*2\r\n$7\r\nCLUSTER\r\n$6\r\nSHARDS\r\n";
 static const char SLOTS[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
 static const char ASKING[] = "*1\r\n$6\r\nASKING\r\n";
-static const char *const NAMES[] = {"GET", "SET", "EXPIRE", "DEL", "PING"};
+static const char *const NAMES[] = {"GET", "SET", "EXPIRE", "DEL", "PING", "command"};
 
 typedef struct cop cop;
 
@@ -66,6 +66,8 @@ struct cop { /* a call */
   int kind, mode;
   tether_astore_get_cb get_cb;
   tether_astore_cb cb;
+  tether__acluster_cb raw_cb; /* TETHER__ACMD_RAW */
+  redisReply *rep;            /* its reply, while cmd_done runs */
   void *arg;
   char *req; /* the command, formatted once, sent again on a retry */
   size_t reqlen;
@@ -256,7 +258,7 @@ static void refresh_done(tether__acmd *c, int rc, redisReply *rep) {
   size_t asked = k->asked;
   const anode *n = k->nodes[asked];
   const char *what = k->shards ? "SHARDS" : "SLOTS";
-  if (rc == 0 && rep->type == REDIS_REPLY_ERROR && k->shards && strncasecmp(rep->str, "ERR unknown", 11) == 0) {
+  if (rc == 0 && rep->type == REDIS_REPLY_ERROR && k->shards && tether__cluster_no_shards(rep->str)) {
     k->shards = 0; /* an older server: ask it again, the other way */
     if (node_send(k, k->nodes[asked], &k->refresh, SLOTS, sizeof(SLOTS) - 1) < 0) {
       why_append(k, tether_last_error());
@@ -294,7 +296,10 @@ static int is_write(const cop *op) {
 
 static void finish(cop *op) {
   if (op->rc < 0) tether__fail(op->rc, "%s", op->why);
-  tether__acall_finish(op->k->st, op->kind, op->start_us, op->rc, op->json, op->len, op->get_cb, op->cb, op->arg);
+  if (op->kind == TETHER__ACMD_RAW)
+    op->raw_cb(op->arg, op->rc, op->rc == 0 ? op->rep : NULL);
+  else
+    tether__acall_finish(op->k->st, op->kind, op->start_us, op->rc, op->json, op->len, op->get_cb, op->cb, op->arg);
   free(op->req);
   free(op);
 }
@@ -418,9 +423,14 @@ static void cmd_done(tether__acmd *c, int rc, redisReply *rep) {
   } else if (starts(rep, "MOVED ") || starts(rep, "ASK ")) {
     redirect(op, rep);
   } else if (starts(rep, "TRYAGAIN") || starts(rep, "CLUSTERDOWN")) {
+    if (rep->str[0] == 'T') tether__count(k->st, TETHER__C_TRYAGAIN);
     op->verdict = V_LATER;
     set_rc(op, tether__fail(TETHER_EUNAVAIL, "redis-cluster %s:%d: %s: %.*s", op->to->host, op->to->port,
                             NAMES[op->kind], (int)rep->len, rep->str));
+  } else if (op->kind == TETHER__ACMD_RAW) {
+    op->verdict = V_DONE;
+    op->rc = 0;
+    op->rep = rep; /* settled below, while rep lives */
   } else {
     op->verdict = V_DONE;
     int r = tether__acmd_result(op->kind, op->mode, "redis-cluster", k->cf.prefix, op->sid, k->cf.max_value, rep,
@@ -520,33 +530,57 @@ static void dispatch(cop *op) {
   }
 }
 
-int tether__acluster_call(tether__acluster *k, int kind, int mode, const char *sid, const char *json, size_t len,
-                          int64_t expires_ms, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
+static cop *cop_new(tether__acluster *k, int kind, void *arg) {
   cop *op = tether__calloc(1, sizeof(*op));
   op->k = k;
   op->kind = kind;
-  op->mode = mode;
-  op->get_cb = get_cb;
-  op->cb = cb;
   op->arg = arg;
   op->cmd.done = cmd_done;
   op->asking.done = asking_done;
+  return op;
+}
+
+static void start(cop *op) {
+  op->start_us = tether__mono_us();
+  op->deadline_us = op->start_us + (uint64_t)op->k->cf.retry_ms * 1000;
+  op->backoff_ms = BACKOFF_MIN_MS;
+  dispatch(op);
+}
+
+void tether__acluster_command(tether__acluster *k, const char *key, const char *req, size_t len, tether__acluster_cb cb,
+                              void *arg) {
+  cop *op = cop_new(k, TETHER__ACMD_RAW, arg);
+  op->raw_cb = cb;
+  op->req = tether__malloc(len);
+  memcpy(op->req, req, len);
+  op->reqlen = len;
+  op->slot = tether__cluster_slot(key, strlen(key));
+  start(op);
+}
+
+int tether__acluster_call(tether__acluster *k, int kind, int mode, const char *sid, const char *json, size_t len,
+                          int64_t expires_ms, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
+  cop *op = cop_new(k, kind, arg);
+  op->mode = mode;
+  op->get_cb = get_cb;
+  op->cb = cb;
   op->req = tether__acmd_format(kind, mode, k->cf.prefix, sid, json, len, expires_ms, k->cf.max_value, &op->reqlen);
   if (kind == TETHER__ACMD_PING) {
     op->slot = k->ping_slot;
     k->ping_slot = (k->ping_slot + 5461) % TETHER__CLUSTER_SLOTS; /* masters in turn */
   } else {
-    char buf[256]; /* the key, to hash (on the stack: every call does it) */
-    int n = snprintf(buf, sizeof(buf), "%s%s", k->cf.prefix, sid);
-    char *key = n >= 0 && (size_t)n < sizeof(buf) ? buf : tether__asprintf("%s%s", k->cf.prefix, sid);
-    op->slot = tether__cluster_slot(key, strlen(key));
+    char buf[256]; /* the key, to hash (on the stack and without printf: every call does it) */
+    size_t pl = strlen(k->cf.prefix), sl = strlen(sid);
+    char *key = pl + sl <= sizeof(buf) ? buf : tether__malloc(pl + sl);
+    memcpy(key, k->cf.prefix, pl);
+    memcpy(key + pl, sid, sl);
+    op->slot = tether__cluster_slot(key, pl + sl);
     if (key != buf) free(key);
   }
-  snprintf(op->sid, sizeof(op->sid), "%.6s", sid);
-  op->start_us = tether__mono_us();
-  op->deadline_us = op->start_us + (uint64_t)k->cf.retry_ms * 1000;
-  op->backoff_ms = BACKOFF_MIN_MS;
-  dispatch(op);
+  size_t n = strnlen(sid, sizeof(op->sid) - 2); /* the start of the id, for messages */
+  memcpy(op->sid, sid, n);
+  op->sid[n] = '\0';
+  start(op);
   return 0;
 }
 

@@ -426,22 +426,55 @@ void tether__aconn_close(tether__aconn *k) {
 
 /* ---- the commands of the session calls ---- */
 
+/* Decimal digits of v at p; their count. */
+static size_t put_uint(char *p, unsigned long long v) {
+  char t[20];
+  size_t n = 0;
+  do t[n++] = (char)('0' + v % 10);
+  while ((v /= 10) != 0);
+  for (size_t i = 0; i < n; i++) p[i] = t[n - 1 - i];
+  return n;
+}
+
+/* A command in RESP, in one allocation and without printf (every session call formats one: hiredis's
+ * redisFormatCommandArgv sprintf's each length). */
 static char *format(int argc, const char **argv, const size_t *lens, size_t *len) {
-  char *cmd = NULL;
-  int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
-  if (n < 0) abort(); /* hiredis fails only when out of memory */
-  *len = (size_t)n;
+  size_t l[8], total = 24;
+  if (argc > 8) abort(); /* the session calls have at most 6 words */
+  for (int i = 0; i < argc; i++) {
+    l[i] = lens ? lens[i] : strlen(argv[i]);
+    total += 24 + l[i] + 2;
+  }
+  char *cmd = tether__malloc(total), *p = cmd;
+  *p++ = '*';
+  p += put_uint(p, (unsigned long long)argc);
+  *p++ = '\r';
+  *p++ = '\n';
+  for (int i = 0; i < argc; i++) {
+    *p++ = '$';
+    p += put_uint(p, l[i]);
+    *p++ = '\r';
+    *p++ = '\n';
+    memcpy(p, argv[i], l[i]);
+    p += l[i];
+    *p++ = '\r';
+    *p++ = '\n';
+  }
+  *len = (size_t)(p - cmd);
   return cmd;
 }
 
 char *tether__acmd_format(int kind, int mode, const char *prefix, const char *sid, const char *json, size_t jlen,
                           int64_t expires_ms, long max_value, size_t *len) {
   if (kind == TETHER__ACMD_PING) return format(1, (const char *[]){"PING"}, NULL, len);
-  char *key = tether__asprintf("%s%s", prefix, sid), *cmd;
+  size_t pl = strlen(prefix), sl = strlen(sid);
+  char kbuf[256], *key = pl + sl < sizeof(kbuf) ? kbuf : tether__malloc(pl + sl + 1), *cmd;
+  memcpy(key, prefix, pl);
+  memcpy(key + pl, sid, sl + 1);
   int64_t ttl =
       kind == TETHER__ACMD_SET || kind == TETHER__ACMD_TOUCH ? tether__ttl_seconds(expires_ms, tether_now_ms()) : 0;
   char ex[24];
-  snprintf(ex, sizeof(ex), "%lld", (long long)ttl);
+  ex[put_uint(ex, ttl > 0 ? (unsigned long long)ttl : 0)] = '\0'; /* used only when positive */
   if (kind == TETHER__ACMD_GET) {
     const char *argv[4];
     int argc = tether__redis_get_argv(key, max_value, ex, argv);
@@ -450,12 +483,12 @@ char *tether__acmd_format(int kind, int mode, const char *prefix, const char *si
     cmd = format(2, (const char *[]){"DEL", key}, NULL, len);
   } else if (kind == TETHER__ACMD_SET) {
     const char *argv[] = {"SET", key, json, "EX", ex, mode == TETHER_WRITE_CREATE ? "NX" : "XX"};
-    const size_t lens[] = {3, strlen(key), jlen, 2, strlen(ex), 2};
+    const size_t lens[] = {3, pl + sl, jlen, 2, strlen(ex), 2};
     cmd = format(mode == TETHER_WRITE_UPSERT ? 5 : 6, argv, lens, len);
   } else {
     cmd = format(3, (const char *[]){"EXPIRE", key, ex}, NULL, len);
   }
-  free(key);
+  if (key != kbuf) free(key);
   return cmd;
 }
 

@@ -13,7 +13,14 @@
 struct uv_loop_s;
 struct redisReply;
 
-enum { TETHER__ACMD_GET, TETHER__ACMD_SET, TETHER__ACMD_TOUCH, TETHER__ACMD_DESTROY, TETHER__ACMD_PING };
+enum {
+  TETHER__ACMD_GET,
+  TETHER__ACMD_SET,
+  TETHER__ACMD_TOUCH,
+  TETHER__ACMD_DESTROY,
+  TETHER__ACMD_PING,
+  TETHER__ACMD_RAW /* tether__acluster_command: any command, for tests */
+};
 
 typedef struct tether__aconn tether__aconn;
 typedef struct tether__acmd tether__acmd;
@@ -74,6 +81,12 @@ tether__acluster *tether__acluster_new(struct uv_loop_s *loop, tether_store *st,
  * and none. */
 int tether__acluster_call(tether__acluster *k, int kind, int mode, const char *sid, const char *json, size_t len,
                           int64_t expires_ms, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg);
+/* Any command (RESP, copied) on the slot of key, through the client's routing, redirects and retries: for
+ * tests (multi-key commands, which sessions never send, are what draws TRYAGAIN). cb gets 0 and the reply
+ * (freed when cb returns) or an error code and NULL, once, later. */
+typedef void (*tether__acluster_cb)(void *arg, int rc, struct redisReply *rep);
+void tether__acluster_command(tether__acluster *k, const char *key, const char *req, size_t len, tether__acluster_cb cb,
+                              void *arg);
 /* Fails what is pending before it returns. */
 void tether__acluster_close(tether__acluster *k);
 

@@ -255,7 +255,7 @@ static int read_map(cstore *c, const char *host, int port, tether__cluster_map *
       rc = io_fail(host, port, ctx, errno, "CLUSTER", c->timeout_ms);
       break;
     }
-    int unknown = rep->type == REDIS_REPLY_ERROR && shards && strncasecmp(rep->str, "ERR unknown", 11) == 0;
+    int unknown = rep->type == REDIS_REPLY_ERROR && shards && tether__cluster_no_shards(rep->str);
     if (rep->type == REDIS_REPLY_ERROR && !unknown)
       rc = tether__fail(TETHER_ESTORE, "redis-cluster %s:%d: CLUSTER %s: %.*s", host, port, shards ? "SHARDS" : "SLOTS",
                         (int)rep->len, rep->str);
@@ -395,6 +395,7 @@ static int run(cstore *c, const char *key, int read, int write, int argc, const 
       continue;
     }
     if (rc == 0 && (starts(rep, "TRYAGAIN") || starts(rep, "CLUSTERDOWN"))) {
+      if (rep->str[0] == 'T') tether__count(c->st, TETHER__C_TRYAGAIN);
       rc = tether__fail(TETHER_EUNAVAIL, "redis-cluster %s:%d: %s: %.*s", n->host, n->port, argv[0], (int)rep->len,
                         rep->str);
       freeReplyObject(rep);
@@ -420,6 +421,14 @@ static int run(cstore *c, const char *key, int read, int write, int argc, const 
   }
   tether__sigpipe_restore(&guard);
   return rc;
+}
+
+int tether__cluster_command(tether_store *st, const char *key, int write, int argc, const char **argv,
+                            const size_t *lens, redisReply **out) {
+  *out = NULL;
+  if (st->ops != &tether__store_redis_cluster)
+    return tether__fail(TETHER_EINVAL, "%s: not a redis-cluster store", st->ops->kind);
+  return run(st->impl, key, 0, write, argc, argv, lens, out);
 }
 
 /* ---- the store operations ---- */

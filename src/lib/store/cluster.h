@@ -37,6 +37,16 @@ void tether__cluster_map_free(tether__cluster_map *m);
  * keeps its colons). 0, or -1 for another shape. */
 int tether__cluster_redirect(const char *str, size_t len, const char **host, size_t *hlen, int *port);
 
+/* A CLUSTER SHARDS error after which CLUSTER SLOTS is asked instead: a server without SHARDS (before 7.0)
+ * or a user whose ACL allows SLOTS only. */
+int tether__cluster_no_shards(const char *err);
+
+/* Any command on the slot of key, through the blocking store's routing, redirects and retries (for tests:
+ * multi-key commands, which sessions never send, are what draws TRYAGAIN). write: WAIT after it with wait=N.
+ * Error replies other than the cluster's come back as *out; the caller frees it with freeReplyObject. */
+int tether__cluster_command(tether_store *st, const char *key, int write, int argc, const char **argv,
+                            const size_t *lens, struct redisReply **out);
+
 /* The redis-cluster store's settings (cluster.c), for the asynchronous client; -1 for any other store. The
  * strings belong to the store. */
 typedef struct tether__cluster_conf {

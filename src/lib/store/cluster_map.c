@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <hiredis/hiredis.h>
 
@@ -150,4 +151,8 @@ int tether__cluster_redirect(const char *str, size_t len, const char **host, siz
   *hlen = (size_t)(colon - sp - 1);
   *port = (int)n;
   return 0;
+}
+
+int tether__cluster_no_shards(const char *err) {
+  return strncasecmp(err, "ERR unknown", 11) == 0 || strncmp(err, "NOPERM", 6) == 0;
 }

@@ -177,6 +177,7 @@ void tether_store_metrics(const tether_store *cst, tether_metrics *m) {
   m->redirects = LOAD(TETHER__C_REDIRECTS);
   m->map_refreshes = LOAD(TETHER__C_MAP_REFRESHES);
   m->wait_failures = LOAD(TETHER__C_WAIT_FAILURES);
+  m->tryagain = LOAD(TETHER__C_TRYAGAIN);
 #undef LOAD
   for (int op = 0; op < TETHER_OP_COUNT; op++) {
     for (int b = 0; b <= TETHER_LATENCY_BUCKETS; b++)

@@ -25,6 +25,7 @@ typedef enum tether__counter {
   TETHER__C_REDIRECTS,     /* redis-cluster: MOVED and ASK replies followed */
   TETHER__C_MAP_REFRESHES, /* redis-cluster: slot maps read */
   TETHER__C_WAIT_FAILURES, /* redis-cluster wait=N: writes fewer than N replicas confirmed in time */
+  TETHER__C_TRYAGAIN,      /* redis-cluster: TRYAGAIN answers (a multi-key command during a migration) retried */
   TETHER__C_COUNT
 } tether__counter;
 
