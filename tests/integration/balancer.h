@@ -70,6 +70,12 @@ typedef struct tb_resp {
 } tb_resp;
 
 void tb_curl_init(void);
+/* A libcurl write or header callback's buffer: what fits in 64 KiB, NUL-terminated (the rest is dropped). */
+typedef struct tb_sink {
+  char data[65536];
+  size_t len;
+} tb_sink;
+size_t tb_sink_collect(char *p, size_t size, size_t n, void *arg);
 /* A request on an optional reused easy handle (NULL: a fresh one); body may be NULL. extra_headers:
  * NULL-terminated list or NULL. Returns r->status. */
 long tb_request(void *curl, const char *method, int port, const char *path, const char *body, size_t blen,

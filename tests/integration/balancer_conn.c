@@ -215,36 +215,20 @@ static void test_closed_idle_and_in_flight(void **state) {
   free(m);
 }
 
-typedef struct sink {
-  char data[8192];
-  size_t len;
-} sink;
-
-static size_t collect(char *p, size_t size, size_t n, void *arg) {
-  sink *b = arg;
-  size_t k = size * n;
-  if (b->len + k < sizeof(b->data)) {
-    memcpy(b->data + b->len, p, k);
-    b->len += k;
-    b->data[b->len] = '\0';
-  }
-  return k;
-}
-
 /* TLS connections kept alive by libcurl go idle and active again in turns (more of them than the pool keeps
  * BIOs for), each answer its own; then pipelined requests over TLS. */
 static void test_tls_idle_and_active_again(void **state) {
   (void)state;
   enum { N = 20 };
   CURL *h[N];
-  static sink body;
+  static tb_sink body;
   char ca[600], url[256];
   snprintf(ca, sizeof(ca), "%s/cert.pem", T.dir);
   for (int i = 0; i < N; i++) {
     h[i] = curl_easy_init();
     curl_easy_setopt(h[i], CURLOPT_CAINFO, ca);
     curl_easy_setopt(h[i], CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h[i], CURLOPT_WRITEFUNCTION, tb_sink_collect);
     curl_easy_setopt(h[i], CURLOPT_WRITEDATA, &body);
   }
   for (int r = 0; r < 3; r++) {

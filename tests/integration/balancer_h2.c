@@ -283,24 +283,8 @@ static void raw_request(const char *const *kv, int flags, outcome *o) {
 
 /* ---- clients ---- */
 
-typedef struct sink {
-  char data[65536];
-  size_t len;
-} sink;
-
-static size_t collect(char *p, size_t size, size_t n, void *arg) {
-  sink *b = arg;
-  size_t k = size * n;
-  if (b->len + k < sizeof(b->data)) {
-    memcpy(b->data + b->len, p, k);
-    b->len += k;
-    b->data[b->len] = '\0';
-  }
-  return k;
-}
-
 /* A GET with libcurl over HTTP/2 (over TLS with ALPN, or by prior knowledge); the HTTP version it spoke. */
-static long curl_h2(const char *url, const char *const *headers, sink *out, long *version) {
+static long curl_h2(const char *url, const char *const *headers, tb_sink *out, long *version) {
   CURL *h = curl_easy_init();
   char ca[600];
   snprintf(ca, sizeof(ca), "%s/ca.pem", pki);
@@ -314,7 +298,7 @@ static long curl_h2(const char *url, const char *const *headers, sink *out, long
                    strncmp(url, "https", 5) == 0 ? (long)CURL_HTTP_VERSION_2TLS
                                                  : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tb_sink_collect);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
   curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
   long status = 0;
@@ -345,7 +329,7 @@ static void test_curl_alpn_h2(void **state) {
   (void)state;
   char url[128];
   snprintf(url, sizeof(url), "https://localhost:%d/headers", tls_port);
-  sink s;
+  tb_sink s;
   long v = 0;
   assert_int_equal(curl_h2(url, (const char *const[]){"Cookie: a=1", "X-Test: yes", NULL}, &s, &v), 200);
   assert_int_equal(v, CURL_HTTP_VERSION_2_0);
@@ -359,7 +343,7 @@ static void test_curl_prior_knowledge(void **state) {
   (void)state;
   char url[128];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d/", h2c_port);
-  sink s;
+  tb_sink s;
   long v = 0;
   assert_int_equal(curl_h2(url, NULL, &s, &v), 200);
   assert_int_equal(v, CURL_HTTP_VERSION_2_0);
@@ -425,19 +409,19 @@ static void test_h2load_sticky(void **state) {
   (void)state;
   char url[128];
   snprintf(url, sizeof(url), "https://127.0.0.1:%d/", tls_port);
-  sink s;
+  tb_sink s;
   long v = 0;
   CURL *h = curl_easy_init(); /* the cookie b2 answered with */
   char cookie[256] = "";
   for (int i = 0; i < 10 && !cookie[0]; i++) {
-    sink body = {.len = 0};
+    tb_sink body = {.len = 0};
     struct curl_slist *hl = NULL;
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, tb_sink_collect);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, &s);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tb_sink_collect);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
     s.len = 0;
     assert_int_equal(curl_easy_perform(h), CURLE_OK);

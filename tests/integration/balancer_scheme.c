@@ -76,24 +76,8 @@ static int teardown(void **state) {
   return st != 0 || st2 != 0 || san ? -1 : 0;
 }
 
-typedef struct sink {
-  char data[65536];
-  size_t len;
-} sink;
-
-static size_t collect(char *p, size_t size, size_t n, void *arg) {
-  sink *b = arg;
-  size_t k = size * n;
-  if (b->len + k < sizeof(b->data)) {
-    memcpy(b->data + b->len, p, k);
-    b->len += k;
-    b->data[b->len] = '\0';
-  }
-  return k;
-}
-
 /* One HTTPS GET trusting the test root, no redirect followed; body and head into out and head. */
-static long https_get(const char *path, sink *body, sink *head) {
+static long https_get(const char *path, tb_sink *body, tb_sink *head) {
   CURL *h = curl_easy_init();
   char url[256], ca[600];
   snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", tls_port, path);
@@ -103,9 +87,9 @@ static long https_get(const char *path, sink *body, sink *head) {
   curl_easy_setopt(h, CURLOPT_URL, url);
   curl_easy_setopt(h, CURLOPT_CAINFO, ca);
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tb_sink_collect);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, tb_sink_collect);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, head);
   long status = 0;
   if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -229,7 +213,7 @@ static void test_redirects(void **state) {
   assert_true(has(r.head, "Location: https://example.com/both\r\n"));
   tb_raw_free(&r);
   /* over TLS, a relative URL stays on https and its port */
-  static sink body, head;
+  static tb_sink body, head;
   assert_int_equal(https_get("/rel?from=y", &body, &head), 302);
   snprintf(want, sizeof(want), "Location: https://127.0.0.1:%d/new?from=y\r\n", tls_port);
   assert_true(has(head.data, want));
@@ -257,7 +241,7 @@ static void test_plain_listener_to_https(void **state) {
  * carries HttpOnly and SameSite both ways. */
 static void test_scheme_reaches_servers(void **state) {
   (void)state;
-  static sink body, head;
+  static tb_sink body, head;
   assert_int_equal(https_get("/headers", &body, &head), 200);
   assert_true(has(body.data, "X-Forwarded-Proto: https\n"));
   assert_true(has(body.data, "Forwarded: for=127.0.0.1;proto=https;"));

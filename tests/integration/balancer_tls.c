@@ -20,11 +20,6 @@
 
 #include "balancer.h"
 
-typedef struct sink {
-  char data[65536];
-  size_t len;
-} sink;
-
 static tb_backend b1;
 static tb_tether T;
 static char pki[512]; /* the certificates' directory */
@@ -59,20 +54,9 @@ static int teardown(void **state) {
   return st != 0 || san ? -1 : 0;
 }
 
-static size_t collect(char *p, size_t size, size_t n, void *arg) {
-  sink *b = arg;
-  size_t k = size * n;
-  if (b->len + k < sizeof(b->data)) {
-    memcpy(b->data + b->len, p, k);
-    b->len += k;
-    b->data[b->len] = '\0';
-  }
-  return k;
-}
-
 /* One HTTPS GET with libcurl, trusting the test root; the body (and head) into out. Returns the status (0:
  * no answer) and the TLS version curl negotiated. */
-static long https_get(int port, const char *path, long sslversion, sink *out, sink *head) {
+static long https_get(int port, const char *path, long sslversion, tb_sink *out, tb_sink *head) {
   CURL *h = curl_easy_init();
   char url[256], ca[600];
   snprintf(url, sizeof(url), "https://127.0.0.1:%d%s", port, path);
@@ -85,9 +69,9 @@ static long https_get(int port, const char *path, long sslversion, sink *out, si
   curl_easy_setopt(h, CURLOPT_CAINFO, ca);
   curl_easy_setopt(h, CURLOPT_SSLVERSION, sslversion);
   curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 5000L);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, tb_sink_collect);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, out);
-  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, collect);
+  curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, tb_sink_collect);
   curl_easy_setopt(h, CURLOPT_HEADERDATA, head);
   long status = 0;
   CURLcode rc = curl_easy_perform(h);
@@ -108,7 +92,7 @@ static int s_client(int port, const char *args, const char *out) {
 
 static void test_tls12_and_tls13(void **state) {
   (void)state;
-  static sink body, head;
+  static tb_sink body, head;
   long versions[] = {CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2,
                      CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3};
   for (int i = 0; i < 2; i++) {
@@ -200,7 +184,7 @@ typedef struct load {
 
 static void *load_main(void *arg) {
   load *l = arg;
-  static sink body, head;
+  static tb_sink body, head;
   for (int i = 0; i < 2000 && !atomic_load(&l->stop); i++) { /* bounded in count, and stopped by the test */
     long st = https_get(tls_port, "/", CURL_SSLVERSION_TLSv1_2, &body, &head);
     if (st == 200)

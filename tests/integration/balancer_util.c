@@ -242,6 +242,17 @@ void tb_tether_cleanup(tb_tether *t) {
 
 void tb_curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+size_t tb_sink_collect(char *p, size_t size, size_t n, void *arg) {
+  tb_sink *b = arg;
+  size_t k = size * n;
+  if (b->len + k < sizeof(b->data)) {
+    memcpy(b->data + b->len, p, k);
+    b->len += k;
+    b->data[b->len] = '\0';
+  }
+  return k;
+}
+
 typedef struct sink {
   char *p;
   size_t n;
