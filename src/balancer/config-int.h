@@ -33,7 +33,7 @@ typedef struct tether__conf_source {
 #define TETHER__CONF_MAX_SOURCES 64      /* files suspended or waiting (a glob's matches) at once */
 
 typedef struct tether__conf_parser {
-  tether__conf_pending pendings[TETHER__CF_MAX_LOCATIONS];
+  tether__conf_pending *pendings; /* one per location (cf->nlocations), the parser's own */
   const char *p, *end; /* the source being read (its text, depth and level are in src) */
   int line;
   tether__conf_source src;
@@ -65,6 +65,14 @@ typedef struct tether__conf_directive {
   int line;
   int block; /* ends with '{' rather than ';' */
 } tether__conf_directive;
+
+/* config_mem.c: the configuration's lists. tether__cf_grow returns list (n elements, made by it or NULL) with
+ * room for one more, zeroed, owned by cf; it may move the list, so nothing may point into it while it grows.
+ * tether__conf_grow is the same for the parser's own lists (freed with free()). */
+void *tether__cf_grow(tether__config *cf, void *list, size_t n, size_t size);
+void *tether__conf_grow(void *list, size_t n, size_t size);
+void tether__cf_free_owned(tether__config *cf);
+size_t tether__cf_owned_bytes(const tether__config *cf); /* what the lists take, beyond sizeof(tether__config) */
 
 /* config_lex.c: tokens and directives */
 void tether__conf_error(tether__conf_parser *ps, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -306,12 +306,15 @@ static void real_ip_line(tether__conf_parser *ps, tether__conf_directive *d) {
   const char *n = d->args[0];
   if (tether__conf_want_args(ps, d, 1, 1) < 0) return;
   if (strcmp(n, "set_real_ip_from") == 0) {
-    if (cf->nreal_ip_from == TETHER__CF_MAX_REALIP)
+    tether__cidr c;
+    if (cf->nreal_ip_from == TETHER__CF_MAX_REALIP) {
       tether__conf_error(ps, d->line, "too many set_real_ip_from");
-    else if (tether__cidr_parse(d->args[1], &cf->real_ip_from[cf->nreal_ip_from]) < 0)
+    } else if (tether__cidr_parse(d->args[1], &c) < 0) {
       tether__conf_error(ps, d->line, "invalid address or CIDR \"%s\"", d->args[1]);
-    else
-      cf->nreal_ip_from++;
+    } else {
+      cf->real_ip_from = tether__cf_grow(cf, cf->real_ip_from, cf->nreal_ip_from, sizeof(*cf->real_ip_from));
+      cf->real_ip_from[cf->nreal_ip_from++] = c;
+    }
   } else if (strcmp(n, "real_ip_header") == 0) {
     if (strcmp(d->args[1], "proxy_protocol") == 0)
       cf->real_ip_proxy_protocol = 1;
@@ -461,6 +464,18 @@ void tether__config_release(tether__config *cf) {
     cf->locations[i].jwt.verifier = NULL;
   }
   tether__tls_release(cf);
+  tether__cf_free_owned(cf); /* the lists: what pointed into them is gone with them */
+  cf->vservers = NULL;
+  cf->upstreams = NULL;
+  cf->locations = NULL;
+  cf->nvservers = cf->nupstreams = cf->nlocations = 0;
+  cf->headers = (tether__cf_headers){0};
+  cf->real_ip_from = NULL;
+  cf->nreal_ip_from = 0;
+  cf->claim_headers = NULL;
+  cf->nclaim_headers = 0;
+  cf->included = NULL;
+  cf->nincluded = 0;
 }
 
 void tether__config_free(tether__config *cf) {
@@ -502,7 +517,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
   defaults(cf);
   snprintf(cf->file, sizeof(cf->file), "%s", path);
   if (errlen) err[0] = '\0';
-  tether__conf_parser *psp = tether__calloc(1, sizeof(tether__conf_parser)); /* large: keep it off the stack */
+  tether__conf_parser *psp = tether__calloc(1, sizeof(tether__conf_parser));
   *psp = (tether__conf_parser){
       .p = text, .end = text + len, .line = 1, .cf = cf, .err = err, .errlen = errlen, .implicit = -1};
   psp->src = (tether__conf_source){.p = text, .end = text + len, .line = 1};
@@ -521,6 +536,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
   if (cf->nlisten == 0 && psp->nerrors == 0) tether__conf_error(psp, psp->line, "no \"listen\" address");
   if (cf->nlocations == 0 && cf->nupstreams == 1 && cf->nvservers == 1 && psp->nerrors == 0) {
     /* one server, a single upstream and no location: proxy everything to it */
+    cf->locations = tether__cf_grow(cf, cf->locations, 0, sizeof(*cf->locations));
     cf->locations[0] = (tether__cf_location){.prefix = "/", .upstream = 0};
     cf->nlocations = 1;
     cf->vservers[0].nlocations = 1;
@@ -553,6 +569,7 @@ int tether__config_parse(const char *path, const char *text, size_t len, tether_
       tether__conf_error(psp, u->line, "upstream \"%s\" has only backup servers", u->name);
   }
   int nerrors = psp->nerrors;
+  free(psp->pendings);
   free(psp);
   if (nerrors) tether__config_release(cf); /* a refused configuration owns nothing */
   return nerrors ? -1 : 0;

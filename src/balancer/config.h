@@ -91,8 +91,10 @@ typedef struct tether__cf_set_header {
   int nvalue; /* 0: the header is not sent at all */
 } tether__cf_set_header;
 
+/* The lists below grow as the file is read and belong to the configuration (config_mem.c): a level that
+ * inherits another level's list shares it. */
 typedef struct tether__cf_headers {
-  tether__cf_set_header set[TETHER__CF_MAX_SET_HEADERS];
+  tether__cf_set_header *set; /* nset of them, at most TETHER__CF_MAX_SET_HEADERS */
   int nset;
   int defined; /* some proxy_set_header at this level: the outer level's list is not inherited (nginx) */
 } tether__cf_headers;
@@ -108,7 +110,7 @@ typedef struct tether__cf_add_header {
 } tether__cf_add_header;
 
 typedef struct tether__cf_add_headers {
-  tether__cf_add_header add[TETHER__CF_MAX_ADD_HEADERS];
+  tether__cf_add_header *add; /* nadd of them, at most TETHER__CF_MAX_ADD_HEADERS */
   int nadd;
   int defined; /* some add_header at this level */
 } tether__cf_add_headers;
@@ -189,7 +191,7 @@ typedef struct tether__cf_monitor {
 
 typedef struct tether__cf_upstream {
   char name[64];
-  tether__cf_server servers[TETHER__CF_MAX_SERVERS];
+  tether__cf_server *servers; /* nservers of them, at most TETHER__CF_MAX_SERVERS */
   size_t nservers;
   tether__balance_kind balance;
   int keepalive; /* idle connections kept per worker, 0: none */
@@ -311,12 +313,12 @@ typedef struct tether__config {
   int listen_http2[TETHER__CF_MAX_LISTEN];    /* listen ... http2 (on any listen of the address) */
   int listen_line[TETHER__CF_MAX_LISTEN];     /* where listen[i] is first named */
   size_t nlisten;
-  tether__cf_vserver vservers[TETHER__CF_MAX_VSERVERS];
+  tether__cf_vserver *vservers; /* nvservers of them, at most TETHER__CF_MAX_VSERVERS */
   size_t nvservers;
   tether__addr admin; /* admin_listen; admin.len == 0 when absent */
-  tether__cf_upstream upstreams[TETHER__CF_MAX_UPSTREAMS];
+  tether__cf_upstream *upstreams; /* nupstreams of them, at most TETHER__CF_MAX_UPSTREAMS */
   size_t nupstreams;
-  tether__cf_location locations[TETHER__CF_MAX_LOCATIONS];
+  tether__cf_location *locations; /* nlocations of them, at most TETHER__CF_MAX_LOCATIONS */
   size_t nlocations;
   /* limits and timeouts */
   size_t client_header_buffer;      /* 431 past it */
@@ -339,7 +341,7 @@ typedef struct tether__config {
   int proxy_next_upstream_tries; /* 0: as many as servers */
   int64_t shutdown_grace_ms;     /* SIGTERM: in-flight requests get this long */
   int add_forwarded;             /* also add RFC 7239 Forwarded */
-  tether__cidr real_ip_from[TETHER__CF_MAX_REALIP];
+  tether__cidr *real_ip_from; /* nreal_ip_from of them, at most TETHER__CF_MAX_REALIP */
   size_t nreal_ip_from;
   int real_ip_proxy_protocol; /* real_ip_header proxy_protocol */
   char access_log[512];       /* "" off */
@@ -349,7 +351,7 @@ typedef struct tether__config {
   tether__cf_jwt jwt;         /* auth_jwt at the top or http level: every server's default */
   tether__cf_headers headers; /* proxy_set_header at the top or http level: every server's default */
   /* every header any auth_jwt_claim_header names: removed from every request, in every location */
-  char claim_headers[TETHER__CF_MAX_STRIP][64];
+  char (*claim_headers)[64]; /* nclaim_headers of them, at most TETHER__CF_MAX_STRIP */
   int nclaim_headers;
   int64_t client_body_time_ms; /* a whole request body must arrive within this (0: no bound) */
   char sticky_key_file[512];   /* sticky_key_file as written, "" the default (TETHER__STICKY_KEY_FILE) */
@@ -363,8 +365,9 @@ typedef struct tether__config {
   char group[64];     /* "" : the user's primary group */
   char pid_file[512]; /* pid FILE; "" : none */
   /* include */
-  char included[TETHER__CF_MAX_FILES][256]; /* the files include read, in order (see tether__cf_file) */
+  char (*included)[256]; /* the files include read, in order (see tether__cf_file), at most TETHER__CF_MAX_FILES - 1 */
   int nincluded;
+  struct tether__cf_block *owned; /* the lists above (config_mem.c), freed by tether__config_release */
 } tether__config;
 
 /* Where the sticky cookie key is kept when no sticky_key_file says otherwise. */
@@ -380,7 +383,8 @@ int tether__cf_lineno(int line);
  * error found) into err. */
 int tether__config_load(const char *path, tether__config *cf, char *err, size_t errlen);
 int tether__config_parse(const char *path, const char *text, size_t len, tether__config *cf, char *err, size_t errlen);
-/* Frees what a loaded configuration owns (JWT verifiers), and with _free the configuration itself. */
+/* Frees what a parsed or loaded configuration owns (its lists, JWT verifiers, TLS contexts), and with _free the
+ * configuration itself. A configuration parsed again must be released first. */
 void tether__config_release(tether__config *cf);
 void tether__config_free(tether__config *cf);
 

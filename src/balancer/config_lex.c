@@ -260,6 +260,7 @@ static int queue_file(tether__conf_parser *ps, tether__conf_directive *d, const 
     tether__conf_error(ps, d->line, "include %s: %s", path, why);
     return -1;
   }
+  cf->included = tether__cf_grow(cf, cf->included, (size_t)cf->nincluded, sizeof(*cf->included));
   snprintf(cf->included[cf->nincluded++], sizeof(cf->included[0]), "%s", path);
   ps->waiting[ps->nwaiting++] = (tether__conf_source){.text = text,
                                                       .p = text,

@@ -152,6 +152,7 @@ void tether__conf_set_header(tether__conf_parser *ps, tether__conf_directive *d,
     tether__conf_error(ps, d->line, "proxy_set_header: at most %d per level", TETHER__CF_MAX_SET_HEADERS);
     return;
   }
+  h->set = tether__cf_grow(ps->cf, h->set, (size_t)h->nset, sizeof(*h->set));
   tether__cf_set_header *sh = &h->set[h->nset];
   memset(sh, 0, sizeof(*sh));
   snprintf(sh->name, sizeof(sh->name), "%s", name);
@@ -221,6 +222,7 @@ void tether__conf_add_header(tether__conf_parser *ps, tether__conf_directive *d,
   } else if (h->nadd == TETHER__CF_MAX_ADD_HEADERS) {
     tether__conf_error(ps, d->line, "add_header: at most %d per level", TETHER__CF_MAX_ADD_HEADERS);
   } else {
+    h->add = tether__cf_grow(ps->cf, h->add, (size_t)h->nadd, sizeof(*h->add));
     tether__cf_add_header *a = &h->add[h->nadd];
     memset(a, 0, sizeof(*a));
     int n = tether__conf_value(ps, d, d->args[2], a->value, TETHER__KEY_MAX_PARTS, "add_header value");
@@ -324,7 +326,9 @@ void tether__conf_location(tether__conf_parser *ps, tether__conf_directive *d) {
     tether__conf_skip_block(ps);
     return;
   }
-  tether__cf_location *loc = &cf->locations[cf->nlocations];
+  cf->locations = tether__cf_grow(cf, cf->locations, cf->nlocations, sizeof(*cf->locations));
+  ps->pendings = tether__conf_grow(ps->pendings, cf->nlocations, sizeof(*ps->pendings));
+  tether__cf_location *loc = &cf->locations[cf->nlocations]; /* locations do not nest */
   memset(loc, 0, sizeof(*loc));
   snprintf(loc->prefix, sizeof(loc->prefix), "%s", prefix);
   loc->exact = exact;
@@ -351,6 +355,7 @@ static int collect_claim_headers(tether__conf_parser *ps, tether__config *cf, co
       tether__conf_error(ps, j->line, "auth_jwt_claim_header: at most %d distinct header names", TETHER__CF_MAX_STRIP);
       return -1;
     }
+    cf->claim_headers = tether__cf_grow(cf, cf->claim_headers, (size_t)cf->nclaim_headers, sizeof(*cf->claim_headers));
     snprintf(cf->claim_headers[cf->nclaim_headers++], sizeof(cf->claim_headers[0]), "%s", j->claim_headers[h].header);
   }
   return 0;

@@ -18,6 +18,7 @@ static void server_line(tether__conf_parser *ps, tether__conf_directive *d, teth
                        TETHER__CF_MAX_SERVERS);
     return;
   }
+  u->servers = tether__cf_grow(ps->cf, u->servers, u->nservers, sizeof(*u->servers));
   tether__cf_server *s = &u->servers[u->nservers];
   memset(s, 0, sizeof(*s));
   s->weight = 1;
@@ -308,7 +309,8 @@ void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d) {
     tether__conf_skip_block(ps);
     return;
   }
-  tether__cf_upstream *u = &cf->upstreams[cf->nupstreams];
+  cf->upstreams = tether__cf_grow(cf, cf->upstreams, cf->nupstreams, sizeof(*cf->upstreams));
+  tether__cf_upstream *u = &cf->upstreams[cf->nupstreams]; /* no upstream is opened while it is read */
   memset(u, 0, sizeof(*u));
   snprintf(u->name, sizeof(u->name), "%s", d->args[1]);
   u->line = d->line;

@@ -141,6 +141,8 @@ static tether__cf_vserver *new_server(tether__conf_parser *ps, int line) {
     tether__conf_error(ps, line, "too many server blocks (at most %d)", TETHER__CF_MAX_VSERVERS);
     return NULL;
   }
+  /* servers are made outside server blocks only, so nothing points into the list while it grows */
+  cf->vservers = tether__cf_grow(cf, cf->vservers, cf->nvservers, sizeof(*cf->vservers));
   tether__cf_vserver *vs = &cf->vservers[cf->nvservers++];
   memset(vs, 0, sizeof(*vs));
   vs->line = line;

@@ -256,6 +256,7 @@ static int parse(const char *upstream_lines) {
   snprintf(text, sizeof(text),
            "listen 8080;\nupstream b {\n server 127.0.0.1:1;\n%s}\nlocation / { proxy_pass http://b; }\n",
            upstream_lines);
+  tether__config_release(&cf); /* the previous one's lists */
   return tether__config_parse("t.conf", text, strlen(text), &cf, err, sizeof(err));
 }
 
