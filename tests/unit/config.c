@@ -23,7 +23,7 @@ static int parse(const char *text) {
 
 static int load(const char *path) {
   tether__config_release(&cf);
-  return load(path);
+  return tether__config_load(path, &cf, err, sizeof(err));
 }
 
 static void test_issue_example(void **state) {
