@@ -696,6 +696,124 @@ static void test_http2(void **state) {
   assert_int_equal(cf.listen_http2[0], 1);
 }
 
+/* The lists are as long as the file makes them (a small configuration is small), grow to the documented
+ * limits with every element intact, and one more is refused with file:line. */
+static char big[200000];
+
+/* 32 servers with 4 locations each (128), 32 upstreams (the first with 64 servers), 16 proxy_set_header in the
+ * first server and in its first location, and extra appended inside the last server block. */
+static const char *limits_text(const char *extra_top, const char *extra_server, const char *extra_upstream) {
+  size_t n = 0;
+#define PUT(...) n += (size_t)snprintf(big + n, sizeof(big) - n, __VA_ARGS__)
+  PUT("%s", extra_top);
+  for (int u = 0; u < 32; u++) {
+    PUT("upstream u%d {\n", u);
+    for (int k = 0; k < (u == 0 ? 64 : 2); k++) PUT(" server 10.0.%d.%d:80;\n", u, k + 1);
+    if (u == 0) PUT("%s", extra_upstream);
+    PUT("}\n");
+  }
+  for (int v = 0; v < 32; v++) {
+    PUT("server {\n listen 8080;\n server_name s%d.example;\n", v);
+    for (int h = 0; v == 0 && h < 16; h++) PUT(" proxy_set_header X-S%d s%d;\n", h, h);
+    for (int l = 0; l < 4; l++) {
+      PUT(" location /p%d {\n  proxy_pass http://u%d;\n", v * 4 + l, (v * 4 + l) % 32);
+      for (int h = 0; v == 0 && l == 0 && h < 16; h++) PUT("  proxy_set_header X-L%d l%d;\n", h, h);
+      PUT(" }\n");
+    }
+    if (v == 31) PUT("%s", extra_server);
+    PUT("}\n");
+  }
+#undef PUT
+  assert_true(n < sizeof(big) - 1);
+  return big;
+}
+
+static void expect_refused(const char *text, const char *want) {
+  assert_int_equal(parse(text), -1);
+  if (strstr(err, want) == NULL) fail_msg("wanted \"%s\" in:\n%s", want, err);
+  assert_int_equal(cf.nlocations, 0); /* a refused configuration owns nothing */
+  assert_null(cf.locations);
+}
+
+static void test_lists_sized_and_bounded(void **state) {
+  (void)state;
+  const char *one = "listen 8080;\nupstream b { server 127.0.0.1:1; }\nlocation / { proxy_pass http://b; }\n";
+  if (parse(one) != 0) fail_msg("%s", err);
+  size_t small = sizeof(cf) + tether__cf_owned_bytes(&cf);
+  assert_true(small < 96 * 1024); /* it was 5.6 MB when every list had its limit's room */
+  assert_int_equal(cf.nlocations, 1);
+
+  if (parse(limits_text("", "", "")) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.nvservers, 32);
+  assert_int_equal(cf.nlocations, 128);
+  assert_int_equal(cf.nupstreams, 32);
+  assert_int_equal(cf.upstreams[0].nservers, 64);
+  assert_string_equal(cf.upstreams[0].servers[63].name, "10.0.0.64:80");
+  assert_string_equal(cf.upstreams[31].servers[1].name, "10.0.31.2:80");
+  assert_string_equal(cf.upstreams[31].name, "u31");
+  for (size_t i = 0; i < 128; i++) {
+    char want[16];
+    snprintf(want, sizeof(want), "/p%zu", i);
+    assert_string_equal(cf.locations[i].prefix, want);
+    assert_int_equal(cf.locations[i].upstream, (int)(i % 32));
+  }
+  assert_string_equal(cf.vservers[31].names[0], "s31.example");
+  assert_int_equal(cf.vservers[31].first_location, 124);
+  assert_int_equal(cf.locations[0].headers.nset, 16); /* its own */
+  assert_string_equal(cf.locations[0].headers.set[15].name, "X-L15");
+  assert_int_equal(cf.locations[1].headers.nset, 16); /* its server's, shared */
+  assert_ptr_equal(cf.locations[1].headers.set, cf.vservers[0].headers.set);
+  assert_string_equal(cf.locations[1].headers.set[15].value[0].text, "s15");
+  assert_int_equal(cf.locations[4].headers.nset, 0);
+  size_t large = sizeof(cf) + tether__cf_owned_bytes(&cf);
+  assert_true(large > small);
+  tether__config_release(&cf);
+  tether__config_release(&cf); /* twice is harmless */
+
+  /* one more of each: refused where it is written */
+  static const struct {
+    const char *top, *server, *upstream, *at, *why;
+  } over[] = { /* at: where the one too many is (a block given first makes the last one too many) */
+      {"", " location /one-more { return 200; }\n", "", "location /one-more", "too many locations"},
+      {"server { listen 8081; }\n", "", "", "server {\n listen 8080;\n server_name s31.",
+       "too many server blocks (at most 32)"},
+      {"", "", " server 10.9.9.9:80;\n", "server 10.9.9.9", "too many servers in upstream \"u0\" (at most 64)"},
+      {"upstream extra { server 10.9.9.9:80; }\n", "", "", "upstream u31", "too many upstreams"},
+      {"", " proxy_set_header X-One-More 1;\n", "", "", ""}, /* the last server has none: accepted */
+  };
+  for (size_t i = 0; i < TETHER__ARRAY_SIZE(over); i++) {
+    const char *text = limits_text(over[i].top, over[i].server, over[i].upstream);
+    if (over[i].at[0] == '\0') {
+      if (parse(text) != 0) fail_msg("%s", err);
+      continue;
+    }
+    int line = 1;
+    for (const char *p = text; p < strstr(text, over[i].at); p++) line += *p == '\n';
+    char want[256];
+    snprintf(want, sizeof(want), "t.conf:%d: %s", line, over[i].why);
+    expect_refused(text, want);
+  }
+  /* the limits of a level's lists */
+  char text[8192];
+  size_t n = (size_t)snprintf(text, sizeof(text), "listen 8080;\nlocation / {\n return 200;\n");
+  for (int h = 0; h < 17; h++) n += (size_t)snprintf(text + n, sizeof(text) - n, " add_header X-A%d a;\n", h);
+  snprintf(text + n, sizeof(text) - n, "}\n");
+  expect_refused(text, "t.conf:20: add_header: at most 16 per level");
+  n = (size_t)snprintf(text, sizeof(text), "listen 8080;\nlocation / { return 200; }\n");
+  for (int h = 0; h < 33; h++) n += (size_t)snprintf(text + n, sizeof(text) - n, "set_real_ip_from 10.%d.0.0/16;\n", h);
+  expect_refused(text, "t.conf:35: too many set_real_ip_from");
+  text[strlen(text) - strlen("set_real_ip_from 10.32.0.0/16;\n")] = '\0';
+  if (parse(text) != 0) fail_msg("%s", err);
+  assert_int_equal(cf.nreal_ip_from, 32);
+  char want[32];
+  for (int h = 0; h < 32; h++) {
+    tether__cidr c;
+    snprintf(want, sizeof(want), "10.%d.0.0/16", h);
+    assert_int_equal(tether__cidr_parse(want, &c), 0);
+    assert_memory_equal(&cf.real_ip_from[h], &c, sizeof(c));
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_issue_example),
@@ -713,6 +831,7 @@ int main(void) {
       cmocka_unit_test(test_http2),
       cmocka_unit_test(test_virtual_server_errors),
       cmocka_unit_test(test_include),
+      cmocka_unit_test(test_lists_sized_and_bounded),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
