@@ -470,6 +470,10 @@ void tether__config_release(tether__config *cf) {
   cf->locations = NULL;
   cf->nvservers = cf->nupstreams = cf->nlocations = 0;
   cf->headers = (tether__cf_headers){0};
+  cf->tls.cert = cf->tls.key = NULL;
+  cf->tls.conf_cmd = NULL;
+  cf->tls.ticket_key = NULL;
+  cf->tls.ncert = cf->tls.nkey = cf->tls.nconf_cmd = cf->tls.nticket_key = 0;
   cf->real_ip_from = NULL;
   cf->nreal_ip_from = 0;
   cf->claim_headers = NULL;

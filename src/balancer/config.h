@@ -260,19 +260,19 @@ typedef struct tether__cf_location {
 #define TETHER__TLS_MAX_TICKET_KEYS 8
 #define TETHER__TLS_V12 1
 #define TETHER__TLS_V13 2
-typedef struct tether__cf_tls {
-  char cert[TETHER__TLS_MAX_CERTS][512]; /* ssl_certificate: PEM chains (an RSA and an ECDSA one may pair) */
-  char key[TETHER__TLS_MAX_CERTS][512];  /* ssl_certificate_key, in the same order */
+typedef struct tether__cf_tls { /* its lists belong to the configuration (config_mem.c), shared when inherited */
+  char (*cert)[512]; /* ssl_certificate (ncert, at most TETHER__TLS_MAX_CERTS): PEM chains (RSA and ECDSA may pair) */
+  char (*key)[512];  /* ssl_certificate_key (nkey), in the same order */
   int cert_line[TETHER__TLS_MAX_CERTS];
   int ncert, nkey;
   int protocols;            /* TETHER__TLS_V12 | TETHER__TLS_V13 */
   char ciphers[1024];       /* TLS 1.2 suites, "" for the profile's */
-  char conf_cmd[8][2][256]; /* ssl_conf_command NAME VALUE */
+  char (*conf_cmd)[2][256]; /* ssl_conf_command NAME VALUE (nconf_cmd, at most 8) */
   int nconf_cmd;
   int prefer_server_ciphers;
   int64_t session_timeout_ms;
   int session_tickets;
-  char ticket_key[TETHER__TLS_MAX_TICKET_KEYS][512]; /* ssl_session_ticket_key: the first encrypts */
+  char (*ticket_key)[512]; /* ssl_session_ticket_key (at most TETHER__TLS_MAX_TICKET_KEYS): the first encrypts */
   int nticket_key;
   int line; /* the first ssl_* directive */
 } tether__cf_tls;

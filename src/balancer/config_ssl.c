@@ -37,7 +37,9 @@ static void cert_line(tether__conf_parser *ps, tether__conf_directive *d, tether
     tether__conf_error(ps, d->line, "\"%s\": at most %d", d->args[0], TETHER__TLS_MAX_CERTS);
     return;
   }
-  copy_path(ps, d, key ? t->key[*n] : t->cert[*n], sizeof(t->cert[0]));
+  char(**list)[512] = key ? &t->key : &t->cert;
+  *list = tether__cf_grow(ps->cf, *list, (size_t)*n, sizeof(**list));
+  copy_path(ps, d, (*list)[*n], sizeof(**list));
   if (!key) t->cert_line[*n] = d->line;
   (*n)++;
 }
@@ -56,8 +58,10 @@ static void value_line(tether__conf_parser *ps, tether__conf_directive *d, tethe
   } else if (strcmp(n, "ssl_session_ticket_key") == 0) {
     if (t->nticket_key == TETHER__TLS_MAX_TICKET_KEYS)
       tether__conf_error(ps, d->line, "ssl_session_ticket_key: at most %d", TETHER__TLS_MAX_TICKET_KEYS);
-    else
+    else {
+      t->ticket_key = tether__cf_grow(ps->cf, t->ticket_key, (size_t)t->nticket_key, sizeof(*t->ticket_key));
       copy_path(ps, d, t->ticket_key[t->nticket_key++], sizeof(t->ticket_key[0]));
+    }
   } else if (strcmp(n, "ssl_stapling") == 0) {
     int on = 0;
     if (tether__conf_flag(ps, d, d->args[1], &on) == 0 && on)
@@ -93,6 +97,7 @@ int tether__conf_ssl(tether__conf_parser *ps, tether__conf_directive *d) {
       tether__conf_error(ps, d->line, "ssl_conf_command: at most 8, each under 256 characters");
       return 1;
     }
+    t->conf_cmd = tether__cf_grow(ps->cf, t->conf_cmd, (size_t)t->nconf_cmd, sizeof(*t->conf_cmd));
     snprintf(t->conf_cmd[t->nconf_cmd][0], 256, "%s", d->args[1]);
     snprintf(t->conf_cmd[t->nconf_cmd][1], 256, "%s", d->args[2]);
     t->nconf_cmd++;
@@ -132,10 +137,11 @@ void tether__conf_ssl_unset(tether__cf_tls *t) {
   t->session_tickets = -1;
 }
 
+/* The lists are shared with the outer level (the file is read: neither grows any more). */
 void tether__conf_ssl_merge(tether__cf_tls *t, const tether__cf_tls *outer) {
   if (t->ncert == 0 && t->nkey == 0) {
-    memcpy(t->cert, outer->cert, sizeof(t->cert));
-    memcpy(t->key, outer->key, sizeof(t->key));
+    t->cert = outer->cert;
+    t->key = outer->key;
     memcpy(t->cert_line, outer->cert_line, sizeof(t->cert_line));
     t->ncert = outer->ncert;
     t->nkey = outer->nkey;
@@ -143,14 +149,14 @@ void tether__conf_ssl_merge(tether__cf_tls *t, const tether__cf_tls *outer) {
   if (t->protocols < 0) t->protocols = outer->protocols;
   if (t->ciphers[0] == '\0') memcpy(t->ciphers, outer->ciphers, sizeof(t->ciphers));
   if (t->nconf_cmd == 0) {
-    memcpy(t->conf_cmd, outer->conf_cmd, sizeof(t->conf_cmd));
+    t->conf_cmd = outer->conf_cmd;
     t->nconf_cmd = outer->nconf_cmd;
   }
   if (t->prefer_server_ciphers < 0) t->prefer_server_ciphers = outer->prefer_server_ciphers;
   if (t->session_timeout_ms < 0) t->session_timeout_ms = outer->session_timeout_ms;
   if (t->session_tickets < 0) t->session_tickets = outer->session_tickets;
   if (t->nticket_key == 0) {
-    memcpy(t->ticket_key, outer->ticket_key, sizeof(t->ticket_key));
+    t->ticket_key = outer->ticket_key;
     t->nticket_key = outer->nticket_key;
   }
   if (t->line == 0) t->line = outer->line;
