@@ -34,7 +34,7 @@ typedef struct tether__conf_source {
 
 typedef struct tether__conf_parser {
   tether__conf_pending *pendings; /* one per location (cf->nlocations), the parser's own */
-  const char *p, *end; /* the source being read (its text, depth and level are in src) */
+  const char *p, *end;            /* the source being read (its text, depth and level are in src) */
   int line;
   tether__conf_source src;
   tether__conf_source waiting[TETHER__CONF_MAX_SOURCES]; /* a stack: includers and files yet to read */

@@ -315,7 +315,7 @@ typedef struct tether__config {
   size_t nlisten;
   tether__cf_vserver *vservers; /* nvservers of them, at most TETHER__CF_MAX_VSERVERS */
   size_t nvservers;
-  tether__addr admin; /* admin_listen; admin.len == 0 when absent */
+  tether__addr admin;             /* admin_listen; admin.len == 0 when absent */
   tether__cf_upstream *upstreams; /* nupstreams of them, at most TETHER__CF_MAX_UPSTREAMS */
   size_t nupstreams;
   tether__cf_location *locations; /* nlocations of them, at most TETHER__CF_MAX_LOCATIONS */
@@ -341,7 +341,7 @@ typedef struct tether__config {
   int proxy_next_upstream_tries; /* 0: as many as servers */
   int64_t shutdown_grace_ms;     /* SIGTERM: in-flight requests get this long */
   int add_forwarded;             /* also add RFC 7239 Forwarded */
-  tether__cidr *real_ip_from; /* nreal_ip_from of them, at most TETHER__CF_MAX_REALIP */
+  tether__cidr *real_ip_from;    /* nreal_ip_from of them, at most TETHER__CF_MAX_REALIP */
   size_t nreal_ip_from;
   int real_ip_proxy_protocol; /* real_ip_header proxy_protocol */
   char access_log[512];       /* "" off */

@@ -773,7 +773,8 @@ static void test_lists_sized_and_bounded(void **state) {
   /* one more of each: refused where it is written */
   static const struct {
     const char *top, *server, *upstream, *at, *why;
-  } over[] = { /* at: where the one too many is (a block given first makes the last one too many) */
+  } over[] = {
+      /* at: where the one too many is (a block given first makes the last one too many) */
       {"", " location /one-more { return 200; }\n", "", "location /one-more", "too many locations"},
       {"server { listen 8081; }\n", "", "", "server {\n listen 8080;\n server_name s31.",
        "too many server blocks (at most 32)"},
