@@ -67,8 +67,8 @@ typedef struct tether__conf_directive {
 } tether__conf_directive;
 
 /* config_mem.c: the configuration's lists. tether__cf_grow returns list (n elements, made by it or NULL) with
- * room for one more, zeroed, owned by cf; it may move the list, so nothing may point into it while it grows.
- * tether__conf_grow is the same for the parser's own lists (freed with free()). */
+ * room for one more (element n, zeroed), owned by cf; it may move the list, so nothing may point into it while it
+ * grows. tether__conf_grow is the same for the parser's own lists (freed with free()). */
 void *tether__cf_grow(tether__config *cf, void *list, size_t n, size_t size);
 void *tether__conf_grow(void *list, size_t n, size_t size);
 void tether__cf_free_owned(tether__config *cf);

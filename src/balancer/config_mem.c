@@ -26,7 +26,10 @@ static size_t room_for(size_t n) {
 
 void *tether__cf_grow(tether__config *cf, void *list, size_t n, size_t size) {
   size_t cap = room_for(n);
-  if (cap == 0) return list;
+  if (cap == 0) {
+    memset((char *)list + n * size, 0, size);
+    return list;
+  }
   struct tether__cf_block *b = list ? (struct tether__cf_block *)((char *)list - DATA_OFFSET) : NULL;
   if (b) { /* unlinked while realloc may move it */
     *b->pprev = b->next;
@@ -34,7 +37,7 @@ void *tether__cf_grow(tether__config *cf, void *list, size_t n, size_t size) {
   }
   b = tether__realloc(b, DATA_OFFSET + cap * size);
   b->size = cap * size;
-  memset((char *)b->data + n * size, 0, (cap - n) * size);
+  memset((char *)b->data + n * size, 0, size); /* the room past it is touched only when used */
   b->next = cf->owned;
   b->pprev = &cf->owned;
   if (cf->owned) cf->owned->pprev = &b->next;
@@ -44,9 +47,8 @@ void *tether__cf_grow(tether__config *cf, void *list, size_t n, size_t size) {
 
 void *tether__conf_grow(void *list, size_t n, size_t size) {
   size_t cap = room_for(n);
-  if (cap == 0) return list;
-  list = tether__realloc(list, cap * size);
-  memset((char *)list + n * size, 0, (cap - n) * size);
+  if (cap) list = tether__realloc(list, cap * size);
+  memset((char *)list + n * size, 0, size);
   return list;
 }
 
