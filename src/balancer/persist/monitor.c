@@ -1,12 +1,15 @@
 /* The session-loss monitor: a request's session cookie against the Set-Cookie of its response. */
 #include "monitor.h"
 
+#include <jansson.h>
 #include <string.h>
 
+#include "../../lib/util.h"
 #include "persist.h"
 
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull
+#define JWT_ID_SALT 0x6a77742d6a746921ull /* a token's id never hashes like the same text as a whole cookie */
 
 static tether__slice trim(const char *p, size_t n) {
   while (n && (*p == ' ' || *p == '\t')) p++, n--;
@@ -28,8 +31,53 @@ static tether__slice unquote(tether__slice v) {
   return v;
 }
 
+static uint64_t fnv1a(const char *p, size_t n) {
+  uint64_t h = FNV_OFFSET;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * FNV_PRIME;
+  return h;
+}
+
+/* A compact JWS (RFC 7515): HEADER.PAYLOAD.SIGNATURE, each non-empty base64url, the header a JSON object
+ * ("eyJ" is base64url for '{"'). The payload's part is returned in *payload. */
+static int is_compact_jws(tether__slice v, tether__slice *payload) {
+  if (v.n < 8 || memcmp(v.p, "eyJ", 3) != 0) return 0;
+  size_t dots[2], ndots = 0;
+  for (size_t i = 0; i < v.n; i++) {
+    char c = v.p[i];
+    if (c == '.') {
+      if (ndots == 2) return 0;
+      dots[ndots++] = i;
+    } else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+      return 0;
+    }
+  }
+  if (ndots != 2 || dots[1] == dots[0] + 1 || dots[1] + 1 == v.n) return 0;
+  *payload = (tether__slice){v.p + dots[0] + 1, dots[1] - dots[0] - 1};
+  return 1;
+}
+
+/* The hash of a JWT session cookie's session id: its "jti" claim (libtether's jwt: store), else its "sid"
+ * (OpenID Connect's session id), both strings. The signature is not checked: this only classifies, and a
+ * forged token can only change how its own response is counted. 0 when the value is not such a token. */
+static int jwt_session_id_hash(tether__slice v, uint64_t *h) {
+  tether__slice b64;
+  if (!is_compact_jws(v, &b64)) return 0;
+  char payload[TETHER__MONITOR_JWT_MAX];
+  int n = tether__base64url_decode_quiet(b64.p, b64.n, (uint8_t *)payload, sizeof(payload));
+  if (n <= 0 || payload[0] != '{' || memchr(payload, '\0', (size_t)n) != NULL) return 0;
+  json_t *claims = json_loadb(payload, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
+  json_t *id = json_object_get(claims, "jti");
+  if (!json_is_string(id)) id = json_object_get(claims, "sid");
+  int found = json_is_string(id) && json_string_length(id) > 0;
+  if (found) *h = fnv1a(json_string_value(id), json_string_length(id)) ^ JWT_ID_SALT;
+  json_decref(claims);
+  return found;
+}
+
 uint64_t tether__session_id_hash(tether__slice value) {
   tether__slice v = unquote(value);
+  uint64_t h;
+  if (jwt_session_id_hash(v, &h)) return h;
   size_t skip = 0;
   if (v.n >= 2 && v.p[0] == 's' && v.p[1] == ':')
     skip = 2;
@@ -40,9 +88,7 @@ uint64_t tether__session_id_hash(tether__slice value) {
     while (dot > skip && v.p[dot - 1] != '.') dot--;
     if (dot > skip + 1) v = (tether__slice){v.p + skip, dot - 1 - skip};
   }
-  uint64_t h = FNV_OFFSET;
-  for (size_t i = 0; i < v.n; i++) h = (h ^ (unsigned char)v.p[i]) * FNV_PRIME;
-  return h;
+  return fnv1a(v.p, v.n);
 }
 
 void tether__monitor_request(const tether__cf_monitor *mc, const tether__h1_msg *m, const char *path, size_t path_len,
