@@ -1,9 +1,10 @@
 /* libFuzzer harness: the session-loss monitor (persist/monitor.c): the request's Cookie header, its path,
  * and the response's Set-Cookie headers, one per line:
  *   line 1: the Cookie header value; line 2: the path; every further line: a Set-Cookie value.
- * Each Set-Cookie line is also read as a cookie date. Checks: the outcome is one of the four, it does not
- * depend on anything but its inputs, a session is never replaced without a cookie or started with one, and
- * a date that parses lies between 1601 and year 10000. */
+ * Each Set-Cookie line is also read as a cookie date. Values may be JWTs (compared by their jti or sid claim,
+ * read from a base64url payload with jansson). Checks: the outcome is one of the four, it does not depend on
+ * anything but its inputs, a session is never replaced without a cookie or started with one, and a date that
+ * parses lies between 1601 and year 10000. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
