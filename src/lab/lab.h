@@ -244,10 +244,10 @@ typedef struct lab_measure {
   uint64_t status[600]; /* answers by status; [0]: no answer (transport error) */
   uint64_t lost_events; /* client side: a user's visits or cart went back, or its login disappeared */
   int users, users_lost;
-  const int *users_on; /* per app, users whose session was last served there (the users' own count) */
-  int at_risk;         /* users last served by the apps killed, when they were killed */
+  const int *users_on;         /* per app, users whose session was last served there (the users' own count) */
+  int at_risk;                 /* users last served by the apps killed, when they were killed */
   struct lab_scraper *scraper; /* scrapes the apps once more right before one is killed (NULL: none) */
-  uint32_t *lat_us;    /* latency of every answered request (capped) */
+  uint32_t *lat_us;            /* latency of every answered request (capped) */
   size_t nlat, latcap;
   /* server side */
   double missing_base[LAB_MAX_APPS]; /* tether_sessions_missing_total of the apps' past incarnations */

@@ -83,8 +83,8 @@ static void check_counts_agree(json_t *r, const char *what) {
   int app_metric = strcmp(json_string_value(json_object_get(r, "app")), "tether") == 0;
   print_message("%s: lost sessions: users %lld, app %lld%s, edge %lld\n", what, (long long)users, (long long)app,
                 app_metric ? "" : " (no metric)", (long long)edge);
-  if (!close_counts(users, edge)) fail_msg("%s: the users lost %lld sessions, the edge counted %lld", what,
-                                           (long long)users, (long long)edge);
+  if (!close_counts(users, edge))
+    fail_msg("%s: the users lost %lld sessions, the edge counted %lld", what, (long long)users, (long long)edge);
   if (app_metric && !close_counts(users, app))
     fail_msg("%s: the users lost %lld sessions, the apps counted %lld", what, (long long)users, (long long)app);
 }

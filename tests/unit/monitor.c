@@ -230,12 +230,12 @@ static void test_jwt(void **state) {
   assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_REPLACED);
   /* without a usable claim the token is compared whole: a re-signing is then a replacement */
   static const char *const no_id[] = {
-      "{\"iat\":1}",                          /* no id */
-      "{\"jti\":7}",                          /* not a string */
-      "{\"jti\":\"\"}",                         /* empty */
-      "{\"jti\":\"J\",\"jti\":\"K\"}",              /* duplicate: which one would the app read? */
-      "[\"jti\",\"J\"]",                        /* not an object */
-      "{\"jti\":\"J\"",                         /* not JSON */
+      "{\"iat\":1}",                   /* no id */
+      "{\"jti\":7}",                   /* not a string */
+      "{\"jti\":\"\"}",                /* empty */
+      "{\"jti\":\"J\",\"jti\":\"K\"}", /* duplicate: which one would the app read? */
+      "[\"jti\",\"J\"]",               /* not an object */
+      "{\"jti\":\"J\"",                /* not JSON */
   };
   for (size_t i = 0; i < sizeof(no_id) / sizeof(no_id[0]); i++) {
     char t1[4500];
@@ -247,9 +247,13 @@ static void test_jwt(void **state) {
     assert_int_equal(classify_values(&mc, t1, f1), TETHER__SESS_REPLACED);
   }
   /* not compact JWS: compared whole, no crash */
-  static const char *const shapes[] = {"eyJ", "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0", "eyJ.eyJqdGkiOiJKIn0.",
-                                       "eyJhbGciOiJub25lIn0..c2ln", "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0.c2ln.x",
-                                       "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0=.c2ln", "eyJhbGciOiJub25lIn0.!!!.c2ln"};
+  static const char *const shapes[] = {"eyJ",
+                                       "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0",
+                                       "eyJ.eyJqdGkiOiJKIn0.",
+                                       "eyJhbGciOiJub25lIn0..c2ln",
+                                       "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0.c2ln.x",
+                                       "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0=.c2ln",
+                                       "eyJhbGciOiJub25lIn0.!!!.c2ln"};
   for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
     uint64_t h;
     tether__slice v = {shapes[i], strlen(shapes[i])};
@@ -416,10 +420,14 @@ static void test_directive(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_express),        cmocka_unit_test(test_several_set_cookies),
-      cmocka_unit_test(test_expected_paths), cmocka_unit_test(test_flask),
-      cmocka_unit_test(test_deletions),      cmocka_unit_test(test_hostile),
-      cmocka_unit_test(test_cookie_dates),   cmocka_unit_test(test_directive),
+      cmocka_unit_test(test_express),
+      cmocka_unit_test(test_several_set_cookies),
+      cmocka_unit_test(test_expected_paths),
+      cmocka_unit_test(test_flask),
+      cmocka_unit_test(test_deletions),
+      cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_cookie_dates),
+      cmocka_unit_test(test_directive),
       cmocka_unit_test(test_jwt),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
