@@ -221,6 +221,10 @@ static void test_jwt(void **state) {
   forged("{\"jti\":\"J\",\"iat\":1}", f1, sizeof(f1));
   forged("{\"iat\":2,\"sess\":{\"jti\":\"nested\"},\"jti\":\"J\"}", f2, sizeof(f2));
   assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_KEPT);
+  /* spaces, and brackets, quotes and claim names inside strings and nested values, do not confuse it */
+  forged(" { \"sess\" : {\"a\":\"}\\\"{\",\"jti\":[\"K\"]} ,\n\"jti\" : \"J\" , \"x\":[1,{\"y\":2}], \"n\":-1.5e3 } ",
+         f2, sizeof(f2));
+  assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_KEPT);
   /* jti wins over sid; a nested jti is not the token's */
   forged("{\"sid\":\"K\",\"jti\":\"J\"}", f2, sizeof(f2));
   assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_KEPT);
@@ -230,12 +234,15 @@ static void test_jwt(void **state) {
   assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_REPLACED);
   /* without a usable claim the token is compared whole: a re-signing is then a replacement */
   static const char *const no_id[] = {
-      "{\"iat\":1}",                   /* no id */
-      "{\"jti\":7}",                   /* not a string */
-      "{\"jti\":\"\"}",                /* empty */
-      "{\"jti\":\"J\",\"jti\":\"K\"}", /* duplicate: which one would the app read? */
-      "[\"jti\",\"J\"]",               /* not an object */
-      "{\"jti\":\"J\"",                /* not JSON */
+      "{\"iat\":1}",                    /* no id */
+      "{\"jti\":7}",                    /* not a string */
+      "{\"jti\":\"\"}",                 /* empty */
+      "{\"jti\":\"J\",\"jti\":\"K\"}",  /* duplicate: which one would the app read? */
+      "[\"jti\",\"J\"]",                /* not an object */
+      "{\"jti\":\"J\"",                 /* not JSON */
+      "{\"jti\":\"J\"} x",              /* text after the object */
+      "{\"a\":{\"b\":1},\"jti\":\"J\"", /* unterminated */
+      "{\"jti\":\"J\",}",               /* a trailing comma */
   };
   for (size_t i = 0; i < sizeof(no_id) / sizeof(no_id[0]); i++) {
     char t1[4500];
