@@ -1,8 +1,10 @@
 // One screenshot with Debian's chromium through puppeteer-core (tests/browser's npm packages), for
-// scripts/screenshots:  node scripts/screenshot.js URL OUT.png WIDTH HEIGHT WAIT_MS
+// scripts/screenshots:  node scripts/screenshot.js URL OUT.png WIDTH HEIGHT WAIT_MS [SELECTOR]
 // The page is given WAIT_MS of real time before the shot (the dashboard's rates need a few seconds of its
-// event stream); the shot is the viewport, checked not to be blank. A WIDTH under 600 is a phone: a touch
-// screen at twice the pixel density.
+// event stream); with SELECTOR, it then prints "ready" on its standard output (the caller's cue to do what
+// the page should show), waits (up to 60 s) until an element matches SELECTOR, and shoots at once (the
+// dashboard's session-loss figure is red for the one second its rate is high). The shot is the viewport,
+// checked not to be blank. A WIDTH under 600 is a phone: a touch screen at twice the pixel density.
 'use strict';
 
 const path = require('node:path');
@@ -10,7 +12,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const puppeteer = require(path.join(__dirname, '..', 'tests', 'browser', 'node_modules', 'puppeteer-core'));
 
-const [url, out, width, height, waitMs] = process.argv.slice(2);
+const [url, out, width, height, waitMs, selector] = process.argv.slice(2);
 if (!url || !out) {
   console.error('usage: node scripts/screenshot.js URL OUT.png [WIDTH] [HEIGHT] [WAIT_MS]');
   process.exit(2);
@@ -33,6 +35,10 @@ async function main() {
       hasTouch: phone, deviceScaleFactor: phone ? 2 : 1 });
     await page.goto(url, { waitUntil: 'load', timeout: 20000 });
     await new Promise((r) => setTimeout(r, Number(waitMs || 0)));
+    if (selector) {
+      console.log('ready');
+      await page.waitForSelector(selector, { timeout: 60000 });
+    }
     const png = await page.screenshot({ path: out });
     if (png.length < 10000) throw new Error(`${out}: ${png.length} bytes, a blank page?`);
   } finally {

@@ -105,6 +105,9 @@ int lab_fault_apply(lab_topology *t, lab_measure *m, const lab_fault *f) {
   int rc;
   if (f->kind == LAB_KILL_APP || f->kind == LAB_KILL_STORE) {
     int on = is_app >= 0 && m->users_on ? m->users_on[is_app] : 0; /* the sessions it holds, for local stores */
+    /* its tether_sessions_missing_total dies with it: read it last thing, so that the app's count of lost
+     * sessions misses only what it answers in the few milliseconds before the signal */
+    if (is_app >= 0 && m->scraper) lab_scraper_app_now(m->scraper, is_app);
     rc = lab_proc_kill(p, SIGKILL);
     if (rc < 0)
       lab_measure_event(m, "%s killed (was not running)", p->name);

@@ -244,9 +244,10 @@ typedef struct lab_measure {
   uint64_t status[600]; /* answers by status; [0]: no answer (transport error) */
   uint64_t lost_events; /* client side: a user's visits or cart went back, or its login disappeared */
   int users, users_lost;
-  const int *users_on; /* per app, users whose session was last served there (the users' own count) */
-  int at_risk;         /* users last served by the apps killed, when they were killed */
-  uint32_t *lat_us;    /* latency of every answered request (capped) */
+  const int *users_on;         /* per app, users whose session was last served there (the users' own count) */
+  int at_risk;                 /* users last served by the apps killed, when they were killed */
+  struct lab_scraper *scraper; /* scrapes the apps once more right before one is killed (NULL: none) */
+  uint32_t *lat_us;            /* latency of every answered request (capped) */
   size_t nlat, latcap;
   /* server side */
   double missing_base[LAB_MAX_APPS]; /* tether_sessions_missing_total of the apps' past incarnations */
@@ -297,6 +298,8 @@ lab_scraper *lab_scraper_new(uv_loop_t *loop, lab_http *http, lab_topology *t, l
 void lab_scraper_set_measure(lab_scraper *s, lab_measure *m);
 /* One round now, waited for (the periodic scrapes go on). */
 void lab_scraper_sync(lab_scraper *s);
+/* App app's metrics read now (or the scrape in flight finished), waited for at most 300 ms: before a kill. */
+void lab_scraper_app_now(lab_scraper *s, int app);
 void lab_scraper_free(lab_scraper *s);
 /* The value of the Prometheus sample "name{labels}" (exact), or -1. */
 double lab_prom_value(const char *text, const char *name_labels);

@@ -2,7 +2,7 @@
  * session) is counted per one-second bucket; the server side comes from scraping each app's /metrics
  * (tether_sessions_missing_total, summed over an app's incarnations) and the balancer's admin /metrics
  * (tether_persistence_total, and the session_monitor's tether_session_*_total summed over the servers) four
- * times a second and once more at the end. */
+ * times a second, right before an app is killed (faults.c: its counts die with it) and once more at the end. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -278,15 +278,18 @@ static void on_bal_metrics(lab_xfer *x) {
   }
 }
 
+static void scrape_app(lab_scraper *s, int i) {
+  char url[96];
+  lab_proc *p = &s->t->apps[i];
+  if (!p->running || !p->metrics || s->apps[i].active) return;
+  s->incarnation[i] = p->starts;
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", p->port);
+  lab_xfer_start(&s->apps[i], url, NULL, 900);
+}
+
 static void scrape_round(lab_scraper *s) {
   char url[96];
-  for (int i = 0; i < s->t->napps; i++) {
-    lab_proc *p = &s->t->apps[i];
-    if (!p->running || !p->metrics || s->apps[i].active) continue;
-    s->incarnation[i] = p->starts;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", p->port);
-    lab_xfer_start(&s->apps[i], url, NULL, 900);
-  }
+  for (int i = 0; i < s->t->napps; i++) scrape_app(s, i);
   if (s->t->balancer.running && !s->bal.active) {
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", s->t->admin_port);
     lab_xfer_start(&s->bal, url, NULL, 900);
@@ -310,6 +313,7 @@ lab_scraper *lab_scraper_new(uv_loop_t *loop, lab_http *http, lab_topology *t, l
   s->http = http;
   s->t = t;
   s->m = m;
+  m->scraper = s;
   for (int i = 0; i < LAB_MAX_APPS; i++) lab_xfer_init(&s->apps[i], http, s, on_app_metrics);
   lab_xfer_init(&s->bal, http, s, on_bal_metrics);
   s->timer = xmalloc(sizeof(*s->timer));
@@ -319,7 +323,11 @@ lab_scraper *lab_scraper_new(uv_loop_t *loop, lab_http *http, lab_topology *t, l
   return s;
 }
 
-void lab_scraper_set_measure(lab_scraper *s, lab_measure *m) { s->m = m; }
+void lab_scraper_set_measure(lab_scraper *s, lab_measure *m) {
+  s->m->scraper = NULL;
+  s->m = m;
+  m->scraper = s;
+}
 
 static int scrapes_idle(void *arg) {
   lab_scraper *s = arg;
@@ -334,10 +342,28 @@ void lab_scraper_sync(lab_scraper *s) {
   lab_wait(s->loop, scrapes_idle, s, 3000);
 }
 
+typedef struct app_scrape {
+  lab_scraper *s;
+  int app;
+} app_scrape;
+
+static int app_scraped(void *arg) {
+  app_scrape *a = arg;
+  return !a->s->apps[a->app].active;
+}
+
+void lab_scraper_app_now(lab_scraper *s, int app) {
+  app_scrape a = {s, app};
+  /* one in flight reads the counter recently enough; a busy app must not hold the fault back for long */
+  if (app_scraped(&a)) scrape_app(s, app);
+  lab_wait(s->loop, app_scraped, &a, 300);
+}
+
 static void free_handle(uv_handle_t *h) { free(h); }
 
 void lab_scraper_free(lab_scraper *s) {
   if (s == NULL) return;
+  s->m->scraper = NULL;
   for (int i = 0; i < LAB_MAX_APPS; i++) lab_xfer_cleanup(&s->apps[i]);
   lab_xfer_cleanup(&s->bal);
   uv_timer_stop(s->timer);

@@ -6,9 +6,19 @@
  * A user logs in, then loops: GET /whoami (the visit counter goes up by one), think, POST /cart (the cart
  * grows by one), think; after --session-requests requests it logs out and closes its browser (drops its
  * cookies), then logs in again. A user whose visits or cart went back, or whose login disappeared, has
- * lost its session: counted, then it logs in again (login keeps the visits and the cart, so a login whose
- * answer has fewer than the user had is a loss too). A failed request (no answer, or a status other than
- * 200) is an error, not a loss: the user carries on with what it knew. */
+ * lost its session: counted, then it closes its browser too and logs in again as a new visitor (login keeps
+ * the visits and the cart, so a login whose answer has fewer than the user had is a loss too).
+ *
+ * Starting over without cookies after a loss is what makes one lost session one count on all three sides
+ * (the users here, the apps' tether_sessions_missing_total, the balancer's session_monitor): the session
+ * the server made in the loss's answer holds nothing the user cares about, and signing in again with its
+ * cookie would count a second loss wherever the login lands on another server than the one that made it
+ * (a consistent hash with bounded load going back home after passing over an overloaded server): the app
+ * would count the cookie it does not know, the edge would call the login's new id "expected", and the users
+ * would see the visits of that throwaway session go. See docs/monitoring.md, "What counts as lost".
+ *
+ * A failed request (no answer, or a status other than 200) is an error, not a loss: the user carries on
+ * with what it knew. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -180,8 +190,7 @@ static void on_done(lab_xfer *x) {
       if (lost) {
         lab_measure_lost(s->m, u->lost == 0);
         u->lost++;
-        u->visits = visits; /* the state of the session the server started instead */
-        u->cart = cart;
+        close_browser(u); /* the session the server started instead is not worth keeping: start over */
         u->step = S_LOGIN;
         break;
       }

@@ -1,9 +1,11 @@
 /* libFuzzer harness: the session-loss monitor (persist/monitor.c): the request's Cookie header, its path,
  * and the response's Set-Cookie headers, one per line:
  *   line 1: the Cookie header value; line 2: the path; every further line: a Set-Cookie value.
- * Each Set-Cookie line is also read as a cookie date. Checks: the outcome is one of the four, it does not
- * depend on anything but its inputs, a session is never replaced without a cookie or started with one, and
- * a date that parses lies between 1601 and year 10000. */
+ * Each Set-Cookie line is also read as a cookie date. Values may be JWTs (compared by their jti or sid claim,
+ * read from the base64url payload; the claim finder also runs on the path line as a raw payload). Checks: the
+ * outcome is one of the four, it does not depend on anything but its inputs, a session is never replaced
+ * without a cookie or started with one, a claim found lies within its input, and a date that parses lies
+ * between 1601 and year 10000. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int64_t ms;
     if (tether__cookie_date(lines[i].p, lines[i].n, &ms) == 0 && (ms < Y1601_MS || ms >= Y10000_MS)) abort();
   }
+  /* the JWT claim finder, on the path line as a raw payload: what it finds lies within its input */
+  tether__slice claim;
+  if (top_level_string(lines[1].p, lines[1].n, "jti", &claim) == 1 &&
+      (claim.p < lines[1].p || claim.p + claim.n > lines[1].p + lines[1].n))
+    abort();
   tether__monitor_req mr, again;
   tether__monitor_request(&mc, &req, lines[1].p, lines[1].n, &mr);
   tether__monitor_request(&mc, &req, lines[1].p, lines[1].n, &again);

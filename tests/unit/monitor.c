@@ -1,6 +1,7 @@
 /* The session-loss monitor's classification (persist/monitor.c), driven by real request and response heads
  * read with the balancer's own parser: Express's signed cookie and a rotated secret, several Set-Cookie
- * headers, expected= paths, Flask's cookie, deletions, hostile and malformed cookies, and cookie dates.
+ * headers, expected= paths, Flask's cookie, libtether's JWT cookie (re-signed on every save: compared by its
+ * jti claim), deletions, hostile and malformed cookies, and cookie dates.
  * Its configuration (session_monitor) through the configuration reader. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,7 +13,10 @@
 #include <cmocka.h>
 
 #include "../../src/balancer/persist/monitor.c"
+#include "../../src/lib/store/store_impl.h"
+#include "../../src/lib/util.h"
 #include "config.h"
+#include "tether/jwt.h"
 
 #define NOW 1796000000000LL /* 2026-11-29 */
 
@@ -145,6 +149,132 @@ static void test_flask(void **state) {
   /* the names are case-sensitive: "Session" is another cookie */
   assert_int_equal(classify(&mc, "/", "Session=abc", "Set-Cookie: session=abc\r\n"), TETHER__SESS_STARTED);
   assert_int_equal(classify(&mc, "/", "session=abc", "Set-Cookie: Session=def\r\n"), TETHER__SESS_KEPT);
+}
+
+/* ---- JWT session cookies ---- */
+
+#define TSID "tether.sid"
+
+/* A token of the jwt: store for session sid, its content json, signed with secret: made by libtether's own
+ * encoder, as tether-app sets it. */
+static char *store_token(const char *secret, const char *sid, const char *json) {
+  tether__jwt_codec *c;
+  assert_int_equal(tether__jwt_codec_new(&secret, 1, &c), 0);
+  int e = 0;
+  char *tok = tether__jwt_cookie_encode(c, sid, json, NOW + 3600000, &e);
+  assert_non_null(tok);
+  tether__jwt_codec_free(c);
+  return tok;
+}
+
+/* header.payload.sig with payload (JSON text) as given and a signature nobody checks. */
+static void forged(const char *payload, char *out, size_t cap) {
+  char b64[4400];
+  assert_true(strlen(payload) * 4 / 3 + 4 < sizeof(b64));
+  tether__base64url_encode((const uint8_t *)payload, strlen(payload), b64);
+  snprintf(out, cap, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.%s.c2lnbmF0dXJl", b64);
+}
+
+static int classify_values(const tether__cf_monitor *mc, const char *in, const char *set) {
+  char cookie[6000], sc[6000];
+  snprintf(cookie, sizeof(cookie), "%s=%s", mc->cookie, in);
+  snprintf(sc, sizeof(sc), "Set-Cookie: %s=%s; Path=/; HttpOnly\r\n", mc->cookie, set);
+  return classify(mc, "/cart", cookie, sc);
+}
+
+static void test_jwt(void **state) {
+  (void)state;
+  tether__cf_monitor mc = mon(TSID, NULL);
+  static const char *const sid = "Jq3xv0GQ2m9y1t8wB7pZk4LrC5dN6eHa", *const other = "Zz9yv0GQ2m9y1t8wB7pZk4LrC5dN6eHb";
+  /* the store re-signs on every save: other bytes, the same jti; kept */
+  char *a1 = store_token("keyboard cat", sid, "{\"visits\":1}");
+  char *a2 = store_token("keyboard cat", sid, "{\"visits\":2,\"cart\":[\"item0\"]}");
+  char *a_rotated = store_token("a new secret", sid, "{\"visits\":3}");
+  char *b = store_token("keyboard cat", other, "{\"visits\":1}");
+  assert_string_not_equal(a1, a2);
+  assert_int_equal(classify(&mc, "/", NULL, "Set-Cookie: " TSID "=x\r\n"), TETHER__SESS_STARTED);
+  assert_int_equal(classify_values(&mc, a1, a2), TETHER__SESS_KEPT);
+  assert_int_equal(classify_values(&mc, a2, a_rotated), TETHER__SESS_KEPT);
+  /* a new session (an expired or rejected token, an app that lost it) has a new jti */
+  assert_int_equal(classify_values(&mc, a2, b), TETHER__SESS_REPLACED);
+  /* quoted, as RFC 6265 allows */
+  char quoted[4200];
+  snprintf(quoted, sizeof(quoted), "\"%s\"", a2);
+  assert_int_equal(classify_values(&mc, a1, quoted), TETHER__SESS_KEPT);
+
+  /* OpenID Connect's "sid" when there is no "jti", from a token signed by the public API */
+  tether_jwt_signer *sg;
+  assert_int_equal(tether_jwt_signer_new("literal:0123456789abcdef0123456789abcdef", "HS256", NULL, &sg), 0);
+  char *s1, *s2, *s3;
+#define P_S1 "{\"sid\":\"s-1\",\"n\":1}"
+#define P_S2 "{\"n\":2,\"sid\":\"s-1\"}"
+#define P_S3 "{\"n\":2,\"sid\":\"s-2\"}"
+  assert_int_equal(tether_jwt_sign(sg, P_S1, strlen(P_S1), 60, &s1), 0);
+  assert_int_equal(tether_jwt_sign(sg, P_S2, strlen(P_S2), 120, &s2), 0);
+  assert_int_equal(tether_jwt_sign(sg, P_S3, strlen(P_S3), 120, &s3), 0);
+  assert_int_equal(classify_values(&mc, s1, s2), TETHER__SESS_KEPT);
+  assert_int_equal(classify_values(&mc, s1, s3), TETHER__SESS_REPLACED);
+  tether_jwt_signer_free(sg);
+
+  /* the claim is read from the payload, not checked: a forged signature still names its session */
+  char f1[4500], f2[4500];
+  forged("{\"jti\":\"J\",\"iat\":1}", f1, sizeof(f1));
+  forged("{\"iat\":2,\"sess\":{\"jti\":\"nested\"},\"jti\":\"J\"}", f2, sizeof(f2));
+  assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_KEPT);
+  /* spaces, and brackets, quotes and claim names inside strings and nested values, do not confuse it */
+  forged(" { \"sess\" : {\"a\":\"}\\\"{\",\"jti\":[\"K\"]} ,\n\"jti\" : \"J\" , \"x\":[1,{\"y\":2}], \"n\":-1.5e3 } ",
+         f2, sizeof(f2));
+  assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_KEPT);
+  /* jti wins over sid; a nested jti is not the token's */
+  forged("{\"sid\":\"K\",\"jti\":\"J\"}", f2, sizeof(f2));
+  assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_KEPT);
+  forged("{\"sid\":\"K\",\"iat\":3}", f2, sizeof(f2));
+  assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_REPLACED);
+  forged("{\"sess\":{\"jti\":\"J\"}}", f2, sizeof(f2));
+  assert_int_equal(classify_values(&mc, f1, f2), TETHER__SESS_REPLACED);
+  /* without a usable claim the token is compared whole: a re-signing is then a replacement */
+  static const char *const no_id[] = {
+      "{\"iat\":1}",                    /* no id */
+      "{\"jti\":7}",                    /* not a string */
+      "{\"jti\":\"\"}",                 /* empty */
+      "{\"jti\":\"J\",\"jti\":\"K\"}",  /* duplicate: which one would the app read? */
+      "[\"jti\",\"J\"]",                /* not an object */
+      "{\"jti\":\"J\"",                 /* not JSON */
+      "{\"jti\":\"J\"} x",              /* text after the object */
+      "{\"a\":{\"b\":1},\"jti\":\"J\"", /* unterminated */
+      "{\"jti\":\"J\",}",               /* a trailing comma */
+  };
+  for (size_t i = 0; i < sizeof(no_id) / sizeof(no_id[0]); i++) {
+    char t1[4500];
+    forged(no_id[i], t1, sizeof(t1));
+    uint64_t h;
+    tether__slice v = {t1, strlen(t1)};
+    if (jwt_session_id_hash(v, &h)) fail_msg("an id read from %s", no_id[i]);
+    assert_int_equal(classify_values(&mc, t1, t1), TETHER__SESS_KEPT);
+    assert_int_equal(classify_values(&mc, t1, f1), TETHER__SESS_REPLACED);
+  }
+  /* not compact JWS: compared whole, no crash */
+  static const char *const shapes[] = {"eyJ",
+                                       "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0",
+                                       "eyJ.eyJqdGkiOiJKIn0.",
+                                       "eyJhbGciOiJub25lIn0..c2ln",
+                                       "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0.c2ln.x",
+                                       "eyJhbGciOiJub25lIn0.eyJqdGkiOiJKIn0=.c2ln",
+                                       "eyJhbGciOiJub25lIn0.!!!.c2ln"};
+  for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+    uint64_t h;
+    tether__slice v = {shapes[i], strlen(shapes[i])};
+    if (jwt_session_id_hash(v, &h)) fail_msg("an id read from %s", shapes[i]);
+  }
+  /* a payload over TETHER__MONITOR_JWT_MAX bytes is compared whole */
+  char big[TETHER__MONITOR_JWT_MAX + 64], t_big[4500];
+  memset(big, 'x', sizeof(big));
+  static const char head[] = "{\"jti\":\"J\",\"p\":\"";
+  memcpy(big, head, sizeof(head) - 1);
+  memcpy(big + sizeof(big) - 3, "\"}", 3);
+  forged(big, t_big, sizeof(t_big));
+  assert_int_equal(classify_values(&mc, f1, t_big), TETHER__SESS_REPLACED);
+  free(a1), free(a2), free(a_rotated), free(b), free(s1), free(s2), free(s3);
 }
 
 static void test_deletions(void **state) {
@@ -298,10 +428,15 @@ static void test_directive(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_express),        cmocka_unit_test(test_several_set_cookies),
-      cmocka_unit_test(test_expected_paths), cmocka_unit_test(test_flask),
-      cmocka_unit_test(test_deletions),      cmocka_unit_test(test_hostile),
-      cmocka_unit_test(test_cookie_dates),   cmocka_unit_test(test_directive),
+      cmocka_unit_test(test_express),
+      cmocka_unit_test(test_several_set_cookies),
+      cmocka_unit_test(test_expected_paths),
+      cmocka_unit_test(test_flask),
+      cmocka_unit_test(test_deletions),
+      cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_cookie_dates),
+      cmocka_unit_test(test_directive),
+      cmocka_unit_test(test_jwt),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,10 +3,12 @@
 
 #include <string.h>
 
+#include "../../lib/util.h"
 #include "persist.h"
 
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull
+#define JWT_ID_SALT 0x6a77742d6a746921ull /* a token's id never hashes like the same text as a whole cookie */
 
 static tether__slice trim(const char *p, size_t n) {
   while (n && (*p == ' ' || *p == '\t')) p++, n--;
@@ -28,8 +30,131 @@ static tether__slice unquote(tether__slice v) {
   return v;
 }
 
+static uint64_t fnv1a(const char *p, size_t n) {
+  uint64_t h = FNV_OFFSET;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * FNV_PRIME;
+  return h;
+}
+
+/* A compact JWS (RFC 7515): HEADER.PAYLOAD.SIGNATURE, each non-empty base64url, the header a JSON object
+ * ("eyJ" is base64url for '{"'). The payload's part is returned in *payload. */
+static int is_compact_jws(tether__slice v, tether__slice *payload) {
+  if (v.n < 8 || memcmp(v.p, "eyJ", 3) != 0) return 0;
+  size_t dots[2], ndots = 0;
+  for (size_t i = 0; i < v.n; i++) {
+    char c = v.p[i];
+    if (c == '.') {
+      if (ndots == 2) return 0;
+      dots[ndots++] = i;
+    } else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) {
+      return 0;
+    }
+  }
+  if (ndots != 2 || dots[1] == dots[0] + 1 || dots[1] + 1 == v.n) return 0;
+  *payload = (tether__slice){v.p + dots[0] + 1, dots[1] - dots[0] - 1};
+  return 1;
+}
+
+/* ---- a JWT's top-level claims, without allocating ---- */
+
+static size_t skip_ws(const char *p, size_t n, size_t i) {
+  while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
+  return i;
+}
+
+/* A string at p[i] == '"': the index past its closing quote (escapes skipped, not decoded), or 0. */
+static size_t skip_string(const char *p, size_t n, size_t i) {
+  for (i++; i < n; i++) {
+    if (p[i] == '\\')
+      i++;
+    else if (p[i] == '"')
+      return i + 1;
+  }
+  return 0;
+}
+
+/* A value at p[i]: the index past it, or 0. Objects and arrays are skipped by their brackets (strings inside
+ * them too); scalars run to the next delimiter. Not a validator: the application decides whether the token is
+ * valid; this only finds its claims. */
+static size_t skip_value(const char *p, size_t n, size_t i) {
+  if (i >= n) return 0;
+  if (p[i] == '"') return skip_string(p, n, i);
+  if (p[i] != '{' && p[i] != '[') {
+    size_t s = i;
+    while (i < n && p[i] != ',' && p[i] != '}' && p[i] != ']' && p[i] != ' ' && p[i] != '\t' && p[i] != '\n' &&
+           p[i] != '\r' && p[i] != '"' && p[i] != '{' && p[i] != '[' && p[i] != ':')
+      i++;
+    return i > s ? i : 0;
+  }
+  size_t depth = 0;
+  while (i < n) {
+    if (p[i] == '"') {
+      i = skip_string(p, n, i);
+      if (i == 0) return 0;
+      continue;
+    }
+    if (p[i] == '{' || p[i] == '[') depth++;
+    if ((p[i] == '}' || p[i] == ']') && --depth == 0) return i + 1;
+    i++;
+  }
+  return 0;
+}
+
+/* The string value of the top-level member called name (3 bytes, written without escapes) of the object p[0..n)
+ * into *v: 1; 0 when it is absent or not a string; -1 when the text is not an object or has it twice. */
+static int top_level_string(const char *p, size_t n, const char *name, tether__slice *v) {
+  size_t i = skip_ws(p, n, 0);
+  int found = 0;
+  if (i >= n || p[i] != '{') return -1;
+  i = skip_ws(p, n, i + 1);
+  if (i < n && p[i] == '}') return skip_ws(p, n, i + 1) == n ? 0 : -1;
+  for (;;) {
+    if (i >= n || p[i] != '"') return -1;
+    size_t k = i + 1, e = skip_string(p, n, i);
+    if (e == 0) return -1;
+    int is_name = e - 1 - k == 3 && memcmp(p + k, name, 3) == 0;
+    i = skip_ws(p, n, e);
+    if (i >= n || p[i] != ':') return -1;
+    i = skip_ws(p, n, i + 1);
+    size_t vs = i;
+    i = skip_value(p, n, i);
+    if (i == 0) return -1;
+    if (is_name) {
+      if (found) return -1; /* which one would the application read? */
+      found = p[vs] == '"' ? 1 : 2;
+      if (found == 1) *v = (tether__slice){p + vs + 1, i - vs - 2};
+    }
+    i = skip_ws(p, n, i);
+    if (i < n && p[i] == ',') {
+      i = skip_ws(p, n, i + 1);
+      continue;
+    }
+    if (i >= n || p[i] != '}' || skip_ws(p, n, i + 1) != n) return -1;
+    return found == 1;
+  }
+}
+
+/* The hash of a JWT session cookie's session id: its "jti" claim (libtether's jwt: store), else its "sid"
+ * (OpenID Connect's session id), non-empty strings at the top level of the payload. The signature is not
+ * checked: this only classifies, and a forged token can only change how its own response is counted. 0 when
+ * the value is not such a token. */
+static int jwt_session_id_hash(tether__slice v, uint64_t *h) {
+  tether__slice b64, id = {NULL, 0};
+  if (!is_compact_jws(v, &b64)) return 0;
+  char payload[TETHER__MONITOR_JWT_MAX];
+  int n = tether__base64url_decode_quiet(b64.p, b64.n, (uint8_t *)payload, sizeof(payload));
+  if (n <= 0 || memchr(payload, '\0', (size_t)n) != NULL) return 0;
+  int r = top_level_string(payload, (size_t)n, "jti", &id);
+  if (r == 0) r = top_level_string(payload, (size_t)n, "sid", &id);
+  if (r != 1 || id.n == 0) return 0;
+  *h = fnv1a(id.p, id.n) ^ JWT_ID_SALT;
+  return 1;
+}
+
 uint64_t tether__session_id_hash(tether__slice value) {
   tether__slice v = unquote(value);
+  uint64_t h;
+  if (jwt_session_id_hash(v, &h)) return h;
   size_t skip = 0;
   if (v.n >= 2 && v.p[0] == 's' && v.p[1] == ':')
     skip = 2;
@@ -40,9 +165,7 @@ uint64_t tether__session_id_hash(tether__slice value) {
     while (dot > skip && v.p[dot - 1] != '.') dot--;
     if (dot > skip + 1) v = (tether__slice){v.p + skip, dot - 1 - skip};
   }
-  uint64_t h = FNV_OFFSET;
-  for (size_t i = 0; i < v.n; i++) h = (h ^ (unsigned char)v.p[i]) * FNV_PRIME;
-  return h;
+  return fnv1a(v.p, v.n);
 }
 
 void tether__monitor_request(const tether__cf_monitor *mc, const tether__h1_msg *m, const char *path, size_t path_len,

@@ -17,8 +17,13 @@
 
 /* The session id a cookie value carries, hashed (64-bit FNV-1a). Express's signed value "s:ID.SIG", as
  * sent ("s%3AID.SIG") or decoded, is its ID, so that a signature made with a rotated secret is the same
- * session; any other value (Flask's, flask-session's "ID" or "ID.SIG", tether's) is compared whole. Double
- * quotes around the value (RFC 6265's quoted form) are not part of it. */
+ * session. A JWT (a compact JWS whose payload is a JSON object with a string "jti", else "sid", claim:
+ * libtether's jwt: store) is that claim, decoded without checking the signature, so that a token re-signed
+ * on every save (a new iat, exp or session content) is the same session. Any other value (Flask's,
+ * flask-session's "ID" or "ID.SIG", a token without either claim or with a payload over
+ * TETHER__MONITOR_JWT_MAX bytes) is compared whole. Double quotes around the value (RFC 6265's quoted form)
+ * are not part of it. */
+#define TETHER__MONITOR_JWT_MAX 3072 /* a token's decoded payload: 3/4 of the 4096 bytes browsers keep */
 uint64_t tether__session_id_hash(tether__slice value);
 
 /* Reads the request's side: the cookie the client sent (its first one of that name, as the application
