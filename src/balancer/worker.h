@@ -35,9 +35,9 @@ struct tether__worker {
   uv_timer_t stop_timer;              /* grace period */
   uv_timer_t flush_timer;             /* access log */
   tether__balance_state *bs;          /* per upstream of rt */
-  struct tether__pools *pools; /* server connections, idle and busy, per server and upstream (upstream/pool.c) */
-  tether__client *clients; /* every open client connection */
-  tether__req *free_reqs;  /* request states to reuse (proto/h1.c) */
+  struct tether__pools *pools;        /* server connections, idle and busy (upstream/pool.c) */
+  tether__client *clients;            /* every open client connection */
+  tether__req *free_reqs;             /* request states to reuse (proto/h1.c) */
   int nfree_reqs;
   /* counters read by the admin thread */
   _Atomic int64_t active_connections;
@@ -77,7 +77,7 @@ void tether__worker_close_idle(tether__worker *w); /* stopping: close what carri
 void tether__worker_close_all(tether__worker *w);  /* grace period over */
 void tether__worker_drop_pools(tether__worker *w); /* stopping: idle server connections close */
 void tether__worker_free_pools(tether__worker *w); /* stopped (the loop has ended) */
-void tether__worker_free_reqs(tether__worker *w); /* stopped: the request states kept for reuse */
+void tether__worker_free_reqs(tether__worker *w);  /* stopped: the request states kept for reuse */
 
 /* log.c */
 int tether__access_log_open(const char *path);

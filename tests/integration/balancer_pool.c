@@ -32,8 +32,8 @@ static void start(int idle_ms, int two, const char *upstream_lines) {
   assert_int_equal(tb_backend_start(&b1, "b1", 0), 0);
   if (two) assert_int_equal(tb_backend_start(&b2, "b2", 0), 0);
   char servers[128];
-  snprintf(servers, sizeof(servers), "server %s max_fails=0;%s%s%s", b1.addr, two ? " server " : "",
-           two ? b2.addr : "", two ? " max_fails=0;" : "");
+  snprintf(servers, sizeof(servers), "server %s max_fails=0;%s%s%s", b1.addr, two ? " server " : "", two ? b2.addr : "",
+           two ? " max_fails=0;" : "");
   tb_tether_init(&T, 1);
   tb_tether_write_conf(&T,
                        "access_log %s/access.log;\n"
@@ -161,8 +161,8 @@ static void test_server_closes_idle(void **state) {
   for (int i = 0; i < 3 * nwaits; i++) {
     tt_sleep_ms(waits[i % nwaits]);
     tb_resp r;
-    long st = i % 4 == 3 ? tb_request(NULL, "POST", T.port, "/echo", "body", 4, NULL, &r)
-                         : tb_get(NULL, T.port, "/conn", &r);
+    long st =
+        i % 4 == 3 ? tb_request(NULL, "POST", T.port, "/echo", "body", 4, NULL, &r) : tb_get(NULL, T.port, "/conn", &r);
     if (st != 200) fail_msg("request %d after %d ms idle: %ld", i, waits[i % nwaits], st);
     tb_resp_free(&r);
   }

@@ -379,11 +379,12 @@ static void test_upstream_reuse(void **state) {
       {"pool_max_idle 0;", "t.conf:3: \"pool_max_idle\": pool_max_idle must be an integer from 1 to 100000"},
       {"pool_max_idle 100001;", "t.conf:3: \"pool_max_idle\": pool_max_idle must be an integer from 1 to 100000"},
       {"pool_max_idle 64;\nkeepalive 32;", "t.conf:3: upstream \"b\": pool_max_idle bounds the pool that follows "
-                                            "demand; with \"keepalive\" (line 4)"},
+                                           "demand; with \"keepalive\" (line 4)"},
       {"keepalive 0;\npool_max_idle 64;", "t.conf:4: upstream \"b\": pool_max_idle bounds"},
   };
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-    snprintf(text, sizeof(text), "listen 8080;\nupstream b { server 127.0.0.1:1;\n%s\n}\nlocation / { proxy_pass http://b; }\n",
+    snprintf(text, sizeof(text),
+             "listen 8080;\nupstream b { server 127.0.0.1:1;\n%s\n}\nlocation / { proxy_pass http://b; }\n",
              cases[i].lines);
     if (parse(text) != -1) fail_msg("case %zu accepted: %s", i, text);
     if (strstr(err, cases[i].want) == NULL) fail_msg("case %zu: wanted \"%s\" in:\n%s", i, cases[i].want, err);
