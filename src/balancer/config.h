@@ -189,12 +189,22 @@ typedef struct tether__cf_monitor {
   int line;
 } tether__cf_monitor;
 
+#define TETHER__KEEPALIVE_AUTO (-1) /* no `keepalive N`: the adaptive pool */
+
 typedef struct tether__cf_upstream {
   char name[64];
   tether__cf_server *servers; /* nservers of them, at most TETHER__CF_MAX_SERVERS */
   size_t nservers;
   tether__balance_kind balance;
-  int keepalive; /* idle connections kept per worker, 0: none */
+  /* Server connections kept for reuse, per worker (upstream/pool.c): `keepalive N` caps the idle ones at N as
+   * nginx; 0 keeps none; TETHER__KEEPALIVE_AUTO (no `keepalive`): the pool follows recent demand, at most
+   * pool_max_idle idle. */
+  int keepalive;
+  int pool_max_idle;
+  int keepalive_requests;       /* requests one server connection carries, then it closes (1000) */
+  int64_t keepalive_timeout_ms; /* an idle server connection closes after this (60s) */
+  int64_t keepalive_time_ms;    /* a server connection older than this takes no new request (1h) */
+  int reuse_lines[5];           /* where keepalive, keepalive_* and pool_max_idle were given (0: not) */
   tether__cf_health health;
   tether__cf_persist persist;
   int balance_factor;       /* hash_balance_factor: cap at N% of the mean load, 0: off */

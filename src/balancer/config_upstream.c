@@ -265,6 +265,34 @@ static void monitor_line(tether__conf_parser *ps, tether__conf_directive *d, tet
   mc->line = d->line;
 }
 
+/* Server connection reuse: nginx's upstream keepalive directives, and the adaptive pool's ceiling. Returns 0 when
+ * d is none of them. */
+static int reuse_line(tether__conf_parser *ps, tether__conf_directive *d, tether__cf_upstream *u) {
+  static const char *const names[] = {"keepalive", "keepalive_timeout", "keepalive_requests", "keepalive_time",
+                                      "pool_max_idle"};
+  int k = 0;
+  while (k < 5 && strcmp(d->args[0], names[k]) != 0) k++;
+  if (k == 5) return 0;
+  if (u->reuse_lines[k]) {
+    tether__conf_error(ps, d->line, "\"%s\" is duplicate (line %d)", names[k], u->reuse_lines[k]);
+    return 1;
+  }
+  u->reuse_lines[k] = d->line;
+  if (tether__conf_want_args(ps, d, 1, 1) < 0) return 1;
+  const char *v = d->args[1];
+  if (k == 0)
+    tether__conf_int(ps, d, "keepalive", v, 0, 10000, &u->keepalive);
+  else if (k == 1)
+    tether__conf_time(ps, d, v, &u->keepalive_timeout_ms);
+  else if (k == 2)
+    tether__conf_int(ps, d, "keepalive_requests", v, 0, 1000000000, &u->keepalive_requests);
+  else if (k == 3)
+    tether__conf_time(ps, d, v, &u->keepalive_time_ms);
+  else
+    tether__conf_int(ps, d, "pool_max_idle", v, 1, 100000, &u->pool_max_idle);
+  return 1;
+}
+
 /* What an upstream's lines cannot say alone: servers, ids and routes that clash, a balance factor without a
  * consistent hash. */
 static void upstream_checks(tether__conf_parser *ps, tether__conf_directive *d, const tether__cf_upstream *u) {
@@ -289,6 +317,11 @@ static void upstream_checks(tether__conf_parser *ps, tether__conf_directive *d, 
                        u->name);
   if (u->balance_factor && u->persist.kind == TETHER__PERSIST_HASH && u->persist.method == TETHER__HASH_MODULO)
     tether__conf_error(ps, d->line, "upstream \"%s\": hash_balance_factor needs a consistent or maglev hash", u->name);
+  if (u->reuse_lines[4] && u->reuse_lines[0])
+    tether__conf_error(ps, u->reuse_lines[4],
+                       "upstream \"%s\": pool_max_idle bounds the pool that follows demand; with \"keepalive\" "
+                       "(line %d) the pool keeps what keepalive says",
+                       u->name, u->reuse_lines[0]);
   if (u->monitor.cookie[0] && u->persist.kind == TETHER__PERSIST_COOKIE &&
       strcmp(u->monitor.cookie, u->persist.cookie) == 0)
     tether__conf_error(ps, u->monitor.line,
@@ -314,6 +347,11 @@ void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d) {
   memset(u, 0, sizeof(*u));
   snprintf(u->name, sizeof(u->name), "%s", d->args[1]);
   u->line = d->line;
+  u->keepalive = TETHER__KEEPALIVE_AUTO;
+  u->pool_max_idle = 4096;
+  u->keepalive_requests = 1000;         /* nginx 1.19.10+ */
+  u->keepalive_timeout_ms = 60000;      /* nginx */
+  u->keepalive_time_ms = 3600 * 1000LL; /* nginx 1.21.3+ */
   u->health = (tether__cf_health){.uri = "/",
                                   .interval_ms = 5000,
                                   .fails = 1,
@@ -339,9 +377,8 @@ void tether__conf_upstream(tether__conf_parser *ps, tether__conf_directive *d) {
         else
           tether__conf_error(ps, c.line, "\"random\": only \"random two\" is supported");
       }
-    } else if (strcmp(n, "keepalive") == 0) {
-      if (tether__conf_want_args(ps, &c, 1, 1) == 0)
-        tether__conf_int(ps, &c, "keepalive", c.args[1], 0, 10000, &u->keepalive);
+    } else if (reuse_line(ps, &c, u)) {
+      /* keepalive, keepalive_timeout, keepalive_requests, keepalive_time, pool_max_idle */
     } else if (strcmp(n, "sticky") == 0 || strcmp(n, "ip_hash") == 0 || strcmp(n, "hash") == 0) {
       if (u->persist.kind != TETHER__PERSIST_NONE)
         tether__conf_error(ps, c.line, "\"%s\": upstream \"%s\" already has a persistence policy (line %d)", n, u->name,

@@ -116,9 +116,13 @@ struct tether__upconn {
   uv_timer_t timer;
   tether__worker *w;
   tether__server_state *srv;
-  struct tether__pool *pool; /* set while idle in a pool */
-  tether__upconn *pool_next, *pool_prev;
-  tether__client *c; /* attached client, NULL when idle */
+  struct tether__pool *pool;             /* its server's pool in this worker: idle in it, or counted busy by it */
+  tether__upconn *pool_next, *pool_prev; /* in the pool's idle list, most recently used first */
+  uint64_t idle_since;                   /* loop time it went idle (the least recently used goes first) */
+  uint64_t born;                         /* loop time it was opened (keepalive_time) */
+  int requests;                          /* exchanges it carried (keepalive_requests) */
+  int idle;                              /* in the idle list */
+  tether__client *c;                     /* attached client, NULL when idle */
   int state;
   int head_done; /* the response head was forwarded */
   char *in;

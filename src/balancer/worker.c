@@ -134,7 +134,7 @@ void tether__workers_stop(tether__worker *ws, int n) {
       for (size_t k = 0; w->bs[k].current; k++) free(w->bs[k].current);
       free(w->bs);
     }
-    free(w->pools);
+    tether__worker_free_pools(w);
     free(w->log_buf);
     tether_jwt_claims_free(w->claims);
     tether__buf_free(&w->scratch_out);

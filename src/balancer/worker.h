@@ -20,13 +20,6 @@
 #define TETHER__JWT_BAD_CLAIM 20 /* verified, but a claim header cannot carry a claim's value */
 #define TETHER__JWT_RESULTS 21
 
-/* Idle keep-alive connections to one server, per worker. */
-typedef struct tether__pool {
-  tether__server_state *srv;
-  tether__upconn *head; /* most recently used first */
-  int count;
-} tether__pool;
-
 struct tether__worker {
   int id;
   uv_loop_t loop;
@@ -42,10 +35,9 @@ struct tether__worker {
   uv_timer_t stop_timer;              /* grace period */
   uv_timer_t flush_timer;             /* access log */
   tether__balance_state *bs;          /* per upstream of rt */
-  tether__pool *pools;
-  int npools, cap_pools;
-  tether__client *clients; /* every open client connection */
-  tether__req *free_reqs;  /* request states to reuse (proto/h1.c) */
+  struct tether__pools *pools;        /* server connections, idle and busy (upstream/pool.c) */
+  tether__client *clients;            /* every open client connection */
+  tether__req *free_reqs;             /* request states to reuse (proto/h1.c) */
   int nfree_reqs;
   /* counters read by the admin thread */
   _Atomic int64_t active_connections;
@@ -83,8 +75,9 @@ void tether__client_accept(tether__worker *w, int fd, int listener); /* fd: acce
 void tether__worker_h2_goaway(tether__worker *w);
 void tether__worker_close_idle(tether__worker *w); /* stopping: close what carries no request */
 void tether__worker_close_all(tether__worker *w);  /* grace period over */
-void tether__worker_drop_pools(tether__worker *w);
-void tether__worker_free_reqs(tether__worker *w); /* stopped: the request states kept for reuse */
+void tether__worker_drop_pools(tether__worker *w); /* stopping: idle server connections close */
+void tether__worker_free_pools(tether__worker *w); /* stopped (the loop has ended) */
+void tether__worker_free_reqs(tether__worker *w);  /* stopped: the request states kept for reuse */
 
 /* log.c */
 int tether__access_log_open(const char *path);

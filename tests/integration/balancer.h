@@ -17,6 +17,7 @@ typedef struct tb_backend {
   char addr[32]; /* "127.0.0.1:PORT", as tether's configuration names it */
   char log[512];
   char dir[256]; /* its temporary directory (the log), kept across restarts */
+  int idle_ms;   /* set before starting: it closes connections idle that long (0: never) */
 } tb_backend;
 
 /* Starts a backend called name on port (0: a free one). 0 or -1. */

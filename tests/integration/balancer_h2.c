@@ -528,7 +528,9 @@ static void test_smuggling_refused(void **state) {
 }
 
 /* content-length against DATA: more DATA than it says is reset before any of it is forwarded, and less ends the
- * stream with a reset (the server's connection is closed, so the short body cannot frame anything else). */
+ * stream with a reset (the server's connection is closed, so the short body cannot frame anything else). The
+ * head alone may have reached a server (a kept-alive connection takes it at once): never more than once, and
+ * never answered. */
 static void test_content_length_mismatch(void **state) {
   (void)state;
   for (int more = 0; more < 2; more++) {
@@ -545,7 +547,7 @@ static void test_content_length_mismatch(void **state) {
     raw_close(&r);
     assert_true(o.rst);
     assert_int_equal(o.status, 0);
-    assert_int_equal(served_total() - before, 2);
+    assert_in_range(served_total() - before, 2, 3); /* the two /stats calls, and maybe the head */
   }
 }
 

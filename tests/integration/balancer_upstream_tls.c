@@ -234,9 +234,9 @@ static void test_verify_off_and_sessions(void **state) {
   (void)state;
   tb_tether t;
   start(&t,
-        "upstream self { server 127.0.0.1:%d; }\n"
-        "upstream t13 { server 127.0.0.1:%d; }\n"
-        "upstream fresh { server 127.0.0.1:%d; }\n"
+        "upstream self { server 127.0.0.1:%d; keepalive 0; }\n"
+        "upstream t13 { server 127.0.0.1:%d; keepalive 0; }\n"
+        "upstream fresh { server 127.0.0.1:%d; keepalive 0; }\n"
         "location / { proxy_pass https://self; }\n"
         "location /headers/t13 { proxy_pass https://t13; proxy_ssl_protocols TLSv1.3; }\n"
         "location /headers/fresh { proxy_pass https://fresh; proxy_ssl_session_reuse off; }\n",
@@ -244,7 +244,7 @@ static void test_verify_off_and_sessions(void **state) {
   tb_resp r;
   const char *paths[] = {"/headers", "/headers/t13", "/headers/fresh"};
   for (int p = 0; p < 3; p++) {
-    for (int i = 0; i < 3; i++) { /* no keepalive: a connection per request */
+    for (int i = 0; i < 3; i++) { /* keepalive 0: a connection per request */
       assert_int_equal(get(&t, paths[p], &r), 200);
       const char *want = i == 0 || p == 2 ? "X-Reused: .\n" : "X-Reused: r\n";
       if (strstr(r.body, want) == NULL) fprintf(stderr, "%s #%d wants %s%s", paths[p], i, want, r.body);

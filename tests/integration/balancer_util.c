@@ -71,7 +71,9 @@ int tb_backend_start(tb_backend *b, const char *name, int port) {
   if (name != b->name) snprintf(b->name, sizeof(b->name), "%s", name); /* a restart passes its own name */
   b->port = port ? port : tt_free_port();
   snprintf(b->addr, sizeof(b->addr), "127.0.0.1:%d", b->port);
-  char *argv[] = {BACKEND_BIN, "--listen", b->addr, "--name", b->name, NULL};
+  char idle[16];
+  snprintf(idle, sizeof(idle), "%d", b->idle_ms);
+  char *argv[] = {BACKEND_BIN, "--listen", b->addr, "--name", b->name, "--idle-ms", idle, NULL};
   b->pid = tt_spawn(argv, b->log, NULL);
   if (b->pid < 0 || !tt_wait_port(b->port, 5000)) {
     fprintf(stderr, "backend %s did not start on %d\n", name, b->port);

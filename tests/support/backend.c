@@ -1,11 +1,13 @@
 /* tether-test-backend: a scripted HTTP/1.1 server for the balancer's integration tests.
  *
- *   tether-test-backend --listen 127.0.0.1:PORT --name NAME
+ *   tether-test-backend --listen 127.0.0.1:PORT --name NAME [--idle-ms MS]
  *
  * One thread per connection, keep-alive, requests parsed by the balancer's own parser (http1.c). Prints
  * "ready NAME PORT PID" on stdout once it listens. Routes (query parameters in brackets):
  *   /               "NAME\n"
  *   /conn           "NAME CONNID\n" (CONNID counts accepted connections: keep-alive reuse shows)
+ *   /oneshot        the same, and the connection closes, unanswered, when the next request comes (a server
+ *                   closing an idle connection as a request arrives)
  *   /headers[/...]  the request line and the request headers as received, one per line
  *   /echo           the request body (Content-Length or chunked, decoded); X-Request-Framing says which
  *   /chunked [n]    a chunked response of n lines with a trailer (until close for HTTP/1.0)
@@ -22,15 +24,17 @@
  *                   the body, then a reset)
  *   /drop [name,ms] when name is empty or NAME: a reset without an answer (body unread) after ms
  *                   milliseconds; else "NAME\n"
- *   /stats          "connections=N requests=M\n"
+ *   /stats          "connections=N requests=M open=K\n" (accepted, served, open now: this one included)
  *   /trickle [n]    a chunked response of n lines with a trailer, written one byte at a time
  *   /early          "early\n" at once, before (and without) reading the request body
  *   /stall [ms]     reads nothing for ms milliseconds (1000), then "stalled\n" and a close
- * Expect: 100-continue is answered with 100 Continue before the body is read. */
+ * Expect: 100-continue is answered with 100 Continue before the body is read. --idle-ms: a connection that
+ * waits that long for a request is closed, as nginx's keepalive_timeout does. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -45,11 +49,13 @@
 #include "http1.h"
 
 static char name[64] = "backend";
-static atomic_long nconns, nrequests;
+static atomic_long nconns, nrequests, nopen;
+static long idle_ms; /* 0: connections wait for their next request forever */
 
 typedef struct conn {
   int fd;
   long id;
+  int oneshot; /* /oneshot answered: the next request finds the connection closing */
   char *buf;
   size_t len, cap;
 } conn;
@@ -325,11 +331,13 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
     if (strcmp(path, "/close") == 0) keep = 0;
     int n = snprintf(out, sizeof(out), "%s\n", strcmp(path, "/health") == 0 ? "ok" : name);
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);
-  } else if (strcmp(path, "/conn") == 0) {
+  } else if (strcmp(path, "/conn") == 0 || strcmp(path, "/oneshot") == 0) {
+    c->oneshot = path[1] == 'o';
     int n = snprintf(out, sizeof(out), "%s %ld\n", name, c->id);
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);
   } else if (strcmp(path, "/stats") == 0) {
-    int n = snprintf(out, sizeof(out), "connections=%ld requests=%ld\n", atomic_load(&nconns), atomic_load(&nrequests));
+    int n = snprintf(out, sizeof(out), "connections=%ld requests=%ld open=%ld\n", atomic_load(&nconns),
+                     atomic_load(&nrequests), atomic_load(&nopen));
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);
   } else if (strncmp(path, "/headers", 8) == 0) {
     size_t cap = head_len + 64, n = 0;
@@ -422,7 +430,9 @@ static void *conn_main(void *arg) {
   for (;;) {
     int rc = c->len ? tether__h1_parse_request(c->buf, c->len, &lim, m) : 0;
     if (rc == 0) {
-      if (fill(c) <= 0) break;
+      struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+      if (c->len == 0 && idle_ms > 0 && poll(&pf, 1, (int)idle_ms) == 0) break; /* idle too long: closed */
+      if (fill(c) <= 0 || c->oneshot) break;
       continue;
     }
     if (rc < 0) {
@@ -441,6 +451,7 @@ static void *conn_main(void *arg) {
     if (keep < 0) break;
   }
   free(m);
+  atomic_fetch_sub(&nopen, 1);
   close(c->fd);
   free(c->buf);
   free(c);
@@ -454,9 +465,11 @@ int main(int argc, char **argv) {
       listen_at = argv[i + 1];
     else if (strcmp(argv[i], "--name") == 0)
       snprintf(name, sizeof(name), "%s", argv[i + 1]);
+    else if (strcmp(argv[i], "--idle-ms") == 0)
+      idle_ms = atol(argv[i + 1]);
   }
   if (listen_at == NULL || strchr(listen_at, ':') == NULL) {
-    fprintf(stderr, "usage: tether-test-backend --listen 127.0.0.1:PORT --name NAME\n");
+    fprintf(stderr, "usage: tether-test-backend --listen 127.0.0.1:PORT --name NAME [--idle-ms MS]\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
@@ -492,8 +505,10 @@ int main(int argc, char **argv) {
     if (c == NULL) abort();
     c->fd = fd;
     c->id = atomic_fetch_add(&nconns, 1) + 1;
+    atomic_fetch_add(&nopen, 1);
     pthread_t t;
     if (pthread_create(&t, &attr, conn_main, c) != 0) {
+      atomic_fetch_sub(&nopen, 1);
       close(fd);
       free(c);
     }

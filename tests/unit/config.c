@@ -344,6 +344,62 @@ static void test_admin_and_limits(void **state) {
   }
 }
 
+/* Server connection reuse: the defaults (the adaptive pool, nginx's keepalive_* values), each directive, and
+ * what is refused with file:line. */
+static void test_upstream_reuse(void **state) {
+  (void)state;
+  char text[1024];
+  if (parse("listen 8080;\nupstream b { server 127.0.0.1:1; }\nlocation / { proxy_pass http://b; }\n") != 0)
+    fail_msg("%s", err);
+  tether__cf_upstream *u = &cf.upstreams[0];
+  assert_int_equal(u->keepalive, TETHER__KEEPALIVE_AUTO);
+  assert_int_equal(u->pool_max_idle, 4096);
+  assert_int_equal(u->keepalive_requests, 1000);
+  assert_int_equal(u->keepalive_timeout_ms, 60000);
+  assert_int_equal(u->keepalive_time_ms, 3600000);
+  tether__config_release(&cf);
+  if (parse("listen 8080;\nupstream b { server 127.0.0.1:1; keepalive 8; keepalive_timeout 5s; keepalive_requests 50;\n"
+            "keepalive_time 10m; }\nupstream c { server 127.0.0.1:2; pool_max_idle 300; }\n"
+            "upstream d { server 127.0.0.1:3; keepalive 0; }\nlocation / { proxy_pass http://b; }\n") != 0)
+    fail_msg("%s", err);
+  u = &cf.upstreams[0];
+  assert_int_equal(u->keepalive, 8);
+  assert_int_equal(u->keepalive_timeout_ms, 5000);
+  assert_int_equal(u->keepalive_requests, 50);
+  assert_int_equal(u->keepalive_time_ms, 600000);
+  assert_int_equal(cf.upstreams[1].keepalive, TETHER__KEEPALIVE_AUTO);
+  assert_int_equal(cf.upstreams[1].pool_max_idle, 300);
+  assert_int_equal(cf.upstreams[2].keepalive, 0);
+  tether__config_release(&cf);
+
+  static const struct {
+    const char *lines;
+    const char *want;
+  } cases[] = {
+      {"keepalive -1;", "t.conf:3: \"keepalive\": keepalive must be an integer from 0 to 10000, got \"-1\""},
+      {"keepalive many;", "t.conf:3: \"keepalive\": keepalive must be an integer"},
+      {"keepalive 8 16;", "t.conf:3: \"keepalive\" takes 1 argument"},
+      {"keepalive 8;\nkeepalive 16;", "t.conf:4: \"keepalive\" is duplicate (line 3)"},
+      {"keepalive_timeout 5s 6s;", "t.conf:3: \"keepalive_timeout\" takes 1 argument"},
+      {"keepalive_timeout soon;", "t.conf:3: \"keepalive_timeout\": invalid time \"soon\""},
+      {"keepalive_timeout 1s;\nkeepalive_timeout 2s;", "t.conf:4: \"keepalive_timeout\" is duplicate (line 3)"},
+      {"keepalive_requests -5;", "t.conf:3: \"keepalive_requests\": keepalive_requests must be an integer from 0"},
+      {"keepalive_time forever;", "t.conf:3: \"keepalive_time\": invalid time \"forever\""},
+      {"pool_max_idle 0;", "t.conf:3: \"pool_max_idle\": pool_max_idle must be an integer from 1 to 100000"},
+      {"pool_max_idle 100001;", "t.conf:3: \"pool_max_idle\": pool_max_idle must be an integer from 1 to 100000"},
+      {"pool_max_idle 64;\nkeepalive 32;", "t.conf:3: upstream \"b\": pool_max_idle bounds the pool that follows "
+                                           "demand; with \"keepalive\" (line 4)"},
+      {"keepalive 0;\npool_max_idle 64;", "t.conf:4: upstream \"b\": pool_max_idle bounds"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    snprintf(text, sizeof(text),
+             "listen 8080;\nupstream b { server 127.0.0.1:1;\n%s\n}\nlocation / { proxy_pass http://b; }\n",
+             cases[i].lines);
+    if (parse(text) != -1) fail_msg("case %zu accepted: %s", i, text);
+    if (strstr(err, cases[i].want) == NULL) fail_msg("case %zu: wanted \"%s\" in:\n%s", i, cases[i].want, err);
+  }
+}
+
 /* Config, docs and code agree: each directive does what nginx's does, or is refused with file:line. */
 static void test_agreement(void **state) {
   (void)state;
@@ -833,6 +889,7 @@ int main(void) {
       cmocka_unit_test(test_virtual_server_errors),
       cmocka_unit_test(test_include),
       cmocka_unit_test(test_lists_sized_and_bounded),
+      cmocka_unit_test(test_upstream_reuse),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

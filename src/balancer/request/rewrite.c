@@ -299,7 +299,7 @@ void tether__rewrite_request(const tether__h1_msg *m, const tether__fwd *x, teth
     tether__slice up = tether__h1_header_get(m, "upgrade");
     tether__put_s(b, "Connection: upgrade\r\n");
     put_lit_header(b, "Upgrade", up.p, up.n);
-  } else if (x->ur->cf->keepalive > 0 && m->version_minor == 1) {
+  } else if (x->ur->cf->keepalive != 0 && m->version_minor == 1) {
     /* HTTP/1.1 keep-alive is the default: nothing to add */
   } else {
     tether__put_s(b, "Connection: close\r\n");

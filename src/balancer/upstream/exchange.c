@@ -99,12 +99,30 @@ static void on_server_written(tether__io *io, int status) {
   if (c->io.paused && u->io.pending < TETHER__MAX_PENDING / 2) c->proto->resume(c);
 }
 
+static void connect_server(tether__client *c, tether__pool *p, const tether__cf_server *cs);
+
+/* A reused connection that failed before any answer: most likely the server closed it as the request left
+ * (its idle timeout). The same server gets the request again on a new connection, not counted as a try
+ * (nginx's cached peer), when that is safe: an idempotent request, or none of its bytes taken. 1 when so. */
+static int retry_fresh(tether__client *c, tether__upconn *u, int nothing_sent) {
+  if (!u->reused || u->got_bytes || u->pool == NULL || !c->replay_ok || c->resp_started || c->sent_interim ||
+      c->w->stopping || (!c->idempotent && !nothing_sent))
+    return 0;
+  tether__pool *p = u->pool;
+  const tether__upstream_rt *ur = &c->rt->ups[c->ups];
+  tether__log(TETHER_LOG_INFO, "upstream %s: %s closed a kept-alive connection; the request goes on a new one",
+              u->srv->upstream, u->srv->name);
+  tether__up_close(u);
+  connect_server(c, p, &ur->cf->servers[c->srv]);
+  return 1;
+}
+
 /* Sends what the request has so far (the replay buffer holds every byte sent) and then streams the rest. */
 static void send_request(tether__upconn *u) {
   tether__client *c = u->c;
   u->state = TETHER__US_SENDING;
   if (tether__to_server(u, c->rq->replay.data, c->rq->replay.len) < 0) {
-    tether__exchange_failed(c, 502, 1);
+    if (!retry_fresh(c, u, 1)) tether__exchange_failed(c, 502, 1);
     return;
   }
   arm_exchange(u, c->rt->cf);
@@ -159,11 +177,11 @@ static void on_connect(uv_connect_t *req, int status) {
     send_request(u);
 }
 
-static void connect_server(tether__client *c, tether__server_state *srv, const tether__cf_server *cs) {
+static void connect_server(tether__client *c, tether__pool *p, const tether__cf_server *cs) {
   tether__worker *w = c->w;
   tether__upconn *u = tether__calloc(1, sizeof(*u));
   u->w = w;
-  u->srv = srv;
+  u->srv = c->rt->ups[c->ups].servers[c->srv];
   u->c = c;
   c->up = u;
   tether__io_init(&u->io, &w->loop, u, w->rbuf, sizeof(w->rbuf), on_server_read, on_server_written);
@@ -173,6 +191,7 @@ static void connect_server(tether__client *c, tether__server_state *srv, const t
   u->connect_req.data = u;
   u->state = TETHER__US_CONNECTING;
   u->tls_ctx = c->rt->ups[c->ups].cf->tls_ctx;
+  tether__pool_adopt(p, u);
   if (tether__io_connect(&u->io, &u->connect_req, (const struct sockaddr *)&cs->addr.sa, on_connect) < 0) {
     tether__exchange_failed(c, 502, 1);
     return;
@@ -221,9 +240,10 @@ void tether__dispatch(tether__client *c) {
   c->tries++;
   tether__server_state *srv = ur->servers[idx];
   atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
-  tether__upconn *u = tether__pool_take(c->w, srv, ur->cf->tls_ctx);
+  tether__pool *p = tether__pool_of(c->w, ur, idx);
+  tether__upconn *u = tether__pool_take(p, ur->cf->tls_ctx);
   if (u == NULL) {
-    connect_server(c, srv, &ur->cf->servers[idx]);
+    connect_server(c, p, &ur->cf->servers[idx]);
     return;
   }
   u->c = c;
@@ -236,6 +256,7 @@ void tether__dispatch(tether__client *c) {
 
 void tether__exchange_failed(tether__client *c, int status, int count_failure) {
   tether__upconn *u = c->up;
+  if (u && retry_fresh(c, u, 0)) return;
   tether__upstream_rt *ur = &c->rt->ups[c->ups];
   tether__server_state *srv = ur->servers[c->srv];
   tether__wcounters *wc = &srv->per_worker[c->w->id];
