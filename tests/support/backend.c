@@ -22,7 +22,7 @@
  *                   the body, then a reset)
  *   /drop [name,ms] when name is empty or NAME: a reset without an answer (body unread) after ms
  *                   milliseconds; else "NAME\n"
- *   /stats          "connections=N requests=M\n"
+ *   /stats          "connections=N requests=M complete=K\n" (K: requests whose body, if any, came whole)
  *   /trickle [n]    a chunked response of n lines with a trailer, written one byte at a time
  *   /early          "early\n" at once, before (and without) reading the request body
  *   /stall [ms]     reads nothing for ms milliseconds (1000), then "stalled\n" and a close
@@ -45,7 +45,7 @@
 #include "http1.h"
 
 static char name[64] = "backend";
-static atomic_long nconns, nrequests;
+static atomic_long nconns, nrequests, ncomplete;
 
 typedef struct conn {
   int fd;
@@ -315,6 +315,7 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
     respond(c, 400, NULL, "bad body\n", 9, 0, 0, minor);
     return -1;
   }
+  atomic_fetch_add(&ncomplete, 1);
   int rc = 0;
   char out[512];
   if (strcmp(path, "/") == 0 || strcmp(path, "/health") == 0 || strcmp(path, "/delay") == 0 ||
@@ -329,7 +330,8 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
     int n = snprintf(out, sizeof(out), "%s %ld\n", name, c->id);
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);
   } else if (strcmp(path, "/stats") == 0) {
-    int n = snprintf(out, sizeof(out), "connections=%ld requests=%ld\n", atomic_load(&nconns), atomic_load(&nrequests));
+    int n = snprintf(out, sizeof(out), "connections=%ld requests=%ld complete=%ld\n", atomic_load(&nconns),
+                     atomic_load(&nrequests), atomic_load(&ncomplete));
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);
   } else if (strncmp(path, "/headers", 8) == 0) {
     size_t cap = head_len + 64, n = 0;

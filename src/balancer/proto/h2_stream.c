@@ -14,7 +14,29 @@
 
 /* ---- the request ---- */
 
-void tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof) {
+/* A content-length body: counted against its length (nghttp2 checks it first; this is the second line), held
+ * whole while the request is held, else all but its last byte until END_STREAM. */
+static int length_input(tether__h2_stream *st, const uint8_t *data, size_t *len, int eof) {
+  if ((uint64_t)*len > (uint64_t)st->cl_left || (eof && st->cl_left != (int64_t)*len)) return -1;
+  st->cl_left -= (int64_t)*len;
+  if (st->hold) { /* nothing is forwarded yet: the window opens at once, the memory is bounded by the length */
+    tether__buf_append(&st->in, data, *len);
+    nghttp2_session_consume(st->h->s, st->id, *len);
+    *len = 0;
+    return 0;
+  }
+  if (st->cl_left == 0 && *len && !eof) {
+    st->withheld = data[*len - 1];
+    st->has_withheld = 1;
+    st->unconsumed++;
+    --*len;
+  }
+  return 0;
+}
+
+int tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof) {
+  if (st->bad) return -1;
+  if (st->cl_left >= 0 && length_input(st, data, &len, eof) < 0) return -1;
   if (len) {
     if (st->chunked) tether__buf_appendf(&st->in, "%zx\r\n", len);
     tether__buf_append(&st->in, data, len);
@@ -24,14 +46,16 @@ void tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t 
   if (eof && !st->in_eof) {
     st->in_eof = 1;
     if (st->chunked) tether__buf_append(&st->in, "0\r\n\r\n", 5);
+    if (st->has_withheld) tether__buf_append(&st->in, &st->withheld, 1), st->has_withheld = 0;
   }
   tether__h2_stream_deliver(st);
+  return 0;
 }
 
 void tether__h2_stream_deliver(tether__h2_stream *st) {
   if (st->delivering) return;
   st->delivering = 1;
-  while (st->c && !st->c->closing && !st->c->io.paused && st->in.len) {
+  while (st->c && !st->bad && !st->c->closing && !st->c->io.paused && st->in.len) {
     tether__buf b = st->in;
     size_t unconsumed = st->unconsumed;
     st->in = (tether__buf){0};
