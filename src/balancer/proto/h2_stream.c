@@ -20,8 +20,10 @@ static int length_input(tether__h2_stream *st, const uint8_t *data, size_t *len,
   if ((uint64_t)*len > (uint64_t)st->cl_left || (eof && st->cl_left != (int64_t)*len)) return -1;
   st->cl_left -= (int64_t)*len;
   if (st->hold) { /* nothing is forwarded yet: the window opens at once, the memory is bounded by the length */
-    tether__buf_append(&st->in, data, *len);
-    nghttp2_session_consume(st->h->s, st->id, *len);
+    if (*len) {
+      tether__buf_append(&st->in, data, *len);
+      nghttp2_session_consume(st->h->s, st->id, *len);
+    }
     *len = 0;
     return 0;
   }
@@ -155,27 +157,38 @@ static void body_bytes(tether__h2_stream *st, const char *p, size_t len) {
   if (st->rstate == 2) st->out_eof = 1;
 }
 
-/* The head, once it is whole (interim 1xx answers are dropped: HTTP/2 has them, but the request is whole). */
+/* The response heads of a worker's streams are parsed here, one at a time (each worker is a thread): 3 KiB
+ * not allocated per stream. */
+static _Thread_local tether__h1_msg resp_msg;
+
+/* The head, once it is whole (interim 1xx answers are dropped: HTTP/2 has them, but the request is whole).
+ * Bytes that hold a whole head are parsed where they are; a head in pieces is gathered in rhead first. */
 static int head_bytes(tether__h2_stream *st, tether__client *c, const char *p, size_t len) {
-  tether__buf_append(&st->rhead, p, len);
+  if (st->rhead.len) {
+    tether__buf_append(&st->rhead, p, len);
+    p = st->rhead.data;
+    len = st->rhead.len;
+  }
+  tether__h1_msg *m = &resp_msg;
+  tether__h1_limits lim = TETHER__H1_DEFAULT_LIMITS;
+  lim.max_head = 65536;
   for (;;) {
-    tether__h1_msg *m = tether__malloc(sizeof(*m));
-    tether__h1_limits lim = TETHER__H1_DEFAULT_LIMITS;
-    lim.max_head = 65536;
-    int n = tether__h1_parse_response(st->rhead.data, st->rhead.len, &lim, c->is_head, m);
-    if (n <= 0) {
-      free(m);
-      return n == 0 ? 0 : -1;
+    int n = tether__h1_parse_response(p, len, &lim, c->is_head, m);
+    if (n < 0) return -1;
+    if (n == 0) { /* the rest of the head is still to come: keep what remains of it */
+      if (!st->rhead.len) {
+        tether__buf_append(&st->rhead, p, len);
+      } else if (p != st->rhead.data) {
+        memmove(st->rhead.data, p, len);
+        st->rhead.len = len;
+      }
+      return 0;
     }
-    if (m->status >= 100 && m->status < 200) {
-      free(m);
-      memmove(st->rhead.data, st->rhead.data + n, st->rhead.len - (size_t)n);
-      st->rhead.len -= (size_t)n;
-      continue;
-    }
+    p += n;
+    len -= (size_t)n;
+    if (m->status >= 100 && m->status < 200) continue;
     submit_head(st, m);
-    free(m);
-    if ((size_t)n < st->rhead.len && st->rstate == 1) body_bytes(st, st->rhead.data + n, st->rhead.len - (size_t)n);
+    if (len && st->rstate == 1) body_bytes(st, p, len);
     tether__buf_free(&st->rhead);
     return 0;
   }
