@@ -85,7 +85,6 @@ static long backend_requests(const tb_backend *b) {
 /* Requests both backends received, not counting the /stats calls that read it. */
 static long served_total(void) { return backend_requests(&b1) + backend_requests(&b2); }
 
-
 /* One request as a raw header block on a new connection to the prior-knowledge listener. */
 static void raw_request(const char *const *kv, int flags, outcome *o) {
   raw r;

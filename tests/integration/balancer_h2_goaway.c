@@ -54,18 +54,18 @@ static int start(tb_tether *t, int *port) {
 
 /* What the client saw, in order. */
 typedef struct seen {
-  int frames;          /* frames read */
-  int goaway_at;       /* the GOAWAY's place (0: none) */
-  int goaway_code;     /* + 1 */
+  int frames;      /* frames read */
+  int goaway_at;   /* the GOAWAY's place (0: none) */
+  int goaway_code; /* + 1 */
   uint32_t goaway_last;
-  int answer_at;       /* the place of stream 1's HEADERS */
-  int status;          /* stream 1's :status */
-  char body[256];      /* stream 1's DATA */
+  int answer_at;  /* the place of stream 1's HEADERS */
+  int status;     /* stream 1's :status */
+  char body[256]; /* stream 1's DATA */
   size_t len;
-  int done;            /* stream 1 ended (END_STREAM) */
-  int late_answered;   /* HEADERS or DATA for stream 3 (opened after the GOAWAY) */
-  int late_reset;      /* RST_STREAM for stream 3 (+ code) */
-  int ended;           /* the connection ended */
+  int done;          /* stream 1 ended (END_STREAM) */
+  int late_answered; /* HEADERS or DATA for stream 3 (opened after the GOAWAY) */
+  int late_reset;    /* RST_STREAM for stream 3 (+ code) */
+  int ended;         /* the connection ended */
 } seen;
 
 /* Stream 1 (a slow GET) in flight, then signum; after the GOAWAY the client opens stream 3. */
@@ -74,9 +74,10 @@ static void drive(tb_tether *t, int port, int signum, seen *s) {
   raw r;
   assert_int_equal(raw_open(&r, port, NULL, 0), 0);
   uint8_t b[512], b3[512];
-  size_t n = block(
-      b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/delay?ms=1000", ":authority", "h", NULL});
-  size_t n3 = block(b3, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/", ":authority", "h", NULL});
+  size_t n = block(b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/delay?ms=1000",
+                                            ":authority", "h", NULL});
+  size_t n3 =
+      block(b3, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/", ":authority", "h", NULL});
   assert_int_equal(frame(&r, F_HEADERS, END_HEADERS | END_STREAM, 1, b, n), 0);
   usleep(300000); /* the request is at the backend */
   kill(t->pid, signum);
@@ -148,7 +149,8 @@ static void test_goaway_on_reload(void **state) {
   raw r; /* a new connection is served by the new generation */
   assert_int_equal(raw_open(&r, port, NULL, 0), 0);
   uint8_t b[512];
-  size_t n = block(b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/", ":authority", "h", NULL});
+  size_t n =
+      block(b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/", ":authority", "h", NULL});
   frame(&r, F_HEADERS, END_HEADERS | END_STREAM, 1, b, n);
   outcome o;
   wait_stream(&r, 1, &o);

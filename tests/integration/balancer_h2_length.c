@@ -82,8 +82,7 @@ static void post(const char *cl, const size_t *pieces, int npieces, int end, out
   static uint8_t body[1 << 18];
   memset(body, 'a', sizeof(body));
   int rc = 0;
-  for (int i = 0; i < npieces && rc == 0; i++)
-    rc = send_data(&r, 1, body, pieces[i], end && i == npieces - 1);
+  for (int i = 0; i < npieces && rc == 0; i++) rc = send_data(&r, 1, body, pieces[i], end && i == npieces - 1);
   if (rc > 0) {
     memset(o, 0, sizeof(*o));
     o->rst = rc;

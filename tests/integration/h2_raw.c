@@ -162,7 +162,9 @@ void wait_stream(raw *r, uint32_t id, outcome *o) {
   o->closed = 1;
 }
 
-static uint32_t be32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 /* A frame met while sending: the windows it changes; 1 + code for a RST_STREAM of id, -1 for a GOAWAY. */
 static int window_frame(raw *r, uint32_t id, const frm *f) {

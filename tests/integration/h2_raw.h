@@ -16,7 +16,7 @@ typedef struct raw {
   nghttp2_hd_inflater *inf;
   uint8_t buf[1 << 17];
   size_t len;
-  size_t consumed; /* the frame returned last */
+  size_t consumed;              /* the frame returned last */
   int64_t conn_win, stream_win; /* send_data: what the server's windows allow (one stream at a time) */
   uint32_t init_win;            /* the server's SETTINGS_INITIAL_WINDOW_SIZE */
 } raw;

@@ -45,7 +45,7 @@ static void h2_arm(tether__h2 *h) {
   tether__client *c = h->c;
   if (c->closing || h->closed) return;
   const tether__config *cf = c->w->rt->cf;
-  int64_t ms = -1, now = tether_now_ms();
+  int64_t ms = -1, now = h->stalled_ms || h->held ? tether_now_ms() : 0;
   if (h->frame_left || h->fh_len)
     ms = cf->h2_recv_timeout_ms;
   else if (h->nstreams == 0)

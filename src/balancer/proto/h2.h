@@ -30,10 +30,10 @@ struct tether__h2_stream {
   tether__buf in;       /* request bytes made and not yet read by c */
   size_t unconsumed;    /* DATA bytes in `in`: the window opens again once c reads them */
   uint8_t headers_done, chunked, in_eof, closed, delivering, notify, bad;
-  uint8_t hold;      /* the whole request waits for END_STREAM (a content-length up to TETHER__H2_BODY_HOLD) */
-  uint8_t withheld;  /* the last byte of a larger content-length body, held until END_STREAM confirms it */
+  uint8_t hold;     /* the whole request waits for END_STREAM (a content-length up to TETHER__H2_BODY_HOLD) */
+  uint8_t withheld; /* the last byte of a larger content-length body, held until END_STREAM confirms it */
   uint8_t has_withheld;
-  int64_t cl_left;   /* content-length: body bytes still to come (-1: no content-length) */
+  int64_t cl_left; /* content-length: body bytes still to come (-1: no content-length) */
   /* the response, from c's HTTP/1.1 bytes */
   tether__buf rhead;  /* the response head until it is complete */
   tether__buf out;    /* DATA bytes not yet taken by nghttp2 */
