@@ -128,8 +128,7 @@ struct tether__upconn {
   int reused;
   int got_bytes;
   int closing;
-  void *tls_ctx;    /* the client SSL_CTX it was made with (its upstream's, https), NULL: plain */
-  uint64_t idle_at; /* the loop's time when it went idle (upstream/pool.c: whether to peek) */
+  void *tls_ctx; /* the client SSL_CTX it was made with (its upstream's, https), NULL: plain */
 };
 
 #endif

@@ -87,7 +87,6 @@ void tether__up_release(tether__upconn *u, const tether__cf_upstream *cu) {
     return;
   }
   u->state = TETHER__US_IDLE;
-  u->idle_at = uv_now(&w->loop);
   free(u->in); /* an idle connection keeps no buffer */
   u->in = NULL;
   u->in_cap = 0;
@@ -101,22 +100,12 @@ void tether__up_release(tether__upconn *u, const tether__cf_upstream *cu) {
   uv_timer_start(&u->timer, idle_timeout, IDLE_TIMEOUT_MS, 0);
 }
 
-/* Whether an idle connection is still quiet: no stray bytes, no close. A peek (a syscall per request) sees what
- * is in the socket now, even what came after the loop last polled (when the read callback of an idle
- * connection would have closed it). A connection that went idle in this same tick of the loop (uv_now, in
- * milliseconds) is taken again without one: with HTTP/2 streams and pipelined requests that is often, and
- * its response was read whole a moment ago (bytes read past it are in u->in, and refused). */
-static int peek_quiet(tether__upconn *u, tether__worker *w) {
-  if (u->idle_at == uv_now(&w->loop)) return 1;
-  return tether__io_quiet(&u->io);
-}
-
 tether__upconn *tether__pool_take(tether__worker *w, tether__server_state *srv, const void *tls_ctx) {
   tether__pool *p = pool_for(w, srv, 0);
   while (p && p->head) {
     tether__upconn *u = p->head;
     pool_remove(u);
-    int quiet = u->tls_ctx != tls_ctx ? 0 : u->in_len != 0 ? -1 : peek_quiet(u, w);
+    int quiet = u->tls_ctx != tls_ctx ? 0 : u->in_len == 0 ? tether__io_quiet(&u->io) : -1;
     if (quiet == 1) {
       uv_timer_stop(&u->timer);
       return u;
