@@ -82,7 +82,8 @@ static int hop_name(tether__slice n) {
 static void submit_head(tether__h2_stream *st, const tether__h1_msg *m) {
   nghttp2_nv nv[TETHER__H1_MAX_HEADERS + 1];
   char status[16], names[TETHER__H1_MAX_HEADERS][64];
-  snprintf(status, sizeof(status), "%03d", m->status % 1000);
+  int code = m->status % 1000;
+  status[0] = (char)('0' + code / 100), status[1] = (char)('0' + code / 10 % 10), status[2] = (char)('0' + code % 10);
   size_t n = 0;
   nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
   for (size_t i = 0; i < m->nheaders; i++) {
