@@ -72,10 +72,23 @@ void tether__h2_stream_deliver(tether__h2_stream *st) {
 
 /* ---- the response ---- */
 
+/* The connection-specific fields HTTP/2 does not carry (RFC 9113 section 8.2.2), told apart by length first:
+ * most names are none of them. */
 static int hop_name(tether__slice n) {
-  return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive") ||
-         tether__h1_token_eq(n, "proxy-connection") || tether__h1_token_eq(n, "transfer-encoding") ||
-         tether__h1_token_eq(n, "upgrade") || tether__h1_token_eq(n, "te");
+  switch (n.n) {
+  case 2:
+    return tether__h1_token_eq(n, "te");
+  case 7:
+    return tether__h1_token_eq(n, "upgrade");
+  case 10:
+    return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive");
+  case 16:
+    return tether__h1_token_eq(n, "proxy-connection");
+  case 17:
+    return tether__h1_token_eq(n, "transfer-encoding");
+  default:
+    return 0;
+  }
 }
 
 /* The response head is complete: HEADERS, with a data source when a body follows. */
