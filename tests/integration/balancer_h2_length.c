@@ -30,7 +30,7 @@ static int setup(void **state) {
   port = tt_free_port();
   tb_tether_init(&T, 1);
   tb_tether_write_conf(&T,
-                       "listen 127.0.0.1:%d http2;\nclient_max_body_size 0;\n"
+                       "listen 127.0.0.1:%d http2;\nclient_max_body_size 0;\nclient_body_timeout 2s;\n"
                        "upstream app {\n  server %s max_fails=0;\n  keepalive 8;\n}\n"
                        "location / { proxy_pass http://app; }\n",
                        port, b1.addr);
@@ -143,6 +143,33 @@ static void test_hold_limit(void **state) {
   refused("16384", (const size_t[]){16384, 1}, 2, 1);
 }
 
+/* A held request whose body stops coming: reset (CANCEL) after client_body_timeout (2s), nothing forwarded, and
+ * the connection goes on. */
+static void test_held_body_stalls(void **state) {
+  (void)state;
+  counts before = now_counts();
+  raw r;
+  assert_int_equal(raw_open(&r, port, NULL, 0), 0);
+  uint8_t b[512];
+  size_t n = block(b, (const char *const[]){":method", "POST", ":scheme", "http", ":path", "/echo", ":authority", "h",
+                                            "content-length", "10", NULL});
+  assert_int_equal(frame(&r, F_HEADERS, END_HEADERS, 1, b, n), 0);
+  assert_int_equal(send_data(&r, 1, (const uint8_t *)"abc", 3, 0), 0);
+  long long t0 = tb_now_ms();
+  outcome o;
+  wait_stream(&r, 1, &o);
+  long long el = tb_now_ms() - t0;
+  assert_int_equal(o.rst, 1 + NGHTTP2_CANCEL);
+  assert_true(el >= 1800 && el < 6000);
+  n = block(b, (const char *const[]){":method", "GET", ":scheme", "http", ":path", "/", ":authority", "h", NULL});
+  assert_int_equal(frame(&r, F_HEADERS, END_HEADERS | END_STREAM, 3, b, n), 0);
+  wait_stream(&r, 3, &o);
+  assert_int_equal(o.status, 200);
+  raw_close(&r);
+  counts after = now_counts();
+  assert_int_equal(after.requests - before.requests, 3); /* the GET and the two /stats calls */
+}
+
 /* ---- large bodies: streamed, the last byte withheld ---- */
 
 static void test_large_exact(void **state) {
@@ -182,9 +209,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_small_exact),     cmocka_unit_test(test_small_more_data),
       cmocka_unit_test(test_small_less_data), cmocka_unit_test(test_zero_length_with_data),
-      cmocka_unit_test(test_hold_limit),      cmocka_unit_test(test_large_exact),
-      cmocka_unit_test(test_large_more_data), cmocka_unit_test(test_large_less_data),
-      cmocka_unit_test(test_still_serves),
+      cmocka_unit_test(test_hold_limit),      cmocka_unit_test(test_held_body_stalls),
+      cmocka_unit_test(test_large_exact),     cmocka_unit_test(test_large_more_data),
+      cmocka_unit_test(test_large_less_data), cmocka_unit_test(test_still_serves),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
