@@ -24,7 +24,8 @@
  *                   the body, then a reset)
  *   /drop [name,ms] when name is empty or NAME: a reset without an answer (body unread) after ms
  *                   milliseconds; else "NAME\n"
- *   /stats          "connections=N requests=M open=K\n" (accepted, served, open now: this one included)
+ *   /stats          "connections=N requests=M open=K complete=J\n" (accepted, served, open now: this one
+ *                   included; J: requests whose body, if any, came whole)
  *   /trickle [n]    a chunked response of n lines with a trailer, written one byte at a time
  *   /early          "early\n" at once, before (and without) reading the request body
  *   /stall [ms]     reads nothing for ms milliseconds (1000), then "stalled\n" and a close
@@ -49,7 +50,7 @@
 #include "http1.h"
 
 static char name[64] = "backend";
-static atomic_long nconns, nrequests, nopen;
+static atomic_long nconns, nrequests, nopen, ncomplete;
 static long idle_ms; /* 0: connections wait for their next request forever */
 
 typedef struct conn {
@@ -321,6 +322,7 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
     respond(c, 400, NULL, "bad body\n", 9, 0, 0, minor);
     return -1;
   }
+  atomic_fetch_add(&ncomplete, 1);
   int rc = 0;
   char out[512];
   if (strcmp(path, "/") == 0 || strcmp(path, "/health") == 0 || strcmp(path, "/delay") == 0 ||
@@ -336,8 +338,8 @@ static int serve(conn *c, const char *headbuf, tether__h1_msg *m, size_t head_le
     int n = snprintf(out, sizeof(out), "%s %ld\n", name, c->id);
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);
   } else if (strcmp(path, "/stats") == 0) {
-    int n = snprintf(out, sizeof(out), "connections=%ld requests=%ld open=%ld\n", atomic_load(&nconns),
-                     atomic_load(&nrequests), atomic_load(&nopen));
+    int n = snprintf(out, sizeof(out), "connections=%ld requests=%ld open=%ld complete=%ld\n", atomic_load(&nconns),
+                     atomic_load(&nrequests), atomic_load(&nopen), atomic_load(&ncomplete));
     rc = respond(c, 200, NULL, out, (size_t)n, head_only, keep, minor);
   } else if (strncmp(path, "/headers", 8) == 0) {
     size_t cap = head_len + 64, n = 0;

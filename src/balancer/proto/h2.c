@@ -22,6 +22,7 @@
 
 static void h2_send(tether__h2 *h);
 static int stream_open(tether__h2 *h, tether__h2_stream *st);
+static tether__client *stream_client(tether__h2 *h, tether__h2_stream *st);
 
 /* ---- limits ---- */
 
@@ -44,13 +45,17 @@ static void h2_arm(tether__h2 *h) {
   tether__client *c = h->c;
   if (c->closing || h->closed) return;
   const tether__config *cf = c->w->rt->cf;
-  int64_t ms = -1;
+  int64_t ms = -1, now = h->stalled_ms || h->held ? tether_now_ms() : 0;
   if (h->frame_left || h->fh_len)
     ms = cf->h2_recv_timeout_ms;
   else if (h->nstreams == 0)
     ms = cf->keepalive_timeout_ms;
   if (h->stalled_ms) {
-    int64_t left = h->stalled_ms + cf->send_timeout_ms - tether_now_ms();
+    int64_t left = h->stalled_ms + cf->send_timeout_ms - now;
+    if (ms < 0 || left < ms) ms = left;
+  }
+  if (h->held) { /* a held request's body must keep coming (client_body_timeout) */
+    int64_t left = h->recv_ms + cf->client_body_timeout_ms - now;
     if (ms < 0 || left < ms) ms = left;
   }
   if (ms < 0) /* streams in progress, nothing held back: their own timers (client_body_timeout, proxy_*) */
@@ -59,11 +64,27 @@ static void h2_arm(tether__h2 *h) {
     uv_timer_start(&c->timer, h2_timeout, (uint64_t)(ms > 0 ? ms : 1), 0);
 }
 
+/* Held requests whose body stopped coming: reset (nothing of them reached a server). */
+static void drop_held(tether__h2 *h) {
+  for (tether__h2_stream *st = h->streams; st; st = st->next)
+    if (st->hold && !st->bad) {
+      st->bad = 1;
+      nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    }
+}
+
 static void h2_timeout(uv_timer_t *t) {
   tether__client *c = t->data;
   tether__h2 *h = c->h2;
-  if (h->stalled_ms && tether_now_ms() < h->stalled_ms + c->w->rt->cf->send_timeout_ms && !h->frame_left &&
-      !h->fh_len && h->nstreams) {
+  const tether__config *cf = c->w->rt->cf;
+  int64_t now = tether_now_ms();
+  int stalled = h->stalled_ms && now >= h->stalled_ms + cf->send_timeout_ms;
+  if (!stalled && !h->frame_left && !h->fh_len && h->nstreams) {
+    if (h->held && now >= h->recv_ms + cf->client_body_timeout_ms) {
+      drop_held(h);
+      h2_send(h);
+      if (c->closing) return;
+    }
     h2_arm(h);
     return;
   }
@@ -136,15 +157,22 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 
 /* ---- frames ---- */
 
+/* A stream whose DATA disagrees with its content-length: reset, and its client (if any) closes with its server
+ * connection, which the server had not been given a complete request on. */
+static void stream_refuse(nghttp2_session *s, tether__h2_stream *st) {
+  st->bad = 1;
+  nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
+}
+
 static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len, void *user) {
   (void)flags;
   (void)user;
   tether__h2_stream *st = stream_of(s, id);
-  if (st == NULL || st->c == NULL || st->bad) {
+  if (st == NULL || (st->c == NULL && !st->hold) || st->bad) {
     nghttp2_session_consume(s, id, len); /* nobody reads it: the window opens again */
     return 0;
   }
-  tether__h2_stream_input(st, data, len, 0);
+  if (tether__h2_stream_input(st, data, len, 0) < 0) stream_refuse(s, st);
   return 0;
 }
 
@@ -174,13 +202,18 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *user) {
   if (f->hd.type == NGHTTP2_HEADERS && !st->headers_done) {
     st->headers_done = 1;
     st->in_eof = (uint8_t)eof;
-    if (stream_open(h, st) < 0) {
-      st->bad = 1;
-      nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
-    }
+    if (stream_open(h, st) < 0) stream_refuse(s, st);
     return 0;
   }
-  if (eof) tether__h2_stream_input(st, NULL, 0, 1);
+  if (!eof) return 0;
+  if (tether__h2_stream_input(st, NULL, 0, 1) < 0) {
+    stream_refuse(s, st);
+  } else if (st->hold) { /* the length is confirmed: the request goes now, whole */
+    st->hold = 0;
+    h->held--;
+    st->c = stream_client(h, st);
+    tether__h2_stream_deliver(st);
+  }
   return 0;
 }
 
@@ -192,6 +225,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   nghttp2_session_set_stream_user_data(s, id, NULL);
   st->closed = 1;
   if (st->c) st->c->proto->abort(st->c); /* its filter's free detaches it */
+  if (st->hold) h->held--;
   if (st->prev)
     st->prev->next = st->next;
   else
@@ -245,9 +279,16 @@ static int stream_open(tether__h2 *h, tether__h2_stream *st) {
     tether__buf_free(&b);
     return -1;
   }
+  int64_t cl = st->head.content_length;
   tether__h2_head_free(&st->head);
   st->chunked = (uint8_t)chunked;
   st->in = b;
+  st->cl_left = st->in_eof ? -1 : cl;
+  if (cl >= 0 && cl <= TETHER__H2_BODY_HOLD && !st->in_eof) {
+    st->hold = 1; /* its client is made at END_STREAM */
+    h->held++;
+    return 0;
+  }
   st->c = stream_client(h, st);
   tether__h2_stream_deliver(st);
   return 0;
@@ -313,6 +354,7 @@ static void on_flush(uv_idle_t *i) {
 static void h2_recv(tether__h2 *h, const char *data, size_t len) {
   tether__client *c = h->c;
   track_frames(h, (const uint8_t *)data, len);
+  h->recv_ms = tether_now_ms();
   h->in_session = 1;
   ssize_t n = nghttp2_session_mem_recv(h->s, (const uint8_t *)data, len);
   h->in_session = 0;

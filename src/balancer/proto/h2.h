@@ -30,6 +30,10 @@ struct tether__h2_stream {
   tether__buf in;       /* request bytes made and not yet read by c */
   size_t unconsumed;    /* DATA bytes in `in`: the window opens again once c reads them */
   uint8_t headers_done, chunked, in_eof, closed, delivering, notify, bad;
+  uint8_t hold;     /* the whole request waits for END_STREAM (a content-length up to TETHER__H2_BODY_HOLD) */
+  uint8_t withheld; /* the last byte of a larger content-length body, held until END_STREAM confirms it */
+  uint8_t has_withheld;
+  int64_t cl_left; /* content-length: body bytes still to come (-1: no content-length) */
   /* the response, from c's HTTP/1.1 bytes */
   tether__buf rhead;  /* the response head until it is complete */
   tether__buf out;    /* DATA bytes not yet taken by nghttp2 */
@@ -52,6 +56,8 @@ struct tether__h2 {
   tether__io_write_cb h1_written;
   tether__h2_stream *streams;
   int nstreams;
+  int held;           /* streams whose request waits for its END_STREAM (no client yet) */
+  int64_t recv_ms;    /* when the client last sent something (client_body_timeout of held requests) */
   int started;        /* streams begun (keepalive_requests) */
   int in_session;     /* inside nghttp2_session_mem_recv or _send */
   int goaway;         /* a GOAWAY was submitted */
@@ -79,10 +85,17 @@ static inline void tether__h2_schedule(tether__h2 *h) {
   if (!h->closed && !h->c->closing) uv_idle_start(&h->flush, h->on_flush);
 }
 
+/* A request with a content-length up to this (nginx's client_body_buffer_size on 64-bit systems) is held
+ * whole until its END_STREAM: the server sees nothing of a stream whose DATA disagrees with its length. A
+ * larger body streams, but its last byte waits for END_STREAM, so that the server never gets a complete
+ * request the client did not finish; on a mismatch the stream is reset and its server connection closed. */
+#define TETHER__H2_BODY_HOLD 16384
+
 /* proto/h2_stream.c */
 extern const tether__io_filter tether__h2_stream_filter;
-/* Request bytes for the stream's client (framed as its head said); eof: the stream's END_STREAM. */
-void tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof);
+/* Request bytes for the stream's client (framed as its head said); eof: the stream's END_STREAM. -1 when the
+ * DATA disagrees with the content-length (the caller resets the stream). */
+int tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof);
 /* Gives the stream's client what it can read now. */
 void tether__h2_stream_deliver(tether__h2_stream *st);
 /* nghttp2's data source for a response body. */

@@ -115,12 +115,23 @@ int tether__h2_head_build(const tether__h2_head *hd, int end_stream, tether__buf
   if (!hd->method[0] || !hd->path.len || strcmp(hd->method, "CONNECT") == 0) return -1;
   int star = hd->path.len == 1 && hd->path.data[0] == '*';
   if (hd->path.data[0] != '/' && !(star && strcmp(hd->method, "OPTIONS") == 0)) return -1;
-  tether__buf_appendf(out, "%s %s HTTP/1.1\r\n", hd->method, hd->path.data);
+  tether__buf_reserve(out, 64 + hd->path.len + hd->authority.len + hd->fields.len + hd->cookie.len);
+  put(out, hd->method, strlen(hd->method));
+  put(out, " ", 1);
+  put(out, hd->path.data, hd->path.len);
+  put(out, " HTTP/1.1\r\n", 11);
   if (hd->authority.len) put_line(out, "Host: ", &hd->authority);
   put(out, hd->fields.data, hd->fields.len);
   if (hd->cookie.len) put_line(out, "Cookie: ", &hd->cookie);
   if (hd->content_length >= 0) {
-    tether__buf_appendf(out, "Content-Length: %lld\r\n", (long long)hd->content_length);
+    char digits[24];
+    size_t n = sizeof(digits);
+    uint64_t v = (uint64_t)hd->content_length;
+    do digits[--n] = (char)('0' + v % 10);
+    while (v /= 10);
+    put(out, "Content-Length: ", 16);
+    put(out, digits + n, sizeof(digits) - n);
+    put(out, "\r\n", 2);
   } else if (!end_stream) {
     put(out, "Transfer-Encoding: chunked\r\n", 28);
     *chunked = 1;

@@ -14,7 +14,31 @@
 
 /* ---- the request ---- */
 
-void tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof) {
+/* A content-length body: counted against its length (nghttp2 checks it first; this is the second line), held
+ * whole while the request is held, else all but its last byte until END_STREAM. */
+static int length_input(tether__h2_stream *st, const uint8_t *data, size_t *len, int eof) {
+  if ((uint64_t)*len > (uint64_t)st->cl_left || (eof && st->cl_left != (int64_t)*len)) return -1;
+  st->cl_left -= (int64_t)*len;
+  if (st->hold) { /* nothing is forwarded yet: the window opens at once, the memory is bounded by the length */
+    if (*len) {
+      tether__buf_append(&st->in, data, *len);
+      nghttp2_session_consume(st->h->s, st->id, *len);
+    }
+    *len = 0;
+    return 0;
+  }
+  if (st->cl_left == 0 && *len && !eof) {
+    st->withheld = data[*len - 1];
+    st->has_withheld = 1;
+    st->unconsumed++;
+    --*len;
+  }
+  return 0;
+}
+
+int tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t len, int eof) {
+  if (st->bad) return -1;
+  if (st->cl_left >= 0 && length_input(st, data, &len, eof) < 0) return -1;
   if (len) {
     if (st->chunked) tether__buf_appendf(&st->in, "%zx\r\n", len);
     tether__buf_append(&st->in, data, len);
@@ -24,14 +48,16 @@ void tether__h2_stream_input(tether__h2_stream *st, const uint8_t *data, size_t 
   if (eof && !st->in_eof) {
     st->in_eof = 1;
     if (st->chunked) tether__buf_append(&st->in, "0\r\n\r\n", 5);
+    if (st->has_withheld) tether__buf_append(&st->in, &st->withheld, 1), st->has_withheld = 0;
   }
   tether__h2_stream_deliver(st);
+  return 0;
 }
 
 void tether__h2_stream_deliver(tether__h2_stream *st) {
   if (st->delivering) return;
   st->delivering = 1;
-  while (st->c && !st->c->closing && !st->c->io.paused && st->in.len) {
+  while (st->c && !st->bad && !st->c->closing && !st->c->io.paused && st->in.len) {
     tether__buf b = st->in;
     size_t unconsumed = st->unconsumed;
     st->in = (tether__buf){0};
@@ -46,17 +72,31 @@ void tether__h2_stream_deliver(tether__h2_stream *st) {
 
 /* ---- the response ---- */
 
+/* The connection-specific fields HTTP/2 does not carry (RFC 9113 section 8.2.2), told apart by length first:
+ * most names are none of them. */
 static int hop_name(tether__slice n) {
-  return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive") ||
-         tether__h1_token_eq(n, "proxy-connection") || tether__h1_token_eq(n, "transfer-encoding") ||
-         tether__h1_token_eq(n, "upgrade") || tether__h1_token_eq(n, "te");
+  switch (n.n) {
+  case 2:
+    return tether__h1_token_eq(n, "te");
+  case 7:
+    return tether__h1_token_eq(n, "upgrade");
+  case 10:
+    return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive");
+  case 16:
+    return tether__h1_token_eq(n, "proxy-connection");
+  case 17:
+    return tether__h1_token_eq(n, "transfer-encoding");
+  default:
+    return 0;
+  }
 }
 
 /* The response head is complete: HEADERS, with a data source when a body follows. */
 static void submit_head(tether__h2_stream *st, const tether__h1_msg *m) {
   nghttp2_nv nv[TETHER__H1_MAX_HEADERS + 1];
   char status[16], names[TETHER__H1_MAX_HEADERS][64];
-  snprintf(status, sizeof(status), "%03d", m->status % 1000);
+  int code = m->status % 1000;
+  status[0] = (char)('0' + code / 100), status[1] = (char)('0' + code / 10 % 10), status[2] = (char)('0' + code % 10);
   size_t n = 0;
   nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
   for (size_t i = 0; i < m->nheaders; i++) {
@@ -131,27 +171,38 @@ static void body_bytes(tether__h2_stream *st, const char *p, size_t len) {
   if (st->rstate == 2) st->out_eof = 1;
 }
 
-/* The head, once it is whole (interim 1xx answers are dropped: HTTP/2 has them, but the request is whole). */
+/* The response heads of a worker's streams are parsed here, one at a time (each worker is a thread): 3 KiB
+ * not allocated per stream. */
+static _Thread_local tether__h1_msg resp_msg;
+
+/* The head, once it is whole (interim 1xx answers are dropped: HTTP/2 has them, but the request is whole).
+ * Bytes that hold a whole head are parsed where they are; a head in pieces is gathered in rhead first. */
 static int head_bytes(tether__h2_stream *st, tether__client *c, const char *p, size_t len) {
-  tether__buf_append(&st->rhead, p, len);
+  if (st->rhead.len) {
+    tether__buf_append(&st->rhead, p, len);
+    p = st->rhead.data;
+    len = st->rhead.len;
+  }
+  tether__h1_msg *m = &resp_msg;
+  tether__h1_limits lim = TETHER__H1_DEFAULT_LIMITS;
+  lim.max_head = 65536;
   for (;;) {
-    tether__h1_msg *m = tether__malloc(sizeof(*m));
-    tether__h1_limits lim = TETHER__H1_DEFAULT_LIMITS;
-    lim.max_head = 65536;
-    int n = tether__h1_parse_response(st->rhead.data, st->rhead.len, &lim, c->is_head, m);
-    if (n <= 0) {
-      free(m);
-      return n == 0 ? 0 : -1;
+    int n = tether__h1_parse_response(p, len, &lim, c->is_head, m);
+    if (n < 0) return -1;
+    if (n == 0) { /* the rest of the head is still to come: keep what remains of it */
+      if (!st->rhead.len) {
+        tether__buf_append(&st->rhead, p, len);
+      } else if (p != st->rhead.data) {
+        memmove(st->rhead.data, p, len);
+        st->rhead.len = len;
+      }
+      return 0;
     }
-    if (m->status >= 100 && m->status < 200) {
-      free(m);
-      memmove(st->rhead.data, st->rhead.data + n, st->rhead.len - (size_t)n);
-      st->rhead.len -= (size_t)n;
-      continue;
-    }
+    p += n;
+    len -= (size_t)n;
+    if (m->status >= 100 && m->status < 200) continue;
     submit_head(st, m);
-    free(m);
-    if ((size_t)n < st->rhead.len && st->rstate == 1) body_bytes(st, st->rhead.data + n, st->rhead.len - (size_t)n);
+    if (len && st->rstate == 1) body_bytes(st, p, len);
     tether__buf_free(&st->rhead);
     return 0;
   }
