@@ -43,9 +43,9 @@
 #define WARMUP_S 0.5 /* before each cell, not measured (both sides) */
 #define SECRET "bench-secret"
 #define MAX_AGE_MS 3600000
-#define MODE_STORE 1   /* tether_store_get + JSON parse/change/serialize + tether_store_set */
-#define MODE_SESSION 2 /* tether_session_load + change + tether_session_commit */
-#define MODE_ASYNC 4   /* MODE_STORE's work through tether_astore_*: every session in flight in one thread */
+#define MODE_STORE 1         /* tether_store_get + JSON parse/change/serialize + tether_store_set */
+#define MODE_SESSION 2       /* tether_session_load + change + tether_session_commit */
+#define MODE_ASYNC 4         /* MODE_STORE's work through tether_astore_*: every session in flight in one thread */
 #define MODE_ASYNC_SESSION 8 /* MODE_SESSION's work on the event loops: tether_session_load_async + commit_async */
 
 typedef struct config {
@@ -414,8 +414,9 @@ static void a_next(aclient *cl) {
     return;
   }
   cl->t0 = t;
-  int rc = ac->sh->mode == MODE_ASYNC_SESSION ? tether_session_load_async(ac->sh->mgr, ac->a, cl->w->cookie, a_loaded, cl)
-                                              : tether_astore_get(ac->a, cl->w->sid, a_got, cl);
+  int rc = ac->sh->mode == MODE_ASYNC_SESSION
+               ? tether_session_load_async(ac->sh->mgr, ac->a, cl->w->cookie, a_loaded, cl)
+               : tether_astore_get(ac->a, cl->w->sid, a_got, cl);
   if (rc < 0) {
     cl->w->errors++;
     if (--ac->running == 0) uv_stop(&ac->loop);
@@ -713,8 +714,10 @@ static void print_table(const config *cfg, cell *cells, int n) {
 /* ---- main ---- */
 
 static void usage(void) {
-  fprintf(stderr, "usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R] "
-                  "[--in-flight N,M] [--api store|session|async|async-session|loop|both|all] [--node-script PATH | --no-node]\n");
+  fprintf(
+      stderr,
+      "usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R] "
+      "[--in-flight N,M] [--api store|session|async|async-session|loop|both|all] [--node-script PATH | --no-node]\n");
   exit(2);
 }
 
@@ -754,14 +757,14 @@ int main(int argc, char **argv) {
       cfg.node_script = argv[++i];
     else if (strcmp(a, "--api") == 0) {
       const char *m = argv[++i];
-      cfg.modes = !strcmp(m, "store")     ? MODE_STORE
-                  : !strcmp(m, "session") ? MODE_SESSION
-                  : !strcmp(m, "async")   ? MODE_ASYNC
+      cfg.modes = !strcmp(m, "store")           ? MODE_STORE
+                  : !strcmp(m, "session")       ? MODE_SESSION
+                  : !strcmp(m, "async")         ? MODE_ASYNC
                   : !strcmp(m, "async-session") ? MODE_ASYNC_SESSION
-                  : !strcmp(m, "loop")    ? MODE_ASYNC | MODE_ASYNC_SESSION
-                  : !strcmp(m, "both")    ? MODE_STORE | MODE_SESSION
-                  : !strcmp(m, "all")     ? MODE_STORE | MODE_SESSION | MODE_ASYNC | MODE_ASYNC_SESSION
-                                          : 0;
+                  : !strcmp(m, "loop")          ? MODE_ASYNC | MODE_ASYNC_SESSION
+                  : !strcmp(m, "both")          ? MODE_STORE | MODE_SESSION
+                  : !strcmp(m, "all")           ? MODE_STORE | MODE_SESSION | MODE_ASYNC | MODE_ASYNC_SESSION
+                                                : 0;
       if (cfg.modes == 0) usage();
     } else
       usage();

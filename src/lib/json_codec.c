@@ -15,8 +15,8 @@
 
 #include "json.h"
 
-#define MAX_DEPTH 64   /* deeper values are left to jansson */
-#define MAX_MEMBERS 32 /* objects wider than this are left to jansson (the repeated-name check is quadratic) */
+#define MAX_DEPTH 64 /* deeper values are left to jansson */
+#define MAX_MEMBERS TETHER__JSON_MAX_MEMBERS
 #define EXACT_INT 9007199254740992LL /* 2^53 */
 
 static inline int is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -272,8 +272,10 @@ static int canon_string(const char *p, size_t n, size_t *i) {
 static int canon_number(const char *p, size_t n, size_t *i) {
   size_t s = *i, k = s, digits = 0, plain = 1;
   while (k < n && (is_digit(p[k]) || p[k] == '-' || p[k] == '+' || p[k] == '.' || p[k] == 'e')) {
-    if (!is_digit(p[k])) plain = p[k] == '-' && k == s;
-    else digits++;
+    if (!is_digit(p[k]))
+      plain = p[k] == '-' && k == s;
+    else
+      digits++;
     k++;
   }
   size_t len = k - s;
@@ -295,7 +297,8 @@ static int canon_number(const char *p, size_t n, size_t *i) {
 
 static int canon_value(const char *p, size_t n, size_t *i, int depth);
 
-static int canon_object(const char *p, size_t n, size_t *i, int depth) {
+/* An object; at the top (out not NULL) its members' places are recorded too, values with their quotes. */
+static int canon_object(const char *p, size_t n, size_t *i, int depth, tether__json_member *out) {
   size_t k = *i + 1, names[MAX_MEMBERS], lens[MAX_MEMBERS];
   int count = 0;
   if (k < n && p[k] == '}') {
@@ -309,13 +312,20 @@ static int canon_object(const char *p, size_t n, size_t *i, int depth) {
     for (int j = 0; j < count; j++) /* one spelling per name: equal names are equal bytes */
       if (lens[j] == k - ks && memcmp(p + names[j], p + ks, k - ks) == 0) return 0;
     names[count] = ks;
-    lens[count++] = k - ks;
+    lens[count] = k - ks;
     if (k >= n || p[k] != ':') return 0;
-    k++;
+    size_t vs = ++k;
     if (!canon_value(p, n, &k, depth + 1)) return 0;
+    if (out)
+      out[count] = (tether__json_member){.key = (uint32_t)ks + 1,
+                                         .key_len = (uint32_t)(lens[count] - 2),
+                                         .value = (uint32_t)vs,
+                                         .value_len = (uint32_t)(k - vs),
+                                         .type = memchr(p + ks, '\\', lens[count]) ? TETHER__JSON_KEY_ESC : 0};
+    count++;
     if (k < n && p[k] == '}') {
       *i = k + 1;
-      return 1;
+      return count;
     }
     if (k >= n || p[k] != ',') return 0;
     k++;
@@ -343,7 +353,7 @@ static int canon_value(const char *p, size_t n, size_t *i, int depth) {
   if (*i >= n || depth > MAX_DEPTH) return 0;
   char c = p[*i];
   if (c == '"') return canon_string(p, n, i);
-  if (c == '{') return canon_object(p, n, i, depth);
+  if (c == '{') return canon_object(p, n, i, depth, NULL) != 0;
   if (c == '[') return canon_array(p, n, i, depth);
   if (c == '-' || is_digit(c)) return canon_number(p, n, i);
   static const char *const lits[] = {"true", "false", "null"};
@@ -360,4 +370,12 @@ static int canon_value(const char *p, size_t n, size_t *i, int depth) {
 int tether__json_canonical(const char *p, size_t n) {
   size_t i = 0;
   return canon_value(p, n, &i, 0) && i == n;
+}
+
+int tether__json_canonical_object(const char *p, size_t n, tether__json_member m[TETHER__JSON_MAX_MEMBERS]) {
+  size_t i = 0;
+  if (n < 2 || n > UINT32_MAX || p[0] != '{') return -1;
+  if (p[1] == '}') return n == 2 ? 0 : -1;
+  int count = canon_object(p, n, &i, 0, m);
+  return count > 0 && i == n ? count : -1;
 }

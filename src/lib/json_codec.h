@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "json.h"
 #include "util.h"
 
 #define TETHER__JSON_NUMBER_MAX 32 /* room for any number's text and its NUL */
@@ -27,6 +28,11 @@ void tether__json_write(tether__buf *b, const json_t *v);
  * names); 0 otherwise, including for what is valid but written differently, or nested deeper or wider
  * than this check goes: the caller then asks jansson. */
 int tether__json_canonical(const char *p, size_t n);
+
+/* The same for an object, with its members' places into m (a string value with its quotes): their number,
+ * or -1 when the text is not an object in that form (or has more than TETHER__JSON_MAX_MEMBERS). */
+#define TETHER__JSON_MAX_MEMBERS 32 /* wider objects are left to jansson (the repeated-name check is quadratic) */
+int tether__json_canonical_object(const char *p, size_t n, tether__json_member m[TETHER__JSON_MAX_MEMBERS]);
 
 /* 1 when s[0..n) is UTF-8 as jansson accepts it (no overlong forms, surrogates or NUL bytes). */
 int tether__utf8_valid(const char *s, size_t n);

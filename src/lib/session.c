@@ -225,7 +225,8 @@ static int cookie_parse(const char *p, size_t n, cookie_state *cs) {
     const char *v = p + jm.value;
     double num;
     if (tether__json_member_is(p, &jm, "originalMaxAge", 14)) {
-      if ((t == TETHER__JSON_INT || t == TETHER__JSON_REAL) && number_of(v, jm.value_len, &num) && num >= (double)-MAX_AGE_LIMIT && num <= (double)MAX_AGE_LIMIT)
+      if ((t == TETHER__JSON_INT || t == TETHER__JSON_REAL) && number_of(v, jm.value_len, &num) &&
+          num >= (double)-MAX_AGE_LIMIT && num <= (double)MAX_AGE_LIMIT)
         cs->original_max_age = (int64_t)num;
       else if (t != TETHER__JSON_NULL)
         return -1;
@@ -243,7 +244,7 @@ static int cookie_parse(const char *p, size_t n, cookie_state *cs) {
     } else if (tether__json_member_is(p, &jm, "sameSite", 8)) {
       char ss[8] = "";
       if (t == TETHER__JSON_STRING) member_str(p, &jm, ss, sizeof(ss));
-      cs->same_site = t == TETHER__JSON_TRUE           ? TETHER_SAME_SITE_STRICT
+      cs->same_site = t == TETHER__JSON_TRUE      ? TETHER_SAME_SITE_STRICT
                       : !strcasecmp(ss, "strict") ? TETHER_SAME_SITE_STRICT
                       : !strcasecmp(ss, "lax")    ? TETHER_SAME_SITE_LAX
                       : !strcasecmp(ss, "none")   ? TETHER_SAME_SITE_NONE
@@ -574,10 +575,14 @@ static int should_set_cookie(const tether_session *s, const char *hash) {
   return m->rolling || (s->cookie.expires_ms != 0 && is_modified(s, hash));
 }
 
+static void append_str(tether__buf *b, const char *v) { tether__buf_append(b, v, strlen(v)); }
+
 static char *set_cookie_value(tether_session *s, int *err) {
   tether_sessions *m = s->mgr;
   tether__buf b = {0};
-  tether__buf_appendf(&b, "%s=", m->name);
+  tether__buf_reserve(&b, 192);
+  append_str(&b, m->name);
+  APPEND_LIT(&b, "=");
   if (tether_store_client_side(m->store)) {
     char *json = tether_session_serialize(s);
     char *tok = tether__jwt_cookie_encode(m->jwt, s->id, json, store_expires(s), err);
@@ -586,34 +591,40 @@ static char *set_cookie_value(tether_session *s, int *err) {
       tether__buf_free(&b);
       return NULL;
     }
-    tether__buf_append(&b, tok, strlen(tok));
+    append_str(&b, tok);
     free(tok);
   } else {
-    char signed_val[SID_CAP + TETHER_SIG_LEN + 4];
+    char signed_val[SID_CAP + TETHER_SIG_LEN + 4], enc[3 * sizeof(signed_val) + 4] = "s%3A";
     tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
-    tether__buf_appendf(&b, "s%%3A");
+    size_t o = 4;
     for (const char *p = signed_val; *p; p++) {
-      if (*p == '+')
-        tether__buf_appendf(&b, "%%2B");
-      else if (*p == '/')
-        tether__buf_appendf(&b, "%%2F");
-      else if (*p == '=')
-        tether__buf_appendf(&b, "%%3D");
+      const char *e = *p == '+' ? "%2B" : *p == '/' ? "%2F" : *p == '=' ? "%3D" : NULL;
+      if (e)
+        memcpy(enc + o, e, 3), o += 3;
       else
-        tether__buf_append(&b, p, 1);
+        enc[o++] = *p;
     }
+    tether__buf_append(&b, enc, o);
   }
-  if (s->cookie.domain) tether__buf_appendf(&b, "; Domain=%s", s->cookie.domain);
-  tether__buf_appendf(&b, "; Path=%s", s->cookie.path);
+  if (s->cookie.domain) {
+    APPEND_LIT(&b, "; Domain=");
+    append_str(&b, s->cookie.domain);
+  }
+  APPEND_LIT(&b, "; Path=");
+  append_str(&b, s->cookie.path);
   if (s->cookie.expires_ms) {
     char date[40];
     tether__http_date(s->cookie.expires_ms, date);
-    tether__buf_appendf(&b, "; Expires=%s", date);
+    APPEND_LIT(&b, "; Expires=");
+    append_str(&b, date);
   }
-  if (s->cookie.http_only) tether__buf_appendf(&b, "; HttpOnly");
-  if (s->cookie.secure) tether__buf_appendf(&b, "; Secure");
+  if (s->cookie.http_only) APPEND_LIT(&b, "; HttpOnly");
+  if (s->cookie.secure) APPEND_LIT(&b, "; Secure");
   static const char *ss[] = {NULL, "Strict", "Lax", "None"};
-  if (s->cookie.same_site) tether__buf_appendf(&b, "; SameSite=%s", ss[s->cookie.same_site]);
+  if (s->cookie.same_site) {
+    APPEND_LIT(&b, "; SameSite=");
+    append_str(&b, ss[s->cookie.same_site]);
+  }
   return b.data;
 }
 

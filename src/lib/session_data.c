@@ -87,17 +87,18 @@ char *tether__sdata_text(const tether__sdata *d) {
   return b.data;
 }
 
-/* Text already in JSON.stringify's form: split at the members, each value kept as its bytes. */
-static void split_canonical(tether__sdata *d, const char *p, size_t n) {
-  tether__json_walker w;
-  tether__json_member jm;
-  tether__json_walk_begin(&w, p, n);
-  while (tether__json_walk_next(&w, &jm)) {
-    char *key = tether__malloc(jm.key_len + 1);
-    tether__json_str_unescape(p + jm.key, jm.key_len, (jm.type & TETHER__JSON_KEY_ESC) != 0, key, jm.key_len + 1);
-    size_t vs = jm.value, vl = jm.value_len;
-    if (TETHER__JSON_TYPE(jm.type) == TETHER__JSON_STRING) vs--, vl += 2; /* with its quotes */
-    set_owned(d, key, tether__strndup(p + vs, vl), vl);
+/* Text already in JSON.stringify's form (count members at m): each value kept as its bytes. */
+static void split_canonical(tether__sdata *d, const char *p, const tether__json_member *m, int count) {
+  d->cap = (size_t)count;
+  d->m = tether__malloc(d->cap * sizeof(*d->m));
+  for (int i = 0; i < count; i++) { /* the names are distinct: no lookup */
+    tether__member *o = &d->m[d->n++];
+    o->key = tether__malloc(m[i].key_len + 1);
+    tether__json_str_unescape(p + m[i].key, m[i].key_len, (m[i].type & TETHER__JSON_KEY_ESC) != 0, o->key,
+                              m[i].key_len + 1);
+    o->text = tether__strndup(p + m[i].value, m[i].value_len);
+    o->len = m[i].value_len;
+    o->value = NULL;
   }
 }
 
@@ -122,8 +123,10 @@ static int split_parsed(tether__sdata *d, const char *p, size_t n, size_t flags)
 
 int tether__sdata_parse(tether__sdata *d, const char *p, size_t n, size_t flags) {
   tether__sdata_clear(d);
-  if (n > 0 && p[0] == '{' && tether__json_canonical(p, n)) {
-    split_canonical(d, p, n);
+  tether__json_member m[TETHER__JSON_MAX_MEMBERS];
+  int count = tether__json_canonical_object(p, n, m);
+  if (count >= 0) {
+    if (count > 0) split_canonical(d, p, m, count);
     return 0;
   }
   return split_parsed(d, p, n, flags);

@@ -59,7 +59,8 @@ static void test_codec_writes_what_node_writes(void **state) {
       char num[TETHER__JSON_NUMBER_MAX];
       double d = json_is_real(v) ? json_real_value(v) : (double)json_integer_value(v);
       size_t k = tether__json_number(d, num);
-      if (k != n || memcmp(num, line, n) != 0) fail_msg("line %d: node %.*s, libtether %s", lines + 1, (int)n, line, num);
+      if (k != n || memcmp(num, line, n) != 0)
+        fail_msg("line %d: node %.*s, libtether %s", lines + 1, (int)n, line, num);
     }
     objects += json_is_object(v);
     tether__buf_free(&out);
