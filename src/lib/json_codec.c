@@ -230,10 +230,23 @@ int tether__utf8_valid(const char *s, size_t n) {
 
 /* ---- the check ---- */
 
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+/* Does any byte of x need a look: a control character, '"', '\\' or a byte of a multibyte character? */
+static inline int special8(uint64_t x) {
+  uint64_t q = x ^ (ONES * '"'), b = x ^ (ONES * '\\');
+  return (((x - ONES * 0x20) | (q - ONES) | (b - ONES) | x) & HIGHS) != 0;
+}
+
 /* A string at p[*i] == '"' written as JSON.stringify writes it. */
 static int canon_string(const char *p, size_t n, size_t *i) {
   size_t k = *i + 1;
   while (k < n) {
+    uint64_t x;
+    if (k + 8 <= n && (memcpy(&x, p + k, 8), !special8(x))) { /* eight plain ASCII bytes at once */
+      k += 8;
+      continue;
+    }
     unsigned char c = (unsigned char)p[k];
     if (c == '"') {
       *i = k + 1;

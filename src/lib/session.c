@@ -41,13 +41,14 @@ typedef struct cookie_state {
 
 struct tether_session {
   tether_sessions *mgr;
-  char id[SID_CAP];          /* req.sessionID */
-  char cookie_id[SID_CAP];   /* the id the request's cookie carried ("" when none): cookieId */
-  char original_id[SID_CAP]; /* originalId */
-  char *original_hash;       /* data as loaded or generated: originalHash */
-  char *saved_hash;          /* data as last saved or loaded (NULL: unknown): savedHash */
-  tether__sdata data;        /* application fields, without "cookie" */
-  int have_data;             /* data was loaded or generated */
+  char id[SID_CAP];                                 /* req.sessionID */
+  char cookie_id[SID_CAP];                          /* the id the request's cookie carried ("" when none): cookieId */
+  char original_id[SID_CAP];                        /* originalId */
+  char cookie_signed[SID_CAP + TETHER_SIG_LEN + 4]; /* "id.sig" as it came in, when signed with secret[0] ("") */
+  char *original_hash;                              /* data as loaded or generated: originalHash */
+  char *saved_hash;                                 /* data as last saved or loaded (NULL: unknown): savedHash */
+  tether__sdata data;                               /* application fields, without "cookie" */
+  int have_data;                                    /* data was loaded or generated */
   cookie_state cookie;
   int destroyed;
   int is_new;
@@ -331,7 +332,11 @@ static int read_cookie(tether_session *s, const char *header, char **client_json
   if (strncmp(raw, "s:", 2) != 0) goto done; /* unsigned cookie: ignored */
   char *val = tether__malloc(cap);
   int vl = tether_cookie_unsign(raw + 2, (const char *const *)m->secret, m->nsecret, val, cap);
-  if (vl > 0 && vl < SID_CAP && tether__sid_valid(val)) memcpy(s->cookie_id, val, (size_t)vl + 1);
+  if (vl > 0 && vl < SID_CAP && tether__sid_valid(val)) {
+    memcpy(s->cookie_id, val, (size_t)vl + 1);
+    /* with one secret, the Set-Cookie for this id is this value again: no second HMAC */
+    if (m->nsecret == 1 && strlen(raw + 2) < sizeof(s->cookie_signed)) strcpy(s->cookie_signed, raw + 2);
+  }
   free(val);
 done:
   free(raw);
@@ -595,7 +600,10 @@ static char *set_cookie_value(tether_session *s, int *err) {
     free(tok);
   } else {
     char signed_val[SID_CAP + TETHER_SIG_LEN + 4], enc[3 * sizeof(signed_val) + 4] = "s%3A";
-    tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
+    if (s->cookie_signed[0] && strcmp(s->id, s->cookie_id) == 0)
+      memcpy(signed_val, s->cookie_signed, sizeof(signed_val));
+    else
+      tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
     size_t o = 4;
     for (const char *p = signed_val; *p; p++) {
       const char *e = *p == '+' ? "%2B" : *p == '/' ? "%2F" : *p == '=' ? "%3D" : NULL;
