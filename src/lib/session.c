@@ -1,5 +1,6 @@
 /* libtether: sessions with express-session's rules (load, generate, regenerate, destroy, save, touch,
  * Set-Cookie) over any store. The rules are quoted in docs/sessions.md. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -265,8 +266,11 @@ static int cookie_parse(const char *p, size_t n, cookie_state *cs) {
 /* Takes express-session's stored JSON apart into s (data + cookie). TETHER_ECORRUPT on anything else. */
 static int inflate(tether_session *s, const char *json, size_t len) {
   tether__sdata d = {0};
-  if (tether__sdata_parse(&d, json, len, JSON_REJECT_DUPLICATES) < 0)
-    return tether__fail(TETHER_ECORRUPT, "stored session is %s", tether_last_error());
+  if (tether__sdata_parse(&d, json, len, JSON_REJECT_DUPLICATES) < 0) {
+    char why[200]; /* the message is rewritten in the buffer it is read from */
+    snprintf(why, sizeof(why), "%s", tether_last_error());
+    return tether__fail(TETHER_ECORRUPT, "stored session is %s", why);
+  }
   tether__member *c = tether__sdata_find(&d, "cookie");
   if (c == NULL || c->text[0] != '{') {
     tether__sdata_clear(&d);
