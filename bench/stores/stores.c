@@ -531,8 +531,8 @@ static void run_node(const config *cfg, const char *dir, const char *ports, cons
   }
   if (f) fclose(f);
   if (res == NULL) {
-    snprintf(c->na, sizeof(c->na), "the Node peer failed (exit %d): %s", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-             last_text);
+    snprintf(c->na, sizeof(c->na), "the Node peer failed (exit %d): %.150s",
+             WIFEXITED(status) ? WEXITSTATUS(status) : -1, last_text);
     return;
   }
   const char *peer = json_string_value(json_object_get(res, "peer"));
