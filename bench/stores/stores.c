@@ -13,7 +13,7 @@
  *
  * Usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R]
  *                     [--in-flight 1,8]
- *                     [--api store|session|async|both|all] [--node-script PATH | --no-node]
+ *                     [--api store|session|async|async-session|loop|both|all] [--node-script PATH | --no-node]
  * Stores: memory, sqlite, redis, memcached, postgres, redis-cluster (3 masters, no replicas, compared with
  * connect-redis over node-redis's createCluster). Progress goes to stderr, the table to stdout. */
 #include <errno.h>
@@ -43,9 +43,10 @@
 #define WARMUP_S 0.5 /* before each cell, not measured (both sides) */
 #define SECRET "bench-secret"
 #define MAX_AGE_MS 3600000
-#define MODE_STORE 1   /* tether_store_get + JSON parse/change/serialize + tether_store_set */
-#define MODE_SESSION 2 /* tether_session_load + change + tether_session_commit */
-#define MODE_ASYNC 4   /* MODE_STORE's work through tether_astore_*: every session in flight in one thread */
+#define MODE_STORE 1         /* tether_store_get + JSON parse/change/serialize + tether_store_set */
+#define MODE_SESSION 2       /* tether_session_load + change + tether_session_commit */
+#define MODE_ASYNC 4         /* MODE_STORE's work through tether_astore_*: every session in flight in one thread */
+#define MODE_ASYNC_SESSION 8 /* MODE_SESSION's work on the event loops: tether_session_load_async + commit_async */
 
 typedef struct config {
   double seconds;     /* per cell */
@@ -337,6 +338,7 @@ typedef struct aclient {
   struct acell *ac;
   worker *w;
   uint64_t t0;
+  tether_session *s; /* MODE_ASYNC_SESSION: the session between load and commit */
 } aclient;
 
 typedef struct acell {
@@ -378,6 +380,32 @@ static void a_got(void *arg, int rc, char *json, size_t len) {
   if (tether_astore_set(cl->ac->a, cl->w->sid, cl->w->out, n, expires, a_saved, cl) < 0) a_saved(cl, -1);
 }
 
+static void a_committed(void *arg, int rc, char *set_cookie) {
+  aclient *cl = arg;
+  free(set_cookie);
+  tether_session_free(cl->s);
+  cl->s = NULL;
+  a_saved(cl, rc);
+}
+
+/* What session_round_trip does, on the loop: the application reads visits and writes visits + 1. */
+static void a_loaded(void *arg, int rc, tether_session *s) {
+  aclient *cl = arg;
+  if (rc < 0) {
+    a_saved(cl, rc);
+    return;
+  }
+  int64_t visits = 0;
+  tether_session_get_int(s, "visits", &visits);
+  tether_session_set_int(s, "visits", visits + 1);
+  cl->s = s;
+  if (tether_session_is_new(s) || tether_session_commit_async(s, cl->ac->a, a_committed, cl) < 0) {
+    tether_session_free(s);
+    cl->s = NULL;
+    a_saved(cl, TETHER_ENOTFOUND); /* lost (new) or not sent: counted as an error */
+  }
+}
+
 static void a_next(aclient *cl) {
   acell *ac = cl->ac;
   uint64_t t = now_us();
@@ -386,7 +414,10 @@ static void a_next(aclient *cl) {
     return;
   }
   cl->t0 = t;
-  if (tether_astore_get(ac->a, cl->w->sid, a_got, cl) < 0) {
+  int rc = ac->sh->mode == MODE_ASYNC_SESSION
+               ? tether_session_load_async(ac->sh->mgr, ac->a, cl->w->cookie, a_loaded, cl)
+               : tether_astore_get(ac->a, cl->w->sid, a_got, cl);
+  if (rc < 0) {
     cl->w->errors++;
     if (--ac->running == 0) uv_stop(&ac->loop);
   }
@@ -402,8 +433,9 @@ static void *a_loop_main(void *arg) {
   return NULL;
 }
 
-static void run_async_cell(const config *cfg, tether_store *st, const pid_t *srv, int nsrv, int conc, cell *c) {
-  shared sh = {.cfg = cfg, .mode = MODE_STORE, .store = st, .srv = srv, .nsrv = nsrv};
+static void run_async_cell(const config *cfg, tether_store *st, const pid_t *srv, int nsrv, int mode, int conc,
+                           cell *c) {
+  shared sh = {.cfg = cfg, .mode = mode, .store = st, .srv = srv, .nsrv = nsrv};
   sh.mgr = manager(st);
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   int nloops = conc < ncpu ? conc : (int)(ncpu > 0 ? ncpu : 1);
@@ -499,8 +531,8 @@ static void run_node(const config *cfg, const char *dir, const char *ports, cons
   }
   if (f) fclose(f);
   if (res == NULL) {
-    snprintf(c->na, sizeof(c->na), "the Node peer failed (exit %d): %s", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-             last_text);
+    snprintf(c->na, sizeof(c->na), "the Node peer failed (exit %d): %.150s",
+             WIFEXITED(status) ? WEXITSTATUS(status) : -1, last_text);
     return;
   }
   const char *peer = json_string_value(json_object_get(res, "peer"));
@@ -668,7 +700,8 @@ static void print_table(const config *cfg, cell *cells, int n) {
   printf("\nA round trip is one request's session work. store get+set: tether_store_get, JSON parse, visits += 1,\n"
          "cookie.expires = now + maxAge, JSON serialize, tether_store_set (what connect-redis does). session\n"
          "load+commit: tether_session_load + tether_session_commit (adds the cookie's HMAC check, express-session's\n"
-         "change detection and the Set-Cookie signature). connect-redis: store.get, store.createSession, visits += 1,\n"
+         "change detection and the Set-Cookie signature; async: tether_session_load_async + commit_async on the\n"
+         "loops, libtether's session JSON path). connect-redis: store.get, store.createSession, visits += 1,\n"
          "touch, store.set on one node-redis 4 client (or createCluster, for redis-cluster), N async loops in one\n"
          "Node process. Same servers, same\n"
          "run, one machine with %ld cores shared by the servers, the C threads and Node. The redis and\n"
@@ -682,8 +715,10 @@ static void print_table(const config *cfg, cell *cells, int n) {
 /* ---- main ---- */
 
 static void usage(void) {
-  fprintf(stderr, "usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R] "
-                  "[--in-flight N,M] [--api store|session|async|both|all] [--node-script PATH | --no-node]\n");
+  fprintf(
+      stderr,
+      "usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R] "
+      "[--in-flight N,M] [--api store|session|async|async-session|loop|both|all] [--node-script PATH | --no-node]\n");
   exit(2);
 }
 
@@ -692,7 +727,7 @@ int main(int argc, char **argv) {
                 .max_ops = 2000000,
                 .value_size = 512,
                 .stores = "memory,sqlite,redis,memcached,postgres",
-                .modes = MODE_STORE | MODE_SESSION | MODE_ASYNC,
+                .modes = MODE_STORE | MODE_SESSION | MODE_ASYNC | MODE_ASYNC_SESSION,
                 .levels = {1, 8},
                 .rounds = 3,
                 .nlevels = 2};
@@ -723,12 +758,14 @@ int main(int argc, char **argv) {
       cfg.node_script = argv[++i];
     else if (strcmp(a, "--api") == 0) {
       const char *m = argv[++i];
-      cfg.modes = !strcmp(m, "store")     ? MODE_STORE
-                  : !strcmp(m, "session") ? MODE_SESSION
-                  : !strcmp(m, "async")   ? MODE_ASYNC
-                  : !strcmp(m, "both")    ? MODE_STORE | MODE_SESSION
-                  : !strcmp(m, "all")     ? MODE_STORE | MODE_SESSION | MODE_ASYNC
-                                          : 0;
+      cfg.modes = !strcmp(m, "store")           ? MODE_STORE
+                  : !strcmp(m, "session")       ? MODE_SESSION
+                  : !strcmp(m, "async")         ? MODE_ASYNC
+                  : !strcmp(m, "async-session") ? MODE_ASYNC_SESSION
+                  : !strcmp(m, "loop")          ? MODE_ASYNC | MODE_ASYNC_SESSION
+                  : !strcmp(m, "both")          ? MODE_STORE | MODE_SESSION
+                  : !strcmp(m, "all")           ? MODE_STORE | MODE_SESSION | MODE_ASYNC | MODE_ASYNC_SESSION
+                                                : 0;
       if (cfg.modes == 0) usage();
     } else
       usage();
@@ -759,27 +796,28 @@ int main(int argc, char **argv) {
     pid_t srv[3];
     int nsrv = server_pids(names[s], &sv, srv);
     for (int l = 0; l < cfg.nlevels; l++) {
-      cell sides[4][MAX_ROUNDS];
+      cell sides[5][MAX_ROUNDS];
       memset(sides, 0, sizeof(sides));
       int nsides = 0;
       for (int r = 0; r < rounds; r++) {
         nsides = 0;
-        for (int mode = MODE_STORE; mode <= MODE_ASYNC; mode <<= 1) {
+        for (int mode = MODE_STORE; mode <= MODE_ASYNC_SESSION; mode <<= 1) {
           if (!(cfg.modes & mode)) continue;
-          if (mode == MODE_ASYNC && !redis_like) continue; /* the others use threads anyway */
+          if (mode >= MODE_ASYNC && !redis_like) continue; /* the others use threads anyway */
           cell *c = &sides[nsides++][r];
           snprintf(c->store, sizeof(c->store), "%s", names[s]);
           c->api = mode == MODE_STORE     ? "store get+set"
                    : mode == MODE_SESSION ? "session load+commit"
-                                          : "async store get+set";
+                   : mode == MODE_ASYNC   ? "async store get+set"
+                                          : "async session load+commit";
           c->conc = cfg.levels[l];
           if (st == NULL) {
             snprintf(c->na, sizeof(c->na), "%s", na);
             continue;
           }
           fprintf(stderr, "bench: %s, %s, %d in flight (round %d/%d)...\n", names[s], c->api, c->conc, r + 1, rounds);
-          if (mode == MODE_ASYNC)
-            run_async_cell(&cfg, st, srv, nsrv, c->conc, c);
+          if (mode >= MODE_ASYNC)
+            run_async_cell(&cfg, st, srv, nsrv, mode, c->conc, c);
           else
             run_cell(&cfg, st, srv, nsrv, mode, c->conc, c);
         }

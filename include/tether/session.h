@@ -106,7 +106,8 @@ TETHER_EXTERN const char *tether_session_get_string(const tether_session *s, con
 TETHER_EXTERN int tether_session_get_int(const tether_session *s, const char *key, int64_t *out);
 /* A member of any type as compact JSON text (malloc'd), or NULL when absent. */
 TETHER_EXTERN char *tether_session_get_json(const tether_session *s, const char *key);
-/* Sets (adds or replaces) a member. 0, or TETHER_EINVAL for text that is not UTF-8 or JSON. */
+/* Sets (adds or replaces) a member. 0, or TETHER_EINVAL for text that is not UTF-8 or JSON. Values are kept as
+ * the text JSON.stringify writes: an integer past 2^53 in magnitude becomes the double JavaScript would hold. */
 TETHER_EXTERN int tether_session_set_string(tether_session *s, const char *key, const char *value);
 TETHER_EXTERN int tether_session_set_int(tether_session *s, const char *key, int64_t value);
 TETHER_EXTERN int tether_session_set_bool(tether_session *s, const char *key, int value);

@@ -31,7 +31,7 @@ static int hex4(const char *p, uint32_t *out) {
 
 /* Length of the well-formed UTF-8 sequence at p (jansson's rules: no overlong forms, no surrogates,
  * nothing above U+10FFFF), or 0. */
-static size_t utf8_seq(const uint8_t *p, size_t n) {
+size_t tether__utf8_seq(const uint8_t *p, size_t n) {
   uint8_t c = p[0];
   size_t len;
   uint32_t cp;
@@ -91,7 +91,7 @@ static int scan_string(const char *p, size_t n, size_t *pos, int *esc) {
       i++;
       continue;
     }
-    size_t l = utf8_seq((const uint8_t *)p + i, n - i);
+    size_t l = tether__utf8_seq((const uint8_t *)p + i, n - i);
     if (l == 0) return TETHER__SCAN_INVALID;
     i += l;
   }

@@ -30,6 +30,9 @@ typedef struct tether__json_member {
   uint8_t type; /* TETHER__JSON_* | the escape flags */
 } tether__json_member;
 
+/* Length of the well-formed UTF-8 sequence at p (jansson's rules), or 0. */
+size_t tether__utf8_seq(const uint8_t *p, size_t n);
+
 static inline int tether__json_is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 size_t tether__json_skip_ws(const char *p, size_t n, size_t i);
 

@@ -1,9 +1,12 @@
 /* libtether: sessions with express-session's rules (load, generate, regenerate, destroy, save, touch,
  * Set-Cookie) over any store. The rules are quoted in docs/sessions.md. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "json.h"
+#include "json_codec.h"
 #include "session_data.h"
 #include "store/store_impl.h"
 #include "tether/session.h"
@@ -39,12 +42,14 @@ typedef struct cookie_state {
 
 struct tether_session {
   tether_sessions *mgr;
-  char id[SID_CAP];          /* req.sessionID */
-  char cookie_id[SID_CAP];   /* the id the request's cookie carried ("" when none): cookieId */
-  char original_id[SID_CAP]; /* originalId */
-  char *original_hash;       /* data as loaded or generated: originalHash */
-  char *saved_hash;          /* data as last saved or loaded (NULL: unknown): savedHash */
-  json_t *data;              /* application fields, without "cookie" */
+  char id[SID_CAP];                                 /* req.sessionID */
+  char cookie_id[SID_CAP];                          /* the id the request's cookie carried ("" when none): cookieId */
+  char original_id[SID_CAP];                        /* originalId */
+  char cookie_signed[SID_CAP + TETHER_SIG_LEN + 4]; /* "id.sig" as it came in, when signed with secret[0] ("") */
+  char *original_hash;                              /* data as loaded or generated: originalHash */
+  char *saved_hash;                                 /* data as last saved or loaded (NULL: unknown): savedHash */
+  tether__sdata data;                               /* application fields, without "cookie" */
+  int have_data;                                    /* data was loaded or generated */
   cookie_state cookie;
   int destroyed;
   int is_new;
@@ -125,9 +130,8 @@ void tether_sessions_free(tether_sessions *m) {
 
 tether_store *tether_sessions_store(const tether_sessions *m) { return m->store; }
 
-static char *hash_data(const json_t *data) {
-  return json_dumps(data, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-}
+/* express-session's hash of the data: its JSON.stringify text, compared as bytes. */
+static char *hash_data(const tether_session *s) { return tether__sdata_text(&s->data); }
 
 static int same(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
 
@@ -178,8 +182,8 @@ static void cookie_reset(tether_session *s) {
 /* store.generate: a new id, empty data, the configured cookie. */
 static void generate(tether_session *s) {
   tether_session_id_generate(s->id);
-  json_decref(s->data);
-  s->data = json_object();
+  tether__sdata_clear(&s->data);
+  s->have_data = 1;
   s->created_ms = s->mgr->absolute_ms ? tether_now_ms() : 0;
   s->created_missing = 0;
   cookie_reset(s);
@@ -188,75 +192,120 @@ static void generate(tether_session *s) {
   tether__count(s->mgr->store, TETHER__C_CREATED);
 }
 
-/* Parses express-session's stored JSON into s (data + cookie). TETHER_ECORRUPT on anything else. */
-static int inflate(tether_session *s, const char *json, size_t len) {
-  json_error_t jerr;
-  json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
-  if (root == NULL || !json_is_object(root)) {
-    json_decref(root);
-    return tether__fail(TETHER_ECORRUPT, "stored session is not a JSON object (%s)", root ? "" : jerr.text);
+/* A string member's value, unescaped into out (cap bytes): its length, or -1 when it does not fit. */
+static long member_str(const char *p, const tether__json_member *jm, char *out, size_t cap) {
+  return tether__json_str_unescape(p + jm->value, jm->value_len, (jm->type & TETHER__JSON_VAL_ESC) != 0, out, cap);
+}
+
+/* A string member's value as a cookie attribute (malloc'd), or NULL when it is not one. */
+static char *member_attr(const char *p, const tether__json_member *jm) {
+  if (TETHER__JSON_TYPE(jm->type) != TETHER__JSON_STRING) return NULL;
+  char *v = tether__malloc(jm->value_len + 1);
+  member_str(p, jm, v, jm->value_len + 1);
+  if (attr_ok(v)) return v;
+  free(v);
+  return NULL;
+}
+
+/* A number's text (JSON.stringify's form) as a double; 0 when it is not a number. */
+static int number_of(const char *p, size_t n, double *out) {
+  char t[TETHER__JSON_NUMBER_MAX];
+  if (n == 0 || n >= sizeof(t) || !(p[0] == '-' || (p[0] >= '0' && p[0] <= '9'))) return 0;
+  memcpy(t, p, n);
+  t[n] = '\0';
+  *out = strtod(t, NULL);
+  return 1;
+}
+
+/* express-session's cookie object, from its JSON.stringify text. -1 when malformed. */
+static int cookie_parse(const char *p, size_t n, cookie_state *cs) {
+  tether__json_walker w;
+  tether__json_member jm;
+  tether__json_walk_begin(&w, p, n);
+  while (tether__json_walk_next(&w, &jm)) {
+    int t = TETHER__JSON_TYPE(jm.type);
+    const char *v = p + jm.value;
+    double num;
+    if (tether__json_member_is(p, &jm, "originalMaxAge", 14)) {
+      if ((t == TETHER__JSON_INT || t == TETHER__JSON_REAL) && number_of(v, jm.value_len, &num) &&
+          num >= (double)-MAX_AGE_LIMIT && num <= (double)MAX_AGE_LIMIT)
+        cs->original_max_age = (int64_t)num;
+      else if (t != TETHER__JSON_NULL)
+        return -1;
+    } else if (tether__json_member_is(p, &jm, "expires", 7)) {
+      char iso[64];
+      if (t == TETHER__JSON_STRING) {
+        if (member_str(p, &jm, iso, sizeof(iso)) < 0 || tether__parse_iso8601(iso, &cs->expires_ms) < 0) return -1;
+      } else if (t != TETHER__JSON_NULL) {
+        return -1;
+      }
+    } else if (tether__json_member_is(p, &jm, "httpOnly", 8)) {
+      cs->http_only = t == TETHER__JSON_TRUE;
+    } else if (tether__json_member_is(p, &jm, "secure", 6)) {
+      cs->secure = t == TETHER__JSON_TRUE;
+    } else if (tether__json_member_is(p, &jm, "sameSite", 8)) {
+      char ss[8] = "";
+      if (t == TETHER__JSON_STRING) member_str(p, &jm, ss, sizeof(ss));
+      cs->same_site = t == TETHER__JSON_TRUE      ? TETHER_SAME_SITE_STRICT
+                      : !strcasecmp(ss, "strict") ? TETHER_SAME_SITE_STRICT
+                      : !strcasecmp(ss, "lax")    ? TETHER_SAME_SITE_LAX
+                      : !strcasecmp(ss, "none")   ? TETHER_SAME_SITE_NONE
+                                                  : TETHER_SAME_SITE_UNSET;
+    } else if (tether__json_member_is(p, &jm, "domain", 6)) {
+      free(cs->domain);
+      cs->domain = member_attr(p, &jm);
+    } else if (tether__json_member_is(p, &jm, "path", 4)) {
+      free(cs->path);
+      cs->path = member_attr(p, &jm);
+    }
   }
-  json_t *c = json_object_get(root, "cookie");
-  if (!json_is_object(c)) {
-    json_decref(root);
+  if (cs->path == NULL) cs->path = tether__strdup("/");
+  return 0;
+}
+
+/* Takes express-session's stored JSON apart into s (data + cookie). TETHER_ECORRUPT on anything else. */
+static int inflate(tether_session *s, const char *json, size_t len) {
+  tether__sdata d = {0};
+  if (tether__sdata_parse(&d, json, len, JSON_REJECT_DUPLICATES) < 0) {
+    char why[200]; /* the message is rewritten in the buffer it is read from */
+    snprintf(why, sizeof(why), "%s", tether_last_error());
+    return tether__fail(TETHER_ECORRUPT, "stored session is %s", why);
+  }
+  tether__member *c = tether__sdata_find(&d, "cookie");
+  if (c == NULL || c->text[0] != '{') {
+    tether__sdata_clear(&d);
     return tether__fail(TETHER_ECORRUPT, "stored session has no cookie object");
   }
   cookie_state cs = {.original_max_age = -1, .http_only = 1};
-  json_t *v = json_object_get(c, "originalMaxAge");
-  if (json_is_number(v) && json_number_value(v) >= (double)-MAX_AGE_LIMIT &&
-      json_number_value(v) <= (double)MAX_AGE_LIMIT)
-    cs.original_max_age = (int64_t)json_number_value(v);
-  else if (v && !json_is_null(v))
-    goto corrupt;
-  v = json_object_get(c, "expires");
-  if (json_is_string(v)) {
-    if (tether__parse_iso8601(json_string_value(v), &cs.expires_ms) < 0) goto corrupt;
-  } else if (v && !json_is_null(v)) {
-    goto corrupt;
+  if (cookie_parse(c->text, c->len, &cs) < 0) {
+    free(cs.domain);
+    free(cs.path);
+    tether__sdata_clear(&d);
+    return tether__fail(TETHER_ECORRUPT, "stored session has a malformed cookie object");
   }
-  v = json_object_get(c, "httpOnly");
-  if (v) cs.http_only = json_is_true(v);
-  v = json_object_get(c, "secure");
-  if (v) cs.secure = json_is_true(v);
-  v = json_object_get(c, "sameSite");
-  if (json_is_true(v))
-    cs.same_site = TETHER_SAME_SITE_STRICT;
-  else if (json_is_string(v)) {
-    const char *ss = json_string_value(v);
-    cs.same_site = !strcasecmp(ss, "strict") ? TETHER_SAME_SITE_STRICT
-                   : !strcasecmp(ss, "lax")  ? TETHER_SAME_SITE_LAX
-                   : !strcasecmp(ss, "none") ? TETHER_SAME_SITE_NONE
-                                             : TETHER_SAME_SITE_UNSET;
-  }
-  v = json_object_get(c, "domain");
-  if (json_is_string(v) && attr_ok(json_string_value(v))) cs.domain = tether__strdup(json_string_value(v));
-  v = json_object_get(c, "path");
-  cs.path = tether__strdup(json_is_string(v) && attr_ok(json_string_value(v)) ? json_string_value(v) : "/");
   int64_t now = tether_now_ms(), created = 0;
-  v = json_object_get(root, CREATED_KEY);
-  if (json_is_number(v) && json_number_value(v) > 0 && json_number_value(v) <= (double)MAX_AGE_LIMIT)
-    created = (int64_t)json_number_value(v);
+  tether__member *cr = tether__sdata_find(&d, CREATED_KEY);
+  double num;
+  if (cr && number_of(cr->text, cr->len, &num) && num > 0 && num <= (double)MAX_AGE_LIMIT) created = (int64_t)num;
   int64_t absolute = s->mgr->absolute_ms;
   if ((cs.expires_ms != 0 && cs.expires_ms <= now) || (absolute && created && created + absolute <= now)) {
     free(cs.domain);
     free(cs.path);
-    json_decref(root);
+    tether__sdata_clear(&d);
     return TETHER_ENOTFOUND; /* expired (or past its absolute lifetime): not lost, just over */
   }
-  json_object_del(root, "cookie");
-  json_object_del(root, CREATED_KEY);
+  tether__sdata_del(&d, "cookie");
+  tether__sdata_del(&d, CREATED_KEY);
   s->created_ms = created ? created : absolute ? now : 0; /* unknown: the lifetime starts now */
   s->created_missing = absolute && !created;
   free(s->cookie.domain);
   free(s->cookie.path);
   s->cookie = cs;
   cap_cookie(s);
-  json_decref(s->data);
-  s->data = root;
+  tether__sdata_clear(&s->data);
+  s->data = d;
+  s->have_data = 1;
   return 0;
-corrupt:
-  json_decref(root);
-  return tether__fail(TETHER_ECORRUPT, "stored session has a malformed cookie object");
 }
 
 /* The id a signed session cookie carries, or "" when there is none that verifies. For client-side
@@ -287,7 +336,11 @@ static int read_cookie(tether_session *s, const char *header, char **client_json
   if (strncmp(raw, "s:", 2) != 0) goto done; /* unsigned cookie: ignored */
   char *val = tether__malloc(cap);
   int vl = tether_cookie_unsign(raw + 2, (const char *const *)m->secret, m->nsecret, val, cap);
-  if (vl > 0 && vl < SID_CAP && tether__sid_valid(val)) memcpy(s->cookie_id, val, (size_t)vl + 1);
+  if (vl > 0 && vl < SID_CAP && tether__sid_valid(val)) {
+    memcpy(s->cookie_id, val, (size_t)vl + 1);
+    /* with one secret, the Set-Cookie for this id is this value again: no second HMAC */
+    if (m->nsecret == 1 && strlen(raw + 2) < sizeof(s->cookie_signed)) strcpy(s->cookie_signed, raw + 2);
+  }
   free(val);
 done:
   free(raw);
@@ -352,9 +405,9 @@ static int load_finish(tether_session *s, int rc, char *json, size_t len) {
     }
   }
   free(json);
-  if (s->data == NULL) generate(s);
+  if (!s->have_data) generate(s);
   memcpy(s->original_id, s->id, SID_CAP);
-  s->original_hash = hash_data(s->data);
+  s->original_hash = hash_data(s);
   if (!s->is_new && !m->resave) s->saved_hash = tether__strdup(s->original_hash);
   return 0;
 }
@@ -373,7 +426,7 @@ int tether_session_load(tether_sessions *m, const char *header, tether_session *
 
 const char *tether_session_id(const tether_session *s) { return s->id; }
 int tether_session_is_new(const tether_session *s) { return s->is_new; }
-json_t *tether__session_json(const tether_session *s) { return s->data; }
+tether__sdata *tether__session_data(const tether_session *s) { return (tether__sdata *)&s->data; }
 int64_t tether_session_expires(const tether_session *s) { return s->cookie.expires_ms; }
 
 void tether_session_set_max_age(tether_session *s, int64_t ms) {
@@ -396,32 +449,35 @@ static void touch_cookie(tether_session *s) {
 
 #define APPEND_LIT(b, lit) tether__buf_append((b), (lit), sizeof(lit) - 1)
 
-static void json_str(tether__buf *b, const char *v) {
-  /* attribute values are printable ASCII (attr_ok): only '"' and '\\' need escaping, as jansson does */
-  tether__buf_append(b, "\"", 1);
-  for (; *v; v++) {
-    if (*v == '"' || *v == '\\') tether__buf_append(b, "\\", 1);
-    tether__buf_append(b, v, 1);
-  }
-  tether__buf_append(b, "\"", 1);
-}
+/* Cookie attribute values are printable ASCII (attr_ok). */
+static void json_str(tether__buf *b, const char *v) { tether__json_write_string(b, v, strlen(v)); }
 
-/* express-session's stored JSON, {"cookie":{...},<data>}, assembled from the compact dump of the data
- * (the modification hash the caller already has): one serialisation per request instead of several. */
-static char *serialize_with(const tether_session *s, const char *hash) {
+/* express-session's stored JSON, {"cookie":{...},<data>}: the cookie printed, the data's members copied as
+ * the text they hold (an application's own "cookie" member loses to the session's). */
+static char *serialize(const tether_session *s) {
   tether__buf b = {0};
+  tether__buf_reserve(&b, 192 + 16 * s->data.n + (s->data.n ? s->data.m[0].len : 0));
   APPEND_LIT(&b, "{\"cookie\":{\"originalMaxAge\":");
+  char num[TETHER__JSON_NUMBER_MAX];
   if (s->cookie.original_max_age >= 0)
-    tether__buf_appendf(&b, "%lld", (long long)s->cookie.original_max_age);
+    tether__buf_append(&b, num, tether__json_int(s->cookie.original_max_age, num));
   else
-    tether__buf_append(&b, "null", 4);
+    APPEND_LIT(&b, "null");
   if (s->cookie.expires_ms) {
     char iso[32];
     tether__iso8601(s->cookie.expires_ms, iso);
-    tether__buf_appendf(&b, ",\"expires\":\"%s\"", iso);
+    APPEND_LIT(&b, ",\"expires\":\"");
+    tether__buf_append(&b, iso, strlen(iso));
+    APPEND_LIT(&b, "\"");
   }
-  tether__buf_appendf(&b, ",\"secure\":%s,\"httpOnly\":%s", s->cookie.secure ? "true" : "false",
-                      s->cookie.http_only ? "true" : "false");
+  if (s->cookie.secure)
+    APPEND_LIT(&b, ",\"secure\":true");
+  else
+    APPEND_LIT(&b, ",\"secure\":false");
+  if (s->cookie.http_only)
+    APPEND_LIT(&b, ",\"httpOnly\":true");
+  else
+    APPEND_LIT(&b, ",\"httpOnly\":false");
   if (s->cookie.domain) {
     APPEND_LIT(&b, ",\"domain\":");
     json_str(&b, s->cookie.domain);
@@ -431,39 +487,16 @@ static char *serialize_with(const tether_session *s, const char *hash) {
   static const char *ss[] = {NULL, "strict", "lax", "none"};
   if (s->cookie.same_site) tether__buf_appendf(&b, ",\"sameSite\":\"%s\"", ss[s->cookie.same_site]);
   tether__buf_append(&b, "}", 1);
-  if (s->created_ms) tether__buf_appendf(&b, ",\"" CREATED_KEY "\":%lld", (long long)s->created_ms);
-  size_t hl = strlen(hash);
-  if (hl > 2 && json_object_get(s->data, "cookie") == NULL &&
-      (s->created_ms == 0 || json_object_get(s->data, CREATED_KEY) == NULL)) {
-    tether__buf_append(&b, ",", 1);
-    tether__buf_append(&b, hash + 1, hl - 1); /* the data's members and its closing brace */
-  } else if (hl > 2) {
-    /* the application put its own "cookie" member in the data: the session's cookie wins */
-    const char *k;
-    json_t *v;
-    json_object_foreach(s->data, k, v) {
-      if (strcmp(k, "cookie") == 0 || (s->created_ms && strcmp(k, CREATED_KEY) == 0)) continue;
-      char *val = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
-      json_t *key = json_string(k);
-      char *kj = json_dumps(key, JSON_ENCODE_ANY);
-      tether__buf_appendf(&b, ",%s:%s", kj, val);
-      free(kj);
-      free(val);
-      json_decref(key);
-    }
-    tether__buf_append(&b, "}", 1);
-  } else {
-    tether__buf_append(&b, "}", 1);
+  if (s->created_ms) {
+    APPEND_LIT(&b, ",\"" CREATED_KEY "\":");
+    tether__buf_append(&b, num, tether__json_int(s->created_ms, num));
   }
+  tether__sdata_write_members(&s->data, &b, "cookie", s->created_ms ? CREATED_KEY : NULL);
+  tether__buf_append(&b, "}", 1);
   return b.data;
 }
 
-char *tether_session_serialize(const tether_session *s) {
-  char *hash = hash_data(s->data);
-  char *out = serialize_with(s, hash);
-  free(hash);
-  return out;
-}
+char *tether_session_serialize(const tether_session *s) { return serialize(s); }
 
 /* A session that came from the store is only ever updated (a logout racing this request has deleted it:
  * it must stay deleted); a new one is only ever created. */
@@ -486,7 +519,7 @@ static int save_with(tether_session *s, char *hash) {
   if (tether_store_client_side(st)) {
     tether__count(st, TETHER__C_SAVED); /* the Set-Cookie carries it */
   } else {
-    char *json = serialize_with(s, hash);
+    char *json = serialize(s);
     rc = tether_store_write(st, s->id, json, strlen(json), store_expires(s), write_mode(s));
     free(json);
   }
@@ -503,7 +536,7 @@ static int save_with(tether_session *s, char *hash) {
 
 int tether_session_save(tether_session *s) {
   if (s->destroyed) return tether__fail(TETHER_EINVAL, "session was destroyed");
-  return save_with(s, hash_data(s->data));
+  return save_with(s, hash_data(s));
 }
 
 int tether_session_regenerate(tether_session *s) {
@@ -551,10 +584,14 @@ static int should_set_cookie(const tether_session *s, const char *hash) {
   return m->rolling || (s->cookie.expires_ms != 0 && is_modified(s, hash));
 }
 
+static void append_str(tether__buf *b, const char *v) { tether__buf_append(b, v, strlen(v)); }
+
 static char *set_cookie_value(tether_session *s, int *err) {
   tether_sessions *m = s->mgr;
   tether__buf b = {0};
-  tether__buf_appendf(&b, "%s=", m->name);
+  tether__buf_reserve(&b, 192);
+  append_str(&b, m->name);
+  APPEND_LIT(&b, "=");
   if (tether_store_client_side(m->store)) {
     char *json = tether_session_serialize(s);
     char *tok = tether__jwt_cookie_encode(m->jwt, s->id, json, store_expires(s), err);
@@ -563,34 +600,43 @@ static char *set_cookie_value(tether_session *s, int *err) {
       tether__buf_free(&b);
       return NULL;
     }
-    tether__buf_append(&b, tok, strlen(tok));
+    append_str(&b, tok);
     free(tok);
   } else {
-    char signed_val[SID_CAP + TETHER_SIG_LEN + 4];
-    tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
-    tether__buf_appendf(&b, "s%%3A");
+    char signed_val[SID_CAP + TETHER_SIG_LEN + 4], enc[3 * sizeof(signed_val) + 4] = "s%3A";
+    if (s->cookie_signed[0] && strcmp(s->id, s->cookie_id) == 0)
+      memcpy(signed_val, s->cookie_signed, sizeof(signed_val));
+    else
+      tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
+    size_t o = 4;
     for (const char *p = signed_val; *p; p++) {
-      if (*p == '+')
-        tether__buf_appendf(&b, "%%2B");
-      else if (*p == '/')
-        tether__buf_appendf(&b, "%%2F");
-      else if (*p == '=')
-        tether__buf_appendf(&b, "%%3D");
+      const char *e = *p == '+' ? "%2B" : *p == '/' ? "%2F" : *p == '=' ? "%3D" : NULL;
+      if (e)
+        memcpy(enc + o, e, 3), o += 3;
       else
-        tether__buf_append(&b, p, 1);
+        enc[o++] = *p;
     }
+    tether__buf_append(&b, enc, o);
   }
-  if (s->cookie.domain) tether__buf_appendf(&b, "; Domain=%s", s->cookie.domain);
-  tether__buf_appendf(&b, "; Path=%s", s->cookie.path);
+  if (s->cookie.domain) {
+    APPEND_LIT(&b, "; Domain=");
+    append_str(&b, s->cookie.domain);
+  }
+  APPEND_LIT(&b, "; Path=");
+  append_str(&b, s->cookie.path);
   if (s->cookie.expires_ms) {
     char date[40];
     tether__http_date(s->cookie.expires_ms, date);
-    tether__buf_appendf(&b, "; Expires=%s", date);
+    APPEND_LIT(&b, "; Expires=");
+    append_str(&b, date);
   }
-  if (s->cookie.http_only) tether__buf_appendf(&b, "; HttpOnly");
-  if (s->cookie.secure) tether__buf_appendf(&b, "; Secure");
+  if (s->cookie.http_only) APPEND_LIT(&b, "; HttpOnly");
+  if (s->cookie.secure) APPEND_LIT(&b, "; Secure");
   static const char *ss[] = {NULL, "Strict", "Lax", "None"};
-  if (s->cookie.same_site) tether__buf_appendf(&b, "; SameSite=%s", ss[s->cookie.same_site]);
+  if (s->cookie.same_site) {
+    APPEND_LIT(&b, "; SameSite=");
+    append_str(&b, ss[s->cookie.same_site]);
+  }
   return b.data;
 }
 
@@ -627,7 +673,7 @@ static void commit_begin(tether_session *s, commit_plan *p) {
     p->op = COMMIT_DONE;
     return;
   }
-  p->hash = hash_data(s->data);
+  p->hash = hash_data(s);
   p->send_cookie = should_set_cookie(s, p->hash);
   touch_cookie(s);
   if (should_save(s, p->hash)) {
@@ -640,7 +686,7 @@ static void commit_begin(tether_session *s, commit_plan *p) {
     } else {
       p->op = COMMIT_SET;
       p->mode = write_mode(s);
-      p->json = serialize_with(s, p->hash);
+      p->json = serialize(s);
     }
   } else if (strcmp(s->cookie_id, s->id) == 0) {
     if (tether_store_client_side(st)) {
@@ -651,7 +697,7 @@ static void commit_begin(tether_session *s, commit_plan *p) {
       }
     } else {
       p->op = COMMIT_TOUCH;
-      p->json = serialize_with(s, p->hash);
+      p->json = serialize(s);
     }
   }
 }
@@ -820,7 +866,7 @@ int tether_session_destroy_async(tether_session *s, tether_astore *a, tether_ses
 
 void tether_session_free(tether_session *s) {
   if (s == NULL) return;
-  json_decref(s->data);
+  tether__sdata_clear(&s->data);
   free(s->original_hash);
   free(s->saved_hash);
   free(s->cookie.domain);

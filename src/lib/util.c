@@ -299,16 +299,32 @@ static void split_ms(int64_t ms, struct tm *tm, int *millis) {
   *millis = (int)rem;
 }
 
+/* v in exactly width decimal digits at p (no printf on the session path: it costs more than the rest). */
+static char *put_digits(char *p, unsigned v, int width) {
+  for (int i = width - 1; i >= 0; i--, v /= 10) p[i] = (char)('0' + v % 10);
+  return p + width;
+}
+
 void tether__iso8601(int64_t ms, char out[32]) {
   struct tm tm;
   int millis;
   split_ms(ms, &tm, &millis);
   /* years past 9999 are clamped: no cookie lives that long, and the format stays fixed-width */
   int year = tm.tm_year + 1900 > 9999 ? 9999 : tm.tm_year + 1900 < 0 ? 0 : tm.tm_year + 1900;
-  /* unsigned and reduced, every field has a width the compiler can see at any optimisation level: 24 bytes */
-  snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)year % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
-           (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-           (unsigned)tm.tm_sec % 100u, (unsigned)millis % 1000u);
+  char *p = put_digits(out, (unsigned)year, 4); /* 24 bytes */
+  *p++ = '-';
+  p = put_digits(p, (unsigned)tm.tm_mon + 1, 2);
+  *p++ = '-';
+  p = put_digits(p, (unsigned)tm.tm_mday, 2);
+  *p++ = 'T';
+  p = put_digits(p, (unsigned)tm.tm_hour, 2);
+  *p++ = ':';
+  p = put_digits(p, (unsigned)tm.tm_min, 2);
+  *p++ = ':';
+  p = put_digits(p, (unsigned)tm.tm_sec, 2);
+  *p++ = '.';
+  p = put_digits(p, (unsigned)millis, 3);
+  memcpy(p, "Z", 2);
 }
 
 void tether__http_date(int64_t ms, char out[40]) {
@@ -318,8 +334,23 @@ void tether__http_date(int64_t ms, char out[40]) {
   int millis;
   split_ms(ms, &tm, &millis);
   int year = tm.tm_year + 1900 > 9999 ? 9999 : tm.tm_year + 1900 < 0 ? 0 : tm.tm_year + 1900;
-  snprintf(out, 40, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday % 100, mons[tm.tm_mon % 12],
-           year, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+  memcpy(out, days[tm.tm_wday % 7], 3); /* "Sun, 06 Nov 1994 08:49:37 GMT": 29 bytes */
+  char *p = out + 3;
+  *p++ = ',';
+  *p++ = ' ';
+  p = put_digits(p, (unsigned)tm.tm_mday, 2);
+  *p++ = ' ';
+  memcpy(p, mons[tm.tm_mon % 12], 3);
+  p += 3;
+  *p++ = ' ';
+  p = put_digits(p, (unsigned)year, 4);
+  *p++ = ' ';
+  p = put_digits(p, (unsigned)tm.tm_hour, 2);
+  *p++ = ':';
+  p = put_digits(p, (unsigned)tm.tm_min, 2);
+  *p++ = ':';
+  p = put_digits(p, (unsigned)tm.tm_sec, 2);
+  memcpy(p, " GMT", 5);
 }
 
 static int digits(const char *s, int n, int *out) {
