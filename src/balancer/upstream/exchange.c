@@ -204,18 +204,24 @@ static int pick_server(tether__client *c, int64_t now) {
   return idx;
 }
 
-/* The request to server idx: over an idle pooled connection when there is one (unless fresh), else a new one.
- * A pooled connection is asked whether the server closed it meanwhile only when the request could not be
- * sent again: an idempotent request held whole in the replay buffer learns it from the failed exchange instead
- * (one system call less per request; see stale_connection). */
-static void send_to(tether__client *c, int idx, int fresh) {
+void tether__dispatch(tether__client *c) {
   tether__upstream_rt *ur = &c->rt->ups[c->ups];
+  int idx = pick_server(c, tether_now_ms());
+  if (idx < 0) {
+    c->keep_alive = 0;
+    if (idx == -2) /* sticky cookie ... strict: the bound server is gone and the client must not move */
+      tether__respond(c, 503, "the server this session is bound to is unavailable", 0);
+    else
+      tether__respond(c, c->tries ? 502 : 503, c->tries ? NULL : "no server is available", 0);
+    return;
+  }
   c->srv = idx;
   c->server_name = ur->servers[idx]->name;
+  c->rq->tried[idx] = 1;
+  c->tries++;
   tether__server_state *srv = ur->servers[idx];
   atomic_fetch_add_explicit(&srv->active, 1, memory_order_relaxed);
-  int check = !(c->idempotent && c->replay_ok && c->req_done);
-  tether__upconn *u = fresh ? NULL : tether__pool_take(c->w, srv, ur->cf->tls_ctx, check);
+  tether__upconn *u = tether__pool_take(c->w, srv, ur->cf->tls_ctx);
   if (u == NULL) {
     connect_server(c, srv, &ur->cf->servers[idx]);
     return;
@@ -228,41 +234,10 @@ static void send_to(tether__client *c, int idx, int fresh) {
   send_request(u);
 }
 
-void tether__dispatch(tether__client *c) {
-  int idx = pick_server(c, tether_now_ms());
-  if (idx < 0) {
-    c->keep_alive = 0;
-    if (idx == -2) /* sticky cookie ... strict: the bound server is gone and the client must not move */
-      tether__respond(c, 503, "the server this session is bound to is unavailable", 0);
-    else
-      tether__respond(c, c->tries ? 502 : 503, c->tries ? NULL : "no server is available", 0);
-    return;
-  }
-  c->rq->tried[idx] = 1;
-  c->tries++;
-  send_to(c, idx, 0);
-}
-
-/* A pooled connection that failed before any byte of an answer, for a request that can be sent again: the
- * server had closed it while it idled (its close not yet seen). The same server gets the request again over
- * a new connection, as if the pool had not had that one: no try, no failure, the client stays where its
- * persistence put it. A new connection that fails is a failure as any other. */
-static int stale_connection(tether__client *c, const tether__upconn *u) {
-  return u && u->reused && !u->got_bytes && u->state == TETHER__US_SENDING && c->idempotent && c->replay_ok &&
-         c->req_done && !c->resp_started && !c->sent_interim && !c->w->stopping;
-}
-
 void tether__exchange_failed(tether__client *c, int status, int count_failure) {
   tether__upconn *u = c->up;
   tether__upstream_rt *ur = &c->rt->ups[c->ups];
   tether__server_state *srv = ur->servers[c->srv];
-  if (stale_connection(c, u)) {
-    int idx = c->srv;
-    atomic_fetch_sub_explicit(&srv->active, 1, memory_order_relaxed);
-    tether__up_close(u);
-    send_to(c, idx, 1);
-    return;
-  }
   tether__wcounters *wc = &srv->per_worker[c->w->id];
   if (count_failure) {
     server_failure(c);

@@ -100,12 +100,12 @@ void tether__up_release(tether__upconn *u, const tether__cf_upstream *cu) {
   uv_timer_start(&u->timer, idle_timeout, IDLE_TIMEOUT_MS, 0);
 }
 
-tether__upconn *tether__pool_take(tether__worker *w, tether__server_state *srv, const void *tls_ctx, int check) {
+tether__upconn *tether__pool_take(tether__worker *w, tether__server_state *srv, const void *tls_ctx) {
   tether__pool *p = pool_for(w, srv, 0);
   while (p && p->head) {
     tether__upconn *u = p->head;
     pool_remove(u);
-    int quiet = u->tls_ctx != tls_ctx ? 0 : u->in_len > 0 ? -1 : check ? tether__io_quiet(&u->io) : 1;
+    int quiet = u->tls_ctx != tls_ctx ? 0 : u->in_len == 0 ? tether__io_quiet(&u->io) : -1;
     if (quiet == 1) {
       uv_timer_stop(&u->timer);
       return u;

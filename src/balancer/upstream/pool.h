@@ -12,9 +12,7 @@ void tether__up_release(tether__upconn *u, const tether__cf_upstream *cu);
 /* An idle connection to srv that is safe to reuse, taken out of its pool; NULL when none. Idle connections
  * with bytes to read (a response nobody asked for, which would answer the next request, maybe another
  * client's) or closed by the server are closed, never reused; so are those made with another TLS context than
- * tls_ctx (the upstream's now: NULL for plain; a reload or a change of scheme gives a new one). check: ask
- * the socket itself (a system call) whether the server closed it or sent bytes this loop turn has not read
- * yet; 0 when the caller can send its request again if the connection turns out closed. */
-tether__upconn *tether__pool_take(tether__worker *w, tether__server_state *srv, const void *tls_ctx, int check);
+ * tls_ctx (the upstream's now: NULL for plain; a reload or a change of scheme gives a new one). */
+tether__upconn *tether__pool_take(tether__worker *w, tether__server_state *srv, const void *tls_ctx);
 
 #endif
