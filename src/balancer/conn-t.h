@@ -69,6 +69,7 @@ typedef union tether__sockaddr {
 struct tether__client {
   tether__io io; /* first */
   uv_timer_t timer;
+  uint64_t due; /* the timer's deadline in the loop's time, 0: none (io/deadline.h; h2.c starts it itself) */
   const tether__proto_ops *proto;
   tether__worker *w;
   tether__client *prev, *next; /* in the worker's list */
@@ -114,6 +115,7 @@ struct tether__upconn {
   tether__io io; /* first */
   uv_connect_t connect_req;
   uv_timer_t timer;
+  uint64_t due; /* the exchange's deadline (io/deadline.h); the pool starts the timer itself while idle */
   tether__worker *w;
   tether__server_state *srv;
   struct tether__pool *pool;             /* its server's pool in this worker: idle in it, or counted busy by it */

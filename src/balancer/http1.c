@@ -5,16 +5,6 @@
 
 #include "../lib/util.h"
 
-static int lower(int c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
-
-int tether__h1_token_eq(tether__slice s, const char *lit) {
-  size_t n = strlen(lit);
-  if (s.n != n) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (lower((unsigned char)s.p[i]) != lower((unsigned char)lit[i])) return 0;
-  return 1;
-}
-
 tether__slice tether__h1_header_get(const tether__h1_msg *m, const char *name) {
   for (size_t i = 0; i < m->nheaders; i++)
     if (tether__h1_token_eq(m->headers[i].name, name)) return m->headers[i].value;

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef struct tether__slice {
   const char *p;
@@ -116,6 +117,16 @@ void tether__h1_body_init(tether__h1_body *b, const tether__h1_msg *m);
  * here: the caller ends it at EOF. */
 int64_t tether__h1_body_feed(tether__h1_body *b, const char *buf, size_t len);
 
-int tether__h1_token_eq(tether__slice s, const char *lit); /* case-insensitive equality */
+/* Case-insensitive equality with a literal. Inline: called a few dozen times per request with literals, whose
+ * length the compiler then knows, so that most calls end at the length check. */
+static inline int tether__h1_token_eq(tether__slice s, const char *lit) {
+  size_t n = strlen(lit);
+  if (s.n != n) return 0;
+  for (size_t i = 0; i < n; i++) {
+    int a = (unsigned char)s.p[i], b = (unsigned char)lit[i];
+    if ((a >= 'A' && a <= 'Z' ? a + 32 : a) != (b >= 'A' && b <= 'Z' ? b + 32 : b)) return 0;
+  }
+  return 1;
+}
 
 #endif

@@ -9,6 +9,7 @@
 
 #include "../answer.h"
 #include "../conn.h"
+#include "../io/deadline.h"
 #include "../io/listen.h"
 #include "../io/tls.h"
 #include "../proxyproto.h"
@@ -84,8 +85,10 @@ void tether__worker_free_reqs(tether__worker *w) {
 /* ---- timers ---- */
 
 static void arm_client(tether__client *c, int64_t ms) {
-  if (!c->closing) uv_timer_start(&c->timer, client_timeout, (uint64_t)(ms > 0 ? ms : 1), 0);
+  if (!c->closing) tether__deadline_set(&c->timer, &c->due, client_timeout, ms);
 }
+
+static void disarm_client(tether__client *c) { tether__deadline_clear(&c->due); }
 
 /* A body must keep coming (client_body_timeout between reads, as nginx) and must arrive whole within
  * client_body_time: trickling a byte now and then cannot hold a connection and a server forever. */
@@ -100,6 +103,7 @@ static void arm_body_timer(tether__client *c) {
 
 static void client_timeout(uv_timer_t *t) {
   tether__client *c = t->data;
+  if (!tether__deadline_due(t, &c->due, client_timeout)) return;
   if (c->state == TETHER__CS_LINGER || (c->state == TETHER__CS_HEAD && c->in_len == 0 && !c->active)) {
     client_close(c); /* the end of a lingering close, or an idle keep-alive connection */
   } else if (c->state == TETHER__CS_HEAD && !c->active) {
@@ -129,7 +133,7 @@ static void client_resume(tether__client *c) {
 /* The server is slow to take the body: not the client's time. */
 static void client_hold(tether__client *c) {
   client_pause(c);
-  uv_timer_stop(&c->timer);
+  disarm_client(c);
 }
 
 /* Closing after an answer while the client may still be sending (a body we did not read, a refused
@@ -151,7 +155,7 @@ static void client_end(tether__client *c) {
   }
   r->linger_until_ms = tether_now_ms() + LINGER_TIME_MS;
   client_resume(c);
-  uv_timer_start(&c->timer, client_timeout, LINGER_TIMEOUT_MS, 0);
+  arm_client(c, LINGER_TIMEOUT_MS);
 }
 
 static void on_client_written(tether__io *io, int status) {
@@ -202,7 +206,7 @@ static const tether__proto_ops h1_ops = {
 /* The whole body is in: from now on the server's timeouts apply, not the client's. */
 static void body_received(tether__client *c) {
   c->state = TETHER__CS_WAIT;
-  uv_timer_stop(&c->timer);
+  disarm_client(c);
 }
 
 /* A body that breaks its framing or its limit: 400 or 413 while nothing was answered, else a cut. */
@@ -345,7 +349,7 @@ static void start_request_once(tether__client *c) {
   c->req_done = c->rq->reqbody.done;
   c->rq->body_deadline_ms = cf->client_body_time_ms > 0 ? tether_now_ms() + cf->client_body_time_ms : 0;
   if (c->req_done)
-    uv_timer_stop(&c->timer);
+    disarm_client(c);
   else
     arm_body_timer(c); /* from the head on, not from the first body byte */
   tether__dispatch(c);
@@ -387,7 +391,7 @@ static void on_client_read(tether__io *io, ssize_t nread, const char *data) {
     if (nread < 0 || tether_now_ms() >= c->rq->linger_until_ms)
       client_close(c);
     else
-      uv_timer_start(&c->timer, client_timeout, LINGER_TIMEOUT_MS, 0);
+      arm_client(c, LINGER_TIMEOUT_MS);
   } else if (nread < 0) {
     client_read_error(c, nread);
   } else if (c->state == TETHER__CS_TUNNEL) {

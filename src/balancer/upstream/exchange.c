@@ -7,6 +7,7 @@
 #include "../answer.h"
 #include "../balance/balance.h"
 #include "../conn.h"
+#include "../io/deadline.h"
 #include "../io/tls.h"
 #include "../persist/monitor.h"
 #include "../persist/persist.h"
@@ -58,6 +59,7 @@ static void response_broke(tether__client *c, tether__upconn *u, int status) {
 
 static void server_timeout(uv_timer_t *t) {
   tether__upconn *u = t->data;
+  if (!tether__deadline_due(t, &u->due, server_timeout)) return;
   tether__client *c = u->c;
   if (c == NULL) {
     tether__up_close(u);
@@ -70,9 +72,7 @@ static void server_timeout(uv_timer_t *t) {
   }
 }
 
-static void arm_server(tether__upconn *u, int64_t ms) {
-  uv_timer_start(&u->timer, server_timeout, (uint64_t)(ms > 0 ? ms : 1), 0);
-}
+static void arm_server(tether__upconn *u, int64_t ms) { tether__deadline_set(&u->timer, &u->due, server_timeout, ms); }
 
 /* While request bytes wait to be taken, proxy_send_timeout runs between two writes (nginx); then
  * proxy_read_timeout between two reads. */
