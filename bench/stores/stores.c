@@ -12,7 +12,7 @@
  * everything and prints a markdown table. Stores that do not open are listed as "n/a: <reason>".
  *
  * Usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R]
- *                     [--in-flight 1,8]
+ *                     [--in-flight 1,8] [--loops N]   (async cells: at most N event loops; default one per core)
  *                     [--api store|session|async|async-session|loop|both|all] [--node-script PATH | --no-node]
  * Stores: memory, sqlite, redis, memcached, postgres, redis-cluster (3 masters, no replicas, compared with
  * connect-redis over node-redis's createCluster). Progress goes to stderr, the table to stdout. */
@@ -58,6 +58,7 @@ typedef struct config {
   int levels[4]; /* sessions in flight */
   int nlevels;
   int rounds; /* interleaved rounds of the redis / connect-redis cells */
+  int loops;  /* async cells: event loops at most (0: one per core) */
 } config;
 
 typedef struct cell {
@@ -437,7 +438,7 @@ static void run_async_cell(const config *cfg, tether_store *st, const pid_t *srv
                            cell *c) {
   shared sh = {.cfg = cfg, .mode = mode, .store = st, .srv = srv, .nsrv = nsrv};
   sh.mgr = manager(st);
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  long ncpu = cfg->loops > 0 ? cfg->loops : sysconf(_SC_NPROCESSORS_ONLN);
   int nloops = conc < ncpu ? conc : (int)(ncpu > 0 ? ncpu : 1);
   acell ac[MAX_THREADS];
   worker w[MAX_THREADS] = {0};
@@ -715,10 +716,9 @@ static void print_table(const config *cfg, cell *cells, int n) {
 /* ---- main ---- */
 
 static void usage(void) {
-  fprintf(
-      stderr,
-      "usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R] "
-      "[--in-flight N,M] [--api store|session|async|async-session|loop|both|all] [--node-script PATH | --no-node]\n");
+  fprintf(stderr, "usage: bench_stores [--seconds S] [--max-ops N] [--value-size BYTES] [--stores a,b,..] [--rounds R] "
+                  "[--in-flight N,M] [--loops N] [--api store|session|async|async-session|loop|both|all] "
+                  "[--node-script PATH | --no-node]\n");
   exit(2);
 }
 
@@ -748,6 +748,8 @@ int main(int argc, char **argv) {
       if (cfg.nlevels == 0) usage();
     } else if (strcmp(a, "--rounds") == 0)
       cfg.rounds = atoi(argv[++i]);
+    else if (strcmp(a, "--loops") == 0)
+      cfg.loops = atoi(argv[++i]);
     else if (strcmp(a, "--max-ops") == 0)
       cfg.max_ops = strtoull(argv[++i], NULL, 10);
     else if (strcmp(a, "--value-size") == 0)
@@ -771,7 +773,7 @@ int main(int argc, char **argv) {
       usage();
   }
   if (cfg.seconds <= 0 || cfg.seconds > 600 || cfg.max_ops < 8 || cfg.value_size > 1 << 20 || cfg.rounds < 1 ||
-      cfg.rounds > MAX_ROUNDS)
+      cfg.rounds > MAX_ROUNDS || cfg.loops < 0 || cfg.loops > MAX_THREADS)
     usage();
   tether_log_set_level(TETHER_LOG_ERROR);
 
