@@ -15,7 +15,7 @@ tether__member *tether__sdata_find(const tether__sdata *d, const char *key) {
 
 static void member_free(tether__member *m) {
   free(m->key);
-  free(m->text);
+  if (!m->packed) free(m->text);
   free(m->value);
 }
 
@@ -23,7 +23,7 @@ void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len
   tether__member *m = tether__sdata_find(d, key);
   if (m) {
     free(key);
-    free(m->text);
+    if (!m->packed) free(m->text);
     free(m->value);
   } else {
     if (d->n == d->cap) {
@@ -36,6 +36,7 @@ void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len
   m->text = text;
   m->len = len;
   m->value = NULL;
+  m->packed = 0;
 }
 
 void tether__sdata_set(tether__sdata *d, const char *key, const char *text, size_t len) {
@@ -58,7 +59,15 @@ void tether__sdata_clear(tether__sdata *d) {
   memset(d, 0, sizeof(*d));
 }
 
+/* Bytes the members take written (more when a name needs escapes: the buffer then grows). */
+static size_t members_size(const tether__sdata *d) {
+  size_t n = 0;
+  for (size_t i = 0; i < d->n; i++) n += strlen(d->m[i].key) + d->m[i].len + 4;
+  return n;
+}
+
 void tether__sdata_write_members(const tether__sdata *d, tether__buf *b, const char *skip1, const char *skip2) {
+  tether__buf_reserve(b, members_size(d)); /* one allocation rather than doubling from 256 bytes */
   for (size_t i = 0; i < d->n; i++) {
     const tether__member *m = &d->m[i];
     if ((skip1 && strcmp(m->key, skip1) == 0) || (skip2 && strcmp(m->key, skip2) == 0)) continue;
@@ -78,18 +87,22 @@ char *tether__sdata_text(const tether__sdata *d) {
   return b.data;
 }
 
-/* Text already in JSON.stringify's form (count members at m): each value kept as its bytes. */
+/* Text already in JSON.stringify's form (count members at m): each value kept as its bytes, in one
+ * allocation with its name (a session is loaded on every request). */
 static void split_canonical(tether__sdata *d, const char *p, const tether__json_member *m, int count) {
   d->cap = (size_t)count;
   d->m = tether__malloc(d->cap * sizeof(*d->m));
   for (int i = 0; i < count; i++) { /* the names are distinct: no lookup */
     tether__member *o = &d->m[d->n++];
-    o->key = tether__malloc(m[i].key_len + 1);
+    o->key = tether__malloc(m[i].key_len + 1 + m[i].value_len + 1);
     tether__json_str_unescape(p + m[i].key, m[i].key_len, (m[i].type & TETHER__JSON_KEY_ESC) != 0, o->key,
                               m[i].key_len + 1);
-    o->text = tether__strndup(p + m[i].value, m[i].value_len);
+    o->text = o->key + m[i].key_len + 1;
+    memcpy(o->text, p + m[i].value, m[i].value_len);
+    o->text[m[i].value_len] = '\0';
     o->len = m[i].value_len;
     o->value = NULL;
+    o->packed = 1;
   }
 }
 

@@ -13,6 +13,7 @@ typedef struct tether__member {
   char *text;  /* the value as JSON.stringify writes it (owned) */
   size_t len;  /* of text */
   char *value; /* a string value unescaped, made on first read (owned, or NULL) */
+  int packed;  /* text lives in key's allocation, after the name (split from a stored session): not freed */
 } tether__member;
 
 typedef struct tether__sdata {
@@ -26,7 +27,7 @@ typedef struct tether__sdata {
 int tether__sdata_parse(tether__sdata *d, const char *p, size_t n, size_t flags);
 /* The member called key, or NULL. */
 tether__member *tether__sdata_find(const tether__sdata *d, const char *key);
-/* Sets key (taken) to text (taken), in place when the key exists, else at the end. */
+/* Sets key (taken) to text (taken; not a packed member's), in place when the key exists, else at the end. */
 void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len);
 /* Sets key to the value text (copied), in place when the key exists, else at the end. */
 void tether__sdata_set(tether__sdata *d, const char *key, const char *text, size_t len);

@@ -47,7 +47,7 @@ struct tether_session {
   char original_id[SID_CAP];                        /* originalId */
   char cookie_signed[SID_CAP + TETHER_SIG_LEN + 4]; /* "id.sig" as it came in, when signed with secret[0] ("") */
   char *original_hash;                              /* data as loaded or generated: originalHash */
-  char *saved_hash;                                 /* data as last saved or loaded (NULL: unknown): savedHash */
+  char *saved_hash; /* data as last saved or loaded (NULL: unknown): savedHash; may be original_hash itself */
   tether__sdata data;                               /* application fields, without "cookie" */
   int have_data;                                    /* data was loaded or generated */
   cookie_state cookie;
@@ -133,7 +133,13 @@ tether_store *tether_sessions_store(const tether_sessions *m) { return m->store;
 /* express-session's hash of the data: its JSON.stringify text, compared as bytes. */
 static char *hash_data(const tether_session *s) { return tether__sdata_text(&s->data); }
 
-static int same(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+static int same(const char *a, const char *b) { return a && b && (a == b || strcmp(a, b) == 0); }
+
+/* saved_hash becomes hash (taken). */
+static void set_saved(tether_session *s, char *hash) {
+  if (s->saved_hash != s->original_hash) free(s->saved_hash);
+  s->saved_hash = hash;
+}
 
 static int64_t clamp_age(int64_t ms) { return ms > MAX_AGE_LIMIT ? MAX_AGE_LIMIT : ms; }
 
@@ -315,7 +321,8 @@ static int read_cookie(tether_session *s, const char *header, char **client_json
   s->cookie_id[0] = '\0';
   if (header == NULL) return 0;
   size_t cap = strlen(header) + 1;
-  char *raw = tether__malloc(cap);
+  char small[2][512]; /* a usual Cookie header: no allocation */
+  char *raw = cap <= sizeof(small[0]) ? small[0] : tether__malloc(cap);
   int n = tether_cookie_get(header, m->name, raw, cap);
   if (n <= 0) goto done;
   if (tether_store_client_side(m->store)) {
@@ -334,16 +341,16 @@ static int read_cookie(tether_session *s, const char *header, char **client_json
     goto done;
   }
   if (strncmp(raw, "s:", 2) != 0) goto done; /* unsigned cookie: ignored */
-  char *val = tether__malloc(cap);
+  char *val = cap <= sizeof(small[1]) ? small[1] : tether__malloc(cap);
   int vl = tether_cookie_unsign(raw + 2, (const char *const *)m->secret, m->nsecret, val, cap);
   if (vl > 0 && vl < SID_CAP && tether__sid_valid(val)) {
     memcpy(s->cookie_id, val, (size_t)vl + 1);
     /* with one secret, the Set-Cookie for this id is this value again: no second HMAC */
     if (m->nsecret == 1 && strlen(raw + 2) < sizeof(s->cookie_signed)) strcpy(s->cookie_signed, raw + 2);
   }
-  free(val);
+  if (val != small[1]) free(val);
 done:
-  free(raw);
+  if (raw != small[0]) free(raw);
   return 0;
 }
 
@@ -408,7 +415,7 @@ static int load_finish(tether_session *s, int rc, char *json, size_t len) {
   if (!s->have_data) generate(s);
   memcpy(s->original_id, s->id, SID_CAP);
   s->original_hash = hash_data(s);
-  if (!s->is_new && !m->resave) s->saved_hash = tether__strdup(s->original_hash);
+  if (!s->is_new && !m->resave) s->saved_hash = s->original_hash; /* the same text: shared, not copied */
   return 0;
 }
 
@@ -456,7 +463,7 @@ static void json_str(tether__buf *b, const char *v) { tether__json_write_string(
  * the text they hold (an application's own "cookie" member loses to the session's). */
 static char *serialize(const tether_session *s) {
   tether__buf b = {0};
-  tether__buf_reserve(&b, 192 + 16 * s->data.n + (s->data.n ? s->data.m[0].len : 0));
+  tether__buf_reserve(&b, 256); /* the cookie; the members reserve their own */
   APPEND_LIT(&b, "{\"cookie\":{\"originalMaxAge\":");
   char num[TETHER__JSON_NUMBER_MAX];
   if (s->cookie.original_max_age >= 0)
@@ -524,8 +531,7 @@ static int save_with(tether_session *s, char *hash) {
     free(json);
   }
   if (rc == 0) {
-    free(s->saved_hash);
-    s->saved_hash = hash;
+    set_saved(s, hash);
     s->stored = 1;
   } else {
     free(hash);
@@ -679,8 +685,7 @@ static void commit_begin(tether_session *s, commit_plan *p) {
   if (should_save(s, p->hash)) {
     if (tether_store_client_side(st)) {
       tether__count(st, TETHER__C_SAVED); /* the Set-Cookie carries it */
-      free(s->saved_hash);
-      s->saved_hash = p->hash;
+      set_saved(s, p->hash);
       p->hash = NULL;
       p->send_cookie = 1;
     } else {
@@ -713,8 +718,7 @@ static int commit_finish(tether_session *s, commit_plan *p, int rc, char **set_c
     return 0;
   }
   if (p->op == COMMIT_SET && rc == 0) {
-    free(s->saved_hash);
-    s->saved_hash = p->hash;
+    set_saved(s, p->hash);
     p->hash = NULL;
     s->stored = 1;
     s->created_missing = 0;
@@ -867,8 +871,8 @@ int tether_session_destroy_async(tether_session *s, tether_astore *a, tether_ses
 void tether_session_free(tether_session *s) {
   if (s == NULL) return;
   tether__sdata_clear(&s->data);
+  set_saved(s, NULL);
   free(s->original_hash);
-  free(s->saved_hash);
   free(s->cookie.domain);
   free(s->cookie.path);
   free(s);

@@ -151,8 +151,14 @@ char *tether_session_data_json(const tether_session *s) { return tether__sdata_t
 /* Sets every member of o (emptied: its members move into d). */
 static void take_members(tether__sdata *d, tether__sdata *o) {
   for (size_t i = 0; i < o->n; i++) {
-    free(o->m[i].value);
-    tether__sdata_set_owned(d, o->m[i].key, o->m[i].text, o->m[i].len);
+    tether__member *m = &o->m[i];
+    free(m->value);
+    if (m->packed) { /* the text is in the name's allocation: copied */
+      tether__sdata_set(d, m->key, m->text, m->len);
+      free(m->key);
+    } else {
+      tether__sdata_set_owned(d, m->key, m->text, m->len);
+    }
   }
   free(o->m);
   memset(o, 0, sizeof(*o));

@@ -84,14 +84,13 @@ static void rcmd_done(tether__acmd *base, int rc, redisReply *rep) {
 
 static int issue(tether_astore *a, int kind, int mode, const char *sid, const char *json, size_t len,
                  int64_t expires_ms, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
-  size_t n;
-  char *cmd = tether__acmd_format(kind, mode, a->rc.prefix, sid, json, len, expires_ms, a->rc.max_value, &n);
-  rcall *c = tether__calloc(1, sizeof(*c));
+  rcall *c = tether__malloc(sizeof(*c));
   *c = (rcall){.base.done = rcmd_done, .a = a, .kind = kind, .mode = mode, .get_cb = get_cb, .cb = cb, .arg = arg};
   c->start_us = tether__mono_us();
-  snprintf(c->sid, sizeof(c->sid), "%.6s", sid);
-  int rc = tether__aconn_send(a->conn, &c->base, cmd, n);
-  free(cmd);
+  size_t sl = strnlen(sid, sizeof(c->sid) - 2);
+  memcpy(c->sid, sid, sl); /* the start, for messages; the rest of c->sid is zero */
+  int rc = tether__aconn_send_call(a->conn, &c->base, kind, mode, a->rc.prefix, sid, json, len, expires_ms,
+                                   a->rc.max_value);
   if (rc < 0) {
     free(c);
     if (kind != TETHER__ACMD_PING) /* counted as the blocking store does */

@@ -368,7 +368,8 @@ static int conn_start(tether__aconn *k) {
   return 0;
 }
 
-int tether__aconn_send(tether__aconn *k, tether__acmd *c, const char *cmd, size_t len) {
+/* Connects if needed and queues c; its command is then appended to k->out. */
+static int send_begin(tether__aconn *k, tether__acmd *c) {
   if (k->closing) return tether__fail(TETHER_EUNAVAIL, "store closed");
   if (k->state == C_IDLE) {
     int rc = 0;
@@ -383,12 +384,24 @@ int tether__aconn_send(tether__aconn *k, tether__acmd *c, const char *cmd, size_
   c->deadline_us = tether__mono_us() + (uint64_t)(k->cf.timeout_ms + c->extra_ms) * 1000;
   int was_empty = k->head == NULL;
   push(k, c);
-  tether__buf_append(&k->out, cmd, len);
   if (k->state == C_READY) {
     if (!uv_is_active((uv_handle_t *)&k->flush)) uv_prepare_start(&k->flush, on_prepare);
     if (was_empty) arm_timer(k);
   }
   return 0;
+}
+
+int tether__aconn_send(tether__aconn *k, tether__acmd *c, const char *cmd, size_t len) {
+  int rc = send_begin(k, c);
+  if (rc == 0) tether__buf_append(&k->out, cmd, len);
+  return rc;
+}
+
+int tether__aconn_send_call(tether__aconn *k, tether__acmd *c, int kind, int mode, const char *prefix,
+                            const char *sid, const char *json, size_t jlen, int64_t expires_ms, long max_value) {
+  int rc = send_begin(k, c);
+  if (rc == 0) tether__acmd_append(&k->out, kind, mode, prefix, sid, json, jlen, expires_ms, max_value);
+  return rc;
 }
 
 void tether__aconn_flush(tether__aconn *k) { flush_out(k); }
@@ -436,16 +449,17 @@ static size_t put_uint(char *p, unsigned long long v) {
   return n;
 }
 
-/* A command in RESP, in one allocation and without printf (every session call formats one: hiredis's
+/* A command in RESP appended to b, without printf (every session call formats one: hiredis's
  * redisFormatCommandArgv sprintf's each length). */
-static char *format(int argc, const char **argv, const size_t *lens, size_t *len) {
+static void format(tether__buf *b, int argc, const char **argv, const size_t *lens) {
   size_t l[8], total = 24;
   if (argc > 8) abort(); /* the session calls have at most 6 words */
   for (int i = 0; i < argc; i++) {
     l[i] = lens ? lens[i] : strlen(argv[i]);
     total += 24 + l[i] + 2;
   }
-  char *cmd = tether__malloc(total), *p = cmd;
+  tether__buf_reserve(b, total);
+  char *p = b->data + b->len;
   *p++ = '*';
   p += put_uint(p, (unsigned long long)argc);
   *p++ = '\r';
@@ -460,36 +474,47 @@ static char *format(int argc, const char **argv, const size_t *lens, size_t *len
     *p++ = '\r';
     *p++ = '\n';
   }
-  *len = (size_t)(p - cmd);
-  return cmd;
+  *p = '\0';
+  b->len = (size_t)(p - b->data);
 }
 
-char *tether__acmd_format(int kind, int mode, const char *prefix, const char *sid, const char *json, size_t jlen,
-                          int64_t expires_ms, long max_value, size_t *len) {
-  if (kind == TETHER__ACMD_PING) return format(1, (const char *[]){"PING"}, NULL, len);
+void tether__acmd_append(tether__buf *b, int kind, int mode, const char *prefix, const char *sid, const char *json,
+                         size_t jlen, int64_t expires_ms, long max_value) {
+  if (kind == TETHER__ACMD_PING) {
+    format(b, 1, (const char *[]){"PING"}, NULL);
+    return;
+  }
   size_t pl = strlen(prefix), sl = strlen(sid);
-  char kbuf[256], *key = pl + sl < sizeof(kbuf) ? kbuf : tether__malloc(pl + sl + 1), *cmd;
+  char kbuf[256], *key = pl + sl < sizeof(kbuf) ? kbuf : tether__malloc(pl + sl + 1);
   memcpy(key, prefix, pl);
   memcpy(key + pl, sid, sl + 1);
   int64_t ttl =
       kind == TETHER__ACMD_SET || kind == TETHER__ACMD_TOUCH ? tether__ttl_seconds(expires_ms, tether_now_ms()) : 0;
   char ex[24];
-  ex[put_uint(ex, ttl > 0 ? (unsigned long long)ttl : 0)] = '\0'; /* used only when positive */
+  size_t exl = put_uint(ex, ttl > 0 ? (unsigned long long)ttl : 0); /* used only when positive */
+  ex[exl] = '\0';
   if (kind == TETHER__ACMD_GET) {
     const char *argv[4];
     int argc = tether__redis_get_argv(key, max_value, ex, argv);
-    cmd = format(argc, argv, NULL, len);
+    format(b, argc, argv, NULL);
   } else if (kind == TETHER__ACMD_DESTROY || ttl <= 0) { /* an expired session is destroyed */
-    cmd = format(2, (const char *[]){"DEL", key}, NULL, len);
+    format(b, 2, (const char *[]){"DEL", key}, (const size_t[]){3, pl + sl});
   } else if (kind == TETHER__ACMD_SET) {
     const char *argv[] = {"SET", key, json, "EX", ex, mode == TETHER_WRITE_CREATE ? "NX" : "XX"};
-    const size_t lens[] = {3, pl + sl, jlen, 2, strlen(ex), 2};
-    cmd = format(mode == TETHER_WRITE_UPSERT ? 5 : 6, argv, lens, len);
+    const size_t lens[] = {3, pl + sl, jlen, 2, exl, 2};
+    format(b, mode == TETHER_WRITE_UPSERT ? 5 : 6, argv, lens);
   } else {
-    cmd = format(3, (const char *[]){"EXPIRE", key, ex}, NULL, len);
+    format(b, 3, (const char *[]){"EXPIRE", key, ex}, (const size_t[]){6, pl + sl, exl});
   }
   if (key != kbuf) free(key);
-  return cmd;
+}
+
+char *tether__acmd_format(int kind, int mode, const char *prefix, const char *sid, const char *json, size_t jlen,
+                          int64_t expires_ms, long max_value, size_t *len) {
+  tether__buf b = {0};
+  tether__acmd_append(&b, kind, mode, prefix, sid, json, jlen, expires_ms, max_value);
+  *len = b.len;
+  return b.data;
 }
 
 int tether__acmd_result(int kind, int mode, const char *who, const char *prefix, const char *sid, long max_value,

@@ -55,6 +55,10 @@ tether__aconn *tether__aconn_new(struct uv_loop_s *loop, const tether__aconn_con
 /* Queues a formatted command (RESP) and connects first if needed. 0, or TETHER_EUNAVAIL (message set) while
  * the connection backs off after a failure: then c is not queued and its done never runs. */
 int tether__aconn_send(tether__aconn *k, tether__acmd *c, const char *cmd, size_t len);
+/* tether__aconn_send of a session call's command (tether__acmd_append), formatted straight into the output
+ * buffer. */
+int tether__aconn_send_call(tether__aconn *k, tether__acmd *c, int kind, int mode, const char *prefix,
+                            const char *sid, const char *json, size_t jlen, int64_t expires_ms, long max_value);
 /* Writes what was sent now rather than just before the loop polls (a prepare callback sending late). */
 void tether__aconn_flush(tether__aconn *k);
 /* Fails what is pending ("store closed") before it returns; releases the connection once the loop has
@@ -62,7 +66,10 @@ void tether__aconn_flush(tether__aconn *k);
 void tether__aconn_close(tether__aconn *k);
 
 /* The command of a session call, in RESP: GET (or GETRANGE), SET key json EX ttl [NX|XX], EXPIRE, DEL (a
- * write whose expiry has passed deletes, connect-redis's rule), PING. malloc'd; *len its length. */
+ * write whose expiry has passed deletes, connect-redis's rule), PING, appended to b; tether__acmd_format:
+ * the same, malloc'd, *len its length. */
+void tether__acmd_append(tether__buf *b, int kind, int mode, const char *prefix, const char *sid, const char *json,
+                         size_t jlen, int64_t expires_ms, long max_value);
 char *tether__acmd_format(int kind, int mode, const char *prefix, const char *sid, const char *json, size_t jlen,
                           int64_t expires_ms, long max_value, size_t *len);
 /* A call's reply as its result: the session of a GET (*json malloc'd), a SET's NX/XX outcome, an error
