@@ -59,15 +59,14 @@ void tether__sdata_clear(tether__sdata *d) {
   memset(d, 0, sizeof(*d));
 }
 
-/* Bytes the members take written (more when a name needs escapes: the buffer then grows). */
-static size_t members_size(const tether__sdata *d) {
+size_t tether__sdata_size(const tether__sdata *d) {
   size_t n = 0;
   for (size_t i = 0; i < d->n; i++) n += strlen(d->m[i].key) + d->m[i].len + 4;
   return n;
 }
 
 void tether__sdata_write_members(const tether__sdata *d, tether__buf *b, const char *skip1, const char *skip2) {
-  tether__buf_reserve(b, members_size(d)); /* one allocation rather than doubling from 256 bytes */
+  tether__buf_reserve(b, tether__sdata_size(d)); /* one allocation rather than doubling from 256 bytes */
   for (size_t i = 0; i < d->n; i++) {
     const tether__member *m = &d->m[i];
     if ((skip1 && strcmp(m->key, skip1) == 0) || (skip2 && strcmp(m->key, skip2) == 0)) continue;

@@ -34,6 +34,8 @@ void tether__sdata_set(tether__sdata *d, const char *key, const char *text, size
 /* Removes key: 0, or TETHER_ENOTFOUND. */
 int tether__sdata_del(tether__sdata *d, const char *key);
 void tether__sdata_clear(tether__sdata *d);
+/* Bytes the members take written (more when a name needs escapes). */
+size_t tether__sdata_size(const tether__sdata *d);
 /* Appends ",\"key\":value" for each member, skipping the names skip1 and skip2 (NULL: none). */
 void tether__sdata_write_members(const tether__sdata *d, tether__buf *b, const char *skip1, const char *skip2);
 /* The whole data as a JSON object (malloc'd): "{}" when empty. */

@@ -460,10 +460,11 @@ static void touch_cookie(tether_session *s) {
 static void json_str(tether__buf *b, const char *v) { tether__json_write_string(b, v, strlen(v)); }
 
 /* express-session's stored JSON, {"cookie":{...},<data>}: the cookie printed, the data's members copied as
- * the text they hold (an application's own "cookie" member loses to the session's). */
-static char *serialize(const tether_session *s) {
+ * the text they hold (an application's own "cookie" member loses to the session's). hash: the data's text
+ * (hash_data), whose members are copied from it when none is skipped, or NULL. */
+static char *serialize_with(const tether_session *s, const char *hash) {
   tether__buf b = {0};
-  tether__buf_reserve(&b, 256); /* the cookie; the members reserve their own */
+  tether__buf_reserve(&b, 256 + tether__sdata_size(&s->data)); /* the cookie and the members: one allocation */
   APPEND_LIT(&b, "{\"cookie\":{\"originalMaxAge\":");
   char num[TETHER__JSON_NUMBER_MAX];
   if (s->cookie.original_max_age >= 0)
@@ -498,10 +499,18 @@ static char *serialize(const tether_session *s) {
     APPEND_LIT(&b, ",\"" CREATED_KEY "\":");
     tether__buf_append(&b, num, tether__json_int(s->created_ms, num));
   }
-  tether__sdata_write_members(&s->data, &b, "cookie", s->created_ms ? CREATED_KEY : NULL);
+  size_t hl = hash ? strlen(hash) : 0;
+  if (hl > 2 && tether__sdata_find(&s->data, "cookie") == NULL && tether__sdata_find(&s->data, CREATED_KEY) == NULL) {
+    tether__buf_append(&b, ",", 1); /* "{m1,m2}": its members, written once for both */
+    tether__buf_append(&b, hash + 1, hl - 1);
+    return b.data;
+  }
+  if (hash == NULL || hl > 2) tether__sdata_write_members(&s->data, &b, "cookie", s->created_ms ? CREATED_KEY : NULL);
   tether__buf_append(&b, "}", 1);
   return b.data;
 }
+
+static char *serialize(const tether_session *s) { return serialize_with(s, NULL); }
 
 char *tether_session_serialize(const tether_session *s) { return serialize(s); }
 
@@ -691,7 +700,7 @@ static void commit_begin(tether_session *s, commit_plan *p) {
     } else {
       p->op = COMMIT_SET;
       p->mode = write_mode(s);
-      p->json = serialize(s);
+      p->json = serialize_with(s, p->hash);
     }
   } else if (strcmp(s->cookie_id, s->id) == 0) {
     if (tether_store_client_side(st)) {
@@ -702,7 +711,7 @@ static void commit_begin(tether_session *s, commit_plan *p) {
       }
     } else {
       p->op = COMMIT_TOUCH;
-      p->json = serialize(s);
+      p->json = serialize_with(s, p->hash);
     }
   }
 }

@@ -393,8 +393,10 @@ int tether__parse_iso8601(const char *s, int64_t *ms) {
 
 void tether__buf_reserve(tether__buf *b, size_t n) {
   if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n + 1) cap *= 2;
+    /* the first reservation is taken as it is asked (at least 256 bytes): a caller that knows its size gets
+     * one allocation of that size, not the next power of two (at 1 KiB, glibc's malloc consolidates) */
+    size_t need = b->len + n + 1, cap = b->cap ? b->cap * 2 : 256;
+    if (cap < need) cap = need;
     b->data = tether__realloc(b->data, cap);
     b->cap = cap;
   }

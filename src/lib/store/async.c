@@ -47,7 +47,6 @@ typedef struct rcall { /* a redis:// call on the connection */
   tether_astore_get_cb get_cb;
   tether_astore_cb cb;
   void *arg;
-  uint64_t start_us;
   char sid[8]; /* the start of the session id, for messages */
 } rcall;
 
@@ -78,7 +77,7 @@ static void rcmd_done(tether__acmd *base, int rc, redisReply *rep) {
   size_t len = 0;
   if (rc == 0)
     rc = tether__acmd_result(c->kind, c->mode, "redis", a->rc.prefix, c->sid, a->rc.max_value, rep, &json, &len);
-  tether__acall_finish(a->st, c->kind, c->start_us, rc, json, len, c->get_cb, c->cb, c->arg);
+  tether__acall_finish(a->st, c->kind, c->base.sent_us, c->base.done_us, rc, json, len, c->get_cb, c->cb, c->arg);
   free(c);
 }
 
@@ -86,7 +85,6 @@ static int issue(tether_astore *a, int kind, int mode, const char *sid, const ch
                  int64_t expires_ms, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
   rcall *c = tether__malloc(sizeof(*c));
   *c = (rcall){.base.done = rcmd_done, .a = a, .kind = kind, .mode = mode, .get_cb = get_cb, .cb = cb, .arg = arg};
-  c->start_us = tether__mono_us();
   size_t sl = strnlen(sid, sizeof(c->sid) - 2);
   memcpy(c->sid, sid, sl); /* the start, for messages; the rest of c->sid is zero */
   int rc = tether__aconn_send_call(a->conn, &c->base, kind, mode, a->rc.prefix, sid, json, len, expires_ms,

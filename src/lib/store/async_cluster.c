@@ -299,7 +299,7 @@ static void finish(cop *op) {
   if (op->kind == TETHER__ACMD_RAW)
     op->raw_cb(op->arg, op->rc, op->rc == 0 ? op->rep : NULL);
   else
-    tether__acall_finish(op->k->st, op->kind, op->start_us, op->rc, op->json, op->len, op->get_cb, op->cb, op->arg);
+    tether__acall_finish(op->k->st, op->kind, op->start_us, 0, op->rc, op->json, op->len, op->get_cb, op->cb, op->arg);
   free(op->req);
   free(op);
 }

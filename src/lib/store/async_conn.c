@@ -44,6 +44,7 @@ struct tether__aconn {
   int write_busy;
   tether__acmd *head, *tail; /* in the order sent */
   char *rbuf;
+  uint64_t read_us; /* when the last read returned */
   int backoff_ms;
   uint64_t retry_at_us;
   char down_msg[400];
@@ -109,7 +110,7 @@ static void conn_fail(tether__aconn *k, int rc) {
   }
 }
 
-static void arm_timer(tether__aconn *k);
+static void arm_timer_at(tether__aconn *k, uint64_t now);
 static void on_prepare(uv_prepare_t *p);
 
 static void on_timer(uv_timer_t *t) {
@@ -125,13 +126,13 @@ static void on_timer(uv_timer_t *t) {
                               k->cf.timeout_ms + k->head->extra_ms));
     return;
   }
-  arm_timer(k);
+  arm_timer_at(k, now);
 }
 
-/* The timer watches the oldest command (the FIFO's head has the earliest deadline). */
-static void arm_timer(tether__aconn *k) {
+/* The timer watches the oldest command (the FIFO's head has the earliest deadline). now: tether__mono_us(),
+ * read once by the caller for everything it does. */
+static void arm_timer_at(tether__aconn *k, uint64_t now) {
   if (k->head == NULL || k->state != C_READY) return;
-  uint64_t now = tether__mono_us();
   uint64_t ms = k->head->deadline_us > now ? (k->head->deadline_us - now + 999) / 1000 : 0;
   uv_timer_start(&k->timer, on_timer, ms, 0);
 }
@@ -228,6 +229,7 @@ static int on_reply(tether__aconn *k, redisReply *rep) {
     return 0;
   }
   k->backoff_ms = 0;
+  c->done_us = k->read_us;
   c->done(c, 0, rep);
   freeReplyObject(rep);
   return k->state == C_READY ? 0 : -1; /* a callback may have closed the connection */
@@ -250,6 +252,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
                               n == UV_EOF ? "the server closed the connection" : uv_strerror((int)n)));
     return;
   }
+  k->read_us = tether__mono_us(); /* the replies' completion time, and the timer's now */
   if (redisReaderFeed(k->reader, k->rbuf, (size_t)n) != REDIS_OK) {
     protocol_fail(k);
     return;
@@ -264,7 +267,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     if (on_reply(k, r) < 0) return;
   }
   if (k->head)
-    arm_timer(k);
+    arm_timer_at(k, k->read_us);
   else
     uv_timer_stop(&k->timer);
 }
@@ -287,7 +290,7 @@ static void on_connect(uv_connect_t *req, int status) {
     if (c->deadline_us < deadline) c->deadline_us = deadline;
   }
   flush_out(k);
-  arm_timer(k);
+  arm_timer_at(k, now);
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -381,12 +384,15 @@ static int send_begin(tether__aconn *k, tether__acmd *c) {
       rc = conn_start(k);
     if (rc < 0) return rc;
   }
-  c->deadline_us = tether__mono_us() + (uint64_t)(k->cf.timeout_ms + c->extra_ms) * 1000;
+  uint64_t now = tether__mono_us();
+  c->sent_us = now;
+  c->done_us = 0;
+  c->deadline_us = now + (uint64_t)(k->cf.timeout_ms + c->extra_ms) * 1000;
   int was_empty = k->head == NULL;
   push(k, c);
   if (k->state == C_READY) {
     if (!uv_is_active((uv_handle_t *)&k->flush)) uv_prepare_start(&k->flush, on_prepare);
-    if (was_empty) arm_timer(k);
+    if (was_empty) arm_timer_at(k, now);
   }
   return 0;
 }
@@ -530,12 +536,12 @@ int tether__acmd_result(int kind, int mode, const char *who, const char *prefix,
   return 0;
 }
 
-void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, int rc, char *json, size_t len,
+void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, uint64_t end_us, int rc, char *json, size_t len,
                           tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
   static const tether_store_op ops[] = {TETHER_OP_GET, TETHER_OP_SET, TETHER_OP_TOUCH, TETHER_OP_DESTROY};
   static const tether__counter counted[] = {TETHER__C_COUNT, TETHER__C_SAVED, TETHER__C_TOUCHED, TETHER__C_DESTROYED};
   if (kind != TETHER__ACMD_PING) {
-    tether__store_observe(st, ops[kind], start_us, rc);
+    tether__store_observe_span(st, ops[kind], start_us, end_us ? end_us : tether__mono_us(), rc);
     if (rc == 0 && kind != TETHER__ACMD_GET) tether__count(st, counted[kind]);
   }
   if (kind == TETHER__ACMD_GET)

@@ -35,6 +35,8 @@ struct tether__acmd {
   tether__acmd_fn done; /* NULL: a setup command (AUTH, SELECT, READONLY), owned by the connection */
   int extra_ms;         /* added to the timeout (WAIT holds its reply up to its own timeout) */
   uint64_t deadline_us;
+  uint64_t sent_us; /* when it was queued */
+  uint64_t done_us; /* when its reply was read (0: not read) */
 };
 
 typedef struct tether__aconn_conf {
@@ -76,8 +78,9 @@ char *tether__acmd_format(int kind, int mode, const char *prefix, const char *si
  * reply. who: "redis", "redis-cluster". */
 int tether__acmd_result(int kind, int mode, const char *who, const char *prefix, const char *sid, long max_value,
                         const struct redisReply *rep, char **json, size_t *len);
-/* Records a finished call in the store's metrics (as the blocking store does) and calls back. */
-void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, int rc, char *json, size_t len,
+/* Records a finished call in the store's metrics (as the blocking store does) and calls back. end_us: when
+ * its reply was read (0: now). */
+void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, uint64_t end_us, int rc, char *json, size_t len,
                           tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg);
 
 /* async_cluster.c: redis-cluster:// on the loop. NULL when st is another kind of store. freed(owner) runs

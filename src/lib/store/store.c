@@ -69,7 +69,11 @@ void tether_store_close(tether_store *st) {
 }
 
 void tether__store_observe(tether_store *st, tether_store_op op, uint64_t start_us, int rc) {
-  uint64_t us = tether__mono_us() - start_us;
+  tether__store_observe_span(st, op, start_us, tether__mono_us(), rc);
+}
+
+void tether__store_observe_span(tether_store *st, tether_store_op op, uint64_t start_us, uint64_t end_us, int rc) {
+  uint64_t us = end_us > start_us ? end_us - start_us : 0;
   size_t b = 0;
   while (b < TETHER_LATENCY_BUCKETS && us > tether_latency_bounds_us[b]) b++;
   atomic_fetch_add_explicit(&st->lat_buckets[op][b], 1, memory_order_relaxed);

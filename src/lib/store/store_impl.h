@@ -92,6 +92,8 @@ static inline void tether__count(tether_store *st, tether__counter c) {
 
 /* store.c: what every call records (latency, errors with a rate-limited warning) and the id check. */
 void tether__store_observe(tether_store *st, tether_store_op op, uint64_t start_us, int rc);
+/* The same, ended at end_us (tether__mono_us's clock) rather than now. */
+void tether__store_observe_span(tether_store *st, tether_store_op op, uint64_t start_us, uint64_t end_us, int rc);
 int tether__store_check_sid(const char *sid);
 
 /* redis:// (not sentinel): where and how the store connects, for the asynchronous client (async.c).
