@@ -66,7 +66,7 @@ size_t tether__sdata_size(const tether__sdata *d) {
 }
 
 void tether__sdata_write_members(const tether__sdata *d, tether__buf *b, const char *skip1, const char *skip2) {
-  tether__buf_reserve(b, tether__sdata_size(d)); /* one allocation rather than doubling from 256 bytes */
+  if (d->n) tether__buf_reserve(b, tether__sdata_size(d)); /* one allocation rather than doubling from 256 bytes */
   for (size_t i = 0; i < d->n; i++) {
     const tether__member *m = &d->m[i];
     if ((skip1 && strcmp(m->key, skip1) == 0) || (skip2 && strcmp(m->key, skip2) == 0)) continue;
@@ -80,7 +80,10 @@ void tether__sdata_write_members(const tether__sdata *d, tether__buf *b, const c
 char *tether__sdata_text(const tether__sdata *d) {
   tether__buf b = {0};
   tether__sdata_write_members(d, &b, NULL, NULL);
-  if (b.len == 0) return tether__strdup("{}");
+  if (b.len == 0) {
+    tether__buf_free(&b);
+    return tether__strdup("{}");
+  }
   b.data[0] = '{'; /* the first member's comma */
   tether__buf_append(&b, "}", 1);
   return b.data;

@@ -47,9 +47,9 @@ struct tether_session {
   char original_id[SID_CAP];                        /* originalId */
   char cookie_signed[SID_CAP + TETHER_SIG_LEN + 4]; /* "id.sig" as it came in, when signed with secret[0] ("") */
   char *original_hash;                              /* data as loaded or generated: originalHash */
-  char *saved_hash; /* data as last saved or loaded (NULL: unknown): savedHash; may be original_hash itself */
-  tether__sdata data;                               /* application fields, without "cookie" */
-  int have_data;                                    /* data was loaded or generated */
+  char *saved_hash;   /* data as last saved or loaded (NULL: unknown): savedHash; may be original_hash itself */
+  tether__sdata data; /* application fields, without "cookie" */
+  int have_data;      /* data was loaded or generated */
   cookie_state cookie;
   int destroyed;
   int is_new;

@@ -87,8 +87,8 @@ static int issue(tether_astore *a, int kind, int mode, const char *sid, const ch
   *c = (rcall){.base.done = rcmd_done, .a = a, .kind = kind, .mode = mode, .get_cb = get_cb, .cb = cb, .arg = arg};
   size_t sl = strnlen(sid, sizeof(c->sid) - 2);
   memcpy(c->sid, sid, sl); /* the start, for messages; the rest of c->sid is zero */
-  int rc = tether__aconn_send_call(a->conn, &c->base, kind, mode, a->rc.prefix, sid, json, len, expires_ms,
-                                   a->rc.max_value);
+  int rc =
+      tether__aconn_send_call(a->conn, &c->base, kind, mode, a->rc.prefix, sid, json, len, expires_ms, a->rc.max_value);
   if (rc < 0) {
     free(c);
     if (kind != TETHER__ACMD_PING) /* counted as the blocking store does */

@@ -403,8 +403,8 @@ int tether__aconn_send(tether__aconn *k, tether__acmd *c, const char *cmd, size_
   return rc;
 }
 
-int tether__aconn_send_call(tether__aconn *k, tether__acmd *c, int kind, int mode, const char *prefix,
-                            const char *sid, const char *json, size_t jlen, int64_t expires_ms, long max_value) {
+int tether__aconn_send_call(tether__aconn *k, tether__acmd *c, int kind, int mode, const char *prefix, const char *sid,
+                            const char *json, size_t jlen, int64_t expires_ms, long max_value) {
   int rc = send_begin(k, c);
   if (rc == 0) tether__acmd_append(&k->out, kind, mode, prefix, sid, json, jlen, expires_ms, max_value);
   return rc;
@@ -536,8 +536,8 @@ int tether__acmd_result(int kind, int mode, const char *who, const char *prefix,
   return 0;
 }
 
-void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, uint64_t end_us, int rc, char *json, size_t len,
-                          tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
+void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, uint64_t end_us, int rc, char *json,
+                          size_t len, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg) {
   static const tether_store_op ops[] = {TETHER_OP_GET, TETHER_OP_SET, TETHER_OP_TOUCH, TETHER_OP_DESTROY};
   static const tether__counter counted[] = {TETHER__C_COUNT, TETHER__C_SAVED, TETHER__C_TOUCHED, TETHER__C_DESTROYED};
   if (kind != TETHER__ACMD_PING) {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../util.h" /* tether__buf */
 #include "store_impl.h"
 #include "tether/store_async.h"
 
@@ -59,8 +60,8 @@ tether__aconn *tether__aconn_new(struct uv_loop_s *loop, const tether__aconn_con
 int tether__aconn_send(tether__aconn *k, tether__acmd *c, const char *cmd, size_t len);
 /* tether__aconn_send of a session call's command (tether__acmd_append), formatted straight into the output
  * buffer. */
-int tether__aconn_send_call(tether__aconn *k, tether__acmd *c, int kind, int mode, const char *prefix,
-                            const char *sid, const char *json, size_t jlen, int64_t expires_ms, long max_value);
+int tether__aconn_send_call(tether__aconn *k, tether__acmd *c, int kind, int mode, const char *prefix, const char *sid,
+                            const char *json, size_t jlen, int64_t expires_ms, long max_value);
 /* Writes what was sent now rather than just before the loop polls (a prepare callback sending late). */
 void tether__aconn_flush(tether__aconn *k);
 /* Fails what is pending ("store closed") before it returns; releases the connection once the loop has
@@ -80,8 +81,8 @@ int tether__acmd_result(int kind, int mode, const char *who, const char *prefix,
                         const struct redisReply *rep, char **json, size_t *len);
 /* Records a finished call in the store's metrics (as the blocking store does) and calls back. end_us: when
  * its reply was read (0: now). */
-void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, uint64_t end_us, int rc, char *json, size_t len,
-                          tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg);
+void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, uint64_t end_us, int rc, char *json,
+                          size_t len, tether_astore_get_cb get_cb, tether_astore_cb cb, void *arg);
 
 /* async_cluster.c: redis-cluster:// on the loop. NULL when st is another kind of store. freed(owner) runs
  * once the closed client has released everything. */
