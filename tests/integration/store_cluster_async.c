@@ -312,6 +312,7 @@ static void test_clusterdown(void **state) {
   uv_close((uv_handle_t *)&t, NULL);
   close_async(patient);
   close_async(a);
+  cluster_settle();
 }
 
 /* ---- TRYAGAIN: MGET/DEL across a slot a migration split ---- */
