@@ -90,6 +90,8 @@ enum MHD_Result send_text_h(struct MHD_Connection *conn, int route, int status, 
                             const char *set_cookie, const char *location, header extra);
 enum MHD_Result send_text(struct MHD_Connection *conn, int route, int status, const char *type, const char *body,
                           const char *set_cookie, const char *location);
+/* Sends a JSON answer already printed (text: malloc'd, taken). */
+enum MHD_Result send_json_text(struct MHD_Connection *conn, int route, int status, char *text, const char *set_cookie);
 /* Sends j (stolen; NULL, as json_pack gives for text that is not UTF-8, answers 500). */
 enum MHD_Result send_json_h(struct MHD_Connection *conn, int route, int status, json_t *j, const char *set_cookie,
                             header extra);

@@ -63,7 +63,8 @@ enum MHD_Result job_answer(request *rq) {
     json_decref(rq->answer);
     res = store_error(conn, rq->route, rq->err, rq->detail);
   } else if (rq->json) {
-    res = send_text(conn, rq->route, rq->status, "application/json", rq->json, rq->set_cookie, NULL);
+    res = send_json_text(conn, rq->route, rq->status, rq->json, rq->set_cookie);
+    rq->json = NULL;
   } else if (rq->html) {
     res = send_text(conn, rq->route, rq->status, "text/html; charset=utf-8", rq->html, rq->set_cookie, rq->location);
   } else {
