@@ -95,7 +95,8 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
   int form = ctype == NULL || strncmp(ctype, "application/json", 16) != 0;
   rq->ctype = ctype;
   /* no TLS here: secure only through a trusted proxy (the peer's address is only printed when one may be) */
-  const char *xfp = the_app.trusted.count ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto") : NULL;
+  const char *xfp =
+      the_app.trusted.count ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto") : NULL;
   char ip[64] = "";
   if (xfp) peer_ip(conn, ip, sizeof(ip));
   rq->secure = tether_request_is_secure(0, ip, xfp, &the_app.trusted);

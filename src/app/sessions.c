@@ -41,8 +41,17 @@ static char *whoami(const tether_session *s) {
   }
   char num[24];
   snprintf(num, sizeof(num), "%lld", (long long)visits);
-  const char *parts[] = {"{\"server\":", the_app.name_json, ",\"session_id\":\"", tether_session_id(s), "\",\"visits\":",
-                         num, ",\"user\":", user ? user : "null", ",\"cart\":", cart ? cart : "[]", "}\n"};
+  const char *parts[] = {"{\"server\":",
+                         the_app.name_json,
+                         ",\"session_id\":\"",
+                         tether_session_id(s),
+                         "\",\"visits\":",
+                         num,
+                         ",\"user\":",
+                         user ? user : "null",
+                         ",\"cart\":",
+                         cart ? cart : "[]",
+                         "}\n"};
   size_t len[sizeof(parts) / sizeof(parts[0])], total = 1;
   for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) total += len[i] = strlen(parts[i]);
   char *out = xmalloc(total), *o = out;
