@@ -796,6 +796,31 @@ static void test_dashboard_link(void **state) {
   assert_int_equal(app_stop(&p), 0);
 }
 
+/* The /whoami answer is printed from the session's stored text: a name that JSON must escape comes out
+ * escaped, and one that is not UTF-8 (no JSON string can hold it) answers 500 rather than bad JSON. */
+static void test_whoami_name_escaped(void **state) {
+  (void)state;
+  app_proc p;
+  const char *odd = "Zo\xc3\xab \"q\" \\ </b>";
+  const char *extra[] = {"--name", odd, NULL};
+  assert_int_equal(app_start_with(&p, "e1", "memory:", extra), 0);
+  jar j = {""};
+  json_t *w = call_json(p.port, "GET", "/whoami", &j, NULL, 200);
+  assert_string_equal(jstr(w, "server"), odd);
+  json_decref(w);
+  json_decref(call_json(p.port, "POST", "/cart", &j, "{\"item\":\"a\\\"b\"}", 200));
+  w = call_json(p.port, "GET", "/whoami", &j, NULL, 200);
+  assert_string_equal(json_string_value(json_array_get(json_object_get(w, "cart"), 0)), "a\"b");
+  json_decref(w);
+  assert_int_equal(app_stop(&p), 0);
+  const char *bad[] = {"--name", "bad\xff", NULL};
+  assert_int_equal(app_start_with(&p, "e2", "memory:", bad), 0);
+  w = call_json(p.port, "GET", "/whoami", &j, NULL, 500);
+  assert_string_equal(jstr(w, "error"), "the answer could not be encoded");
+  json_decref(w);
+  assert_int_equal(app_stop(&p), 0);
+}
+
 /* --absolute-timeout: a busy session still ends that long after it was created. */
 static void test_absolute_timeout(void **state) {
   (void)state;
@@ -1213,6 +1238,7 @@ int main(void) {
       cmocka_unit_test(test_secrets_not_echoed),
       cmocka_unit_test(test_secure_cookie_behind_proxy),
       cmocka_unit_test(test_dashboard_link),
+      cmocka_unit_test(test_whoami_name_escaped),
       cmocka_unit_test(test_absolute_timeout),
   };
   return cmocka_run_group_tests_name("tether-app", tests, setup, teardown);
