@@ -319,8 +319,9 @@ static int forward_head(tether__client *c, const tether__h1_msg *m, const char *
   tether__buf *b = &c->w->scratch_out;
   b->len = 0;
   tether__rewrite_response(c, m, b);
+  size_t head_len = b->len;
   tether__put(b, body, blen); /* the head and the body bytes that came with it leave in one write */
-  return tether__to_client(c, b->data, b->len);
+  return tether__head_to_client(c, m, b->data, head_len, b->len);
 }
 
 /* A whole response head is (maybe) in u->in: forward it. Returns 1 to go on with the body, 0 to wait for
