@@ -188,6 +188,7 @@ static void connect_server(tether__client *c, tether__pool *p, const tether__cf_
   uv_timer_init(&w->loop, &u->timer);
   u->io.tcp.data = u;
   u->timer.data = u;
+  u->on_timer = server_timeout;
   u->connect_req.data = u;
   u->state = TETHER__US_CONNECTING;
   u->tls_ctx = c->rt->ups[c->ups].cf->tls_ctx;
