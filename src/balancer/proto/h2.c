@@ -124,7 +124,7 @@ static int begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
   tether__h2_stream *st = tether__calloc(1, sizeof(*st));
   st->h = h;
   st->id = f->hd.stream_id;
-  tether__h2_head_init(&st->head);
+  tether__h2_head_reset(&h->head);
   st->next = h->streams;
   if (h->streams) h->streams->prev = st;
   h->streams = st;
@@ -146,7 +146,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
   if (st == NULL || st->bad) return 0;
   if (st->headers_done) return 0; /* trailers: not forwarded */
   const tether__config *cf = h->c->w->rt->cf;
-  int rc = tether__h2_head_field(&st->head, n, nn, v, vn, cf->h2_max_field, cf->h2_max_header);
+  int rc = tether__h2_head_field(&h->head, n, nn, v, vn, cf->h2_max_field, cf->h2_max_header);
   if (rc < 0) {
     st->bad = 1;
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id,
@@ -231,8 +231,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   else
     h->streams = st->next;
   if (st->next) st->next->prev = st->prev;
-  h->nstreams--;
-  tether__h2_head_free(&st->head);
+  if (--h->nstreams == 0) tether__h2_head_free(&h->head); /* an idle connection keeps no buffer */
   tether__buf_free(&st->in);
   tether__buf_free(&st->rhead);
   tether__buf_free(&st->out);
@@ -275,12 +274,11 @@ static tether__client *stream_client(tether__h2 *h, tether__h2_stream *st) {
 static int stream_open(tether__h2 *h, tether__h2_stream *st) {
   int chunked = 0;
   tether__buf b = {0};
-  if (tether__h2_head_build(&st->head, st->in_eof, &b, &chunked) < 0) {
+  if (tether__h2_head_build(&h->head, st->in_eof, &b, &chunked) < 0) {
     tether__buf_free(&b);
     return -1;
   }
-  int64_t cl = st->head.content_length;
-  tether__h2_head_free(&st->head);
+  int64_t cl = h->head.content_length;
   st->chunked = (uint8_t)chunked;
   st->in = b;
   st->cl_left = st->in_eof ? -1 : cl;
@@ -468,12 +466,12 @@ void tether__h2_closed(tether__client *c) {
     h->streams = st->next;
     st->closed = 1;
     if (st->c) st->c->proto->abort(st->c);
-    tether__h2_head_free(&st->head);
     tether__buf_free(&st->in);
     tether__buf_free(&st->rhead);
     tether__buf_free(&st->out);
     free(st);
   }
+  tether__h2_head_free(&h->head);
   nghttp2_session_del(h->s);
   h->s = NULL;
   c->h2 = NULL;
