@@ -19,6 +19,7 @@
 #define CHEAP_RATE 100
 #define MAX_CONTINUATIONS 8  /* CONTINUATION frames after one HEADERS */
 #define H2_WRITE_BATCH 16384 /* frames are written in batches of about a TLS record */
+#define SPARE_STREAMS 16     /* closed streams a connection keeps for its next ones */
 
 static void h2_send(tether__h2 *h);
 static int stream_open(tether__h2 *h, tether__h2_stream *st);
@@ -121,7 +122,17 @@ static int begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   const tether__config *cf = h->c->w->rt->cf;
   if (h->goaway || h->c->w->stopping) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  tether__h2_stream *st = tether__calloc(1, sizeof(*st));
+  tether__h2_stream *st = h->spare;
+  if (st) { /* a closed stream's memory, its response buffer kept */
+    tether__buf out = st->out;
+    h->spare = st->next;
+    h->nspare--;
+    memset(st, 0, sizeof(*st));
+    st->out = out;
+    st->out.len = 0;
+  } else {
+    st = tether__calloc(1, sizeof(*st));
+  }
   st->h = h;
   st->id = f->hd.stream_id;
   tether__h2_head_reset(&h->head);
@@ -217,6 +228,18 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *user) {
   return 0;
 }
 
+/* Frees the header-block buffers and the closed streams kept for reuse. */
+static void drop_spares(tether__h2 *h) {
+  tether__h2_head_free(&h->head);
+  while (h->spare) {
+    tether__h2_stream *st = h->spare;
+    h->spare = st->next;
+    tether__buf_free(&st->out);
+    free(st);
+  }
+  h->nspare = 0;
+}
+
 static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   (void)code;
   tether__h2 *h = user;
@@ -231,11 +254,17 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   else
     h->streams = st->next;
   if (st->next) st->next->prev = st->prev;
-  if (--h->nstreams == 0) tether__h2_head_free(&h->head); /* an idle connection keeps no buffer */
   tether__buf_free(&st->in);
   tether__buf_free(&st->rhead);
-  tether__buf_free(&st->out);
-  free(st);
+  if (--h->nstreams > 0 && h->nspare < SPARE_STREAMS) {
+    st->next = h->spare;
+    h->spare = st;
+    h->nspare++;
+  } else {
+    tether__buf_free(&st->out);
+    free(st);
+  }
+  if (h->nstreams == 0) drop_spares(h); /* an idle connection keeps no buffer */
   h2_arm(h);
   return 0;
 }
@@ -471,7 +500,7 @@ void tether__h2_closed(tether__client *c) {
     tether__buf_free(&st->out);
     free(st);
   }
-  tether__h2_head_free(&h->head);
+  drop_spares(h);
   nghttp2_session_del(h->s);
   h->s = NULL;
   c->h2 = NULL;

@@ -57,6 +57,8 @@ struct tether__h2 {
   /* the header block being received, checked field by field: one at a time on a connection (RFC 9113 section
    * 6.10: a block's frames come one after the other), so its buffers serve every stream, freed when none is */
   tether__h2_head head;
+  tether__h2_stream *spare; /* closed streams kept for the next ones (their DATA buffer too), while any is open */
+  int nspare;
   int nstreams;
   int held;           /* streams whose request waits for its END_STREAM (no client yet) */
   int64_t recv_ms;    /* when the client last sent something (client_body_timeout of held requests) */
