@@ -25,6 +25,7 @@ enum { R_INDEX = 0, R_WHOAMI, R_LOGIN, R_LOGOUT, R_CART, R_HEALTH, R_METRICS, R_
 
 typedef struct app {
   const char *name;
+  char *name_json; /* name as a JSON string ("..."), NULL when it is not UTF-8 */
   tether_store *store;
   tether_sessions *sessions;
   tether_jwt_signer *signer;             /* NULL: no JWT secret, token mode answers 501 */
@@ -69,6 +70,7 @@ typedef struct request {
   int status, err;
   json_t *answer;
   char *html, *set_cookie;
+  char *json; /* a JSON answer already printed (with its newline), else answer is sent */
   const char *location;
   char detail[512];              /* the store's message when err < 0 */
   int pending;                   /* a store call will call back with this request */
@@ -88,6 +90,8 @@ enum MHD_Result send_text_h(struct MHD_Connection *conn, int route, int status, 
                             const char *set_cookie, const char *location, header extra);
 enum MHD_Result send_text(struct MHD_Connection *conn, int route, int status, const char *type, const char *body,
                           const char *set_cookie, const char *location);
+/* Sends a JSON answer already printed (text: malloc'd, taken). */
+enum MHD_Result send_json_text(struct MHD_Connection *conn, int route, int status, char *text, const char *set_cookie);
 /* Sends j (stolen; NULL, as json_pack gives for text that is not UTF-8, answers 500). */
 enum MHD_Result send_json_h(struct MHD_Connection *conn, int route, int status, json_t *j, const char *set_cookie,
                             header extra);

@@ -15,6 +15,7 @@ void request_free(request *rq) {
   tether_session_free(rq->s);
   json_decref(rq->answer);
   free(rq->html);
+  free(rq->json);
   free(rq->set_cookie);
   free(rq->body);
   free(rq);
@@ -61,6 +62,9 @@ enum MHD_Result job_answer(request *rq) {
   if (rq->err < 0) {
     json_decref(rq->answer);
     res = store_error(conn, rq->route, rq->err, rq->detail);
+  } else if (rq->json) {
+    res = send_json_text(conn, rq->route, rq->status, rq->json, rq->set_cookie);
+    rq->json = NULL;
   } else if (rq->html) {
     res = send_text(conn, rq->route, rq->status, "text/html; charset=utf-8", rq->html, rq->set_cookie, rq->location);
   } else {
@@ -68,8 +72,9 @@ enum MHD_Result job_answer(request *rq) {
   }
   rq->answer = NULL;
   free(rq->html);
+  free(rq->json);
   free(rq->set_cookie);
-  rq->html = rq->set_cookie = NULL;
+  rq->html = rq->json = rq->set_cookie = NULL;
   return res;
 }
 

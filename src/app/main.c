@@ -101,6 +101,7 @@ int main(int argc, char **argv) {
   close(listener); /* quiesced: ours to close, after every daemon stopped */
   free(workers);
   tether_sessions_free(the_app.sessions);
+  free(the_app.name_json);
   tether_store_close(the_app.store);
   tether_jwt_verifier_free(the_app.verifier);
   tether_jwt_signer_free(the_app.signer);

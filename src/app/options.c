@@ -207,5 +207,8 @@ int options_parse(int argc, char **argv, options *o) {
     fprintf(stderr, "tether-app: unexpected argument %s (see --help)\n", argv[optind]);
     return 2;
   }
+  json_t *name = json_string(the_app.name); /* NULL when not UTF-8 */
+  the_app.name_json = name ? json_dumps(name, JSON_ENCODE_ANY) : NULL;
+  json_decref(name);
   return secrets(o);
 }

@@ -9,9 +9,9 @@ static int class_of(int status) {
   return status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4;
 }
 
-enum MHD_Result send_text_h(struct MHD_Connection *conn, int route, int status, const char *type, const char *body,
-                            const char *set_cookie, const char *location, header extra) {
-  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+/* Queues r (consumed) with the headers every answer carries. */
+static enum MHD_Result queue(struct MHD_Connection *conn, struct MHD_Response *r, int route, int status,
+                             const char *type, const char *set_cookie, const char *location, header extra) {
   if (r == NULL) xcheck(NULL, "response");
   MHD_add_response_header(r, "Content-Type", type);
   MHD_add_response_header(r, "X-Served-By", the_app.name);
@@ -24,6 +24,18 @@ enum MHD_Result send_text_h(struct MHD_Connection *conn, int route, int status, 
   MHD_destroy_response(r);
   atomic_fetch_add_explicit(&the_app.requests[route][class_of(status)], 1, memory_order_relaxed);
   return rc;
+}
+
+enum MHD_Result send_text_h(struct MHD_Connection *conn, int route, int status, const char *type, const char *body,
+                            const char *set_cookie, const char *location, header extra) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+  return queue(conn, r, route, status, type, set_cookie, location, extra);
+}
+
+enum MHD_Result send_json_text(struct MHD_Connection *conn, int route, int status, char *text, const char *set_cookie) {
+  struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+  if (r == NULL) free(text);
+  return queue(conn, r, route, status, "application/json", set_cookie, NULL, (header){NULL, NULL});
 }
 
 enum MHD_Result send_text(struct MHD_Connection *conn, int route, int status, const char *type, const char *body,
@@ -43,9 +55,9 @@ enum MHD_Result send_json_h(struct MHD_Connection *conn, int route, int status, 
   text = xrealloc(text, n + 2);
   text[n] = '\n';
   text[n + 1] = '\0';
-  enum MHD_Result rc = send_text_h(conn, route, status, "application/json", text, set_cookie, NULL, extra);
-  free(text);
-  return rc;
+  struct MHD_Response *r = MHD_create_response_from_buffer(n + 1, text, MHD_RESPMEM_MUST_FREE);
+  if (r == NULL) free(text);
+  return queue(conn, r, route, status, "application/json", set_cookie, NULL, extra);
 }
 
 enum MHD_Result send_json(struct MHD_Connection *conn, int route, int status, json_t *j, const char *set_cookie) {

@@ -94,10 +94,12 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
   if (route == R_LOGIN && wants_token(conn, rq, ctype)) return token_login(conn, rq, ctype);
   int form = ctype == NULL || strncmp(ctype, "application/json", 16) != 0;
   rq->ctype = ctype;
-  char ip[64];
-  peer_ip(conn, ip, sizeof(ip)); /* no TLS here: secure only through a trusted proxy */
-  rq->secure = tether_request_is_secure(0, ip, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto"),
-                                        &the_app.trusted);
+  /* no TLS here: secure only through a trusted proxy (the peer's address is only printed when one may be) */
+  const char *xfp =
+      the_app.trusted.count ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Forwarded-Proto") : NULL;
+  char ip[64] = "";
+  if (xfp) peer_ip(conn, ip, sizeof(ip));
+  rq->secure = tether_request_is_secure(0, ip, xfp, &the_app.trusted);
   return start_job(rq, conn, route, form, cookie);
 }
 

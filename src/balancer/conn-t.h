@@ -134,6 +134,7 @@ struct tether__upconn {
   int resp_keep_alive;
   int reused;
   int got_bytes;
+  int write_failed; /* a request write failed after the answer began: not reused */
   int closing;
   void *tls_ctx; /* the client SSL_CTX it was made with (its upstream's, https), NULL: plain */
 };

@@ -167,6 +167,8 @@ struct lab_topology {
 int lab_topology_start(lab_topology *t, uv_loop_t *loop, const lab_strategy *st, const lab_opts *o);
 /* Stops every process (graceful, then SIGKILL to its process group), removes the directory unless keep. */
 void lab_topology_stop(lab_topology *t);
+/* Prints to stderr what the balancer and the apps logged about failures (called when requests failed). */
+void lab_topology_explain(const lab_topology *t);
 /* Finds a process by name: "app2", "memcached1", "redis", "postgres", "balancer". */
 lab_proc *lab_topology_find(lab_topology *t, const char *name);
 int lab_proc_kill(lab_proc *p, int sig);

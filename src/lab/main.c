@@ -158,6 +158,7 @@ static int run_strategy(uv_loop_t *loop, const lab_strategy *st, const lab_opts 
   lab_scraper_free(sc);
   lab_users_free(u);
   lab_http_free(http);
+  if (m->errors > 0) lab_topology_explain(&t);
   lab_topology_stop(&t);
   m->sanitizer_reports = t.sanitizer_reports;
   pg->m = NULL;
@@ -422,6 +423,9 @@ static int cmd_migrate(uv_loop_t *loop, lab_opts *o, const char *command) {
   lab_scraper_free(sc);
   lab_users_free(u);
   lab_http_free(http);
+  uint64_t failed = 0;
+  for (int k = 0; k < nsteps; k++) failed += done[k]->errors;
+  if (failed > 0) lab_topology_explain(&t);
   lab_topology_stop(&t);
   if (nsteps) done[nsteps - 1]->sanitizer_reports = t.sanitizer_reports;
   progress_done(&pg);

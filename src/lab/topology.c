@@ -696,6 +696,26 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
   return 0;
 }
 
+/* Failed requests: what the balancer and the apps logged about them (at most 4 lines each), so that a run's
+ * errors come with their reasons. */
+static void explain_log(const lab_proc *p) {
+  FILE *f = p->log[0] ? fopen(p->log, "r") : NULL;
+  if (f == NULL) return;
+  char line[1024];
+  int shown = 0;
+  while (shown < 4 && fgets(line, sizeof(line), f))
+    if (strstr(line, "unavailable") || strstr(line, "failed") || strstr(line, "timed out") || strstr(line, "error")) {
+      if (shown++ == 0) fprintf(stderr, "tether-lab: %s logged:\n", p->name);
+      fprintf(stderr, "  %s", line);
+    }
+  fclose(f);
+}
+
+void lab_topology_explain(const lab_topology *t) {
+  explain_log(&t->balancer);
+  for (int i = 0; i < t->napps; i++) explain_log(&t->apps[i]);
+}
+
 /* Sanitizer builds: a report in a process's log is a bug found under the lab's load. */
 static void check_log(lab_topology *t, const lab_proc *p) {
   if (p->log[0] == '\0') return;

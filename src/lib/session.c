@@ -315,7 +315,8 @@ static int read_cookie(tether_session *s, const char *header, char **client_json
   s->cookie_id[0] = '\0';
   if (header == NULL) return 0;
   size_t cap = strlen(header) + 1;
-  char *raw = tether__malloc(cap);
+  char small_raw[512], small_val[512]; /* an ordinary Cookie header: no allocation */
+  char *raw = cap <= sizeof(small_raw) ? small_raw : tether__malloc(cap);
   int n = tether_cookie_get(header, m->name, raw, cap);
   if (n <= 0) goto done;
   if (tether_store_client_side(m->store)) {
@@ -334,16 +335,16 @@ static int read_cookie(tether_session *s, const char *header, char **client_json
     goto done;
   }
   if (strncmp(raw, "s:", 2) != 0) goto done; /* unsigned cookie: ignored */
-  char *val = tether__malloc(cap);
+  char *val = cap <= sizeof(small_val) ? small_val : tether__malloc(cap);
   int vl = tether_cookie_unsign(raw + 2, (const char *const *)m->secret, m->nsecret, val, cap);
   if (vl > 0 && vl < SID_CAP && tether__sid_valid(val)) {
     memcpy(s->cookie_id, val, (size_t)vl + 1);
     /* with one secret, the Set-Cookie for this id is this value again: no second HMAC */
     if (m->nsecret == 1 && strlen(raw + 2) < sizeof(s->cookie_signed)) strcpy(s->cookie_signed, raw + 2);
   }
-  free(val);
+  if (val != small_val) free(val);
 done:
-  free(raw);
+  if (raw != small_raw) free(raw);
   return 0;
 }
 

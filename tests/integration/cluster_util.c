@@ -71,6 +71,20 @@ int other_master(int i) {
   return -1;
 }
 
+void cluster_settle(void) {
+  for (int i = 0; i < 150; i++, tt_sleep_ms(100)) {
+    int ok = 1;
+    for (int k = 0; k < NODES && ok; k++) {
+      if (nodes[k].pid == 0) continue;
+      redisReply *r = raw(nodes[k].port, "CLUSTER INFO");
+      ok = r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok") != NULL;
+      freeReplyObject(r);
+    }
+    if (ok) return;
+  }
+  fail_msg("the cluster did not settle (cluster_state:ok on every node) within 15 s");
+}
+
 void setslot_node(unsigned slot, const char *dst_id) {
   char s[16];
   snprintf(s, sizeof(s), "%u", slot);

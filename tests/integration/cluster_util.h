@@ -20,6 +20,9 @@ int owner(int ask_port, unsigned slot);
 unsigned sid_slot(const char *sid); /* of sess:<sid> */
 /* A live master other than nodes[i]. */
 int other_master(int i);
+/* Waits (up to 15 s) until every live node says cluster_state:ok: a slot served again, or a move, reaches the
+ * others by gossip, and a test that comes next must not meet CLUSTERDOWN from the one before. */
+void cluster_settle(void);
 /* SETSLOT slot NODE dst on every live master: the move is final. */
 void setslot_node(unsigned slot, const char *dst_id);
 

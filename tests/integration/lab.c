@@ -85,7 +85,10 @@ static void check_counts_agree(json_t *r, const char *what) {
                 app_metric ? "" : " (no metric)", (long long)edge);
   if (!close_counts(users, edge))
     fail_msg("%s: the users lost %lld sessions, the edge counted %lld", what, (long long)users, (long long)edge);
-  if (app_metric && !close_counts(users, app))
+  /* a lab that ran late (a busy machine) read a killed app's counter that much before the kill: the apps
+   * may then count up to 5% fewer */
+  int late = real_at(r, "lab_max_lag_ms", NULL) >= 500 && app <= users && (users - app) * 20 <= users;
+  if (app_metric && !close_counts(users, app) && !late)
     fail_msg("%s: the users lost %lld sessions, the apps counted %lld", what, (long long)users, (long long)app);
 }
 

@@ -332,6 +332,7 @@ static void test_clusterdown(void **state) {
   assert_true(took >= 350);
   tether_store_close(patient);
   tether_store_close(st);
+  cluster_settle();
 }
 
 static void test_refused_seed(void **state) {

@@ -92,13 +92,13 @@ enum { SESSIONS = 400, IN_FLIGHT = 64 };
 static char sids[SESSIONS][TETHER_SID_LEN + 1];
 static int version[SESSIONS]; /* the last value written and acknowledged */
 static int writing[SESSIONS]; /* the value being written, 0 when none */
-static _Atomic int reshard_done;
+static _Atomic int reshard_done, reshard_status;
 static int calls, failures, running, next_call;
 static char reshard_cmd[512];
 
 static void *reshard(void *arg) {
   (void)arg;
-  tt_system("%s", reshard_cmd);
+  reshard_status = tt_system("%s", reshard_cmd);
   reshard_done = 1;
   return NULL;
 }
@@ -174,6 +174,16 @@ static void test_reshard_under_load(void **state) {
            "redis-cli --cluster reshard 127.0.0.1:%d --cluster-from %s --cluster-to %s --cluster-slots 600 "
            "--cluster-yes --cluster-pipeline 10 >/dev/null 2>&1",
            nodes[src].port, src_id, dst_id);
+  free(src_id);
+  free(dst_id);
+  /* redis-cli refuses to reshard ("Nodes don't agree about configuration") until every node has heard of the
+   * last slot move by gossip: wait, bounded, for its own check to pass */
+  int agreed = 0;
+  for (int i = 0; i < 100 && !agreed; i++) {
+    agreed = tt_system("redis-cli --cluster check 127.0.0.1:%d >/dev/null 2>&1", nodes[src].port) == 0;
+    if (!agreed) tt_sleep_ms(100);
+  }
+  assert_true(agreed);
   tether_metrics m0, m1;
   tether_store_metrics(tether_astore_store(a), &m0);
   running = 1;
@@ -196,6 +206,7 @@ static void test_reshard_under_load(void **state) {
   }
   pthread_join(th, NULL);
   assert_true(reshard_done);
+  assert_int_equal(reshard_status, 0); /* the move itself went through */
   tether_store_metrics(tether_astore_store(a), &m1);
   print_message("reshard of 600 slots under %d calls in flight: %d calls in %.1f s, %d failed; %llu redirects, "
                 "%llu map reads\n",
@@ -211,8 +222,6 @@ static void test_reshard_under_load(void **state) {
     snprintf(want, sizeof(want), "{\"v\":%d}", version[i]);
     get_expect(a, sids[i], want);
   }
-  free(src_id);
-  free(dst_id);
   close_async(a);
 }
 
@@ -303,6 +312,7 @@ static void test_clusterdown(void **state) {
   uv_close((uv_handle_t *)&t, NULL);
   close_async(patient);
   close_async(a);
+  cluster_settle();
 }
 
 /* ---- TRYAGAIN: MGET/DEL across a slot a migration split ---- */

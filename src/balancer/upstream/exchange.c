@@ -19,6 +19,7 @@
 #include "tunnel.h"
 
 static void on_server_read(tether__io *io, ssize_t nread, const char *data);
+static void server_closed(tether__upconn *u, ssize_t err);
 
 static int class_of(int status) {
   return status < 200   ? TETHER__CLASS_1XX
@@ -89,11 +90,20 @@ void tether__exchange_sending(tether__upconn *u) {
 static void on_server_written(tether__io *io, int status) {
   tether__upconn *u = io->owner;
   if (u->closing) return;
-  if (status < 0) { /* the read side sees the reset too and decides (retry or 502) */
-    tether__up_close(u);
+  tether__client *c = u->c;
+  if (status < 0) {
+    /* A write can fail before the read side hears of the reset (libuv reports it first, at the next turn):
+     * the exchange ends here, or the client would wait for a server connection that is gone. */
+    if (c == NULL)
+      tether__up_close(u);
+    else if (u->state == TETHER__US_TUNNEL)
+      tether__tunnel_server_closed(u);
+    else if (!u->got_bytes)
+      server_closed(u, status);
+    else /* an answer has begun (an early 413, say): it goes on, but the connection is not reused */
+      u->write_failed = 1;
     return;
   }
-  tether__client *c = u->c;
   if (c == NULL) return;
   if (u->state == TETHER__US_SENDING && !u->got_bytes) arm_exchange(u, c->rt->cf);
   if (c->io.paused && u->io.pending < TETHER__MAX_PENDING / 2) c->proto->resume(c);
@@ -297,7 +307,7 @@ static void response_done(tether__client *c, tether__upconn *u) {
   tether__server_succeeded(srv);
   c->srv = -1;
   c->resp_done = 1;
-  if (u->resp_keep_alive && c->req_done && u->io.pending == 0) {
+  if (u->resp_keep_alive && !u->write_failed && c->req_done && u->io.pending == 0) {
     tether__up_release(u, ur->cf);
   } else {
     if (!c->req_done) c->keep_alive = 0; /* the rest of the body cannot be skipped safely */
