@@ -115,7 +115,8 @@ struct tether__upconn {
   tether__io io; /* first */
   uv_connect_t connect_req;
   uv_timer_t timer;
-  uint64_t due; /* the exchange's deadline (io/deadline.h); the pool starts the timer itself while idle */
+  uint64_t due;         /* the deadline of the exchange, or of the idle time in the pool (io/deadline.h) */
+  uv_timer_cb on_timer; /* the timer's one callback (upstream/exchange.c's): the pool sets deadlines with it */
   tether__worker *w;
   tether__server_state *srv;
   struct tether__pool *pool;             /* its server's pool in this worker: idle in it, or counted busy by it */

@@ -41,6 +41,15 @@ static inline int tether__to_client(tether__client *c, const char *data, size_t 
   return tether__io_write(&c->io, data, len);
 }
 
+/* A response head the balancer made (head_len bytes, then body bytes up to len) for a server's head m: to a
+ * transport that takes heads parsed (an HTTP/2 stream) as such, else as bytes. */
+static inline int tether__head_to_client(tether__client *c, const struct tether__h1_msg *m, const char *data,
+                                         size_t head_len, size_t len) {
+  c->bytes_sent += len;
+  if (c->io.filter && c->io.filter->head) return c->io.filter->head(&c->io, m, data, head_len, len);
+  return tether__io_write(&c->io, data, len);
+}
+
 static inline int tether__to_server(tether__upconn *u, const char *data, size_t len) {
   return tether__io_write(&u->io, data, len);
 }

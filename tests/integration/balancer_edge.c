@@ -237,6 +237,16 @@ static void test_hop_by_hop(void **state) {
   assert_true(saw_header(body, "X-Kept", "yes"));
   free(body);
   tb_raw_free(&r);
+  /* the usual Connection value, keep-alive and close only: a field named close is hop-by-hop all the same */
+  const char *ka = "GET /headers HTTP/1.1\r\nHost: x\r\nConnection: Keep-Alive , close\r\nClose: 1\r\n"
+                   "Keep: yes\r\n\r\n";
+  assert_int_equal(tb_raw_exchange(T.port, ka, strlen(ka), &r, &closed), 0);
+  assert_int_equal(r.status, 200);
+  body = strndup(r.body, r.body_len);
+  assert_false(saw_header(body, "Close", NULL));
+  assert_true(saw_header(body, "Keep", "yes"));
+  free(body);
+  tb_raw_free(&r);
   /* an HTTP/1.0 "upgrade" is no upgrade, nor is anything but websocket */
   const char *req10 = "GET /ws HTTP/1.0\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
   assert_int_equal(tb_raw_exchange(T.port, req10, strlen(req10), &r, &closed), 0);

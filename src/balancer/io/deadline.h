@@ -6,7 +6,8 @@
  * kept-alive connection in steady use costs no timer operation per request.
  *
  * The owner's callback begins with tether__deadline_due and returns when it says 0. Whoever starts the same
- * uv_timer_t with another callback must stop it before the deadline is set again (pool.c, h2.c do). */
+ * uv_timer_t with another callback must stop it before the deadline is set again (h2.c does; a server connection's
+ * pool sets its idle time as a deadline with the exchange's callback). */
 #ifndef TETHER_BALANCER_IO_DEADLINE_H
 #define TETHER_BALANCER_IO_DEADLINE_H
 

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 typedef struct tether__io tether__io;
+struct tether__h1_msg;
 
 /* A filter between the socket and the owner (TLS): it takes the raw bytes read, and the owner's writes, and
  * speaks to the socket through tether__io_write_raw. Lower layers reach it only through this table. */
@@ -19,6 +20,10 @@ typedef struct tether__io_filter {
   void (*drain)(tether__io *io); /* reading resumed: deliver what the filter already holds */
   int (*shutdown)(tether__io *io, uv_shutdown_t *req);
   void (*free)(tether__io *io);
+  /* Optional: a response head and the body bytes after it, data[0..len), where data[0..head_len) is the head
+   * as the client is to get it (HTTP/1.1 text the balancer made, "Name: value" lines) and m the server's head
+   * as the upstream layer parsed it (its status and body framing). NULL: the bytes go through write. */
+  int (*head)(tether__io *io, const struct tether__h1_msg *m, const char *data, size_t head_len, size_t len);
 } tether__io_filter;
 
 /* nread > 0: data[0..nread) was read; nread < 0: a libuv error (UV_EOF at the end). */

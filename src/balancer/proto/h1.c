@@ -399,7 +399,9 @@ static void on_client_read(tether__io *io, ssize_t nread, const char *data) {
   } else {
     tether__append_in(&c->in, &c->in_len, &c->in_cap, data, (size_t)nread);
     if (c->state == TETHER__CS_HEAD) {
-      if (!c->active && c->in_len == (size_t)nread) arm_client(c, c->w->rt->cf->client_header_timeout_ms);
+      /* an HTTP/2 stream's head comes whole (its connection times the frames): no head timer */
+      if (!c->active && c->in_len == (size_t)nread && c->conn == NULL)
+        arm_client(c, c->w->rt->cf->client_header_timeout_ms);
       start_request(c);
     } else if (c->state == TETHER__CS_BODY) {
       arm_body_timer(c);

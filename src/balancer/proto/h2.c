@@ -19,6 +19,7 @@
 #define CHEAP_RATE 100
 #define MAX_CONTINUATIONS 8  /* CONTINUATION frames after one HEADERS */
 #define H2_WRITE_BATCH 16384 /* frames are written in batches of about a TLS record */
+#define SPARE_STREAMS 16     /* closed streams a connection keeps for its next ones */
 
 static void h2_send(tether__h2 *h);
 static int stream_open(tether__h2 *h, tether__h2_stream *st);
@@ -121,10 +122,20 @@ static int begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   const tether__config *cf = h->c->w->rt->cf;
   if (h->goaway || h->c->w->stopping) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  tether__h2_stream *st = tether__calloc(1, sizeof(*st));
+  tether__h2_stream *st = h->spare;
+  if (st) { /* a closed stream's memory, its response buffer kept */
+    tether__buf out = st->out;
+    h->spare = st->next;
+    h->nspare--;
+    memset(st, 0, sizeof(*st));
+    st->out = out;
+    st->out.len = 0;
+  } else {
+    st = tether__calloc(1, sizeof(*st));
+  }
   st->h = h;
   st->id = f->hd.stream_id;
-  tether__h2_head_init(&st->head);
+  tether__h2_head_reset(&h->head);
   st->next = h->streams;
   if (h->streams) h->streams->prev = st;
   h->streams = st;
@@ -146,7 +157,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
   if (st == NULL || st->bad) return 0;
   if (st->headers_done) return 0; /* trailers: not forwarded */
   const tether__config *cf = h->c->w->rt->cf;
-  int rc = tether__h2_head_field(&st->head, n, nn, v, vn, cf->h2_max_field, cf->h2_max_header);
+  int rc = tether__h2_head_field(&h->head, n, nn, v, vn, cf->h2_max_field, cf->h2_max_header);
   if (rc < 0) {
     st->bad = 1;
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->id,
@@ -217,6 +228,18 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *user) {
   return 0;
 }
 
+/* Frees the header-block buffers and the closed streams kept for reuse. */
+static void drop_spares(tether__h2 *h) {
+  tether__h2_head_free(&h->head);
+  while (h->spare) {
+    tether__h2_stream *st = h->spare;
+    h->spare = st->next;
+    tether__buf_free(&st->out);
+    free(st);
+  }
+  h->nspare = 0;
+}
+
 static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   (void)code;
   tether__h2 *h = user;
@@ -231,12 +254,17 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   else
     h->streams = st->next;
   if (st->next) st->next->prev = st->prev;
-  h->nstreams--;
-  tether__h2_head_free(&st->head);
   tether__buf_free(&st->in);
   tether__buf_free(&st->rhead);
-  tether__buf_free(&st->out);
-  free(st);
+  if (--h->nstreams > 0 && h->nspare < SPARE_STREAMS) {
+    st->next = h->spare;
+    h->spare = st;
+    h->nspare++;
+  } else {
+    tether__buf_free(&st->out);
+    free(st);
+  }
+  if (h->nstreams == 0) drop_spares(h); /* an idle connection keeps no buffer */
   h2_arm(h);
   return 0;
 }
@@ -275,12 +303,11 @@ static tether__client *stream_client(tether__h2 *h, tether__h2_stream *st) {
 static int stream_open(tether__h2 *h, tether__h2_stream *st) {
   int chunked = 0;
   tether__buf b = {0};
-  if (tether__h2_head_build(&st->head, st->in_eof, &b, &chunked) < 0) {
+  if (tether__h2_head_build(&h->head, st->in_eof, &b, &chunked) < 0) {
     tether__buf_free(&b);
     return -1;
   }
-  int64_t cl = st->head.content_length;
-  tether__h2_head_free(&st->head);
+  int64_t cl = h->head.content_length;
   st->chunked = (uint8_t)chunked;
   st->in = b;
   st->cl_left = st->in_eof ? -1 : cl;
@@ -468,12 +495,12 @@ void tether__h2_closed(tether__client *c) {
     h->streams = st->next;
     st->closed = 1;
     if (st->c) st->c->proto->abort(st->c);
-    tether__h2_head_free(&st->head);
     tether__buf_free(&st->in);
     tether__buf_free(&st->rhead);
     tether__buf_free(&st->out);
     free(st);
   }
+  drop_spares(h);
   nghttp2_session_del(h->s);
   h->s = NULL;
   c->h2 = NULL;

@@ -26,9 +26,8 @@ struct tether__h2_stream {
   tether__h2_stream *prev, *next; /* in the connection's streams */
   tether__client *c;              /* the stream's request client; NULL before its head is complete, and once closed */
   int32_t id;
-  tether__h2_head head; /* the request's header block, checked field by field */
-  tether__buf in;       /* request bytes made and not yet read by c */
-  size_t unconsumed;    /* DATA bytes in `in`: the window opens again once c reads them */
+  tether__buf in;    /* request bytes made and not yet read by c */
+  size_t unconsumed; /* DATA bytes in `in`: the window opens again once c reads them */
   uint8_t headers_done, chunked, in_eof, closed, delivering, notify, bad;
   uint8_t hold;     /* the whole request waits for END_STREAM (a content-length up to TETHER__H2_BODY_HOLD) */
   uint8_t withheld; /* the last byte of a larger content-length body, held until END_STREAM confirms it */
@@ -55,6 +54,11 @@ struct tether__h2 {
   tether__io_read_cb h1_read; /* the HTTP/1.1 side's transport callbacks: each stream's client takes them */
   tether__io_write_cb h1_written;
   tether__h2_stream *streams;
+  /* the header block being received, checked field by field: one at a time on a connection (RFC 9113 section
+   * 6.10: a block's frames come one after the other), so its buffers serve every stream, freed when none is */
+  tether__h2_head head;
+  tether__h2_stream *spare; /* closed streams kept for the next ones (their DATA buffer too), while any is open */
+  int nspare;
   int nstreams;
   int held;           /* streams whose request waits for its END_STREAM (no client yet) */
   int64_t recv_ms;    /* when the client last sent something (client_body_timeout of held requests) */

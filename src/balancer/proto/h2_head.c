@@ -13,6 +13,13 @@ void tether__h2_head_init(tether__h2_head *hd) {
   hd->content_length = -1;
 }
 
+void tether__h2_head_reset(tether__h2_head *hd) {
+  tether__h2_head keep = *hd;
+  tether__h2_head_init(hd);
+  hd->fields = keep.fields, hd->authority = keep.authority, hd->path = keep.path, hd->cookie = keep.cookie;
+  hd->fields.len = hd->authority.len = hd->path.len = hd->cookie.len = 0;
+}
+
 void tether__h2_head_free(tether__h2_head *hd) {
   tether__buf_free(&hd->fields);
   tether__buf_free(&hd->authority);

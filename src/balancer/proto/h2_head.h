@@ -34,6 +34,8 @@ int tether__h2_head_field(tether__h2_head *hd, const uint8_t *n, size_t nn, cons
  * client gave one, else chunked (*chunked = 1) unless the stream ended with its HEADERS. -1: refused (no
  * :method or :path, CONNECT, a :path not origin-form). */
 int tether__h2_head_build(const tether__h2_head *hd, int end_stream, tether__buf *out, int *chunked);
+/* Empty again for the next block, its buffers kept. */
+void tether__h2_head_reset(tether__h2_head *hd);
 void tether__h2_head_free(tether__h2_head *hd);
 
 #endif

@@ -1,9 +1,11 @@
 /* An HTTP/2 stream as the transport of a client of its own. Its input is an HTTP/1.1 request: a head made from
  * the header block h2.c checked (":authority" as Host, the cookie fields joined), then the DATA, as a
  * Content-Length body when the client gave one, else chunked. Its output is what the request and upstream
- * layers write, HTTP/1.1 bytes: the head becomes HEADERS (without the connection-specific fields), the body
- * (de-chunked) becomes DATA, sent as the client's window allows; what waits counts as the transport's pending
- * bytes, so that the upstream stops reading past TETHER__MAX_PENDING as it does for HTTP/1.1. */
+ * layers write, HTTP/1.1 bytes: the head becomes HEADERS (without the connection-specific fields; a server's
+ * head comes with the upstream layer's parse of it, through the filter's head operation, and is not parsed
+ * again), the body (de-chunked) becomes DATA, sent as the client's window allows; what waits counts as the
+ * transport's pending bytes, so that the upstream stops reading past TETHER__MAX_PENDING as it does for
+ * HTTP/1.1. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,30 +93,74 @@ static int hop_name(tether__slice n) {
   }
 }
 
-/* The response head is complete: HEADERS, with a data source when a body follows. */
-static void submit_head(tether__h2_stream *st, const tether__h1_msg *m) {
-  nghttp2_nv nv[TETHER__H1_MAX_HEADERS + 1];
-  char status[16], names[TETHER__H1_MAX_HEADERS][64];
-  int code = m->status % 1000;
-  status[0] = (char)('0' + code / 100), status[1] = (char)('0' + code / 10 % 10), status[2] = (char)('0' + code % 10);
-  size_t n = 0;
-  nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3, NGHTTP2_NV_FLAG_NONE};
-  for (size_t i = 0; i < m->nheaders; i++) {
-    tether__slice name = m->headers[i].name;
-    if (hop_name(name) || name.n >= sizeof(names[0])) continue;
-    for (size_t k = 0; k < name.n; k++)
-      names[n][k] = (char)(name.p[k] >= 'A' && name.p[k] <= 'Z' ? name.p[k] + 32 : name.p[k]);
-    nv[n] = (nghttp2_nv){(uint8_t *)names[n], (uint8_t *)m->headers[i].value.p, name.n, m->headers[i].value.n,
-                         NGHTTP2_NV_FLAG_NONE};
-    n++;
-  }
+/* A response head's fields as nghttp2 takes them: the names in lowercase (copied), the connection-specific
+ * ones left out. */
+typedef struct resp_fields {
+  nghttp2_nv nv[TETHER__H1_MAX_HEADERS + 8];
+  char names[TETHER__H1_MAX_HEADERS + 8][64];
+  char status[4];
+  size_t n;
+} resp_fields;
+
+/* Each worker is a thread: one of these each, not 11 KiB of stack per head. */
+static _Thread_local resp_fields resp_nv;
+
+/* One field; 0, or -1 when there are more than HEADERS can carry here. */
+static int add_field(resp_fields *f, tether__slice name, tether__slice value) {
+  if (hop_name(name) || name.n >= sizeof(f->names[0])) return 0;
+  if (f->n == TETHER__ARRAY_SIZE(f->nv)) return -1;
+  char *lower = f->names[f->n];
+  for (size_t k = 0; k < name.n; k++)
+    lower[k] = (char)(name.p[k] >= 'A' && name.p[k] <= 'Z' ? name.p[k] + 32 : name.p[k]);
+  f->nv[f->n++] = (nghttp2_nv){(uint8_t *)lower, (uint8_t *)value.p, name.n, value.n, NGHTTP2_NV_FLAG_NONE};
+  return 0;
+}
+
+static void fields_init(resp_fields *f, int status) {
+  int code = status % 1000;
+  f->status[0] = (char)('0' + code / 100), f->status[1] = (char)('0' + code / 10 % 10);
+  f->status[2] = (char)('0' + code % 10);
+  f->nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)f->status, 7, 3, NGHTTP2_NV_FLAG_NONE};
+  f->n = 1;
+}
+
+/* The response head is complete: HEADERS, with a data source when a body follows (its framing, m's). */
+static void submit_head(tether__h2_stream *st, const tether__h1_msg *m, const resp_fields *f) {
   st->framing = m->framing;
   st->remaining = m->framing == TETHER__H1_LENGTH ? m->content_length : 0;
   st->rstate = m->framing == TETHER__H1_NO_BODY || (m->framing == TETHER__H1_LENGTH && !m->content_length) ? 2 : 1;
   st->out_eof = st->rstate == 2;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = tether__h2_stream_read};
-  nghttp2_submit_response(st->h->s, st->id, nv, n, st->rstate == 2 ? NULL : &prd);
+  nghttp2_submit_response(st->h->s, st->id, f->nv, f->n, st->rstate == 2 ? NULL : &prd);
   st->submitted = 1;
+}
+
+/* The fields of a head parsed here (one the request layer wrote itself: an error page, a redirect). */
+static void submit_parsed(tether__h2_stream *st, const tether__h1_msg *m) {
+  resp_fields *f = &resp_nv;
+  fields_init(f, m->status);
+  for (size_t i = 0; i < m->nheaders; i++) add_field(f, m->headers[i].name, m->headers[i].value);
+  submit_head(st, m, f);
+}
+
+/* The fields of a head the balancer made from a server's (tether__rewrite_response): its status line, then
+ * "Name: value" lines, each checked when the server's head was parsed or made by the balancer itself, so they
+ * are only split here. -1 when there are too many. */
+static int submit_made(tether__h2_stream *st, const tether__h1_msg *m, const char *p, size_t len) {
+  resp_fields *f = &resp_nv;
+  fields_init(f, m->status);
+  const char *end = p + len, *nl = memchr(p, '\n', len);
+  for (p = nl ? nl + 1 : end; p < end; p = nl + 1) {
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL || nl - p <= 1) break; /* the empty line */
+    const char *colon = memchr(p, ':', (size_t)(nl - p)), *ve = nl[-1] == '\r' ? nl - 1 : nl;
+    if (colon == NULL) continue;
+    const char *v = colon + 1;
+    while (v < ve && (*v == ' ' || *v == '\t')) v++;
+    if (add_field(f, (tether__slice){p, (size_t)(colon - p)}, (tether__slice){v, (size_t)(ve - v)}) < 0) return -1;
+  }
+  submit_head(st, m, f);
+  return 0;
 }
 
 /* Chunked body bytes into DATA bytes; what the upstream layer forwards was checked already (http1.c). */
@@ -201,11 +247,21 @@ static int head_bytes(tether__h2_stream *st, tether__client *c, const char *p, s
     p += n;
     len -= (size_t)n;
     if (m->status >= 100 && m->status < 200) continue;
-    submit_head(st, m);
+    submit_parsed(st, m);
     if (len && st->rstate == 1) body_bytes(st, p, len);
     tether__buf_free(&st->rhead);
     return 0;
   }
+}
+
+/* Bytes the stream took: the transport's pending count, nghttp2 told when DATA waited for them. */
+static void stream_took(tether__h2_stream *st, tether__io *io) {
+  io->pending = st->out.len - st->out_off;
+  if (st->deferred && (st->out.len > st->out_off || st->out_eof)) {
+    st->deferred = 0;
+    nghttp2_session_resume_data(st->h->s, st->id);
+  }
+  tether__h2_schedule(st->h);
 }
 
 static int stream_write(tether__io *io, const char *data, size_t len) {
@@ -218,12 +274,20 @@ static int stream_write(tether__io *io, const char *data, size_t len) {
   } else if (st->rstate == 1) {
     body_bytes(st, data, len);
   }
-  io->pending = st->out.len - st->out_off;
-  if (st->deferred && (st->out.len > st->out_off || st->out_eof)) {
-    st->deferred = 0;
-    nghttp2_session_resume_data(st->h->s, st->id);
-  }
-  tether__h2_schedule(st->h);
+  stream_took(st, io);
+  return 0;
+}
+
+/* A server's answer, its head parsed by the upstream layer: HEADERS from it without parsing it again. Interim
+ * (1xx) heads are dropped, as in head_bytes. */
+static int stream_head(tether__io *io, const tether__h1_msg *m, const char *data, size_t head_len, size_t len) {
+  tether__h2_stream *st = io->filter_state;
+  if (st == NULL || st->closed) return UV_EPIPE;
+  if (st->rstate != 0 || st->rhead.len) return stream_write(io, data, len);
+  if (m->status >= 100 && m->status < 200) return 0;
+  if (submit_made(st, m, data, head_len) < 0) return UV_EPROTO;
+  if (len > head_len && st->rstate == 1) body_bytes(st, data + head_len, len - head_len);
+  stream_took(st, io);
   return 0;
 }
 
@@ -299,4 +363,5 @@ const tether__io_filter tether__h2_stream_filter = {.read = stream_read,
                                                     .write = stream_write,
                                                     .drain = stream_drain,
                                                     .shutdown = stream_shutdown,
-                                                    .free = stream_free};
+                                                    .free = stream_free,
+                                                    .head = stream_head};

@@ -56,12 +56,36 @@ static int listed_in(tether__slice v, tether__slice name) {
   return 0;
 }
 
+/* A Connection value that lists only keep-alive and close (the usual one): 1, and *close when close is one. */
+static int plain_connection(tether__slice v, int *close) {
+  int has_close = 0;
+  size_t i = 0;
+  while (i <= v.n) {
+    size_t j = i;
+    while (j < v.n && v.p[j] != ',') j++;
+    size_t a = i, b = j;
+    while (a < b && (v.p[a] == ' ' || v.p[a] == '\t')) a++;
+    while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t')) b--;
+    tether__slice t = {v.p + a, b - a};
+    if (tether__h1_token_eq(t, "close"))
+      has_close = 1;
+    else if (t.n && !tether__h1_token_eq(t, "keep-alive"))
+      return 0;
+    i = j + 1;
+  }
+  *close |= has_close;
+  return 1;
+}
+
 void tether__hop_init(tether__hop *h, const tether__h1_msg *m) {
   h->m = m;
   h->n = 0;
   h->overflow = 0;
+  h->close = 0;
   for (size_t i = 0; i < m->nheaders; i++) {
     if (!tether__h1_token_eq(m->headers[i].name, "connection")) continue;
+    /* keep-alive is always hop-by-hop: such a value adds at most "close" to compare names with */
+    if (plain_connection(m->headers[i].value, &h->close)) continue;
     if (h->n == TETHER__HOP_MAX)
       h->overflow = 1;
     else
@@ -71,6 +95,7 @@ void tether__hop_init(tether__hop *h, const tether__h1_msg *m) {
 
 int tether__hop_by_hop(const tether__hop *h, tether__slice name) {
   if (always_hop(name)) return 1;
+  if (h->close && tether__h1_token_eq(name, "close")) return 1;
   if (h->n == 0) return 0;
   /* the framing travels with the bytes the balancer forwards as they are: a Connection header cannot take
    * it away (that would desynchronise the next hop), nor the Host an HTTP/1.1 request needs */

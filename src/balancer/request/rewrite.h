@@ -36,6 +36,7 @@ typedef struct tether__hop {
   tether__slice conn[TETHER__HOP_MAX];
   int n;
   int overflow; /* more Connection headers than that */
+  int close;    /* a Connection header of only keep-alive and close listed close (those are not gathered) */
 } tether__hop;
 void tether__hop_init(tether__hop *h, const tether__h1_msg *m);
 int tether__hop_by_hop(const tether__hop *h, tether__slice name);

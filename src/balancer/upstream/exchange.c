@@ -198,6 +198,7 @@ static void connect_server(tether__client *c, tether__pool *p, const tether__cf_
   uv_timer_init(&w->loop, &u->timer);
   u->io.tcp.data = u;
   u->timer.data = u;
+  u->on_timer = server_timeout;
   u->connect_req.data = u;
   u->state = TETHER__US_CONNECTING;
   u->tls_ctx = c->rt->ups[c->ups].cf->tls_ctx;
@@ -329,8 +330,9 @@ static int forward_head(tether__client *c, const tether__h1_msg *m, const char *
   tether__buf *b = &c->w->scratch_out;
   b->len = 0;
   tether__rewrite_response(c, m, b);
+  size_t head_len = b->len;
   tether__put(b, body, blen); /* the head and the body bytes that came with it leave in one write */
-  return tether__to_client(c, b->data, b->len);
+  return tether__head_to_client(c, m, b->data, head_len, b->len);
 }
 
 /* A whole response head is (maybe) in u->in: forward it. Returns 1 to go on with the body, 0 to wait for

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../io/deadline.h"
 #include "../io/listen.h"
 #include "../worker.h"
 
@@ -200,8 +201,6 @@ static void period_start(pool_group *g) {
   if (!uv_is_active((uv_handle_t *)&g->timer)) uv_timer_start(&g->timer, period_tick, POOL_PERIOD_MS, POOL_PERIOD_MS);
 }
 
-static void idle_timeout(uv_timer_t *t) { tether__up_close(t->data); }
-
 /* Whether the connection may carry another exchange at all. */
 static int reusable(const tether__upconn *u, const tether__cf_upstream *cu) {
   return cu->keepalive != 0 && cu->keepalive_timeout_ms > 0 && u->requests < cu->keepalive_requests &&
@@ -255,7 +254,8 @@ void tether__up_release(tether__upconn *u, const tether__cf_upstream *cu) {
   p->count++;
   g->idle++;
   tether__io_resume(&u->io); /* an idle connection keeps reading to notice the server closing it */
-  uv_timer_start(&u->timer, idle_timeout, (uint64_t)cu->keepalive_timeout_ms, 0);
+  /* the exchange's timer, its callback closing a connection that has no client: no timer operation in steady use */
+  tether__deadline_set(&u->timer, &u->due, u->on_timer, cu->keepalive_timeout_ms);
   if (cu->keepalive < 0) period_start(g);
 }
 
@@ -265,7 +265,7 @@ tether__upconn *tether__pool_take(tether__pool *p, const void *tls_ctx) {
     idle_remove(u);
     int quiet = u->tls_ctx != tls_ctx ? 0 : u->in_len == 0 ? tether__io_quiet(&u->io) : -1;
     if (quiet == 1) {
-      uv_timer_stop(&u->timer);
+      tether__deadline_clear(&u->due);
       busy_one_more(p->g);
       return u;
     }
