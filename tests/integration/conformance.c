@@ -532,7 +532,9 @@ void tt_oversized_session(tether_store *st) {
   tether_store_metrics(st, &after);
   assert_int_equal(after.oversized, before.oversized + 1);
   print_message("%s: a 50 MB stored session loaded as a new session in %lld ms\n", tether_store_kind(st), ms);
-  if (ms > 2000) fail_msg("loading a 50 MB session took %lld ms", ms);
+  /* the oversized count above says the cap refused it before any parse; the time is a loose second check
+   * (50 MB read from the store, with room for a loaded machine and ASan) */
+  if (ms > 8000) fail_msg("loading a 50 MB session took %lld ms", ms);
   char text[16384];
   tether_metrics_prometheus(st, text, sizeof(text));
   assert_non_null(strstr(text, "tether_sessions_oversized_total"));
