@@ -162,8 +162,8 @@ void tether__io_close(tether__io *io, uv_close_cb cb) {
 /* The read callback may not have run yet in this loop turn, so the socket itself is asked. */
 int tether__io_quiet(tether__io *io) {
   uv_os_fd_t fd;
-  int q = io->uio ? tether__uring_quiet(io) : 1;
-  if (q < 1) return q;
+  int q = io->uio ? tether__uring_quiet(io) : 2;
+  if (q < 2) return q;
   if (uv_fileno((uv_handle_t *)&io->tcp, &fd) < 0) return 0;
   char b;
   ssize_t n;

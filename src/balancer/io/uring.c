@@ -43,6 +43,7 @@ struct tether__uio {
   unsigned reading : 1, recv_armed : 1, recv_cancel : 1, sending : 1, shut : 1, ended : 1, cancel_all : 1,
       in_todo : 1;
   int ops;              /* SQEs whose last completion has not come */
+  unsigned long armed_in; /* the submission that takes the receive to the kernel */
   char *out, *next;     /* in flight [out_off, out_len), and queued behind it */
   size_t out_len, out_off, out_cap, next_len, next_cap;
   held *held, **held_tail;
@@ -60,7 +61,13 @@ struct tether__uring {
   char *bufs;
   uio *todo;
   long ops;
+  unsigned long submits; /* io_uring_submit calls so far */
 };
+
+static void submit(tether__uring *r) {
+  io_uring_submit(&r->ring);
+  r->submits++;
+}
 
 static void keep_loop(tether__uring *r) {
   if (r->ops > 0 || r->todo)
@@ -85,7 +92,7 @@ static void ops_add(uio *u, int d) {
 static struct io_uring_sqe *sqe_for(uio *u, uint64_t data) {
   struct io_uring_sqe *s = io_uring_get_sqe(&u->r->ring);
   if (s == NULL) {
-    io_uring_submit(&u->r->ring);
+    submit(u->r);
     s = io_uring_get_sqe(&u->r->ring);
   }
   if (s != NULL) io_uring_sqe_set_data64(s, data);
@@ -234,6 +241,7 @@ static int flush_reads(uio *u) {
     s->flags |= IOSQE_BUFFER_SELECT;
     s->buf_group = BGID;
     u->recv_armed = 1;
+    u->armed_in = u->r->submits;
     ops_add(u, 1);
   } else if (!u->reading && u->recv_armed && !u->recv_cancel) {
     if ((s = sqe_for(u, 0)) == NULL) return -1;
@@ -290,11 +298,11 @@ static void on_prepare(uv_prepare_t *p) {
   for (int turn = 0; turn < TURNS; turn++) {
     run_todo(r);
     if (io_uring_sq_ready(&r->ring) == 0) break;
-    io_uring_submit(&r->ring);
+    submit(r);
     if (reap(r) == 0) break;
   }
   run_todo(r);
-  if (io_uring_sq_ready(&r->ring)) io_uring_submit(&r->ring);
+  if (io_uring_sq_ready(&r->ring)) submit(r);
   keep_loop(r);
 }
 
@@ -328,7 +336,7 @@ tether__uring *tether__uring_new(uv_loop_t *loop, char *why, size_t len) {
   tether__uring *r = tether__calloc(1, sizeof(*r));
   struct io_uring_params p;
   memset(&p, 0, sizeof(p));
-  p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER;
+  p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SINGLE_ISSUER;
   int rc = io_uring_queue_init_params(RING_ENTRIES, &r->ring, &p);
   if (rc == -EINVAL) { /* a kernel before 6.0: no single issuer */
     memset(&p, 0, sizeof(p));
@@ -421,10 +429,14 @@ void tether__uring_close(tether__io *io, uv_close_cb cb) {
   todo(io->uio);
 }
 
+/* The multishot receive stays armed on an idle connection, so whatever the server sent is in a completion
+ * already, or in the kernel's work for this thread (the ring says so: IORING_SQ_TASKRUN), then run first. */
 int tether__uring_quiet(tether__io *io) {
   uio *u = io->uio;
   if (u->held) return u->held->n > 0 ? -1 : 0;
   if (u->ended) return 0;
+  if (!u->recv_armed || u->recv_cancel || u->armed_in == u->r->submits) return 2; /* the socket is asked */
+  if (IO_URING_READ_ONCE(*u->r->ring.sq.kflags) & IORING_SQ_TASKRUN) io_uring_get_events(&u->r->ring);
   unsigned head;
   struct io_uring_cqe *c;
   io_uring_for_each_cqe(&u->r->ring, head, c) {

@@ -24,7 +24,7 @@ void tether__uring_pause(tether__io *io);
 void tether__uring_resume(tether__io *io);
 void tether__uring_shutdown(tether__io *io);
 void tether__uring_close(tether__io *io, uv_close_cb cb);
-/* 1 nothing received and not yet delivered, -1 bytes are, 0 the end (or an error) is; then the socket. */
+/* As tether__io_quiet: 1 quiet, -1 bytes are waiting, 0 the end (or an error); 2 the socket must be asked. */
 int tether__uring_quiet(tether__io *io);
 
 #endif
