@@ -22,6 +22,7 @@
 #include "../../lib/util.h"
 
 #define RING_ENTRIES 512
+#define CQ_ENTRIES 8192 /* multishot receives post one completion per buffer filled */
 #define NBUFS 256 /* provided receive buffers per worker (a power of two) */
 #define BUF_SIZE 16384
 #define BGID 0
@@ -168,8 +169,7 @@ static void on_cqe(uint64_t data, int res, unsigned flags) {
   if (u->close_cb && u->ops == 0) todo(u);
 }
 
-/* Completions one at a time: an owner's callback may look at the ones still unread (tether__uring_quiet). */
-static int reap(tether__uring *r) {
+static int reap_ready(tether__uring *r) {
   int n = 0;
   while (io_uring_cq_ready(&r->ring)) {
     unsigned head;
@@ -186,6 +186,17 @@ static int reap(tether__uring *r) {
     io_uring_cq_advance(&r->ring, 1);
     on_cqe(data, res, flags);
     n++;
+  }
+  return n;
+}
+
+/* Completions one at a time: an owner's callback may look at the ones still unread (tether__uring_quiet).
+ * Those that found the completion queue full wait in the kernel (IORING_SQ_CQ_OVERFLOW) until it is asked. */
+static int reap(tether__uring *r) {
+  int n = reap_ready(r);
+  for (int k = 0; k < 64 && io_uring_cq_has_overflow(&r->ring); k++) {
+    io_uring_get_events(&r->ring);
+    n += reap_ready(r);
   }
   return n;
 }
@@ -336,10 +347,13 @@ tether__uring *tether__uring_new(uv_loop_t *loop, char *why, size_t len) {
   tether__uring *r = tether__calloc(1, sizeof(*r));
   struct io_uring_params p;
   memset(&p, 0, sizeof(p));
-  p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SINGLE_ISSUER;
+  p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE;
+  p.cq_entries = CQ_ENTRIES;
   int rc = io_uring_queue_init_params(RING_ENTRIES, &r->ring, &p);
   if (rc == -EINVAL) { /* a kernel before 6.0: no single issuer */
     memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_CQSIZE;
+    p.cq_entries = CQ_ENTRIES;
     rc = io_uring_queue_init_params(RING_ENTRIES, &r->ring, &p);
   }
   if (rc < 0) {
@@ -436,7 +450,8 @@ int tether__uring_quiet(tether__io *io) {
   if (u->held) return u->held->n > 0 ? -1 : 0;
   if (u->ended) return 0;
   if (!u->recv_armed || u->recv_cancel || u->armed_in == u->r->submits) return 2; /* the socket is asked */
-  if (IO_URING_READ_ONCE(*u->r->ring.sq.kflags) & IORING_SQ_TASKRUN) io_uring_get_events(&u->r->ring);
+  if (IO_URING_READ_ONCE(*u->r->ring.sq.kflags) & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW))
+    io_uring_get_events(&u->r->ring);
   unsigned head;
   struct io_uring_cqe *c;
   io_uring_for_each_cqe(&u->r->ring, head, c) {
