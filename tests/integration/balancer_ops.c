@@ -842,8 +842,9 @@ static void test_io_uring_choice(void **state) {
   }
   const char *modes[] = {"off", "on"};
   for (int m = 0; m < 2; m++) {
-    assert_int_equal(tb_tether_start(&T, 2, "io_uring %s;\nupstream app { server %s; server %s; keepalive 4; }\n"
-                                            "location / { proxy_pass http://app; }\n",
+    assert_int_equal(tb_tether_start(&T, 2,
+                                     "io_uring %s;\nupstream app { server %s; server %s; keepalive 4; }\n"
+                                     "location / { proxy_pass http://app; }\n",
                                      modes[m], b1.addr, b2.addr),
                      0);
     const char *want = m == 0 || disabled ? "worker 1: plain TCP over epoll (" : "worker 1: plain TCP over io_uring";

@@ -23,7 +23,7 @@
 
 #define RING_ENTRIES 512
 #define CQ_ENTRIES 8192 /* multishot receives post one completion per buffer filled */
-#define NBUFS 256 /* provided receive buffers per worker (a power of two) */
+#define NBUFS 256       /* provided receive buffers per worker (a power of two) */
 #define BUF_SIZE 16384
 #define BGID 0
 #define OP_RECV 1u
@@ -41,11 +41,10 @@ struct tether__uio {
   tether__uring *r;
   tether__io *io;
   int fd;
-  unsigned reading : 1, recv_armed : 1, recv_cancel : 1, sending : 1, shut : 1, ended : 1, cancel_all : 1,
-      in_todo : 1;
-  int ops;              /* SQEs whose last completion has not come */
+  unsigned reading : 1, recv_armed : 1, recv_cancel : 1, sending : 1, shut : 1, ended : 1, cancel_all : 1, in_todo : 1;
+  int ops;                /* SQEs whose last completion has not come */
   unsigned long armed_in; /* the submission that takes the receive to the kernel */
-  char *out, *next;     /* in flight [out_off, out_len), and queued behind it */
+  char *out, *next;       /* in flight [out_off, out_len), and queued behind it */
   size_t out_len, out_off, out_cap, next_len, next_cap;
   held *held, **held_tail;
   uv_close_cb close_cb; /* closing */
