@@ -155,6 +155,12 @@ static void on_sent(uio *u, int res) {
   todo(u); /* the rest, what was queued behind, or the shutdown */
   if (u->out_off < u->out_len) return;
   u->out_len = u->out_off = 0;
+  if (u->next_len == 0) { /* all written: an idle connection keeps no buffer */
+    free(u->out);
+    free(u->next);
+    u->out = u->next = NULL;
+    u->out_cap = u->next_cap = 0;
+  }
   io->on_written(io, 0);
 }
 
