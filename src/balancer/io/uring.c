@@ -348,6 +348,36 @@ static int buffers_init(tether__uring *r) {
   return 0;
 }
 
+/* What the kernel must do for this transport, tried on a socket pair before any connection relies on it (a kernel
+ * before 6.0 refuses multishot receives): one byte, then the end. 0, or the error the kernel gave. */
+static int probe(tether__uring *r) {
+  int sv[2], rc = -EIO, got = 0;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
+  struct io_uring_sqe *s = io_uring_get_sqe(&r->ring);
+  io_uring_prep_recv_multishot(s, sv[0], NULL, 0, 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = BGID;
+  io_uring_sqe_set_data64(s, 1);
+  if (write(sv[1], "x", 1) == 1 && shutdown(sv[1], SHUT_WR) == 0 && io_uring_submit(&r->ring) == 1) {
+    for (int k = 0; k < 4; k++) { /* the byte, then the end (no IORING_CQE_F_MORE) */
+      struct io_uring_cqe *c;
+      struct __kernel_timespec ts = {.tv_sec = 1, .tv_nsec = 0};
+      if (io_uring_wait_cqe_timeout(&r->ring, &c, &ts) < 0) break;
+      int res = c->res;
+      unsigned flags = c->flags;
+      io_uring_cqe_seen(&r->ring, c);
+      if (flags & IORING_CQE_F_BUFFER) recycle(r, flags >> IORING_CQE_BUFFER_SHIFT);
+      if (res < 0) rc = res;
+      got += res == 1;
+      if (!(flags & IORING_CQE_F_MORE)) break;
+    }
+    if (got == 1 && rc == -EIO) rc = 0;
+  }
+  close(sv[0]);
+  close(sv[1]);
+  return rc;
+}
+
 tether__uring *tether__uring_new(uv_loop_t *loop, char *why, size_t len) {
   tether__uring *r = tether__calloc(1, sizeof(*r));
   struct io_uring_params p;
@@ -370,6 +400,11 @@ tether__uring *tether__uring_new(uv_loop_t *loop, char *why, size_t len) {
     snprintf(why, len, "registering a provided buffer ring failed: %s", strerror(-rc));
     io_uring_queue_exit(&r->ring);
     free(r);
+    return NULL;
+  }
+  if ((rc = probe(r)) < 0) {
+    snprintf(why, len, "a multishot receive failed: %s", strerror(-rc));
+    tether__uring_free(r);
     return NULL;
   }
   r->loop = loop;
