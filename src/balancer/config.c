@@ -266,7 +266,9 @@ static int process_directive(tether__conf_parser *ps, tether__conf_directive *d)
     access_log_line(ps, d);
   else if (strcmp(n, "sticky_key_file") == 0)
     sticky_key_file_line(ps, d);
-  else if (strcmp(n, "events") == 0 && d->block)
+  else if (strcmp(n, "io_uring") == 0) {
+    if (tether__conf_want_args(ps, d, 1, 1) == 0) tether__conf_flag(ps, d, d->args[1], &ps->cf->io_uring);
+  } else if (strcmp(n, "events") == 0 && d->block)
     events_block(ps, d);
   else if (strcmp(n, "user") == 0)
     user_line(ps, d);
@@ -494,6 +496,7 @@ static void defaults(tether__config *cf) {
   cf->tls.session_tickets = 1;
   cf->workers_auto_cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
   cf->workers = auto_workers(cf->workers_auto_cores);
+  cf->io_uring = 1;
   cf->error_log_level = -1;
   cf->client_header_buffer = 16384;
   cf->large_uri = 8192;

@@ -316,6 +316,7 @@ typedef struct tether__config {
   char file[512];
   int workers;            /* worker_processes: threads */
   int workers_auto_cores; /* worker_processes auto (the default): the cores counted, 0 for a number */
+  int io_uring;           /* io_uring on (the default): plain TCP over io_uring when the kernel allows */
   tether__addr listen[TETHER__CF_MAX_LISTEN]; /* distinct addresses: servers that name the same one share it */
   int listen_backlog[TETHER__CF_MAX_LISTEN];  /* listen ... backlog=N, for listen[i] */
   int listen_ssl[TETHER__CF_MAX_LISTEN];      /* listen ... ssl (on any listen of the address) */

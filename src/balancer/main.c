@@ -167,6 +167,7 @@ static void reload(void) {
   ctl.last_reload_failed = 0;
   if (!same_listeners(ctl.rt->cf, cf))
     tether__log(TETHER_LOG_WARN, "reload: listen addresses and worker_processes change only on restart");
+  if (ctl.rt->cf->io_uring != cf->io_uring) tether__log(TETHER_LOG_WARN, "reload: io_uring changes only on restart");
   if (strcmp(ctl.rt->cf->error_log, cf->error_log) != 0)
     tether__log(TETHER_LOG_WARN, "reload: the error_log file changes only on restart (its level changes now)");
   log_level(cf);

@@ -11,6 +11,7 @@
 
 #include "../lib/util.h"
 #include "io/listen.h"
+#include "io/uring.h"
 
 int tether__listen_socket(const tether__addr *a, int backlog) {
   int fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -74,12 +75,27 @@ static void on_wakeup(uv_async_t *a) {
   if (atomic_load(&w->stop)) begin_stop(w);
 }
 
+/* Plain TCP over io_uring unless `io_uring off;` or the kernel refuses; made on the worker's thread, the
+ * ring's only submitter. */
+static tether__uring *ring_start(tether__worker *w) {
+  char why[160] = "io_uring off";
+  tether__uring *r = w->rt->cf->io_uring ? tether__uring_new(&w->loop, why, sizeof(why)) : NULL;
+  if (r)
+    tether__log(TETHER_LOG_INFO, "worker %d: plain TCP over io_uring", w->id);
+  else
+    tether__log(TETHER_LOG_INFO, "worker %d: plain TCP over epoll (%s)", w->id, why);
+  return r;
+}
+
 static void worker_main(void *arg) {
   tether__worker *w = arg;
+  tether__uring *r = ring_start(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  if (r) tether__uring_stop(r);
   /* close whatever is left (a grace timer that never fired) and run the close callbacks */
   if (!uv_is_closing((uv_handle_t *)&w->stop_timer) && w->stopping) uv_close((uv_handle_t *)&w->stop_timer, NULL);
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  if (r) tether__uring_free(r);
 }
 
 int tether__workers_start(tether__worker *ws, int n, tether__runtime *rt) {

@@ -150,12 +150,13 @@ static void test_config_check(void **state) {
              "}\n"                                      /* 6 */
              "location / { proxy_pass http://nope; }\n" /* 7: no such upstream */
              "client_header_timeout 10parsecs;\n"       /* 8: bad time */
-             "client_max_body_size lots;\n");           /* 9: bad size */
+             "client_max_body_size lots;\n"             /* 9: bad size */
+             "io_uring maybe;\n");                      /* 10: on or off */
   fclose(f);
   const char *bad_args[] = {"-t", "-c", conf, NULL};
   assert_int_equal(tb_tether_cmd(out, bad_args), 1);
   assert_false(tb_file_contains(out, "configuration OK"));
-  int lines[] = {4, 5, 7, 8, 9};
+  int lines[] = {4, 5, 7, 8, 9, 10};
   for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
     char where[700];
     snprintf(where, sizeof(where), "%s:%d: ", conf, lines[i]);
@@ -163,6 +164,7 @@ static void test_config_check(void **state) {
     assert_true(tb_file_contains(out, where));
   }
   assert_true(tb_file_contains(out, "bogus_directive"));
+  assert_true(tb_file_contains(out, "\"io_uring\" takes on or off, got \"maybe\""));
   assert_false(tb_log_has_sanitizer_report(out));
 
   /* nginx's words do what nginx's do, or are refused with file:line */
@@ -828,6 +830,38 @@ static void test_nginx_shape(void **state) {
   stop_clean(&T);
 }
 
+/* The transport each worker runs, said at start: `io_uring off;` is epoll, `io_uring on;` io_uring where the
+ * kernel allows it (/proc/sys/kernel/io_uring_disabled 0), and requests and keep-alive work on both. */
+static void test_io_uring_choice(void **state) {
+  (void)state;
+  FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+  int disabled = 0;
+  if (f) {
+    if (fscanf(f, "%d", &disabled) != 1) disabled = 0;
+    fclose(f);
+  }
+  const char *modes[] = {"off", "on"};
+  for (int m = 0; m < 2; m++) {
+    assert_int_equal(tb_tether_start(&T, 2,
+                                     "io_uring %s;\nupstream app { server %s; server %s; keepalive 4; }\n"
+                                     "location / { proxy_pass http://app; }\n",
+                                     modes[m], b1.addr, b2.addr),
+                     0);
+    const char *want = m == 0 || disabled ? "worker 1: plain TCP over epoll (" : "worker 1: plain TCP over io_uring";
+    assert_true(tb_file_waits_for(T.log, want, 5000));
+    assert_true(tb_file_contains(T.log, m == 0 ? "over epoll (io_uring off)" : "worker 0: plain TCP over"));
+    assert_false(tb_file_contains(T.log, m == 0 ? "over io_uring" : "(io_uring off)"));
+    void *curl = tb_curl_new(); /* one kept-alive client connection, and pooled server connections */
+    int count[4];
+    sample(T.port, 20, count, curl);
+    tb_curl_free(curl);
+    assert_int_equal(count[0], 0);
+    assert_int_equal(count[1], 10);
+    assert_int_equal(count[2], 10);
+    stop_clean(&T);
+  }
+}
+
 /* After each test, passed or not: no load loop left running, no tether left behind, every backend up. */
 static int test_teardown(void **state) {
   (void)state;
@@ -853,6 +887,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_teardown(test_reload_during_retry, test_teardown),
       cmocka_unit_test_teardown(test_graceful_stop, test_teardown),
       cmocka_unit_test_teardown(test_nginx_shape, test_teardown),
+      cmocka_unit_test_teardown(test_io_uring_choice, test_teardown),
       cmocka_unit_test_teardown(test_passive_health_counts_broken_responses, test_teardown),
       cmocka_unit_test_teardown(test_proxy_send_timeout, test_teardown),
   };

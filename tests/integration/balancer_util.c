@@ -123,7 +123,12 @@ static void write_conf_v(tb_tether *t, const char *fmt, va_list ap) {
   if (vasprintf(&text, fmt, ap) < 0) abort();
   /* with server blocks, the test's port is the first one's (a listen outside them would be an error) */
   const char *server = strncmp(text, "server {\n", 9) == 0 ? text : strstr(text, "\nserver {\n");
-  fprintf(f, "worker_processes %d;\nadmin_listen 127.0.0.1:%d;\n", t->workers, t->admin);
+  /* TB_IO_URING=off: the whole suite over the epoll transport (ctest's integration.*.epoll entries); on the
+   * first line, so that the lines a test expects in an error keep their numbers */
+  const char *uring = getenv("TB_IO_URING");
+  fprintf(f, "worker_processes %d;", t->workers);
+  if (uring && *uring && strstr(text, "io_uring ") == NULL) fprintf(f, " io_uring %s;", uring);
+  fprintf(f, "\nadmin_listen 127.0.0.1:%d;\n", t->admin);
   if (server == NULL) {
     fprintf(f, "listen 127.0.0.1:%d;\n%s", t->port, text);
   } else {

@@ -5,6 +5,7 @@
 
 #include "../../lib/util.h"
 #include "transport.h"
+#include "uring.h"
 
 typedef struct wreq {
   uv_write_t req;
@@ -26,7 +27,11 @@ void tether__io_init(tether__io *io, uv_loop_t *loop, void *owner, char *rbuf, s
   io->on_written = on_written;
   io->filter = NULL;
   io->filter_state = NULL;
+  io->uio = NULL;
 }
+
+/* Plain TCP goes over the worker's io_uring when it has one, from the first read or write on. */
+static int on_ring(tether__io *io) { return io->uio != NULL || tether__uring_attach(io); }
 
 int tether__io_open(tether__io *io, int fd, struct sockaddr_storage *peer) {
   int rc = uv_tcp_open(&io->tcp, fd);
@@ -59,6 +64,7 @@ int tether__io_write(tether__io *io, const char *data, size_t len) {
 
 int tether__io_write_raw(tether__io *io, const char *data, size_t len) {
   if (len == 0) return 0;
+  if (on_ring(io)) return tether__uring_write(io, data, len);
   if (io->pending == 0) {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
     int n = uv_try_write((uv_stream_t *)&io->tcp, &b, 1);
@@ -101,13 +107,20 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 int tether__io_read_start(tether__io *io) {
   io->paused = 0;
+  if (on_ring(io)) {
+    tether__uring_read_start(io);
+    return 0;
+  }
   int rc = uv_read_start((uv_stream_t *)&io->tcp, alloc_cb, read_cb);
   return rc == UV_EALREADY ? 0 : rc;
 }
 
 void tether__io_pause(tether__io *io) {
   if (!io->paused && !io->closing) {
-    uv_read_stop((uv_stream_t *)&io->tcp);
+    if (io->uio)
+      tether__uring_pause(io);
+    else
+      uv_read_stop((uv_stream_t *)&io->tcp);
     io->paused = 1;
   }
 }
@@ -129,6 +142,10 @@ int tether__io_shutdown(tether__io *io, uv_shutdown_t *req) {
 }
 
 int tether__io_shutdown_raw(tether__io *io, uv_shutdown_t *req) {
+  if (io->uio) {
+    tether__uring_shutdown(io);
+    return 0;
+  }
   return uv_shutdown(req, (uv_stream_t *)&io->tcp, on_shutdown);
 }
 
@@ -136,12 +153,17 @@ void tether__io_close(tether__io *io, uv_close_cb cb) {
   io->closing = 1;
   if (io->filter) io->filter->free(io);
   io->filter = NULL;
-  uv_close((uv_handle_t *)&io->tcp, cb);
+  if (io->uio)
+    tether__uring_close(io, cb);
+  else
+    uv_close((uv_handle_t *)&io->tcp, cb);
 }
 
 /* The read callback may not have run yet in this loop turn, so the socket itself is asked. */
 int tether__io_quiet(tether__io *io) {
   uv_os_fd_t fd;
+  int q = io->uio ? tether__uring_quiet(io) : 2;
+  if (q < 2) return q;
   if (uv_fileno((uv_handle_t *)&io->tcp, &fd) < 0) return 0;
   char b;
   ssize_t n;

@@ -43,6 +43,7 @@ struct tether__io {
   tether__io_write_cb on_written;
   const tether__io_filter *filter; /* NULL: plain TCP */
   void *filter_state;
+  struct tether__uio *uio; /* on the worker's io_uring (io/uring.c); NULL: on libuv */
 };
 
 void tether__io_init(tether__io *io, uv_loop_t *loop, void *owner, char *rbuf, size_t rbuf_len,
