@@ -23,8 +23,11 @@
 
 #define RING_ENTRIES 512
 #define CQ_ENTRIES 8192 /* multishot receives post one completion per buffer filled */
-#define NBUFS 256       /* provided receive buffers per worker (a power of two) */
-#define BUF_SIZE 16384
+/* Provided receive buffers per worker (a power of two), 8 MiB in all. A receive that finds none ends (ENOBUFS)
+ * and is armed again at the back of the to-do list; with 256 of 16 KiB, 2,000 busy clients on one core kept
+ * running out, and the ones that lost most waited past 2 s (wrk timeouts; p99 1.4 s against 0.12-0.32 s now). */
+#define NBUFS 2048
+#define BUF_SIZE 4096
 #define BGID 0
 #define OP_RECV 1u
 #define OP_SEND 2u
@@ -59,7 +62,7 @@ struct tether__uring {
   uv_prepare_t prepare;
   struct io_uring_buf_ring *br;
   char *bufs;
-  uio *todo;
+  uio *todo, **todo_tail; /* first in, first out: connections re-armed after ENOBUFS take their turn */
   long ops;
   unsigned long submits; /* io_uring_submit calls so far */
 };
@@ -79,8 +82,10 @@ static void keep_loop(tether__uring *r) {
 static void todo(uio *u) {
   if (u->in_todo) return;
   u->in_todo = 1;
-  u->todo_next = u->r->todo;
-  u->r->todo = u;
+  u->todo_next = NULL;
+  if (u->r->todo == NULL) u->r->todo_tail = &u->r->todo;
+  *u->r->todo_tail = u;
+  u->r->todo_tail = &u->todo_next;
   uv_ref((uv_handle_t *)&u->r->poll);
 }
 
