@@ -57,18 +57,11 @@ static int parse_uint(tether__slice v, uint64_t *out) {
 /* Calls fn for each comma-separated element of a header value (trimmed, empty ones skipped). */
 typedef int (*element_fn)(tether__slice el, void *arg);
 static int each_element(tether__slice v, element_fn fn, void *arg) {
-  size_t i = 0;
-  while (i <= v.n) {
-    size_t j = i;
-    while (j < v.n && v.p[j] != ',') j++;
-    size_t a = i, b = j;
-    while (a < b && (v.p[a] == ' ' || v.p[a] == '\t')) a++;
-    while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t')) b--;
-    if (b > a) {
-      int rc = fn((tether__slice){v.p + a, b - a}, arg);
-      if (rc) return rc;
-    }
-    i = j + 1;
+  size_t pos = 0;
+  tether__slice el;
+  while (tether__h1_next_element(v, &pos, &el)) {
+    int rc = fn(el, arg);
+    if (rc) return rc;
   }
   return 0;
 }

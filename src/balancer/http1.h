@@ -117,6 +117,23 @@ void tether__h1_body_init(tether__h1_body *b, const tether__h1_msg *m);
  * here: the caller ends it at EOF. */
 int64_t tether__h1_body_feed(tether__h1_body *b, const char *buf, size_t len);
 
+/* The next comma-separated element of a header value from *pos on, trimmed of spaces and tabs, empty ones
+ * skipped: 1 with *el set, 0 at the end. Start with *pos = 0. */
+static inline int tether__h1_next_element(tether__slice v, size_t *pos, tether__slice *el) {
+  while (*pos <= v.n) {
+    size_t a = *pos, b = a;
+    while (b < v.n && v.p[b] != ',') b++;
+    *pos = b + 1;
+    while (a < b && (v.p[a] == ' ' || v.p[a] == '\t')) a++;
+    while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t')) b--;
+    if (b > a) {
+      *el = (tether__slice){v.p + a, b - a};
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* Case-insensitive equality with a literal. Inline: called a few dozen times per request with literals, whose
  * length the compiler then knows, so that most calls end at the length check. */
 static inline int tether__h1_token_eq(tether__slice s, const char *lit) {

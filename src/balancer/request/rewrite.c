@@ -39,19 +39,13 @@ static int always_hop(tether__slice n) {
 }
 
 static int listed_in(tether__slice v, tether__slice name) {
-  size_t i = 0;
-  while (i <= v.n) {
-    size_t j = i;
-    while (j < v.n && v.p[j] != ',') j++;
-    size_t a = i, b = j;
-    while (a < b && (v.p[a] == ' ' || v.p[a] == '\t')) a++;
-    while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t')) b--;
-    if (b > a && b - a == name.n) {
-      size_t k = 0;
-      while (k < name.n && tolower((unsigned char)v.p[a + k]) == tolower((unsigned char)name.p[k])) k++;
-      if (k == name.n) return 1;
-    }
-    i = j + 1;
+  size_t pos = 0;
+  tether__slice t;
+  while (tether__h1_next_element(v, &pos, &t)) {
+    if (t.n != name.n) continue;
+    size_t k = 0;
+    while (k < name.n && tolower((unsigned char)t.p[k]) == tolower((unsigned char)name.p[k])) k++;
+    if (k == name.n) return 1;
   }
   return 0;
 }
@@ -59,19 +53,13 @@ static int listed_in(tether__slice v, tether__slice name) {
 /* A Connection value that lists only keep-alive and close (the usual one): 1, and *close when close is one. */
 static int plain_connection(tether__slice v, int *close) {
   int has_close = 0;
-  size_t i = 0;
-  while (i <= v.n) {
-    size_t j = i;
-    while (j < v.n && v.p[j] != ',') j++;
-    size_t a = i, b = j;
-    while (a < b && (v.p[a] == ' ' || v.p[a] == '\t')) a++;
-    while (b > a && (v.p[b - 1] == ' ' || v.p[b - 1] == '\t')) b--;
-    tether__slice t = {v.p + a, b - a};
+  size_t pos = 0;
+  tether__slice t;
+  while (tether__h1_next_element(v, &pos, &t)) {
     if (tether__h1_token_eq(t, "close"))
       has_close = 1;
-    else if (t.n && !tether__h1_token_eq(t, "keep-alive"))
+    else if (!tether__h1_token_eq(t, "keep-alive"))
       return 0;
-    i = j + 1;
   }
   *close |= has_close;
   return 1;
