@@ -475,8 +475,6 @@ void tether__uring_pause(tether__io *io) {
   todo(io->uio);
 }
 
-void tether__uring_resume(tether__io *io) { tether__uring_read_start(io); }
-
 void tether__uring_shutdown(tether__io *io) {
   io->uio->shut = 1;
   todo(io->uio);

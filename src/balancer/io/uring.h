@@ -21,7 +21,6 @@ int tether__uring_attach(tether__io *io);
 int tether__uring_write(tether__io *io, const char *data, size_t len);
 void tether__uring_read_start(tether__io *io);
 void tether__uring_pause(tether__io *io);
-void tether__uring_resume(tether__io *io);
 void tether__uring_shutdown(tether__io *io);
 void tether__uring_close(tether__io *io, uv_close_cb cb);
 /* As tether__io_quiet: 1 quiet, -1 bytes are waiting, 0 the end (or an error); 2 the socket must be asked. */
