@@ -40,6 +40,27 @@ typedef struct cookie_state {
   char *path;   /* owned */
 } cookie_state;
 
+/* commit_begin's answer: COMMIT_NONE, COMMIT_SET or COMMIT_TOUCH with the JSON in json (malloc'd). */
+enum { COMMIT_NONE, COMMIT_SET, COMMIT_TOUCH, COMMIT_DONE };
+
+typedef struct commit_plan {
+  int op;
+  tether_write_mode mode; /* COMMIT_SET */
+  char *json, *hash;      /* the value to write; the data's dump (saved_hash after a successful save) */
+  int send_cookie;
+} commit_plan;
+
+/* The pending call on an event loop; a session has one at a time (tether/session.h), so it is kept in it. */
+typedef struct async_op {
+  tether_session *s;
+  tether_session_cb load_cb;
+  tether_session_commit_cb commit_cb;
+  tether_session_done_cb done_cb;
+  void *arg;
+  commit_plan plan;
+  int kind; /* 0 regenerate, 1 destroy */
+} async_op;
+
 struct tether_session {
   tether_sessions *mgr;
   char id[SID_CAP];                                 /* req.sessionID */
@@ -58,6 +79,7 @@ struct tether_session {
   int created_missing; /* loaded without a creation time while the absolute lifetime is on: save it */
   int request_secure;  /* the request came over HTTPS (tether_session_set_secure; 1 until told) */
   int secure_auto;     /* cookie.secure follows request_secure (secure "auto", session generated here) */
+  async_op op;         /* the call on an event loop in progress */
 };
 
 void tether_session_options_init(tether_session_options *o) {
@@ -670,17 +692,7 @@ static char *clear_cookie_value(tether_session *s) {
 static int secure_ok(const tether_session *s) { return !s->cookie.secure || s->request_secure; }
 
 /* Committing in two halves around the store's write, shared by the blocking and the asynchronous calls.
- * commit_begin applies express-session's rules and says what to write: COMMIT_NONE, COMMIT_SET or
- * COMMIT_TOUCH with the JSON in *json (malloc'd). */
-enum { COMMIT_NONE, COMMIT_SET, COMMIT_TOUCH, COMMIT_DONE };
-
-typedef struct commit_plan {
-  int op;
-  tether_write_mode mode; /* COMMIT_SET */
-  char *json, *hash;      /* the value to write; the data's dump (saved_hash after a successful save) */
-  int send_cookie;
-} commit_plan;
-
+ * commit_begin applies express-session's rules and says what to write (commit_plan). */
 static void commit_begin(tether_session *s, commit_plan *p) {
   tether_store *st = s->mgr->store;
   memset(p, 0, sizeof(*p));
@@ -763,23 +775,13 @@ int tether_session_commit(tether_session *s, char **set_cookie) {
 
 /* ---- on an event loop (tether/store_async.h) ---- */
 
-typedef struct async_op {
-  tether_session *s;
-  tether_sessions *m;
-  tether_session_cb load_cb;
-  tether_session_commit_cb commit_cb;
-  tether_session_done_cb done_cb;
-  void *arg;
-  commit_plan plan;
-  int kind; /* 0 regenerate, 1 destroy */
-} async_op;
-
 static void load_got(void *arg, int rc, char *json, size_t len) {
   async_op *op = arg;
   tether_session *s = op->s;
-  rc = load_finish(s, rc, json, len);
-  op->load_cb(op->arg, rc, rc == 0 ? s : NULL);
-  free(op);
+  tether_session_cb cb = op->load_cb;
+  void *cb_arg = op->arg;
+  rc = load_finish(s, rc, json, len); /* frees s on an error */
+  cb(cb_arg, rc, rc == 0 ? s : NULL);
 }
 
 int tether_session_load_async(tether_sessions *m, tether_astore *a, const char *header, tether_session_cb cb,
@@ -788,7 +790,7 @@ int tether_session_load_async(tether_sessions *m, tether_astore *a, const char *
   size_t len;
   int fetch;
   tether_session *s = load_begin(m, header, &json, &len, &fetch);
-  async_op *op = tether__calloc(1, sizeof(*op));
+  async_op *op = &s->op;
   op->s = s;
   op->load_cb = cb;
   op->arg = arg;
@@ -797,10 +799,7 @@ int tether_session_load_async(tether_sessions *m, tether_astore *a, const char *
     return 0;
   }
   int rc = tether_astore_get(a, s->cookie_id, load_got, op);
-  if (rc < 0) {
-    free(op);
-    tether_session_free(s);
-  }
+  if (rc < 0) tether_session_free(s);
   return rc;
 }
 
@@ -808,12 +807,12 @@ static void commit_wrote(void *arg, int rc) {
   async_op *op = arg;
   char *set_cookie = NULL;
   rc = commit_finish(op->s, &op->plan, rc, &set_cookie);
-  op->commit_cb(op->arg, rc, set_cookie);
-  free(op);
+  op->commit_cb(op->arg, rc, set_cookie); /* which may free the session, and op with it */
 }
 
 int tether_session_commit_async(tether_session *s, tether_astore *a, tether_session_commit_cb cb, void *arg) {
-  async_op *op = tether__calloc(1, sizeof(*op));
+  async_op *op = &s->op;
+  memset(op, 0, sizeof(*op));
   op->s = s;
   op->commit_cb = cb;
   op->arg = arg;
@@ -830,7 +829,6 @@ int tether_session_commit_async(tether_session *s, tether_astore *a, tether_sess
     char *ignored = NULL;
     commit_finish(s, &op->plan, rc, &ignored);
     free(ignored);
-    free(op);
   }
   return rc;
 }
@@ -848,12 +846,12 @@ static void destroyed(void *arg, int rc) {
     }
   }
   op->done_cb(op->arg, rc);
-  free(op);
 }
 
 static int destroy_async(tether_session *s, tether_astore *a, int kind, tether_session_done_cb cb, void *arg) {
   tether_store *st = s->mgr->store;
-  async_op *op = tether__calloc(1, sizeof(*op));
+  async_op *op = &s->op;
+  memset(op, 0, sizeof(*op));
   op->s = s;
   op->done_cb = cb;
   op->arg = arg;
@@ -864,9 +862,7 @@ static int destroy_async(tether_session *s, tether_astore *a, int kind, tether_s
     destroyed(op, 0);
     return 0;
   }
-  int rc = tether_astore_destroy(a, s->id, destroyed, op);
-  if (rc < 0) free(op);
-  return rc;
+  return tether_astore_destroy(a, s->id, destroyed, op);
 }
 
 int tether_session_regenerate_async(tether_session *s, tether_astore *a, tether_session_done_cb cb, void *arg) {

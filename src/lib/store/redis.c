@@ -505,8 +505,13 @@ int tether__redis_get_argv(const char *key, long max_value, char range_end[24], 
     argv[1] = key;
     return 2;
   }
-  /* one byte more than the limit: a reply that long says the value is over it, without fetching it all */
-  snprintf(range_end, 24, "%ld", max_value);
+  /* one byte more than the limit: a reply that long says the value is over it, without fetching it all
+   * (written without printf: every GET on a loop comes here) */
+  char t[24];
+  size_t k = 0, o = 0;
+  for (unsigned long u = (unsigned long)max_value; u; u /= 10) t[k++] = (char)('0' + u % 10);
+  while (k) range_end[o++] = t[--k];
+  range_end[o] = '\0';
   argv[0] = "GETRANGE";
   argv[1] = key;
   argv[2] = "0";
