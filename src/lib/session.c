@@ -646,12 +646,15 @@ static char *set_cookie_value(tether_session *s, int *err) {
     else
       tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
     size_t o = 4;
-    for (const char *p = signed_val; *p; p++) {
-      const char *e = *p == '+' ? "%2B" : *p == '/' ? "%2F" : *p == '=' ? "%3D" : NULL;
-      if (e)
-        memcpy(enc + o, e, 3), o += 3;
-      else
-        enc[o++] = *p;
+    for (const char *p = signed_val;;) { /* encodeURIComponent: runs copied, '+', '/' and '=' escaped */
+      size_t run = strcspn(p, "+/=");
+      memcpy(enc + o, p, run);
+      o += run;
+      p += run;
+      if (*p == '\0') break;
+      memcpy(enc + o, *p == '+' ? "%2B" : *p == '/' ? "%2F" : "%3D", 3);
+      o += 3;
+      p++;
     }
     tether__buf_append(&b, enc, o);
   }
