@@ -19,12 +19,18 @@ static void member_free(tether__member *m) {
   free(m->value);
 }
 
-void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len) {
+/* key and text taken; packed: text lives in key's allocation (the member is replaced with its name). */
+static void set_member(tether__sdata *d, char *key, char *text, size_t len, int packed) {
   tether__member *m = tether__sdata_find(d, key);
   if (m) {
-    free(key);
     if (!m->packed) free(m->text);
     free(m->value);
+    if (packed) {
+      free(m->key); /* and a packed text with it */
+      m->key = key;
+    } else {
+      free(key);
+    }
   } else {
     if (d->n == d->cap) {
       d->cap = d->cap ? d->cap * 2 : 8;
@@ -36,11 +42,20 @@ void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len
   m->text = text;
   m->len = len;
   m->value = NULL;
-  m->packed = 0;
+  m->packed = packed;
+}
+
+void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len) {
+  set_member(d, key, text, len, 0);
 }
 
 void tether__sdata_set(tether__sdata *d, const char *key, const char *text, size_t len) {
-  tether__sdata_set_owned(d, tether__strdup(key), tether__strndup(text, len), len);
+  size_t kl = strlen(key);
+  char *k = tether__malloc(kl + 1 + len + 1); /* one allocation, as a stored session's members */
+  memcpy(k, key, kl + 1);
+  memcpy(k + kl + 1, text, len);
+  k[kl + 1 + len] = '\0';
+  set_member(d, k, k + kl + 1, len, 1);
 }
 
 int tether__sdata_del(tether__sdata *d, const char *key) {

@@ -524,7 +524,7 @@ char *tether__acmd_format(int kind, int mode, const char *prefix, const char *si
 }
 
 int tether__acmd_result(int kind, int mode, const char *who, const char *prefix, const char *sid, long max_value,
-                        const redisReply *rep, char **json, size_t *len) {
+                        redisReply *rep, char **json, size_t *len) {
   static const char *const names[] = {"GET", "SET", "EXPIRE", "DEL", "PING"};
   if (kind == TETHER__ACMD_GET) return tether__redis_get_reply(rep, who, prefix, sid, max_value, json, len);
   if (rep->type == REDIS_REPLY_ERROR)
