@@ -123,6 +123,25 @@ static void split_canonical(tether__sdata *d, const char *p, const tether__json_
   }
 }
 
+char *tether__sdata_text_after(const tether__sdata *d, const char *p, size_t n, const char *lead1, const char *lead2) {
+  /* split as it is (packed), lead1 first: its text is "name":value (a name without escapes, as lead1 is) */
+  if (d->n == 0 || !d->m[0].packed || strcmp(d->m[0].key, lead1) != 0) return NULL;
+  size_t off = 1 + strlen(lead1) + 3 + d->m[0].len, from = 1;
+  if (d->n > 1 && strcmp(d->m[1].key, lead2) == 0) {
+    off += 1 + strlen(lead2) + 3 + d->m[1].len;
+    from = 2;
+  }
+  for (size_t i = from; i < d->n; i++)
+    if (strcmp(d->m[i].key, lead2) == 0) return NULL; /* further on: it would not be left out */
+  if (off >= n || (p[off] != ',' && p[off] != '}')) return NULL;
+  if (p[off] == '}') return tether__strdup("{}");
+  char *t = tether__malloc(n - off + 1); /* "{" and the rest, its closing brace included */
+  t[0] = '{';
+  memcpy(t + 1, p + off + 1, n - off - 1);
+  t[n - off] = '\0';
+  return t;
+}
+
 /* Anything else: jansson reads it, and each member is printed back in JSON.stringify's form. */
 static int split_parsed(tether__sdata *d, const char *p, size_t n, size_t flags) {
   json_error_t err;

@@ -239,6 +239,14 @@ static char *member_attr(const char *p, const tether__json_member *jm) {
 static int number_of(const char *p, size_t n, double *out) {
   char t[TETHER__JSON_NUMBER_MAX];
   if (n == 0 || n >= sizeof(t) || !(p[0] == '-' || (p[0] >= '0' && p[0] <= '9'))) return 0;
+  size_t k = p[0] == '-';
+  int64_t v = 0;
+  if (n - k <= 15) /* an integer this short (originalMaxAge, a creation time) is exact without strtod */
+    for (; k < n && p[k] >= '0' && p[k] <= '9'; k++) v = v * 10 + (p[k] - '0');
+  if (k == n && n > (p[0] == '-')) {
+    *out = (double)(p[0] == '-' ? -v : v);
+    return 1;
+  }
   memcpy(t, p, n);
   t[n] = '\0';
   *out = strtod(t, NULL);
@@ -322,6 +330,7 @@ static int inflate(tether_session *s, const char *json, size_t len) {
     tether__sdata_clear(&d);
     return TETHER_ENOTFOUND; /* expired (or past its absolute lifetime): not lost, just over */
   }
+  s->original_hash = tether__sdata_text_after(&d, json, len, "cookie", CREATED_KEY); /* NULL: load_finish makes it */
   tether__sdata_del(&d, "cookie");
   tether__sdata_del(&d, CREATED_KEY);
   s->created_ms = created ? created : absolute ? now : 0; /* unknown: the lifetime starts now */
@@ -436,7 +445,7 @@ static int load_finish(tether_session *s, int rc, char *json, size_t len) {
   free(json);
   if (!s->have_data) generate(s);
   memcpy(s->original_id, s->id, SID_CAP);
-  s->original_hash = hash_data(s);
+  if (s->original_hash == NULL) s->original_hash = hash_data(s);
   if (!s->is_new && !m->resave) s->saved_hash = s->original_hash; /* the same text: shared, not copied */
   return 0;
 }

@@ -25,13 +25,13 @@ static void test_rfc4231(void **state) {
   static const char *const want1[] = {
       "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7",
       "afd03944d84895626b0825f4ab46907f15f9dadbe4101ec682aa034c7cebc59cfaea9ea9076ede7f4af152e8b2fa9cb6",
-      "87aa7cdea5ef619d4ff0b4241a1d6cb02379f4e2ce4ec2787ad0b30545e17cde"
-      "daa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854"};
+      ("87aa7cdea5ef619d4ff0b4241a1d6cb02379f4e2ce4ec2787ad0b30545e17cde"
+       "daa833b7d6b8a702038b274eaea3f4e4be9d914eeb61f1702e696c203a126854")};
   static const char *const want6[] = {
       "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
       "4ece084485813e9088d2c63a041bc5b44f9ef1012a2b588f3cd11f05033ac4c60c2ef6ab4030fe8296248df163f44952",
-      "80b24263c7c1a3ebb71493c1dd7be8b49b46d1f41b4aeec1121b013783f8f352"
-      "6b56d037e05f2598bd0fd2215d6a1e5295e64f73f63f0aec8b915a985d786598"};
+      ("80b24263c7c1a3ebb71493c1dd7be8b49b46d1f41b4aeec1121b013783f8f352"
+       "6b56d037e05f2598bd0fd2215d6a1e5295e64f73f63f0aec8b915a985d786598")};
   uint8_t key1[20], key6[131], out[TETHER__MAC_MAX];
   char h[2 * TETHER__MAC_MAX + 1];
   memset(key1, 0x0b, sizeof(key1));

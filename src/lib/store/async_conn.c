@@ -404,7 +404,7 @@ static void setup_command(tether__aconn *k, int argc, const char **argv) {
 
 static int conn_start(tether__aconn *k) {
   k->reader = redisReaderCreateWithFunctions(&reply_fns);
-  if (k->reader) redisReaderSetPrivdata(k->reader, k);
+  if (k->reader) k->reader->privdata = k; /* redisReaderSetPrivdata casts to int */
   k->out.len = 0;
   if (k->cf.password) {
     if (k->cf.user && *k->cf.user)
