@@ -45,9 +45,7 @@ static void set_member(tether__sdata *d, char *key, char *text, size_t len, int 
   m->packed = packed;
 }
 
-void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len) {
-  set_member(d, key, text, len, 0);
-}
+void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len) { set_member(d, key, text, len, 0); }
 
 void tether__sdata_set(tether__sdata *d, const char *key, const char *text, size_t len) {
   size_t kl = strlen(key);

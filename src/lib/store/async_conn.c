@@ -265,8 +265,7 @@ static void reply_release(void *obj) {
   r->str = NULL;
 }
 
-static redisReplyObjectFunctions reply_fns = {create_string, create_array, create_integer, create_nil,
-                                              reply_release};
+static redisReplyObjectFunctions reply_fns = {create_string, create_array, create_integer, create_nil, reply_release};
 
 /* One reply: completes the oldest command. -1 when the connection failed or closed meanwhile. */
 static int on_reply(tether__aconn *k, redisReply *rep) {
