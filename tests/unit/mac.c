@@ -55,7 +55,7 @@ static void check_against_openssl(void) {
   static const size_t klens[] = {0, 1, 20, 32, 63, 64, 65, 100, 127, 128, 129, 200};
   static const size_t mlens[] = {0, 1, 55, 56, 63, 64, 65, 111, 112, 127, 128, 129, 300};
   const EVP_MD *evp[] = {EVP_sha256(), EVP_sha384(), EVP_sha512()};
-  uint8_t key[200], msg[300], a[TETHER__MAC_MAX], b[EVP_MAX_MD_SIZE];
+  uint8_t key[200 + 12], msg[300], a[TETHER__MAC_MAX], b[EVP_MAX_MD_SIZE]; /* key + k: 12 different keys */
   for (size_t i = 0; i < sizeof(key); i++) key[i] = (uint8_t)(i * 7 + 3);
   for (size_t i = 0; i < sizeof(msg); i++) msg[i] = (uint8_t)(i * 13 + 1);
   for (int round = 0; round < 2; round++)
