@@ -212,8 +212,9 @@ static int protocol_fail(tether__aconn *k) {
  * string is malloc'd (and a GET's is taken from it by tether__redis_get_reply). Arrays and their elements are
  * allocated as hiredis's own are, so freeReplyObject frees them. The reused object is told apart by its
  * element pointer, which no other reply without elements has. */
-static redisReply *const REUSED = (redisReply *)&REUSED;
-#define IS_REUSED(r) ((r)->element == (redisReply **)&REUSED)
+static char reused_mark;
+#define REUSED ((redisReply **)(void *)&reused_mark)
+#define IS_REUSED(r) ((r)->element == REUSED)
 
 static redisReply *reply_new(const redisReadTask *t, int type) {
   tether__aconn *k = t->privdata;
@@ -221,7 +222,7 @@ static redisReply *reply_new(const redisReadTask *t, int type) {
   if (t->parent == NULL && type != REDIS_REPLY_ARRAY) {
     r = &k->reply;
     free(r->str); /* an earlier reply's string nobody took (it is normally freed by reply_release) */
-    *r = (redisReply){.element = (redisReply **)&REUSED};
+    *r = (redisReply){.element = REUSED};
   } else {
     r = tether__calloc(1, sizeof(*r));
   }
