@@ -166,7 +166,7 @@ TETHER_EXTERN void tether_session_free(tether_session *s);
  * a must be a handle over the sessions' store (tether_astore_wrap(loop, tether_sessions_store(m), &a)).
  * Each call returns 0 and calls back exactly once on the loop's thread (possibly before it returns, when
  * the store has nothing to do), or returns a negative code and never calls back. The session stays
- * owned by the caller; do not free it while a call on it is pending. */
+ * owned by the caller; do not free it while a call on it is pending, and make one call on it at a time. */
 struct tether_astore;
 typedef void (*tether_session_cb)(void *arg, int rc, tether_session *s);
 typedef void (*tether_session_commit_cb)(void *arg, int rc, char *set_cookie); /* free(set_cookie) */

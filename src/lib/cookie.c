@@ -9,6 +9,11 @@
 static int utf8_valid(const uint8_t *s, size_t n) {
   size_t i = 0;
   while (i < n) {
+    uint64_t x;
+    if (i + 8 <= n && (memcpy(&x, s + i, 8), (x & 0x8080808080808080ULL) == 0)) { /* eight ASCII bytes */
+      i += 8;
+      continue;
+    }
     uint8_t c = s[i];
     size_t k;
     uint32_t cp;
@@ -44,17 +49,19 @@ static int utf8_valid(const uint8_t *s, size_t n) {
 static int decode_value(const char *v, size_t n, char *out, size_t cap) {
   if (n + 1 > cap) return tether__fail(TETHER_E2BIG, "cookie value of %zu bytes is too long", n);
   if (memchr(v, '%', n) == NULL) goto raw;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (v[i] != '%') {
-      out[o++] = v[i];
-      continue;
-    }
+  size_t o = 0, i = 0;
+  while (i < n) { /* the text up to the next '%' is copied as it is */
+    const char *pct = memchr(v + i, '%', n - i);
+    size_t run = pct ? (size_t)(pct - (v + i)) : n - i;
+    memcpy(out + o, v + i, run);
+    o += run;
+    i += run;
+    if (i == n) break;
     if (i + 2 >= n) goto raw;
     int h = tether__hexval(v[i + 1]), l = tether__hexval(v[i + 2]);
     if (h < 0 || l < 0) goto raw;
     out[o++] = (char)(h << 4 | l);
-    i += 2;
+    i += 3;
   }
   if (!utf8_valid((const uint8_t *)out, o) || memchr(out, '\0', o) != NULL) goto raw;
   out[o] = '\0';

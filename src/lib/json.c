@@ -439,5 +439,7 @@ long tether__json_str_unescape(const char *s, size_t n, int esc, char *out, size
 }
 
 int tether__json_member_is(const char *p, const tether__json_member *m, const char *name, size_t nlen) {
+  if (!(m->type & TETHER__JSON_KEY_ESC)) /* the common case, asked in a chain of names: the length first */
+    return m->key_len == nlen && memcmp(p + m->key, name, nlen) == 0;
   return tether__json_str_equal(p + m->key, m->key_len, (m->type & TETHER__JSON_KEY_ESC) != 0, name, nlen);
 }

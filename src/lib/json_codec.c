@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "json.h"
 
@@ -238,14 +241,36 @@ static inline int special8(uint64_t x) {
   return (((x - ONES * 0x20) | (q - ONES) | (b - ONES) | x) & HIGHS) != 0;
 }
 
+#ifdef __SSE2__
+/* The bytes of p[0..16) that need a look, as a bit mask (bytes >= 0x80 are negative: below 0x20 too). */
+static inline unsigned special16(const char *p) {
+  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+  __m128i m = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+                           _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+  return (unsigned)_mm_movemask_epi8(m);
+}
+#endif
+
 /* A string at p[*i] == '"' written as JSON.stringify writes it. */
 static int canon_string(const char *p, size_t n, size_t *i) {
   size_t k = *i + 1;
   while (k < n) {
-    uint64_t x;
-    if (k + 8 <= n && (memcpy(&x, p + k, 8), !special8(x))) { /* eight plain ASCII bytes at once */
-      k += 8;
-      continue;
+#ifdef __SSE2__
+    if (k + 16 <= n) { /* sixteen bytes at once, then straight to the first that needs a look */
+      unsigned mask = special16(p + k);
+      if (mask == 0) {
+        k += 16;
+        continue;
+      }
+      k += (size_t)__builtin_ctz(mask);
+    } else
+#endif
+    {
+      uint64_t x;
+      if (k + 8 <= n && (memcpy(&x, p + k, 8), !special8(x))) { /* eight plain ASCII bytes at once */
+        k += 8;
+        continue;
+      }
     }
     unsigned char c = (unsigned char)p[k];
     if (c == '"') {

@@ -19,12 +19,18 @@ static void member_free(tether__member *m) {
   free(m->value);
 }
 
-void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len) {
+/* key and text taken; packed: text lives in key's allocation (the member is replaced with its name). */
+static void set_member(tether__sdata *d, char *key, char *text, size_t len, int packed) {
   tether__member *m = tether__sdata_find(d, key);
   if (m) {
-    free(key);
     if (!m->packed) free(m->text);
     free(m->value);
+    if (packed) {
+      free(m->key); /* and a packed text with it */
+      m->key = key;
+    } else {
+      free(key);
+    }
   } else {
     if (d->n == d->cap) {
       d->cap = d->cap ? d->cap * 2 : 8;
@@ -36,11 +42,18 @@ void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len
   m->text = text;
   m->len = len;
   m->value = NULL;
-  m->packed = 0;
+  m->packed = packed;
 }
 
+void tether__sdata_set_owned(tether__sdata *d, char *key, char *text, size_t len) { set_member(d, key, text, len, 0); }
+
 void tether__sdata_set(tether__sdata *d, const char *key, const char *text, size_t len) {
-  tether__sdata_set_owned(d, tether__strdup(key), tether__strndup(text, len), len);
+  size_t kl = strlen(key);
+  char *k = tether__malloc(kl + 1 + len + 1); /* one allocation, as a stored session's members */
+  memcpy(k, key, kl + 1);
+  memcpy(k + kl + 1, text, len);
+  k[kl + 1 + len] = '\0';
+  set_member(d, k, k + kl + 1, len, 1);
 }
 
 int tether__sdata_del(tether__sdata *d, const char *key) {
@@ -106,6 +119,25 @@ static void split_canonical(tether__sdata *d, const char *p, const tether__json_
     o->value = NULL;
     o->packed = 1;
   }
+}
+
+char *tether__sdata_text_after(const tether__sdata *d, const char *p, size_t n, const char *lead1, const char *lead2) {
+  /* split as it is (packed), lead1 first: its text is "name":value (a name without escapes, as lead1 is) */
+  if (d->n == 0 || !d->m[0].packed || strcmp(d->m[0].key, lead1) != 0) return NULL;
+  size_t off = 1 + strlen(lead1) + 3 + d->m[0].len, from = 1;
+  if (d->n > 1 && strcmp(d->m[1].key, lead2) == 0) {
+    off += 1 + strlen(lead2) + 3 + d->m[1].len;
+    from = 2;
+  }
+  for (size_t i = from; i < d->n; i++)
+    if (strcmp(d->m[i].key, lead2) == 0) return NULL; /* further on: it would not be left out */
+  if (off >= n || (p[off] != ',' && p[off] != '}')) return NULL;
+  if (p[off] == '}') return tether__strdup("{}");
+  char *t = tether__malloc(n - off + 1); /* "{" and the rest, its closing brace included */
+  t[0] = '{';
+  memcpy(t + 1, p + off + 1, n - off - 1);
+  t[n - off] = '\0';
+  return t;
 }
 
 /* Anything else: jansson reads it, and each member is printed back in JSON.stringify's form. */

@@ -25,6 +25,10 @@ typedef struct tether__sdata {
  * as it is; anything else goes through jansson (flags: JSON_REJECT_DUPLICATES or 0) and is printed back
  * member by member. TETHER_EINVAL (message set) when it is not a JSON object. */
 int tether__sdata_parse(tether__sdata *d, const char *p, size_t n, size_t flags);
+/* tether__sdata_text of d without its members lead1 and lead2, made from the text p[0..n) that d was split
+ * from, as it is (no member written again), when that text was in JSON.stringify's form and starts with lead1
+ * (and lead2, if d has it); otherwise NULL. A stored session's data: its cookie comes first. */
+char *tether__sdata_text_after(const tether__sdata *d, const char *p, size_t n, const char *lead1, const char *lead2);
 /* The member called key, or NULL. */
 tether__member *tether__sdata_find(const tether__sdata *d, const char *key);
 /* Sets key (taken) to text (taken; not a packed member's), in place when the key exists, else at the end. */

@@ -40,6 +40,27 @@ typedef struct cookie_state {
   char *path;   /* owned */
 } cookie_state;
 
+/* commit_begin's answer: COMMIT_NONE, COMMIT_SET or COMMIT_TOUCH with the JSON in json (malloc'd). */
+enum { COMMIT_NONE, COMMIT_SET, COMMIT_TOUCH, COMMIT_DONE };
+
+typedef struct commit_plan {
+  int op;
+  tether_write_mode mode; /* COMMIT_SET */
+  char *json, *hash;      /* the value to write; the data's dump (saved_hash after a successful save) */
+  int send_cookie;
+} commit_plan;
+
+/* The pending call on an event loop; a session has one at a time (tether/session.h), so it is kept in it. */
+typedef struct async_op {
+  tether_session *s;
+  tether_session_cb load_cb;
+  tether_session_commit_cb commit_cb;
+  tether_session_done_cb done_cb;
+  void *arg;
+  commit_plan plan;
+  int kind; /* 0 regenerate, 1 destroy */
+} async_op;
+
 struct tether_session {
   tether_sessions *mgr;
   char id[SID_CAP];                                 /* req.sessionID */
@@ -58,6 +79,7 @@ struct tether_session {
   int created_missing; /* loaded without a creation time while the absolute lifetime is on: save it */
   int request_secure;  /* the request came over HTTPS (tether_session_set_secure; 1 until told) */
   int secure_auto;     /* cookie.secure follows request_secure (secure "auto", session generated here) */
+  async_op op;         /* the call on an event loop in progress */
 };
 
 void tether_session_options_init(tether_session_options *o) {
@@ -217,6 +239,14 @@ static char *member_attr(const char *p, const tether__json_member *jm) {
 static int number_of(const char *p, size_t n, double *out) {
   char t[TETHER__JSON_NUMBER_MAX];
   if (n == 0 || n >= sizeof(t) || !(p[0] == '-' || (p[0] >= '0' && p[0] <= '9'))) return 0;
+  size_t k = p[0] == '-';
+  int64_t v = 0;
+  if (n - k <= 15) /* an integer this short (originalMaxAge, a creation time) is exact without strtod */
+    for (; k < n && p[k] >= '0' && p[k] <= '9'; k++) v = v * 10 + (p[k] - '0');
+  if (k == n && n > (p[0] == '-')) {
+    *out = (double)(p[0] == '-' ? -v : v);
+    return 1;
+  }
   memcpy(t, p, n);
   t[n] = '\0';
   *out = strtod(t, NULL);
@@ -300,6 +330,7 @@ static int inflate(tether_session *s, const char *json, size_t len) {
     tether__sdata_clear(&d);
     return TETHER_ENOTFOUND; /* expired (or past its absolute lifetime): not lost, just over */
   }
+  s->original_hash = tether__sdata_text_after(&d, json, len, "cookie", CREATED_KEY); /* NULL: load_finish makes it */
   tether__sdata_del(&d, "cookie");
   tether__sdata_del(&d, CREATED_KEY);
   s->created_ms = created ? created : absolute ? now : 0; /* unknown: the lifetime starts now */
@@ -414,7 +445,7 @@ static int load_finish(tether_session *s, int rc, char *json, size_t len) {
   free(json);
   if (!s->have_data) generate(s);
   memcpy(s->original_id, s->id, SID_CAP);
-  s->original_hash = hash_data(s);
+  if (s->original_hash == NULL) s->original_hash = hash_data(s);
   if (!s->is_new && !m->resave) s->saved_hash = s->original_hash; /* the same text: shared, not copied */
   return 0;
 }
@@ -624,12 +655,15 @@ static char *set_cookie_value(tether_session *s, int *err) {
     else
       tether_cookie_sign(s->id, m->secret[0], signed_val, sizeof(signed_val));
     size_t o = 4;
-    for (const char *p = signed_val; *p; p++) {
-      const char *e = *p == '+' ? "%2B" : *p == '/' ? "%2F" : *p == '=' ? "%3D" : NULL;
-      if (e)
-        memcpy(enc + o, e, 3), o += 3;
-      else
-        enc[o++] = *p;
+    for (const char *p = signed_val;;) { /* encodeURIComponent: runs copied, '+', '/' and '=' escaped */
+      size_t run = strcspn(p, "+/=");
+      memcpy(enc + o, p, run);
+      o += run;
+      p += run;
+      if (*p == '\0') break;
+      memcpy(enc + o, *p == '+' ? "%2B" : *p == '/' ? "%2F" : "%3D", 3);
+      o += 3;
+      p++;
     }
     tether__buf_append(&b, enc, o);
   }
@@ -670,17 +704,7 @@ static char *clear_cookie_value(tether_session *s) {
 static int secure_ok(const tether_session *s) { return !s->cookie.secure || s->request_secure; }
 
 /* Committing in two halves around the store's write, shared by the blocking and the asynchronous calls.
- * commit_begin applies express-session's rules and says what to write: COMMIT_NONE, COMMIT_SET or
- * COMMIT_TOUCH with the JSON in *json (malloc'd). */
-enum { COMMIT_NONE, COMMIT_SET, COMMIT_TOUCH, COMMIT_DONE };
-
-typedef struct commit_plan {
-  int op;
-  tether_write_mode mode; /* COMMIT_SET */
-  char *json, *hash;      /* the value to write; the data's dump (saved_hash after a successful save) */
-  int send_cookie;
-} commit_plan;
-
+ * commit_begin applies express-session's rules and says what to write (commit_plan). */
 static void commit_begin(tether_session *s, commit_plan *p) {
   tether_store *st = s->mgr->store;
   memset(p, 0, sizeof(*p));
@@ -763,23 +787,13 @@ int tether_session_commit(tether_session *s, char **set_cookie) {
 
 /* ---- on an event loop (tether/store_async.h) ---- */
 
-typedef struct async_op {
-  tether_session *s;
-  tether_sessions *m;
-  tether_session_cb load_cb;
-  tether_session_commit_cb commit_cb;
-  tether_session_done_cb done_cb;
-  void *arg;
-  commit_plan plan;
-  int kind; /* 0 regenerate, 1 destroy */
-} async_op;
-
 static void load_got(void *arg, int rc, char *json, size_t len) {
   async_op *op = arg;
   tether_session *s = op->s;
-  rc = load_finish(s, rc, json, len);
-  op->load_cb(op->arg, rc, rc == 0 ? s : NULL);
-  free(op);
+  tether_session_cb cb = op->load_cb;
+  void *cb_arg = op->arg;
+  rc = load_finish(s, rc, json, len); /* frees s on an error */
+  cb(cb_arg, rc, rc == 0 ? s : NULL);
 }
 
 int tether_session_load_async(tether_sessions *m, tether_astore *a, const char *header, tether_session_cb cb,
@@ -788,7 +802,7 @@ int tether_session_load_async(tether_sessions *m, tether_astore *a, const char *
   size_t len;
   int fetch;
   tether_session *s = load_begin(m, header, &json, &len, &fetch);
-  async_op *op = tether__calloc(1, sizeof(*op));
+  async_op *op = &s->op;
   op->s = s;
   op->load_cb = cb;
   op->arg = arg;
@@ -797,10 +811,7 @@ int tether_session_load_async(tether_sessions *m, tether_astore *a, const char *
     return 0;
   }
   int rc = tether_astore_get(a, s->cookie_id, load_got, op);
-  if (rc < 0) {
-    free(op);
-    tether_session_free(s);
-  }
+  if (rc < 0) tether_session_free(s);
   return rc;
 }
 
@@ -808,12 +819,12 @@ static void commit_wrote(void *arg, int rc) {
   async_op *op = arg;
   char *set_cookie = NULL;
   rc = commit_finish(op->s, &op->plan, rc, &set_cookie);
-  op->commit_cb(op->arg, rc, set_cookie);
-  free(op);
+  op->commit_cb(op->arg, rc, set_cookie); /* which may free the session, and op with it */
 }
 
 int tether_session_commit_async(tether_session *s, tether_astore *a, tether_session_commit_cb cb, void *arg) {
-  async_op *op = tether__calloc(1, sizeof(*op));
+  async_op *op = &s->op;
+  memset(op, 0, sizeof(*op));
   op->s = s;
   op->commit_cb = cb;
   op->arg = arg;
@@ -830,7 +841,6 @@ int tether_session_commit_async(tether_session *s, tether_astore *a, tether_sess
     char *ignored = NULL;
     commit_finish(s, &op->plan, rc, &ignored);
     free(ignored);
-    free(op);
   }
   return rc;
 }
@@ -848,12 +858,12 @@ static void destroyed(void *arg, int rc) {
     }
   }
   op->done_cb(op->arg, rc);
-  free(op);
 }
 
 static int destroy_async(tether_session *s, tether_astore *a, int kind, tether_session_done_cb cb, void *arg) {
   tether_store *st = s->mgr->store;
-  async_op *op = tether__calloc(1, sizeof(*op));
+  async_op *op = &s->op;
+  memset(op, 0, sizeof(*op));
   op->s = s;
   op->done_cb = cb;
   op->arg = arg;
@@ -864,9 +874,7 @@ static int destroy_async(tether_session *s, tether_astore *a, int kind, tether_s
     destroyed(op, 0);
     return 0;
   }
-  int rc = tether_astore_destroy(a, s->id, destroyed, op);
-  if (rc < 0) free(op);
-  return rc;
+  return tether_astore_destroy(a, s->id, destroyed, op);
 }
 
 int tether_session_regenerate_async(tether_session *s, tether_astore *a, tether_session_done_cb cb, void *arg) {

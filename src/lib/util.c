@@ -402,13 +402,6 @@ void tether__buf_reserve(tether__buf *b, size_t n) {
   }
 }
 
-void tether__buf_append(tether__buf *b, const void *p, size_t n) {
-  tether__buf_reserve(b, n);
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = '\0';
-}
-
 void tether__buf_appendf(tether__buf *b, const char *fmt, ...) {
   char small[512];
   va_list ap;

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "tether/common.h"
 
@@ -59,7 +60,13 @@ typedef struct tether__buf {
 } tether__buf;
 /* Room for n more bytes and the terminating NUL. */
 void tether__buf_reserve(tether__buf *b, size_t n);
-void tether__buf_append(tether__buf *b, const void *p, size_t n);
+/* Inline: a session's JSON and Set-Cookie are written in dozens of short pieces (a literal's copy is a move). */
+static inline void tether__buf_append(tether__buf *b, const void *p, size_t n) {
+  if (b->len + n + 1 > b->cap) tether__buf_reserve(b, n);
+  memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = '\0';
+}
 void tether__buf_appendf(tether__buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tether__buf_free(tether__buf *b);
 

@@ -98,6 +98,16 @@ static void check_sdata(const char *p, size_t size, const json_t *j) {
     if (back == NULL || !same(back, j)) fail("sdata text is not jansson's value", (const uint8_t *)p, size);
     json_decref(back);
     free(text);
+    /* a stored session's data text made from its text as it is equals the one written member by member */
+    char *after = tether__sdata_text_after(&d, p, size, "cookie", "_tetherCreated");
+    if (after) {
+      tether__sdata_del(&d, "cookie");
+      tether__sdata_del(&d, "_tetherCreated");
+      char *written = tether__sdata_text(&d);
+      if (strcmp(after, written) != 0) fail("sdata text after the cookie differs", (const uint8_t *)p, size);
+      free(written);
+      free(after);
+    }
   }
   tether__sdata_clear(&d);
 }

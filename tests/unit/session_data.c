@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "members.h"
 #include "tether/session.h"
 #include "tether/store.h"
 
@@ -151,6 +152,44 @@ static void test_modification_is_by_value(void **state) {
   assert_int_equal(after.saved - before.saved, 0);
 }
 
+/* A stored session's data text taken from its text as it is (the load's modification hash) equals the one
+ * written member by member, or is not taken (NULL) when the text does not start with the cookie. */
+static void test_text_after(void **state) {
+  (void)state;
+  static const struct {
+    const char *stored, *want; /* want NULL: not taken from the text */
+  } cases[] = {
+      {"{\"cookie\":{\"path\":\"/\"},\"n\":1,\"s\":\"x\"}", "{\"n\":1,\"s\":\"x\"}"},
+      {"{\"cookie\":{},\"_tetherCreated\":5,\"n\":[1,{\"a\":null}]}", "{\"n\":[1,{\"a\":null}]}"},
+      {"{\"cookie\":{},\"_tetherCreated\":5}", "{}"},
+      {"{\"cookie\":{}}", "{}"},
+      {"{\"cookie\":{},\"a\\\"b\":1,\"\\u001f\":true}", "{\"a\\\"b\":1,\"\\u001f\":true}"},
+      {"{\"n\":1,\"cookie\":{}}", NULL},
+      {"{\"cookie\":{},\"n\":1,\"_tetherCreated\":5}", NULL},
+      {"{\"cookie\": {},\"n\":1}", NULL},
+      {"{\"cookie\":{},\"n\":1.0}", NULL},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    tether__sdata d = {0};
+    const char *p = cases[i].stored;
+    assert_int_equal(tether__sdata_parse(&d, p, strlen(p), 0), 0);
+    char *after = tether__sdata_text_after(&d, p, strlen(p), "cookie", "_tetherCreated");
+    tether__sdata_del(&d, "cookie");
+    tether__sdata_del(&d, "_tetherCreated");
+    char *written = tether__sdata_text(&d);
+    if (cases[i].want == NULL) {
+      if (after != NULL) fail_msg("%s: taken as '%s'", p, after);
+    } else {
+      if (after == NULL) fail_msg("%s: not taken", p);
+      assert_string_equal(after, cases[i].want);
+      assert_string_equal(after, written);
+    }
+    free(after);
+    free(written);
+    tether__sdata_clear(&d);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_members, setup, teardown),
@@ -158,6 +197,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_arrays, setup, teardown),
       cmocka_unit_test_setup_teardown(test_json_forms_and_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_modification_is_by_value, setup, teardown),
+      cmocka_unit_test(test_text_after),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@ struct tether__aconn {
   uv_timer_t timer;
   uv_prepare_t flush;
   redisReader *reader;
+  redisReply reply;     /* the reply being read when it is not inside an array: reused (reply_new) */
   tether__buf out;      /* formatted commands not yet handed to the socket */
   uv_write_t write_req; /* at most one write in progress */
   char *writing;        /* its bytes */
@@ -53,6 +54,7 @@ struct tether__aconn {
 static void maybe_free(tether__aconn *k) {
   if (!k->closing || k->open_handles > 0 || k->tcp != NULL || k->gai_pending) return;
   if (k->reader) redisReaderFree(k->reader);
+  free(k->reply.str);
   tether__buf_free(&k->out);
   free(k->rbuf);
   free((char *)k->cf.host);
@@ -204,11 +206,73 @@ static int protocol_fail(tether__aconn *k) {
   return rc;
 }
 
+/* ---- reply objects: hiredis's reader with lighter ones ----
+ * A reply that is not inside an array (every session command's: a GET's string, SET's status, nil, an
+ * integer or an error) is the connection's own object, reused, instead of a calloc'd one per reply; only its
+ * string is malloc'd (and a GET's is taken from it by tether__redis_get_reply). Arrays and their elements are
+ * allocated as hiredis's own are, so freeReplyObject frees them. The reused object is told apart by its
+ * element pointer, which no other reply without elements has. */
+static char reused_mark;
+#define REUSED ((redisReply **)(void *)&reused_mark)
+#define IS_REUSED(r) ((r)->element == REUSED)
+
+static redisReply *reply_new(const redisReadTask *t, int type) {
+  tether__aconn *k = t->privdata;
+  redisReply *r;
+  if (t->parent == NULL && type != REDIS_REPLY_ARRAY) {
+    r = &k->reply;
+    free(r->str); /* an earlier reply's string nobody took (it is normally freed by reply_release) */
+    *r = (redisReply){.element = REUSED};
+  } else {
+    r = tether__calloc(1, sizeof(*r));
+  }
+  r->type = type;
+  if (t->parent) ((redisReply *)t->parent->obj)->element[t->idx] = r;
+  return r;
+}
+
+static void *create_string(const redisReadTask *t, char *str, size_t len) {
+  redisReply *r = reply_new(t, t->type);
+  r->str = tether__malloc(len + 1);
+  memcpy(r->str, str, len);
+  r->str[len] = '\0';
+  r->len = len;
+  return r;
+}
+
+static void *create_array(const redisReadTask *t, int n) {
+  redisReply *r = reply_new(t, REDIS_REPLY_ARRAY);
+  if (n > 0) r->element = tether__calloc((size_t)n, sizeof(*r->element));
+  r->elements = n > 0 ? (size_t)n : 0;
+  return r;
+}
+
+static void *create_integer(const redisReadTask *t, long long v) {
+  redisReply *r = reply_new(t, REDIS_REPLY_INTEGER);
+  r->integer = v;
+  return r;
+}
+
+static void *create_nil(const redisReadTask *t) { return reply_new(t, REDIS_REPLY_NIL); }
+
+static void reply_release(void *obj) {
+  redisReply *r = obj;
+  if (r == NULL) return;
+  if (!IS_REUSED(r)) {
+    freeReplyObject(r);
+    return;
+  }
+  free(r->str);
+  r->str = NULL;
+}
+
+static redisReplyObjectFunctions reply_fns = {create_string, create_array, create_integer, create_nil, reply_release};
+
 /* One reply: completes the oldest command. -1 when the connection failed or closed meanwhile. */
 static int on_reply(tether__aconn *k, redisReply *rep) {
   tether__acmd *c = k->head;
   if (c == NULL) {
-    freeReplyObject(rep);
+    reply_release(rep);
     conn_fail(k,
               tether__fail(TETHER_EUNAVAIL, "%s %s:%d: a reply nobody asked for", k->cf.who, k->cf.host, k->cf.port));
     return -1;
@@ -219,7 +283,7 @@ static int on_reply(tether__aconn *k, redisReply *rep) {
     int bad = rep->type == REDIS_REPLY_ERROR;
     char why[256];
     if (bad) snprintf(why, sizeof(why), "%.*s", (int)rep->len, rep->str);
-    freeReplyObject(rep);
+    reply_release(rep);
     free(c);
     if (bad) {
       conn_fail(
@@ -231,7 +295,7 @@ static int on_reply(tether__aconn *k, redisReply *rep) {
   k->backoff_ms = 0;
   c->done_us = k->read_us;
   c->done(c, 0, rep);
-  freeReplyObject(rep);
+  reply_release(rep);
   return k->state == C_READY ? 0 : -1; /* a callback may have closed the connection */
 }
 
@@ -339,7 +403,8 @@ static void setup_command(tether__aconn *k, int argc, const char **argv) {
 }
 
 static int conn_start(tether__aconn *k) {
-  k->reader = redisReaderCreate();
+  k->reader = redisReaderCreateWithFunctions(&reply_fns);
+  if (k->reader) k->reader->privdata = k; /* redisReaderSetPrivdata casts to int */
   k->out.len = 0;
   if (k->cf.password) {
     if (k->cf.user && *k->cf.user)
@@ -524,7 +589,7 @@ char *tether__acmd_format(int kind, int mode, const char *prefix, const char *si
 }
 
 int tether__acmd_result(int kind, int mode, const char *who, const char *prefix, const char *sid, long max_value,
-                        const redisReply *rep, char **json, size_t *len) {
+                        redisReply *rep, char **json, size_t *len) {
   static const char *const names[] = {"GET", "SET", "EXPIRE", "DEL", "PING"};
   if (kind == TETHER__ACMD_GET) return tether__redis_get_reply(rep, who, prefix, sid, max_value, json, len);
   if (rep->type == REDIS_REPLY_ERROR)

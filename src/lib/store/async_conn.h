@@ -75,10 +75,10 @@ void tether__acmd_append(tether__buf *b, int kind, int mode, const char *prefix,
                          size_t jlen, int64_t expires_ms, long max_value);
 char *tether__acmd_format(int kind, int mode, const char *prefix, const char *sid, const char *json, size_t jlen,
                           int64_t expires_ms, long max_value, size_t *len);
-/* A call's reply as its result: the session of a GET (*json malloc'd), a SET's NX/XX outcome, an error
- * reply. who: "redis", "redis-cluster". */
+/* A call's reply as its result: the session of a GET (*json: the reply's string, taken from it), a SET's
+ * NX/XX outcome, an error reply. who: "redis", "redis-cluster". */
 int tether__acmd_result(int kind, int mode, const char *who, const char *prefix, const char *sid, long max_value,
-                        const struct redisReply *rep, char **json, size_t *len);
+                        struct redisReply *rep, char **json, size_t *len);
 /* Records a finished call in the store's metrics (as the blocking store does) and calls back. end_us: when
  * its reply was read (0: now). */
 void tether__acall_finish(tether_store *st, int kind, uint64_t start_us, uint64_t end_us, int rc, char *json,

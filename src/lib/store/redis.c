@@ -476,17 +476,17 @@ static int reply_fail(const rstore *r, const redisReply *rep, const char *what, 
   return tether__fail(TETHER_ESTORE, "%s: %s %s%.6s...: %.*s", r->name, what, r->prefix, sid, (int)rep->len, rep->str);
 }
 
-int tether__redis_get_reply(const struct redisReply *rep, const char *who, const char *prefix, const char *sid,
+int tether__redis_get_reply(struct redisReply *rep, const char *who, const char *prefix, const char *sid,
                             long max_value, char **json, size_t *len) {
   if (rep->type == REDIS_REPLY_STRING && max_value > 0 && rep->len == 0) return TETHER_ENOTFOUND;
   if (rep->type == REDIS_REPLY_STRING && max_value > 0 && rep->len > (size_t)max_value)
     return tether__fail(TETHER_E2BIG, "%s: the value at %s%.6s... is over max_value=%ld bytes (not fetched)", who,
                         prefix, sid, max_value);
-  if (rep->type == REDIS_REPLY_STRING) {
-    *json = tether__malloc(rep->len + 1);
-    memcpy(*json, rep->str, rep->len);
-    (*json)[rep->len] = '\0';
+  if (rep->type == REDIS_REPLY_STRING) { /* hiredis's malloc'd, NUL-terminated copy: taken, not copied again */
+    *json = rep->str;
     *len = rep->len;
+    rep->str = NULL;
+    rep->len = 0;
     return 0;
   }
   if (rep->type == REDIS_REPLY_NIL) return TETHER_ENOTFOUND;
@@ -505,8 +505,13 @@ int tether__redis_get_argv(const char *key, long max_value, char range_end[24], 
     argv[1] = key;
     return 2;
   }
-  /* one byte more than the limit: a reply that long says the value is over it, without fetching it all */
-  snprintf(range_end, 24, "%ld", max_value);
+  /* one byte more than the limit: a reply that long says the value is over it, without fetching it all
+   * (written without printf: every GET on a loop comes here) */
+  char t[24];
+  size_t k = 0, o = 0;
+  for (unsigned long u = (unsigned long)max_value; u; u /= 10) t[k++] = (char)('0' + u % 10);
+  while (k) range_end[o++] = t[--k];
+  range_end[o] = '\0';
   argv[0] = "GETRANGE";
   argv[1] = key;
   argv[2] = "0";

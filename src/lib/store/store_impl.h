@@ -110,12 +110,12 @@ typedef struct tether__redis_conf {
   long max_value; /* > 0: reads fetch at most this many bytes (GETRANGE); longer values are TETHER_E2BIG */
 } tether__redis_conf;
 int tether__redis_conf_get(const tether_store *st, tether__redis_conf *out);
-/* A GET's reply as a session: 0 with the value (malloc'd), TETHER_ENOTFOUND, or an error naming who
+/* A GET's reply as a session: 0 with the value (rep's string, taken from it), TETHER_ENOTFOUND, or an error naming who
  * ("redis"), the key and the reply; shared by the blocking store and the asynchronous client. With
  * max_value > 0 the read was GETRANGE key 0 max_value: an empty string is a missing key, and a reply longer
  * than max_value is a value over the limit (TETHER_E2BIG), not fetched whole. */
 struct redisReply;
-int tether__redis_get_reply(const struct redisReply *rep, const char *who, const char *prefix, const char *sid,
+int tether__redis_get_reply(struct redisReply *rep, const char *who, const char *prefix, const char *sid,
                             long max_value, char **json, size_t *len);
 /* The read command for a key: GET, or GETRANGE key 0 max_value. argv needs 4 slots; returns argc. */
 int tether__redis_get_argv(const char *key, long max_value, char range_end[24], const char **argv);
