@@ -35,16 +35,15 @@ void tether__h2_head_free(tether__h2_head *hd) {
 static int field_ok(const uint8_t *n, size_t nn, const uint8_t *v, size_t vn, int *ctl) {
   size_t i = nn && n[0] == ':' ? 1 : 0;
   if (nn <= i) return 0;
-  unsigned bad = 0, other = 0; /* accumulated without a branch per byte */
-  for (; i < nn; i++) bad |= !tether__tchar[n[i]] | ((unsigned)(n[i] - 'A') < 26u);
-  if (bad) return 0;
+  for (; i < nn; i++)
+    if (!tether__tchar[n[i]] || (n[i] >= 'A' && n[i] <= 'Z')) return 0;
+  int other = 0;
   for (size_t k = 0; k < vn; k++) {
-    unsigned c = v[k];
-    bad |= (c == '\r') | (c == '\n') | (c == 0);
-    other |= (c < 0x20 && c != '\t') | (c == 0x7f);
+    if (v[k] >= 0x20 && v[k] != 0x7f) continue; /* most bytes: one test */
+    if (v[k] == '\r' || v[k] == '\n' || v[k] == '\0') return 0;
+    other |= v[k] != '\t';
   }
-  if (bad) return 0;
-  *ctl = (int)other;
+  *ctl = other;
   return vn == 0 || (v[0] != ' ' && v[0] != '\t' && v[vn - 1] != ' ' && v[vn - 1] != '\t');
 }
 
