@@ -59,11 +59,7 @@ static int header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, 
 }
 
 /* The HTTP/1.1 text the block stands for: the request line, Host from :authority (else host), the fields in
- * order, the cookie fields joined, then the framing. */
-static void put(tether__buf *b, const void *p, size_t n) {
-  if (n) tether__buf_append(b, p, n);
-}
-
+ * order, the cookie fields joined, then the framing (put: h2_head.c's). */
 static void print_head(const tether__h2_head *hd, int chunked, tether__buf *out) {
   put(out, hd->method, strlen(hd->method));
   put(out, " ", 1);

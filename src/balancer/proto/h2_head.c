@@ -177,7 +177,11 @@ static int header_lines(const tether__h2_head *hd, size_t max, int chunked, teth
     const tether__h2_field *f = &hd->fields[i];
     rc = add_header(m, max, hd->ctl, hd->bytes.data + f->name, f->nlen, hd->bytes.data + f->value, f->vlen);
   }
-  if (rc == 0 && hd->cookie.len) rc = add_header(m, max, hd->ctl, "Cookie", 6, hd->cookie.data, hd->cookie.len);
+  if (rc == 0 && hd->cookie.len) { /* an empty cookie field last leaves "; " at the end, which a parser trims */
+    size_t n = hd->cookie.len;
+    while (hd->cookie.data[n - 1] == ' ') n--;
+    rc = add_header(m, max, hd->ctl, "Cookie", 6, hd->cookie.data, n);
+  }
   if (rc == 0 && hd->content_length >= 0) rc = add_header(m, max, hd->ctl, "Content-Length", 14, hd->length, strlen(hd->length));
   if (rc == 0 && chunked) rc = add_header(m, max, hd->ctl, "Transfer-Encoding", 17, "chunked", 7);
   return rc;
