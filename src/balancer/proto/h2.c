@@ -143,6 +143,7 @@ static int begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
   h->streams = st;
   h->nstreams++;
   nghttp2_session_set_stream_user_data(s, st->id, st);
+  h->block = st;
   if (++h->started >= cf->keepalive_requests) { /* the last stream this connection takes */
     nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR, NULL, 0);
     h->goaway = 1;
@@ -155,7 +156,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      size_t vn, uint8_t flags, void *user) {
   (void)flags;
   tether__h2 *h = user;
-  tether__h2_stream *st = stream_of(s, f->hd.stream_id);
+  tether__h2_stream *st = h->block && h->block->id == f->hd.stream_id ? h->block : stream_of(s, f->hd.stream_id);
   if (st == NULL || st->bad) return 0;
   if (st->headers_done) return 0; /* trailers: not forwarded */
   const tether__config *cf = h->c->w->rt->cf;
@@ -262,6 +263,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   tether__h2_stream *st = stream_of(s, id);
   if (st == NULL) return 0;
   nghttp2_session_set_stream_user_data(s, id, NULL);
+  if (h->block == st) h->block = NULL;
   st->closed = 1;
   if (st->c) st->c->proto->abort(st->c); /* its filter's free detaches it */
   if (st->hold) h->held--;
@@ -522,6 +524,7 @@ void tether__h2_closed(tether__client *c) {
   tether__h2 *h = c->h2;
   if (h == NULL || h->closed) return;
   h->closed = 1;
+  h->block = NULL;
   while (h->streams) { /* their clients close; the session forgets them */
     tether__h2_stream *st = h->streams;
     h->streams = st->next;

@@ -58,6 +58,7 @@ struct tether__h2 {
   /* the header block being received, checked field by field: one at a time on a connection (RFC 9113 section
    * 6.10: a block's frames come one after the other), so its buffers serve every stream, freed when none is */
   tether__h2_head head;
+  tether__h2_stream *block; /* the stream whose request block is being received (no lookup per field) */
   tether__h2_stream *spare; /* closed streams kept for the next ones (their DATA buffer too), while any is open */
   int nspare;
   int nstreams;

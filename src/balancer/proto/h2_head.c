@@ -38,8 +38,8 @@ static int field_ok(const uint8_t *n, size_t nn, const uint8_t *v, size_t vn, in
   for (; i < nn; i++)
     if (!tether__tchar[n[i]] || (n[i] >= 'A' && n[i] <= 'Z')) return 0;
   int other = 0;
-  for (size_t k = 0; k < vn; k++) {
-    if (v[k] >= 0x20 && v[k] != 0x7f) continue; /* most bytes: one test */
+  for (size_t k = tether__h1_plain_words(v, vn); k < vn; k++) {
+    if (v[k] >= 0x20 && v[k] != 0x7f) continue;
     if (v[k] == '\r' || v[k] == '\n' || v[k] == '\0') return 0;
     other |= v[k] != '\t';
   }
