@@ -32,6 +32,7 @@ static void client_close(tether__client *c);
 static void start_request(tether__client *c);
 static void client_timeout(uv_timer_t *t);
 static void forward_body(tether__client *c);
+static void client_request(tether__client *c, const tether__h1_msg *m, int status);
 
 /* ---- the request state, only while a request is in progress ---- */
 
@@ -198,8 +199,11 @@ static void request_finished(tether__client *c) {
   client_next(c);
 }
 
-static const tether__proto_ops h1_ops = {
-    .finished = request_finished, .abort = client_close, .resume = client_resume, .send_body = forward_body};
+static const tether__proto_ops h1_ops = {.finished = request_finished,
+                                         .abort = client_close,
+                                         .resume = client_resume,
+                                         .send_body = forward_body,
+                                         .request = client_request};
 
 /* ---- the request body ---- */
 
@@ -342,7 +346,7 @@ static void request_head(tether__client *c, const tether__h1_msg *m, int head_le
   tether__dispatch(c);
 }
 
-void tether__client_request(tether__client *c, const tether__h1_msg *m, int status) {
+static void client_request(tether__client *c, const tether__h1_msg *m, int status) {
   c->starting = 1; /* an answer given at once does not start another request from c->in */
   request_head(c, m, 0, status);
   c->starting = 0;

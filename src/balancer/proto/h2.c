@@ -330,7 +330,7 @@ static int head_msg(tether__h2 *h, tether__h2_stream *st, tether__h2_head *hd, i
  * comes. */
 static void stream_start(tether__h2 *h, tether__h2_stream *st, int rc) {
   st->c = stream_client(h, st);
-  tether__client_request(st->c, &req_msg, rc < 0 ? -rc : 0);
+  st->c->proto->request(st->c, &req_msg, rc < 0 ? -rc : 0); /* proto/h1.c's, as for a parsed head */
   tether__h2_stream_deliver(st);
 }
 

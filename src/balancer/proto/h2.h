@@ -26,9 +26,9 @@ struct tether__h2_stream {
   tether__h2_stream *prev, *next; /* in the connection's streams */
   tether__client *c;              /* the stream's request client; NULL before its head is complete, and once closed */
   int32_t id;
-  tether__buf in;    /* request body bytes made and not yet read by c (the head goes to c parsed) */
+  tether__buf in;        /* request body bytes made and not yet read by c (the head goes to c parsed) */
   tether__h2_head *head; /* a held request's header block, until END_STREAM */
-  size_t unconsumed; /* DATA bytes in `in`: the window opens again once c reads them */
+  size_t unconsumed;     /* DATA bytes in `in`: the window opens again once c reads them */
   uint8_t headers_done, chunked, in_eof, closed, delivering, notify, bad;
   uint8_t hold;     /* the whole request waits for END_STREAM (a content-length up to TETHER__H2_BODY_HOLD) */
   uint8_t withheld; /* the last byte of a larger content-length body, held until END_STREAM confirms it */
@@ -85,11 +85,6 @@ void tether__h2_start(tether__client *c);
 void tether__h2_closed(tether__client *c);
 /* Graceful stop or reload: GOAWAY, the streams in progress finish. */
 void tether__h2_goaway(tether__client *c);
-
-/* proto/h1.c, for proto/h2.c */
-/* A stream's request head, made from its header block (m), to the request layer as a parsed HTTP/1.1 head is;
- * status: the head is refused with it (its body, if any, comes to c->in as the stream's DATA). */
-void tether__client_request(tether__client *c, const tether__h1_msg *m, int status);
 
 /* Sends what the session has, soon and outside its callbacks. */
 static inline void tether__h2_schedule(tether__h2 *h) {

@@ -182,7 +182,8 @@ static int header_lines(const tether__h2_head *hd, size_t max, int chunked, teth
     while (hd->cookie.data[n - 1] == ' ') n--;
     rc = add_header(m, max, hd->ctl, "Cookie", 6, hd->cookie.data, n);
   }
-  if (rc == 0 && hd->content_length >= 0) rc = add_header(m, max, hd->ctl, "Content-Length", 14, hd->length, strlen(hd->length));
+  if (rc == 0 && hd->content_length >= 0)
+    rc = add_header(m, max, hd->ctl, "Content-Length", 14, hd->length, strlen(hd->length));
   if (rc == 0 && chunked) rc = add_header(m, max, hd->ctl, "Transfer-Encoding", 17, "chunked", 7);
   return rc;
 }

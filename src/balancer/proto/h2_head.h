@@ -23,15 +23,15 @@ typedef struct tether__h2_field {
 } tether__h2_field;
 
 typedef struct tether__h2_head {
-  tether__buf bytes;                            /* the regular fields' names and values, one after the other */
+  tether__buf bytes;                                   /* the regular fields' names and values, one after the other */
   tether__h2_field fields[TETHER__H1_MAX_HEADERS + 1]; /* the first ones (the head takes no more) */
-  size_t nfields;                               /* regular fields, all of them */
-  size_t fields_text;                           /* their "name: value\r\n" lines' length, all of them */
-  tether__buf authority;                        /* :authority, else host */
-  tether__buf path;                             /* :path */
-  tether__buf cookie;                           /* cookie fields, joined with "; " (RFC 9113 section 8.2.3) */
-  char method[16];                              /* :method */
-  char length[24];                              /* the Content-Length value the head carries */
+  size_t nfields;                                      /* regular fields, all of them */
+  size_t fields_text;                                  /* their "name: value\r\n" lines' length, all of them */
+  tether__buf authority;                               /* :authority, else host */
+  tether__buf path;                                    /* :path */
+  tether__buf cookie;                                  /* cookie fields, joined with "; " (RFC 9113 section 8.2.3) */
+  char method[16];                                     /* :method */
+  char length[24];                                     /* the Content-Length value the head carries */
   size_t list_size;       /* the decoded header list, as SETTINGS_MAX_HEADER_LIST_SIZE counts it */
   int64_t content_length; /* -1: none */
   int regular_seen;       /* a regular field came: no pseudo-header after it */

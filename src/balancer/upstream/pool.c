@@ -23,7 +23,7 @@
 
 #define POOL_PERIOD_MS 5000 /* the adaptive pool's demand window, and how often its surplus closes */
 #define POOL_MIN 16         /* the adaptive pool keeps at least this many (or one per server) */
-#define UP_IN_KEEP 4096      /* the response buffer an idle connection keeps (tether__grow's first size) */
+#define UP_IN_KEEP 4096     /* the response buffer an idle connection keeps (tether__grow's first size) */
 
 typedef struct pool_group pool_group;
 
