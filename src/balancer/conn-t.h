@@ -37,6 +37,8 @@ typedef struct tether__proto_ops {
   void (*abort)(tether__client *c);    /* the connection must go now (a write failed, an answer broke off) */
   void (*resume)(tether__client *c);
   void (*send_body)(tether__client *c); /* stream the request body the client has sent so far to c->up */
+  /* a request head made apart from c->in (an HTTP/2 stream's, from its header block), or refused with status */
+  void (*request)(tether__client *c, const struct tether__h1_msg *m, int status);
 } tether__proto_ops;
 
 /* What only a request in progress needs (and a closing connection while it lingers): taken from the worker's

@@ -176,6 +176,15 @@ static int te_list(tether__slice v, te_state *t) {
   }
 }
 
+/* Whether bytes hold a control character other than HTAB (DEL included). */
+static int has_ctl(const char *p, size_t n) {
+  for (size_t i = tether__h1_plain_words(p, n); i < n; i++) {
+    unsigned char ch = (unsigned char)p[i];
+    if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return 1;
+  }
+  return 0;
+}
+
 /* Header lines from pos to the blank line: names are tokens followed at once by ':', values hold no
  * control characters but HTAB, and no line starts with whitespace (obs-fold). */
 static int parse_headers(const char *buf, size_t len, size_t pos, const tether__h1_limits *lim, tether__h1_msg *m) {
@@ -191,10 +200,7 @@ static int parse_headers(const char *buf, size_t len, size_t pos, const tether__
     size_t a = c + 1, b = line.n;
     while (a < b && (line.p[a] == ' ' || line.p[a] == '\t')) a++;
     while (b > a && (line.p[b - 1] == ' ' || line.p[b - 1] == '\t')) b--;
-    for (size_t i = a; i < b; i++) {
-      unsigned char ch = (unsigned char)line.p[i];
-      if ((ch < 0x20 && ch != '\t') || ch == 0x7f) return -400;
-    }
+    if (has_ctl(line.p + a, b - a)) return -400;
     if (m->nheaders == max) return -431;
     m->headers[m->nheaders].name = (tether__slice){line.p, c};
     m->headers[m->nheaders].value = (tether__slice){line.p + a, b - a};

@@ -134,6 +134,20 @@ static inline int tether__h1_next_element(tether__slice v, size_t *pos, tether__
   return 0;
 }
 
+/* How many of the first bytes, eight at a time, hold no byte below 0x20 and no DEL: the rest of a field value is
+ * looked at byte by byte (the bit tricks tell exactly whether a word has such a byte, not which). */
+static inline size_t tether__h1_plain_words(const void *p, size_t n) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, y;
+    memcpy(&x, (const char *)p + i, 8);
+    y = x ^ (ones * 0x7f);
+    if (((x - ones * 0x20) & ~x & highs) | ((y - ones) & ~y & highs)) break;
+  }
+  return i;
+}
+
 /* Case-insensitive equality with a literal. Inline: called a few dozen times per request with literals, whose
  * length the compiler then knows, so that most calls end at the length check. */
 static inline int tether__h1_token_eq(tether__slice s, const char *lit) {

@@ -196,6 +196,35 @@ static void test_cookies_joined(void **state) {
   assert_null(strstr(o.body, "te:"));
 }
 
+/* The request head is made from the block as the HTTP/1.1 head it stands for: the host field is the Host when
+ * there is no :authority (which wins over it), the fields keep their order; without either, refused (as
+ * HTTP/1.1 without Host); a value or a path with a control character never reaches the server. */
+static void test_head_from_block(void **state) {
+  (void)state;
+  outcome o;
+  raw_request((const char *const[]){":method", "GET", ":scheme", "http", ":path", "/headers", "x-b", "2", "host",
+                                    "h.example", "x-a", "1", NULL},
+              END_STREAM, &o);
+  assert_int_equal(o.status, 200);
+  assert_non_null(strstr(o.body, "Host: h.example\n"));
+  char *b = strstr(o.body, "x-b: 2\n"), *a = strstr(o.body, "x-a: 1\n");
+  assert_true(a && b && b < a);
+  raw_request(REQ("host", "other.example", NULL), END_STREAM, &o);
+  assert_int_equal(o.status, 200);
+  assert_non_null(strstr(o.body, "Host: 127.0.0.1\n"));
+  assert_null(strstr(o.body, "other.example"));
+  long before = served_total();
+  raw_request((const char *const[]){":method", "GET", ":scheme", "http", ":path", "/headers", NULL}, END_STREAM, &o);
+  assert_true(o.rst || o.status == 400); /* nghttp2 resets it first */
+  raw_request(REQ("x-ctl", "a\x01b", NULL), END_STREAM, &o);
+  assert_true(o.rst || o.status == 400 || (o.status == 200 && strstr(o.body, "x-ctl") == NULL));
+  long ctl_served = o.status == 200; /* nghttp2 may drop the field itself */
+  raw_request((const char *const[]){":method", "GET", ":scheme", "http", ":path", "/a\x7f", ":authority", "h", NULL},
+              END_STREAM, &o);
+  assert_true(o.rst || o.status == 400);
+  assert_int_equal(served_total() - before, 2 + ctl_served); /* the /stats calls */
+}
+
 static void test_nghttp_client(void **state) {
   (void)state;
   static char out[65536];
@@ -584,6 +613,7 @@ int main(void) {
       cmocka_unit_test(test_curl_prior_knowledge),
       cmocka_unit_test(test_upgrade_h2c_ignored),
       cmocka_unit_test(test_cookies_joined),
+      cmocka_unit_test(test_head_from_block),
       cmocka_unit_test(test_nghttp_client),
       cmocka_unit_test(test_bodies_flow),
       cmocka_unit_test(test_h2load_sticky),

@@ -32,6 +32,7 @@ static void client_close(tether__client *c);
 static void start_request(tether__client *c);
 static void client_timeout(uv_timer_t *t);
 static void forward_body(tether__client *c);
+static void client_request(tether__client *c, const tether__h1_msg *m, int status);
 
 /* ---- the request state, only while a request is in progress ---- */
 
@@ -198,8 +199,11 @@ static void request_finished(tether__client *c) {
   client_next(c);
 }
 
-static const tether__proto_ops h1_ops = {
-    .finished = request_finished, .abort = client_close, .resume = client_resume, .send_body = forward_body};
+static const tether__proto_ops h1_ops = {.finished = request_finished,
+                                         .abort = client_close,
+                                         .resume = client_resume,
+                                         .send_body = forward_body,
+                                         .request = client_request};
 
 /* ---- the request body ---- */
 
@@ -314,7 +318,42 @@ static int proxy_header(tether__client *c) {
   return c->in_len > 0;
 }
 
-/* A complete head is in c->in: parse it and hand it to the request layer, then stream its body. */
+/* A request head, parsed: hands it to the request layer, then streams its body. head_len: its bytes at the start
+ * of c->in (0 when the protocol made it apart: an HTTP/2 stream's); status: the head was refused with it. */
+static void request_head(tether__client *c, const tether__h1_msg *m, int head_len, int status) {
+  tether__worker *w = c->w;
+  tether__config *cf = w->rt->cf;
+  request_open(c);
+  atomic_fetch_add_explicit(&w->requests, 1, memory_order_relaxed);
+  if (c->conn) atomic_fetch_add_explicit(&w->requests_h2, 1, memory_order_relaxed);
+  if (status) {
+    c->keep_alive = 0;
+    c->in_len = 0;
+    snprintf(c->rq->method, sizeof(c->rq->method), "-");
+    tether__respond(c, status, NULL, 0);
+    return;
+  }
+  if (!tether__request_begin(c, m, head_len)) return;
+  tether__h1_body_init(&c->rq->reqbody, m);
+  tether__consume(c->in, &c->in_len, (size_t)head_len);
+  c->state = TETHER__CS_BODY;
+  c->req_done = c->rq->reqbody.done;
+  c->rq->body_deadline_ms = cf->client_body_time_ms > 0 ? tether_now_ms() + cf->client_body_time_ms : 0;
+  if (c->req_done)
+    disarm_client(c);
+  else
+    arm_body_timer(c); /* from the head on, not from the first body byte */
+  tether__dispatch(c);
+}
+
+static void client_request(tether__client *c, const tether__h1_msg *m, int status) {
+  c->starting = 1; /* an answer given at once does not start another request from c->in */
+  request_head(c, m, 0, status);
+  c->starting = 0;
+  if (c->restart && !c->closing) start_request(c);
+}
+
+/* A complete head is in c->in: parse it and hand it to the request layer. */
 static void start_request_once(tether__client *c) {
   tether__worker *w = c->w;
   tether__h1_msg *m = &w->msg;
@@ -329,30 +368,9 @@ static void start_request_once(tether__client *c) {
       return;
     }
   }
-  tether__h1_limits lim = {.max_head = cf->client_header_buffer, .max_uri = cf->large_uri, .max_headers = 100};
+  tether__h1_limits lim = tether__request_limits(cf);
   int n = tether__h1_parse_request(c->in, c->in_len, &lim, m);
-  if (n == 0) return;
-  request_open(c);
-  atomic_fetch_add_explicit(&w->requests, 1, memory_order_relaxed);
-  if (c->conn) atomic_fetch_add_explicit(&w->requests_h2, 1, memory_order_relaxed);
-  if (n < 0) {
-    c->keep_alive = 0;
-    c->in_len = 0;
-    snprintf(c->rq->method, sizeof(c->rq->method), "-");
-    tether__respond(c, -n, NULL, 0);
-    return;
-  }
-  if (!tether__request_begin(c, m, n)) return;
-  tether__h1_body_init(&c->rq->reqbody, m);
-  tether__consume(c->in, &c->in_len, (size_t)n);
-  c->state = TETHER__CS_BODY;
-  c->req_done = c->rq->reqbody.done;
-  c->rq->body_deadline_ms = cf->client_body_time_ms > 0 ? tether_now_ms() + cf->client_body_time_ms : 0;
-  if (c->req_done)
-    disarm_client(c);
-  else
-    arm_body_timer(c); /* from the head on, not from the first body byte */
-  tether__dispatch(c);
+  if (n != 0) request_head(c, m, n > 0 ? n : 0, n < 0 ? -n : 0);
 }
 
 /* Requests answered at once (a return location, a 404, an error) would recurse through the request's end

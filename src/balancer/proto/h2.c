@@ -8,6 +8,7 @@
 
 #include "../conn.h"
 #include "../io/tls.h"
+#include "../request/request.h"
 #include "../worker.h"
 #include "h2.h"
 
@@ -23,7 +24,8 @@
 
 static void h2_send(tether__h2 *h);
 static int stream_open(tether__h2 *h, tether__h2_stream *st);
-static tether__client *stream_client(tether__h2 *h, tether__h2_stream *st);
+static int head_msg(tether__h2 *h, tether__h2_stream *st, tether__h2_head *hd, int *chunked);
+static void stream_start(tether__h2 *h, tether__h2_stream *st, int rc);
 
 /* ---- limits ---- */
 
@@ -141,6 +143,7 @@ static int begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *user)
   h->streams = st;
   h->nstreams++;
   nghttp2_session_set_stream_user_data(s, st->id, st);
+  h->block = st;
   if (++h->started >= cf->keepalive_requests) { /* the last stream this connection takes */
     nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR, NULL, 0);
     h->goaway = 1;
@@ -153,7 +156,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
                      size_t vn, uint8_t flags, void *user) {
   (void)flags;
   tether__h2 *h = user;
-  tether__h2_stream *st = stream_of(s, f->hd.stream_id);
+  tether__h2_stream *st = h->block && h->block->id == f->hd.stream_id ? h->block : stream_of(s, f->hd.stream_id);
   if (st == NULL || st->bad) return 0;
   if (st->headers_done) return 0; /* trailers: not forwarded */
   const tether__config *cf = h->c->w->rt->cf;
@@ -222,8 +225,11 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *user) {
   } else if (st->hold) { /* the length is confirmed: the request goes now, whole */
     st->hold = 0;
     h->held--;
-    st->c = stream_client(h, st);
-    tether__h2_stream_deliver(st);
+    int chunked;
+    stream_start(h, st, head_msg(h, st, st->head, &chunked));
+    tether__h2_head_free(st->head);
+    free(st->head);
+    st->head = NULL;
   }
   return 0;
 }
@@ -240,12 +246,24 @@ static void drop_spares(tether__h2 *h) {
   h->nspare = 0;
 }
 
+/* What a stream holds but its response buffer (kept with a spare stream). */
+static void stream_buffers_free(tether__h2_stream *st) {
+  tether__buf_free(&st->in);
+  tether__buf_free(&st->rhead);
+  if (st->head) {
+    tether__h2_head_free(st->head);
+    free(st->head);
+    st->head = NULL;
+  }
+}
+
 static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   (void)code;
   tether__h2 *h = user;
   tether__h2_stream *st = stream_of(s, id);
   if (st == NULL) return 0;
   nghttp2_session_set_stream_user_data(s, id, NULL);
+  if (h->block == st) h->block = NULL;
   st->closed = 1;
   if (st->c) st->c->proto->abort(st->c); /* its filter's free detaches it */
   if (st->hold) h->held--;
@@ -254,8 +272,7 @@ static int on_close(nghttp2_session *s, int32_t id, uint32_t code, void *user) {
   else
     h->streams = st->next;
   if (st->next) st->next->prev = st->prev;
-  tether__buf_free(&st->in);
-  tether__buf_free(&st->rhead);
+  stream_buffers_free(st);
   if (--h->nstreams > 0 && h->nspare < SPARE_STREAMS) {
     st->next = h->spare;
     h->spare = st;
@@ -299,25 +316,42 @@ static tether__client *stream_client(tether__h2 *h, tether__h2_stream *st) {
   return c;
 }
 
-/* The stream's head is complete (and valid): its client is made and reads the request. 0, or -1 to refuse it. */
+/* Each worker is a thread: the request head of its streams is made here, one at a time (the request layer
+ * keeps nothing of it past tether__request_begin), not 3 KiB per stream. */
+static _Thread_local tether__h1_msg req_msg;
+
+/* The request head made from hd into req_msg: 0, TETHER__H2_FIELD_BAD, or the negated status that refuses it. */
+static int head_msg(tether__h2 *h, tether__h2_stream *st, tether__h2_head *hd, int *chunked) {
+  tether__h1_limits lim = tether__request_limits(h->c->w->rt->cf);
+  return tether__h2_head_msg(hd, st->in_eof, &lim, &req_msg, chunked);
+}
+
+/* The stream's client is made, and takes the request head in req_msg (rc: head_msg's), then the body as it
+ * comes. */
+static void stream_start(tether__h2 *h, tether__h2_stream *st, int rc) {
+  st->c = stream_client(h, st);
+  st->c->proto->request(st->c, &req_msg, rc < 0 ? -rc : 0); /* proto/h1.c's, as for a parsed head */
+  tether__h2_stream_deliver(st);
+}
+
+/* The stream's head is complete: refused (-1, reset), or its client is made and reads the request. A request
+ * held for its END_STREAM keeps its block until then. */
 static int stream_open(tether__h2 *h, tether__h2_stream *st) {
-  int chunked = 0;
-  tether__buf b = {0};
-  if (tether__h2_head_build(&h->head, st->in_eof, &b, &chunked) < 0) {
-    tether__buf_free(&b);
-    return -1;
-  }
+  int chunked;
+  int rc = head_msg(h, st, &h->head, &chunked);
+  if (rc == TETHER__H2_FIELD_BAD) return -1;
   int64_t cl = h->head.content_length;
   st->chunked = (uint8_t)chunked;
-  st->in = b;
   st->cl_left = st->in_eof ? -1 : cl;
   if (cl >= 0 && cl <= TETHER__H2_BODY_HOLD && !st->in_eof) {
     st->hold = 1; /* its client is made at END_STREAM */
     h->held++;
+    st->head = tether__malloc(sizeof(*st->head));
+    *st->head = h->head; /* its buffers move with it */
+    tether__h2_head_init(&h->head);
     return 0;
   }
-  st->c = stream_client(h, st);
-  tether__h2_stream_deliver(st);
+  stream_start(h, st, rc);
   return 0;
 }
 
@@ -490,13 +524,13 @@ void tether__h2_closed(tether__client *c) {
   tether__h2 *h = c->h2;
   if (h == NULL || h->closed) return;
   h->closed = 1;
+  h->block = NULL;
   while (h->streams) { /* their clients close; the session forgets them */
     tether__h2_stream *st = h->streams;
     h->streams = st->next;
     st->closed = 1;
     if (st->c) st->c->proto->abort(st->c);
-    tether__buf_free(&st->in);
-    tether__buf_free(&st->rhead);
+    stream_buffers_free(st);
     tether__buf_free(&st->out);
     free(st);
   }

@@ -1,6 +1,6 @@
 /* HTTP/2 at the edge (nghttp2): one server session per connection (proto/h2.c), and for each stream a client of
- * its own (proto/h2_stream.c) whose transport is the stream: it reads an HTTP/1.1 request made from the stream's
- * validated header block and DATA, and what the request and upstream layers write to it (HTTP/1.1 bytes) goes
+ * its own (proto/h2_stream.c) whose transport is the stream: it takes an HTTP/1.1 request head made from the
+ * stream's validated header block (already parsed, proto/h2_head.c), then reads the body made from its DATA, and what the request and upstream layers write to it (HTTP/1.1 bytes) goes
  * back as the stream's HEADERS and DATA. So every stream goes through the same request layer as HTTP/1.1:
  * routing, auth_jwt, persistence, balancing, retries, add_header, the monitor and the access log. */
 #ifndef TETHER_BALANCER_PROTO_H2_H
@@ -26,8 +26,9 @@ struct tether__h2_stream {
   tether__h2_stream *prev, *next; /* in the connection's streams */
   tether__client *c;              /* the stream's request client; NULL before its head is complete, and once closed */
   int32_t id;
-  tether__buf in;    /* request bytes made and not yet read by c */
-  size_t unconsumed; /* DATA bytes in `in`: the window opens again once c reads them */
+  tether__buf in;        /* request body bytes made and not yet read by c (the head goes to c parsed) */
+  tether__h2_head *head; /* a held request's header block, until END_STREAM */
+  size_t unconsumed;     /* DATA bytes in `in`: the window opens again once c reads them */
   uint8_t headers_done, chunked, in_eof, closed, delivering, notify, bad;
   uint8_t hold;     /* the whole request waits for END_STREAM (a content-length up to TETHER__H2_BODY_HOLD) */
   uint8_t withheld; /* the last byte of a larger content-length body, held until END_STREAM confirms it */
@@ -57,6 +58,7 @@ struct tether__h2 {
   /* the header block being received, checked field by field: one at a time on a connection (RFC 9113 section
    * 6.10: a block's frames come one after the other), so its buffers serve every stream, freed when none is */
   tether__h2_head head;
+  tether__h2_stream *block; /* the stream whose request block is being received (no lookup per field) */
   tether__h2_stream *spare; /* closed streams kept for the next ones (their DATA buffer too), while any is open */
   int nspare;
   int nstreams;

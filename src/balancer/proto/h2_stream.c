@@ -1,6 +1,7 @@
-/* An HTTP/2 stream as the transport of a client of its own. Its input is an HTTP/1.1 request: a head made from
- * the header block h2.c checked (":authority" as Host, the cookie fields joined), then the DATA, as a
- * Content-Length body when the client gave one, else chunked. Its output is what the request and upstream
+/* An HTTP/2 stream as the transport of a client of its own. Its input is an HTTP/1.1 request: a parsed head made
+ * from the header block h2.c checked (":authority" as Host, the cookie fields joined; handed to the client as
+ * the HTTP/1.1 side's parse would, not as text), then the DATA as body bytes, as a Content-Length body when the
+ * client gave one, else chunked. Its output is what the request and upstream
  * layers write, HTTP/1.1 bytes: the head becomes HEADERS (without the connection-specific fields; a server's
  * head comes with the upstream layer's parse of it, through the filter's head operation, and is not parsed
  * again), the body (de-chunked) becomes DATA, sent as the client's window allows; what waits counts as the

@@ -31,11 +31,26 @@ static void put_lit_header(tether__buf *b, const char *name, const char *value, 
 
 /* ---- hop-by-hop ---- */
 
+/* Told apart by length first: most names are none of them. */
 static int always_hop(tether__slice n) {
-  return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive") ||
-         tether__h1_token_eq(n, "proxy-connection") || tether__h1_token_eq(n, "te") ||
-         tether__h1_token_eq(n, "upgrade") || tether__h1_token_eq(n, "http2-settings") ||
-         tether__h1_token_eq(n, "proxy-authenticate") || tether__h1_token_eq(n, "proxy-authorization");
+  switch (n.n) {
+  case 2:
+    return tether__h1_token_eq(n, "te");
+  case 7:
+    return tether__h1_token_eq(n, "upgrade");
+  case 10:
+    return tether__h1_token_eq(n, "connection") || tether__h1_token_eq(n, "keep-alive");
+  case 14:
+    return tether__h1_token_eq(n, "http2-settings");
+  case 16:
+    return tether__h1_token_eq(n, "proxy-connection");
+  case 18:
+    return tether__h1_token_eq(n, "proxy-authenticate");
+  case 19:
+    return tether__h1_token_eq(n, "proxy-authorization");
+  default:
+    return 0;
+  }
 }
 
 static int listed_in(tether__slice v, tether__slice name) {

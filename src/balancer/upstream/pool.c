@@ -23,6 +23,7 @@
 
 #define POOL_PERIOD_MS 5000 /* the adaptive pool's demand window, and how often its surplus closes */
 #define POOL_MIN 16         /* the adaptive pool keeps at least this many (or one per server) */
+#define UP_IN_KEEP 4096     /* the response buffer an idle connection keeps (tether__grow's first size) */
 
 typedef struct pool_group pool_group;
 
@@ -239,9 +240,11 @@ void tether__up_release(tether__upconn *u, const tether__cf_upstream *cu) {
     return;
   }
   u->state = TETHER__US_IDLE;
-  free(u->in); /* an idle connection keeps no buffer */
-  u->in = NULL;
-  u->in_cap = 0;
+  if (u->in_cap > UP_IN_KEEP) { /* an idle connection keeps no more than a first read's buffer for its next answer */
+    free(u->in);
+    u->in = NULL;
+    u->in_cap = 0;
+  }
   u->idle = 1;
   u->idle_since = loop_now(g);
   u->pool_prev = NULL;
