@@ -93,7 +93,7 @@ static void sealed(tether__io *io, owner *o, rec *cl, const uint8_t *data, size_
     static const int types[] = {TYPE_DATA, TYPE_HANDSHAKE, TYPE_ALERT};
     int type = (kind & 3) < 3 ? types[kind & 3] : (kind >> 2) & 0x1f;
     if (type == TYPE_ALERT || type == TYPE_HANDSHAKE || type == TYPE_DATA) type += 32; /* another, unexpected */
-    if (type == 0) len = 0; /* all padding: no type at all */
+    if (type == 0) len = 0;                                                            /* all padding: no type at all */
     memcpy(plain, data + off, len);
     plain[len] = (char)type;
     memset(plain + len + 1, 0, pad);

@@ -78,11 +78,20 @@ static void fetch(void) {
 
 /* ---- a thread's cipher contexts and seal buffer ---- */
 
-/* The contexts keep their cipher and the last key set, so that a connection's records in a row cost no key
- * schedule; another connection's record re-keys (a key id tells which key a context holds). */
+/* Cipher contexts keyed for the connections lately served, in a direct-mapped cache by key id (a context keeps
+ * its cipher and key, so that a record costs no key schedule while its connection's context stays; a key
+ * schedule and GHASH table cost more than sealing a small record). At most SLOTS each way per thread, about 1
+ * KiB each, made when first needed. */
+#define SLOTS 64
+
+typedef struct slot {
+  EVP_CIPHER_CTX *ctx;
+  uint64_t key_id;     /* the key it holds (0: none) */
+  unsigned char suite; /* its cipher */
+} slot;
+
 typedef struct rec_thread {
-  EVP_CIPHER_CTX *ctx[NSUITES][2]; /* [suite][0 open, 1 seal] */
-  uint64_t keyed[NSUITES][2];
+  slot slots[2][SLOTS]; /* [0 open, 1 seal] */
   char *buf;
   size_t cap;
 } rec_thread;
@@ -92,8 +101,8 @@ static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 
 static void thread_free(void *p) {
   rec_thread *th = p;
-  for (size_t i = 0; i < NSUITES; i++)
-    for (int d = 0; d < 2; d++) EVP_CIPHER_CTX_free(th->ctx[i][d]);
+  for (int d = 0; d < 2; d++)
+    for (int i = 0; i < SLOTS; i++) EVP_CIPHER_CTX_free(th->slots[d][i].ctx);
   free(th->buf);
   free(th);
 }
@@ -110,23 +119,46 @@ static rec_thread *thread_state(void) {
   return th;
 }
 
-/* The thread's context for s's direction d (0 open, 1 seal), with k's key and the record's nonce set. */
+static slot *slot_of(rec_thread *th, int d, uint64_t key_id) {
+  return &th->slots[d][(key_id * 0x9e3779b97f4a7c15ull) >> 58];
+}
+
+/* k's key leaves the cache (its context is cleansed and freed): its connection ended, or the key changed. */
+static void forget(const dir *k) {
+  rec_thread *th = thread_state();
+  for (int d = 0; d < 2 && k->key_id != 0; d++) {
+    slot *sl = slot_of(th, d, k->key_id);
+    if (sl->key_id == k->key_id) {
+      EVP_CIPHER_CTX_free(sl->ctx);
+      sl->ctx = NULL;
+      sl->key_id = 0;
+    }
+  }
+}
+
+/* A thread's context for direction d (0 open, 1 seal) with k's key (suite s) and the record's nonce set. */
 static EVP_CIPHER_CTX *cipher(unsigned s, int d, const dir *k, const unsigned char nonce[12]) {
   rec_thread *th = thread_state();
-  EVP_CIPHER_CTX *c = th->ctx[s][d];
-  if (c == NULL) {
-    c = EVP_CIPHER_CTX_new();
-    if (c == NULL || EVP_CipherInit_ex(c, ciphers[s], NULL, NULL, NULL, d) != 1) {
-      EVP_CIPHER_CTX_free(c);
+  slot *sl = slot_of(th, d, k->key_id);
+  if (sl->ctx != NULL && sl->suite != s) {
+    EVP_CIPHER_CTX_free(sl->ctx);
+    sl->ctx = NULL;
+  }
+  if (sl->ctx == NULL) {
+    sl->ctx = EVP_CIPHER_CTX_new();
+    sl->key_id = 0;
+    sl->suite = (unsigned char)s;
+    if (sl->ctx == NULL || EVP_CipherInit_ex(sl->ctx, ciphers[s], NULL, NULL, NULL, d) != 1) {
+      EVP_CIPHER_CTX_free(sl->ctx);
+      sl->ctx = NULL;
       return NULL;
     }
-    th->ctx[s][d] = c;
   }
-  const unsigned char *key = th->keyed[s][d] == k->key_id ? NULL : k->key;
-  th->keyed[s][d] = 0; /* unknown until the init below is done */
-  if (EVP_CipherInit_ex(c, NULL, NULL, key, nonce, d) != 1) return NULL;
-  th->keyed[s][d] = k->key_id;
-  return c;
+  const unsigned char *key = sl->key_id == k->key_id ? NULL : k->key;
+  sl->key_id = 0; /* unknown until the init below is done */
+  if (EVP_CipherInit_ex(sl->ctx, NULL, NULL, key, nonce, d) != 1) return NULL;
+  sl->key_id = k->key_id;
+  return sl->ctx;
 }
 
 static char *scratch(size_t n) {
@@ -175,6 +207,7 @@ static int expand_label(const suite *s, const unsigned char *secret, const char 
 
 /* k's key and iv from its secret; its records count from 0. */
 static int dir_keys(const suite *s, dir *k) {
+  forget(k);
   k->seq = 0;
   k->key_id = atomic_fetch_add(&next_key_id, 1);
   if (expand_label(s, k->secret, "key", k->key, s->key_len) < 0) return -1;
@@ -447,6 +480,8 @@ static void rec_free(tether__io *io) {
   rec *r = io->filter_state;
   send_alert(io, r, 1, ALERT_CLOSE_NOTIFY); /* so that the peer sees an end and not a truncation */
   free(r->pend);
+  forget(&r->rx);
+  forget(&r->tx);
   OPENSSL_cleanse(r, sizeof(*r));
   free(r);
   io->filter_state = NULL;
