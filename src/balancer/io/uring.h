@@ -1,6 +1,7 @@
 /* Plain TCP connections over io_uring (io/uring.c): one ring per worker, watched by the worker's libuv loop.
  * Receives are multishot over a ring of provided buffers, sends are queued and every one of a loop turn goes
- * to the kernel in one submission, just before libuv polls. Accept, connect and TLS stay on libuv (epoll). */
+ * to the kernel in one submission, just before libuv polls. Accept and connect stay on libuv (epoll); TLS
+ * connections read and write over the ring too, their filter (io/tls.c, io/tls_record.c) taking the bytes read. */
 #ifndef TETHER_BALANCER_IO_URING_H
 #define TETHER_BALANCER_IO_URING_H
 
