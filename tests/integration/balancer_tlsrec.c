@@ -1,9 +1,10 @@
 /* TLS 1.3's record layer after the handshake (io/tls_record.c), against real processes on loopback: tether with
- * a TLS listener (session tickets on) and another with `ssl_session_tickets off`, a scripted backend behind, and
- * OpenSSL clients: this program's own (over a socket: big bodies each way on a kept-alive connection, KeyUpdate
- * both kinds, close_notify, a record corrupted on the wire, resumption) and `openssl s_client` (each suite, its
- * interactive `k` and `K`, which it reads only without -ign_eof). The log's debug line shows which connections went
- * over the record layer, and how many ticket records the handshake left (the first write sequence number). */
+ * a TLS listener (`ssl http2`, session tickets on) and another that sends no ticket (`ssl_session_tickets off`
+ * and NumTickets 0), a scripted backend behind, and clients: this program's own OpenSSL one (over a socket: big
+ * bodies each way on a kept-alive connection, KeyUpdate both kinds, close_notify, a record corrupted on the
+ * wire, resumption, TLS 1.2), `openssl s_client` (each suite, its interactive `k` and `K`, which it reads only
+ * without -ign_eof) and curl over HTTP/2. The log's debug line shows which connections went over the record
+ * layer, and how many ticket records the handshake left (the first write sequence number). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,7 +32,7 @@ static char pki[512];
 static int tport, nport;
 static SSL_CTX *client_ctx;
 
-static const char *conf = "listen 127.0.0.1:%d ssl;\nerror_log %s/%s debug;\n"
+static const char *conf = "listen 127.0.0.1:%d ssl http2;\nerror_log %s/%s debug;\n"
                           "ssl_certificate %s/ec.pem;\nssl_certificate_key %s/ec.key;\n"
                           "ssl_session_ticket_key %s/ticket.key;\nssl_session_tickets %s;\n%s"
                           "upstream app {\n  server %s max_fails=0;\n  keepalive 8;\n}\n"
@@ -310,6 +311,21 @@ static void test_corrupted_record(void **state) {
   }
 }
 
+/* HTTP/2 over the record layer (ALPN h2 survives the hand-over): bodies of several records each way. */
+static void test_h2(void **state) {
+  (void)state;
+  int before = log_count("t.log", "on the record layer");
+  assert_int_equal(
+      tt_system("cd '%s' && head -c 300000 /dev/urandom > up.bin && "
+                "curl -sS --http2 --cacert ca.pem -o echo.out -w '%%{http_version}' --data-binary @up.bin "
+                "-H 'content-type: x/y' https://127.0.0.1:%d/echo > version.out && cmp echo.out up.bin && "
+                "test \"$(cat version.out)\" = 2 && "
+                "test $(curl -sS --http2 --cacert ca.pem 'https://127.0.0.1:%d/big?n=1000000' | wc -c) = 1000000",
+                pki, tport, tport),
+      0);
+  assert_int_equal(log_count("t.log", "on the record layer"), before + 2);
+}
+
 /* openssl s_client: each suite, and its interactive KeyUpdate commands between requests. s_client takes a
  * command only as a read of stdin of its own, so the script waits for each answer in the output (written as it
  * comes; its KEYUPDATE lines are buffered until it exits) before it writes the next line. */
@@ -351,6 +367,7 @@ int main(void) {
       cmocka_unit_test(test_key_update),
       cmocka_unit_test(test_corrupted_record),
       cmocka_unit_test(test_s_client_key_update),
+      cmocka_unit_test(test_h2),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
