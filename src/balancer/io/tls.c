@@ -1,6 +1,8 @@
 /* TLS over the TCP transport: raw bytes go into OpenSSL's read BIO, plaintext comes out to the owner; the
  * owner's writes go through SSL_write, and what OpenSSL puts in its write BIO goes to the socket. The read
- * buffer is lent by the worker: ciphertext is copied into the BIO, so the same buffer takes the plaintext. */
+ * buffer is lent by the worker: ciphertext is copied into the BIO, so the same buffer takes the plaintext.
+ * A TLS 1.3 server connection leaves OpenSSL once its handshake is done: io/tls_record.c takes its records
+ * over (handover()). */
 #include "tls.h"
 
 #include <openssl/crypto.h>

@@ -30,7 +30,9 @@
 #define ALERT_UNEXPECTED 10
 #define ALERT_BAD_MAC 20
 #define ALERT_OVERFLOW 22
+#define ALERT_ILLEGAL_PARAMETER 47
 #define ALERT_DECODE 50
+#define ALERT_USER_CANCELED 90
 #define SCRATCH_KEEP (256 * 1024) /* a thread's seal buffer past this is freed after the write */
 
 typedef struct suite {
@@ -323,7 +325,7 @@ static int open_record(rec *r, unsigned char *h, size_t n, size_t *len) {
 /* ---- the filter ---- */
 
 /* The connection is broken: the client hears why (a fatal alert), the owner hears UV_EPROTO. */
-static void fail(tether__io *io, rec *r, int desc) {
+static void end_with(tether__io *io, rec *r, int desc) {
   send_alert(io, r, 2, desc);
   r->rx_done = 1;
   io->on_read(io, UV_EPROTO, NULL);
@@ -334,21 +336,25 @@ static void fail(tether__io *io, rec *r, int desc) {
 static int key_update(tether__io *io, rec *r, const unsigned char *m, size_t n) {
   const suite *s = &suites[r->suite];
   if (n < 1 || m[0] != KEY_UPDATE) {
-    fail(io, r, ALERT_UNEXPECTED);
+    end_with(io, r, ALERT_UNEXPECTED);
     return -1;
   }
-  if (n != 5 || m[1] != 0 || m[2] != 0 || m[3] != 1 || m[4] > 1) {
-    fail(io, r, ALERT_DECODE);
+  if (n != 5 || m[1] != 0 || m[2] != 0 || m[3] != 1) {
+    end_with(io, r, ALERT_DECODE);
+    return -1;
+  }
+  if (m[4] > 1) { /* neither update_not_requested nor update_requested */
+    end_with(io, r, ALERT_ILLEGAL_PARAMETER);
     return -1;
   }
   if (dir_update(s, &r->rx) < 0) {
-    fail(io, r, 80); /* internal_error */
+    end_with(io, r, 80); /* internal_error */
     return -1;
   }
   if (m[4] == 1 && !r->tx_done) { /* update_requested: ours under the old key, then the new one */
     static const char update[] = {KEY_UPDATE, 0, 0, 1, 0};
     if (send_records(io, r, TYPE_HANDSHAKE, update, sizeof(update)) < 0 || dir_update(s, &r->tx) < 0) {
-      fail(io, r, 80);
+      end_with(io, r, 80);
       return -1;
     }
   }
@@ -361,11 +367,11 @@ static int record(tether__io *io, rec *r, unsigned char *h, size_t n) {
   int type = open_record(r, h, n, &len);
   unsigned char *p = h + HEADER;
   if (type < 0) {
-    fail(io, r, ALERT_BAD_MAC);
+    end_with(io, r, ALERT_BAD_MAC);
     return -1;
   }
   if (len > MAX_PLAIN) {
-    fail(io, r, ALERT_OVERFLOW);
+    end_with(io, r, ALERT_OVERFLOW);
     return -1;
   }
   switch (type) {
@@ -374,7 +380,8 @@ static int record(tether__io *io, rec *r, unsigned char *h, size_t n) {
     return io->closing || r->rx_done ? -1 : 0;
   case TYPE_HANDSHAKE:
     return key_update(io, r, p, len);
-  case TYPE_ALERT:
+  case TYPE_ALERT: /* in TLS 1.3 every alert ends the connection but user_canceled (section 6.1) */
+    if (len == 2 && p[1] == ALERT_USER_CANCELED) return 0;
     r->rx_done = 1;
     if (len == 2 && p[1] == ALERT_CLOSE_NOTIFY)
       io->on_read(io, UV_EOF, NULL);
@@ -382,7 +389,7 @@ static int record(tether__io *io, rec *r, unsigned char *h, size_t n) {
       io->on_read(io, UV_EPROTO, NULL); /* the client's fatal alert (or a malformed one) */
     return -1;
   default:
-    fail(io, r, ALERT_UNEXPECTED);
+    end_with(io, r, ALERT_UNEXPECTED);
     return -1;
   }
 }
@@ -396,11 +403,11 @@ static long feed(tether__io *io, rec *r, char *buf, size_t len) {
     unsigned char *h = (unsigned char *)buf + off;
     size_t n = (size_t)h[3] << 8 | h[4];
     if (h[0] != TYPE_DATA || h[1] != 3 || h[2] != 3) { /* section 5.2: only application_data from now on */
-      fail(io, r, ALERT_UNEXPECTED);
+      end_with(io, r, ALERT_UNEXPECTED);
       return -1;
     }
     if (n > MAX_CIPHER) {
-      fail(io, r, ALERT_OVERFLOW);
+      end_with(io, r, ALERT_OVERFLOW);
       return -1;
     }
     if (len - off < HEADER + n) break;
