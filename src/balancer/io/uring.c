@@ -487,12 +487,13 @@ void tether__uring_shutdown(tether__io *io) {
   todo(io->uio);
 }
 
-void tether__uring_close(tether__io *io, uv_close_cb cb) {
+void tether__uring_send_now(tether__io *io) {
   uio *u = io->uio;
-  /* What a filter wrote as it was freed (TLS's close_notify) leaves now, as libuv's try-write would send it,
-   * when nothing is in flight ahead of it; best effort, as the socket closes. */
   if (!u->sending && u->out_off >= u->out_len && u->next_len > 0)
     (void)send(u->fd, u->next, u->next_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+void tether__uring_close(tether__io *io, uv_close_cb cb) {
   io->uio->close_cb = cb;
   io->uio->reading = 0;
   todo(io->uio);
