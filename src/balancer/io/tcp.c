@@ -151,7 +151,10 @@ int tether__io_shutdown_raw(tether__io *io, uv_shutdown_t *req) {
 
 void tether__io_close(tether__io *io, uv_close_cb cb) {
   io->closing = 1;
-  if (io->filter) io->filter->free(io);
+  if (io->filter) {
+    io->filter->free(io);
+    if (io->uio) tether__uring_send_now(io); /* its close_notify, as libuv's try-write would have sent it */
+  }
   io->filter = NULL;
   if (io->uio)
     tether__uring_close(io, cb);

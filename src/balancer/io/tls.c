@@ -1,16 +1,22 @@
 /* TLS over the TCP transport: raw bytes go into OpenSSL's read BIO, plaintext comes out to the owner; the
  * owner's writes go through SSL_write, and what OpenSSL puts in its write BIO goes to the socket. The read
- * buffer is lent by the worker: ciphertext is copied into the BIO, so the same buffer takes the plaintext. */
+ * buffer is lent by the worker: ciphertext is copied into the BIO, so the same buffer takes the plaintext.
+ * A TLS 1.3 server connection leaves OpenSSL once its handshake is done: io/tls_record.c takes its records
+ * over (handover()). */
 #include "tls.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../lib/util.h"
+#include "tls_record.h"
 
 typedef struct tls_state {
   SSL *ssl;
@@ -19,6 +25,12 @@ typedef struct tls_state {
   tether__tls_handshake_cb done; /* a client connection: told once how its handshake ended */
   int delivering;                /* in deliver(): the BIOs stay */
   tether__tls_sni sni;           /* the SSL's app data: tls/context.c's servername callback calls it */
+  /* A TLS 1.3 server connection's hand-over to the record layer (io/tls_record.c): the application traffic
+   * secrets from the key log, and the records each way since the Finished messages (the message callback). */
+  unsigned char rx_secret[TETHER__TLSREC_SECRET_MAX], tx_secret[TETHER__TLSREC_SECRET_MAX];
+  unsigned char secret_len, secrets; /* secrets: bit 0 the client's, bit 1 the server's */
+  unsigned char tx_fin, rx_fin;      /* our Finished written, the client's read */
+  unsigned tx_records, rx_records;   /* records after them */
 } tls_state;
 
 /* Memory BIOs that idle connections gave back, kept per thread (a connection's OpenSSL calls all run on its
@@ -162,9 +174,8 @@ static int bios(tls_state *t) {
   return 0;
 }
 
-/* Plaintext out of OpenSSL to the owner, while the owner reads (the handshake first). */
+/* Plaintext out of OpenSSL to the owner, while the owner reads. */
 static void deliver_records(tether__io *io, tls_state *t) {
-  if (!t->handshaken && handshake(io, t) <= 0) return;
   while (!io->closing && !io->paused) {
     int n = SSL_read(t->ssl, io->rbuf, (int)io->rbuf_len);
     if (n > 0) {
@@ -179,13 +190,113 @@ static void deliver_records(tether__io *io, tls_state *t) {
   }
 }
 
+/* ---- TLS 1.3's record layer takes over (io/tls_record.c) ---- */
+
+/* TB_TLS_RECORD=openssl keeps every connection on OpenSSL (for comparisons). */
+static int record_layer;
+static pthread_once_t record_once = PTHREAD_ONCE_INIT;
+
+static void record_layer_read(void) {
+  const char *e = getenv("TB_TLS_RECORD");
+  record_layer = !(e && strcmp(e, "openssl") == 0);
+}
+
+static int record_layer_on(void) {
+  pthread_once(&record_once, record_layer_read);
+  return record_layer;
+}
+
+static int unhex(int c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* The key log's application traffic secrets ("CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", in hex). */
+static void on_secret(tether__tls_sni *sni, const char *line) {
+  tls_state *t = (tls_state *)(void *)((char *)sni - offsetof(tls_state, sni));
+  int which = strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0   ? 0
+              : strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0 ? 1
+                                                                   : -1;
+  const char *hex = strrchr(line, ' ');
+  if (which < 0 || hex == NULL) return;
+  hex++;
+  size_t n = strlen(hex) / 2;
+  unsigned char *out = which ? t->tx_secret : t->rx_secret;
+  if ((n != 32 && n != 48) || hex[2 * n] != '\0' || (t->secret_len && t->secret_len != n)) return;
+  for (size_t i = 0; i < n; i++) {
+    int hi = unhex(hex[2 * i]), lo = unhex(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return;
+    out[i] = (unsigned char)(hi << 4 | lo);
+  }
+  t->secret_len = (unsigned char)n;
+  t->secrets |= (unsigned char)(1 << which);
+}
+
+/* Counts the records each way after the Finished messages: ours carry the session tickets, under the key the
+ * record layer goes on with; the client's must be none (OpenSSL reads one record at a time, so what follows its
+ * Finished is still in the read BIO). */
+static void on_message(int write_p, int version, int type, const void *buf, size_t len, SSL *ssl, void *arg) {
+  (void)version, (void)ssl;
+  tls_state *t = arg;
+  const unsigned char *p = buf;
+  if (type == SSL3_RT_HANDSHAKE && len > 0 && p[0] == SSL3_MT_FINISHED) {
+    if (write_p) {
+      t->tx_fin = 1;
+      t->tx_records = 0;
+    } else {
+      t->rx_fin = 1;
+      t->rx_records = 0;
+    }
+  } else if (type == SSL3_RT_HEADER) {
+    if (write_p && t->tx_fin) t->tx_records++;
+    if (!write_p && t->rx_fin) t->rx_records++;
+  }
+}
+
+/* A TLS 1.3 server connection whose handshake is done goes on over the record layer with the traffic secrets,
+ * and its SSL is freed. 1 when it did (t is freed: io's filter is the record layer's), 0 when it stays here (TLS
+ * 1.2, a suite the record layer lacks, or anything unexpected). */
+static int handover(tether__io *io, tls_state *t) {
+  const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
+  tether__tlsrec_keys k = {.suite = c ? SSL_CIPHER_get_protocol_id(c) : 0};
+  if (!SSL_is_server(t->ssl) || SSL_version(t->ssl) != TLS1_3_VERSION || t->secrets != 3 || !t->tx_fin || !t->rx_fin ||
+      t->rx_records != 0 || SSL_pending(t->ssl) > 0 || !tether__tlsrec_supported(k.suite))
+    return 0;
+  k.secret_len = t->secret_len;
+  memcpy(k.rx_secret, t->rx_secret, sizeof(k.rx_secret));
+  memcpy(k.tx_secret, t->tx_secret, sizeof(k.tx_secret));
+  k.tx_seq = t->tx_records;
+  k.servername = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+  k.alpn_h2 = tether__tls_alpn_h2(io);
+  flush(io, t); /* the session tickets */
+  char *rest = NULL;
+  long n = BIO_get_mem_data(t->rbio, &rest);
+  int rc = tether__tlsrec_attach(io, &k, rest, n > 0 ? (size_t)n : 0);
+  OPENSSL_cleanse(&k, sizeof(k));
+  if (rc < 0) return 0;
+  tether__log(TETHER_LOG_DEBUG, "tls: %s on the record layer, %u ticket records", SSL_CIPHER_get_name(c),
+              t->tx_records);
+  (void)BIO_reset(t->rbio);
+  t->delivering = 0;
+  release_buffers(t);
+  SSL_free(t->ssl);
+  OPENSSL_cleanse(t, sizeof(*t));
+  free(t);
+  if (!io->paused) io->filter->drain(io); /* the records after the client's Finished */
+  return 1;
+}
+
 static void deliver(tether__io *io, tls_state *t) {
   if (bios(t) < 0) {
     io->on_read(io, UV_ENOMEM, NULL);
     return;
   }
   t->delivering = 1; /* the owner's writes keep the BIOs meanwhile */
-  deliver_records(io, t);
+  if (!t->handshaken && handshake(io, t) > 0 && handover(io, t)) return; /* t is freed */
+  if (io->closing) return;                                               /* t is freed */
+  if (t->handshaken) deliver_records(io, t);
   if (io->closing) return; /* t is freed */
   t->delivering = 0;
   flush(io, t); /* tickets, key updates */
@@ -253,6 +364,7 @@ static void tls_free(tether__io *io) {
   }
   release_buffers(t); /* for the next connection */
   SSL_free(t->ssl);
+  OPENSSL_cleanse(t, sizeof(*t)); /* the traffic secrets */
   free(t);
   io->filter_state = NULL;
 }
@@ -286,6 +398,11 @@ int tether__tls_accept(tether__io *io, void *ctx) {
   tls_state *t = attach(io, SSL_new(ctx));
   if (t == NULL) return UV_ENOMEM;
   SSL_set_accept_state(t->ssl);
+  if (record_layer_on()) { /* what the record layer needs from the handshake */
+    t->sni.secret = on_secret;
+    SSL_set_msg_callback(t->ssl, on_message);
+    SSL_set_msg_callback_arg(t->ssl, t);
+  }
   return 0;
 }
 
@@ -310,11 +427,13 @@ void tether__tls_on_sni(tether__io *io, tether__tls_pick_fn pick, void *owner) {
 }
 
 const char *tether__tls_servername(const tether__io *io) {
+  if (tether__tlsrec_on(io)) return tether__tlsrec_servername(io);
   const tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
   return t ? SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name) : NULL;
 }
 
 int tether__tls_alpn_h2(const tether__io *io) {
+  if (tether__tlsrec_on(io)) return tether__tlsrec_alpn_h2(io);
   const tls_state *t = io->filter == &tls_filter ? io->filter_state : NULL;
   const unsigned char *p = NULL;
   unsigned int n = 0;

@@ -18,10 +18,14 @@ int tether__tls_connect(tether__io *io, void *ssl, tether__tls_handshake_cb done
  * one accepted with). A connection's SSL carries it as app data; the contexts' servername callback
  * (tls/context.c) calls it. tether__tls_on_sni sets a connection's. */
 typedef void *(*tether__tls_pick_fn)(void *owner, const char *servername);
-typedef struct tether__tls_sni {
+typedef struct tether__tls_sni tether__tls_sni;
+struct tether__tls_sni {
   tether__tls_pick_fn pick;
   void *owner;
-} tether__tls_sni;
+  /* The server contexts' key log callback passes each of the connection's secrets on (NSS key log lines): the
+   * record layer's traffic secrets (io/tls_record.h). Never written anywhere. */
+  void (*secret)(tether__tls_sni *sni, const char *line);
+};
 void tether__tls_on_sni(tether__io *io, tether__tls_pick_fn pick, void *owner);
 /* The name the client sent by SNI; NULL without TLS or SNI. */
 const char *tether__tls_servername(const tether__io *io);

@@ -122,6 +122,14 @@ static void hold(uio *u, ssize_t n, const char *data) {
   u->held_tail = &h->next;
 }
 
+/* Bytes read go to the filter (TLS) when there is one, which reads them in place, else to the owner. */
+static void deliver(tether__io *io, ssize_t n, char *data) {
+  if (io->filter)
+    io->filter->read(io, n, data);
+  else
+    io->on_read(io, n, data);
+}
+
 static void on_recv(uio *u, int res, unsigned flags) {
   tether__uring *r = u->r;
   char *buf = NULL;
@@ -137,7 +145,7 @@ static void on_recv(uio *u, int res, unsigned flags) {
     ssize_t n = res > 0 ? res : res == 0 ? UV_EOF : res; /* libuv's codes are -errno on Linux */
     if (n < 0) u->ended = 1;
     if (u->reading && u->held == NULL)
-      u->io->on_read(u->io, n, buf);
+      deliver(u->io, n, buf);
     else
       hold(u, n, buf);
   }
@@ -229,7 +237,7 @@ static void deliver_held(uio *u) {
   while (u->held && u->reading && u->close_cb == NULL) {
     held *h = u->held;
     u->held = h->next;
-    u->io->on_read(u->io, h->n, h->data);
+    deliver(u->io, h->n, h->data);
     free(h);
   }
 }
@@ -441,8 +449,7 @@ void tether__uring_free(tether__uring *r) {
 int tether__uring_attach(tether__io *io) {
   tether__uring *r = io->tcp.loop->data;
   uv_os_fd_t fd;
-  if (r == NULL || io->filter || io->pending || uv_is_active((uv_handle_t *)&io->tcp) ||
-      uv_fileno((uv_handle_t *)&io->tcp, &fd) < 0)
+  if (r == NULL || io->pending || uv_is_active((uv_handle_t *)&io->tcp) || uv_fileno((uv_handle_t *)&io->tcp, &fd) < 0)
     return 0;
   uio *u = tether__calloc(1, sizeof(*u));
   u->r = r;
@@ -478,6 +485,12 @@ void tether__uring_pause(tether__io *io) {
 void tether__uring_shutdown(tether__io *io) {
   io->uio->shut = 1;
   todo(io->uio);
+}
+
+void tether__uring_send_now(tether__io *io) {
+  uio *u = io->uio;
+  if (!u->sending && u->out_off >= u->out_len && u->next_len > 0)
+    (void)send(u->fd, u->next, u->next_len, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 void tether__uring_close(tether__io *io, uv_close_cb cb) {

@@ -1,6 +1,7 @@
 /* Plain TCP connections over io_uring (io/uring.c): one ring per worker, watched by the worker's libuv loop.
  * Receives are multishot over a ring of provided buffers, sends are queued and every one of a loop turn goes
- * to the kernel in one submission, just before libuv polls. Accept, connect and TLS stay on libuv (epoll). */
+ * to the kernel in one submission, just before libuv polls. Accept and connect stay on libuv (epoll); TLS
+ * connections read and write over the ring too, their filter (io/tls.c, io/tls_record.c) taking the bytes read. */
 #ifndef TETHER_BALANCER_IO_URING_H
 #define TETHER_BALANCER_IO_URING_H
 
@@ -22,6 +23,9 @@ int tether__uring_write(tether__io *io, const char *data, size_t len);
 void tether__uring_read_start(tether__io *io);
 void tether__uring_pause(tether__io *io);
 void tether__uring_shutdown(tether__io *io);
+/* What is queued leaves at once, when nothing is in flight ahead of it (best effort, no completion): a filter's
+ * last words as it is freed (TLS's close_notify), just before the socket closes. */
+void tether__uring_send_now(tether__io *io);
 void tether__uring_close(tether__io *io, uv_close_cb cb);
 /* As tether__io_quiet: 1 quiet, -1 bytes are waiting, 0 the end (or an error); 2 the socket must be asked. */
 int tether__uring_quiet(tether__io *io);

@@ -349,6 +349,12 @@ static int on_servername(SSL *ssl, int *alert, void *arg) {
   return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) ? SSL_TLSEXT_ERR_OK : SSL_TLSEXT_ERR_NOACK;
 }
 
+/* The handshake's secrets, for the connection (io/tls.c keeps the application traffic secrets): never logged. */
+static void on_keylog(const SSL *ssl, const char *line) {
+  tether__tls_sni *sni = SSL_get_app_data(ssl);
+  if (sni && sni->secret) sni->secret(sni, line);
+}
+
 /* The session id context: a digest of the server's first certificate (its first ssl_certificate, just loaded),
  * so that a session resumes only on a server with that certificate, not on another virtual server whose name
  * the client never verified (nginx digests every certificate; the first one alone keeps instances that add a
@@ -398,6 +404,7 @@ static SSL_CTX *server_ctx(const tether__cf_tls *t, int http2, errbuf *e) {
   SSL_CTX_set_client_hello_cb(ctx, on_client_hello, NULL); /* SNI may move a handshake to another server */
   SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, http2 ? ctx : NULL);
+  SSL_CTX_set_keylog_callback(ctx, on_keylog); /* TLS 1.3's record layer after the handshake (io/tls_record.c) */
   return ctx;
 }
 
