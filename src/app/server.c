@@ -9,6 +9,16 @@
 #include "app.h"
 #include "xalloc.h"
 
+/* Each connection's libmicrohttpd memory pool: the request head, a copy of its Cookie header, a 64-byte
+ * record per header, cookie and query argument, then the answer's head. libmicrohttpd 0.9.75 zeroes the
+ * whole pool after every request (and half of it again when it answers), so its size is paid per request:
+ * 10 KiB holds a browser's largest cookie (4,096 bytes) beside the session cookie and a browser's usual
+ * headers. */
+#define CONNECTION_MEMORY 12288
+/* What an answer's head needs of the pool (status line, Date, Content-Type, X-Served-By, Cache-Control,
+ * Set-Cookie, Location, Content-Length, Connection): a head that would leave less gets a 431 first. */
+#define ANSWER_ROOM 512
+
 static const char *route_names[R_COUNT] = {"/",       "/whoami",  "/login",  "/logout", "/cart",
                                            "/health", "/metrics", "/api/me", "other"};
 
@@ -37,6 +47,20 @@ static int peer_is_loopback(struct MHD_Connection *conn) {
   tether_trusted_proxies_add(&lo, "127.0.0.0/8");
   tether_trusted_proxies_add(&lo, "::1");
   return tether_trusted_proxies_contains(&lo, ip);
+}
+
+/* Whether the request head leaves the answer too little of the connection's memory: then libmicrohttpd
+ * would close the connection without an answer, so a 431 is sent while it still fits. */
+static int head_too_large(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+  if (ci == NULL) return 0;
+  const char *cookie = NULL;
+  size_t cookie_len = 0;
+  MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, "Cookie", 6, &cookie, &cookie_len);
+  int n = MHD_get_connection_values(conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
+  /* 256: the pool's rounding and the request line's share, measured */
+  size_t used = 256 + ci->header_size + (cookie ? cookie_len + 1 : 0) + 64 * (size_t)(n > 0 ? n : 0);
+  return used + ANSWER_ROOM + strlen(the_app.name) > CONNECTION_MEMORY;
 }
 
 static int route_of(const char *url) {
@@ -109,6 +133,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   worker *w = cls;
   request *rq = *con_cls;
   if (rq == NULL) {
+    if (head_too_large(conn))
+      return send_json(conn, route_of(url), 431, json_pack("{s:s}", "error", "request header fields too large"),
+                       NULL);
     rq = xcalloc(1, sizeof(*rq));
     rq->w = w;
     *con_cls = rq;
@@ -229,7 +256,7 @@ int worker_start(worker *w, int listener) {
   w->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
                           MHD_OPTION_LISTEN_SOCKET, listener, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)75, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                          (size_t)16384, MHD_OPTION_END);
+                          (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
   if (w->d == NULL) return -1;
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
   if (info == NULL) return -1;

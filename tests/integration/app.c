@@ -425,6 +425,68 @@ static void test_methods_and_errors(void **state) {
   tb_resp_free(&r);
 }
 
+/* A request head of the size browsers send (one 4,096-byte cookie, the most a browser keeps, beside the
+ * session cookie and a browser's usual headers) is served, the login that answers the biggest head (a
+ * Set-Cookie) too; a head too large for the connection's memory gets a 431, in JSON while the answer still
+ * fits, never a 200 after the first 431. */
+static long big_head(int port, const char *method, const char *path, const char *body, size_t pad, const jar *j,
+                     tb_resp *r) {
+  static const char *browser[] = {
+      "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
+      "Safari/537.36",
+      "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
+      "application/signed-exchange;v=b3;q=0.7",
+      "Accept-Language: en-GB,en;q=0.9,fr;q=0.8,de;q=0.7",
+      "Accept-Encoding: gzip, deflate, br",
+      "Referer: http://127.0.0.1/some/page?with=a&query=string",
+      "Sec-Ch-Ua: \"Chromium\";v=\"120\", \"Not_A Brand\";v=\"8\"",
+      "Content-Type: application/json"};
+  char *cookie = malloc(pad + 600);
+  int n = snprintf(cookie, 600, "Cookie: pref=");
+  memset(cookie + n, 'x', pad);
+  snprintf(cookie + n + pad, 600 - (size_t)n, "; %s", j->cookie);
+  const char *hdrs[10] = {cookie};
+  for (size_t i = 0; i < sizeof(browser) / sizeof(browser[0]); i++) hdrs[1 + i] = browser[i];
+  long st = tb_request(NULL, method, port, path, body, body ? strlen(body) : 0, hdrs, r);
+  free(cookie);
+  return st;
+}
+
+static void test_big_request_heads(void **state) {
+  (void)state;
+  int port = W.app.port;
+  jar j = {{0}};
+  json_t *w = call_json(port, "GET", "/whoami", &j, NULL, 200);
+  char id[64];
+  snprintf(id, sizeof(id), "%s", jstr(w, "session_id"));
+  json_decref(w);
+  tb_resp r;
+  assert_int_equal(big_head(port, "GET", "/whoami", NULL, 4096, &j, &r), 200);
+  w = parse_json(&r);
+  check_whoami(w, "a1", 2, NULL, "");
+  assert_string_equal(jstr(w, "session_id"), id);
+  json_decref(w);
+  tb_resp_free(&r);
+  assert_int_equal(big_head(port, "POST", "/login", "{\"user\":\"ann\"}", 4096, &j, &r), 200);
+  assert_non_null(strstr(r.head, "Set-Cookie: connect.sid="));
+  tb_resp_free(&r);
+
+  int json_431 = 0, refused = 0;
+  for (size_t pad = 4096; pad <= 8192; pad += 64) {
+    long st = big_head(port, "GET", "/whoami", NULL, pad, &j, &r);
+    if (st != 200 && st != 431 && st != 0) fail_msg("a %zu-byte cookie: status %ld", pad, st);
+    if (st == 200 && refused) fail_msg("a %zu-byte cookie served after a smaller one was refused", pad);
+    if (st != 200) refused = 1;
+    if (st == 431 && strstr(r.body, "\"error\":\"request header fields too large\"")) json_431++;
+    tb_resp_free(&r);
+  }
+  assert_true(refused);
+  assert_true(json_431 > 0);
+  /* far over: libmicrohttpd's own 431 */
+  assert_int_equal(big_head(port, "GET", "/whoami", NULL, 32768, &j, &r), 431);
+  tb_resp_free(&r);
+}
+
 static void test_metrics(void **state) {
   (void)state;
   int port = W.app.port;
@@ -1233,6 +1295,7 @@ int main(void) {
       cmocka_unit_test(test_logout_destroys),
       cmocka_unit_test(test_index_and_form_login),
       cmocka_unit_test(test_methods_and_errors),
+      cmocka_unit_test(test_big_request_heads),
       cmocka_unit_test(test_metrics),
       cmocka_unit_test(test_token_login_modes),
       cmocka_unit_test(test_api_me),
