@@ -12,7 +12,7 @@
 /* Each connection's libmicrohttpd memory pool: the request head, a copy of its Cookie header, a 64-byte
  * record per header, cookie and query argument, then the answer's head. libmicrohttpd 0.9.75 zeroes the
  * whole pool after every request (and half of it again when it answers), so its size is paid per request:
- * 10 KiB holds a browser's largest cookie (4,096 bytes) beside the session cookie and a browser's usual
+ * 12 KiB holds a browser's largest cookie (4,096 bytes) beside the session cookie and a browser's usual
  * headers. */
 #define CONNECTION_MEMORY 12288
 /* What an answer's head needs of the pool (status line, Date, Content-Type, X-Served-By, Cache-Control,
