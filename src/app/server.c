@@ -134,8 +134,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   request *rq = *con_cls;
   if (rq == NULL) {
     if (head_too_large(conn))
-      return send_json(conn, route_of(url), 431, json_pack("{s:s}", "error", "request header fields too large"),
-                       NULL);
+      return send_json(conn, route_of(url), 431, json_pack("{s:s}", "error", "request header fields too large"), NULL);
     rq = xcalloc(1, sizeof(*rq));
     rq->w = w;
     *con_cls = rq;
