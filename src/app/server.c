@@ -133,6 +133,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   worker *w = cls;
   request *rq = *con_cls;
   if (rq == NULL) {
+    w->progress = 1;
     if (head_too_large(conn))
       return send_json(conn, route_of(url), 431, json_pack("{s:s}", "error", "request header fields too large"), NULL);
     rq = xcalloc(1, sizeof(*rq));
@@ -141,8 +142,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     w->in_flight++;
     return MHD_YES;
   }
-  if (rq->ready) return job_answer(rq); /* resumed: the store work is done */
-  if (rq->started) return MHD_YES;      /* still waiting (a spurious call) */
+  if (rq->started && !rq->ready) return MHD_YES; /* still waiting for the store */
+  w->progress = 1;
+  if (rq->ready) return job_answer(rq); /* the store work is done */
   if (*upload_size) {
     if (rq->len + *upload_size > MAX_BODY) {
       rq->too_large = 1;
@@ -163,8 +165,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   (void)t;
   worker *w = cls;
   request *rq = *con_cls;
+  w->progress = 1;
   if (rq) {
-    if (rq->suspended) unlink_suspended(rq);
+    if (rq->waiting) unlink_waiting(rq);
     if (rq->pending)
       rq->orphan = 1; /* a store call still refers to it: its callback frees it */
     else
@@ -179,16 +182,21 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void arm_daemon_timer(worker *w);
 
 static void run_daemon(worker *w) {
+  w->progress = 0;
   MHD_run(w->d);
   arm_daemon_timer(w);
 }
 
 static void on_daemon_timer(uv_timer_t *t) { run_daemon(t->data); }
 
+/* While a request waits for the store its connection stays on the daemon's ready list, so the daemon
+ * always asks to run again at once. It does, as long as its last run called this app (a request began,
+ * was answered or ended: the next run writes the answer, reads what came meanwhile); otherwise it waits
+ * for its epoll set, a store answer (the kick) or 1 ms, whichever comes first, rather than spin. */
 static void arm_daemon_timer(worker *w) {
   MHD_UNSIGNED_LONG_LONG ms;
   if (MHD_get_timeout(w->d, &ms) == MHD_YES)
-    uv_timer_start(&w->timer, on_daemon_timer, ms, 0);
+    uv_timer_start(&w->timer, on_daemon_timer, ms == 0 && w->n_waiting > 0 && !w->progress ? 1 : ms, 0);
   else
     uv_timer_stop(&w->timer);
 }
@@ -212,16 +220,15 @@ static void on_drain(uv_timer_t *t) {
   if (w->in_flight > 0 && tether_now_ms() < w->drain_until_ms) return;
   uv_timer_stop(t);
   /* past the grace period, requests still waiting for the store are answered 503 (the store's late
-   * answers are dropped), so that no connection is left suspended when the daemon stops */
-  while (w->suspended) {
-    request *rq = w->suspended;
-    unlink_suspended(rq);
-    rq->suspended = 0;
+   * answers are dropped), so that no connection is left unanswered when the daemon stops */
+  while (w->waiting) {
+    request *rq = w->waiting;
+    unlink_waiting(rq);
+    rq->waiting = 0;
     rq->abandoned = 1;
     rq->ready = 1;
     rq->err = TETHER_EUNAVAIL;
     snprintf(rq->detail, sizeof(rq->detail), "stopping: the session store did not answer within the grace period");
-    MHD_resume_connection(rq->conn);
   }
   MHD_run(w->d);
   MHD_run(w->d);
@@ -252,7 +259,7 @@ static void *worker_main(void *arg) {
 int worker_start(worker *w, int listener) {
   uv_loop_init(&w->loop);
   if (tether_astore_wrap(&w->loop, the_app.store, &w->astore) < 0) return -1;
-  w->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
+  w->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
                           MHD_OPTION_LISTEN_SOCKET, listener, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
                           MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)75, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
                           (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
