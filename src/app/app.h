@@ -51,10 +51,10 @@ typedef struct worker {
   int64_t drain_until_ms;
   struct MHD_Daemon *d;
   tether_astore *astore;
-  int in_flight;             /* this worker's requests between their head and their completion */
-  struct request *waiting;   /* requests waiting for the store */
-  int n_waiting;             /* how many */
-  int progress;              /* the daemon's last run called this app (see arm_daemon_timer) */
+  int in_flight;           /* this worker's requests between their head and their completion */
+  struct request *waiting; /* requests waiting for the store */
+  int n_waiting;           /* how many */
+  int progress;            /* the daemon's last run called this app (see arm_daemon_timer) */
 } worker;
 
 typedef struct request {

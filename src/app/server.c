@@ -259,10 +259,9 @@ static void *worker_main(void *arg) {
 int worker_start(worker *w, int listener) {
   uv_loop_init(&w->loop);
   if (tether_astore_wrap(&w->loop, the_app.store, &w->astore) < 0) return -1;
-  w->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
-                          MHD_OPTION_LISTEN_SOCKET, listener, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
-                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)75, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                          (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
+  w->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w, MHD_OPTION_LISTEN_SOCKET,
+                          listener, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_CONNECTION_TIMEOUT,
+                          (unsigned)75, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
   if (w->d == NULL) return -1;
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
   if (info == NULL) return -1;
