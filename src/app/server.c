@@ -133,9 +133,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   worker *w = cls;
   request *rq = *con_cls;
   if (rq == NULL) {
-    w->progress = 1;
-    if (head_too_large(conn))
+    if (head_too_large(conn)) {
+      w->progress = 1;
       return send_json(conn, route_of(url), 431, json_pack("{s:s}", "error", "request header fields too large"), NULL);
+    }
     rq = xcalloc(1, sizeof(*rq));
     rq->w = w;
     *con_cls = rq;
@@ -143,9 +144,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
   }
   if (rq->started && !rq->ready) return MHD_YES; /* still waiting for the store */
-  w->progress = 1;
-  if (rq->ready) return job_answer(rq); /* the store work is done */
+  if (rq->ready) {
+    w->progress = 1; /* an answer to write: the daemon runs again at once */
+    return job_answer(rq);
+  }
   if (*upload_size) {
+    w->progress = 1; /* a body read in part: more may wait in the socket */
     if (rq->len + *upload_size > MAX_BODY) {
       rq->too_large = 1;
     } else {
@@ -157,7 +161,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     *upload_size = 0;
     return MHD_YES;
   }
-  return handle(conn, url, method, rq);
+  enum MHD_Result res = handle(conn, url, method, rq);
+  if (!rq->waiting) w->progress = 1; /* answered at once (else nothing to write until the store answers) */
+  return res;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode t) {
@@ -190,9 +196,10 @@ static void run_daemon(worker *w) {
 static void on_daemon_timer(uv_timer_t *t) { run_daemon(t->data); }
 
 /* While a request waits for the store its connection stays on the daemon's ready list, so the daemon
- * always asks to run again at once. It does, as long as its last run called this app (a request began,
- * was answered or ended: the next run writes the answer, reads what came meanwhile); otherwise it waits
- * for its epoll set, a store answer (the kick) or 1 ms, whichever comes first, rather than spin. */
+ * always asks to run again at once. It does, as long as its last run gave this app something to do (an
+ * answer queued, a body read in part, a request ended: the next run writes the answer, reads what came
+ * meanwhile); otherwise it waits for its epoll set, a store answer (the kick) or 1 ms, whichever comes
+ * first, rather than spin. */
 static void arm_daemon_timer(worker *w) {
   MHD_UNSIGNED_LONG_LONG ms;
   if (MHD_get_timeout(w->d, &ms) == MHD_YES)
