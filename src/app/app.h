@@ -1,6 +1,6 @@
 /* tether-app: the interfaces between its parts. main.c reads the options and starts the workers;
  * server.c runs each worker (a libuv loop driving a libmicrohttpd daemon) and routes each request;
- * sessions.c answers the routes that load and commit a session; job.c carries a request suspended while
+ * sessions.c answers the routes that load and commit a session; job.c carries a request waiting while
  * the store works; tokens.c answers the token flow (no store); form.c reads request bodies; respond.c
  * sends the answers. Dependencies go main -> server -> sessions/tokens -> job -> respond, never back. */
 #ifndef TETHER_APP_H
@@ -46,13 +46,15 @@ typedef struct worker {
   uv_timer_t timer;   /* the daemon's next timeout */
   uv_async_t stop;    /* the main thread asks it to finish */
   uv_timer_t drain;   /* while stopping: waits for the requests in flight */
-  uv_idle_t kick;     /* a resumed connection: run the daemon before the loop sleeps again */
-  uv_idle_cb on_kick; /* what kick runs (server.c), so that job.c resumes without calling back into it */
+  uv_idle_t kick;     /* a store answer is in: run the daemon before the loop sleeps again */
+  uv_idle_cb on_kick; /* what kick runs (server.c), so that job.c needs nothing of it */
   int64_t drain_until_ms;
   struct MHD_Daemon *d;
   tether_astore *astore;
-  int in_flight;             /* this worker's requests between their head and their completion */
-  struct request *suspended; /* requests waiting for the store */
+  int in_flight;           /* this worker's requests between their head and their completion */
+  struct request *waiting; /* requests waiting for the store */
+  int n_waiting;           /* how many */
+  int progress;            /* the daemon's last run called this app (see arm_daemon_timer) */
 } worker;
 
 typedef struct request {
@@ -63,7 +65,7 @@ typedef struct request {
   worker *w;
   struct MHD_Connection *conn;
   const char *ctype;
-  int route, form, started, ready, suspended, in_handler;
+  int route, form, started, ready, waiting, in_handler;
   int verbose; /* /health?verbose from a loopback client: the store's details too */
   int secure;  /* the request is secure (a trusted proxy said https) */
   tether_session *s;
@@ -76,7 +78,7 @@ typedef struct request {
   int pending;                   /* a store call will call back with this request */
   int orphan;                    /* its connection is gone: the pending callback frees it */
   int abandoned;                 /* answered without the store (stopping): the pending callback drops its result */
-  struct request *sprev, *snext; /* in the worker's suspended list */
+  struct request *sprev, *snext; /* in the worker's waiting list */
 } request;
 
 /* ---- answers (respond.c) ---- */
@@ -122,12 +124,13 @@ enum MHD_Result job_answer(request *rq);
 /* Commits rq->s, then job_done. */
 void job_commit(request *rq);
 void request_free(request *rq);
-void unlink_suspended(request *rq);
+void unlink_waiting(request *rq);
 
 /* ---- the session routes (sessions.c) ---- */
 
 /* Starts the store work of a request (/health: a ping; the others: load, apply the route, commit);
- * answers at once when it completed without waiting, else suspends the connection. */
+ * answers at once when it completed without waiting, else leaves the request unanswered until the store
+ * calls back. */
 enum MHD_Result start_job(request *rq, struct MHD_Connection *conn, int route, int form, const char *cookie);
 
 /* ---- tokens (tokens.c) ---- */

@@ -1,5 +1,5 @@
-/* tether-app: a request suspended while the session store works: its answer, its connection's suspension
- * and resumption, and its end when the connection went away first. */
+/* tether-app: a request waiting while the session store works: its answer, the daemon's wake-up when the
+ * store is done, and its end when the connection went away first. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -21,11 +21,12 @@ void request_free(request *rq) {
   free(rq);
 }
 
-void unlink_suspended(request *rq) {
+void unlink_waiting(request *rq) {
+  rq->w->n_waiting--;
   if (rq->sprev)
     rq->sprev->snext = rq->snext;
-  else if (rq->w->suspended == rq)
-    rq->w->suspended = rq->snext;
+  else if (rq->w->waiting == rq)
+    rq->w->waiting = rq->snext;
   if (rq->snext) rq->snext->sprev = rq->sprev;
   rq->sprev = rq->snext = NULL;
 }
@@ -48,10 +49,9 @@ void job_done(request *rq) {
     rq->s = NULL;
   }
   rq->ready = 1;
-  if (rq->suspended && !rq->in_handler) {
-    rq->suspended = 0;
-    unlink_suspended(rq);
-    MHD_resume_connection(rq->conn);
+  if (rq->waiting && !rq->in_handler) {
+    rq->waiting = 0;
+    unlink_waiting(rq);
     if (!uv_is_active((uv_handle_t *)&rq->w->kick)) uv_idle_start(&rq->w->kick, rq->w->on_kick);
   }
 }

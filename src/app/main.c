@@ -6,9 +6,10 @@
  *
  * Threads: --threads workers (default: one per core), each a libuv loop running a libmicrohttpd daemon on
  * its epoll set (all accepting from one listening socket) and its own asynchronous handle on the session
- * store (tether/store_async.h). A request that needs the store is suspended while its session is loaded
- * and committed, and the loop serves the other connections meanwhile; with Redis, the commands of every
- * request in flight on a thread leave in one write per loop turn. */
+ * store (tether/store_async.h). A request that needs the store waits unanswered (not suspended: see
+ * start_job) while its session is loaded and committed, and the loop serves the other connections
+ * meanwhile; with Redis, the commands of every request in flight on a thread leave in one write per loop
+ * turn. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>

@@ -9,6 +9,16 @@
 #include "app.h"
 #include "xalloc.h"
 
+/* Each connection's libmicrohttpd memory pool: the request head, a copy of its Cookie header, a 64-byte
+ * record per header, cookie and query argument, then the answer's head. libmicrohttpd 0.9.75 zeroes the
+ * whole pool after every request (and half of it again when it answers), so its size is paid per request:
+ * 12 KiB holds a browser's largest cookie (4,096 bytes) beside the session cookie and a browser's usual
+ * headers. */
+#define CONNECTION_MEMORY 12288
+/* What an answer's head needs of the pool (status line, Date, Content-Type, X-Served-By, Cache-Control,
+ * Set-Cookie, Location, Content-Length, Connection): a head that would leave less gets a 431 first. */
+#define ANSWER_ROOM 512
+
 static const char *route_names[R_COUNT] = {"/",       "/whoami",  "/login",  "/logout", "/cart",
                                            "/health", "/metrics", "/api/me", "other"};
 
@@ -37,6 +47,20 @@ static int peer_is_loopback(struct MHD_Connection *conn) {
   tether_trusted_proxies_add(&lo, "127.0.0.0/8");
   tether_trusted_proxies_add(&lo, "::1");
   return tether_trusted_proxies_contains(&lo, ip);
+}
+
+/* Whether the request head leaves the answer too little of the connection's memory: then libmicrohttpd
+ * would close the connection without an answer, so a 431 is sent while it still fits. */
+static int head_too_large(struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+  if (ci == NULL) return 0;
+  const char *cookie = NULL;
+  size_t cookie_len = 0;
+  MHD_lookup_connection_value_n(conn, MHD_HEADER_KIND, "Cookie", 6, &cookie, &cookie_len);
+  int n = MHD_get_connection_values(conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
+  /* 256: the pool's rounding and the request line's share, measured */
+  size_t used = 256 + ci->header_size + (cookie ? cookie_len + 1 : 0) + 64 * (size_t)(n > 0 ? n : 0);
+  return used + ANSWER_ROOM + strlen(the_app.name) > CONNECTION_MEMORY;
 }
 
 static int route_of(const char *url) {
@@ -109,15 +133,23 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   worker *w = cls;
   request *rq = *con_cls;
   if (rq == NULL) {
+    if (head_too_large(conn)) {
+      w->progress = 1;
+      return send_json(conn, route_of(url), 431, json_pack("{s:s}", "error", "request header fields too large"), NULL);
+    }
     rq = xcalloc(1, sizeof(*rq));
     rq->w = w;
     *con_cls = rq;
     w->in_flight++;
     return MHD_YES;
   }
-  if (rq->ready) return job_answer(rq); /* resumed: the store work is done */
-  if (rq->started) return MHD_YES;      /* still waiting (a spurious call) */
+  if (rq->started && !rq->ready) return MHD_YES; /* still waiting for the store */
+  if (rq->ready) {
+    w->progress = 1; /* an answer to write: the daemon runs again at once */
+    return job_answer(rq);
+  }
   if (*upload_size) {
+    w->progress = 1; /* a body read in part: more may wait in the socket */
     if (rq->len + *upload_size > MAX_BODY) {
       rq->too_large = 1;
     } else {
@@ -129,7 +161,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     *upload_size = 0;
     return MHD_YES;
   }
-  return handle(conn, url, method, rq);
+  enum MHD_Result res = handle(conn, url, method, rq);
+  if (!rq->waiting) w->progress = 1; /* answered at once (else nothing to write until the store answers) */
+  return res;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode t) {
@@ -137,8 +171,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
   (void)t;
   worker *w = cls;
   request *rq = *con_cls;
+  w->progress = 1;
   if (rq) {
-    if (rq->suspended) unlink_suspended(rq);
+    if (rq->waiting) unlink_waiting(rq);
     if (rq->pending)
       rq->orphan = 1; /* a store call still refers to it: its callback frees it */
     else
@@ -153,16 +188,22 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void arm_daemon_timer(worker *w);
 
 static void run_daemon(worker *w) {
+  w->progress = 0;
   MHD_run(w->d);
   arm_daemon_timer(w);
 }
 
 static void on_daemon_timer(uv_timer_t *t) { run_daemon(t->data); }
 
+/* While a request waits for the store its connection stays on the daemon's ready list, so the daemon
+ * always asks to run again at once. It does, as long as its last run gave this app something to do (an
+ * answer queued, a body read in part, a request ended: the next run writes the answer, reads what came
+ * meanwhile); otherwise it waits for its epoll set, a store answer (the kick) or 1 ms, whichever comes
+ * first, rather than spin. */
 static void arm_daemon_timer(worker *w) {
   MHD_UNSIGNED_LONG_LONG ms;
   if (MHD_get_timeout(w->d, &ms) == MHD_YES)
-    uv_timer_start(&w->timer, on_daemon_timer, ms, 0);
+    uv_timer_start(&w->timer, on_daemon_timer, ms == 0 && w->n_waiting > 0 && !w->progress ? 1 : ms, 0);
   else
     uv_timer_stop(&w->timer);
 }
@@ -186,16 +227,15 @@ static void on_drain(uv_timer_t *t) {
   if (w->in_flight > 0 && tether_now_ms() < w->drain_until_ms) return;
   uv_timer_stop(t);
   /* past the grace period, requests still waiting for the store are answered 503 (the store's late
-   * answers are dropped), so that no connection is left suspended when the daemon stops */
-  while (w->suspended) {
-    request *rq = w->suspended;
-    unlink_suspended(rq);
-    rq->suspended = 0;
+   * answers are dropped), so that no connection is left unanswered when the daemon stops */
+  while (w->waiting) {
+    request *rq = w->waiting;
+    unlink_waiting(rq);
+    rq->waiting = 0;
     rq->abandoned = 1;
     rq->ready = 1;
     rq->err = TETHER_EUNAVAIL;
     snprintf(rq->detail, sizeof(rq->detail), "stopping: the session store did not answer within the grace period");
-    MHD_resume_connection(rq->conn);
   }
   MHD_run(w->d);
   MHD_run(w->d);
@@ -226,10 +266,9 @@ static void *worker_main(void *arg) {
 int worker_start(worker *w, int listener) {
   uv_loop_init(&w->loop);
   if (tether_astore_wrap(&w->loop, the_app.store, &w->astore) < 0) return -1;
-  w->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w,
-                          MHD_OPTION_LISTEN_SOCKET, listener, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w,
-                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)75, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-                          (size_t)16384, MHD_OPTION_END);
+  w->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, w, MHD_OPTION_LISTEN_SOCKET,
+                          listener, MHD_OPTION_NOTIFY_COMPLETED, on_completed, w, MHD_OPTION_CONNECTION_TIMEOUT,
+                          (unsigned)75, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY, MHD_OPTION_END);
   if (w->d == NULL) return -1;
   const union MHD_DaemonInfo *info = MHD_get_daemon_info(w->d, MHD_DAEMON_INFO_EPOLL_FD);
   if (info == NULL) return -1;

@@ -256,8 +256,8 @@ static void on_pinged(void *arg, int rc) {
   job_done(rq);
 }
 
-/* Starts the store work of a request; answers at once when it completed without waiting, else suspends
- * the connection until job_done resumes it. */
+/* Starts the store work of a request; answers at once when it completed without waiting, else leaves it
+ * unanswered until job_done. */
 enum MHD_Result start_job(request *rq, struct MHD_Connection *conn, int route, int form, const char *cookie) {
   rq->conn = conn;
   rq->route = route;
@@ -278,10 +278,13 @@ enum MHD_Result start_job(request *rq, struct MHD_Connection *conn, int route, i
     }
   }
   if (rq->ready) return job_answer(rq);
-  rq->suspended = 1;
-  rq->snext = rq->w->suspended;
+  /* not suspended: libmicrohttpd 0.9.75 takes a suspended socket out of its epoll set and puts it back
+   * after (two epoll_ctl and a read that gets EAGAIN per request); unanswered, the connection stays in
+   * the set and on the daemon's ready list, and the handler is called again until job_done */
+  rq->waiting = 1;
+  rq->snext = rq->w->waiting;
   if (rq->snext) rq->snext->sprev = rq;
-  rq->w->suspended = rq;
-  MHD_suspend_connection(conn);
+  rq->w->waiting = rq;
+  rq->w->n_waiting++;
   return MHD_YES;
 }

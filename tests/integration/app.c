@@ -425,6 +425,68 @@ static void test_methods_and_errors(void **state) {
   tb_resp_free(&r);
 }
 
+/* A request head of the size browsers send (one 4,096-byte cookie, the most a browser keeps, beside the
+ * session cookie and a browser's usual headers) is served, the login that answers the biggest head (a
+ * Set-Cookie) too; a head too large for the connection's memory gets a 431, in JSON while the answer still
+ * fits, never a 200 after the first 431. */
+static long big_head(int port, const char *method, const char *path, const char *body, size_t pad, const jar *j,
+                     tb_resp *r) {
+  static const char *browser[] = {
+      "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 "
+      "Safari/537.36",
+      "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,"
+      "application/signed-exchange;v=b3;q=0.7",
+      "Accept-Language: en-GB,en;q=0.9,fr;q=0.8,de;q=0.7",
+      "Accept-Encoding: gzip, deflate, br",
+      "Referer: http://127.0.0.1/some/page?with=a&query=string",
+      "Sec-Ch-Ua: \"Chromium\";v=\"120\", \"Not_A Brand\";v=\"8\"",
+      "Content-Type: application/json"};
+  char *cookie = malloc(pad + 600);
+  int n = snprintf(cookie, 600, "Cookie: pref=");
+  memset(cookie + n, 'x', pad);
+  snprintf(cookie + n + pad, 600 - (size_t)n, "; %s", j->cookie);
+  const char *hdrs[10] = {cookie};
+  for (size_t i = 0; i < sizeof(browser) / sizeof(browser[0]); i++) hdrs[1 + i] = browser[i];
+  long st = tb_request(NULL, method, port, path, body, body ? strlen(body) : 0, hdrs, r);
+  free(cookie);
+  return st;
+}
+
+static void test_big_request_heads(void **state) {
+  (void)state;
+  int port = W.app.port;
+  jar j = {{0}};
+  json_t *w = call_json(port, "GET", "/whoami", &j, NULL, 200);
+  char id[64];
+  snprintf(id, sizeof(id), "%s", jstr(w, "session_id"));
+  json_decref(w);
+  tb_resp r;
+  assert_int_equal(big_head(port, "GET", "/whoami", NULL, 4096, &j, &r), 200);
+  w = parse_json(&r);
+  check_whoami(w, "a1", 2, NULL, "");
+  assert_string_equal(jstr(w, "session_id"), id);
+  json_decref(w);
+  tb_resp_free(&r);
+  assert_int_equal(big_head(port, "POST", "/login", "{\"user\":\"ann\"}", 4096, &j, &r), 200);
+  assert_non_null(strstr(r.head, "Set-Cookie: connect.sid="));
+  tb_resp_free(&r);
+
+  int json_431 = 0, refused = 0;
+  for (size_t pad = 4096; pad <= 8192; pad += 64) {
+    long st = big_head(port, "GET", "/whoami", NULL, pad, &j, &r);
+    if (st != 200 && st != 431 && st != 0) fail_msg("a %zu-byte cookie: status %ld", pad, st);
+    if (st == 200 && refused) fail_msg("a %zu-byte cookie served after a smaller one was refused", pad);
+    if (st != 200) refused = 1;
+    if (st == 431 && strstr(r.body, "\"error\":\"request header fields too large\"")) json_431++;
+    tb_resp_free(&r);
+  }
+  assert_true(refused);
+  assert_true(json_431 > 0);
+  /* far over: libmicrohttpd's own 431 */
+  assert_int_equal(big_head(port, "GET", "/whoami", NULL, 32768, &j, &r), 431);
+  tb_resp_free(&r);
+}
+
 static void test_metrics(void **state) {
   (void)state;
   int port = W.app.port;
@@ -596,6 +658,88 @@ typedef struct bad_case {
 
 /* SIGTERM while a request waits on a store that does not answer (redis-server stopped, a 30 s command
  * timeout): after the 10 s grace period the request gets a 503 and the app exits 0, nothing left hanging. */
+/* CPU ticks (user + system) a process has used. */
+static long cpu_ticks(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')'); /* fields after the command name */
+  long ut = 0, st = 0;
+  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &ut, &st) != 2) return -1;
+  return ut + st;
+}
+
+/* A request waiting for the store is not suspended: its connection stays on libmicrohttpd's ready list.
+ * The loop must neither spin while it waits nor hold back the other connections: a head read in several
+ * steps, pipelined requests, and the waiting request itself once the store answers. */
+static void test_waiting_requests_do_not_hold_others(void **state) {
+  (void)state;
+  tt_server r = {0};
+  assert_int_equal(tt_redis_start(&r, 0), 0);
+  char url[600];
+  snprintf(url, sizeof(url), "%s?timeout_ms=30000", r.url);
+  app_proc a;
+  const char *one[] = {"--threads", "1", NULL}; /* every connection on the one loop */
+  assert_int_equal(app_start_with(&a, "wait", url, one), 0);
+  tb_resp ok;
+  assert_int_equal(tb_get(NULL, a.port, "/whoami", &ok), 200);
+  tb_resp_free(&ok);
+  kill(r.pid, SIGSTOP);
+  tb_conn w, b, p;
+  assert_int_equal(tb_conn_open(&w, a.port, 5000), 0);
+  assert_int_equal(tb_send_str(w.fd, "GET /whoami HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+  tt_sleep_ms(200);
+  long t0 = cpu_ticks(a.pid);
+  tt_sleep_ms(1000);
+  long spent = cpu_ticks(a.pid) - t0;
+  print_message("CPU while a request waits: %ld ticks in 1 s\n", spent);
+  assert_true(t0 >= 0 && spent < 15); /* a busy loop takes what it can of a core (100 ticks a second) */
+
+  /* an 8 KiB header: more than the first read takes (half the connection's 12 KiB), so libmicrohttpd
+   * needs a second run that no callback announces */
+  size_t pad = 8192;
+  char *req = malloc(pad + 128);
+  int n = snprintf(req, 128, "GET /nope HTTP/1.1\r\nHost: t\r\nX-Pad: ");
+  memset(req + n, 'x', pad);
+  snprintf(req + n + pad, 128, "\r\n\r\n");
+  assert_int_equal(tb_conn_open(&b, a.port, 5000), 0);
+  long long t1 = tb_now_ms();
+  assert_int_equal(tb_send_str(b.fd, req), 0);
+  tb_raw resp;
+  assert_int_equal(tb_conn_read_response(&b, 0, &resp), 0);
+  long long waited = tb_now_ms() - t1;
+  print_message("a big head answered in %lld ms while a request waits\n", waited);
+  assert_int_equal(resp.status, 404);
+  assert_true(waited < 1000);
+  tb_raw_free(&resp);
+  free(req);
+  tb_conn_close(&b);
+
+  assert_int_equal(tb_conn_open(&p, a.port, 5000), 0);
+  assert_int_equal(tb_send_str(p.fd, "GET /nope HTTP/1.1\r\nHost: t\r\n\r\nGET /api/me HTTP/1.1\r\nHost: t\r\n\r\n"),
+                   0);
+  assert_int_equal(tb_conn_read_response(&p, 0, &resp), 0);
+  assert_int_equal(resp.status, 404);
+  tb_raw_free(&resp);
+  assert_int_equal(tb_conn_read_response(&p, 0, &resp), 0);
+  assert_int_equal(resp.status, 501); /* no JWT secret */
+  tb_raw_free(&resp);
+  tb_conn_close(&p);
+
+  kill(r.pid, SIGCONT);
+  assert_int_equal(tb_conn_read_response(&w, 0, &resp), 0);
+  assert_int_equal(resp.status, 200);
+  tb_raw_free(&resp);
+  tb_conn_close(&w);
+  assert_int_equal(app_stop(&a), 0);
+  tt_server_stop(&r, SIGTERM);
+  tt_server_cleanup(&r);
+}
+
 static void test_sigterm_with_a_hung_store(void **state) {
   (void)state;
   tt_server r = {0};
@@ -1233,6 +1377,7 @@ int main(void) {
       cmocka_unit_test(test_logout_destroys),
       cmocka_unit_test(test_index_and_form_login),
       cmocka_unit_test(test_methods_and_errors),
+      cmocka_unit_test(test_big_request_heads),
       cmocka_unit_test(test_metrics),
       cmocka_unit_test(test_token_login_modes),
       cmocka_unit_test(test_api_me),
@@ -1240,6 +1385,7 @@ int main(void) {
       cmocka_unit_test(test_store_outage_and_recovery),
       cmocka_unit_test(test_sigterm_finishes_in_flight),
       cmocka_unit_test(test_sigterm_with_a_hung_store),
+      cmocka_unit_test(test_waiting_requests_do_not_hold_others),
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_secrets_not_echoed),
       cmocka_unit_test(test_secure_cookie_behind_proxy),
