@@ -294,7 +294,13 @@ static int flush(uio *u) {
     return 0;
   }
   deliver_held(u);
-  if (u->close_cb) return flush(u);
+  /* The owner closed while reading what was held (an end or error after its data, a tunnel's peer gone): the
+   * close put the connection back on the to-do list, so it finishes when its turn comes there. Finishing it here
+   * freed it while still listed, and that turn freed it again (a double free under load). */
+  if (u->close_cb) {
+    todo(u);
+    return 0;
+  }
   if (flush_reads(u) < 0) return -1;
   if (!u->sending && (u->out_off < u->out_len || u->next_len) && start_send(u) < 0) return -1;
   if (u->shut && !u->sending && u->next_len == 0) {
@@ -310,7 +316,7 @@ static void run_todo(tether__uring *r) {
     uio *u = r->todo;
     r->todo = u->todo_next;
     u->in_todo = 0;
-    if (flush(u) < 0) {
+    if (flush(u) < 0 && !u->in_todo) { /* listed again by the owner's callback: it is retried from there */
       u->todo_next = later;
       later = u;
     }
