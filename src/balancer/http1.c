@@ -347,7 +347,7 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
   }
   end += start;
   if (end > lim->max_head) return -431;
-  memset(m, 0, sizeof(*m));
+  tether__h1_msg_clear(m);
   size_t pos = start;
   tether__slice line;
   if (next_line(buf, end, &pos, &line) < 0) return -400;
@@ -394,7 +394,7 @@ int tether__h1_parse_response(const char *buf, size_t len, const tether__h1_limi
   size_t end = head_end(buf, len);
   if (end == 0) return len > lim->max_head ? -502 : 0;
   if (end > lim->max_head) return -502;
-  memset(m, 0, sizeof(*m));
+  tether__h1_msg_clear(m);
   size_t pos = 0;
   tether__slice line;
   if (next_line(buf, end, &pos, &line) < 0) return -502;

@@ -66,6 +66,12 @@ typedef struct tether__h1_msg {
   int is_head;         /* method HEAD */
 } tether__h1_msg;
 
+/* Zeroes m but its header array (3 KiB, set as the headers are counted): what a parse starts from. */
+static inline void tether__h1_msg_clear(tether__h1_msg *m) {
+  memset(m, 0, offsetof(tether__h1_msg, headers));
+  memset(&m->nheaders, 0, sizeof(*m) - offsetof(tether__h1_msg, nheaders));
+}
+
 /* Parses a request head from buf[0..len). Returns head_len (> 0) when complete, 0 when more bytes are
  * needed, or the negated HTTP status to answer before closing: -400 malformed or smuggling-shaped,
  * -414 target too long, -431 head too large or too many headers, -501 a transfer coding the balancer
