@@ -89,6 +89,11 @@ static void test_refused(void **state) {
       {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", -400}, /* obs-fold */
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", -400},    /* bare CR */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX\r: a\r\n\r\n", -400},    /* bare CR in a name */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: \ra\r\n\r\n", -400},    /* bare CR before a value */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a \r\r\n\r\n", -400},  /* bare CR after a value */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX:\r\r\n\r\n", -400},     /* bare CR as the value */
+      {"GET / HTTP/1.1\r\nHost: h\r\n\r\r\n\r\n", -400},       /* bare CR as a line */
       {"GET / HTTP/1.1\r\nHost: h\r\nX : a\r\n\r\n", -400},      /* space before colon */
       {"GET / HTTP/1.1\r\nHost: h\r\nX\x01Y: a\r\n\r\n", -400},  /* control in name */
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", -400},   /* DEL in value */
