@@ -89,11 +89,11 @@ static void test_refused(void **state) {
       {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", -400}, /* obs-fold */
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", -400},    /* bare CR */
-      {"GET / HTTP/1.1\r\nHost: h\r\nX\r: a\r\n\r\n", -400},    /* bare CR in a name */
-      {"GET / HTTP/1.1\r\nHost: h\r\nX: \ra\r\n\r\n", -400},    /* bare CR before a value */
-      {"GET / HTTP/1.1\r\nHost: h\r\nX: a \r\r\n\r\n", -400},  /* bare CR after a value */
-      {"GET / HTTP/1.1\r\nHost: h\r\nX:\r\r\n\r\n", -400},     /* bare CR as the value */
-      {"GET / HTTP/1.1\r\nHost: h\r\n\r\r\n\r\n", -400},       /* bare CR as a line */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX\r: a\r\n\r\n", -400},     /* bare CR in a name */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: \ra\r\n\r\n", -400},     /* bare CR before a value */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a \r\r\n\r\n", -400},    /* bare CR after a value */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX:\r\r\n\r\n", -400},       /* bare CR as the value */
+      {"GET / HTTP/1.1\r\nHost: h\r\n\r\r\n\r\n", -400},         /* bare CR as a line */
       {"GET / HTTP/1.1\r\nHost: h\r\nX : a\r\n\r\n", -400},      /* space before colon */
       {"GET / HTTP/1.1\r\nHost: h\r\nX\x01Y: a\r\n\r\n", -400},  /* control in name */
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", -400},   /* DEL in value */
@@ -396,12 +396,21 @@ static void test_token_eq(void **state) {
   struct {
     const char *s, *lit;
     int eq;
-  } cases[] = {{"Content-Length", "content-length", 1}, {"CONTENT-LENGTH", "content-length", 1},
-               {"content-length", "Content-Length", 1}, {"content\\length", "content|length", 0},
-               {"content\rlength", "content-length", 0}, {"a^b", "a~b", 0}, {"a~b", "a^b", 0},
-               {"a@b", "a`b", 0},   {"a[b", "a{b", 0},   {"a]b", "a}b", 0},
-               {"chunked", "chunkeD", 1}, {"chunked", "chunke", 0}, {"x", "y", 0},
-               {"", "", 1},         {"\x01", "!", 0}};
+  } cases[] = {{"Content-Length", "content-length", 1},
+               {"CONTENT-LENGTH", "content-length", 1},
+               {"content-length", "Content-Length", 1},
+               {"content\\length", "content|length", 0},
+               {"content\rlength", "content-length", 0},
+               {"a^b", "a~b", 0},
+               {"a~b", "a^b", 0},
+               {"a@b", "a`b", 0},
+               {"a[b", "a{b", 0},
+               {"a]b", "a}b", 0},
+               {"chunked", "chunkeD", 1},
+               {"chunked", "chunke", 0},
+               {"x", "y", 0},
+               {"", "", 1},
+               {"\x01", "!", 0}};
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     tether__slice sl = {cases[i].s, strlen(cases[i].s)};
     assert_int_equal(tether__h1_token_eq(sl, cases[i].lit), cases[i].eq);

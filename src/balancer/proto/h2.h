@@ -1,8 +1,9 @@
 /* HTTP/2 at the edge (nghttp2): one server session per connection (proto/h2.c), and for each stream a client of
  * its own (proto/h2_stream.c) whose transport is the stream: it takes an HTTP/1.1 request head made from the
- * stream's validated header block (already parsed, proto/h2_head.c), then reads the body made from its DATA, and what the request and upstream layers write to it (HTTP/1.1 bytes) goes
- * back as the stream's HEADERS and DATA. So every stream goes through the same request layer as HTTP/1.1:
- * routing, auth_jwt, persistence, balancing, retries, add_header, the monitor and the access log. */
+ * stream's validated header block (already parsed, proto/h2_head.c), then reads the body made from its DATA, and what
+ * the request and upstream layers write to it (HTTP/1.1 bytes) goes back as the stream's HEADERS and DATA. So every
+ * stream goes through the same request layer as HTTP/1.1: routing, auth_jwt, persistence, balancing, retries,
+ * add_header, the monitor and the access log. */
 #ifndef TETHER_BALANCER_PROTO_H2_H
 #define TETHER_BALANCER_PROTO_H2_H
 
