@@ -23,18 +23,23 @@ static size_t head_end(const char *buf, size_t len) {
   return 0;
 }
 
-/* Reads one line [*pos, eol) ending in CRLF or LF; a CR anywhere else is an error (-1). */
-static int next_line(const char *buf, size_t len, size_t *pos, tether__slice *line) {
+/* Reads one line [*pos, eol) ending in CRLF or LF; -1 when there is none. A CR elsewhere stays in the line. */
+static int next_line_any(const char *buf, size_t len, size_t *pos, tether__slice *line) {
   const char *s = buf + *pos;
   const char *nl = memchr(s, '\n', len - *pos);
   if (nl == NULL) return -1;
   size_t n = (size_t)(nl - s);
   if (n > 0 && s[n - 1] == '\r') n--;
-  if (memchr(s, '\r', n) != NULL) return -1; /* bare CR */
   line->p = s;
   line->n = n;
   *pos = (size_t)(nl - buf) + 1;
   return 0;
+}
+
+/* The same, and a CR anywhere else is an error (-1). */
+static int next_line(const char *buf, size_t len, size_t *pos, tether__slice *line) {
+  if (next_line_any(buf, len, pos, line) < 0) return -1;
+  return memchr(line->p, '\r', line->n) != NULL ? -1 : 0; /* bare CR */
 }
 
 static int parse_version(const char *p, size_t n, int *minor) {
@@ -186,12 +191,14 @@ static int has_ctl(const char *p, size_t n) {
 }
 
 /* Header lines from pos to the blank line: names are tokens followed at once by ':', values hold no
- * control characters but HTAB, and no line starts with whitespace (obs-fold). */
+ * control characters but HTAB, and no line starts with whitespace (obs-fold). A bare CR is refused as
+ * next_line would, without a scan of its own: in a name it is not a token character, in the value a control
+ * character, in the whitespace around the value it is neither (the line is then not name ':' value). */
 static int parse_headers(const char *buf, size_t len, size_t pos, const tether__h1_limits *lim, tether__h1_msg *m) {
   size_t max = lim->max_headers < TETHER__H1_MAX_HEADERS ? lim->max_headers : TETHER__H1_MAX_HEADERS;
   for (;;) {
     tether__slice line;
-    if (next_line(buf, len, &pos, &line) < 0) return -400;
+    if (next_line_any(buf, len, &pos, &line) < 0) return -400;
     if (line.n == 0) return 0;
     if (line.p[0] == ' ' || line.p[0] == '\t') return -400; /* obs-fold */
     size_t c = 0;
@@ -347,7 +354,7 @@ int tether__h1_parse_request(const char *buf, size_t len, const tether__h1_limit
   }
   end += start;
   if (end > lim->max_head) return -431;
-  memset(m, 0, sizeof(*m));
+  tether__h1_msg_clear(m);
   size_t pos = start;
   tether__slice line;
   if (next_line(buf, end, &pos, &line) < 0) return -400;
@@ -394,7 +401,7 @@ int tether__h1_parse_response(const char *buf, size_t len, const tether__h1_limi
   size_t end = head_end(buf, len);
   if (end == 0) return len > lim->max_head ? -502 : 0;
   if (end > lim->max_head) return -502;
-  memset(m, 0, sizeof(*m));
+  tether__h1_msg_clear(m);
   size_t pos = 0;
   tether__slice line;
   if (next_line(buf, end, &pos, &line) < 0) return -502;

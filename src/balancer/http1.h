@@ -66,6 +66,12 @@ typedef struct tether__h1_msg {
   int is_head;         /* method HEAD */
 } tether__h1_msg;
 
+/* Zeroes m but its header array (3 KiB, set as the headers are counted): what a parse starts from. */
+static inline void tether__h1_msg_clear(tether__h1_msg *m) {
+  memset(m, 0, offsetof(tether__h1_msg, headers));
+  memset(&m->nheaders, 0, sizeof(*m) - offsetof(tether__h1_msg, nheaders));
+}
+
 /* Parses a request head from buf[0..len). Returns head_len (> 0) when complete, 0 when more bytes are
  * needed, or the negated HTTP status to answer before closing: -400 malformed or smuggling-shaped,
  * -414 target too long, -431 head too large or too many headers, -501 a transfer coding the balancer
@@ -149,13 +155,14 @@ static inline size_t tether__h1_plain_words(const void *p, size_t n) {
 }
 
 /* Case-insensitive equality with a literal. Inline: called a few dozen times per request with literals, whose
- * length the compiler then knows, so that most calls end at the length check. */
+ * length the compiler then knows, so that most calls end at the length check. Bytes that differ must differ
+ * in the 0x20 bit alone and be a letter in its two cases ('^' and '~' differ so too, and stay unequal). */
 static inline int tether__h1_token_eq(tether__slice s, const char *lit) {
   size_t n = strlen(lit);
   if (s.n != n) return 0;
   for (size_t i = 0; i < n; i++) {
-    int a = (unsigned char)s.p[i], b = (unsigned char)lit[i];
-    if ((a >= 'A' && a <= 'Z' ? a + 32 : a) != (b >= 'A' && b <= 'Z' ? b + 32 : b)) return 0;
+    unsigned a = (unsigned char)s.p[i], d = a ^ (unsigned char)lit[i];
+    if (d && (d != 0x20 || (a | 0x20u) - 'a' > (unsigned)('z' - 'a'))) return 0;
   }
   return 1;
 }

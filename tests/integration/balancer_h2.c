@@ -5,6 +5,7 @@
  * client library refuses to send: the h2-to-h1 smuggling shapes of RFC 9113 section 8.2 and the floods
  * (Rapid Reset, CONTINUATION, HPACK bombs, SETTINGS, PING and empty DATA, zero-window slowloris). Each
  * refusal is checked on the wire, and the backend's request counter shows that nothing refused reached it. */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,8 @@
 #include "balancer.h"
 #include "h2_raw.h"
 
+/* A field the balancer adds to every answer (add_header), its name in mixed case. */
+#define LONG_NAME "X-A-Response-Field-In-Mixed-Case-Added-By-The-Balancer"
 static tb_backend b1, b2;
 static tb_tether T;  /* default limits */
 static tb_tether T2; /* small limits: keepalive_requests, send_timeout */
@@ -45,8 +48,8 @@ static int setup(void **state) {
                        "access_log %s/access.log;\nclient_max_body_size 0;\n"
                        "upstream app {\n  server %s max_fails=0;\n  server %s max_fails=0;\n"
                        "  sticky cookie srv_id;\n  sticky_secret h2-tests-sticky-secret-0123456789;\n}\n"
-                       "location / { proxy_pass http://app; }\n",
-                       tls_port, h2c_port, pki, pki, T.dir, b1.addr, b2.addr);
+                       "location / { proxy_pass http://app; add_header %s yes; }\n",
+                       tls_port, h2c_port, pki, pki, T.dir, b1.addr, b2.addr, LONG_NAME);
   if (tb_tether_run(&T) < 0) return -1;
   tb_tether_init(&T2, 1);
   tb_tether_write_conf(&T2,
@@ -169,6 +172,21 @@ static void test_curl_prior_knowledge(void **state) {
   assert_int_equal(curl_h2(url, NULL, &s, &v), 200);
   assert_int_equal(v, CURL_HTTP_VERSION_2_0);
   assert_true(strcmp(s.data, "b1\n") == 0 || strcmp(s.data, "b2\n") == 0);
+}
+
+/* The answer's fields become HEADERS fields with lowercase names (the HTTP/1.1 head's names are handed to nghttp2
+ * as they are, and its copy lowercases them); the connection-specific ones are left out. */
+static void test_response_names(void **state) {
+  (void)state;
+  char out[8192], want[128];
+  assert_int_equal(
+      run(out, sizeof(out), "curl -sS --http2-prior-knowledge -D - -o /dev/null http://127.0.0.1:%d/", h2c_port), 0);
+  assert_non_null(strstr(out, "HTTP/2 200"));
+  snprintf(want, sizeof(want), "\n%s: yes", LONG_NAME);
+  for (char *p = want; *p; p++) *p = (char)tolower((unsigned char)*p);
+  assert_non_null(strstr(out, want));
+  assert_non_null(strstr(out, "\ncontent-length: 3"));
+  assert_null(strstr(out, "\nconnection:"));
 }
 
 /* HTTP/1.1 still works on a plain http2 listener; Upgrade: h2c is not honoured (no 101) nor forwarded. */
@@ -611,6 +629,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_curl_alpn_h2),
       cmocka_unit_test(test_curl_prior_knowledge),
+      cmocka_unit_test(test_response_names),
       cmocka_unit_test(test_upgrade_h2c_ignored),
       cmocka_unit_test(test_cookies_joined),
       cmocka_unit_test(test_head_from_block),

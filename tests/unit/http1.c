@@ -89,6 +89,11 @@ static void test_refused(void **state) {
       {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400},
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", -400}, /* obs-fold */
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", -400},    /* bare CR */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX\r: a\r\n\r\n", -400},     /* bare CR in a name */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: \ra\r\n\r\n", -400},     /* bare CR before a value */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX: a \r\r\n\r\n", -400},    /* bare CR after a value */
+      {"GET / HTTP/1.1\r\nHost: h\r\nX:\r\r\n\r\n", -400},       /* bare CR as the value */
+      {"GET / HTTP/1.1\r\nHost: h\r\n\r\r\n\r\n", -400},         /* bare CR as a line */
       {"GET / HTTP/1.1\r\nHost: h\r\nX : a\r\n\r\n", -400},      /* space before colon */
       {"GET / HTTP/1.1\r\nHost: h\r\nX\x01Y: a\r\n\r\n", -400},  /* control in name */
       {"GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f\r\n\r\n", -400},   /* DEL in value */
@@ -384,6 +389,40 @@ static void test_responses(void **state) {
   assert_int_equal(resp("ICY 200 OK\r\n\r\n", 0, &m), -502);
 }
 
+/* Case-insensitive equality: letters in either case, every other byte exactly (bytes 0x20 apart that are not
+ * a letter's two cases stay unequal). */
+static void test_token_eq(void **state) {
+  (void)state;
+  struct {
+    const char *s, *lit;
+    int eq;
+  } cases[] = {{"Content-Length", "content-length", 1},
+               {"CONTENT-LENGTH", "content-length", 1},
+               {"content-length", "Content-Length", 1},
+               {"content\\length", "content|length", 0},
+               {"content\rlength", "content-length", 0},
+               {"a^b", "a~b", 0},
+               {"a~b", "a^b", 0},
+               {"a@b", "a`b", 0},
+               {"a[b", "a{b", 0},
+               {"a]b", "a}b", 0},
+               {"chunked", "chunkeD", 1},
+               {"chunked", "chunke", 0},
+               {"x", "y", 0},
+               {"", "", 1},
+               {"\x01", "!", 0}};
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    tether__slice sl = {cases[i].s, strlen(cases[i].s)};
+    assert_int_equal(tether__h1_token_eq(sl, cases[i].lit), cases[i].eq);
+  }
+  for (int a = 0; a < 256; a++) /* every pair of single bytes against the plain definition */
+    for (int b = 1; b < 256; b++) {
+      char sa = (char)a, lit[2] = {(char)b, 0};
+      int la = a >= 'A' && a <= 'Z' ? a + 32 : a, lb = b >= 'A' && b <= 'Z' ? b + 32 : b;
+      assert_int_equal(tether__h1_token_eq((tether__slice){&sa, 1}, lit), la == lb);
+    }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_simple_get),
@@ -398,6 +437,7 @@ int main(void) {
       cmocka_unit_test(test_transfer_encoding),
       cmocka_unit_test(test_targets),
       cmocka_unit_test(test_response_te),
+      cmocka_unit_test(test_token_eq),
   };
   return cmocka_run_group_tests_name("http1", tests, NULL, NULL);
 }

@@ -217,8 +217,7 @@ int tether__h2_head_msg(tether__h2_head *hd, int end_stream, const tether__h1_li
     memcpy(hd->length, d + k, digits);
     hd->length[digits] = '\0';
   }
-  memset(m, 0, offsetof(tether__h1_msg, headers)); /* all but the headers, which are set as they are counted */
-  memset(&m->nheaders, 0, sizeof(*m) - offsetof(tether__h1_msg, nheaders));
+  tether__h1_msg_clear(m);
   int rc = request_line(hd, lim, m);
   if (rc == TETHER__H2_FIELD_BAD) return rc;
   m->head_len = head_length(hd, digits, *chunked);

@@ -94,26 +94,23 @@ static int hop_name(tether__slice n) {
   }
 }
 
-/* A response head's fields as nghttp2 takes them: the names in lowercase (copied), the connection-specific
- * ones left out. */
+/* A response head's fields as nghttp2 takes them, the connection-specific ones left out. The names go as they
+ * are: nghttp2_submit_response copies each name and lowercases the copy (nghttp2_nv_array_copy), so they are
+ * not lowercased here first. */
 typedef struct resp_fields {
   nghttp2_nv nv[TETHER__H1_MAX_HEADERS + 8];
-  char names[TETHER__H1_MAX_HEADERS + 8][64];
   char status[4];
   size_t n;
 } resp_fields;
 
-/* Each worker is a thread: one of these each, not 11 KiB of stack per head. */
+/* Each worker is a thread: one of these each, not 4 KiB of stack per head. */
 static _Thread_local resp_fields resp_nv;
 
 /* One field; 0, or -1 when there are more than HEADERS can carry here. */
 static int add_field(resp_fields *f, tether__slice name, tether__slice value) {
-  if (hop_name(name) || name.n >= sizeof(f->names[0])) return 0;
+  if (hop_name(name)) return 0;
   if (f->n == TETHER__ARRAY_SIZE(f->nv)) return -1;
-  char *lower = f->names[f->n];
-  for (size_t k = 0; k < name.n; k++)
-    lower[k] = (char)(name.p[k] >= 'A' && name.p[k] <= 'Z' ? name.p[k] + 32 : name.p[k]);
-  f->nv[f->n++] = (nghttp2_nv){(uint8_t *)lower, (uint8_t *)value.p, name.n, value.n, NGHTTP2_NV_FLAG_NONE};
+  f->nv[f->n++] = (nghttp2_nv){(uint8_t *)name.p, (uint8_t *)value.p, name.n, value.n, NGHTTP2_NV_FLAG_NONE};
   return 0;
 }
 
