@@ -10,6 +10,8 @@
 
 #include <cmocka.h>
 
+#define TETHER__TLSREC_TEST
+static int tlsrec_test_kdf_budget = -1; /* derivations that succeed before one fails (-1: all succeed) */
 #include "../../src/balancer/io/tls_record.c"
 
 static char wire[1 << 17];        /* what the server sent */
@@ -201,6 +203,10 @@ static void test_key_update(void **state) {
   assert_int_equal(wire_len, 0);
   client_sends("\x18\x00\x00\x01\x01\x16", 6); /* update_requested */
   assert_int_equal(dir_update(&suites[cl->suite], &cl->tx), 0);
+  client_sends("\x18\x00\x00\x01\x01\x16", 6); /* again: still one KeyUpdate of ours, before our next record */
+  assert_int_equal(dir_update(&suites[cl->suite], &cl->tx), 0);
+  assert_int_equal(wire_len, 0);
+  assert_int_equal(io.filter->write(&io, "c", 1), 0);
   char m[MAX_PLAIN];
   size_t len = 0;
   assert_int_equal(server_record(m, &len), TYPE_HANDSHAKE);
@@ -208,10 +214,12 @@ static void test_key_update(void **state) {
   assert_memory_equal(m, "\x18\x00\x00\x01\x00", 5);
   assert_int_equal(dir_update(&suites[cl->suite], &cl->rx), 0);
   client_sends("\x01\x5a\x15", 3); /* user_canceled */
-  client_sends("b\x17", 2);
-  assert_int_equal(io.filter->write(&io, "c", 1), 0);
   assert_int_equal(server_record(m, &len), TYPE_DATA);
   assert_memory_equal(m, "c", 1);
+  client_sends("b\x17", 2);
+  assert_int_equal(io.filter->write(&io, "d", 1), 0); /* no second KeyUpdate */
+  assert_int_equal(server_record(m, &len), TYPE_DATA);
+  assert_memory_equal(m, "d", 1);
   assert_int_equal(heard_len, 2);
   assert_memory_equal(heard, "ab", 2);
   assert_int_equal(ended, 0);
@@ -299,6 +307,103 @@ static void test_alerts(void **state) {
   }
 }
 
+/* A key update that fails half way (the new secret derived, its key not) leaves nothing sealed after it: the old
+ * key from sequence 0 would reuse its nonces. */
+static void test_failed_update_seals_nothing(void **state) {
+  (void)state;
+  for (int budget = 0; budget < 3; budget++) {
+    start(0x1301);
+    ((rec *)io.filter_state)->tx.seq = TX_RECORDS_PER_KEY;
+    tlsrec_test_kdf_budget = budget; /* fails at "traffic upd", "key" or "iv" */
+    assert_true(io.filter->write(&io, "x", 1) < 0);
+    tlsrec_test_kdf_budget = -1;
+    size_t sent = wire_len;
+    assert_int_equal(io.filter->write(&io, "y", 1), UV_EPIPE);
+    io.filter->free(&io); /* no close_notify either */
+    io.closing = 1;
+    assert_int_equal(wire_len, sent);
+    stop();
+  }
+  /* the same on the client's update_requested */
+  start(0x1301);
+  client_sends("\x18\x00\x00\x01\x01\x16", 6);
+  tlsrec_test_kdf_budget = 1;
+  assert_true(io.filter->write(&io, "x", 1) < 0);
+  tlsrec_test_kdf_budget = -1;
+  size_t sent = wire_len;
+  assert_int_equal(io.filter->write(&io, "y", 1), UV_EPIPE);
+  assert_int_equal(wire_len, sent);
+  stop();
+}
+
+/* Records with no data in a row (KeyUpdate, empty records, user_canceled) end the connection past MAX_IDLE; data
+ * between them starts the count again. */
+static void test_idle_records_limited(void **state) {
+  (void)state;
+  const char *idle_rec[] = {"\x18\x00\x00\x01\x00\x16", "\x17", "\x01\x5a\x15"};
+  const size_t idle_len[] = {6, 1, 3};
+  for (int k = 0; k < 3; k++) {
+    start(0x1301);
+    for (int round = 0; round < 2; round++) {
+      for (int i = 0; i < MAX_IDLE; i++) {
+        client_sends(idle_rec[k], idle_len[k]);
+        if (k == 0) assert_int_equal(dir_update(&suites[cl->suite], &cl->tx), 0);
+      }
+      assert_int_equal(ended, 0);
+      if (round == 0) client_sends("d\x17", 2);
+    }
+    client_sends(idle_rec[k], idle_len[k]);
+    expect_alert(ALERT_UNEXPECTED);
+    assert_int_equal(heard_len, 1);
+    stop();
+  }
+}
+
+/* Inner plaintext past 2^14 + 1 is refused from the header (before opening); an alert not 2 bytes long is a
+ * decode_error; the end inside a record is no clean end. */
+static void test_limits_and_truncation(void **state) {
+  (void)state;
+  char out[HEADER + 64];
+  start(0x1301);
+  unsigned char h[HEADER] = {TYPE_DATA, 3, 3, (MAX_INNER + 1) >> 8, (MAX_INNER + 1) & 0xff};
+  feed_reads((const char *)h, HEADER, HEADER);
+  expect_alert(ALERT_OVERFLOW);
+  stop();
+  start(0x1301);
+  client_sends("\x01\x00\x00\x15", 4); /* close_notify with a byte more */
+  expect_alert(ALERT_DECODE);
+  stop();
+  start(0x1301);
+  size_t n = client_record("cut\x17", 4, out);
+  feed_reads(out, n - 3, n);
+  io.filter->read(&io, UV_EOF, NULL);
+  assert_int_equal(ended, UV_EPROTO);
+  assert_int_equal(heard_len, 0);
+  stop();
+}
+
+/* The owner may close from on_read while the plaintext it gets is in the held buffer (a cut record). */
+static void on_read_closes(tether__io *o, ssize_t nread, const char *data) {
+  on_read(o, nread, data);
+  if (nread > 0 && !o->closing) {
+    o->closing = 1;
+    o->filter->free(o);
+  }
+}
+
+static void test_close_in_held_record(void **state) {
+  (void)state;
+  char out[2 * (HEADER + 64)];
+  start(0x1303);
+  io.on_read = on_read_closes;
+  size_t n = client_record("one\x17", 4, out);
+  n += client_record("two\x17", 4, out + n);
+  feed_reads(out, n, 7); /* the first record is opened in the held buffer */
+  assert_int_equal(heard_len, 3);
+  assert_memory_equal(heard, "one", 3);
+  stop();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_data_each_way_and_close_notify),
@@ -306,6 +411,10 @@ int main(void) {
       cmocka_unit_test(test_key_update),
       cmocka_unit_test(test_own_key_update),
       cmocka_unit_test(test_alerts),
+      cmocka_unit_test(test_failed_update_seals_nothing),
+      cmocka_unit_test(test_idle_records_limited),
+      cmocka_unit_test(test_limits_and_truncation),
+      cmocka_unit_test(test_close_in_held_record),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,8 @@
 #define TAG 16
 #define MAX_PLAIN 16384                        /* 2^14 (section 5.1) */
 #define MAX_CIPHER (MAX_PLAIN + 256)           /* section 5.2 */
+#define MAX_INNER (MAX_PLAIN + 1 + TAG)        /* a record's most: 2^14 + 1 of inner plaintext (section 5.4) */
+#define MAX_IDLE 32 /* records in a row with no data (KeyUpdate, empty, user_canceled) before the end */
 #define TX_RECORDS_PER_KEY ((uint64_t)1 << 24) /* AES-GCM's safe count (section 5.5): then our own KeyUpdate */
 #define TYPE_ALERT 21
 #define TYPE_HANDSHAKE 22
@@ -63,6 +65,8 @@ typedef struct rec {
   unsigned char rx_done; /* the end, a close_notify or an error was reported: nothing more is read */
   unsigned char tx_done; /* close_notify or a fatal alert sent: nothing more is written */
   unsigned char feeding; /* in feed(): a drain from the owner's callback waits for it */
+  unsigned char tx_update; /* the client asked for a KeyUpdate: ours goes before the next record we seal */
+  unsigned char idle;      /* records in a row with no data */
   char *pend;            /* bytes read and not yet opened (a cut record, or records while paused); NULL: none */
   size_t pend_len, pend_cap;
   char name[]; /* SNI's name ("" without) */
@@ -200,6 +204,10 @@ static int expand_label(const suite *s, const unsigned char *secret, const char 
                     OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)s->digest, 0),
                     OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, s->hash_len),
                     OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, 10 + ll), OSSL_PARAM_construct_end()};
+#ifdef TETHER__TLSREC_TEST
+  if (tlsrec_test_kdf_budget == 0) return -1; /* the unit test's failing derivation */
+  if (tlsrec_test_kdf_budget > 0) tlsrec_test_kdf_budget--;
+#endif
   EVP_KDF_CTX *kc = hkdf ? EVP_KDF_CTX_new(hkdf) : NULL;
   int ok = kc != NULL && EVP_KDF_derive(kc, out, len, p) == 1;
   EVP_KDF_CTX_free(kc);
@@ -207,22 +215,32 @@ static int expand_label(const suite *s, const unsigned char *secret, const char 
   return ok ? 0 : -1;
 }
 
-/* k's key and iv from its secret; its records count from 0. */
-static int dir_keys(const suite *s, dir *k) {
-  forget(k);
-  k->seq = 0;
-  k->key_id = atomic_fetch_add(&next_key_id, 1);
-  if (expand_label(s, k->secret, "key", k->key, s->key_len) < 0) return -1;
-  return expand_label(s, k->secret, "iv", k->iv, sizeof(k->iv));
+/* k takes secret, and the key and iv from it; its records count from 0. All or nothing: on failure k is as it
+ * was (a half-changed k would seal with the old key from sequence 0, reusing its nonces). */
+static int dir_set(const suite *s, dir *k, const unsigned char *secret) {
+  unsigned char key[32], iv[12];
+  int ok = expand_label(s, secret, "key", key, s->key_len) == 0 && expand_label(s, secret, "iv", iv, sizeof(iv)) == 0;
+  if (ok) {
+    forget(k);
+    memmove(k->secret, secret, s->hash_len);
+    memcpy(k->key, key, s->key_len);
+    memcpy(k->iv, iv, sizeof(iv));
+    k->seq = 0;
+    k->key_id = atomic_fetch_add(&next_key_id, 1);
+  }
+  OPENSSL_cleanse(key, sizeof(key));
+  OPENSSL_cleanse(iv, sizeof(iv));
+  return ok ? 0 : -1;
 }
+
+static int dir_keys(const suite *s, dir *k) { return dir_set(s, k, k->secret); }
 
 /* KeyUpdate: application_traffic_secret_N+1 (section 7.2). */
 static int dir_update(const suite *s, dir *k) {
   unsigned char next[TETHER__TLSREC_SECRET_MAX];
-  if (expand_label(s, k->secret, "traffic upd", next, s->hash_len) < 0) return -1;
-  memcpy(k->secret, next, s->hash_len);
+  int rc = expand_label(s, k->secret, "traffic upd", next, s->hash_len) < 0 ? -1 : dir_set(s, k, next);
   OPENSSL_cleanse(next, sizeof(next));
-  return dir_keys(s, k);
+  return rc;
 }
 
 /* The per-record nonce: the iv XOR the sequence number (section 5.3). */
@@ -267,9 +285,10 @@ static size_t sealed_size(size_t n) {
 static long seal_all(rec *r, int type, const char *data, size_t n, char *out) {
   static const char update[] = {KEY_UPDATE, 0, 0, 1, 0}; /* update_not_requested */
   long w = 0;
-  if (r->tx.seq >= TX_RECORDS_PER_KEY) {
+  if (r->tx.seq >= TX_RECORDS_PER_KEY || r->tx_update) {
     long k = seal(r, TYPE_HANDSHAKE, update, sizeof(update), out);
     if (k < 0 || dir_update(&suites[r->suite], &r->tx) < 0) return -1;
+    r->tx_update = 0;
     w += k;
   }
   size_t done = 0;
@@ -283,11 +302,21 @@ static long seal_all(rec *r, int type, const char *data, size_t n, char *out) {
   return w;
 }
 
-/* Seals and writes, in one write. 0, or a negative code. */
+/* Sending failed: nothing more is sealed, and the send keys go (a failed seal or update may leave the sequence
+ * or the key where a nonce would come again). */
+static void tx_fail(rec *r) {
+  r->tx_done = 1;
+  forget(&r->tx);
+  OPENSSL_cleanse(&r->tx, sizeof(r->tx));
+}
+
+/* Seals and writes, in one write. 0, or a negative code (then nothing more is sent). */
 static int send_records(tether__io *io, rec *r, int type, const char *data, size_t n) {
   char *out = scratch(sealed_size(n));
   long w = seal_all(r, type, data, n, out);
+  if (w < 0) tx_fail(r);
   int rc = w < 0 ? UV_EPROTO : tether__io_write_raw(io, out, (size_t)w);
+  if (rc < 0) tx_fail(r);
   scratch_trim();
   return rc;
 }
@@ -347,18 +376,23 @@ static int key_update(tether__io *io, rec *r, const unsigned char *m, size_t n) 
     end_with(io, r, ALERT_ILLEGAL_PARAMETER);
     return -1;
   }
+  if (++r->idle > MAX_IDLE) { /* KeyUpdates in a row cost a derivation each */
+    end_with(io, r, ALERT_UNEXPECTED);
+    return -1;
+  }
   if (dir_update(s, &r->rx) < 0) {
     end_with(io, r, 80); /* internal_error */
     return -1;
   }
-  if (m[4] == 1 && !r->tx_done) { /* update_requested: ours under the old key, then the new one */
-    static const char update[] = {KEY_UPDATE, 0, 0, 1, 0};
-    if (send_records(io, r, TYPE_HANDSHAKE, update, sizeof(update)) < 0 || dir_update(s, &r->tx) < 0) {
-      end_with(io, r, 80);
-      return -1;
-    }
-  }
+  if (m[4] == 1) r->tx_update = 1; /* update_requested: ours goes before our next record (seal_all) */
   return 0;
+}
+
+/* A record with no data (empty, user_canceled): 0, or -1 past MAX_IDLE in a row (the connection failed). */
+static int idle(tether__io *io, rec *r) {
+  if (++r->idle <= MAX_IDLE) return 0;
+  end_with(io, r, ALERT_UNEXPECTED);
+  return -1;
 }
 
 /* One whole record at h, n bytes after its header. 0 to go on, -1 to stop (io may be closed and r freed). */
@@ -376,14 +410,20 @@ static int record(tether__io *io, rec *r, unsigned char *h, size_t n) {
   }
   switch (type) {
   case TYPE_DATA:
-    if (len > 0) io->on_read(io, (ssize_t)len, (char *)p);
+    if (len == 0) return idle(io, r);
+    r->idle = 0;
+    io->on_read(io, (ssize_t)len, (char *)p);
     return io->closing || r->rx_done ? -1 : 0;
   case TYPE_HANDSHAKE:
     return key_update(io, r, p, len);
   case TYPE_ALERT: /* in TLS 1.3 every alert ends the connection but user_canceled (section 6.1) */
-    if (len == 2 && p[1] == ALERT_USER_CANCELED) return 0;
+    if (len != 2) {
+      end_with(io, r, ALERT_DECODE);
+      return -1;
+    }
+    if (p[1] == ALERT_USER_CANCELED) return idle(io, r);
     r->rx_done = 1;
-    if (len == 2 && p[1] == ALERT_CLOSE_NOTIFY)
+    if (p[1] == ALERT_CLOSE_NOTIFY)
       io->on_read(io, UV_EOF, NULL);
     else
       io->on_read(io, UV_EPROTO, NULL); /* the client's fatal alert (or a malformed one) */
@@ -406,7 +446,7 @@ static long feed(tether__io *io, rec *r, char *buf, size_t len) {
       end_with(io, r, ALERT_UNEXPECTED);
       return -1;
     }
-    if (n > MAX_CIPHER) {
+    if (n > MAX_INNER) { /* sections 5.2 and 5.4, before opening it */
       end_with(io, r, ALERT_OVERFLOW);
       return -1;
     }
@@ -419,7 +459,7 @@ static long feed(tether__io *io, rec *r, char *buf, size_t len) {
 }
 
 static void pend_drop(rec *r) {
-  free(r->pend);
+  OPENSSL_clear_free(r->pend, r->pend_cap);
   r->pend = NULL;
   r->pend_len = r->pend_cap = 0;
 }
@@ -434,18 +474,29 @@ static void pend_add(rec *r, const char *data, size_t n) {
   r->pend_len += n;
 }
 
-/* The held bytes, opened as far as they go. */
+/* The held bytes, opened as far as they go. The buffer is ours while they are fed (the owner's on_read may see
+ * plaintext in it and close, freeing r): it goes back to r after, before anything held meanwhile. */
 static void pend_feed(tether__io *io, rec *r) {
-  long used = feed(io, r, r->pend, r->pend_len);
-  if (used < 0) {
-    if (!io->closing) pend_drop(r);
+  char *b = r->pend;
+  size_t len = r->pend_len, cap = r->pend_cap;
+  r->pend = NULL;
+  r->pend_len = r->pend_cap = 0;
+  long used = feed(io, r, b, len);
+  if (used < 0 || io->closing) { /* r may be freed */
+    OPENSSL_clear_free(b, cap);
     return;
   }
-  r->pend_len -= (size_t)used;
-  if (r->pend_len == 0)
-    pend_drop(r);
-  else
-    memmove(r->pend, r->pend + used, r->pend_len);
+  char *newer = r->pend;
+  size_t newer_len = r->pend_len, newer_cap = r->pend_cap;
+  memmove(b, b + used, len - (size_t)used);
+  r->pend = b;
+  r->pend_len = len - (size_t)used;
+  r->pend_cap = cap;
+  if (newer != NULL) {
+    pend_add(r, newer, newer_len);
+    OPENSSL_clear_free(newer, newer_cap);
+  }
+  if (r->pend_len == 0) pend_drop(r);
 }
 
 static void rec_read(tether__io *io, ssize_t nread, char *data) {
@@ -453,6 +504,7 @@ static void rec_read(tether__io *io, ssize_t nread, char *data) {
   if (r->rx_done) return;
   if (nread < 0) {
     r->rx_done = 1;
+    if (nread == UV_EOF && r->pend != NULL) nread = UV_EPROTO; /* the end in a record */
     io->on_read(io, nread, NULL); /* the end without close_notify: a truncation, the owner decides */
     return;
   }
@@ -486,7 +538,7 @@ static int rec_shutdown(tether__io *io, uv_shutdown_t *req) {
 static void rec_free(tether__io *io) {
   rec *r = io->filter_state;
   send_alert(io, r, 1, ALERT_CLOSE_NOTIFY); /* so that the peer sees an end and not a truncation */
-  free(r->pend);
+  OPENSSL_clear_free(r->pend, r->pend_cap);
   forget(&r->rx);
   forget(&r->tx);
   OPENSSL_cleanse(r, sizeof(*r));
