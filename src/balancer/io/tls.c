@@ -255,6 +255,15 @@ static void on_message(int write_p, int version, int type, const void *buf, size
   }
 }
 
+/* The connection stays on OpenSSL: the secrets kept for the hand-over go, and no more are kept. */
+static void handover_declined(tls_state *t) {
+  OPENSSL_cleanse(t->rx_secret, sizeof(t->rx_secret));
+  OPENSSL_cleanse(t->tx_secret, sizeof(t->tx_secret));
+  t->secret_len = t->secrets = 0;
+  t->sni.secret = NULL;
+  SSL_set_msg_callback(t->ssl, NULL);
+}
+
 /* A TLS 1.3 server connection whose handshake is done goes on over the record layer with the traffic secrets,
  * and its SSL is freed. 1 when it did (t is freed: io's filter is the record layer's), 0 when it stays here (TLS
  * 1.2, a suite the record layer lacks, or anything unexpected). */
@@ -262,11 +271,14 @@ static int handover(tether__io *io, tls_state *t) {
   const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
   tether__tlsrec_keys k = {.suite = c ? SSL_CIPHER_get_protocol_id(c) : 0};
   if (!SSL_is_server(t->ssl) || SSL_version(t->ssl) != TLS1_3_VERSION || t->secrets != 3 || !t->tx_fin || !t->rx_fin ||
-      t->rx_records != 0 || SSL_pending(t->ssl) > 0 || !tether__tlsrec_supported(k.suite))
+      t->rx_records != 0 || SSL_pending(t->ssl) > 0 || SSL_has_pending(t->ssl) || !tether__tlsrec_supported(k.suite)) {
+    handover_declined(t);
     return 0;
+  }
   k.secret_len = t->secret_len;
   memcpy(k.rx_secret, t->rx_secret, sizeof(k.rx_secret));
   memcpy(k.tx_secret, t->tx_secret, sizeof(k.tx_secret));
+  k.rx_seq = t->rx_records;
   k.tx_seq = t->tx_records;
   k.servername = SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
   k.alpn_h2 = tether__tls_alpn_h2(io);
@@ -275,7 +287,10 @@ static int handover(tether__io *io, tls_state *t) {
   long n = BIO_get_mem_data(t->rbio, &rest);
   int rc = tether__tlsrec_attach(io, &k, rest, n > 0 ? (size_t)n : 0);
   OPENSSL_cleanse(&k, sizeof(k));
-  if (rc < 0) return 0;
+  if (rc < 0) {
+    handover_declined(t);
+    return 0;
+  }
   tether__log(TETHER_LOG_DEBUG, "tls: %s on the record layer, %u ticket records", SSL_CIPHER_get_name(c),
               t->tx_records);
   (void)BIO_reset(t->rbio);
