@@ -359,20 +359,29 @@ static void test_idle_records_limited(void **state) {
   }
 }
 
-/* Inner plaintext past 2^14 + 1 is refused from the header (before opening); an alert not 2 bytes long is a
- * decode_error; the end inside a record is no clean end. */
-static void test_limits_and_truncation(void **state) {
+/* Inner plaintext past 2^14 + 1 is refused from the header, before the record is read and opened. */
+static void test_inner_plaintext_limit(void **state) {
   (void)state;
-  char out[HEADER + 64];
   start(0x1301);
   unsigned char h[HEADER] = {TYPE_DATA, 3, 3, (MAX_INNER + 1) >> 8, (MAX_INNER + 1) & 0xff};
   feed_reads((const char *)h, HEADER, HEADER);
   expect_alert(ALERT_OVERFLOW);
   stop();
+}
+
+/* An alert record not 2 bytes long is a decode_error. */
+static void test_alert_length(void **state) {
+  (void)state;
   start(0x1301);
   client_sends("\x01\x00\x00\x15", 4); /* close_notify with a byte more */
   expect_alert(ALERT_DECODE);
   stop();
+}
+
+/* The end inside a record is no clean end. */
+static void test_end_in_record(void **state) {
+  (void)state;
+  char out[HEADER + 64];
   start(0x1301);
   size_t n = client_record("cut\x17", 4, out);
   feed_reads(out, n - 3, n);
@@ -413,7 +422,9 @@ int main(void) {
       cmocka_unit_test(test_alerts),
       cmocka_unit_test(test_failed_update_seals_nothing),
       cmocka_unit_test(test_idle_records_limited),
-      cmocka_unit_test(test_limits_and_truncation),
+      cmocka_unit_test(test_inner_plaintext_limit),
+      cmocka_unit_test(test_alert_length),
+      cmocka_unit_test(test_end_in_record),
       cmocka_unit_test(test_close_in_held_record),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,9 +19,9 @@
 
 #define HEADER 5
 #define TAG 16
-#define MAX_PLAIN 16384                        /* 2^14 (section 5.1) */
-#define MAX_CIPHER (MAX_PLAIN + 256)           /* section 5.2 */
-#define MAX_INNER (MAX_PLAIN + 1 + TAG)        /* a record's most: 2^14 + 1 of inner plaintext (section 5.4) */
+#define MAX_PLAIN 16384                 /* 2^14 (section 5.1) */
+#define MAX_CIPHER (MAX_PLAIN + 256)    /* section 5.2 */
+#define MAX_INNER (MAX_PLAIN + 1 + TAG) /* a record's most: 2^14 + 1 of inner plaintext (section 5.4) */
 #define MAX_IDLE 32 /* records in a row with no data (KeyUpdate, empty, user_canceled) before the end */
 #define TX_RECORDS_PER_KEY ((uint64_t)1 << 24) /* AES-GCM's safe count (section 5.5): then our own KeyUpdate */
 #define TYPE_ALERT 21
@@ -62,12 +62,12 @@ typedef struct rec {
   dir rx, tx;
   unsigned char suite; /* index in suites[] */
   unsigned char alpn_h2;
-  unsigned char rx_done; /* the end, a close_notify or an error was reported: nothing more is read */
-  unsigned char tx_done; /* close_notify or a fatal alert sent: nothing more is written */
-  unsigned char feeding; /* in feed(): a drain from the owner's callback waits for it */
+  unsigned char rx_done;   /* the end, a close_notify or an error was reported: nothing more is read */
+  unsigned char tx_done;   /* close_notify or a fatal alert sent: nothing more is written */
+  unsigned char feeding;   /* in feed(): a drain from the owner's callback waits for it */
   unsigned char tx_update; /* the client asked for a KeyUpdate: ours goes before the next record we seal */
   unsigned char idle;      /* records in a row with no data */
-  char *pend;            /* bytes read and not yet opened (a cut record, or records while paused); NULL: none */
+  char *pend;              /* bytes read and not yet opened (a cut record, or records while paused); NULL: none */
   size_t pend_len, pend_cap;
   char name[]; /* SNI's name ("" without) */
 } rec;
