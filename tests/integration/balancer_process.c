@@ -62,7 +62,9 @@ static void test_pid_file_and_usr1(void **state) {
                        "pid %s;\naccess_log %s;\nupstream app { server %s; }\nlocation / { proxy_pass http://app; }\n",
                        pid, log, b1.addr);
   assert_int_equal(tb_tether_run(&T), 0);
-  FILE *f = fopen(pid, "r");
+  /* the pid file follows the ports' opening by a moment (become_server: once the ports are bound) */
+  FILE *f = NULL;
+  for (int waited = 0; waited < 10000 && (f = fopen(pid, "r")) == NULL; waited += 20) usleep(20 * 1000);
   assert_non_null(f);
   int written = 0;
   assert_int_equal(fscanf(f, "%d", &written), 1);
