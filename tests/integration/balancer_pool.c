@@ -151,8 +151,8 @@ static void test_surplus_shrinks(void **state) {
 }
 
 /* A server that closes connections idle for 150 ms: requests sent before, at and after that moment, on
- * connections it may be closing as the request arrives. GETs go again on a new connection; a POST goes on a
- * connection the balancer knows is open. No client sees an error. */
+ * connections it may be closing as the request arrives. GETs go again on a new connection; a POST (sent at
+ * waits clear of the edge) goes on a connection the balancer knows is open. No client sees an error. */
 static void test_server_closes_idle(void **state) {
   (void)state;
   start(150, 0, "");
@@ -161,8 +161,12 @@ static void test_server_closes_idle(void **state) {
   for (int i = 0; i < 3 * nwaits; i++) {
     tt_sleep_ms(waits[i % nwaits]);
     tb_resp r;
-    long st =
-        i % 4 == 3 ? tb_request(NULL, "POST", T.port, "/echo", "body", 4, NULL, &r) : tb_get(NULL, T.port, "/conn", &r);
+    /* POSTs only away from the 150 ms edge: a POST sent as the server closes (its FIN still in flight) cannot
+     * be known to fail safely and is not sent again, by Tether as by nginx; under a sanitizer's slowness a
+     * 145 ms wait reached the server after its close */
+    int edge = waits[i % nwaits] >= 140 && waits[i % nwaits] < 160;
+    long st = i % 4 == 3 && !edge ? tb_request(NULL, "POST", T.port, "/echo", "body", 4, NULL, &r)
+                                  : tb_get(NULL, T.port, "/conn", &r);
     if (st != 200) fail_msg("request %d after %d ms idle: %ld", i, waits[i % nwaits], st);
     tb_resp_free(&r);
   }
