@@ -17,23 +17,7 @@
 #include <string.h>
 
 #include "../../src/balancer/io/tls_record.c"
-
-static size_t raw_written, raw_shutdowns; /* what reached the socket */
-
-/* The layer below the filter: the bytes are counted, never sent. */
-int tether__io_write_raw(tether__io *io, const char *data, size_t len) {
-  (void)io;
-  if (len > 0 && data == NULL) abort();
-  raw_written += len;
-  return 0;
-}
-
-int tether__io_shutdown_raw(tether__io *io, uv_shutdown_t *req) {
-  (void)io;
-  (void)req;
-  raw_shutdowns++;
-  return 0;
-}
+#include "raw_io.h"
 
 typedef struct owner {
   int ended;
